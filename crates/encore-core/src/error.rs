@@ -1,0 +1,84 @@
+//! The stable error codes shared by every crate, the CLI and (later) the HTTP API.
+//!
+//! Each library crate has its own `thiserror` enum and a `code()` that maps every variant to one of
+//! these. The CLI maps codes to exit statuses and the server maps them to HTTP statuses, each in one
+//! exhaustive `match`, so a new code forces a decision everywhere.
+
+use std::fmt;
+
+/// A stable, machine-readable error class. The string form (`invalid_argument`, ...) is part of the
+/// public API: it appears in JSON error bodies and must never change for an existing variant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    /// The caller sent something malformed or out of range (bad flag, bad config value, bad row).
+    InvalidArgument,
+    /// A named thing (file, model, experiment) does not exist.
+    NotFound,
+    /// The request conflicts with current state (already exists, version mismatch).
+    Conflict,
+    /// The system is not in a state that allows the operation (data directory locked, wrong format
+    /// version, missing prerequisite).
+    FailedPrecondition,
+    /// A bounded resource is full (queue, quota); retrying later may succeed.
+    ResourceExhausted,
+    /// A dependency (disk, database, network peer) failed; retrying may succeed.
+    Unavailable,
+    /// A bug or an invariant violation inside encore.
+    Internal,
+}
+
+impl ErrorCode {
+    /// Every code, for exhaustive tests and documentation tables.
+    pub const ALL: [ErrorCode; 7] = [
+        ErrorCode::InvalidArgument,
+        ErrorCode::NotFound,
+        ErrorCode::Conflict,
+        ErrorCode::FailedPrecondition,
+        ErrorCode::ResourceExhausted,
+        ErrorCode::Unavailable,
+        ErrorCode::Internal,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidArgument => "invalid_argument",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::Conflict => "conflict",
+            ErrorCode::FailedPrecondition => "failed_precondition",
+            ErrorCode::ResourceExhausted => "resource_exhausted",
+            ErrorCode::Unavailable => "unavailable",
+            ErrorCode::Internal => "internal",
+        }
+    }
+
+    /// True when the caller can fix the problem (as opposed to encore or its environment).
+    pub fn is_user_error(self) -> bool {
+        match self {
+            ErrorCode::InvalidArgument
+            | ErrorCode::NotFound
+            | ErrorCode::Conflict
+            | ErrorCode::FailedPrecondition => true,
+            ErrorCode::ResourceExhausted | ErrorCode::Unavailable | ErrorCode::Internal => false,
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_have_distinct_snake_case_names() {
+        let mut names: Vec<_> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+        assert!(names.iter().all(|n| n.chars().all(|c| c.is_ascii_lowercase() || c == '_')));
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), ErrorCode::ALL.len());
+    }
+}
