@@ -1,1 +1,168 @@
-//! wip
+//! Typed, layered configuration.
+//!
+//! Layers, lowest first: built-in defaults < `encore.toml` < environment `ENCORE__SECTION__KEY` <
+//! command-line flags. Every leaf value remembers which layer set it, so `encore config show` can
+//! say where a value came from, and every error names the key, the file and line (or the variable
+//! or flag) and what is allowed.
+//!
+//! ```
+//! use encore_config::{Layers, Source};
+//! let layers = Layers {
+//!     file: Some(("encore.toml".into(), "[server]\nbind = \"127.0.0.1:9000\"\n".into())),
+//!     env: vec![("ENCORE__LOG__LEVEL".into(), "debug".into())],
+//!     flags: vec![],
+//! };
+//! let loaded = layers.load().unwrap();
+//! assert_eq!(loaded.config.server.bind.port(), 9000);
+//! assert_eq!(loaded.source("log.level"), Some(&Source::Env { var: "ENCORE__LOG__LEVEL".into() }));
+//! ```
+
+mod error;
+mod layers;
+mod template;
+
+pub use error::ConfigError;
+pub use layers::{Flag, Layers, Loaded, Source};
+pub use template::default_file_text;
+
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// The name of the config file looked up in the working directory when `--config` is not given.
+pub const DEFAULT_FILE: &str = "encore.toml";
+
+/// Prefix of environment overrides: `ENCORE__SERVER__BIND=0.0.0.0:7878`.
+pub const ENV_PREFIX: &str = "ENCORE__";
+
+/// The whole effective configuration.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub data: DataConfig,
+    pub log: LogConfig,
+    pub server: ServerConfig,
+    pub demo: DemoConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataConfig {
+    /// The data directory: event log, metadata, models. Locked against a second process.
+    pub dir: PathBuf,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        Self { dir: PathBuf::from("./encore-data") }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+impl LogLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Error => "error",
+            LogLevel::Warn => "warn",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
+            LogLevel::Trace => "trace",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl LogFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub level: LogLevel,
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self { level: LogLevel::Info, format: LogFormat::Text }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address the HTTP server listens on.
+    pub bind: SocketAddr,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self { bind: SocketAddr::from(([127, 0, 0, 1], 7878)) }
+    }
+}
+
+/// Size of the world `encore demo` simulates.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DemoConfig {
+    pub users: u32,
+    pub days: u32,
+    pub seed: u64,
+}
+
+impl Default for DemoConfig {
+    fn default() -> Self {
+        Self { users: 2_000, days: 30, seed: 42 }
+    }
+}
+
+/// A semantic rule broken by an otherwise well-typed value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Violation {
+    pub key: &'static str,
+    pub message: String,
+}
+
+impl Config {
+    /// Rules serde cannot express. Each violation names its dotted key.
+    pub fn validate(&self) -> Vec<Violation> {
+        let mut out = Vec::new();
+        if self.data.dir.as_os_str().is_empty() {
+            out.push(Violation { key: "data.dir", message: "must not be empty".into() });
+        }
+        if !(1..=10_000_000).contains(&self.demo.users) {
+            out.push(Violation {
+                key: "demo.users",
+                message: format!("{} is out of range, expected 1..=10000000", self.demo.users),
+            });
+        }
+        if !(1..=3_650).contains(&self.demo.days) {
+            out.push(Violation {
+                key: "demo.days",
+                message: format!("{} is out of range, expected 1..=3650", self.demo.days),
+            });
+        }
+        out
+    }
+}

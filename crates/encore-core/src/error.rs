@@ -69,6 +69,16 @@ impl fmt::Display for ErrorCode {
     }
 }
 
+/// Implemented by every crate's error enum: the stable code and, for user errors, a hint that says
+/// what to do. The CLI prints `error: <message> (<hint>)`; the server puts both in the JSON body.
+pub trait Coded: std::error::Error {
+    fn code(&self) -> ErrorCode;
+
+    fn hint(&self) -> Option<String> {
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

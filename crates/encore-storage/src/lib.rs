@@ -1,1 +1,16 @@
-//! wip
+//! Storage roles and their embedded backends. For now: the data directory itself, which every
+//! embedded backend lives in.
+//!
+//! ```
+//! let tmp = tempfile::tempdir().unwrap();
+//! let dir = encore_storage::DataDir::open(tmp.path().join("data")).unwrap();
+//! assert!(dir.path().join("FORMAT").is_file());
+//! // a second handle on the same directory fails while the first is alive
+//! assert!(encore_storage::DataDir::open(dir.path()).is_err());
+//! ```
+
+mod data_dir;
+mod error;
+
+pub use data_dir::{DataDir, FORMAT_VERSION, FormatInfo};
+pub use error::StorageError;

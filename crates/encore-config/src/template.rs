@@ -1,0 +1,49 @@
+//! The commented default file written by `encore config init`.
+
+/// A complete `encore.toml` with every key at its default and a comment saying what it does and
+/// what it accepts. A test keeps it equal to [`crate::Config::default`].
+pub fn default_file_text() -> &'static str {
+    r#"# encore configuration.
+# Precedence, lowest first: built-in defaults < this file < environment variables
+# ENCORE__SECTION__KEY (e.g. ENCORE__SERVER__BIND=0.0.0.0:7878) < command-line flags.
+# `encore config show` prints the effective value of every key and where it came from.
+
+[data]
+# Directory for the event log, metadata and models. Created on first use and locked so that only
+# one encore process uses it at a time. Flag: --data-dir.
+dir = "./encore-data"
+
+[log]
+# One of: error, warn, info, debug, trace. Flag: --log-level. `debug` also prints error chains.
+level = "info"
+# One of: text, json (one JSON object per line, for log shippers). Flag: --log-format.
+format = "text"
+
+[server]
+# Address the HTTP API listens on (host:port).
+bind = "127.0.0.1:7878"
+
+[demo]
+# Size of the simulated world `encore demo` creates: listeners, days of history, and the seed
+# (the same seed always gives the same world).
+users = 2000
+days = 30
+seed = 42
+"#
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Config, Layers, Source};
+
+    #[test]
+    fn template_equals_defaults_and_sets_every_key() {
+        let layers =
+            Layers { file: Some(("t.toml".into(), super::default_file_text().into())), ..Layers::default() };
+        let loaded = layers.load().unwrap();
+        assert_eq!(loaded.config, Config::default());
+        for (key, _, source) in loaded.entries() {
+            assert!(matches!(source, Source::File { .. }), "template misses `{key}`");
+        }
+    }
+}
