@@ -1,0 +1,265 @@
+//! The world: catalog + listeners + the clock, advanced one day at a time.
+
+use crate::catalog::Catalog;
+use crate::listen::{
+    ContextRef, DayInput, Interaction, Play, Target, context_bias, playback_outcome, simulate_day,
+};
+use crate::rng::{Rng, uuid_string};
+use crate::users::{UserProfile, UserState, affinity, generate_users};
+use crate::vocab::GENRES;
+use encore_core::event::{
+    ContextType, InteractionEvent, ItemType, PlaybackEvent, SCHEMA_VERSION,
+};
+use encore_core::time::{Date, MS_PER_DAY};
+use rayon::prelude::*;
+
+/// What to simulate. The same config always gives the same world, byte for byte.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimConfig {
+    pub users: usize,
+    pub days: u32,
+    pub seed: u64,
+    /// catalog size; `None` scales with the number of users (5 per user, 1k..1M)
+    pub tracks: Option<usize>,
+    /// first simulated day (UTC)
+    pub start: Date,
+}
+
+impl SimConfig {
+    pub fn new(users: usize, days: u32, seed: u64) -> SimConfig {
+        SimConfig { users, days, seed, tracks: None, start: Date { year: 2026, month: 1, day: 5 } }
+    }
+
+    pub fn n_tracks(&self) -> usize {
+        self.tracks.unwrap_or((self.users * 5).clamp(1_000, 1_000_000))
+    }
+}
+
+/// One simulated day: plays and interactions, each sorted by time.
+#[derive(Debug, Clone, Default)]
+pub struct DayLog {
+    pub day: u32,
+    pub plays: Vec<Play>,
+    pub interactions: Vec<Interaction>,
+}
+
+#[derive(Debug)]
+pub struct World {
+    pub config: SimConfig,
+    pub catalog: Catalog,
+    pub profiles: Vec<UserProfile>,
+    pub states: Vec<UserState>,
+    genre_share: Vec<f64>,
+    next_day: u32,
+}
+
+/// Position bias of a served slate: probability that position `p` (0-based) is looked at.
+pub fn examination_probability(position: usize) -> f64 {
+    0.95 * 0.85f64.powi(position as i32)
+}
+
+/// A listener's reaction to one item of a served slate.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SlateResponse {
+    pub track: u32,
+    pub position: u32,
+    pub examined: bool,
+    pub played: bool,
+    pub ms_played: u32,
+    pub skipped: bool,
+    pub saved: bool,
+}
+
+impl SlateResponse {
+    pub fn streamed(&self) -> bool {
+        self.ms_played >= encore_core::event::STREAM_THRESHOLD_MS
+    }
+}
+
+impl World {
+    /// Builds the catalog and the listeners (with the history they bring into the window).
+    pub fn new(config: SimConfig) -> World {
+        let catalog = Catalog::generate(config.seed, config.n_tracks(), config.start);
+        let (profiles, states) = generate_users(config.seed, config.users, &catalog).into_iter().unzip();
+        let total: f64 = GENRES.iter().map(|g| g.share).sum();
+        let genre_share = GENRES.iter().map(|g| g.share / total).collect();
+        World { config, catalog, profiles, states, genre_share, next_day: 0 }
+    }
+
+    /// Days simulated so far.
+    pub fn days_done(&self) -> u32 {
+        self.next_day
+    }
+
+    /// Simulates the next day for every listener (in parallel; the result does not depend on the
+    /// number of threads because each listener-day has its own random stream).
+    pub fn simulate_day(&mut self) -> DayLog {
+        let day = self.next_day;
+        self.next_day += 1;
+        let date = Date::from_days(self.config.start.to_days() + i64::from(day));
+        let day_start_ms = date.to_days() * MS_PER_DAY;
+        let weekday = date.weekday();
+        let seed = self.config.seed;
+        let catalog = &self.catalog;
+        let genre_share = &self.genre_share;
+        let per_user: Vec<(Vec<Play>, Vec<Interaction>)> = self
+            .profiles
+            .par_iter()
+            .zip(self.states.par_iter_mut())
+            .enumerate()
+            .map(|(u, (profile, state))| {
+                let mut rng = Rng::stream(seed, &[3, u as u64, u64::from(day)]);
+                let input = DayInput {
+                    catalog,
+                    genre_share,
+                    profile,
+                    user: u as u32,
+                    day_start_ms,
+                    weekday,
+                };
+                let mut plays = Vec::new();
+                let mut interactions = Vec::new();
+                simulate_day(&input, state, &mut rng, &mut plays, &mut interactions);
+                (plays, interactions)
+            })
+            .collect();
+        let (play_lists, interaction_lists): (Vec<_>, Vec<_>) = per_user.into_iter().unzip();
+        let mut plays: Vec<Play> = play_lists.into_iter().flatten().collect();
+        let mut interactions: Vec<Interaction> = interaction_lists.into_iter().flatten().collect();
+        // stable: a listener's own events keep their order on equal timestamps
+        plays.par_sort_by_key(|p| (p.ts_start_ms, p.user));
+        interactions.par_sort_by_key(|i| (i.ts_ms, i.user));
+        DayLog { day, plays, interactions }
+    }
+
+    pub fn user_id(user: u32) -> String {
+        format!("u{user}")
+    }
+
+    fn context_id(&self, user: u32, context: ContextRef) -> Option<String> {
+        match context {
+            ContextRef::None | ContextRef::Collection => None,
+            ContextRef::Album(a) => Some(Catalog::album_id(a)),
+            ContextRef::Artist(a) => Some(Catalog::artist_id(a)),
+            ContextRef::Playlist(k) => Some(format!("pl-u{user}-{k}")),
+            ContextRef::Radio(g) => Some(format!("radio:{}", self.catalog.genre_name(g))),
+            ContextRef::Home => Some("home".to_owned()),
+        }
+    }
+
+    /// The canonical event of a simulated play.
+    pub fn playback_event(&self, play: &Play) -> PlaybackEvent {
+        let profile = &self.profiles[play.user as usize];
+        let t = play.track as usize;
+        PlaybackEvent {
+            event_id: uuid_string(play.event_id).into(),
+            schema_version: SCHEMA_VERSION,
+            user_id: World::user_id(play.user).into(),
+            session_id: format!("{:016x}", play.session).into(),
+            ts_start_ms: play.ts_start_ms,
+            ts_end_ms: play.ts_start_ms + i64::from(play.ms_played),
+            item_id: Catalog::track_id(play.track).into(),
+            item_type: ItemType::Track,
+            item_duration_ms: self.catalog.tracks.duration_ms[t],
+            ms_played: play.ms_played,
+            reason_start: play.reason_start,
+            reason_end: play.reason_end,
+            context_type: play.context,
+            context_id: self.context_id(play.user, play.context_ref),
+            request_id: play.attribution.map(|a| uuid_string(a.request)),
+            position: play.attribution.map(|a| a.position),
+            propensity: play.attribution.map(|a| a.propensity),
+            experiments: Vec::new(),
+            shuffle: play.shuffle,
+            offline: play.offline,
+            private_session: play.private_session,
+            taste_excluded: play.taste_excluded,
+            platform: play.platform,
+            country: profile.country.to_owned(),
+            tier: profile.tier,
+            consent: profile.consent,
+        }
+    }
+
+    /// The canonical event of a simulated interaction.
+    pub fn interaction_event(&self, i: &Interaction) -> InteractionEvent {
+        let profile = &self.profiles[i.user as usize];
+        let (item_id, item_type) = match i.target {
+            Target::Track(t) => (Catalog::track_id(t), Some(ItemType::Track)),
+            Target::Artist(a) => (Catalog::artist_id(a), None),
+        };
+        InteractionEvent {
+            event_id: uuid_string(i.event_id).into(),
+            schema_version: SCHEMA_VERSION,
+            user_id: World::user_id(i.user).into(),
+            session_id: Some(format!("{:016x}", i.session).into()),
+            ts_ms: i.ts_ms,
+            kind: i.kind,
+            item_id: Some(item_id.into()),
+            item_type,
+            context_type: Some(i.context),
+            context_id: self.context_id(i.user, i.context_ref),
+            request_id: None,
+            position: None,
+            propensity: None,
+            experiments: Vec::new(),
+            count: None,
+            query: None,
+            platform: i.platform,
+            country: profile.country.to_owned(),
+            tier: profile.tier,
+            consent: profile.consent,
+        }
+    }
+
+    /// The hidden affinity of `user` for `track` in (0, 1), as the listener is now.
+    pub fn affinity(&self, user: u32, track: u32) -> f64 {
+        let u = user as usize;
+        affinity(&self.catalog, &self.profiles[u], &self.states[u], track)
+    }
+
+    /// Simulates how `user` reacts to a served `slate`, top to bottom, from the same hidden
+    /// affinities that drive organic listening: each position is looked at with a decaying
+    /// probability (position bias), a looked-at item is played with a probability that grows with
+    /// affinity, and a play ends as organic plays do. The world is not changed.
+    pub fn respond(&self, user: u32, slate: &[u32], rng: &mut Rng) -> Vec<SlateResponse> {
+        let u = user as usize;
+        let (profile, state) = (&self.profiles[u], &self.states[u]);
+        slate
+            .iter()
+            .enumerate()
+            .map(|(pos, &track)| {
+                let mut r = SlateResponse {
+                    track,
+                    position: pos as u32,
+                    examined: rng.chance(examination_probability(pos)),
+                    played: false,
+                    ms_played: 0,
+                    skipped: false,
+                    saved: false,
+                };
+                if !r.examined {
+                    return r;
+                }
+                let aff = affinity(&self.catalog, profile, state, track);
+                r.played = rng.chance(0.9 * aff.powf(1.5));
+                if r.played {
+                    let duration = self.catalog.tracks.duration_ms[track as usize];
+                    let outcome = playback_outcome(
+                        aff,
+                        duration,
+                        context_bias(ContextType::Recommendation),
+                        profile.skip_bias,
+                        rng,
+                    );
+                    r.ms_played = outcome.ms_played;
+                    r.skipped = outcome.skipped;
+                    r.saved = !r.skipped
+                        && !state.has_saved(track)
+                        && rng.chance(0.25 * aff.powi(3));
+                }
+                r
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,5 @@
+//! Integration tests of the simulator: distributions, determinism, output files, planted structure.
+
+mod distributions;
+mod output;
+mod structure;
