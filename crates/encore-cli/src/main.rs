@@ -1,1 +1,103 @@
-fn main() {}
+//! The `encore` binary. Parses flags, loads the layered config, runs one command, and turns errors
+//! into `error: <what> (<hint>)` and an exit status: 0 ok, 1 runtime failure, 2 usage or config.
+
+// printing is this crate's job
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+mod cli;
+mod commands;
+mod error;
+mod output;
+
+use clap::Parser;
+use cli::{Cli, Command};
+use encore_config::{Flag, Layers, Loaded, LogFormat, LogLevel};
+use error::CliError;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // --help and --version are "errors" to clap; both print and succeed
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    let json = cli.global.json;
+    let mut debug = cli
+        .global
+        .log_level
+        .as_deref()
+        .is_some_and(|l| l == "debug" || l == "trace");
+    let result = load_config(&cli).and_then(|loaded| {
+        debug |= matches!(loaded.config.log.level, LogLevel::Debug | LogLevel::Trace);
+        init_logging(&loaded);
+        run(cli, &loaded)
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            err.report(json, debug);
+            ExitCode::from(err.exit_status())
+        }
+    }
+}
+
+fn load_config(cli: &Cli) -> Result<Loaded, CliError> {
+    let g = &cli.global;
+    let mut flags = Vec::new();
+    if let Some(dir) = &g.data_dir {
+        flags.push(Flag {
+            key: "data.dir",
+            name: "--data-dir",
+            raw: dir.display().to_string(),
+        });
+    }
+    if let Some(level) = &g.log_level {
+        flags.push(Flag {
+            key: "log.level",
+            name: "--log-level",
+            raw: level.clone(),
+        });
+    }
+    if let Some(format) = &g.log_format {
+        flags.push(Flag {
+            key: "log.format",
+            name: "--log-format",
+            raw: format.clone(),
+        });
+    }
+    let layers =
+        Layers::discover(g.config.as_deref(), std::env::vars(), flags).map_err(CliError::config)?;
+    layers.load().map_err(CliError::config)
+}
+
+fn init_logging(loaded: &Loaded) {
+    use tracing_subscriber::EnvFilter;
+    let log = &loaded.config.log;
+    // RUST_LOG, when set, refines the level per module (e.g. encore_sim=trace)
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(log.level.as_str()));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match log.format {
+        LogFormat::Text => builder.with_target(false).try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+fn run(cli: Cli, loaded: &Loaded) -> Result<(), CliError> {
+    let out = output::Output::new(cli.global.json);
+    match cli.command {
+        Command::Demo(args) => commands::demo::run(loaded, &args, &out),
+        Command::Config(cmd) => commands::config::run(loaded, cmd, &out),
+        Command::Sim(cmd) => commands::sim::run(cmd, &out),
+        Command::Data(cmd) => commands::data::run(loaded, &cmd, &out),
+    }
+}

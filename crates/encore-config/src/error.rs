@@ -5,26 +5,46 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {}: {source}", path.display())]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 
     #[error(
         "invalid config {}:{line}:{column}: {}{message}",
         path.display(),
         key.as_ref().map(|k| format!("key `{k}`: ")).unwrap_or_default()
     )]
-    File { path: PathBuf, line: usize, column: usize, key: Option<String>, message: String },
+    File {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        key: Option<String>,
+        message: String,
+    },
 
     #[error("unknown config key `{key}` (from {origin})")]
-    UnknownKey { key: String, origin: Source, known: Vec<String> },
+    UnknownKey {
+        key: String,
+        origin: Source,
+        known: Vec<String>,
+    },
 
     #[error("bad value for `{key}` from {origin}: {message}")]
-    Invalid { key: String, origin: Source, message: String },
+    Invalid {
+        key: String,
+        origin: Source,
+        message: String,
+    },
 
     #[error("config file {} already exists", path.display())]
     Exists { path: PathBuf },
 
     #[error("cannot write config file {}: {source}", path.display())]
-    Write { path: PathBuf, source: std::io::Error },
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 
     #[error("config internal error: {message}")]
     Internal { message: String },

@@ -82,13 +82,18 @@ impl Layers {
         };
         let file = match path {
             Some(path) => {
-                let text = std::fs::read_to_string(&path)
-                    .map_err(|source| ConfigError::Read { path: path.clone(), source })?;
+                let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
                 Some((path, text))
             }
             None => None,
         };
-        let env = env.into_iter().filter(|(k, _)| k.starts_with(ENV_PREFIX)).collect();
+        let env = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(ENV_PREFIX))
+            .collect();
         Ok(Layers { file, env, flags })
     }
 
@@ -103,22 +108,37 @@ impl Layers {
             apply_file(path, text, &mut values)?;
         }
         for (var, raw) in &self.env {
-            let key = var[ENV_PREFIX.len()..].to_ascii_lowercase().replace("__", ".");
+            let key = var[ENV_PREFIX.len()..]
+                .to_ascii_lowercase()
+                .replace("__", ".");
             let source = Source::Env { var: var.clone() };
             apply_override(&key, raw, source, &mut values)?;
         }
         for flag in &self.flags {
-            let source = Source::Flag { name: flag.name.to_owned() };
+            let source = Source::Flag {
+                name: flag.name.to_owned(),
+            };
             apply_override(flag.key, &flag.raw, source, &mut values)?;
         }
 
         let config = build(&values).map_err(|message| ConfigError::Internal { message })?;
         if let Some(v) = config.validate().into_iter().next() {
-            let source = values.get(v.key).map(|(_, s)| s.clone()).unwrap_or(Source::Default);
-            return Err(ConfigError::Invalid { key: v.key.to_owned(), origin: source, message: v.message });
+            let source = values
+                .get(v.key)
+                .map(|(_, s)| s.clone())
+                .unwrap_or(Source::Default);
+            return Err(ConfigError::Invalid {
+                key: v.key.to_owned(),
+                origin: source,
+                message: v.message,
+            });
         }
         let file = self.file.as_ref().map(|(p, _)| p.clone());
-        Ok(Loaded { config, file, values })
+        Ok(Loaded {
+            config,
+            file,
+            values,
+        })
     }
 }
 
@@ -133,7 +153,11 @@ fn to_table(config: &Config) -> Table {
 /// Calls `f` with every leaf (non-table value) and its dotted key.
 fn flatten(table: &Table, prefix: &str, f: &mut impl FnMut(String, &Value)) {
     for (k, v) in table {
-        let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+        let key = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
         match v {
             Value::Table(t) => flatten(t, &key, f),
             leaf => f(key, leaf),
@@ -149,7 +173,9 @@ fn build(values: &BTreeMap<String, (Value, Source)>) -> Result<Config, String> {
         let leaf = parts.pop().unwrap_or_default();
         let mut table = &mut root;
         for part in parts {
-            let entry = table.entry(part.to_owned()).or_insert_with(|| Value::Table(Table::new()));
+            let entry = table
+                .entry(part.to_owned())
+                .or_insert_with(|| Value::Table(Table::new()));
             table = match entry {
                 Value::Table(t) => t,
                 _ => return Err(format!("key `{key}` is both a value and a table")),
@@ -157,13 +183,18 @@ fn build(values: &BTreeMap<String, (Value, Source)>) -> Result<Config, String> {
         }
         table.insert(leaf.to_owned(), value.clone());
     }
-    Value::Table(root).try_into::<Config>().map_err(|e| e.message().trim().to_owned())
+    Value::Table(root)
+        .try_into::<Config>()
+        .map_err(|e| e.message().trim().to_owned())
 }
 
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
-    let col = before.rfind('\n').map_or(before.len(), |nl| before.len() - nl - 1) + 1;
+    let col = before
+        .rfind('\n')
+        .map_or(before.len(), |nl| before.len() - nl - 1)
+        + 1;
     (line, col)
 }
 
@@ -192,12 +223,18 @@ fn apply_file(
         });
     }
     let table: Table = toml::from_str(text).map_err(|e| ConfigError::Internal {
-        message: format!("{} parsed as config but not as a table: {e}", path.display()),
+        message: format!(
+            "{} parsed as config but not as a table: {e}",
+            path.display()
+        ),
     })?;
     flatten(&table, "", &mut |key, value| {
         let offset = spans.get(&key).map_or(0, |s| s.0);
         let (line, _) = line_col(text, offset);
-        let source = Source::File { path: path.to_path_buf(), line };
+        let source = Source::File {
+            path: path.to_path_buf(),
+            line,
+        };
         values.insert(key, (value.clone(), source));
     });
     Ok(())
@@ -216,7 +253,10 @@ fn key_spans(text: &str) -> BTreeMap<String, (usize, usize)> {
             } else {
                 format!("{prefix}.{}", k.get_ref())
             };
-            out.insert(key.clone(), (k.span().start, v.span().end.max(k.span().end)));
+            out.insert(
+                key.clone(),
+                (k.span().start, v.span().end.max(k.span().end)),
+            );
             if let Some(inner) = v.get_ref().as_table() {
                 walk(inner, &key, out);
             }
@@ -251,11 +291,15 @@ fn apply_override(
     let value = match default {
         Value::String(_) => Value::String(raw.to_owned()),
         Value::Integer(_) => Value::Integer(
-            raw.trim().parse().map_err(|_| bad("expected an integer".to_owned()))?,
+            raw.trim()
+                .parse()
+                .map_err(|_| bad("expected an integer".to_owned()))?,
         ),
-        Value::Float(_) => {
-            Value::Float(raw.trim().parse().map_err(|_| bad("expected a number".to_owned()))?)
-        }
+        Value::Float(_) => Value::Float(
+            raw.trim()
+                .parse()
+                .map_err(|_| bad("expected a number".to_owned()))?,
+        ),
         Value::Boolean(_) => match raw.trim() {
             "true" => Value::Boolean(true),
             "false" => Value::Boolean(false),
@@ -264,7 +308,9 @@ fn apply_override(
         Value::Array(_) | Value::Datetime(_) | Value::Table(_) => {
             let doc: Table = toml::from_str(&format!("v = {raw}"))
                 .map_err(|_| bad("expected a TOML value".to_owned()))?;
-            doc.get("v").cloned().ok_or_else(|| bad("expected a TOML value".to_owned()))?
+            doc.get("v")
+                .cloned()
+                .ok_or_else(|| bad("expected a TOML value".to_owned()))?
         }
     };
     let previous = values.insert(key.to_owned(), (value, source.clone()));
@@ -284,11 +330,17 @@ mod tests {
     use encore_core::Coded;
 
     fn file(text: &str) -> Layers {
-        Layers { file: Some(("encore.toml".into(), text.into())), ..Layers::default() }
+        Layers {
+            file: Some(("encore.toml".into(), text.into())),
+            ..Layers::default()
+        }
     }
 
     fn env(var: &str, value: &str) -> Layers {
-        Layers { env: vec![(var.into(), value.into())], ..Layers::default() }
+        Layers {
+            env: vec![(var.into(), value.into())],
+            ..Layers::default()
+        }
     }
 
     #[test]
@@ -303,17 +355,30 @@ mod tests {
     fn layers_override_in_order_and_remember_sources() {
         let mut layers = file("[log]\nlevel = \"warn\"\nformat = \"json\"\n\n[demo]\nusers = 50\n");
         layers.env = vec![("ENCORE__DEMO__USERS".into(), "70".into())];
-        layers.flags = vec![Flag { key: "log.level", name: "--log-level", raw: "debug".into() }];
+        layers.flags = vec![Flag {
+            key: "log.level",
+            name: "--log-level",
+            raw: "debug".into(),
+        }];
         let loaded = layers.load().unwrap();
         assert_eq!(loaded.config.demo.users, 70);
         assert_eq!(loaded.config.log.level, crate::LogLevel::Debug);
         assert_eq!(loaded.config.log.format, crate::LogFormat::Json);
         assert_eq!(
             loaded.source("log.format"),
-            Some(&Source::File { path: "encore.toml".into(), line: 3 })
+            Some(&Source::File {
+                path: "encore.toml".into(),
+                line: 3
+            })
         );
-        assert_eq!(loaded.source("demo.users").unwrap().to_string(), "env ENCORE__DEMO__USERS");
-        assert_eq!(loaded.source("log.level").unwrap().to_string(), "flag --log-level");
+        assert_eq!(
+            loaded.source("demo.users").unwrap().to_string(),
+            "env ENCORE__DEMO__USERS"
+        );
+        assert_eq!(
+            loaded.source("log.level").unwrap().to_string(),
+            "flag --log-level"
+        );
         assert_eq!(loaded.source("data.dir"), Some(&Source::Default));
     }
 
@@ -328,15 +393,24 @@ mod tests {
              expected `bind`",
             "{msg}"
         );
-        assert_eq!(err.hint().unwrap(), "run `encore config init` to see every key, its type and default");
+        assert_eq!(
+            err.hint().unwrap(),
+            "run `encore config init` to see every key, its type and default"
+        );
     }
 
     #[test]
     fn wrong_type_in_file_names_key_and_expected_type() {
         let err = file("[demo]\nusers = \"many\"\n").load().unwrap_err();
         let msg = err.to_string();
-        assert!(msg.starts_with("invalid config encore.toml:2:9: key `demo.users`: "), "{msg}");
-        assert!(msg.contains("invalid type: string \"many\", expected u32"), "{msg}");
+        assert!(
+            msg.starts_with("invalid config encore.toml:2:9: key `demo.users`: "),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("invalid type: string \"many\", expected u32"),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -344,13 +418,19 @@ mod tests {
         let err = file("[log]\nformat = \"xml\"\n").load().unwrap_err();
         let msg = err.to_string();
         assert!(msg.contains("key `log.format`"), "{msg}");
-        assert!(msg.contains("unknown variant `xml`, expected `text` or `json`"), "{msg}");
+        assert!(
+            msg.contains("unknown variant `xml`, expected `text` or `json`"),
+            "{msg}"
+        );
     }
 
     #[test]
     fn syntax_error_has_line() {
         let err = file("[server\nbind = 1\n").load().unwrap_err();
-        assert!(err.to_string().starts_with("invalid config encore.toml:1:"), "{err}");
+        assert!(
+            err.to_string().starts_with("invalid config encore.toml:1:"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -374,7 +454,10 @@ mod tests {
     #[test]
     fn unknown_env_key_is_an_error_listing_known_keys() {
         let err = env("ENCORE__SERVER__PORT", "80").load().unwrap_err();
-        assert_eq!(err.to_string(), "unknown config key `server.port` (from env ENCORE__SERVER__PORT)");
+        assert_eq!(
+            err.to_string(),
+            "unknown config key `server.port` (from env ENCORE__SERVER__PORT)"
+        );
         assert!(err.hint().unwrap().contains("server.bind"));
     }
 
@@ -391,12 +474,18 @@ mod tests {
     fn discover_requires_an_explicit_file_to_exist() {
         let err = Layers::discover(Some(Path::new("/nonexistent/encore.toml")), vec![], vec![])
             .unwrap_err();
-        assert!(err.to_string().starts_with("cannot read config file /nonexistent/encore.toml"));
+        assert!(
+            err.to_string()
+                .starts_with("cannot read config file /nonexistent/encore.toml")
+        );
     }
 
     #[test]
     fn discover_ignores_unrelated_env() {
-        let vars = vec![("HOME".into(), "/root".into()), ("ENCORE_CONFIG".into(), "x".into())];
+        let vars = vec![
+            ("HOME".into(), "/root".into()),
+            ("ENCORE_CONFIG".into(), "x".into()),
+        ];
         let layers = Layers::discover(None, vars, vec![]).unwrap();
         assert!(layers.env.is_empty());
     }

@@ -54,7 +54,9 @@ pub struct DataConfig {
 
 impl Default for DataConfig {
     fn default() -> Self {
-        Self { dir: PathBuf::from("./encore-data") }
+        Self {
+            dir: PathBuf::from("./encore-data"),
+        }
     }
 }
 
@@ -105,7 +107,10 @@ pub struct LogConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        Self { level: LogLevel::Info, format: LogFormat::Text }
+        Self {
+            level: LogLevel::Info,
+            format: LogFormat::Text,
+        }
     }
 }
 
@@ -118,7 +123,9 @@ pub struct ServerConfig {
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        Self { bind: SocketAddr::from(([127, 0, 0, 1], 7878)) }
+        Self {
+            bind: SocketAddr::from(([127, 0, 0, 1], 7878)),
+        }
     }
 }
 
@@ -133,7 +140,11 @@ pub struct DemoConfig {
 
 impl Default for DemoConfig {
     fn default() -> Self {
-        Self { users: 2_000, days: 30, seed: 42 }
+        Self {
+            users: 2_000,
+            days: 30,
+            seed: 42,
+        }
     }
 }
 
@@ -149,7 +160,10 @@ impl Config {
     pub fn validate(&self) -> Vec<Violation> {
         let mut out = Vec::new();
         if self.data.dir.as_os_str().is_empty() {
-            out.push(Violation { key: "data.dir", message: "must not be empty".into() });
+            out.push(Violation {
+                key: "data.dir",
+                message: "must not be empty".into(),
+            });
         }
         if !(1..=10_000_000).contains(&self.demo.users) {
             out.push(Violation {

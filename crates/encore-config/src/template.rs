@@ -38,12 +38,17 @@ mod tests {
 
     #[test]
     fn template_equals_defaults_and_sets_every_key() {
-        let layers =
-            Layers { file: Some(("t.toml".into(), super::default_file_text().into())), ..Layers::default() };
+        let layers = Layers {
+            file: Some(("t.toml".into(), super::default_file_text().into())),
+            ..Layers::default()
+        };
         let loaded = layers.load().unwrap();
         assert_eq!(loaded.config, Config::default());
         for (key, _, source) in loaded.entries() {
-            assert!(matches!(source, Source::File { .. }), "template misses `{key}`");
+            assert!(
+                matches!(source, Source::File { .. }),
+                "template misses `{key}`"
+            );
         }
     }
 }

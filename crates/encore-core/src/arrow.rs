@@ -21,7 +21,11 @@ fn experiment_fields() -> Fields {
 }
 
 fn experiments_item() -> Arc<Field> {
-    Arc::new(Field::new("item", DataType::Struct(experiment_fields()), false))
+    Arc::new(Field::new(
+        "item",
+        DataType::Struct(experiment_fields()),
+        false,
+    ))
 }
 
 fn consent_fields() -> Fields {
@@ -113,21 +117,36 @@ fn bools<T>(rows: &[T], f: impl Fn(&T) -> bool) -> ArrayRef {
     Arc::new(rows.iter().map(|r| Some(f(r))).collect::<BooleanArray>())
 }
 
-fn experiments<'a, T: 'a>(rows: &'a [T], f: impl Fn(&'a T) -> &'a [ExperimentAssignment]) -> ArrayRef {
+fn experiments<'a, T: 'a>(
+    rows: &'a [T],
+    f: impl Fn(&'a T) -> &'a [ExperimentAssignment],
+) -> ArrayRef {
     let lists: Vec<&[ExperimentAssignment]> = rows.iter().map(f).collect();
     let flat = lists.iter().flat_map(|l| l.iter());
     let ids: StringArray = flat.clone().map(|a| Some(a.id.as_str())).collect();
     let variants: StringArray = flat.map(|a| Some(a.variant.as_str())).collect();
-    let values =
-        StructArray::new(experiment_fields(), vec![Arc::new(ids), Arc::new(variants)], None);
+    let values = StructArray::new(
+        experiment_fields(),
+        vec![Arc::new(ids), Arc::new(variants)],
+        None,
+    );
     let offsets = OffsetBuffer::from_lengths(lists.iter().map(|l| l.len()));
-    Arc::new(ListArray::new(experiments_item(), offsets, Arc::new(values), None))
+    Arc::new(ListArray::new(
+        experiments_item(),
+        offsets,
+        Arc::new(values),
+        None,
+    ))
 }
 
 fn consent<T>(rows: &[T], f: impl Fn(&T) -> crate::event::Consent) -> ArrayRef {
     let personalization = bools(rows, |r| f(r).personalization);
     let analytics = bools(rows, |r| f(r).analytics);
-    Arc::new(StructArray::new(consent_fields(), vec![personalization, analytics], None))
+    Arc::new(StructArray::new(
+        consent_fields(),
+        vec![personalization, analytics],
+        None,
+    ))
 }
 
 /// One record batch holding `events` in [`playback_schema`].
@@ -142,7 +161,11 @@ pub fn playback_batch(events: &[PlaybackEvent]) -> Result<RecordBatch, ArrowErro
         Arc::new(e.iter().map(|r| r.ts_end_ms).collect::<Int64Array>()),
         strings(e, |r| r.item_id.as_str()),
         strings(e, |r| r.item_type.as_str()),
-        Arc::new(e.iter().map(|r| r.item_duration_ms).collect::<UInt32Array>()),
+        Arc::new(
+            e.iter()
+                .map(|r| r.item_duration_ms)
+                .collect::<UInt32Array>(),
+        ),
         Arc::new(e.iter().map(|r| r.ms_played).collect::<UInt32Array>()),
         strings(e, |r| r.reason_start.as_str()),
         strings(e, |r| r.reason_end.as_str()),
@@ -207,8 +230,10 @@ mod tests {
         )
         .unwrap();
         let plain = event.clone();
-        event.experiments =
-            vec![ExperimentAssignment { id: "home-v2".into(), variant: "treatment".into() }];
+        event.experiments = vec![ExperimentAssignment {
+            id: "home-v2".into(),
+            variant: "treatment".into(),
+        }];
         let batch = playback_batch(&[event, plain]).unwrap();
         assert_eq!(batch.num_rows(), 2);
         let lists = batch
@@ -219,6 +244,9 @@ mod tests {
             .unwrap();
         assert_eq!(lists.value_length(0), 1);
         assert_eq!(lists.value_length(1), 0);
-        assert_eq!(batch.schema().fields().len(), playback_schema().fields().len());
+        assert_eq!(
+            batch.schema().fields().len(),
+            playback_schema().fields().len()
+        );
     }
 }

@@ -86,7 +86,11 @@ mod tests {
     #[test]
     fn codes_have_distinct_snake_case_names() {
         let mut names: Vec<_> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
-        assert!(names.iter().all(|n| n.chars().all(|c| c.is_ascii_lowercase() || c == '_')));
+        assert!(
+            names
+                .iter()
+                .all(|n| n.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+        );
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), ErrorCode::ALL.len());

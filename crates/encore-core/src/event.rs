@@ -182,7 +182,10 @@ pub struct Consent {
 }
 
 impl Consent {
-    pub const ALL_GRANTED: Consent = Consent { personalization: true, analytics: true };
+    pub const ALL_GRANTED: Consent = Consent {
+        personalization: true,
+        analytics: true,
+    };
 }
 
 /// One playback, sent when it ends.
@@ -334,11 +337,26 @@ mod tests {
 
     #[test]
     fn skip_classes() {
-        assert_eq!(play(2_000, ReasonEnd::Fwdbtn).skip_class(), SkipClass::Instant);
-        assert_eq!(play(12_000, ReasonEnd::Fwdbtn).skip_class(), SkipClass::Early);
-        assert_eq!(play(90_000, ReasonEnd::Backbtn).skip_class(), SkipClass::Late);
-        assert_eq!(play(12_000, ReasonEnd::Endplay).skip_class(), SkipClass::NotSkipped);
-        assert_eq!(play(200_000, ReasonEnd::Fwdbtn).skip_class(), SkipClass::NotSkipped);
+        assert_eq!(
+            play(2_000, ReasonEnd::Fwdbtn).skip_class(),
+            SkipClass::Instant
+        );
+        assert_eq!(
+            play(12_000, ReasonEnd::Fwdbtn).skip_class(),
+            SkipClass::Early
+        );
+        assert_eq!(
+            play(90_000, ReasonEnd::Backbtn).skip_class(),
+            SkipClass::Late
+        );
+        assert_eq!(
+            play(12_000, ReasonEnd::Endplay).skip_class(),
+            SkipClass::NotSkipped
+        );
+        assert_eq!(
+            play(200_000, ReasonEnd::Fwdbtn).skip_class(),
+            SkipClass::NotSkipped
+        );
         assert!(play(30_000, ReasonEnd::Fwdbtn).is_stream());
         assert!(!play(29_999, ReasonEnd::Trackdone).is_stream());
     }

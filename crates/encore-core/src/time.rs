@@ -93,7 +93,14 @@ mod tests {
 
     #[test]
     fn parse_rejects_impossible_dates() {
-        for bad in ["2026-02-30", "2026-13-01", "2026-1", "x-01-01", "2026-01-01-01", "2026-00-10"] {
+        for bad in [
+            "2026-02-30",
+            "2026-13-01",
+            "2026-1",
+            "x-01-01",
+            "2026-01-01-01",
+            "2026-00-10",
+        ] {
             assert_eq!(Date::parse(bad), None, "{bad}");
         }
         assert!(Date::parse("2024-02-29").is_some());

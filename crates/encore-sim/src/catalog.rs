@@ -140,9 +140,17 @@ fn pick<'a>(rng: &mut Rng, words: &[&'a str]) -> &'a str {
 fn artist_name(rng: &mut Rng) -> String {
     match rng.below(4) {
         0 => title_case(&[pick(rng, FIRST_NAMES), pick(rng, LAST_NAMES)]),
-        1 => title_case(&["the", pick(rng, ADJECTIVES), &format!("{}s", pick(rng, NOUNS))]),
+        1 => title_case(&[
+            "the",
+            pick(rng, ADJECTIVES),
+            &format!("{}s", pick(rng, NOUNS)),
+        ]),
         2 => title_case(&[pick(rng, ADJECTIVES), pick(rng, NOUNS)]),
-        _ => title_case(&[pick(rng, FIRST_NAMES), "and the", &format!("{}s", pick(rng, NOUNS))]),
+        _ => title_case(&[
+            pick(rng, FIRST_NAMES),
+            "and the",
+            &format!("{}s", pick(rng, NOUNS)),
+        ]),
     }
 }
 
@@ -150,7 +158,12 @@ fn song_title(rng: &mut Rng) -> String {
     match rng.below(3) {
         0 => title_case(&[pick(rng, NOUNS)]),
         1 => title_case(&[pick(rng, ADJECTIVES), pick(rng, NOUNS)]),
-        _ => title_case(&[pick(rng, NOUNS), "of", pick(rng, ADJECTIVES), pick(rng, NOUNS)]),
+        _ => title_case(&[
+            pick(rng, NOUNS),
+            "of",
+            pick(rng, ADJECTIVES),
+            pick(rng, NOUNS),
+        ]),
     }
 }
 
@@ -253,7 +266,13 @@ impl Catalog {
             let weight = rng.lognormal(0.0, 1.45);
             let explicit_rate = (spec.explicit_rate * rng.range_f64(0.2, 1.8)).min(0.95);
             // careers: debut between 1960 and a year before the world starts, recent years likelier
-            let career_days = (end_day - Date { year: 1960, month: 1, day: 1 }.to_days()) as f64;
+            let career_days = (end_day
+                - Date {
+                    year: 1960,
+                    month: 1,
+                    day: 1,
+                }
+                .to_days()) as f64;
             let debut = end_day - (career_days * rng.f64().powi(2)) as i64 - 365;
             let n_albums = (1 + rng.poisson(0.8 + weight.min(6.0) * 0.5)).min(12) as usize;
             let album_start = albums.len() as u32;
@@ -270,8 +289,9 @@ impl Catalog {
                     AlbumKind::Album => 8 + rng.below(7),
                 };
                 let span = (end_day - debut).max(1) as f64;
-                let release =
-                    Date::from_days(debut + (span * (a as f64 + rng.f64()) / n_albums as f64) as i64);
+                let release = Date::from_days(
+                    debut + (span * (a as f64 + rng.f64()) / n_albums as f64) as i64,
+                );
                 let album_idx = albums.len() as u32;
                 let first = tracks.len() as u32;
                 for k in 0..n {
@@ -287,7 +307,8 @@ impl Catalog {
                         *x += 0.12 * n;
                     }
                     normalize(&mut v);
-                    let duration_s = (spec.duration_s * rng.lognormal(0.0, 0.25)).clamp(45.0, 1_200.0);
+                    let duration_s =
+                        (spec.duration_s * rng.lognormal(0.0, 0.25)).clamp(45.0, 1_200.0);
                     tracks.title.push(song_title(&mut rng));
                     tracks.album.push(album_idx);
                     tracks.artist.push(artist_idx);
@@ -296,11 +317,17 @@ impl Catalog {
                     tracks.duration_ms.push((duration_s * 1_000.0) as u32);
                     tracks.explicit.push(rng.chance(explicit_rate));
                     tracks.weight.push(weight * track_weight);
-                    tracks.quality.push((0.25 * track_weight.ln() + 0.5 * rng.normal()) as f32);
+                    tracks
+                        .quality
+                        .push((0.25 * track_weight.ln() + 0.5 * rng.normal()) as f32);
                     tracks.vectors.push(v);
                 }
                 let title = if kind == AlbumKind::Single {
-                    tracks.title.get(first as usize).cloned().unwrap_or_else(|| song_title(&mut rng))
+                    tracks
+                        .title
+                        .get(first as usize)
+                        .cloned()
+                        .unwrap_or_else(|| song_title(&mut rng))
                 } else {
                     song_title(&mut rng)
                 };
@@ -394,7 +421,9 @@ impl Catalog {
         let cum = &self.artist_cum[range.start as usize..range.end as usize];
         let total = cum.last().copied().unwrap_or(0.0);
         let x = rng.f64() * total;
-        let i = cum.partition_point(|&c| c <= x).min(cum.len().saturating_sub(1));
+        let i = cum
+            .partition_point(|&c| c <= x)
+            .min(cum.len().saturating_sub(1));
         range.start + i as u32
     }
 
@@ -409,7 +438,11 @@ impl Catalog {
     /// An artist of genre `g` by weight, or `None` if the genre has no artists in this catalog.
     pub(crate) fn artist_of_genre(&self, g: u16, rng: &mut Rng) -> Option<u32> {
         let (list, alias) = &self.genre_artists[g as usize];
-        if list.is_empty() { None } else { Some(list[alias.sample(rng)]) }
+        if list.is_empty() {
+            None
+        } else {
+            Some(list[alias.sample(rng)])
+        }
     }
 
     /// Probability that [`Self::artist_of_genre`] returns `artist` (for its primary genre).
@@ -492,7 +525,10 @@ mod tests {
         let total: usize = uses.iter().sum();
         let top10: usize = uses[..uses.len() / 10].iter().sum();
         // the top tenth of tags carry most assignments; the tail is still used
-        assert!(top10 as f64 / total as f64 > 0.4, "top-10% share {top10}/{total}");
+        assert!(
+            top10 as f64 / total as f64 > 0.4,
+            "top-10% share {top10}/{total}"
+        );
         assert!(uses.iter().filter(|&&u| u > 0).count() > c.tags.len() * 8 / 10);
     }
 
@@ -503,10 +539,16 @@ mod tests {
         let mut rng = Rng::new(1);
         let n = 50_000;
         let first = c.artists[artist as usize].tracks.start;
-        let hits = (0..n).filter(|_| c.track_of_artist(artist, &mut rng) == first).count();
+        let hits = (0..n)
+            .filter(|_| c.track_of_artist(artist, &mut rng) == first)
+            .count();
         let p = c.p_track_given_artist(first);
         assert!((hits as f64 / n as f64 - p).abs() < 0.01, "{hits} vs {p}");
-        let sum: f64 = c.genre_artists[0].0.iter().map(|&a| c.p_artist_given_genre(a)).sum();
+        let sum: f64 = c.genre_artists[0]
+            .0
+            .iter()
+            .map(|&a| c.p_artist_given_genre(a))
+            .sum();
         assert!((sum - 1.0).abs() < 1e-9);
     }
 }

@@ -4,7 +4,10 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
     #[error("i/o error on {}: {source}", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 
     #[error("cannot encode {}: {message}", path.display())]
     Encode { path: PathBuf, message: String },
@@ -13,7 +16,10 @@ pub enum SimError {
     OutputNotEmpty { path: PathBuf },
 
     #[error("invalid simulation setting `{field}`: {message}")]
-    InvalidConfig { field: &'static str, message: String },
+    InvalidConfig {
+        field: &'static str,
+        message: String,
+    },
 }
 
 impl SimError {
@@ -38,7 +44,9 @@ impl Coded for SimError {
             SimError::OutputNotEmpty { .. } => {
                 Some("choose an empty --out directory, or pass --force to replace a world".into())
             }
-            SimError::Io { .. } => Some("check that the path is writable and the disk has room".into()),
+            SimError::Io { .. } => {
+                Some("check that the path is writable and the disk has room".into())
+            }
             SimError::Encode { .. } | SimError::InvalidConfig { .. } => None,
         }
     }

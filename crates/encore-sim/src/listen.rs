@@ -101,10 +101,22 @@ pub fn playback_outcome(
             _ => rng.range_f64(30_000.0, d * 0.9),
         };
         let ms = ms.min(d - 1.0).max(1.0) as u32;
-        let reason_end = if rng.chance(0.06) { ReasonEnd::Backbtn } else { ReasonEnd::Fwdbtn };
-        Outcome { ms_played: ms, reason_end, skipped: true }
+        let reason_end = if rng.chance(0.06) {
+            ReasonEnd::Backbtn
+        } else {
+            ReasonEnd::Fwdbtn
+        };
+        Outcome {
+            ms_played: ms,
+            reason_end,
+            skipped: true,
+        }
     } else {
-        Outcome { ms_played: duration_ms, reason_end: ReasonEnd::Trackdone, skipped: false }
+        Outcome {
+            ms_played: duration_ms,
+            reason_end: ReasonEnd::Trackdone,
+            skipped: false,
+        }
     }
 }
 
@@ -184,7 +196,11 @@ impl Session<'_, '_> {
         let lib = self.state.library.len();
         let weights = [
             if lib >= 10 { 0.18 } else { 0.0 },
-            if lib >= 5 && self.state.playlists > 0 { 0.17 } else { 0.0 },
+            if lib >= 5 && self.state.playlists > 0 {
+                0.17
+            } else {
+                0.0
+            },
             0.14,
             0.10,
             0.16,
@@ -192,21 +208,41 @@ impl Session<'_, '_> {
             0.12,
         ];
         match self.rng.weighted(&weights) {
-            0 => (Plan::Collection, ContextType::Collection, ContextRef::Collection),
+            0 => (
+                Plan::Collection,
+                ContextType::Collection,
+                ContextRef::Collection,
+            ),
             1 => {
                 let k = self.rng.below(self.state.playlists as usize) as u32;
-                (Plan::Playlist, ContextType::Playlist, ContextRef::Playlist(k))
+                (
+                    Plan::Playlist,
+                    ContextType::Playlist,
+                    ContextRef::Playlist(k),
+                )
             }
             2 => {
                 let artist = self.chosen_artist();
                 let albums = self.input.catalog.artists[artist as usize].albums.clone();
                 let album = albums.start + self.rng.below(albums.len()) as u32;
                 let next = self.input.catalog.albums[album as usize].tracks.start;
-                (Plan::Album { artist, album, next }, ContextType::Album, ContextRef::Album(album))
+                (
+                    Plan::Album {
+                        artist,
+                        album,
+                        next,
+                    },
+                    ContextType::Album,
+                    ContextRef::Album(album),
+                )
             }
             3 => {
                 let artist = self.chosen_artist();
-                (Plan::Artist(artist), ContextType::Artist, ContextRef::Artist(artist))
+                (
+                    Plan::Artist(artist),
+                    ContextType::Artist,
+                    ContextRef::Artist(artist),
+                )
             }
             4 => {
                 let g = self.input.profile.pick_genre(self.rng);
@@ -214,7 +250,11 @@ impl Session<'_, '_> {
             }
             5 => {
                 let request = (self.rng.next_u64(), self.rng.next_u64());
-                (Plan::Recommendation { request }, ContextType::Recommendation, ContextRef::Home)
+                (
+                    Plan::Recommendation { request },
+                    ContextType::Recommendation,
+                    ContextRef::Home,
+                )
             }
             _ => (Plan::Search, ContextType::Search, ContextRef::None),
         }
@@ -256,10 +296,18 @@ impl Session<'_, '_> {
         let track = match plan {
             Plan::Collection => self.library_track().unwrap_or_else(|| self.taste_track()),
             Plan::Playlist => {
-                let pick = if self.rng.chance(0.5) { self.library_track() } else { self.recent_track() };
+                let pick = if self.rng.chance(0.5) {
+                    self.library_track()
+                } else {
+                    self.recent_track()
+                };
                 pick.unwrap_or_else(|| self.taste_track())
             }
-            Plan::Album { artist, album, next } => {
+            Plan::Album {
+                artist,
+                album,
+                next,
+            } => {
                 if *next >= catalog.albums[*album as usize].tracks.end {
                     // the album is over: half the listeners stop, the others go on with another
                     // release of the same artist
@@ -333,7 +381,11 @@ pub(crate) fn simulate_day(
     let n_sessions = rng.poisson(profile.activity * weekend);
     let mut starts: Vec<i64> = (0..n_sessions)
         .map(|_| {
-            let peak = if rng.chance(profile.peaks[0].1) { profile.peaks[0].0 } else { profile.peaks[1].0 };
+            let peak = if rng.chance(profile.peaks[0].1) {
+                profile.peaks[0].0
+            } else {
+                profile.peaks[1].0
+            };
             let hour = (peak + 1.3 * rng.normal()).rem_euclid(24.0);
             input.day_start_ms + (hour * MS_PER_HOUR as f64) as i64
                 - i64::from(profile.utc_offset_min) * MS_PER_MINUTE
@@ -345,8 +397,12 @@ pub(crate) fn simulate_day(
     for start in starts {
         let mut t = start.max(clock.saturating_add(2 * MS_PER_MINUTE));
         let session_id = rng.next_u64();
-        let (mut plan, context, context_ref) =
-            Session { input, rng: &mut *rng, state: &mut *state }.plan();
+        let (mut plan, context, context_ref) = Session {
+            input,
+            rng: &mut *rng,
+            state: &mut *state,
+        }
+        .plan();
         let free = profile.tier == encore_core::event::Tier::Free;
         let shuffle = match context {
             ContextType::Playlist | ContextType::Collection | ContextType::Artist => {
@@ -354,7 +410,11 @@ pub(crate) fn simulate_day(
             }
             _ => false,
         };
-        let platform = if rng.chance(0.85) { profile.platform } else { profile.second_platform };
+        let platform = if rng.chance(0.85) {
+            profile.platform
+        } else {
+            profile.second_platform
+        };
         let mobile = matches!(platform, Platform::Ios | Platform::Android);
         let offline = mobile && rng.chance(0.03);
         let private_session = rng.chance(0.015);
@@ -363,7 +423,11 @@ pub(crate) fn simulate_day(
         let mut reason_start = first_reason(context, rng);
 
         for slot in 0..length {
-            let mut session = Session { input, rng: &mut *rng, state: &mut *state };
+            let mut session = Session {
+                input,
+                rng: &mut *rng,
+                state: &mut *state,
+            };
             let mut pick = None;
             for _ in 0..4 {
                 match session.next_track(&mut plan) {
@@ -377,7 +441,9 @@ pub(crate) fn simulate_day(
                     }
                 }
             }
-            let Some((track, propensity)) = pick else { break };
+            let Some((track, propensity)) = pick else {
+                break;
+            };
             let catalog = input.catalog;
             let aff = affinity(catalog, profile, state, track);
             let duration = catalog.tracks.duration_ms[track as usize];
@@ -386,13 +452,18 @@ pub(crate) fn simulate_day(
             if slot + 1 == length && !outcome.skipped && rng.chance(0.45) {
                 // the listener stops partway through the session's last track
                 outcome.ms_played = (f64::from(duration) * rng.range_f64(0.05, 0.95)) as u32;
-                outcome.reason_end =
-                    if rng.chance(0.7) { ReasonEnd::Endplay } else { ReasonEnd::Logout };
+                outcome.reason_end = if rng.chance(0.7) {
+                    ReasonEnd::Endplay
+                } else {
+                    ReasonEnd::Logout
+                };
             }
             let attribution = match (plan, propensity) {
-                (Plan::Recommendation { request }, Some(p)) => {
-                    Some(Attribution { request, position: slot, propensity: p })
-                }
+                (Plan::Recommendation { request }, Some(p)) => Some(Attribution {
+                    request,
+                    position: slot,
+                    propensity: p,
+                }),
                 _ => None,
             };
             let event_id = (rng.next_u64(), rng.next_u64());
@@ -437,7 +508,11 @@ pub(crate) fn simulate_day(
             if streamed && !private_session {
                 state.remember(track);
             }
-            if !outcome.skipped && streamed && !state.has_saved(track) && rng.chance(0.25 * aff.powi(3)) {
+            if !outcome.skipped
+                && streamed
+                && !state.has_saved(track)
+                && rng.chance(0.25 * aff.powi(3))
+            {
                 state.save(track);
                 act(InteractionKind::Save, Target::Track(track), rng);
                 let artist = catalog.tracks.artist[track as usize];

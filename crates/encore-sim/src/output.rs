@@ -109,7 +109,11 @@ impl Out<'_> {
     fn create(&self, rel: &str) -> Result<Hashing<BufWriter<File>>, SimError> {
         let path = self.root.join(rel);
         let file = File::create(&path).map_err(SimError::io(&path))?;
-        Ok(Hashing { inner: BufWriter::with_capacity(1 << 20, file), hasher: Sha256::new(), bytes: 0 })
+        Ok(Hashing {
+            inner: BufWriter::with_capacity(1 << 20, file),
+            hasher: Sha256::new(),
+            bytes: 0,
+        })
     }
 
     fn finish(
@@ -153,7 +157,10 @@ impl Out<'_> {
             })
             .collect();
         for chunk in chunks {
-            let chunk = chunk.map_err(|e| SimError::Encode { path: path.clone(), message: e.to_string() })?;
+            let chunk = chunk.map_err(|e| SimError::Encode {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
             w.write_all(&chunk).map_err(SimError::io(&path))?;
         }
         self.finish(rel, kind, rows.len() as u64, w)
@@ -170,17 +177,24 @@ impl Out<'_> {
         + Sync,
     ) -> Result<(), SimError> {
         let path = self.root.join(rel);
-        let encode = |e: &dyn std::fmt::Display| SimError::Encode { path: path.clone(), message: e.to_string() };
+        let encode = |e: &dyn std::fmt::Display| SimError::Encode {
+            path: path.clone(),
+            message: e.to_string(),
+        };
         let props = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).map_err(|e| encode(&e))?))
+            .set_compression(Compression::ZSTD(
+                ZstdLevel::try_new(1).map_err(|e| encode(&e))?,
+            ))
             .set_max_row_group_row_count(Some(256 * 1024))
             .set_created_by(format!("encore-sim {}", env!("CARGO_PKG_VERSION")))
             .build();
-        let mut writer = ArrowWriter::try_new(self.create(rel)?, schema, Some(props))
-            .map_err(|e| encode(&e))?;
+        let mut writer =
+            ArrowWriter::try_new(self.create(rel)?, schema, Some(props)).map_err(|e| encode(&e))?;
         let batches: Vec<_> = rows.par_chunks(CHUNK).map(&batch).collect();
         for b in batches {
-            writer.write(&b.map_err(|e| encode(&e))?).map_err(|e| encode(&e))?;
+            writer
+                .write(&b.map_err(|e| encode(&e))?)
+                .map_err(|e| encode(&e))?;
         }
         let w = writer.into_inner().map_err(|e| encode(&e))?;
         self.finish(rel, kind, rows.len() as u64, w)
@@ -200,7 +214,10 @@ pub fn generate(
         std::fs::create_dir_all(&dir).map_err(SimError::io(&dir))?;
     }
     let mut world = World::new(config.clone());
-    let mut out = Out { root: out, files: Vec::new() };
+    let mut out = Out {
+        root: out,
+        files: Vec::new(),
+    };
     write_catalog(&world, &mut out)?;
 
     let mut counts = Counts {
@@ -231,8 +248,10 @@ pub fn generate(
         files: out.files,
     };
     let path = out.root.join(MANIFEST_FILE);
-    let mut text = serde_json::to_string_pretty(&manifest)
-        .map_err(|e| SimError::Encode { path: path.clone(), message: e.to_string() })?;
+    let mut text = serde_json::to_string_pretty(&manifest).map_err(|e| SimError::Encode {
+        path: path.clone(),
+        message: e.to_string(),
+    })?;
     text.push('\n');
     std::fs::write(&path, text).map_err(SimError::io(&path))?;
     Ok(manifest)
@@ -252,25 +271,48 @@ fn count_day(world: &World, log: &DayLog, counts: &mut Counts) {
     }
 }
 
-fn write_day(world: &World, log: &DayLog, format: Format, out: &mut Out<'_>) -> Result<(), SimError> {
+fn write_day(
+    world: &World,
+    log: &DayLog,
+    format: Format,
+    out: &mut Out<'_>,
+) -> Result<(), SimError> {
     let ext = format.extension();
     let plays = format!("events/events-{:04}.{ext}", log.day);
     let interactions = format!("events/interactions-{:04}.{ext}", log.day);
     match format {
         Format::Jsonl => {
             out.jsonl(&plays, "playback", &log.plays, |p| world.playback_event(p))?;
-            out.jsonl(&interactions, "interaction", &log.interactions, |i| world.interaction_event(i))
+            out.jsonl(&interactions, "interaction", &log.interactions, |i| {
+                world.interaction_event(i)
+            })
         }
         Format::Parquet => {
-            out.parquet(&plays, "playback", &log.plays, encore_core::arrow::playback_schema(), |c| {
-                playback_batch(&c.iter().map(|p| world.playback_event(p)).collect::<Vec<_>>())
-            })?;
+            out.parquet(
+                &plays,
+                "playback",
+                &log.plays,
+                encore_core::arrow::playback_schema(),
+                |c| {
+                    playback_batch(
+                        &c.iter()
+                            .map(|p| world.playback_event(p))
+                            .collect::<Vec<_>>(),
+                    )
+                },
+            )?;
             out.parquet(
                 &interactions,
                 "interaction",
                 &log.interactions,
                 encore_core::arrow::interaction_schema(),
-                |c| interaction_batch(&c.iter().map(|i| world.interaction_event(i)).collect::<Vec<_>>()),
+                |c| {
+                    interaction_batch(
+                        &c.iter()
+                            .map(|i| world.interaction_event(i))
+                            .collect::<Vec<_>>(),
+                    )
+                },
             )
         }
     }
@@ -301,8 +343,16 @@ fn write_catalog(world: &World, out: &mut Out<'_>) -> Result<(), SimError> {
         Artist {
             artist_id: Catalog::artist_id(a).into(),
             name: artist.name.clone(),
-            genres: artist.genres.iter().map(|&g| c.genre_name(g).to_owned()).collect(),
-            tags: artist.tags.iter().map(|&t| c.tags[t as usize].clone()).collect(),
+            genres: artist
+                .genres
+                .iter()
+                .map(|&g| c.genre_name(g).to_owned())
+                .collect(),
+            tags: artist
+                .tags
+                .iter()
+                .map(|&t| c.tags[t as usize].clone())
+                .collect(),
             popularity: c.artist_popularity[a as usize],
         }
     })?;
@@ -352,8 +402,10 @@ fn write_catalog(world: &World, out: &mut Out<'_>) -> Result<(), SimError> {
 pub fn verify(dir: &Path) -> Result<Vec<String>, SimError> {
     let path = dir.join(MANIFEST_FILE);
     let text = std::fs::read_to_string(&path).map_err(SimError::io(&path))?;
-    let manifest: Manifest = serde_json::from_str(&text)
-        .map_err(|e| SimError::Encode { path: path.clone(), message: e.to_string() })?;
+    let manifest: Manifest = serde_json::from_str(&text).map_err(|e| SimError::Encode {
+        path: path.clone(),
+        message: e.to_string(),
+    })?;
     let problems: Vec<String> = manifest
         .files
         .par_iter()
@@ -366,11 +418,19 @@ fn check_file(dir: &Path, entry: &FileEntry) -> Result<(), String> {
     let path: PathBuf = dir.join(&entry.path);
     let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
     if bytes.len() as u64 != entry.bytes {
-        return Err(format!("{}: {} bytes, manifest says {}", entry.path, bytes.len(), entry.bytes));
+        return Err(format!(
+            "{}: {} bytes, manifest says {}",
+            entry.path,
+            bytes.len(),
+            entry.bytes
+        ));
     }
     let sha = format!("{:x}", Sha256::digest(&bytes));
     if sha != entry.sha256 {
-        return Err(format!("{}: sha256 {sha}, manifest says {}", entry.path, entry.sha256));
+        return Err(format!(
+            "{}: sha256 {sha}, manifest says {}",
+            entry.path, entry.sha256
+        ));
     }
     let rows = if entry.path.ends_with(".parquet") {
         use parquet::file::reader::{FileReader, SerializedFileReader};
@@ -381,7 +441,10 @@ fn check_file(dir: &Path, entry: &FileEntry) -> Result<(), String> {
         bytes.iter().filter(|&&b| b == b'\n').count() as u64
     };
     if rows != entry.rows {
-        return Err(format!("{}: {rows} rows, manifest says {}", entry.path, entry.rows));
+        return Err(format!(
+            "{}: {rows} rows, manifest says {}",
+            entry.path, entry.rows
+        ));
     }
     Ok(())
 }

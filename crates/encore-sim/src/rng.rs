@@ -203,7 +203,11 @@ impl Alias {
     #[inline]
     pub fn sample(&self, rng: &mut Rng) -> usize {
         let i = rng.below(self.prob.len());
-        if rng.f64() < self.prob[i] { i } else { self.alias[i] as usize }
+        if rng.f64() < self.prob[i] {
+            i
+        } else {
+            self.alias[i] as usize
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -223,8 +227,14 @@ mod tests {
     fn streams_are_reproducible_and_distinct() {
         let a: Vec<u64> = (0..4).map(|_| Rng::stream(7, &[1, 2]).next_u64()).collect();
         assert!(a.windows(2).all(|w| w[0] == w[1]));
-        assert_ne!(Rng::stream(7, &[1, 2]).next_u64(), Rng::stream(7, &[2, 1]).next_u64());
-        assert_ne!(Rng::stream(7, &[1]).next_u64(), Rng::stream(8, &[1]).next_u64());
+        assert_ne!(
+            Rng::stream(7, &[1, 2]).next_u64(),
+            Rng::stream(7, &[2, 1]).next_u64()
+        );
+        assert_ne!(
+            Rng::stream(7, &[1]).next_u64(),
+            Rng::stream(8, &[1]).next_u64()
+        );
     }
 
     #[test]
@@ -252,7 +262,10 @@ mod tests {
         }
         assert_eq!(counts[1], 0);
         for (c, w) in counts.iter().zip(weights) {
-            assert!((*c as f64 / 100_000.0 - w / 10.0).abs() < 0.01, "{counts:?}");
+            assert!(
+                (*c as f64 / 100_000.0 - w / 10.0).abs() < 0.01,
+                "{counts:?}"
+            );
         }
     }
 

@@ -39,7 +39,10 @@ pub struct UserProfile {
 impl UserProfile {
     /// Weight of genre `g` in this listener's taste (0 when absent).
     pub fn genre_weight(&self, g: u16) -> f64 {
-        self.genres.iter().find(|(x, _)| *x == g).map_or(0.0, |(_, w)| *w)
+        self.genres
+            .iter()
+            .find(|(x, _)| *x == g)
+            .map_or(0.0, |(_, w)| *w)
     }
 
     pub fn pick_genre(&self, rng: &mut Rng) -> u16 {
@@ -132,7 +135,12 @@ pub fn generate_users(seed: u64, n: usize, catalog: &Catalog) -> Vec<(UserProfil
         (Platform::Tv, 0.02),
     ];
     let platform_alias = weighted_alias(&platforms, |p| p.1);
-    let tiers = [(Tier::Free, 0.45), (Tier::Premium, 0.35), (Tier::Family, 0.12), (Tier::Student, 0.08)];
+    let tiers = [
+        (Tier::Free, 0.45),
+        (Tier::Premium, 0.35),
+        (Tier::Family, 0.12),
+        (Tier::Student, 0.08),
+    ];
     let tier_alias = weighted_alias(&tiers, |t| t.1);
     let peak_hours = [8.0, 12.5, 17.5, 20.5, 23.0];
 
@@ -147,10 +155,10 @@ pub fn generate_users(seed: u64, n: usize, catalog: &Catalog) -> Vec<(UserProfil
             // taste: 1-4 genres, country-flavoured, Dirichlet(0.7) weights (concentrated)
             let mut share: Vec<f64> = GENRES.iter().map(|g| g.share).collect();
             for (c, g, boost) in COUNTRY_GENRE_BOOST {
-                if *c == country {
-                    if let Some(i) = GENRES.iter().position(|x| x.name == *g) {
-                        share[i] *= boost;
-                    }
+                if *c == country
+                    && let Some(i) = GENRES.iter().position(|x| x.name == *g)
+                {
+                    share[i] *= boost;
                 }
             }
             let k = (1 + rng.poisson(0.9)).min(4) as usize;
@@ -183,7 +191,10 @@ pub fn generate_users(seed: u64, n: usize, catalog: &Catalog) -> Vec<(UserProfil
                 platform,
                 second_platform,
                 tier,
-                consent: Consent { personalization: rng.chance(0.96), analytics: rng.chance(0.9) },
+                consent: Consent {
+                    personalization: rng.chance(0.96),
+                    analytics: rng.chance(0.9),
+                },
                 activity: rng.lognormal(0.0, 0.8),
                 session_len: rng.range_f64(6.0, 18.0),
                 genres,
@@ -198,10 +209,10 @@ pub fn generate_users(seed: u64, n: usize, catalog: &Catalog) -> Vec<(UserProfil
             let mut state = UserState::default();
             for _ in 0..2 + rng.poisson(3.0) {
                 let g = profile.pick_genre(&mut rng);
-                if let Some(a) = catalog.artist_of_genre(g, &mut rng) {
-                    if !state.follows(a) {
-                        state.favorites.push(a);
-                    }
+                if let Some(a) = catalog.artist_of_genre(g, &mut rng)
+                    && !state.follows(a)
+                {
+                    state.favorites.push(a);
                 }
             }
             let library_size = rng.lognormal(3.0, 0.8) as usize;
@@ -256,7 +267,13 @@ mod tests {
                 }
             }
         }
-        let (inside, outside) = (in_taste.0 / in_taste.1 as f64, out_taste.0 / out_taste.1 as f64);
-        assert!(inside > outside + 0.3, "in-taste {inside:.2} vs out-of-taste {outside:.2}");
+        let (inside, outside) = (
+            in_taste.0 / in_taste.1 as f64,
+            out_taste.0 / out_taste.1 as f64,
+        );
+        assert!(
+            inside > outside + 0.3,
+            "in-taste {inside:.2} vs out-of-taste {outside:.2}"
+        );
     }
 }

@@ -7,9 +7,7 @@ use crate::listen::{
 use crate::rng::{Rng, uuid_string};
 use crate::users::{UserProfile, UserState, affinity, generate_users};
 use crate::vocab::GENRES;
-use encore_core::event::{
-    ContextType, InteractionEvent, ItemType, PlaybackEvent, SCHEMA_VERSION,
-};
+use encore_core::event::{ContextType, InteractionEvent, ItemType, PlaybackEvent, SCHEMA_VERSION};
 use encore_core::time::{Date, MS_PER_DAY};
 use rayon::prelude::*;
 
@@ -27,11 +25,22 @@ pub struct SimConfig {
 
 impl SimConfig {
     pub fn new(users: usize, days: u32, seed: u64) -> SimConfig {
-        SimConfig { users, days, seed, tracks: None, start: Date { year: 2026, month: 1, day: 5 } }
+        SimConfig {
+            users,
+            days,
+            seed,
+            tracks: None,
+            start: Date {
+                year: 2026,
+                month: 1,
+                day: 5,
+            },
+        }
     }
 
     pub fn n_tracks(&self) -> usize {
-        self.tracks.unwrap_or((self.users * 5).clamp(1_000, 1_000_000))
+        self.tracks
+            .unwrap_or((self.users * 5).clamp(1_000, 1_000_000))
     }
 }
 
@@ -80,10 +89,19 @@ impl World {
     /// Builds the catalog and the listeners (with the history they bring into the window).
     pub fn new(config: SimConfig) -> World {
         let catalog = Catalog::generate(config.seed, config.n_tracks(), config.start);
-        let (profiles, states) = generate_users(config.seed, config.users, &catalog).into_iter().unzip();
+        let (profiles, states) = generate_users(config.seed, config.users, &catalog)
+            .into_iter()
+            .unzip();
         let total: f64 = GENRES.iter().map(|g| g.share).sum();
         let genre_share = GENRES.iter().map(|g| g.share / total).collect();
-        World { config, catalog, profiles, states, genre_share, next_day: 0 }
+        World {
+            config,
+            catalog,
+            profiles,
+            states,
+            genre_share,
+            next_day: 0,
+        }
     }
 
     /// Days simulated so far.
@@ -129,7 +147,11 @@ impl World {
         // stable: a listener's own events keep their order on equal timestamps
         plays.par_sort_by_key(|p| (p.ts_start_ms, p.user));
         interactions.par_sort_by_key(|i| (i.ts_ms, i.user));
-        DayLog { day, plays, interactions }
+        DayLog {
+            day,
+            plays,
+            interactions,
+        }
     }
 
     pub fn user_id(user: u32) -> String {
@@ -254,9 +276,8 @@ impl World {
                     );
                     r.ms_played = outcome.ms_played;
                     r.skipped = outcome.skipped;
-                    r.saved = !r.skipped
-                        && !state.has_saved(track)
-                        && rng.chance(0.25 * aff.powi(3));
+                    r.saved =
+                        !r.skipped && !state.has_saved(track) && rng.chance(0.25 * aff.powi(3));
                 }
                 r
             })

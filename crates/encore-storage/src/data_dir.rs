@@ -36,12 +36,19 @@ impl DataDir {
     pub fn open(path: impl AsRef<Path>) -> Result<DataDir, StorageError> {
         let root = path.as_ref().to_path_buf();
         if root.exists() && !root.is_dir() {
-            return Err(StorageError::NotADataDir { path: root, reason: "not a directory".into() });
+            return Err(StorageError::NotADataDir {
+                path: root,
+                reason: "not a directory".into(),
+            });
         }
         std::fs::create_dir_all(&root).map_err(StorageError::io(&root))?;
         let lock = acquire_lock(&root)?;
         let format = read_or_create_format(&root)?;
-        Ok(DataDir { root, format, _lock: lock })
+        Ok(DataDir {
+            root,
+            format,
+            _lock: lock,
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -73,14 +80,21 @@ fn acquire_lock(root: &Path) -> Result<File, StorageError> {
         Ok(()) => {}
         Err(TryLockError::WouldBlock) => {
             let mut text = String::new();
-            let pid = file.read_to_string(&mut text).ok().and_then(|_| text.trim().parse().ok());
-            return Err(StorageError::Locked { path: root.to_path_buf(), pid });
+            let pid = file
+                .read_to_string(&mut text)
+                .ok()
+                .and_then(|_| text.trim().parse().ok());
+            return Err(StorageError::Locked {
+                path: root.to_path_buf(),
+                pid,
+            });
         }
         Err(TryLockError::Error(e)) => return Err(StorageError::Io { path, source: e }),
     }
     // we hold the lock: record our pid for whoever comes next
     file.set_len(0).map_err(StorageError::io(&path))?;
-    file.seek(SeekFrom::Start(0)).map_err(StorageError::io(&path))?;
+    file.seek(SeekFrom::Start(0))
+        .map_err(StorageError::io(&path))?;
     writeln!(file, "{}", std::process::id()).map_err(StorageError::io(&path))?;
     file.sync_data().map_err(StorageError::io(&path))?;
     Ok(file)
@@ -90,9 +104,11 @@ fn read_or_create_format(root: &Path) -> Result<FormatInfo, StorageError> {
     let path = root.join(FORMAT_FILE);
     match std::fs::read_to_string(&path) {
         Ok(text) => {
-            let info: FormatInfo = serde_json::from_str(&text).map_err(|e| {
-                StorageError::NotADataDir { path: root.to_path_buf(), reason: format!("{FORMAT_FILE}: {e}") }
-            })?;
+            let info: FormatInfo =
+                serde_json::from_str(&text).map_err(|e| StorageError::NotADataDir {
+                    path: root.to_path_buf(),
+                    reason: format!("{FORMAT_FILE}: {e}"),
+                })?;
             if info.format_version > FORMAT_VERSION {
                 return Err(StorageError::UnsupportedFormat {
                     path: root.to_path_buf(),
@@ -151,7 +167,10 @@ mod tests {
         let err = DataDir::open(tmp.path()).unwrap_err();
         let pid = std::process::id();
         assert!(matches!(err, StorageError::Locked { pid: Some(p), .. } if p == pid));
-        assert!(err.to_string().contains(&format!("in use by another encore process (pid {pid})")));
+        assert!(
+            err.to_string()
+                .contains(&format!("in use by another encore process (pid {pid})"))
+        );
     }
 
     #[test]
@@ -170,10 +189,13 @@ mod tests {
         )
         .unwrap();
         let err = DataDir::open(tmp.path()).unwrap_err();
-        assert_eq!(err.to_string(), format!(
-            "data directory {} has format version 99; this build reads up to 1",
-            tmp.path().display()
-        ));
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "data directory {} has format version 99; this build reads up to 1",
+                tmp.path().display()
+            )
+        );
     }
 
     #[test]
@@ -181,8 +203,16 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         std::fs::write(tmp.path().join("thesis.tex"), "...").unwrap();
         let err = DataDir::open(tmp.path()).unwrap_err();
-        assert!(err.to_string().contains("has files but no FORMAT file"), "{err}");
+        assert!(
+            err.to_string().contains("has files but no FORMAT file"),
+            "{err}"
+        );
         let file = tmp.path().join("thesis.tex");
-        assert!(DataDir::open(&file).unwrap_err().to_string().contains("not a directory"));
+        assert!(
+            DataDir::open(&file)
+                .unwrap_err()
+                .to_string()
+                .contains("not a directory")
+        );
     }
 }

@@ -9,13 +9,20 @@ pub enum StorageError {
 
     #[error("data directory {} has format version {found}; this build reads up to {supported}",
         path.display())]
-    UnsupportedFormat { path: PathBuf, found: u32, supported: u32 },
+    UnsupportedFormat {
+        path: PathBuf,
+        found: u32,
+        supported: u32,
+    },
 
     #[error("{} is not an encore data directory: {reason}", path.display())]
     NotADataDir { path: PathBuf, reason: String },
 
     #[error("i/o error on {}: {source}", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 impl StorageError {
@@ -37,9 +44,9 @@ impl Coded for StorageError {
 
     fn hint(&self) -> Option<String> {
         match self {
-            StorageError::Locked { .. } => Some(
-                "stop the other process, or pass --data-dir to use another directory".into(),
-            ),
+            StorageError::Locked { .. } => {
+                Some("stop the other process, or pass --data-dir to use another directory".into())
+            }
             StorageError::UnsupportedFormat { .. } => {
                 Some("upgrade encore, or use another --data-dir".into())
             }

@@ -50,7 +50,9 @@ pub fn stats(users: usize, days: u32, seed: u64) -> Stats {
         .map(|p| {
             let profile = &world.profiles[p.user as usize];
             let t = (p.track as usize * 7919 + p.user as usize * 104_729) % catalog.tracks.len();
-            f64::from(u8::from(profile.genre_weight(catalog.tracks.genre[t]) > 0.0))
+            f64::from(u8::from(
+                profile.genre_weight(catalog.tracks.genre[t]) > 0.0,
+            ))
         })
         .sum::<f64>()
         / n as f64;
@@ -70,12 +72,29 @@ fn listening_distributions_are_realistic() {
     let s = stats(2_000, 14, 7);
     eprintln!(
         "plays {} skip {:.3} streams {:.3} top1% {:.3} taste {:.3} (random {:.3}) interactions {}",
-        s.plays, s.skip_rate, s.stream_share, s.top1_share, s.taste_share, s.taste_share_random,
+        s.plays,
+        s.skip_rate,
+        s.stream_share,
+        s.top1_share,
+        s.taste_share,
+        s.taste_share_random,
         s.interactions
     );
-    assert!((0.15..=0.40).contains(&s.top1_share), "top 1% of tracks get {:.3} of plays", s.top1_share);
-    assert!((0.20..=0.50).contains(&s.skip_rate), "skip rate {:.3}", s.skip_rate);
-    assert!((0.50..=0.80).contains(&s.stream_share), "share of plays >= 30 s {:.3}", s.stream_share);
+    assert!(
+        (0.15..=0.40).contains(&s.top1_share),
+        "top 1% of tracks get {:.3} of plays",
+        s.top1_share
+    );
+    assert!(
+        (0.20..=0.50).contains(&s.skip_rate),
+        "skip rate {:.3}",
+        s.skip_rate
+    );
+    assert!(
+        (0.50..=0.80).contains(&s.stream_share),
+        "share of plays >= 30 s {:.3}",
+        s.stream_share
+    );
     assert!(
         s.taste_share > 0.75 && s.taste_share > 2.0 * s.taste_share_random,
         "plays on own taste clusters {:.3} vs {:.3} at random",
@@ -84,13 +103,19 @@ fn listening_distributions_are_realistic() {
     );
     // a few plays per listener per day, as on a real service
     let per_user_day = s.plays as f64 / (2_000.0 * 14.0);
-    assert!((5.0..=40.0).contains(&per_user_day), "{per_user_day:.1} plays per listener-day");
+    assert!(
+        (5.0..=40.0).contains(&per_user_day),
+        "{per_user_day:.1} plays per listener-day"
+    );
 }
 
 #[test]
 fn result_does_not_depend_on_thread_count() {
     let run = |threads: usize| {
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
         pool.install(|| {
             let mut world = World::new(SimConfig::new(500, 2, 21));
             world.simulate_day();

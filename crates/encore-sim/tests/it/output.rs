@@ -18,7 +18,11 @@ fn all_files(dir: &Path) -> Vec<(String, Vec<u8>)> {
             if path.is_dir() {
                 stack.push(path);
             } else {
-                let rel = path.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
+                let rel = path
+                    .strip_prefix(dir)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned();
                 out.push((rel, std::fs::read(&path).unwrap()));
             }
         }
@@ -30,7 +34,11 @@ fn all_files(dir: &Path) -> Vec<(String, Vec<u8>)> {
 #[test]
 fn same_seed_same_bytes_other_seed_other_bytes() {
     let tmp = tempfile::tempdir().unwrap();
-    let (a, b, c) = (tmp.path().join("a"), tmp.path().join("b"), tmp.path().join("c"));
+    let (a, b, c) = (
+        tmp.path().join("a"),
+        tmp.path().join("b"),
+        tmp.path().join("c"),
+    );
     world(&a, 7, Format::Jsonl);
     world(&b, 7, Format::Jsonl);
     world(&c, 8, Format::Jsonl);
@@ -38,9 +46,18 @@ fn same_seed_same_bytes_other_seed_other_bytes() {
     assert!(fa.len() > 10);
     assert_eq!(fa, fb, "same seed must give byte-identical files");
     let events = |files: &[(String, Vec<u8>)]| {
-        files.iter().find(|(p, _)| p.ends_with("events-0000.jsonl")).unwrap().1.clone()
+        files
+            .iter()
+            .find(|(p, _)| p.ends_with("events-0000.jsonl"))
+            .unwrap()
+            .1
+            .clone()
     };
-    assert_ne!(events(&fa), events(&fc), "a different seed must give different events");
+    assert_ne!(
+        events(&fa),
+        events(&fc),
+        "a different seed must give different events"
+    );
 }
 
 #[test]
@@ -98,7 +115,10 @@ fn parquet_output_matches_jsonl_and_manifest() {
     assert_eq!(verify(&pq).unwrap(), Vec::<String>::new());
 
     let file = std::fs::File::open(pq.join("events/events-0001.parquet")).unwrap();
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file).unwrap().build().unwrap();
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+        .unwrap()
+        .build()
+        .unwrap();
     let mut ids = Vec::new();
     for batch in reader {
         let batch = batch.unwrap();
@@ -111,8 +131,16 @@ fn parquet_output_matches_jsonl_and_manifest() {
         .lines()
         .map(|l| serde_json::from_str::<PlaybackEvent>(l).unwrap().event_id.0)
         .collect();
-    assert_eq!(ids, json_ids, "both formats hold the same events in the same order");
-    let rows: u64 = m.files.iter().filter(|f| f.kind == "playback").map(|f| f.rows).sum();
+    assert_eq!(
+        ids, json_ids,
+        "both formats hold the same events in the same order"
+    );
+    let rows: u64 = m
+        .files
+        .iter()
+        .filter(|f| f.kind == "playback")
+        .map(|f| f.rows)
+        .sum();
     assert_eq!(rows, m.counts.playback_events);
 }
 
@@ -126,5 +154,8 @@ fn verify_detects_tampering() {
     std::fs::write(&path, bytes).unwrap();
     let problems = verify(tmp.path()).unwrap();
     assert_eq!(problems.len(), 1, "{problems:?}");
-    assert!(problems[0].starts_with("events/events-0002.jsonl: "), "{problems:?}");
+    assert!(
+        problems[0].starts_with("events/events-0002.jsonl: "),
+        "{problems:?}"
+    );
 }

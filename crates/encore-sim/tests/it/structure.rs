@@ -15,7 +15,9 @@ fn ndcg_at_10(ranked: &[u32], relevant: &HashSet<u32>) -> f64 {
         .filter(|(_, t)| relevant.contains(t))
         .map(|(i, _)| 1.0 / (i as f64 + 2.0).log2())
         .sum();
-    let ideal: f64 = (0..relevant.len().min(10)).map(|i| 1.0 / (i as f64 + 2.0).log2()).sum();
+    let ideal: f64 = (0..relevant.len().min(10))
+        .map(|i| 1.0 / (i as f64 + 2.0).log2())
+        .sum();
     dcg / ideal
 }
 
@@ -60,7 +62,11 @@ fn genre_aware_recommender_beats_popularity_by_2x() {
         }
         let (mut tr, mut te) = (HashSet::new(), HashSet::new());
         for t in tracks {
-            if rng.chance(0.2) { te.insert(t) } else { tr.insert(t) };
+            if rng.chance(0.2) {
+                te.insert(t)
+            } else {
+                tr.insert(t)
+            };
         }
         if !te.is_empty() {
             train.push(tr);
@@ -76,7 +82,10 @@ fn genre_aware_recommender_beats_popularity_by_2x() {
     }
     let (mut pop_ndcg, mut genre_ndcg) = (0.0, 0.0);
     for (tr, te) in train.iter().zip(&test) {
-        let by_pop = top10(popularity.iter().enumerate().map(|(t, &s)| (t as u32, s)), tr);
+        let by_pop = top10(
+            popularity.iter().enumerate().map(|(t, &s)| (t as u32, s)),
+            tr,
+        );
         pop_ndcg += ndcg_at_10(&by_pop, te);
 
         let mut mix = vec![0f64; n_genres];
@@ -94,7 +103,10 @@ fn genre_aware_recommender_beats_popularity_by_2x() {
     eprintln!("users {users} popularity NDCG@10 {pop_ndcg:.4}, genre-aware {genre_ndcg:.4}");
     assert!(users > 2_000.0);
     assert!(pop_ndcg > 0.0);
-    assert!(genre_ndcg >= 2.0 * pop_ndcg, "genre-aware {genre_ndcg:.4} vs popularity {pop_ndcg:.4}");
+    assert!(
+        genre_ndcg >= 2.0 * pop_ndcg,
+        "genre-aware {genre_ndcg:.4} vs popularity {pop_ndcg:.4}"
+    );
 }
 
 #[test]
@@ -109,7 +121,11 @@ fn served_slates_respond_to_affinity() {
     for user in 0..400u32 {
         // a slate of the 10 highest-affinity tracks among 500 sampled, against 10 random tracks
         let mut pool: Vec<u32> = (0..500).map(|_| rng.below(n as usize) as u32).collect();
-        pool.sort_by(|a, b| world.affinity(user, *b).total_cmp(&world.affinity(user, *a)));
+        pool.sort_by(|a, b| {
+            world
+                .affinity(user, *b)
+                .total_cmp(&world.affinity(user, *a))
+        });
         let best: Vec<u32> = pool[..10].to_vec();
         let rand: Vec<u32> = pool[250..260].to_vec();
         for (slate, acc) in [(&best, &mut good), (&rand, &mut random)] {
@@ -121,7 +137,12 @@ fn served_slates_respond_to_affinity() {
         }
     }
     eprintln!("streams/skips/plays: best {good:?} random {random:?}");
-    assert!(good.0 > 2 * random.0, "streams best {} vs random {}", good.0, random.0);
+    assert!(
+        good.0 > 2 * random.0,
+        "streams best {} vs random {}",
+        good.0,
+        random.0
+    );
     let skip_rate = |a: (usize, usize, usize)| a.1 as f64 / a.2.max(1) as f64;
     assert!(skip_rate(good) < skip_rate(random));
 }

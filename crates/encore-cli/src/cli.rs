@@ -1,0 +1,141 @@
+//! The command-line grammar: `encore <noun> <verb>`, global flags on every level.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "encore",
+    version,
+    about = "Self-hosted personalization and ML operations for music streaming",
+    long_about = "encore turns listening events into personalized recommendations and runs the \
+                  ML lifecycle in between: ingestion with data contracts, training, evaluation, \
+                  a model registry, serving, experiments and observability.\n\n\
+                  Start with `encore demo`.",
+    propagate_version = true
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags accepted by every command (before or after the subcommand).
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Data directory [default: ./encore-data, or data.dir from the config]
+    #[arg(long, global = true, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Config file [default: ./encore.toml when present]
+    #[arg(long, global = true, value_name = "FILE", env = "ENCORE_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// Log level: error, warn, info, debug, trace [default: info, or log.level]
+    #[arg(long, global = true, value_name = "LEVEL")]
+    pub log_level: Option<String>,
+
+    /// Log format: text or json [default: text, or log.format]
+    #[arg(long, global = true, value_name = "FORMAT")]
+    pub log_format: Option<String>,
+
+    /// Print results as JSON on stdout
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the whole pipeline on a simulated world and print what was made
+    Demo(DemoArgs),
+    /// Show or create configuration
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Simulate a music streaming service (catalog, listeners, events)
+    #[command(subcommand)]
+    Sim(SimCommand),
+    /// Inspect the data directory
+    #[command(subcommand)]
+    Data(DataCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Listeners to simulate [default: demo.users]
+    #[arg(long)]
+    pub users: Option<u32>,
+    /// Days of listening to simulate [default: demo.days]
+    #[arg(long)]
+    pub days: Option<u32>,
+    /// Seed of the world [default: demo.seed]
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Write a commented config file with every key at its default
+    Init {
+        /// Where to write it
+        #[arg(long, default_value = "encore.toml")]
+        path: PathBuf,
+        /// Overwrite an existing file
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print the effective config and where each value came from
+    Show,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum FormatArg {
+    Jsonl,
+    Parquet,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SimCommand {
+    /// Generate a world: catalog, listeners and N days of events, with a manifest
+    Generate(GenerateArgs),
+    /// Check a generated world against its manifest (sizes, sha256, row counts)
+    Verify {
+        /// The world's directory (holding manifest.json)
+        dir: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// Number of listeners
+    #[arg(long, default_value_t = 2_000)]
+    pub users: u32,
+    /// Days of listening
+    #[arg(long, default_value_t = 30)]
+    pub days: u32,
+    /// Seed: the same seed gives byte-identical files
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Output directory (created; must be empty unless --force)
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Event file format
+    #[arg(long, value_enum, default_value_t = FormatArg::Jsonl)]
+    pub format: FormatArg,
+    /// Catalog size in tracks [default: 5 per listener, between 1000 and 1000000]
+    #[arg(long)]
+    pub tracks: Option<u32>,
+    /// First simulated day, YYYY-MM-DD
+    #[arg(long, default_value = "2026-01-05")]
+    pub start: String,
+    /// Replace a world already in --out
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DataCommand {
+    /// Where the data directory is, its format version, and what it holds
+    Info,
+}

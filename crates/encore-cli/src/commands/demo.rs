@@ -1,0 +1,73 @@
+//! `encore demo`: the main job for a newcomer. Today it simulates a world into the data directory
+//! and reports it; each capability that lands extends it (ingest, train, evaluate, register,
+//! serve) until it ends with a running server and URLs to open.
+
+use crate::cli::DemoArgs;
+use crate::commands::sim::{WorldReport, write_world};
+use crate::error::CliError;
+use crate::output::Output;
+use encore_config::Loaded;
+use encore_sim::output::MANIFEST_FILE;
+use encore_sim::{Format, Manifest, SimConfig};
+use encore_storage::DataDir;
+use serde::Serialize;
+
+#[derive(Serialize)]
+struct DemoReport {
+    data_dir: String,
+    reused: bool,
+    world: WorldReport,
+    next: Vec<String>,
+}
+
+pub fn run(loaded: &Loaded, args: &DemoArgs, out: &Output) -> Result<(), CliError> {
+    let demo = &loaded.config.demo;
+    let users = args.users.unwrap_or(demo.users).max(1);
+    let days = args.days.unwrap_or(demo.days).max(1);
+    let seed = args.seed.unwrap_or(demo.seed);
+    let dir = DataDir::open(&loaded.config.data.dir)?;
+    let world_dir = dir.subdir("worlds")?.join("demo");
+    let config = SimConfig::new(users as usize, days, seed);
+
+    // a world of the same size and seed is the same world: reuse it when it is intact
+    let existing: Option<Manifest> = std::fs::read_to_string(world_dir.join(MANIFEST_FILE))
+        .ok()
+        .and_then(|text| serde_json::from_str(&text).ok())
+        .filter(|m: &Manifest| m.seed == seed && m.users == u64::from(users) && m.days == days)
+        .filter(|_| encore_sim::verify(&world_dir).is_ok_and(|problems| problems.is_empty()));
+    let (world, reused) = match existing {
+        Some(m) => (WorldReport::new(&world_dir, &m, 0.0), true),
+        None => (
+            write_world(&config, &world_dir, Format::Parquet, true, out)?,
+            false,
+        ),
+    };
+    let world_path = world_dir.display().to_string();
+    let report = DemoReport {
+        data_dir: dir.path().display().to_string(),
+        reused,
+        next: vec![
+            format!("encore sim verify {world_path}"),
+            "encore sim generate --users 20000 --days 30 --out /tmp/world --format parquet".into(),
+            "encore config show".into(),
+        ],
+        world,
+    };
+    out.emit(&report, || {
+        let mut text = format!(
+            "encore demo: a simulated music streaming service\n\n{}{}\n",
+            report.world.text(),
+            if report.reused {
+                "(reused: same seed and size as before)\n"
+            } else {
+                ""
+            },
+        );
+        text.push_str("try next:\n");
+        for n in &report.next {
+            text.push_str(&format!("  {n}\n"));
+        }
+        text
+    });
+    Ok(())
+}

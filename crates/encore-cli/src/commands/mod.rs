@@ -1,0 +1,4 @@
+pub mod config;
+pub mod data;
+pub mod demo;
+pub mod sim;

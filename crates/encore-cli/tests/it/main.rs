@@ -1,0 +1,4 @@
+//! End-to-end tests of the `encore` binary: real processes, real files, temp directories.
+
+mod cli;
+mod sim;
