@@ -228,11 +228,28 @@ pub fn generate(
         tags: world.catalog.tags.len() as u64,
         ..Counts::default()
     };
-    for _ in 0..config.days {
-        let log = world.simulate_day();
-        count_day(&world, &log, &mut counts);
-        write_day(&world, &log, format, &mut out)?;
-        on_day(log.day + 1, config.days);
+    // Day d is written while day d + 1 is simulated: both halves are parallel inside, and
+    // overlapping them keeps both cores busy through the sequential parts (Parquet encoding,
+    // hashing, the write itself).
+    let mut states = world.take_states();
+    let mut pending: Option<DayLog> = None;
+    for day in 0..=config.days {
+        let world = &world;
+        let (next, written) = rayon::join(
+            || (day < config.days).then(|| world.step(day, &mut states)),
+            || -> Result<Option<u32>, SimError> {
+                let Some(log) = pending.take() else {
+                    return Ok(None);
+                };
+                count_day(world, &log, &mut counts);
+                write_day(world, &log, format, &mut out)?;
+                Ok(Some(log.day))
+            },
+        );
+        if let Some(done) = written? {
+            on_day(done + 1, config.days);
+        }
+        pending = next;
     }
 
     let manifest = Manifest {

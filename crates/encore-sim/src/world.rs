@@ -104,7 +104,7 @@ impl World {
         }
     }
 
-    /// Days simulated so far.
+    /// Days simulated so far by [`World::simulate_day`].
     pub fn days_done(&self) -> u32 {
         self.next_day
     }
@@ -113,7 +113,16 @@ impl World {
     /// number of threads because each listener-day has its own random stream).
     pub fn simulate_day(&mut self) -> DayLog {
         let day = self.next_day;
+        let mut states = std::mem::take(&mut self.states);
+        let log = self.step(day, &mut states);
+        self.states = states;
         self.next_day += 1;
+        log
+    }
+
+    /// Simulates `day` with the listeners' state held outside the world, so that the world can be
+    /// read (to write the previous day) while the next one is simulated.
+    pub(crate) fn step(&self, day: u32, states: &mut [UserState]) -> DayLog {
         let date = Date::from_days(self.config.start.to_days() + i64::from(day));
         let day_start_ms = date.to_days() * MS_PER_DAY;
         let weekday = date.weekday();
@@ -123,7 +132,7 @@ impl World {
         let per_user: Vec<(Vec<Play>, Vec<Interaction>)> = self
             .profiles
             .par_iter()
-            .zip(self.states.par_iter_mut())
+            .zip(states.par_iter_mut())
             .enumerate()
             .map(|(u, (profile, state))| {
                 let mut rng = Rng::stream(seed, &[3, u as u64, u64::from(day)]);
@@ -152,6 +161,11 @@ impl World {
             plays,
             interactions,
         }
+    }
+
+    /// Detaches the listeners' evolving state (see [`World::step`]).
+    pub(crate) fn take_states(&mut self) -> Vec<UserState> {
+        std::mem::take(&mut self.states)
     }
 
     pub fn user_id(user: u32) -> String {
