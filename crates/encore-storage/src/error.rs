@@ -23,6 +23,27 @@ pub enum StorageError {
         path: PathBuf,
         source: std::io::Error,
     },
+
+    #[error("{} is corrupt: {message}", path.display())]
+    Corrupt { path: PathBuf, message: String },
+
+    #[error("parquet error on {}: {message}", path.display())]
+    Parquet { path: PathBuf, message: String },
+
+    #[error("arrow error: {message}")]
+    Arrow { message: String },
+
+    #[error("batch does not have the schema of table `{table}`")]
+    SchemaMismatch { table: String },
+
+    #[error("table `{table}` has no column `{column}`")]
+    UnknownColumn { table: String, column: String },
+
+    #[error("write to the event log failed: {message}")]
+    WriteFailed { message: String },
+
+    #[error("the event log is closed")]
+    Closed,
 }
 
 impl StorageError {
@@ -32,13 +53,36 @@ impl StorageError {
     }
 }
 
+impl StorageError {
+    pub(crate) fn arrow(e: arrow::error::ArrowError) -> StorageError {
+        StorageError::Arrow {
+            message: e.to_string(),
+        }
+    }
+
+    pub(crate) fn parquet(path: &std::path::Path, e: &dyn std::fmt::Display) -> StorageError {
+        StorageError::Parquet {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        }
+    }
+}
+
 impl Coded for StorageError {
     fn code(&self) -> ErrorCode {
         match self {
             StorageError::Locked { .. }
             | StorageError::UnsupportedFormat { .. }
             | StorageError::NotADataDir { .. } => ErrorCode::FailedPrecondition,
-            StorageError::Io { .. } => ErrorCode::Unavailable,
+            StorageError::Io { .. } | StorageError::WriteFailed { .. } | StorageError::Closed => {
+                ErrorCode::Unavailable
+            }
+            StorageError::Corrupt { .. }
+            | StorageError::Parquet { .. }
+            | StorageError::Arrow { .. } => ErrorCode::Internal,
+            StorageError::SchemaMismatch { .. } | StorageError::UnknownColumn { .. } => {
+                ErrorCode::InvalidArgument
+            }
         }
     }
 
@@ -53,7 +97,16 @@ impl Coded for StorageError {
             StorageError::NotADataDir { .. } => {
                 Some("pass --data-dir pointing to an empty or encore-created directory".into())
             }
-            StorageError::Io { .. } => None,
+            StorageError::Corrupt { .. } => {
+                Some("restore the file from a backup, or move it aside to recover the rest".into())
+            }
+            StorageError::Io { .. }
+            | StorageError::Parquet { .. }
+            | StorageError::Arrow { .. }
+            | StorageError::SchemaMismatch { .. }
+            | StorageError::UnknownColumn { .. }
+            | StorageError::WriteFailed { .. }
+            | StorageError::Closed => None,
         }
     }
 }

@@ -11,6 +11,9 @@
 
 mod data_dir;
 mod error;
+pub mod event_log;
+pub mod wal;
 
 pub use data_dir::{DataDir, FORMAT_VERSION, FormatInfo};
 pub use error::StorageError;
+pub use event_log::{EventLog, LogOptions, LogStats, Recovery, SegmentInfo, TableSpec};

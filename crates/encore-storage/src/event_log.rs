@@ -1,0 +1,769 @@
+//! The durable event log of one table (playback events, or interaction events).
+//!
+//! Writes go through one writer thread: it takes every append waiting in its bounded queue, writes
+//! them to the write-ahead log as Arrow IPC records, fsyncs once (group commit), and only then
+//! acknowledges them. Acknowledged batches live in memory until the log is sealed: they are split
+//! by UTC day, sorted by time and written as immutable zstd Parquet segments under
+//! `segments/day=YYYY-MM-DD/`, recorded in `segments.json`, after which the WAL files they came
+//! from are deleted.
+//!
+//! Recovery on open: WAL files already covered by `segments.json` are deleted; the others are
+//! replayed into memory; a torn record at the tail is truncated (it was never acknowledged);
+//! segment files not in `segments.json` (a crash mid-seal) are removed, their rows still being in
+//! the WAL.
+//!
+//! ```text
+//! <table>/wal/000000000007.wal
+//! <table>/segments/day=2026-01-05/000000000003.parquet
+//! <table>/segments.json
+//! ```
+
+use crate::StorageError;
+use crate::wal::{WalWriter, read_wal, sync_dir, truncate};
+use arrow::array::{Array, Int64Array, RecordBatch, StringArray};
+use arrow::compute::{concat_batches, filter_record_batch, sort_to_indices, take_record_batch};
+use arrow::datatypes::SchemaRef;
+use encore_core::time::{Date, MS_PER_DAY};
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashSet};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+
+const MANIFEST: &str = "segments.json";
+const MANIFEST_VERSION: u32 = 1;
+
+/// What a table stores and how its rows are keyed.
+#[derive(Debug, Clone)]
+pub struct TableSpec {
+    /// directory name, e.g. `playback`
+    pub name: &'static str,
+    pub schema: SchemaRef,
+    /// Int64 epoch-ms column that partitions rows by UTC day
+    pub ts_column: &'static str,
+    /// Utf8 column that identifies a row (unique in the log)
+    pub id_column: &'static str,
+}
+
+/// Tuning of one log.
+#[derive(Debug, Clone)]
+pub struct LogOptions {
+    /// seal once this many rows are held in memory
+    pub seal_rows: usize,
+    /// appends waiting for the writer; beyond it [`EventLog::try_submit`] reports the queue full
+    pub queue_capacity: usize,
+    pub zstd_level: i32,
+}
+
+impl Default for LogOptions {
+    fn default() -> Self {
+        LogOptions {
+            seal_rows: 1_000_000,
+            queue_capacity: 64,
+            zstd_level: 1,
+        }
+    }
+}
+
+/// One immutable Parquet file of the log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SegmentInfo {
+    pub id: u64,
+    /// UTC day of every row, `YYYY-MM-DD`
+    pub day: String,
+    /// relative to the table directory
+    pub path: String,
+    pub rows: u64,
+    pub bytes: u64,
+    pub min_ts_ms: i64,
+    pub max_ts_ms: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Manifest {
+    version: u32,
+    table: String,
+    next_segment: u64,
+    /// every WAL file with a sequence number up to this one is fully in segments
+    sealed_through_wal: u64,
+    segments: Vec<SegmentInfo>,
+}
+
+/// What recovery did when the log was opened.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Recovery {
+    pub wal_files_replayed: usize,
+    pub rows_replayed: u64,
+    /// bytes of a torn tail that were cut (never acknowledged)
+    pub torn_bytes_truncated: u64,
+    pub orphan_segments_removed: usize,
+}
+
+/// Row counts of the log.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct LogStats {
+    pub segments: usize,
+    pub segment_bytes: u64,
+    pub sealed_rows: u64,
+    pub unsealed_rows: u64,
+}
+
+struct State {
+    manifest: Manifest,
+    memtable: Vec<RecordBatch>,
+    memtable_rows: usize,
+}
+
+struct Shared {
+    dir: PathBuf,
+    spec: TableSpec,
+    options: LogOptions,
+    state: Mutex<State>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // a panic while holding the lock cannot leave State half-written: every update is a
+        // single assignment or push, so the data is still consistent
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+type Ack = SyncSender<Result<(), StorageError>>;
+
+enum Command {
+    Append(RecordBatch, Ack),
+    Seal(Ack),
+}
+
+/// A pending append: [`Ticket::wait`] returns once the rows are durable.
+#[derive(Debug)]
+pub struct Ticket(Receiver<Result<(), StorageError>>);
+
+impl Ticket {
+    pub fn wait(self) -> Result<(), StorageError> {
+        self.0.recv().unwrap_or(Err(StorageError::Closed))
+    }
+}
+
+/// The queue of the writer is full; retry later.
+#[derive(Debug)]
+pub struct QueueFull(pub RecordBatch);
+
+/// A durable, append-only log of one table. Cheap to share behind an `Arc`.
+pub struct EventLog {
+    shared: Arc<Shared>,
+    tx: Option<SyncSender<Command>>,
+    writer: Option<JoinHandle<()>>,
+    recovery: Recovery,
+}
+
+impl std::fmt::Debug for EventLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventLog")
+            .field("dir", &self.shared.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+fn wal_name(seq: u64) -> String {
+    format!("{seq:012}.wal")
+}
+
+fn encode_ipc(batch: &RecordBatch) -> Result<Vec<u8>, StorageError> {
+    let mut buf = Vec::new();
+    let mut w = arrow::ipc::writer::StreamWriter::try_new(&mut buf, &batch.schema())
+        .map_err(StorageError::arrow)?;
+    w.write(batch).map_err(StorageError::arrow)?;
+    w.finish().map_err(StorageError::arrow)?;
+    drop(w);
+    Ok(buf)
+}
+
+fn decode_ipc(bytes: &[u8], path: &Path) -> Result<Vec<RecordBatch>, StorageError> {
+    let reader = arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None)
+        .map_err(|e| StorageError::Corrupt {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+    reader
+        .map(|b| {
+            b.map_err(|e| StorageError::Corrupt {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })
+        })
+        .collect()
+}
+
+fn write_json_atomic(path: &Path, value: &impl Serialize) -> Result<(), StorageError> {
+    let tmp = path.with_extension("json.tmp");
+    let text = serde_json::to_vec_pretty(value).map_err(|e| StorageError::Corrupt {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    {
+        let mut f = File::create(&tmp).map_err(StorageError::io(&tmp))?;
+        std::io::Write::write_all(&mut f, &text).map_err(StorageError::io(&tmp))?;
+        f.sync_all().map_err(StorageError::io(&tmp))?;
+    }
+    std::fs::rename(&tmp, path).map_err(StorageError::io(path))?;
+    if let Some(dir) = path.parent() {
+        sync_dir(dir)?;
+    }
+    Ok(())
+}
+
+fn list_wal(dir: &Path) -> Result<Vec<(u64, PathBuf)>, StorageError> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(StorageError::io(dir))? {
+        let path = entry.map_err(StorageError::io(dir))?.path();
+        let seq = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".wal"))
+            .and_then(|n| n.parse::<u64>().ok());
+        if let Some(seq) = seq {
+            out.push((seq, path));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+impl EventLog {
+    /// Opens (creating if needed) the table's log under `dir`, recovering from the WAL.
+    pub fn open(
+        dir: &Path,
+        spec: TableSpec,
+        options: LogOptions,
+    ) -> Result<EventLog, StorageError> {
+        let wal_dir = dir.join("wal");
+        let seg_dir = dir.join("segments");
+        for d in [dir, &wal_dir, &seg_dir] {
+            std::fs::create_dir_all(d).map_err(StorageError::io(d))?;
+        }
+        let manifest_path = dir.join(MANIFEST);
+        let manifest: Manifest = match std::fs::read(&manifest_path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| StorageError::Corrupt {
+                path: manifest_path.clone(),
+                message: e.to_string(),
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Manifest {
+                version: MANIFEST_VERSION,
+                table: spec.name.to_owned(),
+                next_segment: 1,
+                sealed_through_wal: 0,
+                segments: Vec::new(),
+            },
+            Err(e) => {
+                return Err(StorageError::Io {
+                    path: manifest_path,
+                    source: e,
+                });
+            }
+        };
+        if manifest.version > MANIFEST_VERSION {
+            return Err(StorageError::UnsupportedFormat {
+                path: manifest_path,
+                found: manifest.version,
+                supported: MANIFEST_VERSION,
+            });
+        }
+
+        let mut recovery = Recovery::default();
+        // segments written by a seal that crashed before its manifest update
+        let known: HashSet<&str> = manifest.segments.iter().map(|s| s.path.as_str()).collect();
+        for day_dir in std::fs::read_dir(&seg_dir).map_err(StorageError::io(&seg_dir))? {
+            let day_dir = day_dir.map_err(StorageError::io(&seg_dir))?.path();
+            if !day_dir.is_dir() {
+                continue;
+            }
+            for f in std::fs::read_dir(&day_dir).map_err(StorageError::io(&day_dir))? {
+                let path = f.map_err(StorageError::io(&day_dir))?.path();
+                let rel = path
+                    .strip_prefix(dir)
+                    .unwrap_or(&path)
+                    .to_string_lossy()
+                    .replace('\\', "/");
+                if !known.contains(rel.as_str()) {
+                    std::fs::remove_file(&path).map_err(StorageError::io(&path))?;
+                    recovery.orphan_segments_removed += 1;
+                }
+            }
+        }
+
+        let mut memtable = Vec::new();
+        let mut memtable_rows = 0;
+        let wal_files = list_wal(&wal_dir)?;
+        let last_seq = wal_files
+            .last()
+            .map_or(manifest.sealed_through_wal, |(s, _)| *s);
+        let n_files = wal_files.len();
+        for (i, (seq, path)) in wal_files.into_iter().enumerate() {
+            if seq <= manifest.sealed_through_wal {
+                std::fs::remove_file(&path).map_err(StorageError::io(&path))?;
+                continue;
+            }
+            let contents = read_wal(&path)?;
+            if contents.torn_bytes > 0 {
+                if i + 1 != n_files {
+                    return Err(StorageError::Corrupt {
+                        path,
+                        message: format!(
+                            "{} bytes after offset {} are not valid records, and this is not the \
+                             last WAL file",
+                            contents.torn_bytes, contents.valid_len
+                        ),
+                    });
+                }
+                tracing::warn!(
+                    path = %path.display(),
+                    bytes = contents.torn_bytes,
+                    "truncating a torn WAL tail (never acknowledged)"
+                );
+                truncate(&path, contents.valid_len)?;
+                recovery.torn_bytes_truncated += contents.torn_bytes;
+            }
+            recovery.wal_files_replayed += 1;
+            for record in &contents.records {
+                for batch in decode_ipc(record, &path)? {
+                    memtable_rows += batch.num_rows();
+                    recovery.rows_replayed += batch.num_rows() as u64;
+                    memtable.push(batch);
+                }
+            }
+        }
+
+        let wal = WalWriter::create(&wal_dir.join(wal_name(last_seq + 1)))?;
+        let shared = Arc::new(Shared {
+            dir: dir.to_path_buf(),
+            spec,
+            options: options.clone(),
+            state: Mutex::new(State {
+                manifest,
+                memtable,
+                memtable_rows,
+            }),
+        });
+        let (tx, rx) = sync_channel(options.queue_capacity);
+        let writer_shared = Arc::clone(&shared);
+        let writer = std::thread::Builder::new()
+            .name(format!("encore-log-{}", shared.spec.name))
+            .spawn(move || {
+                Writer {
+                    shared: writer_shared,
+                    wal,
+                    seq: last_seq + 1,
+                }
+                .run(&rx)
+            })
+            .map_err(StorageError::io(dir))?;
+        Ok(EventLog {
+            shared,
+            tx: Some(tx),
+            writer: Some(writer),
+            recovery,
+        })
+    }
+
+    pub fn recovery(&self) -> &Recovery {
+        &self.recovery
+    }
+
+    pub fn spec(&self) -> &TableSpec {
+        &self.shared.spec
+    }
+
+    fn check_schema(&self, batch: &RecordBatch) -> Result<(), StorageError> {
+        if batch.schema().fields() != self.shared.spec.schema.fields() {
+            return Err(StorageError::SchemaMismatch {
+                table: self.shared.spec.name.to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Queues `batch` without blocking; the ticket resolves when it is durable.
+    pub fn try_submit(
+        &self,
+        batch: RecordBatch,
+    ) -> Result<Result<Ticket, QueueFull>, StorageError> {
+        self.check_schema(&batch)?;
+        let tx = self.tx.as_ref().ok_or(StorageError::Closed)?;
+        let (ack, rx) = sync_channel(1);
+        match tx.try_send(Command::Append(batch, ack)) {
+            Ok(()) => Ok(Ok(Ticket(rx))),
+            Err(TrySendError::Full(Command::Append(batch, _))) => Ok(Err(QueueFull(batch))),
+            Err(TrySendError::Full(Command::Seal(_))) | Err(TrySendError::Disconnected(_)) => {
+                Err(StorageError::Closed)
+            }
+        }
+    }
+
+    /// Appends `batch` and returns once it is durable (blocking while the queue is full).
+    pub fn append(&self, batch: RecordBatch) -> Result<(), StorageError> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        self.check_schema(&batch)?;
+        let tx = self.tx.as_ref().ok_or(StorageError::Closed)?;
+        let (ack, rx) = sync_channel(1);
+        tx.send(Command::Append(batch, ack))
+            .map_err(|_| StorageError::Closed)?;
+        Ticket(rx).wait()
+    }
+
+    /// Seals everything held in memory into Parquet segments now.
+    pub fn seal(&self) -> Result<(), StorageError> {
+        let tx = self.tx.as_ref().ok_or(StorageError::Closed)?;
+        let (ack, rx) = sync_channel(1);
+        tx.send(Command::Seal(ack))
+            .map_err(|_| StorageError::Closed)?;
+        Ticket(rx).wait()
+    }
+
+    /// Seals and stops the writer. Dropping the log does the same, ignoring errors.
+    pub fn close(mut self) -> Result<(), StorageError> {
+        let result = self.seal();
+        self.stop();
+        result
+    }
+
+    fn stop(&mut self) {
+        self.tx = None;
+        if let Some(w) = self.writer.take() {
+            let _ = w.join();
+        }
+    }
+
+    pub fn segments(&self) -> Vec<SegmentInfo> {
+        self.shared.lock().manifest.segments.clone()
+    }
+
+    pub fn stats(&self) -> LogStats {
+        let state = self.shared.lock();
+        LogStats {
+            segments: state.manifest.segments.len(),
+            segment_bytes: state.manifest.segments.iter().map(|s| s.bytes).sum(),
+            sealed_rows: state.manifest.segments.iter().map(|s| s.rows).sum(),
+            unsealed_rows: state.memtable_rows as u64,
+        }
+    }
+
+    /// Calls `f` with every batch of the log (segments in order, then unsealed rows), projected
+    /// on `columns` (all when `None`).
+    pub fn scan(
+        &self,
+        columns: Option<&[&str]>,
+        mut f: impl FnMut(&RecordBatch) -> Result<(), StorageError>,
+    ) -> Result<(), StorageError> {
+        let (segments, memtable) = {
+            let state = self.shared.lock();
+            (state.manifest.segments.clone(), state.memtable.clone())
+        };
+        let schema = &self.shared.spec.schema;
+        let indices: Option<Vec<usize>> = match columns {
+            None => None,
+            Some(cols) => Some(
+                cols.iter()
+                    .map(|c| {
+                        schema.index_of(c).map_err(|_| StorageError::UnknownColumn {
+                            table: self.shared.spec.name.to_owned(),
+                            column: (*c).to_owned(),
+                        })
+                    })
+                    .collect::<Result<_, _>>()?,
+            ),
+        };
+        for seg in &segments {
+            let path = self.shared.dir.join(&seg.path);
+            let file = File::open(&path).map_err(StorageError::io(&path))?;
+            let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+                .map_err(|e| StorageError::parquet(&path, &e))?
+                .with_batch_size(64 * 1024);
+            let builder = match &indices {
+                Some(idx) => {
+                    let mask = ProjectionMask::roots(builder.parquet_schema(), idx.iter().copied());
+                    builder.with_projection(mask)
+                }
+                None => builder,
+            };
+            for batch in builder
+                .build()
+                .map_err(|e| StorageError::parquet(&path, &e))?
+            {
+                f(&batch.map_err(|e| StorageError::parquet(&path, &e))?)?;
+            }
+        }
+        for batch in &memtable {
+            match &indices {
+                Some(idx) => f(&batch.project(idx).map_err(StorageError::arrow)?)?,
+                None => f(batch)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks the log: every segment readable with the rows and day the manifest says, and every
+    /// row id unique. Returns the problems found.
+    pub fn verify(&self) -> Result<Vec<String>, StorageError> {
+        let mut problems = Vec::new();
+        let segments = self.segments();
+        for seg in &segments {
+            let path = self.shared.dir.join(&seg.path);
+            let check = || -> Result<(), String> {
+                let meta = std::fs::metadata(&path).map_err(|e| format!("{}: {e}", seg.path))?;
+                if meta.len() != seg.bytes {
+                    return Err(format!(
+                        "{}: {} bytes, manifest says {}",
+                        seg.path,
+                        meta.len(),
+                        seg.bytes
+                    ));
+                }
+                let file = File::open(&path).map_err(|e| format!("{}: {e}", seg.path))?;
+                let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+                    .map_err(|e| format!("{}: {e}", seg.path))?;
+                let rows = reader.metadata().file_metadata().num_rows() as u64;
+                if rows != seg.rows {
+                    return Err(format!(
+                        "{}: {rows} rows, manifest says {}",
+                        seg.path, seg.rows
+                    ));
+                }
+                let day = Date::from_epoch_ms(seg.min_ts_ms).to_string();
+                if day != seg.day || Date::from_epoch_ms(seg.max_ts_ms).to_string() != seg.day {
+                    return Err(format!("{}: rows outside day {}", seg.path, seg.day));
+                }
+                Ok(())
+            };
+            if let Err(p) = check() {
+                problems.push(p);
+            }
+        }
+        if !problems.is_empty() {
+            return Ok(problems);
+        }
+        let id_column = self.shared.spec.id_column;
+        let mut seen: HashSet<String> = HashSet::new();
+        let mut duplicates = 0u64;
+        self.scan(Some(&[id_column]), |batch| {
+            let ids = batch
+                .column(0)
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .ok_or_else(|| StorageError::UnknownColumn {
+                    table: self.shared.spec.name.to_owned(),
+                    column: id_column.to_owned(),
+                })?;
+            for id in ids.iter().flatten() {
+                if !seen.insert(id.to_owned()) {
+                    duplicates += 1;
+                }
+            }
+            Ok(())
+        })?;
+        if duplicates > 0 {
+            problems.push(format!(
+                "{duplicates} rows share an {id_column} with another row"
+            ));
+        }
+        Ok(problems)
+    }
+}
+
+impl Drop for EventLog {
+    fn drop(&mut self) {
+        if self.tx.is_some() {
+            let _ = self.seal();
+        }
+        self.stop();
+    }
+}
+
+/// One write result for many waiters (`io::Error` is not `Clone`).
+fn shareable(result: &Result<(), StorageError>) -> Result<(), StorageError> {
+    result
+        .as_ref()
+        .map(|_| ())
+        .map_err(|e| StorageError::WriteFailed {
+            message: e.to_string(),
+        })
+}
+
+struct Writer {
+    shared: Arc<Shared>,
+    wal: WalWriter,
+    seq: u64,
+}
+
+impl Writer {
+    fn run(mut self, rx: &Receiver<Command>) {
+        while let Ok(first) = rx.recv() {
+            // group commit: everything already waiting shares one fsync
+            let mut batches = Vec::new();
+            let mut acks = Vec::new();
+            let mut seals = Vec::new();
+            let mut next = Some(first);
+            while let Some(cmd) = next.take() {
+                match cmd {
+                    Command::Append(batch, ack) => {
+                        batches.push(batch);
+                        acks.push(ack);
+                    }
+                    Command::Seal(ack) => seals.push(ack),
+                }
+                if batches.len() < 256 {
+                    next = rx.try_recv().ok();
+                }
+            }
+            if !batches.is_empty() {
+                let result = self.write(&batches);
+                let ok = result.is_ok();
+                for ack in acks {
+                    let _ = ack.send(shareable(&result));
+                }
+                if ok {
+                    let mut state = self.shared.lock();
+                    for b in batches {
+                        state.memtable_rows += b.num_rows();
+                        state.memtable.push(b);
+                    }
+                }
+            }
+            let full = self.shared.lock().memtable_rows >= self.shared.options.seal_rows;
+            if full || !seals.is_empty() {
+                let result = self.seal();
+                if let Err(e) = &result {
+                    tracing::error!(error = %e, "sealing the event log failed; rows stay in the WAL");
+                }
+                for ack in seals {
+                    let _ = ack.send(shareable(&result));
+                }
+            }
+        }
+    }
+
+    fn write(&mut self, batches: &[RecordBatch]) -> Result<(), StorageError> {
+        for b in batches {
+            self.wal.append(&encode_ipc(b)?)?;
+        }
+        self.wal.sync()
+    }
+
+    fn seal(&mut self) -> Result<(), StorageError> {
+        let (memtable, mut manifest) = {
+            let state = self.shared.lock();
+            (state.memtable.clone(), state.manifest.clone())
+        };
+        if memtable.is_empty() {
+            return Ok(());
+        }
+        let spec = &self.shared.spec;
+        let all = concat_batches(&spec.schema, &memtable).map_err(StorageError::arrow)?;
+        let ts_idx = spec
+            .schema
+            .index_of(spec.ts_column)
+            .map_err(StorageError::arrow)?;
+        let ts = all
+            .column(ts_idx)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .ok_or_else(|| StorageError::UnknownColumn {
+                table: spec.name.to_owned(),
+                column: spec.ts_column.to_owned(),
+            })?
+            .clone();
+        let mut days: BTreeMap<i64, ()> = BTreeMap::new();
+        for t in ts.values() {
+            days.insert(t.div_euclid(MS_PER_DAY), ());
+        }
+        let mut new_segments = Vec::new();
+        for (&day, _) in &days {
+            let mask: arrow::array::BooleanArray = ts
+                .values()
+                .iter()
+                .map(|t| Some(t.div_euclid(MS_PER_DAY) == day))
+                .collect();
+            let part = filter_record_batch(&all, &mask).map_err(StorageError::arrow)?;
+            let order =
+                sort_to_indices(part.column(ts_idx), None, None).map_err(StorageError::arrow)?;
+            let part = take_record_batch(&part, &order).map_err(StorageError::arrow)?;
+            let id = manifest.next_segment;
+            manifest.next_segment += 1;
+            let date = Date::from_days(day).to_string();
+            let rel = format!("segments/day={date}/{id:012}.parquet");
+            let bytes = self.write_segment(&rel, &part)?;
+            let part_ts = part.column(ts_idx).as_any().downcast_ref::<Int64Array>();
+            let (min, max) = part_ts
+                .map(|a| (a.value(0), a.value(a.len() - 1)))
+                .unwrap_or_default();
+            new_segments.push(SegmentInfo {
+                id,
+                day: date,
+                path: rel,
+                rows: part.num_rows() as u64,
+                bytes,
+                min_ts_ms: min,
+                max_ts_ms: max,
+            });
+        }
+        manifest.segments.extend(new_segments);
+        manifest.sealed_through_wal = self.seq;
+        write_json_atomic(&self.shared.dir.join(MANIFEST), &manifest)?;
+        {
+            let mut state = self.shared.lock();
+            state.manifest = manifest;
+            // only this thread adds to the memtable, so it holds exactly what was sealed
+            state.memtable.clear();
+            state.memtable_rows = 0;
+        }
+        // rotate: the sealed WAL files are no longer needed
+        let wal_dir = self.shared.dir.join("wal");
+        self.seq += 1;
+        self.wal = WalWriter::create(&wal_dir.join(wal_name(self.seq)))?;
+        for (seq, path) in list_wal(&wal_dir)? {
+            if seq < self.seq {
+                std::fs::remove_file(&path).map_err(StorageError::io(&path))?;
+            }
+        }
+        sync_dir(&wal_dir)
+    }
+
+    fn write_segment(&self, rel: &str, batch: &RecordBatch) -> Result<u64, StorageError> {
+        let path = self.shared.dir.join(rel);
+        let dir = path.parent().unwrap_or(&self.shared.dir).to_path_buf();
+        std::fs::create_dir_all(&dir).map_err(StorageError::io(&dir))?;
+        let tmp = path.with_extension("parquet.tmp");
+        let level = ZstdLevel::try_new(self.shared.options.zstd_level)
+            .map_err(|e| StorageError::parquet(&path, &e))?;
+        let props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(level))
+            .set_max_row_group_row_count(Some(512 * 1024))
+            .build();
+        let file = File::create(&tmp).map_err(StorageError::io(&tmp))?;
+        let mut w = ArrowWriter::try_new(file, batch.schema(), Some(props))
+            .map_err(|e| StorageError::parquet(&path, &e))?;
+        w.write(batch)
+            .map_err(|e| StorageError::parquet(&path, &e))?;
+        let file = w
+            .into_inner()
+            .map_err(|e| StorageError::parquet(&path, &e))?;
+        file.sync_all().map_err(StorageError::io(&tmp))?;
+        let bytes = file.metadata().map_err(StorageError::io(&tmp))?.len();
+        drop(file);
+        std::fs::rename(&tmp, &path).map_err(StorageError::io(&path))?;
+        sync_dir(&dir)?;
+        Ok(bytes)
+    }
+}
