@@ -49,3 +49,15 @@ pub struct Track {
     /// 0..=100, relative within the catalog
     pub popularity: u8,
 }
+
+/// A tag given to an artist, by a listener when known, on a date when known.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TagAssignment {
+    pub artist_id: ArtistId,
+    pub tag_id: String,
+    #[serde(default)]
+    pub user_id: Option<crate::ids::UserId>,
+    /// `YYYY-MM-DD`
+    #[serde(default)]
+    pub date: Option<String>,
+}

@@ -23,6 +23,8 @@ macro_rules! wire_enum {
 
         impl $name {
             pub const ALL: &'static [$name] = &[$($name::$variant),+];
+            /// The wire names, in declaration order.
+            pub const NAMES: &'static [&'static str] = &[$($wire),+];
 
             pub fn as_str(self) -> &'static str {
                 match self {
@@ -143,6 +145,8 @@ wire_enum!(
         Search = "search",
         /// an aggregated play count imported from a dataset that has no individual plays
         PlayCount = "play_count",
+        /// an explicit rating (`value`), e.g. stars imported from a ratings dataset
+        Rating = "rating",
     }
 );
 
@@ -293,6 +297,9 @@ pub struct InteractionEvent {
     /// search text for [`InteractionKind::Search`]
     #[serde(default)]
     pub query: Option<String>,
+    /// the rating for [`InteractionKind::Rating`]
+    #[serde(default)]
+    pub value: Option<f64>,
     pub platform: Platform,
     pub country: String,
     pub tier: Tier,

@@ -241,6 +241,7 @@ impl World {
             experiments: Vec::new(),
             count: None,
             query: None,
+            value: None,
             platform: i.platform,
             country: profile.country.to_owned(),
             tier: profile.tier,

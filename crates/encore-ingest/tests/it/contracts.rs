@@ -1,0 +1,343 @@
+use encore_core::event::PlaybackEvent;
+use encore_ingest::{IngestOptions, Ingestor, Table};
+use encore_sim::{SimConfig, World};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// 2026-06-01: after the simulated January.
+const NOW: i64 = 1_780_272_000_000;
+
+fn events(n: usize) -> Vec<PlaybackEvent> {
+    let mut world = World::new(SimConfig::new(40, 1, 3));
+    let day = world.simulate_day();
+    day.plays
+        .iter()
+        .take(n)
+        .map(|p| world.playback_event(p))
+        .collect()
+}
+
+fn open(dir: &Path) -> Ingestor {
+    Ingestor::open_with_clock(dir, IngestOptions::default(), Box::new(|| NOW)).unwrap()
+}
+
+fn json(e: &PlaybackEvent) -> serde_json::Value {
+    serde_json::to_value(e).unwrap()
+}
+
+/// The corpus: valid rows and one row of every kind of bad row, with the rule each must break.
+fn corpus(path: &Path) -> Vec<(u64, &'static str, &'static str)> {
+    let ev = events(8);
+    let mut lines: Vec<Vec<u8>> = Vec::new();
+    let mut expect = Vec::new();
+    let mut push =
+        |line: Vec<u8>, field: &'static str, rule: &'static str, lines: &mut Vec<Vec<u8>>| {
+            lines.push(line);
+            if !rule.is_empty() {
+                expect.push((lines.len() as u64, field, rule));
+            }
+        };
+    for e in &ev[..5] {
+        push(json(e).to_string().into_bytes(), "", "", &mut lines);
+    }
+    push(
+        b"{\"event_id\": \"oops\", ".to_vec(),
+        "",
+        "json",
+        &mut lines,
+    );
+    let mut v = json(&ev[5]);
+    v.as_object_mut().unwrap().remove("user_id");
+    push(
+        v.to_string().into_bytes(),
+        "user_id",
+        "required",
+        &mut lines,
+    );
+    let mut v = json(&ev[5]);
+    v["ms_played"] = "long".into();
+    push(v.to_string().into_bytes(), "ms_played", "type", &mut lines);
+    let mut v = json(&ev[5]);
+    v["reason_end"] = "bored".into();
+    push(v.to_string().into_bytes(), "reason_end", "enum", &mut lines);
+    let mut v = json(&ev[5]);
+    v["item_duration_ms"] = 0.into();
+    push(
+        v.to_string().into_bytes(),
+        "item_duration_ms",
+        "range",
+        &mut lines,
+    );
+    let mut v = json(&ev[5]);
+    v["ts_start_ms"] = (NOW + 3_600_000).into();
+    v["ts_end_ms"] = (NOW + 3_700_000).into();
+    push(
+        v.to_string().into_bytes(),
+        "ts_start_ms",
+        "not_in_future",
+        &mut lines,
+    );
+    let mut v = json(&ev[5]);
+    v["ms_played"] = (ev[5].item_duration_ms + 10_000).into();
+    v["ts_end_ms"] = (ev[5].ts_start_ms + i64::from(ev[5].item_duration_ms) + 10_000).into();
+    push(
+        v.to_string().into_bytes(),
+        "ms_played",
+        "ms_played_within_duration",
+        &mut lines,
+    );
+    // a duplicate of line 2: not a reject, counted apart
+    push(json(&ev[1]).to_string().into_bytes(), "", "", &mut lines);
+    let mut bad_utf8 = json(&ev[6]).to_string().into_bytes();
+    let at = bad_utf8.windows(2).position(|w| w == b"\"u").unwrap() + 1;
+    bad_utf8.insert(at, 0xE9); // a Latin-1 e-acute
+    push(bad_utf8, "", "encoding", &mut lines);
+    let mut v = json(&ev[6]);
+    v["country"] = "XX".into();
+    push(v.to_string().into_bytes(), "country", "country", &mut lines);
+    push(Vec::new(), "", "", &mut lines); // blank lines are skipped
+    push(json(&ev[7]).to_string().into_bytes(), "", "", &mut lines);
+    let mut f = std::fs::File::create(path).unwrap();
+    for l in &lines {
+        f.write_all(l).unwrap();
+        f.write_all(b"\r\n").unwrap(); // CRLF line ends are fine
+    }
+    expect
+}
+
+#[test]
+fn bad_row_corpus_yields_exact_counts_and_named_rejects() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("corpus.jsonl");
+    let expect = corpus(&file);
+    let ingestor = open(&tmp.path().join("data"));
+    let s = ingestor
+        .ingest_files(&[file.clone()], None, false, &|_, _| {})
+        .unwrap();
+    assert_eq!((s.accepted, s.rejected, s.duplicates), (6, 9, 1), "{s:#?}");
+    assert_eq!(s.first_rejects.len(), 9);
+    for ((line, field, rule), message) in expect.iter().zip(&s.first_rejects) {
+        let location = format!("{}:{line}: ", file.display());
+        assert!(
+            message.starts_with(&location),
+            "{message} should start with {location}"
+        );
+        if !field.is_empty() {
+            assert!(
+                message.contains(&format!("field `{field}`")),
+                "{message} names {field}"
+            );
+        }
+        assert!(
+            message.contains(&format!("(rule {rule})")),
+            "{message} names rule {rule}"
+        );
+    }
+    assert_eq!(s.rejects_by_rule.values().sum::<u64>(), 9);
+
+    // rejects are kept with their reasons and the raw text where there was one
+    let q = ingestor.quarantine().list(100).unwrap();
+    assert_eq!(q.len(), 9);
+    assert!(
+        q.iter().any(|e| e.violations[0].rule == "json"
+            && e.raw.as_deref() == Some("{\"event_id\": \"oops\", "))
+    );
+
+    // the log holds each accepted row once
+    let log = ingestor.log(Table::Playback);
+    log.seal().unwrap();
+    assert_eq!(log.stats().sealed_rows, 6);
+    assert_eq!(log.verify().unwrap(), Vec::<String>::new());
+}
+
+#[test]
+fn dedup_survives_a_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("corpus.jsonl");
+    corpus(&file);
+    let data = tmp.path().join("data");
+    drop(
+        open(&data)
+            .ingest_files(&[file.clone()], None, false, &|_, _| {})
+            .unwrap(),
+    );
+    let again = open(&data)
+        .ingest_files(&[file], None, false, &|_, _| {})
+        .unwrap();
+    assert_eq!((again.accepted, again.duplicates), (0, 7), "{again:#?}");
+    let ingestor = open(&data);
+    assert_eq!(ingestor.counters().accepted, 6);
+    assert_eq!(ingestor.counters().duplicates, 8);
+}
+
+#[test]
+fn strict_rejects_the_whole_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("corpus.jsonl");
+    corpus(&file);
+    let ingestor = open(&tmp.path().join("data"));
+    let s = ingestor
+        .ingest_files(&[file], None, true, &|_, _| {})
+        .unwrap();
+    assert!(s.aborted);
+    assert_eq!((s.accepted, s.rejected), (0, 9));
+    ingestor.log(Table::Playback).seal().unwrap();
+    assert_eq!(ingestor.log(Table::Playback).stats().sealed_rows, 0);
+}
+
+fn write_world(dir: &Path, format: encore_sim::Format) -> encore_sim::Manifest {
+    encore_sim::generate(&SimConfig::new(60, 2, 9), dir, format, &mut |_, _| {}).unwrap()
+}
+
+fn event_files(dir: &Path, m: &encore_sim::Manifest) -> Vec<PathBuf> {
+    m.files
+        .iter()
+        .filter(|f| f.kind == "playback" || f.kind == "interaction")
+        .map(|f| dir.join(&f.path))
+        .collect()
+}
+
+#[test]
+fn parquet_jsonl_and_compressed_files_ingest_the_same_rows() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (pq, js) = (tmp.path().join("pq"), tmp.path().join("js"));
+    let m = write_world(&pq, encore_sim::Format::Parquet);
+    let mj = write_world(&js, encore_sim::Format::Jsonl);
+    let total = m.counts.playback_events + m.counts.interaction_events;
+
+    let a = open(&tmp.path().join("a"));
+    let s = a
+        .ingest_files(&event_files(&pq, &m), None, false, &|_, _| {})
+        .unwrap();
+    assert_eq!(
+        (s.accepted, s.rejected, s.duplicates),
+        (total, 0, 0),
+        "{:?}",
+        s.first_rejects
+    );
+
+    // the same world as JSON lines, one file gzip'd and one zstd'd
+    let files = event_files(&js, &mj);
+    let gz = tmp.path().join("events-0000.jsonl.gz");
+    let mut enc = flate2::write::GzEncoder::new(
+        std::fs::File::create(&gz).unwrap(),
+        flate2::Compression::fast(),
+    );
+    enc.write_all(&std::fs::read(&files[0]).unwrap()).unwrap();
+    enc.finish().unwrap();
+    let zst = tmp.path().join("events-0001.jsonl.zst");
+    std::fs::write(
+        &zst,
+        zstd::encode_all(std::fs::read(&files[2]).unwrap().as_slice(), 3).unwrap(),
+    )
+    .unwrap();
+    let mut inputs = vec![gz, zst];
+    inputs.extend([files[1].clone(), files[3].clone()]);
+    let b = open(&tmp.path().join("b"));
+    let s = b.ingest_files(&inputs, None, false, &|_, _| {}).unwrap();
+    assert_eq!(
+        (s.accepted, s.rejected),
+        (total, 0),
+        "{:?}",
+        s.first_rejects
+    );
+
+    // the logs hold the same event ids
+    let ids = |ing: &Ingestor| {
+        let mut out = Vec::new();
+        ing.log(Table::Playback)
+            .scan(Some(&["event_id"]), |b| {
+                let col = b
+                    .column(0)
+                    .as_any()
+                    .downcast_ref::<arrow::array::StringArray>()
+                    .unwrap();
+                out.extend(col.iter().flatten().map(str::to_owned));
+                Ok(())
+            })
+            .unwrap();
+        out.sort();
+        out
+    };
+    assert_eq!(ids(&a), ids(&b));
+    assert_eq!(ids(&a).len() as u64, m.counts.playback_events);
+}
+
+#[test]
+fn csv_rows_are_typed_by_the_contract() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ev = events(2);
+    let mut csv = String::from(
+        "event_id,schema_version,user_id,session_id,ts_start_ms,ts_end_ms,item_id,item_type,item_duration_ms,ms_played,reason_start,reason_end,context_type,shuffle,platform,country,tier,consent.personalization,consent.analytics\n",
+    );
+    for e in &ev {
+        csv.push_str(&format!(
+            "{},1,{},{},{},{},{},track,{},{},{},{},{},{},{},{},{},true,false\n",
+            e.event_id,
+            e.user_id,
+            e.session_id,
+            e.ts_start_ms,
+            e.ts_end_ms,
+            e.item_id,
+            e.item_duration_ms,
+            e.ms_played,
+            e.reason_start,
+            e.reason_end,
+            e.context_type,
+            e.shuffle,
+            e.platform,
+            e.country,
+            e.tier
+        ));
+    }
+    csv.push_str(
+        "not-a-uuid,1,u1,s1,1,2,t1,track,100,5,clickrow,trackdone,album,false,ios,SE,free,,\n",
+    );
+    let path = tmp.path().join("plays.csv");
+    std::fs::write(&path, csv).unwrap();
+    let ingestor = open(&tmp.path().join("data"));
+    let s = ingestor
+        .ingest_files(&[path.clone()], None, false, &|_, _| {})
+        .unwrap();
+    assert_eq!((s.accepted, s.rejected), (2, 1), "{:?}", s.first_rejects);
+    assert!(
+        s.first_rejects[0].starts_with(&format!("{}:4: field `event_id`", path.display())),
+        "{:?}",
+        s.first_rejects
+    );
+}
+
+#[test]
+fn request_bodies_are_arrays_or_json_lines() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ingestor = open(&tmp.path().join("data"));
+    let ev = events(3);
+    let mut bad = json(&ev[2]);
+    bad["tier"] = "platinum".into();
+    let array = serde_json::Value::Array(vec![json(&ev[0]), bad, json(&ev[1])]).to_string();
+    let chunk = ingestor.parse_body(array.as_bytes(), 1_000).unwrap();
+    let out = ingestor.submit_body(&chunk, false).unwrap().wait().unwrap();
+    assert_eq!(out.accepted, 2);
+    assert_eq!(out.rejects.len(), 1);
+    assert_eq!(out.rejects[0].location, "batch index 1");
+    assert_eq!(out.rejects[0].violations[0].rule, "enum");
+
+    let ndjson = format!("{}\n{}\n", json(&ev[0]), json(&ev[2]));
+    let chunk = ingestor.parse_body(ndjson.as_bytes(), 1_000).unwrap();
+    let out = ingestor.submit_body(&chunk, false).unwrap().wait().unwrap();
+    assert_eq!((out.accepted, out.duplicates), (1, 1));
+
+    assert!(matches!(
+        ingestor.parse_body(b"hello", 10),
+        Err(encore_ingest::IngestError::BadBody { .. })
+    ));
+    assert!(matches!(
+        ingestor.parse_body(b"   ", 10),
+        Err(encore_ingest::IngestError::BadBody { .. })
+    ));
+    let big = serde_json::Value::Array(vec![json(&ev[0]); 11]).to_string();
+    assert!(matches!(
+        ingestor.parse_body(big.as_bytes(), 10),
+        Err(encore_ingest::IngestError::TooLarge { .. })
+    ));
+}
