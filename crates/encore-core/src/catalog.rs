@@ -61,3 +61,17 @@ pub struct TagAssignment {
     #[serde(default)]
     pub date: Option<String>,
 }
+
+/// A catalog item that is not a track (a movie, a show, ...), e.g. from a non-music dataset.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Item {
+    pub item_id: ItemId,
+    /// `movie`, `episode`, ...
+    pub kind: String,
+    pub title: String,
+    /// `YYYY-MM-DD`
+    #[serde(default)]
+    pub release_date: Option<String>,
+    #[serde(default)]
+    pub genres: Vec<String>,
+}

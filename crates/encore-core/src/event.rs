@@ -129,7 +129,14 @@ wire_enum!(
 
 wire_enum!(
     /// The subscription tier.
-    Tier { Free = "free", Premium = "premium", Family = "family", Student = "student" }
+    Tier {
+        Free = "free",
+        Premium = "premium",
+        Family = "family",
+        Student = "student",
+        /// imported data that does not say
+        Unknown = "unknown",
+    }
 );
 
 wire_enum!(

@@ -4,14 +4,21 @@
 //! memory for the "unknown item" count of ingestion.
 
 use crate::error::IngestError;
-use encore_core::catalog::{Album, Artist, Tag, TagAssignment, Track};
+use encore_core::catalog::{Album, Artist, Item, Tag, TagAssignment, Track};
 use serde::Serialize;
 use std::collections::HashSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// Entity kinds and their file names.
-pub const KINDS: [&str; 5] = ["tracks", "artists", "albums", "tags", "tag_assignments"];
+pub const KINDS: [&str; 6] = [
+    "tracks",
+    "artists",
+    "albums",
+    "items",
+    "tags",
+    "tag_assignments",
+];
 
 /// What one source holds.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -19,6 +26,7 @@ pub struct CatalogCounts {
     pub tracks: u64,
     pub artists: u64,
     pub albums: u64,
+    pub items: u64,
     pub tags: u64,
     pub tag_assignments: u64,
 }
@@ -29,6 +37,7 @@ pub struct CatalogLoad {
     pub tracks: Vec<Track>,
     pub artists: Vec<Artist>,
     pub albums: Vec<Album>,
+    pub items: Vec<Item>,
     pub tags: Vec<Tag>,
     pub tag_assignments: Vec<TagAssignment>,
 }
@@ -44,6 +53,7 @@ fn id_field(kind: &str) -> Option<&'static str> {
         "tracks" => Some("track_id"),
         "artists" => Some("artist_id"),
         "albums" => Some("album_id"),
+        "items" => Some("item_id"),
         _ => None,
     }
 }
@@ -56,7 +66,7 @@ impl CatalogStore {
             items: HashSet::new(),
         };
         for source in store.sources()? {
-            for kind in ["tracks", "artists", "albums"] {
+            for kind in ["tracks", "artists", "albums", "items"] {
                 let path = dir.join(&source).join(format!("{kind}.jsonl"));
                 let Ok(text) = std::fs::read_to_string(&path) else {
                     continue;
@@ -108,6 +118,7 @@ impl CatalogStore {
         write_lines(&dir.join("tracks.jsonl"), &load.tracks)?;
         write_lines(&dir.join("artists.jsonl"), &load.artists)?;
         write_lines(&dir.join("albums.jsonl"), &load.albums)?;
+        write_lines(&dir.join("items.jsonl"), &load.items)?;
         write_lines(&dir.join("tags.jsonl"), &load.tags)?;
         write_lines(&dir.join("tag_assignments.jsonl"), &load.tag_assignments)?;
         self.items
@@ -120,6 +131,7 @@ impl CatalogStore {
             tracks: load.tracks.len() as u64,
             artists: load.artists.len() as u64,
             albums: load.albums.len() as u64,
+            items: load.items.len() as u64,
             tags: load.tags.len() as u64,
             tag_assignments: load.tag_assignments.len() as u64,
         })
@@ -155,7 +167,7 @@ impl CatalogStore {
                         }
                         None => {
                             return Err(IngestError::Malformed {
-                                path: src.clone(),
+                                path: src,
                                 message: format!("line {}: missing string field `{field}`", n + 1),
                             });
                         }
@@ -171,6 +183,7 @@ impl CatalogStore {
                 "tracks" => counts.tracks = rows,
                 "artists" => counts.artists = rows,
                 "albums" => counts.albums = rows,
+                "items" => counts.items = rows,
                 "tags" => counts.tags = rows,
                 _ => counts.tag_assignments = rows,
             }
@@ -192,6 +205,7 @@ impl CatalogStore {
                     "tracks" => c.tracks = n,
                     "artists" => c.artists = n,
                     "albums" => c.albums = n,
+                    "items" => c.items = n,
                     "tags" => c.tags = n,
                     _ => c.tag_assignments = n,
                 }

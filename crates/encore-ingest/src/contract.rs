@@ -341,10 +341,12 @@ NF NG NI NL NO NP NR NU NZ OM PA PE PF PG PH PK PL PM PN PR PS PT PW PY QA RE RO
 SE SG SH SI SJ SK SL SM SN SO SR SS ST SV SX SY SZ TC TD TF TG TH TJ TK TL TM TN TO TR TT TV TW TZ UA \
 UG UM US UY UZ VA VC VE VG VI VN VU WF WS YE YT ZA ZM ZW";
 
+/// Officially assigned ISO-3166 alpha-2 codes, plus `ZZ`, the user-assigned code for "unknown"
+/// (imported data that does not record a country).
 pub fn is_country(s: &str) -> bool {
     s.len() == 2
         && s.bytes().all(|b| b.is_ascii_uppercase())
-        && COUNTRIES.split(' ').any(|c| c == s)
+        && (s == "ZZ" || COUNTRIES.split(' ').any(|c| c == s))
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -22,10 +22,10 @@ impl Dedup {
 
     /// True when `id` was already seen within the window of `ts`; otherwise remembers it.
     pub fn check_and_insert(&mut self, id: u128, ts: i64) -> bool {
-        if let Some(&seen) = self.seen.get(&id) {
-            if (seen - ts).abs() <= self.window_ms {
-                return true;
-            }
+        if let Some(&seen) = self.seen.get(&id)
+            && (seen - ts).abs() <= self.window_ms
+        {
+            return true;
         }
         self.seen.insert(id, ts);
         self.max_ts = self.max_ts.max(ts);

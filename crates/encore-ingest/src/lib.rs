@@ -16,9 +16,12 @@ pub mod catalog;
 pub mod contract;
 pub mod dedup;
 mod error;
+pub mod import;
 pub mod ingest;
+pub mod matrix;
 pub mod quarantine;
 pub mod source;
+pub mod stats;
 pub mod table;
 
 pub use error::IngestError;

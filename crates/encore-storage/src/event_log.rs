@@ -30,7 +30,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeSet, HashSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
@@ -439,6 +439,13 @@ impl EventLog {
         result
     }
 
+    /// Stops the writer without sealing, leaving the directory as a crash would (acknowledged rows
+    /// only in the WAL). For recovery tests.
+    #[doc(hidden)]
+    pub fn abandon(mut self) {
+        self.stop();
+    }
+
     fn stop(&mut self) {
         self.tx = None;
         if let Some(w) = self.writer.take() {
@@ -498,11 +505,22 @@ impl EventLog {
                 }
                 None => builder,
             };
-            for batch in builder
+            let reader = builder
                 .build()
-                .map_err(|e| StorageError::parquet(&path, &e))?
-            {
-                f(&batch.map_err(|e| StorageError::parquet(&path, &e))?)?;
+                .map_err(|e| StorageError::parquet(&path, &e))?;
+            for batch in reader {
+                let batch = batch.map_err(|e| StorageError::parquet(&path, &e))?;
+                match columns {
+                    // a projection reads columns in file order: put them in the order asked for
+                    Some(cols) => {
+                        let order: Vec<usize> = cols
+                            .iter()
+                            .map(|c| batch.schema().index_of(c).map_err(StorageError::arrow))
+                            .collect::<Result<_, _>>()?;
+                        f(&batch.project(&order).map_err(StorageError::arrow)?)?
+                    }
+                    None => f(&batch)?,
+                }
             }
         }
         for batch in &memtable {
@@ -629,16 +647,16 @@ impl Writer {
             }
             if !batches.is_empty() {
                 let result = self.write(&batches);
-                let ok = result.is_ok();
-                for ack in acks {
-                    let _ = ack.send(shareable(&result));
-                }
-                if ok {
+                if result.is_ok() {
+                    // visible to readers before anyone is told it is durable
                     let mut state = self.shared.lock();
                     for b in batches {
                         state.memtable_rows += b.num_rows();
                         state.memtable.push(b);
                     }
+                }
+                for ack in acks {
+                    let _ = ack.send(shareable(&result));
                 }
             }
             let full = self.shared.lock().memtable_rows >= self.shared.options.seal_rows;
@@ -684,12 +702,13 @@ impl Writer {
                 column: spec.ts_column.to_owned(),
             })?
             .clone();
-        let mut days: BTreeMap<i64, ()> = BTreeMap::new();
-        for t in ts.values() {
-            days.insert(t.div_euclid(MS_PER_DAY), ());
-        }
+        let days: BTreeSet<i64> = ts
+            .values()
+            .iter()
+            .map(|t| t.div_euclid(MS_PER_DAY))
+            .collect();
         let mut new_segments = Vec::new();
-        for (&day, _) in &days {
+        for &day in &days {
             let mask: arrow::array::BooleanArray = ts
                 .values()
                 .iter()

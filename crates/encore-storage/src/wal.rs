@@ -177,7 +177,7 @@ mod tests {
         }
 
         // a flipped bit in the payload is caught by the checksum
-        let mut flipped = bytes.clone();
+        let mut flipped = bytes;
         flipped[full as usize - 10] ^= 1;
         std::fs::write(&path, &flipped).unwrap();
         let c = read_wal(&path).unwrap();

@@ -112,7 +112,7 @@ fn bad_row_corpus_yields_exact_counts_and_named_rejects() {
     let expect = corpus(&file);
     let ingestor = open(&tmp.path().join("data"));
     let s = ingestor
-        .ingest_files(&[file.clone()], None, false, &|_, _| {})
+        .ingest_files(std::slice::from_ref(&file), None, false, &|_, _| {})
         .unwrap();
     assert_eq!((s.accepted, s.rejected, s.duplicates), (6, 9, 1), "{s:#?}");
     assert_eq!(s.first_rejects.len(), 9);
@@ -158,7 +158,7 @@ fn dedup_survives_a_restart() {
     let data = tmp.path().join("data");
     drop(
         open(&data)
-            .ingest_files(&[file.clone()], None, false, &|_, _| {})
+            .ingest_files(std::slice::from_ref(&file), None, false, &|_, _| {})
             .unwrap(),
     );
     let again = open(&data)
@@ -297,7 +297,7 @@ fn csv_rows_are_typed_by_the_contract() {
     std::fs::write(&path, csv).unwrap();
     let ingestor = open(&tmp.path().join("data"));
     let s = ingestor
-        .ingest_files(&[path.clone()], None, false, &|_, _| {})
+        .ingest_files(std::slice::from_ref(&path), None, false, &|_, _| {})
         .unwrap();
     assert_eq!((s.accepted, s.rejected), (2, 1), "{:?}", s.first_rejects);
     assert!(

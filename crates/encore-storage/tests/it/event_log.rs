@@ -105,15 +105,15 @@ fn acknowledged_rows_survive_a_crash_through_the_wal() {
     let log = open(tmp.path());
     log.append(rows(0, 600)).unwrap();
     log.append(rows(600, 900)).unwrap();
-    // a crash: the process stops without sealing (the writer thread is left idle)
-    std::mem::forget(log);
+    // a crash: the writer stops without sealing
+    log.abandon();
 
     let log = open(tmp.path());
     assert_eq!(log.recovery().rows_replayed, 900);
     assert_eq!(log.recovery().wal_files_replayed, 1);
     assert_eq!(contents(&log).len(), 900);
     log.append(rows(900, 1_200)).unwrap();
-    std::mem::forget(log);
+    log.abandon();
 
     // a second crash: both WAL files (the replayed one and the new one) are read
     let log = open(tmp.path());
@@ -129,7 +129,7 @@ fn torn_wal_tail_is_truncated_not_fatal() {
     let tmp = tempfile::tempdir().unwrap();
     let log = open(tmp.path());
     log.append(rows(0, 100)).unwrap();
-    std::mem::forget(log);
+    log.abandon();
     // half a record: a header promising more bytes than were written before the crash
     let wal = std::fs::read_dir(tmp.path().join("wal"))
         .unwrap()
@@ -161,7 +161,7 @@ fn orphan_segments_of_a_crashed_seal_are_removed() {
     let tmp = tempfile::tempdir().unwrap();
     let log = open(tmp.path());
     log.append(rows(0, 50)).unwrap();
-    std::mem::forget(log);
+    log.abandon();
     let orphan_dir = tmp.path().join("segments/day=2026-01-01");
     std::fs::create_dir_all(&orphan_dir).unwrap();
     std::fs::write(orphan_dir.join("000000000001.parquet.tmp"), b"half written").unwrap();

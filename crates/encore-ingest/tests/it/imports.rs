@@ -1,0 +1,244 @@
+use encore_ingest::import::{hetrec_lastfm, movielens, spotify_history};
+use encore_ingest::matrix::{MatrixOptions, build_matrix};
+use encore_ingest::{IngestOptions, Ingestor, Table};
+use std::path::PathBuf;
+
+/// `../shared/datasets/<name>` beside the repository, or `None` (with a note) when absent.
+fn dataset(name: &str) -> Option<PathBuf> {
+    let root = std::env::var_os("ENCORE_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"));
+    let dir = root.join("datasets").join(name);
+    if dir.is_dir() {
+        Some(dir)
+    } else {
+        eprintln!(
+            "skipping: {} is absent (the shared datasets are not beside this clone)",
+            dir.display()
+        );
+        None
+    }
+}
+
+#[test]
+fn hetrec_lastfm_import_reports_the_published_counts() {
+    let Some(dir) = dataset("hetrec2011-lastfm-2k") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let ingestor = Ingestor::open(tmp.path(), IngestOptions::default()).unwrap();
+    let r = hetrec_lastfm(&ingestor, &dir).unwrap();
+    assert_eq!(r.users, 1_892);
+    assert_eq!(r.catalog.artists, 17_632);
+    assert_eq!(r.rows, 92_834);
+    assert_eq!(r.catalog.tags, 11_946);
+    assert_eq!(r.catalog.tag_assignments, 186_479);
+    assert_eq!(
+        (r.ingest.accepted, r.ingest.rejected),
+        (92_834, 0),
+        "{:?}",
+        r.ingest.first_rejects
+    );
+
+    // Latin-1 tags are decoded, not mangled
+    let tags =
+        std::fs::read_to_string(tmp.path().join("catalog/hetrec-lastfm/tags.jsonl")).unwrap();
+    assert!(tags.contains("rock fran\u{e7}ais"), "tags.dat is Latin-1");
+
+    // play counts become a CSR matrix with the counts as weights
+    let m = build_matrix(&ingestor, MatrixOptions::default()).unwrap();
+    assert_eq!(m.users.len(), 1_892);
+    assert_eq!(m.nnz(), 92_834);
+    let u = m.users.iter().position(|u| u == "lfm-u2").unwrap();
+    let a = m.items.iter().position(|i| i == "lfm-ar51").unwrap() as u32;
+    assert_eq!(
+        m.row(u).find(|(i, _)| *i == a).map(|(_, p)| p),
+        Some(13_883)
+    );
+
+    // importing again stores nothing new
+    let again = hetrec_lastfm(&ingestor, &dir).unwrap();
+    assert_eq!(
+        (again.ingest.accepted, again.ingest.duplicates),
+        (0, 92_834)
+    );
+}
+
+#[test]
+fn movielens_import_reports_the_published_counts() {
+    let Some(dir) = dataset("movielens-100k") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let ingestor = Ingestor::open(tmp.path(), IngestOptions::default()).unwrap();
+    let r = movielens(&ingestor, &dir).unwrap();
+    assert_eq!(r.rows, 100_000);
+    assert_eq!(r.users, 943);
+    assert_eq!(r.catalog.items, 1_682);
+    assert_eq!(
+        (r.ingest.accepted, r.ingest.rejected, r.ingest.unknown_items),
+        (100_000, 0, 0)
+    );
+    let items = std::fs::read_to_string(tmp.path().join("catalog/movielens/items.jsonl")).unwrap();
+    assert!(items.contains("Mis\u{e9}rables"), "u.item is Latin-1");
+    ingestor.log(Table::Interaction).seal().unwrap();
+    assert_eq!(
+        ingestor.log(Table::Interaction).stats().sealed_rows,
+        100_000
+    );
+}
+
+#[test]
+fn spotify_histories_of_both_shapes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let basic = tmp.path().join("StreamingHistory0.json");
+    std::fs::write(
+        &basic,
+        r#"[{"endTime":"2023-01-05 13:45","artistName":"Robyn","trackName":"Dancing On My Own","msPlayed":287000},
+            {"endTime":"2023-01-05 13:46","artistName":"Robyn","trackName":"Hang With Me","msPlayed":4100}]"#,
+    )
+    .unwrap();
+    let extended = tmp.path().join("Streaming_History_Audio_2023.json");
+    std::fs::write(
+        &extended,
+        r#"[{"ts":"2023-02-01T08:00:00Z","platform":"Android OS 13","ms_played":201000,"conn_country":"SE",
+             "ip_addr":"192.0.2.1","master_metadata_track_name":"Teardrop","master_metadata_album_artist_name":"Massive Attack",
+             "spotify_track_uri":"spotify:track:67Hna13dNDkZvBpTXRIaOJ","reason_start":"clickrow","reason_end":"trackdone",
+             "shuffle":false,"skipped":null,"offline":false,"incognito_mode":false},
+            {"ts":"2023-02-01T08:03:30Z","platform":"Android OS 13","ms_played":9000,"conn_country":"SE",
+             "spotify_track_uri":null,"spotify_episode_uri":"spotify:episode:0Q86acNRm6V9GYx55SXKwf",
+             "reason_start":"trackdone","reason_end":"fwdbtn","shuffle":true,"offline":false,"incognito_mode":true}]"#,
+    )
+    .unwrap();
+    let ingestor =
+        Ingestor::open(tmp.path().join("data").as_path(), IngestOptions::default()).unwrap();
+    let r = spotify_history(&ingestor, &[basic, extended], "me").unwrap();
+    assert_eq!(
+        (r.rows, r.ingest.accepted, r.ingest.rejected),
+        (4, 4, 0),
+        "{:?}",
+        r.ingest.first_rejects
+    );
+    let log = ingestor.log(Table::Playback);
+    log.seal().unwrap();
+    let mut seen = Vec::new();
+    log.scan(
+        Some(&[
+            "item_id",
+            "item_type",
+            "reason_end",
+            "country",
+            "private_session",
+        ]),
+        |b| {
+            use arrow::array::{BooleanArray, StringArray};
+            let s = |i: usize| {
+                b.column(i)
+                    .as_any()
+                    .downcast_ref::<StringArray>()
+                    .unwrap()
+                    .clone()
+            };
+            let private = b.column(4).as_any().downcast_ref::<BooleanArray>().unwrap();
+            for i in 0..b.num_rows() {
+                seen.push((
+                    s(0).value(i).to_owned(),
+                    s(1).value(i).to_owned(),
+                    s(2).value(i).to_owned(),
+                    s(3).value(i).to_owned(),
+                    private.value(i),
+                ));
+            }
+            Ok(())
+        },
+    )
+    .unwrap();
+    assert!(seen.contains(&(
+        "spotify:track:67Hna13dNDkZvBpTXRIaOJ".into(),
+        "track".into(),
+        "trackdone".into(),
+        "SE".into(),
+        false
+    )));
+    assert!(seen.contains(&(
+        "spotify:episode:0Q86acNRm6V9GYx55SXKwf".into(),
+        "episode".into(),
+        "fwdbtn".into(),
+        "SE".into(),
+        true
+    )));
+    assert_eq!(
+        seen.iter().filter(|s| s.3 == "ZZ").count(),
+        2,
+        "the basic export has no country"
+    );
+    // the IP address is not stored anywhere
+    for entry in walk(tmp.path().join("data").as_path()) {
+        let bytes = std::fs::read(&entry).unwrap();
+        assert!(
+            !bytes.windows(9).any(|w| w == b"192.0.2.1"),
+            "{} holds the IP",
+            entry.display()
+        );
+    }
+}
+
+fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p))
+        } else {
+            out.push(p)
+        }
+    }
+    out
+}
+
+#[test]
+fn matrix_from_simulated_plays_counts_streams_per_user_item() {
+    let tmp = tempfile::tempdir().unwrap();
+    let world = tmp.path().join("w");
+    let m = encore_sim::generate(
+        &encore_sim::SimConfig::new(80, 3, 4),
+        &world,
+        encore_sim::Format::Parquet,
+        &mut |_, _| {},
+    )
+    .unwrap();
+    let files: Vec<PathBuf> = m
+        .files
+        .iter()
+        .filter(|f| f.kind == "playback")
+        .map(|f| world.join(&f.path))
+        .collect();
+    let ingestor =
+        Ingestor::open(tmp.path().join("data").as_path(), IngestOptions::default()).unwrap();
+    ingestor
+        .ingest_files(&files, None, false, &|_, _| {})
+        .unwrap();
+    let all = build_matrix(
+        &ingestor,
+        MatrixOptions {
+            min_ms_played: 0,
+            include_play_counts: true,
+        },
+    )
+    .unwrap();
+    let streams = build_matrix(&ingestor, MatrixOptions::default()).unwrap();
+    assert!(streams.nnz() < all.nnz());
+    let total: u64 = all.plays.iter().map(|&p| u64::from(p)).sum();
+    assert!(
+        total <= m.counts.playback_events && total > m.counts.playback_events * 9 / 10,
+        "only non-private, consented plays"
+    );
+    for u in 0..all.users.len() {
+        let row: Vec<u32> = all.row(u).map(|(i, _)| i).collect();
+        assert!(
+            row.windows(2).all(|w| w[0] < w[1]),
+            "row items sorted and distinct"
+        );
+    }
+    assert_eq!(*all.indptr.last().unwrap() as usize, all.nnz());
+}
