@@ -59,6 +59,70 @@ pub enum Command {
     /// Inspect the data directory
     #[command(subcommand)]
     Data(DataCommand),
+    /// Ingest event files (JSON lines, CSV, Parquet; .gz/.zst) or a simulated world directory
+    Ingest(IngestArgs),
+    /// Import a public dataset (HetRec Last.fm, MovieLens, a Spotify streaming history)
+    #[command(subcommand)]
+    Import(ImportCommand),
+    /// Inspect the event log: statistics, quarantined rows, integrity
+    #[command(subcommand)]
+    Events(EventsCommand),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum TableArg {
+    Playback,
+    Interaction,
+}
+
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    /// Files, or directories written by `encore sim generate`
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Reject a whole file when any of its rows is bad (nothing of it is stored)
+    #[arg(long)]
+    pub strict: bool,
+    /// Event table of the files [default: from the data]
+    #[arg(long, value_enum)]
+    pub table: Option<TableArg>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImportCommand {
+    /// HetRec 2011 Last.fm 2K (user_artists.dat, artists.dat, tags.dat, user_taggedartists.dat)
+    HetrecLastfm {
+        /// The dataset's directory
+        dir: PathBuf,
+    },
+    /// MovieLens 100K (u.data, u.item)
+    Movielens {
+        /// The dataset's directory
+        dir: PathBuf,
+    },
+    /// A Spotify streaming-history export (StreamingHistory*.json or Streaming_History_Audio_*.json)
+    SpotifyHistory {
+        /// The export's JSON files
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// The pseudonymous user id to file the plays under
+        #[arg(long, default_value = "me")]
+        user: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EventsCommand {
+    /// Events per day, listeners, items, streams, skips, rejects by rule, duplicates, storage
+    Stats,
+    /// Rejected rows with their reasons, most recent first
+    Quarantine {
+        /// Show at most this many
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Check the event log: segments readable and as recorded, every event id stored once
+    Verify,
 }
 
 #[derive(Debug, Args)]

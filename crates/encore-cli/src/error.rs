@@ -58,6 +58,18 @@ impl CliError {
         }))
     }
 
+    /// A runtime failure that is neither a usage mistake nor a library error (exit status 1).
+    pub fn failed(message: impl Into<String>, hint: impl Into<String>) -> Self {
+        CliError(Box::new(Inner {
+            code: ErrorCode::FailedPrecondition,
+            message: message.into(),
+            hint: Some(hint.into()),
+            usage: false,
+            causes: Vec::new(),
+            backtrace: Backtrace::capture(),
+        }))
+    }
+
     pub fn exit_status(&self) -> u8 {
         let this = &self.0;
         if this.usage {

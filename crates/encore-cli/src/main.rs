@@ -100,5 +100,8 @@ fn run(cli: Cli, loaded: &Loaded) -> Result<(), CliError> {
         Command::Config(cmd) => commands::config::run(loaded, cmd, &out),
         Command::Sim(cmd) => commands::sim::run(cmd, &out),
         Command::Data(cmd) => commands::data::run(loaded, &cmd, &out),
+        Command::Ingest(args) => commands::events::ingest(loaded, &args, &out),
+        Command::Import(cmd) => commands::events::import(loaded, cmd, &out),
+        Command::Events(cmd) => commands::events::run(loaded, &cmd, &out),
     }
 }

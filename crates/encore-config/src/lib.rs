@@ -42,6 +42,7 @@ pub struct Config {
     pub data: DataConfig,
     pub log: LogConfig,
     pub server: ServerConfig,
+    pub ingest: IngestConfig,
     pub demo: DemoConfig,
 }
 
@@ -129,6 +130,34 @@ impl Default for ServerConfig {
     }
 }
 
+/// The ingest path: deduplication, the event log, request limits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// An event id seen again within this many days (of event time) is a duplicate.
+    pub dedup_window_days: u32,
+    /// Rows held in memory (and in the WAL) before they are sealed into Parquet segments.
+    pub seal_rows: u32,
+    /// Batches waiting for the log writer; when full, HTTP ingest answers 503.
+    pub write_queue: u32,
+    /// Most rows accepted in one request.
+    pub max_batch_rows: u32,
+    /// Largest request body, in bytes.
+    pub max_body_bytes: u64,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            dedup_window_days: 7,
+            seal_rows: 1_000_000,
+            write_queue: 64,
+            max_batch_rows: 10_000,
+            max_body_bytes: 16 * 1024 * 1024,
+        }
+    }
+}
+
 /// Size of the world `encore demo` simulates.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -170,6 +199,23 @@ impl Config {
                 key: "demo.users",
                 message: format!("{} is out of range, expected 1..=10000000", self.demo.users),
             });
+        }
+        let positive = [
+            ("ingest.seal_rows", u64::from(self.ingest.seal_rows)),
+            ("ingest.write_queue", u64::from(self.ingest.write_queue)),
+            (
+                "ingest.max_batch_rows",
+                u64::from(self.ingest.max_batch_rows),
+            ),
+            ("ingest.max_body_bytes", self.ingest.max_body_bytes),
+        ];
+        for (key, value) in positive {
+            if value == 0 {
+                out.push(Violation {
+                    key,
+                    message: "must be at least 1".into(),
+                });
+            }
         }
         if !(1..=3_650).contains(&self.demo.days) {
             out.push(Violation {

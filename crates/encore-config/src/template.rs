@@ -23,6 +23,17 @@ format = "text"
 # Address the HTTP API listens on (host:port).
 bind = "127.0.0.1:7878"
 
+[ingest]
+# An event id seen again within this many days (of event time) is a duplicate and is dropped.
+dedup_window_days = 7
+# Rows held in memory and in the write-ahead log before they are sealed into Parquet segments.
+seal_rows = 1000000
+# Batches waiting for the log writer; when it is full, POST /v1/events answers 503.
+write_queue = 64
+# Most rows in one POST /v1/events request (413 above), and the largest body in bytes.
+max_batch_rows = 10000
+max_body_bytes = 16777216
+
 [demo]
 # Size of the simulated world `encore demo` creates: listeners, days of history, and the seed
 # (the same seed always gives the same world).

@@ -127,6 +127,8 @@ impl CatalogStore {
             .extend(load.artists.iter().map(|a| a.artist_id.0.clone()));
         self.items
             .extend(load.albums.iter().map(|a| a.album_id.0.clone()));
+        self.items
+            .extend(load.items.iter().map(|a| a.item_id.0.clone()));
         Ok(CatalogCounts {
             tracks: load.tracks.len() as u64,
             artists: load.artists.len() as u64,

@@ -1,40 +1,74 @@
-//! Idempotency: an event id seen within the window (by event time) is a duplicate.
+//! Idempotency: an event whose id is already stored with an event time within the window of its
+//! own is a duplicate.
+//!
+//! The index holds the ids of the UTC days it has been asked about, paged in from the event log
+//! on demand (segments are partitioned by day, so a day's ids are one projected read), so a
+//! re-import of years-old data is caught as well as a client's retry of this morning's batch,
+//! and memory stays bounded by the days in use rather than by the size of the log.
 
-use std::collections::HashMap;
+use encore_core::time::MS_PER_DAY;
+use std::collections::{HashMap, HashSet};
+
+/// Most ids held before the index drops everything and pages in again.
+const MAX_IDS: usize = 32 << 20;
 
 #[derive(Debug)]
 pub struct Dedup {
     window_ms: i64,
     seen: HashMap<u128, i64>,
-    max_ts: i64,
-    evict_at: usize,
+    loaded_days: HashSet<i64>,
 }
+
+/// Reads (id, event time) of every stored event with event time in `[from_ms, to_ms]`.
+pub type Loader<'a, E> = dyn FnMut(i64, i64) -> Result<Vec<(u128, i64)>, E> + 'a;
 
 impl Dedup {
     pub fn new(window_ms: i64) -> Dedup {
         Dedup {
             window_ms,
             seen: HashMap::new(),
-            max_ts: i64::MIN,
-            evict_at: 1 << 20,
+            loaded_days: HashSet::new(),
         }
     }
 
-    /// True when `id` was already seen within the window of `ts`; otherwise remembers it.
+    /// Makes sure every stored id that could collide with an event in `[min_ts, max_ts]` is in
+    /// the index.
+    pub fn prepare<E>(
+        &mut self,
+        min_ts: i64,
+        max_ts: i64,
+        load: &mut Loader<'_, E>,
+    ) -> Result<(), E> {
+        let first = min_ts.saturating_sub(self.window_ms).div_euclid(MS_PER_DAY);
+        let last = max_ts.saturating_add(self.window_ms).div_euclid(MS_PER_DAY);
+        let missing: Vec<i64> = (first..=last)
+            .filter(|d| !self.loaded_days.contains(d))
+            .collect();
+        let (Some(&from), Some(&to)) = (missing.first(), missing.last()) else {
+            return Ok(());
+        };
+        if self.seen.len() > MAX_IDS {
+            self.seen.clear();
+            self.loaded_days.clear();
+            return self.prepare(min_ts, max_ts, load);
+        }
+        for (id, ts) in load(from * MS_PER_DAY, (to + 1) * MS_PER_DAY - 1)? {
+            self.seen.entry(id).or_insert(ts);
+        }
+        self.loaded_days.extend(missing);
+        Ok(())
+    }
+
+    /// True when `id` is stored with an event time within the window of `ts`; otherwise
+    /// remembers it. Call [`Dedup::prepare`] for the batch's time range first.
     pub fn check_and_insert(&mut self, id: u128, ts: i64) -> bool {
-        if let Some(&seen) = self.seen.get(&id)
-            && (seen - ts).abs() <= self.window_ms
-        {
-            return true;
+        match self.seen.get(&id) {
+            Some(&seen) if (seen - ts).abs() <= self.window_ms => true,
+            _ => {
+                self.seen.insert(id, ts);
+                false
+            }
         }
-        self.seen.insert(id, ts);
-        self.max_ts = self.max_ts.max(ts);
-        if self.seen.len() >= self.evict_at {
-            let cutoff = self.max_ts.saturating_sub(self.window_ms);
-            self.seen.retain(|_, t| *t >= cutoff);
-            self.evict_at = (self.seen.len() * 2).max(1 << 20);
-        }
-        false
     }
 
     /// Forgets ids whose write failed, so a retry is not taken for a duplicate.
@@ -58,17 +92,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn window_is_by_event_time() {
-        let day = 86_400_000;
+    fn window_is_by_event_time_and_days_page_in() {
+        let day = MS_PER_DAY;
+        let stored = [(7u128, 100 * day), (8u128, 3 * day)];
+        let mut loads = Vec::new();
+        let mut load = |from: i64, to: i64| -> Result<Vec<(u128, i64)>, ()> {
+            loads.push((from / day, to / day));
+            Ok(stored
+                .iter()
+                .copied()
+                .filter(|(_, t)| (from..=to).contains(t))
+                .collect())
+        };
         let mut d = Dedup::new(7 * day);
+        d.prepare(100 * day, 100 * day, &mut load).unwrap();
+        assert!(d.check_and_insert(7, 100 * day + 5), "a stored id is found");
+        assert!(
+            !d.check_and_insert(8, 100 * day),
+            "id 8 is stored 97 days away: a new event"
+        );
+        assert!(!d.check_and_insert(1, 0));
+        d.prepare(101 * day, 101 * day, &mut load).unwrap();
+        assert_eq!(loads, vec![(93, 107), (108, 108)], "only new days are read");
+        d.forget(&[1]);
         assert!(!d.check_and_insert(1, 0));
         assert!(d.check_and_insert(1, 6 * day));
-        assert!(
-            !d.check_and_insert(1, 8 * day),
-            "outside the window it is a new event"
-        );
-        assert!(!d.check_and_insert(2, 0));
-        d.forget(&[2]);
-        assert!(!d.check_and_insert(2, 0));
     }
 }

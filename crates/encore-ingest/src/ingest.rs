@@ -167,11 +167,7 @@ impl Ingestor {
                     "recovered the event log from its WAL"
                 );
             }
-            dedup.push(Mutex::new(rebuild_dedup(
-                &log,
-                table,
-                options.dedup_window_ms,
-            )?));
+            dedup.push(Mutex::new(Dedup::new(options.dedup_window_ms)));
             logs.push(log);
         }
         let counters_path = events.join("ingest-counters.json");
@@ -280,6 +276,12 @@ impl Ingestor {
             let id_col = column::<StringArray>(batch, contract.id_field, contract)?;
             let ts_col = column::<Int64Array>(batch, contract.ts_field, contract)?;
             let mut seen = lock(&self.dedup[table.index()]);
+            let times = (0..n).filter(|&i| valid[i]).map(|i| ts_col.value(i));
+            let (min, max) = times.fold((i64::MAX, i64::MIN), |(lo, hi), t| (lo.min(t), hi.max(t)));
+            if min <= max {
+                let log = self.log(table);
+                seen.prepare(min, max, &mut |from, to| stored_ids(log, table, from, to))?;
+            }
             for (i, ok) in valid.iter_mut().enumerate() {
                 if !*ok {
                     continue;
@@ -697,28 +699,34 @@ fn column<'a, T: 'static>(
         })
 }
 
-/// Event ids of the log within the dedup window of its newest event.
-fn rebuild_dedup(log: &EventLog, table: Table, window_ms: i64) -> Result<Dedup, IngestError> {
+/// (id, event time) of stored events with an event time in `[from_ms, to_ms]`.
+fn stored_ids(
+    log: &EventLog,
+    table: Table,
+    from_ms: i64,
+    to_ms: i64,
+) -> Result<Vec<(u128, i64)>, StorageError> {
     let spec = table.spec();
-    let mut rows: Vec<(u128, i64)> = Vec::new();
-    log.scan(Some(&[spec.id_column, spec.ts_column]), |b| {
-        let ids = b.column(0).as_any().downcast_ref::<StringArray>();
-        let ts = b.column(1).as_any().downcast_ref::<Int64Array>();
-        if let (Some(ids), Some(ts)) = (ids, ts) {
-            for i in 0..b.num_rows() {
-                if let Some(bits) = uuid_bits(ids.value(i)) {
-                    rows.push((bits, ts.value(i)));
+    let mut rows = Vec::new();
+    log.scan_range(
+        from_ms,
+        to_ms,
+        Some(&[spec.id_column, spec.ts_column]),
+        |b| {
+            let ids = b.column(0).as_any().downcast_ref::<StringArray>();
+            let ts = b.column(1).as_any().downcast_ref::<Int64Array>();
+            if let (Some(ids), Some(ts)) = (ids, ts) {
+                for i in 0..b.num_rows() {
+                    let t = ts.value(i);
+                    if (from_ms..=to_ms).contains(&t)
+                        && let Some(bits) = uuid_bits(ids.value(i))
+                    {
+                        rows.push((bits, t));
+                    }
                 }
             }
-        }
-        Ok::<(), StorageError>(())
-    })?;
-    let newest = rows.iter().map(|r| r.1).max().unwrap_or(0);
-    let mut dedup = Dedup::new(window_ms);
-    for (id, ts) in rows {
-        if ts >= newest.saturating_sub(window_ms) {
-            dedup.check_and_insert(id, ts);
-        }
-    }
-    Ok(dedup)
+            Ok(())
+        },
+    )?;
+    Ok(rows)
 }

@@ -472,11 +472,30 @@ impl EventLog {
     pub fn scan(
         &self,
         columns: Option<&[&str]>,
+        f: impl FnMut(&RecordBatch) -> Result<(), StorageError>,
+    ) -> Result<(), StorageError> {
+        self.scan_range(i64::MIN, i64::MAX, columns, f)
+    }
+
+    /// As [`EventLog::scan`], reading only segments that may hold rows with a time in
+    /// `[from_ms, to_ms]` (unsealed rows are passed whole: the caller filters).
+    pub fn scan_range(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+        columns: Option<&[&str]>,
         mut f: impl FnMut(&RecordBatch) -> Result<(), StorageError>,
     ) -> Result<(), StorageError> {
         let (segments, memtable) = {
             let state = self.shared.lock();
-            (state.manifest.segments.clone(), state.memtable.clone())
+            let segments: Vec<SegmentInfo> = state
+                .manifest
+                .segments
+                .iter()
+                .filter(|seg| seg.max_ts_ms >= from_ms && seg.min_ts_ms <= to_ms)
+                .cloned()
+                .collect();
+            (segments, state.memtable.clone())
         };
         let schema = &self.shared.spec.schema;
         let indices: Option<Vec<usize>> = match columns {

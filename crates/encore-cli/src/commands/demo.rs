@@ -9,7 +9,6 @@ use crate::output::Output;
 use encore_config::Loaded;
 use encore_sim::output::MANIFEST_FILE;
 use encore_sim::{Format, Manifest, SimConfig};
-use encore_storage::DataDir;
 use serde::Serialize;
 
 #[derive(Serialize)]
@@ -17,6 +16,9 @@ struct DemoReport {
     data_dir: String,
     reused: bool,
     world: WorldReport,
+    ingest: encore_ingest::IngestSummary,
+    /// rows in the event log after the run
+    log_rows: u64,
     next: Vec<String>,
 }
 
@@ -25,7 +27,7 @@ pub fn run(loaded: &Loaded, args: &DemoArgs, out: &Output) -> Result<(), CliErro
     let users = args.users.unwrap_or(demo.users).max(1);
     let days = args.days.unwrap_or(demo.days).max(1);
     let seed = args.seed.unwrap_or(demo.seed);
-    let dir = DataDir::open(&loaded.config.data.dir)?;
+    let (dir, ingestor) = crate::commands::events::open(loaded)?;
     let world_dir = dir.subdir("worlds")?.join("demo");
     let config = SimConfig::new(users as usize, days, seed);
 
@@ -42,11 +44,24 @@ pub fn run(loaded: &Loaded, args: &DemoArgs, out: &Output) -> Result<(), CliErro
             false,
         ),
     };
+    // ingest through the real path: contracts, dedup, durable log (a second run finds duplicates)
+    let ingest = crate::commands::events::ingest_paths(
+        &ingestor,
+        std::slice::from_ref(&world_dir),
+        None,
+        false,
+        out,
+    )?;
+    let stats = encore_ingest::stats::event_stats(&ingestor)?;
     let world_path = world_dir.display().to_string();
     let report = DemoReport {
         data_dir: dir.path().display().to_string(),
         reused,
+        ingest,
+        log_rows: stats.plays + stats.interactions,
         next: vec![
+            "encore events stats".into(),
+            "encore events verify".into(),
             format!("encore sim verify {world_path}"),
             "encore sim generate --users 20000 --days 30 --out /tmp/world --format parquet".into(),
             "encore config show".into(),
@@ -63,6 +78,11 @@ pub fn run(loaded: &Loaded, args: &DemoArgs, out: &Output) -> Result<(), CliErro
                 ""
             },
         );
+        text.push_str(&format!(
+            "ingested   {}event log holds {} rows\n\n",
+            crate::commands::events::summary_text(&report.ingest),
+            crate::output::thousands(report.log_rows)
+        ));
         text.push_str("try next:\n");
         for n in &report.next {
             text.push_str(&format!("  {n}\n"));

@@ -1,4 +1,5 @@
 pub mod config;
 pub mod data;
 pub mod demo;
+pub mod events;
 pub mod sim;
