@@ -67,6 +67,15 @@ pub enum Command {
     /// Inspect the event log: statistics, quarantined rows, integrity
     #[command(subcommand)]
     Events(EventsCommand),
+    /// Run the HTTP API (POST /v1/events, ...) until interrupted
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on [default: server.bind from the config]; port 0 picks a free port
+    #[arg(long)]
+    pub bind: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -81,6 +81,7 @@ impl CliError {
             | ErrorCode::Conflict
             | ErrorCode::FailedPrecondition
             | ErrorCode::ResourceExhausted
+            | ErrorCode::TooLarge
             | ErrorCode::Unavailable
             | ErrorCode::Internal => 1,
         }

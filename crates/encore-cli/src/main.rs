@@ -103,5 +103,6 @@ fn run(cli: Cli, loaded: &Loaded) -> Result<(), CliError> {
         Command::Ingest(args) => commands::events::ingest(loaded, &args, &out),
         Command::Import(cmd) => commands::events::import(loaded, cmd, &out),
         Command::Events(cmd) => commands::events::run(loaded, &cmd, &out),
+        Command::Serve(args) => commands::serve::run(loaded, &args, &out),
     }
 }

@@ -21,6 +21,8 @@ pub enum ErrorCode {
     FailedPrecondition,
     /// A bounded resource is full (queue, quota); retrying later may succeed.
     ResourceExhausted,
+    /// The request is larger than allowed (body size, rows per batch).
+    TooLarge,
     /// A dependency (disk, database, network peer) failed; retrying may succeed.
     Unavailable,
     /// A bug or an invariant violation inside encore.
@@ -29,12 +31,13 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for exhaustive tests and documentation tables.
-    pub const ALL: [ErrorCode; 7] = [
+    pub const ALL: [ErrorCode; 8] = [
         ErrorCode::InvalidArgument,
         ErrorCode::NotFound,
         ErrorCode::Conflict,
         ErrorCode::FailedPrecondition,
         ErrorCode::ResourceExhausted,
+        ErrorCode::TooLarge,
         ErrorCode::Unavailable,
         ErrorCode::Internal,
     ];
@@ -46,6 +49,7 @@ impl ErrorCode {
             ErrorCode::Conflict => "conflict",
             ErrorCode::FailedPrecondition => "failed_precondition",
             ErrorCode::ResourceExhausted => "resource_exhausted",
+            ErrorCode::TooLarge => "too_large",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::Internal => "internal",
         }
@@ -57,7 +61,8 @@ impl ErrorCode {
             ErrorCode::InvalidArgument
             | ErrorCode::NotFound
             | ErrorCode::Conflict
-            | ErrorCode::FailedPrecondition => true,
+            | ErrorCode::FailedPrecondition
+            | ErrorCode::TooLarge => true,
             ErrorCode::ResourceExhausted | ErrorCode::Unavailable | ErrorCode::Internal => false,
         }
     }

@@ -49,7 +49,8 @@ impl Coded for IngestError {
             IngestError::UnknownFormat { .. }
             | IngestError::Malformed { .. }
             | IngestError::BadBody { .. } => ErrorCode::InvalidArgument,
-            IngestError::TooLarge { .. } | IngestError::Busy => ErrorCode::ResourceExhausted,
+            IngestError::TooLarge { .. } => ErrorCode::TooLarge,
+            IngestError::Busy => ErrorCode::Unavailable,
             IngestError::Storage(e) => e.code(),
             IngestError::Internal { .. } => ErrorCode::Internal,
         }

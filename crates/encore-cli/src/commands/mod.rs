@@ -2,4 +2,5 @@ pub mod config;
 pub mod data;
 pub mod demo;
 pub mod events;
+pub mod serve;
 pub mod sim;

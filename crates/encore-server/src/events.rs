@@ -1,0 +1,100 @@
+//! `POST /v1/events` and `GET /v1/events/stats`.
+//!
+//! A body is a JSON array of events or one event per line (NDJSON). Valid rows are stored and
+//! acknowledged only once durable; bad rows come back with their reasons (`200` with `rejects`),
+//! the rest of the batch is kept. `400`: the body is not JSON at all. `413`: the body or the
+//! batch is over the limit. `503` + `Retry-After`: the write queue is full.
+
+use crate::AppState;
+use crate::error::ApiError;
+use axum::body::Body;
+use axum::extract::{Query, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use encore_core::ErrorCode;
+use encore_ingest::{BatchOutcome, IngestError, Reject};
+use serde::{Deserialize, Serialize};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/events", post(post_events))
+        .route("/v1/events/stats", get(stats))
+}
+
+#[derive(Debug, Deserialize)]
+struct PostParams {
+    /// reject the whole batch when any row is bad
+    #[serde(default)]
+    strict: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct PostEventsResponse {
+    table: &'static str,
+    accepted: u64,
+    duplicates: u64,
+    unknown_items: u64,
+    rejected: usize,
+    rejects: Vec<Reject>,
+}
+
+impl From<BatchOutcome> for PostEventsResponse {
+    fn from(o: BatchOutcome) -> Self {
+        PostEventsResponse {
+            table: o.table.name(),
+            accepted: o.accepted,
+            duplicates: o.duplicates,
+            unknown_items: o.unknown_items,
+            rejected: o.rejects.len(),
+            rejects: o.rejects,
+        }
+    }
+}
+
+async fn post_events(
+    State(state): State<AppState>,
+    Query(params): Query<PostParams>,
+    body: Body,
+) -> Result<Json<PostEventsResponse>, ApiError> {
+    // bounded work in flight: memory is at most max_in_flight bodies
+    let Ok(_permit) = state.in_flight.clone().try_acquire_owned() else {
+        return Err(IngestError::Busy.into());
+    };
+    let limit = state.limits.max_body_bytes;
+    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
+        ApiError::new(
+            ErrorCode::TooLarge,
+            format!("request body is over the limit of {limit} bytes"),
+        )
+    })?;
+    let ingestor = state.ingestor.clone();
+    let max_rows = state.limits.max_batch_rows;
+    let outcome = tokio::task::spawn_blocking(move || {
+        let chunk = ingestor.parse_body(&bytes, max_rows)?;
+        ingestor.submit_body(&chunk, params.strict)?.wait()
+    })
+    .await
+    .map_err(|e| ApiError::new(ErrorCode::Internal, format!("ingest task failed: {e}")))??;
+    if params.strict && !outcome.rejects.is_empty() {
+        let details = serde_json::to_value(&outcome.rejects).unwrap_or_default();
+        return Err(ApiError::new(
+            ErrorCode::InvalidArgument,
+            format!(
+                "strict: {} bad row(s), nothing of the batch was stored",
+                outcome.rejects.len()
+            ),
+        )
+        .with_details(details));
+    }
+    Ok(Json(outcome.into()))
+}
+
+async fn stats(
+    State(state): State<AppState>,
+) -> Result<Json<encore_ingest::stats::EventStats>, ApiError> {
+    let ingestor = state.ingestor.clone();
+    let s = tokio::task::spawn_blocking(move || encore_ingest::stats::event_stats(&ingestor))
+        .await
+        .map_err(|e| ApiError::new(ErrorCode::Internal, format!("stats task failed: {e}")))??;
+    Ok(Json(s))
+}

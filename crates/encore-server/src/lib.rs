@@ -1,0 +1,79 @@
+//! `encore-server`: the HTTP API. One module per resource; handlers unpack the request, call a
+//! transport-neutral function of a domain crate, and map its error to a status in one place
+//! ([`error`]).
+//!
+//! ```no_run
+//! # async fn run(ingestor: std::sync::Arc<encore_ingest::Ingestor>) -> std::io::Result<()> {
+//! let state = encore_server::AppState::new(ingestor, encore_server::Limits::default());
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:7878").await?;
+//! encore_server::serve(listener, state, std::future::pending()).await
+//! # }
+//! ```
+
+pub mod client;
+pub mod error;
+mod events;
+mod health;
+
+use axum::Router;
+use encore_ingest::Ingestor;
+use std::future::Future;
+use std::sync::Arc;
+use tokio::sync::Semaphore;
+
+/// Request limits.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_body_bytes: usize,
+    pub max_batch_rows: usize,
+    /// ingest requests being processed at once; beyond it the server answers 503
+    pub max_in_flight: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body_bytes: 16 << 20,
+            max_batch_rows: 10_000,
+            max_in_flight: 64,
+        }
+    }
+}
+
+/// What every handler can reach.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub ingestor: Arc<Ingestor>,
+    pub limits: Limits,
+    in_flight: Arc<Semaphore>,
+}
+
+impl AppState {
+    pub fn new(ingestor: Arc<Ingestor>, limits: Limits) -> AppState {
+        let in_flight = Arc::new(Semaphore::new(limits.max_in_flight));
+        AppState {
+            ingestor,
+            limits,
+            in_flight,
+        }
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(health::routes())
+        .merge(events::routes())
+        .fallback(error::not_found)
+        .with_state(state)
+}
+
+/// Serves `state` on `listener` until `shutdown` completes; in-flight requests finish first.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
