@@ -69,6 +69,31 @@ pub enum Command {
     Events(EventsCommand),
     /// Run the HTTP API (POST /v1/events, ...) until interrupted
     Serve(ServeArgs),
+    /// Load generators for benchmarks (against servers on this machine)
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// POST JSON-lines event files to a running `encore serve` and report events/s and latency
+    HttpIngest {
+        /// The server, e.g. 127.0.0.1:7878 (loopback only)
+        #[arg(long)]
+        addr: String,
+        /// JSON-lines event files (e.g. a simulated world's events/events-*.jsonl)
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Events per request
+        #[arg(long, default_value_t = 1_000)]
+        batch: usize,
+        /// Concurrent connections
+        #[arg(long, default_value_t = 4)]
+        connections: usize,
+        /// Stop after this many events
+        #[arg(long)]
+        limit: Option<usize>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -132,6 +157,12 @@ pub enum EventsCommand {
     },
     /// Check the event log: segments readable and as recorded, every event id stored once
     Verify,
+    /// Build the user x item interaction matrix (CSR) that training reads, and report its size
+    Matrix {
+        /// Count plays of at least this many ms (30000: streams only)
+        #[arg(long, default_value_t = 30_000)]
+        min_ms_played: u32,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -1,7 +1,7 @@
 //! Arrow batches as contract rows, and conforming a foreign batch (a user's Parquet file) to the
 //! canonical schema: columns matched by name, cast where Arrow can, optional columns filled.
 
-use crate::contract::{Cell, Contract, Row};
+use crate::contract::{Cell, Contract, FieldRule, Kind, Row, is_country, is_uuid};
 use arrow::array::{
     Array, ArrayRef, BooleanArray, Float64Array, Int64Array, ListArray, RecordBatch, StringArray,
     StructArray, UInt32Array, UInt64Array, new_null_array,
@@ -51,6 +51,17 @@ impl<'a> BatchRows<'a> {
             })
             .collect();
         BatchRows { cols }
+    }
+
+    /// Column-at-a-time screening of the field rules: `true` marks a row that may break one
+    /// (it then gets the row-wise check, which names the violation); `false` rows are known to
+    /// pass every field rule. Never misses a violation; this is the ingest hot path.
+    pub fn screen(&self, contract: &Contract, n: usize) -> Vec<bool> {
+        let mut suspect = vec![false; n];
+        for (rule, col) in contract.fields.iter().zip(&self.cols) {
+            screen_column(rule, col, &mut suspect);
+        }
+        suspect
     }
 
     pub fn row(&self, i: usize) -> BatchRow<'_, 'a> {
@@ -218,5 +229,86 @@ fn fill_default(col: &ArrayRef, data_type: &DataType) -> Result<ArrayRef, String
             Ok(Arc::new(StructArray::new(fields.clone(), children?, None)))
         }
         other => Err(format!("no default for a missing {other} value")),
+    }
+}
+
+fn mark_nulls(a: &dyn Array, required: bool, suspect: &mut [bool]) {
+    if required && a.null_count() > 0 {
+        for (i, s) in suspect.iter_mut().enumerate() {
+            *s |= a.is_null(i);
+        }
+    }
+}
+
+fn screen_ints(values: impl Iterator<Item = i64>, min: i64, max: i64, suspect: &mut [bool]) {
+    for (s, v) in suspect.iter_mut().zip(values) {
+        *s |= v < min || v > max;
+    }
+}
+
+fn screen_column(rule: &FieldRule, col: &Col<'_>, suspect: &mut [bool]) {
+    match (rule.kind, col) {
+        (_, Col::Absent) => {
+            if rule.required {
+                suspect.iter_mut().for_each(|s| *s = true);
+            }
+        }
+        (Kind::Str | Kind::Uuid | Kind::Enum(_) | Kind::Country, Col::Utf8(a)) => {
+            mark_nulls(*a, rule.required, suspect);
+            // a one-entry cache: enum-like columns repeat a handful of values
+            let mut last_ok: Option<&str> = None;
+            for (i, s) in suspect.iter_mut().enumerate() {
+                if a.is_null(i) {
+                    continue;
+                }
+                let v = a.value(i);
+                if last_ok == Some(v) {
+                    continue;
+                }
+                let ok = match rule.kind {
+                    Kind::Str => !v.is_empty(),
+                    Kind::Uuid => is_uuid(v),
+                    Kind::Enum(names) => names.contains(&v),
+                    Kind::Country => is_country(v),
+                    _ => false,
+                };
+                if ok && !matches!(rule.kind, Kind::Uuid) {
+                    last_ok = Some(v);
+                }
+                *s |= !ok;
+            }
+        }
+        (Kind::Int { min, max }, Col::I64(a)) => {
+            mark_nulls(*a, rule.required, suspect);
+            screen_ints(a.values().iter().copied(), min, max, suspect);
+        }
+        (Kind::Int { min, max }, Col::U32(a)) => {
+            mark_nulls(*a, rule.required, suspect);
+            screen_ints(a.values().iter().map(|v| i64::from(*v)), min, max, suspect);
+        }
+        (Kind::Int { min, max }, Col::U64(a)) => {
+            mark_nulls(*a, rule.required, suspect);
+            screen_ints(
+                a.values()
+                    .iter()
+                    .map(|v| i64::try_from(*v).unwrap_or(i64::MAX)),
+                min,
+                max,
+                suspect,
+            );
+        }
+        (Kind::Float { min, max }, Col::F64(a)) => {
+            mark_nulls(*a, rule.required, suspect);
+            for (i, s) in suspect.iter_mut().enumerate() {
+                let v = a.value(i);
+                *s |= !a.is_null(i) && !(v >= min && v <= max);
+            }
+        }
+        (Kind::Bool, Col::Bool(a)) => mark_nulls(*a, rule.required, suspect),
+        (Kind::List, Col::List(a)) | (Kind::Object, Col::Struct(a)) => {
+            mark_nulls(*a, rule.required, suspect)
+        }
+        // a column of another type: let the row-wise check name it
+        _ => suspect.iter_mut().for_each(|s| *s = true),
     }
 }

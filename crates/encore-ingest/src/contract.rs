@@ -196,6 +196,13 @@ impl Contract {
         self.fields.iter().position(|f| f.name == name)
     }
 
+    /// The cross-field rules alone, for rows whose fields are known to be valid.
+    pub fn check_cross(&self, row: &dyn Row, now_ms: i64) -> Vec<Violation> {
+        let mut out = Vec::new();
+        (self.cross)(row, now_ms, &mut out);
+        out
+    }
+
     /// Every violation of `row`, given the current time `now_ms` (for the future-timestamp rule).
     pub fn check(&self, row: &dyn Row, now_ms: i64) -> Vec<Violation> {
         let mut out = Vec::new();
@@ -344,9 +351,22 @@ UG UM US UY UZ VA VC VE VG VI VN VU WF WS YE YT ZA ZM ZW";
 /// Officially assigned ISO-3166 alpha-2 codes, plus `ZZ`, the user-assigned code for "unknown"
 /// (imported data that does not record a country).
 pub fn is_country(s: &str) -> bool {
-    s.len() == 2
-        && s.bytes().all(|b| b.is_ascii_uppercase())
-        && (s == "ZZ" || COUNTRIES.split(' ').any(|c| c == s))
+    // a 26 x 26 table: this runs for every row ingested
+    static TABLE: std::sync::OnceLock<[bool; 676]> = std::sync::OnceLock::new();
+    let table = TABLE.get_or_init(|| {
+        let mut t = [false; 676];
+        for code in COUNTRIES.split(' ').chain(["ZZ"]) {
+            let b = code.as_bytes();
+            t[usize::from(b[0] - b'A') * 26 + usize::from(b[1] - b'A')] = true;
+        }
+        t
+    });
+    match s.as_bytes() {
+        [a @ b'A'..=b'Z', b @ b'A'..=b'Z'] => {
+            table[usize::from(a - b'A') * 26 + usize::from(b - b'A')]
+        }
+        _ => false,
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

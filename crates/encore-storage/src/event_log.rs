@@ -21,16 +21,18 @@
 use crate::StorageError;
 use crate::wal::{WalWriter, read_wal, sync_dir, truncate};
 use arrow::array::{Array, Int64Array, RecordBatch, StringArray};
-use arrow::compute::{concat_batches, filter_record_batch, sort_to_indices, take_record_batch};
+use arrow::compute::{concat_batches, sort_to_indices, take_record_batch};
 use arrow::datatypes::SchemaRef;
 use encore_core::time::{Date, MS_PER_DAY};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::properties::WriterProperties;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeSet, HashSet};
+use std::collections::HashSet;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
@@ -141,7 +143,8 @@ impl Shared {
 type Ack = SyncSender<Result<(), StorageError>>;
 
 enum Command {
-    Append(RecordBatch, Ack),
+    /// `true`: write the WAL first (durable on ack); `false`: hold in memory until the next seal
+    Append(RecordBatch, Ack, bool),
     Seal(Ack),
 }
 
@@ -364,6 +367,7 @@ impl EventLog {
                     shared: writer_shared,
                     wal,
                     seq: last_seq + 1,
+                    sealing: None,
                 }
                 .run(&rx)
             })
@@ -401,9 +405,9 @@ impl EventLog {
         self.check_schema(&batch)?;
         let tx = self.tx.as_ref().ok_or(StorageError::Closed)?;
         let (ack, rx) = sync_channel(1);
-        match tx.try_send(Command::Append(batch, ack)) {
+        match tx.try_send(Command::Append(batch, ack, true)) {
             Ok(()) => Ok(Ok(Ticket(rx))),
-            Err(TrySendError::Full(Command::Append(batch, _))) => Ok(Err(QueueFull(batch))),
+            Err(TrySendError::Full(Command::Append(batch, _, _))) => Ok(Err(QueueFull(batch))),
             Err(TrySendError::Full(Command::Seal(_))) | Err(TrySendError::Disconnected(_)) => {
                 Err(StorageError::Closed)
             }
@@ -418,9 +422,22 @@ impl EventLog {
         self.check_schema(&batch)?;
         let tx = self.tx.as_ref().ok_or(StorageError::Closed)?;
         let (ack, rx) = sync_channel(1);
-        tx.send(Command::Append(batch, ack))
+        tx.send(Command::Append(batch, ack, true))
             .map_err(|_| StorageError::Closed)?;
         Ticket(rx).wait()
+    }
+
+    /// Bulk loading: holds `batch` in memory without writing the WAL; it becomes durable at the
+    /// next seal (automatic when `seal_rows` is reached, or [`EventLog::seal`]). A crash before
+    /// then loses it, so a caller acknowledges nothing until it has sealed. Blocks while the
+    /// queue is full.
+    pub fn append_unlogged(&self, batch: RecordBatch) -> Result<Ticket, StorageError> {
+        self.check_schema(&batch)?;
+        let tx = self.tx.as_ref().ok_or(StorageError::Closed)?;
+        let (ack, rx) = sync_channel(1);
+        tx.send(Command::Append(batch, ack, false))
+            .map_err(|_| StorageError::Closed)?;
+        Ok(Ticket(rx))
     }
 
     /// Seals everything held in memory into Parquet segments now.
@@ -474,15 +491,16 @@ impl EventLog {
         columns: Option<&[&str]>,
         f: impl FnMut(&RecordBatch) -> Result<(), StorageError>,
     ) -> Result<(), StorageError> {
-        self.scan_range(i64::MIN, i64::MAX, columns, f)
+        self.scan_range(i64::MIN, i64::MAX, true, columns, f)
     }
 
     /// As [`EventLog::scan`], reading only segments that may hold rows with a time in
-    /// `[from_ms, to_ms]` (unsealed rows are passed whole: the caller filters).
+    /// `[from_ms, to_ms]`, and the unsealed rows when `unsealed` (whole: the caller filters).
     pub fn scan_range(
         &self,
         from_ms: i64,
         to_ms: i64,
+        unsealed: bool,
         columns: Option<&[&str]>,
         mut f: impl FnMut(&RecordBatch) -> Result<(), StorageError>,
     ) -> Result<(), StorageError> {
@@ -542,7 +560,7 @@ impl EventLog {
                 }
             }
         }
-        for batch in &memtable {
+        for batch in memtable.iter().filter(|_| unsealed) {
             match &indices {
                 Some(idx) => f(&batch.project(idx).map_err(StorageError::arrow)?)?,
                 None => f(batch)?,
@@ -642,6 +660,8 @@ struct Writer {
     shared: Arc<Shared>,
     wal: WalWriter,
     seq: u64,
+    /// the seal running in the background, if any
+    sealing: Option<JoinHandle<Result<(), StorageError>>>,
 }
 
 impl Writer {
@@ -654,8 +674,8 @@ impl Writer {
             let mut next = Some(first);
             while let Some(cmd) = next.take() {
                 match cmd {
-                    Command::Append(batch, ack) => {
-                        batches.push(batch);
+                    Command::Append(batch, ack, logged) => {
+                        batches.push((batch, logged));
                         acks.push(ack);
                     }
                     Command::Seal(ack) => seals.push(ack),
@@ -669,7 +689,7 @@ impl Writer {
                 if result.is_ok() {
                     // visible to readers before anyone is told it is durable
                     let mut state = self.shared.lock();
-                    for b in batches {
+                    for (b, _) in batches {
                         state.memtable_rows += b.num_rows();
                         state.memtable.push(b);
                     }
@@ -678,130 +698,217 @@ impl Writer {
                     let _ = ack.send(shareable(&result));
                 }
             }
-            let full = self.shared.lock().memtable_rows >= self.shared.options.seal_rows;
-            if full || !seals.is_empty() {
-                let result = self.seal();
-                if let Err(e) = &result {
-                    tracing::error!(error = %e, "sealing the event log failed; rows stay in the WAL");
-                }
+            let rows = self.shared.lock().memtable_rows;
+            let seal_rows = self.shared.options.seal_rows;
+            if !seals.is_empty() {
+                // an explicit seal: everything held so far, before answering
+                let result = self.finish_sealing().and_then(|()| {
+                    let job = self.start_seal(true)?;
+                    match job {
+                        Some(h) => h.join().unwrap_or(Err(StorageError::Closed)),
+                        None => Ok(()),
+                    }
+                });
                 for ack in seals {
                     let _ = ack.send(shareable(&result));
                 }
+            } else if rows >= seal_rows {
+                let busy = self.sealing.as_ref().is_some_and(|h| !h.is_finished());
+                if busy && rows >= 2 * seal_rows {
+                    // the background seal is behind: wait for it (bounded memory)
+                    let _ = self.finish_sealing();
+                }
+                if !self.sealing.as_ref().is_some_and(|h| !h.is_finished()) {
+                    let _ = self.finish_sealing();
+                    match self.start_seal(false) {
+                        Ok(job) => self.sealing = job,
+                        Err(e) => {
+                            tracing::error!(error = %e, "cannot start sealing; rows stay in the WAL")
+                        }
+                    }
+                }
+            }
+        }
+        let _ = self.finish_sealing();
+    }
+
+    fn write(&mut self, batches: &[(RecordBatch, bool)]) -> Result<(), StorageError> {
+        let mut any = false;
+        for (b, logged) in batches {
+            if *logged {
+                self.wal.append(&encode_ipc(b)?)?;
+                any = true;
+            }
+        }
+        if any { self.wal.sync() } else { Ok(()) }
+    }
+
+    /// Waits for the background seal, if one is running.
+    fn finish_sealing(&mut self) -> Result<(), StorageError> {
+        match self.sealing.take() {
+            None => Ok(()),
+            Some(h) => {
+                let result = h.join().unwrap_or(Err(StorageError::Closed));
+                if let Err(e) = &result {
+                    tracing::error!(error = %e, "sealing the event log failed; rows stay in the WAL");
+                }
+                result
             }
         }
     }
 
-    fn write(&mut self, batches: &[RecordBatch]) -> Result<(), StorageError> {
-        for b in batches {
-            self.wal.append(&encode_ipc(b)?)?;
+    /// Snapshots the memtable, rotates the WAL (new appends go to a new file), and seals the
+    /// snapshot on another thread, so appends go on meanwhile.
+    fn start_seal(
+        &mut self,
+        parallel: bool,
+    ) -> Result<Option<JoinHandle<Result<(), StorageError>>>, StorageError> {
+        let snapshot = self.shared.lock().memtable.clone();
+        if snapshot.is_empty() {
+            return Ok(None);
         }
-        self.wal.sync()
-    }
-
-    fn seal(&mut self) -> Result<(), StorageError> {
-        let (memtable, mut manifest) = {
-            let state = self.shared.lock();
-            (state.memtable.clone(), state.manifest.clone())
-        };
-        if memtable.is_empty() {
-            return Ok(());
-        }
-        let spec = &self.shared.spec;
-        let all = concat_batches(&spec.schema, &memtable).map_err(StorageError::arrow)?;
-        let ts_idx = spec
-            .schema
-            .index_of(spec.ts_column)
-            .map_err(StorageError::arrow)?;
-        let ts = all
-            .column(ts_idx)
-            .as_any()
-            .downcast_ref::<Int64Array>()
-            .ok_or_else(|| StorageError::UnknownColumn {
-                table: spec.name.to_owned(),
-                column: spec.ts_column.to_owned(),
-            })?
-            .clone();
-        let days: BTreeSet<i64> = ts
-            .values()
-            .iter()
-            .map(|t| t.div_euclid(MS_PER_DAY))
-            .collect();
-        let mut new_segments = Vec::new();
-        for &day in &days {
-            let mask: arrow::array::BooleanArray = ts
-                .values()
-                .iter()
-                .map(|t| Some(t.div_euclid(MS_PER_DAY) == day))
-                .collect();
-            let part = filter_record_batch(&all, &mask).map_err(StorageError::arrow)?;
-            let order =
-                sort_to_indices(part.column(ts_idx), None, None).map_err(StorageError::arrow)?;
-            let part = take_record_batch(&part, &order).map_err(StorageError::arrow)?;
-            let id = manifest.next_segment;
-            manifest.next_segment += 1;
-            let date = Date::from_days(day).to_string();
-            let rel = format!("segments/day={date}/{id:012}.parquet");
-            let bytes = self.write_segment(&rel, &part)?;
-            let part_ts = part.column(ts_idx).as_any().downcast_ref::<Int64Array>();
-            let (min, max) = part_ts
-                .map(|a| (a.value(0), a.value(a.len() - 1)))
-                .unwrap_or_default();
-            new_segments.push(SegmentInfo {
-                id,
-                day: date,
-                path: rel,
-                rows: part.num_rows() as u64,
-                bytes,
-                min_ts_ms: min,
-                max_ts_ms: max,
-            });
-        }
-        manifest.segments.extend(new_segments);
-        manifest.sealed_through_wal = self.seq;
-        write_json_atomic(&self.shared.dir.join(MANIFEST), &manifest)?;
-        {
-            let mut state = self.shared.lock();
-            state.manifest = manifest;
-            // only this thread adds to the memtable, so it holds exactly what was sealed
-            state.memtable.clear();
-            state.memtable_rows = 0;
-        }
-        // rotate: the sealed WAL files are no longer needed
-        let wal_dir = self.shared.dir.join("wal");
+        let sealed_through = self.seq;
         self.seq += 1;
-        self.wal = WalWriter::create(&wal_dir.join(wal_name(self.seq)))?;
-        for (seq, path) in list_wal(&wal_dir)? {
-            if seq < self.seq {
-                std::fs::remove_file(&path).map_err(StorageError::io(&path))?;
-            }
-        }
-        sync_dir(&wal_dir)
+        self.wal = WalWriter::create(&self.shared.dir.join("wal").join(wal_name(self.seq)))?;
+        let shared = Arc::clone(&self.shared);
+        let handle = std::thread::Builder::new()
+            .name(format!("encore-seal-{}", shared.spec.name))
+            .spawn(move || {
+                let started = std::time::Instant::now();
+                let result = seal(&shared, &snapshot, sealed_through, parallel);
+                tracing::debug!(
+                    table = shared.spec.name,
+                    seconds = started.elapsed().as_secs_f64(),
+                    "sealed"
+                );
+                result
+            })
+            .map_err(StorageError::io(&self.shared.dir))?;
+        Ok(Some(handle))
     }
+}
 
-    fn write_segment(&self, rel: &str, batch: &RecordBatch) -> Result<u64, StorageError> {
-        let path = self.shared.dir.join(rel);
-        let dir = path.parent().unwrap_or(&self.shared.dir).to_path_buf();
-        std::fs::create_dir_all(&dir).map_err(StorageError::io(&dir))?;
-        let tmp = path.with_extension("parquet.tmp");
-        let level = ZstdLevel::try_new(self.shared.options.zstd_level)
-            .map_err(|e| StorageError::parquet(&path, &e))?;
-        let props = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(level))
-            .set_max_row_group_row_count(Some(512 * 1024))
-            .build();
-        let file = File::create(&tmp).map_err(StorageError::io(&tmp))?;
-        let mut w = ArrowWriter::try_new(file, batch.schema(), Some(props))
-            .map_err(|e| StorageError::parquet(&path, &e))?;
-        w.write(batch)
-            .map_err(|e| StorageError::parquet(&path, &e))?;
-        let file = w
-            .into_inner()
-            .map_err(|e| StorageError::parquet(&path, &e))?;
-        file.sync_all().map_err(StorageError::io(&tmp))?;
-        let bytes = file.metadata().map_err(StorageError::io(&tmp))?.len();
-        drop(file);
-        std::fs::rename(&tmp, &path).map_err(StorageError::io(&path))?;
-        sync_dir(&dir)?;
-        Ok(bytes)
+/// Writes `snapshot` (the first batches of the memtable) as segments, records them, drops them
+/// from the memtable, and deletes the WAL files up to `sealed_through`.
+fn seal(
+    shared: &Shared,
+    snapshot: &[RecordBatch],
+    sealed_through: u64,
+    parallel: bool,
+) -> Result<(), StorageError> {
+    let mut manifest = shared.lock().manifest.clone();
+    let spec = &shared.spec;
+    let ts_idx = spec
+        .schema
+        .index_of(spec.ts_column)
+        .map_err(StorageError::arrow)?;
+    // one sort by time: each UTC day is then a contiguous, zero-copy slice
+    let all = concat_batches(&spec.schema, snapshot).map_err(StorageError::arrow)?;
+    let order = sort_to_indices(all.column(ts_idx), None, None).map_err(StorageError::arrow)?;
+    let sorted = take_record_batch(&all, &order).map_err(StorageError::arrow)?;
+    drop(all);
+    let ts = sorted
+        .column(ts_idx)
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .ok_or_else(|| StorageError::UnknownColumn {
+            table: spec.name.to_owned(),
+            column: spec.ts_column.to_owned(),
+        })?;
+    let mut parts: Vec<(i64, usize, usize)> = Vec::new();
+    for (i, t) in ts.values().iter().enumerate() {
+        let day = t.div_euclid(MS_PER_DAY);
+        match parts.last_mut() {
+            Some((d, _, len)) if *d == day => *len += 1,
+            _ => parts.push((day, i, 1)),
+        }
     }
+    let first_id = manifest.next_segment;
+    manifest.next_segment += parts.len() as u64;
+    let encode = |(k, &(day, offset, len)): (usize, &(i64, usize, usize))| {
+        let part = sorted.slice(offset, len);
+        let id = first_id + k as u64;
+        let date = Date::from_days(day).to_string();
+        let rel = format!("segments/day={date}/{id:012}.parquet");
+        let bytes = write_segment(shared, &rel, &part)?;
+        Ok(SegmentInfo {
+            id,
+            day: date,
+            path: rel,
+            rows: len as u64,
+            bytes,
+            min_ts_ms: ts.value(offset),
+            max_ts_ms: ts.value(offset + len - 1),
+        })
+    };
+    // a background seal runs beside ingestion and stays on its own thread (a long encode task in
+    // the shared rayon pool would stall the ingest path); an explicit seal may use every core
+    let new_segments: Vec<SegmentInfo> = if parallel {
+        parts
+            .iter()
+            .enumerate()
+            .collect::<Vec<_>>()
+            .into_par_iter()
+            .map(encode)
+            .collect::<Result<_, StorageError>>()?
+    } else {
+        parts
+            .iter()
+            .enumerate()
+            .map(encode)
+            .collect::<Result<_, StorageError>>()?
+    };
+    manifest.segments.extend(new_segments);
+    manifest.sealed_through_wal = sealed_through;
+    write_json_atomic(&shared.dir.join(MANIFEST), &manifest)?;
+    {
+        let mut state = shared.lock();
+        state.manifest = manifest;
+        // appends since the snapshot are behind it in the memtable: keep those
+        state.memtable.drain(..snapshot.len());
+        state.memtable_rows -= snapshot.iter().map(RecordBatch::num_rows).sum::<usize>();
+    }
+    let wal_dir = shared.dir.join("wal");
+    for (seq, path) in list_wal(&wal_dir)? {
+        if seq <= sealed_through {
+            std::fs::remove_file(&path).map_err(StorageError::io(&path))?;
+        }
+    }
+    sync_dir(&wal_dir)
+}
+
+/// Writes one immutable segment: to a temporary name, fsynced, then renamed into place.
+fn write_segment(shared: &Shared, rel: &str, batch: &RecordBatch) -> Result<u64, StorageError> {
+    let path = shared.dir.join(rel);
+    let dir = path.parent().unwrap_or(&shared.dir).to_path_buf();
+    std::fs::create_dir_all(&dir).map_err(StorageError::io(&dir))?;
+    let tmp = path.with_extension("parquet.tmp");
+    let level = ZstdLevel::try_new(shared.options.zstd_level)
+        .map_err(|e| StorageError::parquet(&path, &e))?;
+    let props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(level))
+        .set_max_row_group_row_count(Some(512 * 1024))
+        // unique ids never fit a dictionary, and their min/max say nothing: skip both
+        .set_column_dictionary_enabled(ColumnPath::from(shared.spec.id_column), false)
+        .set_column_statistics_enabled(
+            ColumnPath::from(shared.spec.id_column),
+            EnabledStatistics::None,
+        )
+        // chunk-level statistics are enough for pruning by time and id ranges
+        .set_statistics_enabled(EnabledStatistics::Chunk)
+        .build();
+    let file = File::create(&tmp).map_err(StorageError::io(&tmp))?;
+    let mut w = ArrowWriter::try_new(file, batch.schema(), Some(props))
+        .map_err(|e| StorageError::parquet(&path, &e))?;
+    w.write(batch)
+        .map_err(|e| StorageError::parquet(&path, &e))?;
+    let file = w
+        .into_inner()
+        .map_err(|e| StorageError::parquet(&path, &e))?;
+    file.sync_all().map_err(StorageError::io(&tmp))?;
+    let bytes = file.metadata().map_err(StorageError::io(&tmp))?.len();
+    drop(file);
+    std::fs::rename(&tmp, &path).map_err(StorageError::io(&path))?;
+    sync_dir(&dir)?;
+    Ok(bytes)
 }

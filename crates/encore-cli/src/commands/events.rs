@@ -261,6 +261,31 @@ pub fn run(loaded: &Loaded, cmd: &EventsCommand, out: &Output) -> Result<(), Cli
                 text
             });
         }
+        EventsCommand::Matrix { min_ms_played } => {
+            let started = std::time::Instant::now();
+            let options = encore_ingest::matrix::MatrixOptions {
+                min_ms_played: *min_ms_played,
+                include_play_counts: true,
+            };
+            let m = encore_ingest::matrix::build_matrix(&ingestor, options)?;
+            let report = serde_json::json!({
+                "users": m.users.len(),
+                "items": m.items.len(),
+                "nnz": m.nnz(),
+                "plays": m.plays.iter().map(|&p| u64::from(p)).sum::<u64>(),
+                "seconds": started.elapsed().as_secs_f64(),
+            });
+            out.emit(&report, || {
+                format!(
+                    "interaction matrix: {} users x {} items, {} non-zeros ({} plays) in {:.2} s",
+                    thousands(m.users.len() as u64),
+                    thousands(m.items.len() as u64),
+                    thousands(m.nnz() as u64),
+                    thousands(report["plays"].as_u64().unwrap_or(0)),
+                    started.elapsed().as_secs_f64()
+                )
+            });
+        }
         EventsCommand::Verify => {
             let mut problems = Vec::new();
             let mut tables = Vec::new();

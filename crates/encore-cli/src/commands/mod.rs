@@ -1,3 +1,4 @@
+pub mod bench;
 pub mod config;
 pub mod data;
 pub mod demo;
