@@ -718,7 +718,7 @@ impl Writer {
                     // the background seal is behind: wait for it (bounded memory)
                     let _ = self.finish_sealing();
                 }
-                if !self.sealing.as_ref().is_some_and(|h| !h.is_finished()) {
+                if self.sealing.as_ref().is_none_or(|h| h.is_finished()) {
                     let _ = self.finish_sealing();
                     match self.start_seal(false) {
                         Ok(job) => self.sealing = job,
