@@ -301,7 +301,8 @@ fn screen_column(rule: &FieldRule, col: &Col<'_>, suspect: &mut [bool]) {
             mark_nulls(*a, rule.required, suspect);
             for (i, s) in suspect.iter_mut().enumerate() {
                 let v = a.value(i);
-                *s |= !a.is_null(i) && !(v >= min && v <= max);
+                let in_range = (min..=max).contains(&v);
+                *s |= !a.is_null(i) && !in_range;
             }
         }
         (Kind::Bool, Col::Bool(a)) => mark_nulls(*a, rule.required, suspect),
