@@ -232,14 +232,13 @@ impl Ingestor {
         format!("{}-{}-{n}", self.now(), std::process::id())
     }
 
+    /// Adds `delta` to the running counters and saves them. The file is written under the lock:
+    /// concurrent requests must not race on the temporary file.
     fn record(&self, delta: &Counters) -> Result<(), IngestError> {
-        let snapshot = {
-            let mut c = lock(&self.counters);
-            c.add(delta);
-            c.clone()
-        };
+        let mut c = lock(&self.counters);
+        c.add(delta);
         let tmp = self.counters_path.with_extension("json.tmp");
-        let bytes = serde_json::to_vec_pretty(&snapshot).map_err(|e| IngestError::Internal {
+        let bytes = serde_json::to_vec_pretty(&*c).map_err(|e| IngestError::Internal {
             message: e.to_string(),
         })?;
         std::fs::write(&tmp, bytes).map_err(IngestError::io(&tmp))?;

@@ -226,20 +226,19 @@ pub fn parse_json_texts(
     now_ms: i64,
 ) -> Result<Chunk, IngestError> {
     let contract = table.contract();
-    enum Parsed {
-        Ok(u64, Box<Typed>),
-        Bad(Reject),
-    }
-    let parsed: Vec<Parsed> = texts
+    // each slice is parsed and turned into an Arrow batch on its own core
+    let parts: Vec<Result<(RecordBatch, Vec<u64>, Vec<Reject>), IngestError>> = texts
         .par_chunks(4_096)
-        .flat_map_iter(|part| {
-            part.iter().map(|(line, bytes)| {
-                let locate = || locate(*line);
+        .map(|part| {
+            let mut rows = Typed::new(table);
+            let mut lines = Vec::with_capacity(part.len());
+            let mut rejects = Vec::new();
+            for (line, bytes) in part {
                 let text = match std::str::from_utf8(bytes) {
                     Ok(t) => t,
                     Err(e) => {
-                        return Parsed::Bad(Reject {
-                            location: locate(),
+                        rejects.push(Reject {
+                            location: locate(*line),
                             violations: vec![Violation {
                                 field: String::new(),
                                 value: String::new(),
@@ -249,47 +248,44 @@ pub fn parse_json_texts(
                             raw: Some(String::from_utf8_lossy(bytes).into_owned()),
                             position: *line,
                         });
+                        continue;
                     }
                 };
-                let mut one = Typed::new(table);
-                match one.push_json(text) {
-                    Ok(()) => Parsed::Ok(*line, Box::new(one)),
-                    Err(e) => Parsed::Bad(Reject {
-                        location: locate(),
+                match rows.push_json(text) {
+                    Ok(()) => lines.push(*line),
+                    Err(e) => rejects.push(Reject {
+                        location: locate(*line),
                         violations: diagnose(text, contract, &e, now_ms),
                         raw: keep_raw(text),
                         position: *line,
                     }),
                 }
-            })
+            }
+            let batch = rows.to_batch().map_err(|e| IngestError::Internal {
+                message: e.to_string(),
+            })?;
+            Ok((batch, lines, rejects))
         })
         .collect();
-    let mut rows = Typed::new(table);
-    let mut lines = Vec::new();
+    let mut batches = Vec::with_capacity(parts.len());
+    let mut lines = Vec::with_capacity(texts.len());
     let mut rejects = Vec::new();
-    for p in parsed {
-        match p {
-            Parsed::Ok(line, one) => {
-                lines.push(line);
-                match (&mut rows, *one) {
-                    (Typed::Playback(all), Typed::Playback(mut v)) => all.append(&mut v),
-                    (Typed::Interaction(all), Typed::Interaction(mut v)) => all.append(&mut v),
-                    _ => {}
-                }
-            }
-            Parsed::Bad(r) => rejects.push(r),
-        }
+    for part in parts {
+        let (batch, l, r) = part?;
+        batches.push(batch);
+        lines.extend(l);
+        rejects.extend(r);
     }
-    let candidates = if rows.is_empty() {
+    let candidates = if lines.is_empty() {
         None
     } else {
-        let batch = rows.to_batch().map_err(|e| IngestError::Internal {
-            message: e.to_string(),
+        let schema = table.schema();
+        let batch = arrow::compute::concat_batches(&schema, &batches).map_err(|e| {
+            IngestError::Internal {
+                message: e.to_string(),
+            }
         })?;
-        Some(
-            conform(&batch, &table.schema())
-                .map_err(|message| IngestError::Internal { message })?,
-        )
+        Some(conform(&batch, &schema).map_err(|message| IngestError::Internal { message })?)
     };
     Ok(Chunk {
         table,
