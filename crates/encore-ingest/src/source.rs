@@ -219,6 +219,9 @@ fn keep_raw(text: &str) -> Option<String> {
 
 /// Parses JSON texts (line number or index, bytes) into typed rows of `table`, in parallel.
 /// `locate` names a text by its number in messages.
+/// One parsed slice of texts: the rows as a batch, their line numbers, and the rejects.
+type ParsedSlice = (RecordBatch, Vec<u64>, Vec<Reject>);
+
 pub fn parse_json_texts(
     table: Table,
     texts: &[(u64, Vec<u8>)],
@@ -227,7 +230,7 @@ pub fn parse_json_texts(
 ) -> Result<Chunk, IngestError> {
     let contract = table.contract();
     // each slice is parsed and turned into an Arrow batch on its own core
-    let parts: Vec<Result<(RecordBatch, Vec<u64>, Vec<Reject>), IngestError>> = texts
+    let parts: Vec<Result<ParsedSlice, IngestError>> = texts
         .par_chunks(4_096)
         .map(|part| {
             let mut rows = Typed::new(table);
