@@ -217,11 +217,11 @@ fn keep_raw(text: &str) -> Option<String> {
     }
 }
 
-/// Parses JSON texts (line number or index, bytes) into typed rows of `table`, in parallel.
-/// `locate` names a text by its number in messages.
 /// One parsed slice of texts: the rows as a batch, their line numbers, and the rejects.
 type ParsedSlice = (RecordBatch, Vec<u64>, Vec<Reject>);
 
+/// Parses JSON texts (line number or index, bytes) into typed rows of `table`, in parallel.
+/// `locate` names a text by its number in messages.
 pub fn parse_json_texts(
     table: Table,
     texts: &[(u64, Vec<u8>)],
