@@ -89,13 +89,26 @@ impl Dedup {
     /// True when `id` is stored with an event time within the window of `ts`; otherwise
     /// remembers it. Call [`Dedup::prepare`] for the batch's time range first.
     pub fn check_and_insert(&mut self, id: u128, ts: i64) -> bool {
-        match self.seen.get(&id) {
-            Some(&seen) if (seen - ts).abs() <= self.window_ms => true,
-            _ => {
-                self.seen.insert(id, ts);
+        // one probe of the table, hit or miss
+        match self.seen.entry(id) {
+            std::collections::hash_map::Entry::Occupied(mut e) => {
+                if (*e.get() - ts).abs() <= self.window_ms {
+                    true
+                } else {
+                    e.insert(ts);
+                    false
+                }
+            }
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(ts);
                 false
             }
         }
+    }
+
+    /// Room for `n` more ids without rehashing in the middle of a batch.
+    pub fn reserve(&mut self, n: usize) {
+        self.seen.reserve(n);
     }
 
     /// Remembers an id that is stored but not yet in a segment (rows replayed from the WAL).

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Instant;
 
 /// Settings of the ingest path.
@@ -302,6 +302,7 @@ impl Ingestor {
                 let log = self.log(table);
                 seen.prepare(min, max, &mut |from, to| stored_ids(log, table, from, to))?;
             }
+            seen.reserve(n);
             for (i, ok) in valid.iter_mut().enumerate() {
                 if !*ok {
                     continue;
@@ -406,7 +407,7 @@ impl Ingestor {
                     quarantined_to = self
                         .quarantine
                         .write(&run, t.name(), &rejects)?
-                        .or(quarantined_to);
+                        .or(quarantined_to.take());
                     self.record(&delta)?;
                     total.add(&delta);
                     aborted = true;
@@ -421,49 +422,65 @@ impl Ingestor {
                 Vec<u128>,
                 Counters,
             )> = None;
-            let mut timing = [0f64; 3];
-            loop {
-                let t0 = Instant::now();
-                let Some(chunk) = source.next_chunk()? else {
-                    break;
-                };
-                let t1 = Instant::now();
-                let admitted = self.admit(&chunk, &file, true)?;
-                timing[0] += (t1 - t0).as_secs_f64();
-                timing[1] += t1.elapsed().as_secs_f64();
-                if !admitted.rejects.is_empty() {
-                    let room = 20usize.saturating_sub(first_rejects.len());
-                    first_rejects.extend(admitted.rejects.iter().take(room).map(Reject::message));
-                    quarantined_to = self
-                        .quarantine
-                        .write(&run, admitted.table.name(), &admitted.rejects)?
-                        .or(quarantined_to);
-                }
-                // keep one append in flight while the next chunk is parsed
-                if let Some((t, ticket, ids, delta)) = pending.take() {
-                    self.buffered(t, ticket, &ids, &delta, &mut unsealed)?;
-                }
-                match admitted.batch {
-                    Some(batch) => {
-                        // bulk load: no WAL; durable at the seal below, before anything is reported
-                        let ticket = self.log(admitted.table).append_unlogged(batch)?;
-                        pending = Some((admitted.table, ticket, admitted.ids, admitted.counters));
+            let mut timing = [0f64; 2];
+            // the next chunk is read and parsed while this one is checked and appended
+            let bytes_read = Arc::clone(&source.bytes_read);
+            let file_bytes = source.bytes_total;
+            let (chunk_tx, chunk_rx) =
+                std::sync::mpsc::sync_channel::<Result<Chunk, IngestError>>(2);
+            std::thread::scope(|scope| -> Result<(), IngestError> {
+                scope.spawn(move || {
+                    loop {
+                        let next = source.next_chunk().transpose();
+                        let Some(next) = next else { break };
+                        let failed = next.is_err();
+                        if chunk_tx.send(next).is_err() || failed {
+                            break;
+                        }
                     }
-                    None => {
-                        self.record(&admitted.counters)?;
-                        total.add(&admitted.counters);
+                });
+                loop {
+                    let t0 = Instant::now();
+                    let Ok(chunk) = chunk_rx.recv() else { break };
+                    let chunk = chunk?;
+                    let t1 = Instant::now();
+                    let admitted = self.admit(&chunk, &file, true)?;
+                    timing[0] += (t1 - t0).as_secs_f64();
+                    timing[1] += t1.elapsed().as_secs_f64();
+                    if !admitted.rejects.is_empty() {
+                        let room = 20usize.saturating_sub(first_rejects.len());
+                        first_rejects
+                            .extend(admitted.rejects.iter().take(room).map(Reject::message));
+                        quarantined_to = self
+                            .quarantine
+                            .write(&run, admitted.table.name(), &admitted.rejects)?
+                            .or(quarantined_to.take());
                     }
+                    // keep one append in flight while the next chunk is parsed
+                    if let Some((t, ticket, ids, delta)) = pending.take() {
+                        self.buffered(t, ticket, &ids, &delta, &mut unsealed)?;
+                    }
+                    match admitted.batch {
+                        Some(batch) => {
+                            // bulk load: no WAL; durable at the seal below, before anything is reported
+                            let ticket = self.log(admitted.table).append_unlogged(batch)?;
+                            pending =
+                                Some((admitted.table, ticket, admitted.ids, admitted.counters));
+                        }
+                        None => {
+                            self.record(&admitted.counters)?;
+                            total.add(&admitted.counters);
+                        }
+                    }
+                    progress(bytes_done + bytes_read.load(Ordering::Relaxed), bytes_total);
                 }
-                progress(
-                    bytes_done + source.bytes_read.load(Ordering::Relaxed),
-                    bytes_total,
-                );
-            }
+                Ok(())
+            })?;
             if let Some((t, ticket, ids, delta)) = pending.take() {
                 self.buffered(t, ticket, &ids, &delta, &mut unsealed)?;
             }
-            tracing::debug!(file = %file, read_s = timing[0], admit_s = timing[1], "file ingested");
-            bytes_done += source.bytes_total;
+            tracing::debug!(file = %file, wait_s = timing[0], admit_s = timing[1], "file ingested");
+            bytes_done += file_bytes;
             progress(bytes_done, bytes_total);
         }
         for t in Table::ALL {

@@ -54,12 +54,14 @@ impl Table {
                 schema: playback_schema(),
                 ts_column: "ts_start_ms",
                 id_column: "event_id",
+                high_cardinality: &["event_id", "session_id", "request_id"],
             },
             Table::Interaction => TableSpec {
                 name: "interaction",
                 schema: interaction_schema(),
                 ts_column: "ts_ms",
                 id_column: "event_id",
+                high_cardinality: &["event_id", "session_id", "request_id"],
             },
         }
     }

@@ -52,6 +52,8 @@ pub struct TableSpec {
     pub ts_column: &'static str,
     /// Utf8 column that identifies a row (unique in the log)
     pub id_column: &'static str,
+    /// columns with (nearly) a distinct value per row, stored without a dictionary
+    pub high_cardinality: &'static [&'static str],
 }
 
 /// Tuning of one log.
@@ -802,43 +804,70 @@ fn seal(
         .schema
         .index_of(spec.ts_column)
         .map_err(StorageError::arrow)?;
-    // one sort by time: each UTC day is then a contiguous, zero-copy slice
-    let all = concat_batches(&spec.schema, snapshot).map_err(StorageError::arrow)?;
-    let order = sort_to_indices(all.column(ts_idx), None, None).map_err(StorageError::arrow)?;
-    let sorted = take_record_batch(&all, &order).map_err(StorageError::arrow)?;
-    drop(all);
-    let ts = sorted
-        .column(ts_idx)
-        .as_any()
-        .downcast_ref::<Int64Array>()
-        .ok_or_else(|| StorageError::UnknownColumn {
-            table: spec.name.to_owned(),
-            column: spec.ts_column.to_owned(),
-        })?;
-    let mut parts: Vec<(i64, usize, usize)> = Vec::new();
-    for (i, t) in ts.values().iter().enumerate() {
-        let day = t.div_euclid(MS_PER_DAY);
-        match parts.last_mut() {
-            Some((d, _, len)) if *d == day => *len += 1,
-            _ => parts.push((day, i, 1)),
+    let ts_of = |b: &RecordBatch| -> Result<Int64Array, StorageError> {
+        b.column(ts_idx)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .cloned()
+            .ok_or_else(|| StorageError::UnknownColumn {
+                table: spec.name.to_owned(),
+                column: spec.ts_column.to_owned(),
+            })
+    };
+    // Rows arrive mostly in time order (a client's or a file's): then the snapshot is cut into
+    // day runs without copying. Otherwise one sort makes it so.
+    let mut sorted = true;
+    let mut last = i64::MIN;
+    for b in snapshot {
+        let ts = ts_of(b)?;
+        if ts.values().first().is_some_and(|t| *t < last) || !ts.values().is_sorted() {
+            sorted = false;
+            break;
+        }
+        last = ts.values().last().copied().unwrap_or(last);
+    }
+    let ordered: Vec<RecordBatch> = if sorted {
+        snapshot.to_vec()
+    } else {
+        let all = concat_batches(&spec.schema, snapshot).map_err(StorageError::arrow)?;
+        let order = sort_to_indices(all.column(ts_idx), None, None).map_err(StorageError::arrow)?;
+        vec![take_record_batch(&all, &order).map_err(StorageError::arrow)?]
+    };
+    // (day, slices, min ts, max ts)
+    let mut parts: Vec<(i64, Vec<RecordBatch>, i64, i64)> = Vec::new();
+    for b in &ordered {
+        let ts = ts_of(b)?;
+        let values = ts.values();
+        let mut start = 0;
+        while start < values.len() {
+            let day = values[start].div_euclid(MS_PER_DAY);
+            let end = start + values[start..].partition_point(|t| t.div_euclid(MS_PER_DAY) == day);
+            let slice = b.slice(start, end - start);
+            match parts.last_mut() {
+                Some((d, slices, _, max)) if *d == day => {
+                    slices.push(slice);
+                    *max = values[end - 1];
+                }
+                _ => parts.push((day, vec![slice], values[start], values[end - 1])),
+            }
+            start = end;
         }
     }
     let first_id = manifest.next_segment;
     manifest.next_segment += parts.len() as u64;
-    let encode = |(k, &(day, offset, len)): (usize, &(i64, usize, usize))| {
-        let part = sorted.slice(offset, len);
+    let encode = |(k, (day, slices, min, max)): (usize, &(i64, Vec<RecordBatch>, i64, i64))| {
         let id = first_id + k as u64;
-        let date = Date::from_days(day).to_string();
+        let date = Date::from_days(*day).to_string();
         let rel = format!("segments/day={date}/{id:012}.parquet");
-        let bytes = write_segment(shared, &rel, &part)?;
+        let bytes = write_segment(shared, &rel, slices)?;
         Ok(SegmentInfo {
             id,
             day: date,
             path: rel,
-            rows: len as u64,
+            rows: slices.iter().map(RecordBatch::num_rows).sum::<usize>() as u64,
             bytes,
-            min_ts_ms: ts.value(offset),
-            max_ts_ms: ts.value(offset + len - 1),
+            min_ts_ms: *min,
+            max_ts_ms: *max,
         })
     };
     // a background seal runs beside ingestion and stays on its own thread (a long encode task in
@@ -878,14 +907,19 @@ fn seal(
 }
 
 /// Writes one immutable segment: to a temporary name, fsynced, then renamed into place.
-fn write_segment(shared: &Shared, rel: &str, batch: &RecordBatch) -> Result<u64, StorageError> {
+fn write_segment(shared: &Shared, rel: &str, batches: &[RecordBatch]) -> Result<u64, StorageError> {
     let path = shared.dir.join(rel);
     let dir = path.parent().unwrap_or(&shared.dir).to_path_buf();
     std::fs::create_dir_all(&dir).map_err(StorageError::io(&dir))?;
     let tmp = path.with_extension("parquet.tmp");
     let level = ZstdLevel::try_new(shared.options.zstd_level)
         .map_err(|e| StorageError::parquet(&path, &e))?;
-    let props = WriterProperties::builder()
+    let mut props = WriterProperties::builder();
+    // near-unique columns never fit a dictionary: trying costs time, then falls back anyway
+    for column in shared.spec.high_cardinality {
+        props = props.set_column_dictionary_enabled(ColumnPath::from(*column), false);
+    }
+    let props = props
         .set_compression(Compression::ZSTD(level))
         .set_max_row_group_row_count(Some(512 * 1024))
         // unique ids never fit a dictionary, and their min/max say nothing: skip both
@@ -894,14 +928,21 @@ fn write_segment(shared: &Shared, rel: &str, batch: &RecordBatch) -> Result<u64,
             ColumnPath::from(shared.spec.id_column),
             EnabledStatistics::None,
         )
-        // chunk-level statistics are enough for pruning by time and id ranges
-        .set_statistics_enabled(EnabledStatistics::Chunk)
+        // segments are pruned by time: keep chunk statistics for the time column only (min/max
+        // of every string column cost a comparison per value and prune nothing here)
+        .set_statistics_enabled(EnabledStatistics::None)
+        .set_column_statistics_enabled(
+            ColumnPath::from(shared.spec.ts_column),
+            EnabledStatistics::Chunk,
+        )
         .build();
     let file = File::create(&tmp).map_err(StorageError::io(&tmp))?;
-    let mut w = ArrowWriter::try_new(file, batch.schema(), Some(props))
+    let mut w = ArrowWriter::try_new(file, Arc::clone(&shared.spec.schema), Some(props))
         .map_err(|e| StorageError::parquet(&path, &e))?;
-    w.write(batch)
-        .map_err(|e| StorageError::parquet(&path, &e))?;
+    for batch in batches {
+        w.write(batch)
+            .map_err(|e| StorageError::parquet(&path, &e))?;
+    }
     let file = w
         .into_inner()
         .map_err(|e| StorageError::parquet(&path, &e))?;

@@ -16,6 +16,7 @@ fn spec() -> TableSpec {
         ])),
         ts_column: "ts",
         id_column: "id",
+        high_cardinality: &["id"],
     }
 }
 
