@@ -57,11 +57,24 @@ impl<'a> BatchRows<'a> {
     /// (it then gets the row-wise check, which names the violation); `false` rows are known to
     /// pass every field rule. Never misses a violation; this is the ingest hot path.
     pub fn screen(&self, contract: &Contract, n: usize) -> Vec<bool> {
-        let mut suspect = vec![false; n];
-        for (rule, col) in contract.fields.iter().zip(&self.cols) {
-            screen_column(rule, col, &mut suspect);
-        }
-        suspect
+        use rayon::prelude::*;
+        // one task per column, OR-ed together
+        contract
+            .fields
+            .par_iter()
+            .zip(self.cols.par_iter())
+            .map(|(rule, col)| {
+                let mut suspect = vec![false; n];
+                screen_column(rule, col, &mut suspect);
+                suspect
+            })
+            .reduce(
+                || vec![false; n],
+                |mut a, b| {
+                    a.iter_mut().zip(b).for_each(|(x, y)| *x |= y);
+                    a
+                },
+            )
     }
 
     pub fn row(&self, i: usize) -> BatchRow<'_, 'a> {

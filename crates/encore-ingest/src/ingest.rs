@@ -303,11 +303,23 @@ impl Ingestor {
                 seen.prepare(min, max, &mut |from, to| stored_ids(log, table, from, to))?;
             }
             seen.reserve(n);
+            // parsing the ids is parallel; the index itself is one table
+            let parsed: Vec<Option<u128>> = (0..n)
+                .into_par_iter()
+                .with_min_len(4_096)
+                .map(|i| {
+                    if valid[i] {
+                        uuid_bits(id_col.value(i))
+                    } else {
+                        None
+                    }
+                })
+                .collect();
             for (i, ok) in valid.iter_mut().enumerate() {
                 if !*ok {
                     continue;
                 }
-                let Some(bits) = uuid_bits(id_col.value(i)) else {
+                let Some(bits) = parsed[i] else {
                     continue;
                 };
                 if seen.check_and_insert(bits, ts_col.value(i)) {
@@ -324,6 +336,8 @@ impl Ingestor {
                 let items = batch.column(contract.item_field);
                 if let Some(items) = items.as_any().downcast_ref::<StringArray>() {
                     counters.unknown_items += (0..n)
+                        .into_par_iter()
+                        .with_min_len(4_096)
                         .filter(|&i| {
                             valid[i] && !items.is_null(i) && !catalog.contains(items.value(i))
                         })
@@ -483,9 +497,18 @@ impl Ingestor {
             bytes_done += file_bytes;
             progress(bytes_done, bytes_total);
         }
-        for t in Table::ALL {
-            self.log(t).seal()?;
-        }
+        // both tables at once: the tail of a load is its final seals. Plain threads, not rayon:
+        // a seal waits on the log's writer, which encodes on the rayon pool itself
+        let (a, b) = std::thread::scope(|scope| {
+            let interaction = scope.spawn(|| self.log(Table::Interaction).seal());
+            let playback = self.log(Table::Playback).seal();
+            (
+                playback,
+                interaction.join().unwrap_or(Err(StorageError::Closed)),
+            )
+        });
+        a?;
+        b?;
         self.record(&unsealed)?;
         total.add(&unsealed);
         Ok(IngestSummary {
