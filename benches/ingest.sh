@@ -35,14 +35,20 @@ print(json.dumps({"bench": name, **r, "wall_seconds": float(wall), "peak_rss_mib
 PY
 }
 
+# each input is written (and flushed: `sync`) just before its own run, so one run's write-back
+# does not land in another's measurement
 "$bin" sim generate --users "$users" --days "$days" --seed 1 --format parquet --out "$work/pq" --json >/dev/null
-"$bin" sim generate --users "$users" --days "$days" --seed 1 --format jsonl --out "$work/js" --json >/dev/null
-
+sync
 timed ingest_parquet "$bin" ingest "$work/pq" --data-dir "$work/d1"
+sync
 timed csr_build "$bin" events matrix --data-dir "$work/d1"
 rm -rf "$work/d1" "$work/pq"
+
+"$bin" sim generate --users "$users" --days "$days" --seed 1 --format jsonl --out "$work/js" --json >/dev/null
+sync
 timed ingest_jsonl "$bin" ingest "$work/js" --data-dir "$work/d2"
 rm -rf "$work/d2"
+sync
 
 "$bin" serve --bind 127.0.0.1:0 --data-dir "$work/d3" >"$work/serve.out" 2>/dev/null &
 server=$!

@@ -28,13 +28,34 @@ impl Hasher for IdHasher {
         }
     }
 
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+
     fn write_u128(&mut self, v: u128) {
         // content-derived ids share structure too: mix, do not just truncate
         self.0 = ((v as u64) ^ ((v >> 64) as u64)).wrapping_mul(0x5BD1_E995_9E37_79B9);
     }
 }
 
-type IdMap = HashMap<u128, i64, BuildHasherDefault<IdHasher>>;
+/// An event id as two words: 8-byte aligned, so a table entry is 24 bytes instead of the 32 a
+/// `u128` key would take (alignment 16); a smaller table is fewer cache misses per row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Key(u64, u64);
+
+impl From<u128> for Key {
+    fn from(v: u128) -> Key {
+        Key((v >> 64) as u64, v as u64)
+    }
+}
+
+impl std::hash::Hash for Key {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.0 ^ self.1.rotate_left(29));
+    }
+}
+
+type IdMap = HashMap<Key, i64, BuildHasherDefault<IdHasher>>;
 
 /// Most ids held before the index drops everything and pages in again.
 const MAX_IDS: usize = 32 << 20;
@@ -80,7 +101,7 @@ impl Dedup {
             return self.prepare(min_ts, max_ts, load);
         }
         for (id, ts) in load(from * MS_PER_DAY, (to + 1) * MS_PER_DAY - 1)? {
-            self.seen.entry(id).or_insert(ts);
+            self.seen.entry(Key::from(id)).or_insert(ts);
         }
         self.loaded_days.extend(missing);
         Ok(())
@@ -90,7 +111,7 @@ impl Dedup {
     /// remembers it. Call [`Dedup::prepare`] for the batch's time range first.
     pub fn check_and_insert(&mut self, id: u128, ts: i64) -> bool {
         // one probe of the table, hit or miss
-        match self.seen.entry(id) {
+        match self.seen.entry(Key::from(id)) {
             std::collections::hash_map::Entry::Occupied(mut e) => {
                 if (*e.get() - ts).abs() <= self.window_ms {
                     true
@@ -113,13 +134,13 @@ impl Dedup {
 
     /// Remembers an id that is stored but not yet in a segment (rows replayed from the WAL).
     pub fn remember(&mut self, id: u128, ts: i64) {
-        self.seen.entry(id).or_insert(ts);
+        self.seen.entry(Key::from(id)).or_insert(ts);
     }
 
     /// Forgets ids whose write failed, so a retry is not taken for a duplicate.
     pub fn forget(&mut self, ids: &[u128]) {
         for id in ids {
-            self.seen.remove(id);
+            self.seen.remove(&Key::from(*id));
         }
     }
 
