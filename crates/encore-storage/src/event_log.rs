@@ -2,8 +2,8 @@
 //!
 //! Writes go through one writer thread: it takes every append waiting in its bounded queue, writes
 //! them to the write-ahead log as Arrow IPC records, fsyncs once (group commit), and only then
-//! acknowledges them. Acknowledged batches live in memory until the log is sealed: they are split
-//! by UTC day, sorted by time and written as immutable zstd Parquet segments under
+//! acknowledges them. Acknowledged batches live in memory until the log is sealed: they are cut
+//! into runs of one UTC day (each run in time order) and written as immutable zstd Parquet segments under
 //! `segments/day=YYYY-MM-DD/`, recorded in `segments.json`, after which the WAL files they came
 //! from are deleted.
 //!
@@ -21,7 +21,7 @@
 use crate::StorageError;
 use crate::wal::{WalWriter, read_wal, sync_dir, truncate};
 use arrow::array::{Array, Int64Array, RecordBatch, StringArray};
-use arrow::compute::{concat_batches, sort_to_indices, take_record_batch};
+use arrow::compute::{sort_to_indices, take_record_batch};
 use arrow::datatypes::SchemaRef;
 use encore_core::time::{Date, MS_PER_DAY};
 use parquet::arrow::ArrowWriter;
@@ -814,45 +814,39 @@ fn seal(
                 column: spec.ts_column.to_owned(),
             })
     };
-    // Rows arrive mostly in time order (a client's or a file's): then the snapshot is cut into
-    // day runs without copying. Otherwise one sort makes it so.
-    let mut sorted = true;
-    let mut last = i64::MIN;
+    // Each batch is cut into runs of one UTC day, without copying when the batch is in time order
+    // (a file's or a client's usually is; a batch that is not is sorted on its own). A segment is
+    // the runs of its day in arrival order: sorted within each run, with exact min/max times.
+    let mut days: std::collections::BTreeMap<i64, (Vec<RecordBatch>, i64, i64)> =
+        std::collections::BTreeMap::new();
     for b in snapshot {
         let ts = ts_of(b)?;
-        if ts.values().first().is_some_and(|t| *t < last) || !ts.values().is_sorted() {
-            sorted = false;
-            break;
-        }
-        last = ts.values().last().copied().unwrap_or(last);
-    }
-    let ordered: Vec<RecordBatch> = if sorted {
-        snapshot.to_vec()
-    } else {
-        let all = concat_batches(&spec.schema, snapshot).map_err(StorageError::arrow)?;
-        let order = sort_to_indices(all.column(ts_idx), None, None).map_err(StorageError::arrow)?;
-        vec![take_record_batch(&all, &order).map_err(StorageError::arrow)?]
-    };
-    // (day, slices, min ts, max ts)
-    let mut parts: Vec<(i64, Vec<RecordBatch>, i64, i64)> = Vec::new();
-    for b in &ordered {
-        let ts = ts_of(b)?;
+        let (b, ts) = if ts.values().is_sorted() {
+            (b.clone(), ts)
+        } else {
+            let order = sort_to_indices(&ts, None, None).map_err(StorageError::arrow)?;
+            let sorted = take_record_batch(b, &order).map_err(StorageError::arrow)?;
+            let ts = ts_of(&sorted)?;
+            (sorted, ts)
+        };
         let values = ts.values();
         let mut start = 0;
         while start < values.len() {
             let day = values[start].div_euclid(MS_PER_DAY);
             let end = start + values[start..].partition_point(|t| t.div_euclid(MS_PER_DAY) == day);
-            let slice = b.slice(start, end - start);
-            match parts.last_mut() {
-                Some((d, slices, _, max)) if *d == day => {
-                    slices.push(slice);
-                    *max = values[end - 1];
-                }
-                _ => parts.push((day, vec![slice], values[start], values[end - 1])),
-            }
+            let entry = days
+                .entry(day)
+                .or_insert_with(|| (Vec::new(), i64::MAX, i64::MIN));
+            entry.0.push(b.slice(start, end - start));
+            entry.1 = entry.1.min(values[start]);
+            entry.2 = entry.2.max(values[end - 1]);
             start = end;
         }
     }
+    let parts: Vec<(i64, Vec<RecordBatch>, i64, i64)> = days
+        .into_iter()
+        .map(|(d, (slices, min, max))| (d, slices, min, max))
+        .collect();
     let first_id = manifest.next_segment;
     manifest.next_segment += parts.len() as u64;
     let encode = |(k, (day, slices, min, max)): (usize, &(i64, Vec<RecordBatch>, i64, i64))| {
