@@ -219,6 +219,29 @@ impl Contract {
     }
 }
 
+impl Violation {
+    /// `field `ms_played` = "long": expected an integer ... (rule type)`
+    pub fn describe(&self) -> String {
+        if self.field.is_empty() {
+            format!("{} (rule {})", self.message, self.rule)
+        } else {
+            format!(
+                "field `{}` = {}: {} (rule {})",
+                self.field, self.value, self.message, self.rule
+            )
+        }
+    }
+
+    /// Every violation described, `; `-separated.
+    pub fn describe_all(violations: &[Violation]) -> String {
+        violations
+            .iter()
+            .map(Violation::describe)
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
 fn violation(field: &str, cell: Cell<'_>, rule: &str, message: String) -> Violation {
     Violation {
         field: field.to_owned(),

@@ -131,6 +131,18 @@ fn imported_interaction(
     }
 }
 
+/// Sends imported interactions through the ingest path, locating rows in `path`.
+fn ingest_interactions(
+    ingestor: &Ingestor,
+    events: &[InteractionEvent],
+    path: &Path,
+) -> Result<IngestSummary, IngestError> {
+    let batch = interaction_batch(events).map_err(|e| IngestError::Internal {
+        message: e.to_string(),
+    })?;
+    ingestor.ingest_batch(Table::Interaction, batch, &path.display().to_string())
+}
+
 /// HetRec 2011 Last.fm 2K: `artists.dat`, `tags.dat` (Latin-1), `user_artists.dat` (play
 /// counts), `user_taggedartists.dat` (tag assignments with dates).
 pub fn hetrec_lastfm(ingestor: &Ingestor, dir: &Path) -> Result<ImportReport, IngestError> {
@@ -207,15 +219,11 @@ pub fn hetrec_lastfm(ingestor: &Ingestor, dir: &Path) -> Result<ImportReport, In
         e.count = u64::try_from(weight).ok();
         events.push(e);
     }
-    let rows = events.len() as u64;
-    let batch = interaction_batch(&events).map_err(|e| IngestError::Internal {
-        message: e.to_string(),
-    })?;
-    let ingest = ingestor.ingest_batch(Table::Interaction, batch, &path.display().to_string())?;
+    let ingest = ingest_interactions(ingestor, &events, &path)?;
     Ok(ImportReport {
         source: "hetrec-lastfm".into(),
         users: users.len() as u64,
-        rows,
+        rows: events.len() as u64,
         catalog,
         ingest,
     })
@@ -290,15 +298,11 @@ pub fn movielens(ingestor: &Ingestor, dir: &Path) -> Result<ImportReport, Ingest
         e.value = Some(rating as f64);
         events.push(e);
     }
-    let rows = events.len() as u64;
-    let batch = interaction_batch(&events).map_err(|e| IngestError::Internal {
-        message: e.to_string(),
-    })?;
-    let ingest = ingestor.ingest_batch(Table::Interaction, batch, &path.display().to_string())?;
+    let ingest = ingest_interactions(ingestor, &events, &path)?;
     Ok(ImportReport {
         source: "movielens".into(),
         users: users.len() as u64,
-        rows,
+        rows: events.len() as u64,
         catalog,
         ingest,
     })

@@ -87,6 +87,28 @@ pub struct IngestSummary {
     pub aborted: bool,
 }
 
+impl IngestSummary {
+    fn new(
+        total: Counters,
+        quarantined_to: Option<PathBuf>,
+        started: Instant,
+        first_rejects: Vec<String>,
+        aborted: bool,
+    ) -> IngestSummary {
+        IngestSummary {
+            accepted: total.accepted,
+            rejected: total.rejected,
+            duplicates: total.duplicates,
+            unknown_items: total.unknown_items,
+            rejects_by_rule: total.rejects_by_rule,
+            quarantined_to,
+            seconds: started.elapsed().as_secs_f64(),
+            first_rejects,
+            aborted,
+        }
+    }
+}
+
 /// The result of one request body.
 #[derive(Debug, Clone, Serialize)]
 pub struct BatchOutcome {
@@ -511,17 +533,13 @@ impl Ingestor {
         b?;
         self.record(&unsealed)?;
         total.add(&unsealed);
-        Ok(IngestSummary {
-            accepted: total.accepted,
-            rejected: total.rejected,
-            duplicates: total.duplicates,
-            unknown_items: total.unknown_items,
-            rejects_by_rule: total.rejects_by_rule,
+        Ok(IngestSummary::new(
+            total,
             quarantined_to,
-            seconds: started.elapsed().as_secs_f64(),
+            started,
             first_rejects,
             aborted,
-        })
+        ))
     }
 
     fn submit_blocking(
@@ -605,22 +623,19 @@ impl Ingestor {
             self.record(&admitted.counters)?;
             total.add(&admitted.counters);
         }
-        Ok(IngestSummary {
-            accepted: total.accepted,
-            rejected: total.rejected,
-            duplicates: total.duplicates,
-            unknown_items: total.unknown_items,
-            rejects_by_rule: total.rejects_by_rule,
+        let first = admitted
+            .rejects
+            .iter()
+            .take(20)
+            .map(Reject::message)
+            .collect();
+        Ok(IngestSummary::new(
+            total,
             quarantined_to,
-            seconds: started.elapsed().as_secs_f64(),
-            first_rejects: admitted
-                .rejects
-                .iter()
-                .take(20)
-                .map(Reject::message)
-                .collect(),
-            aborted: false,
-        })
+            started,
+            first,
+            false,
+        ))
     }
 
     /// Parses a request body (a JSON array, or one JSON object per line) into a chunk, checking

@@ -34,23 +34,13 @@ pub struct Reject {
 }
 
 impl Reject {
-    /// `events.jsonl:12: field `ms_played` ("long"): expected ..., rule type`
+    /// `events.jsonl:12: field `ms_played` = "long": expected ... (rule type)`
     pub fn message(&self) -> String {
-        let parts: Vec<String> = self
-            .violations
-            .iter()
-            .map(|v| {
-                if v.field.is_empty() {
-                    format!("{} (rule {})", v.message, v.rule)
-                } else {
-                    format!(
-                        "field `{}` = {}: {} (rule {})",
-                        v.field, v.value, v.message, v.rule
-                    )
-                }
-            })
-            .collect();
-        format!("{}: {}", self.location, parts.join("; "))
+        format!(
+            "{}: {}",
+            self.location,
+            Violation::describe_all(&self.violations)
+        )
     }
 }
 

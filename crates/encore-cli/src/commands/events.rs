@@ -237,26 +237,8 @@ pub fn run(loaded: &Loaded, cmd: &EventsCommand, out: &Output) -> Result<(), Cli
                 }
                 let mut text = String::new();
                 for e in &entries {
-                    let reasons: Vec<String> = e
-                        .violations
-                        .iter()
-                        .map(|v| {
-                            if v.field.is_empty() {
-                                format!("{} (rule {})", v.message, v.rule)
-                            } else {
-                                format!(
-                                    "field `{}` = {}: {} (rule {})",
-                                    v.field, v.value, v.message, v.rule
-                                )
-                            }
-                        })
-                        .collect();
-                    text.push_str(&format!(
-                        "{} [{}] {}\n",
-                        e.location,
-                        e.table,
-                        reasons.join("; ")
-                    ));
+                    let reasons = encore_ingest::contract::Violation::describe_all(&e.violations);
+                    text.push_str(&format!("{} [{}] {}\n", e.location, e.table, reasons));
                 }
                 text
             });
