@@ -111,14 +111,6 @@ impl Typed {
         Ok(())
     }
 
-    pub fn push_value(&mut self, value: serde_json::Value) -> Result<(), serde_json::Error> {
-        match self {
-            Typed::Playback(v) => v.push(serde_json::from_value(value)?),
-            Typed::Interaction(v) => v.push(serde_json::from_value(value)?),
-        }
-        Ok(())
-    }
-
     pub fn to_batch(&self) -> Result<RecordBatch, ArrowError> {
         match self {
             Typed::Playback(v) => playback_batch(v),
