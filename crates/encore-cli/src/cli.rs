@@ -69,6 +69,8 @@ pub enum Command {
     Events(EventsCommand),
     /// Run the HTTP API (POST /v1/events, ...) until interrupted
     Serve(ServeArgs),
+    /// Train a model on a train split and report offline ranking metrics on the test split
+    Eval(EvalArgs),
     /// Load generators for benchmarks (against servers on this machine)
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -242,4 +244,45 @@ pub struct GenerateArgs {
 pub enum DataCommand {
     /// Where the data directory is, its format version, and what it holds
     Info,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ModelArg {
+    Als,
+    Popularity,
+}
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// Training pairs: TSV with header userID<TAB>itemID<TAB>weight (the shared split format)
+    #[arg(long)]
+    pub train: PathBuf,
+    /// Held-out pairs, same format
+    #[arg(long)]
+    pub test: PathBuf,
+    #[arg(long, value_enum, default_value_t = ModelArg::Als)]
+    pub model: ModelArg,
+    /// Latent factors (ALS)
+    #[arg(long, default_value_t = 64)]
+    pub factors: usize,
+    /// Iterations (ALS)
+    #[arg(long, default_value_t = 15)]
+    pub iterations: usize,
+    /// L2 regularization (ALS)
+    #[arg(long, default_value_t = 0.05)]
+    pub regularization: f32,
+    /// Confidence c = 1 + alpha * ln(1 + weight) (ALS)
+    #[arg(long, default_value_t = 1.0)]
+    pub alpha: f32,
+    /// Conjugate-gradient steps per row (ALS)
+    #[arg(long, default_value_t = 3)]
+    pub cg_steps: usize,
+    /// Threads (0: every core)
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// Cut-off of the ranking metrics
+    #[arg(long, default_value_t = 10)]
+    pub k: usize,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
 }

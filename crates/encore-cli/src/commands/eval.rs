@@ -1,0 +1,152 @@
+//! `encore eval`: fit a model on a train split, recommend top-k for every user (training items
+//! excluded), and report the ranking metrics of the shared benchmark protocol with timings.
+
+use crate::cli::{EvalArgs, ModelArg};
+use crate::error::CliError;
+use crate::output::Output;
+use encore_models::als::{AlsConfig, AlsModel};
+use encore_models::data::{Dataset, read_tsv};
+use encore_models::metrics::ranking_metrics;
+use encore_models::popularity::Popularity;
+use encore_models::recommend::top_k;
+use rayon::prelude::*;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+#[derive(Serialize)]
+struct EvalReport {
+    model: &'static str,
+    metrics: BTreeMap<String, f64>,
+    fit_seconds: f64,
+    fit_cpu_seconds: f64,
+    recommend_seconds: f64,
+    recommend_cpu_seconds: f64,
+    users_evaluated: usize,
+    users: usize,
+    items: usize,
+    threads: usize,
+}
+
+/// CPU seconds used by this process so far (user + system), from `/proc/self/stat`
+/// (clock ticks of 1/100 s, the Linux default).
+fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // fields after the parenthesised command name: state is field 3, utime 14, stime 15
+    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+pub fn run(args: &EvalArgs, out: &Output) -> Result<(), CliError> {
+    let train = read_tsv(&args.train)?;
+    let test = read_tsv(&args.test)?;
+    let ds = Dataset::new(&train, &test);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(args.threads)
+        .build()
+        .map_err(|e| {
+            CliError::failed(
+                format!("cannot start {} threads: {e}", args.threads),
+                "try --threads 1",
+            )
+        })?;
+    let threads = pool.current_num_threads();
+    let k = args.k;
+    let (name, fit_s, fit_cpu, recs, rec_s, rec_cpu) = pool.install(|| {
+        let (t0, c0) = (Instant::now(), cpu_seconds());
+        match args.model {
+            ModelArg::Popularity => {
+                let model = Popularity::fit(&ds.train);
+                let (fit_s, fit_cpu) = (t0.elapsed().as_secs_f64(), cpu_seconds() - c0);
+                let (t1, c1) = (Instant::now(), cpu_seconds());
+                let recs: Vec<Vec<u32>> = (0..ds.users.len())
+                    .into_par_iter()
+                    .map(|u| model.recommend(&ds.train, u, k))
+                    .collect();
+                (
+                    "popularity",
+                    fit_s,
+                    fit_cpu,
+                    recs,
+                    t1.elapsed().as_secs_f64(),
+                    cpu_seconds() - c1,
+                )
+            }
+            ModelArg::Als => {
+                let alpha = args.alpha;
+                let conf = ds.train.map_values(|w| 1.0 + alpha * w.ln_1p());
+                let config = AlsConfig {
+                    factors: args.factors,
+                    iterations: args.iterations,
+                    regularization: args.regularization,
+                    cg_steps: args.cg_steps,
+                    seed: args.seed,
+                };
+                let bar = out.progress(args.iterations as u64, "als");
+                let model = AlsModel::fit(&conf, &config, &mut |i| bar.set_position(i as u64 + 1));
+                bar.finish_and_clear();
+                let (fit_s, fit_cpu) = (t0.elapsed().as_secs_f64(), cpu_seconds() - c0);
+                let (t1, c1) = (Instant::now(), cpu_seconds());
+                let recs: Vec<Vec<u32>> = (0..ds.users.len())
+                    .into_par_iter()
+                    .map_init(
+                        || vec![0f32; ds.items.len()],
+                        |scores, u| {
+                            model.scores(u, scores);
+                            top_k(scores, ds.train.row(u).0, k)
+                        },
+                    )
+                    .collect();
+                (
+                    "als",
+                    fit_s,
+                    fit_cpu,
+                    recs,
+                    t1.elapsed().as_secs_f64(),
+                    cpu_seconds() - c1,
+                )
+            }
+        }
+    });
+    let test_rows: Vec<&[u32]> = (0..ds.users.len()).map(|u| ds.test.row(u).0).collect();
+    let m = ranking_metrics(&recs, &test_rows, k, ds.items.len());
+    let report = EvalReport {
+        model: name,
+        metrics: m.named(k),
+        fit_seconds: fit_s,
+        fit_cpu_seconds: fit_cpu,
+        recommend_seconds: rec_s,
+        recommend_cpu_seconds: rec_cpu,
+        users_evaluated: m.users,
+        users: ds.users.len(),
+        items: ds.items.len(),
+        threads,
+    };
+    out.emit(&report, || {
+        let metrics: Vec<String> = report.metrics.iter().map(|(n, v)| format!("{n} {v:.4}")).collect();
+        format!(
+            "{}: {}\nfit {:.2} s ({:.2} CPU s), recommend {:.2} s for {} users x {} items, {} evaluated, {} thread(s)",
+            report.model,
+            metrics.join(", "),
+            report.fit_seconds,
+            report.fit_cpu_seconds,
+            report.recommend_seconds,
+            report.users,
+            report.items,
+            report.users_evaluated,
+            report.threads
+        )
+    });
+    Ok(())
+}

@@ -1,0 +1,203 @@
+//! Alternating least squares for implicit feedback (Hu, Koren, Volinsky 2008), solved with a few
+//! warm-started conjugate-gradient steps per row (Takács, Pilászy, Tikk 2011), as `implicit` does.
+//!
+//! The input matrix holds the confidence `c_ui` of each observed pair (preference 1); unobserved
+//! pairs have confidence 1 and preference 0. Each half-iteration solves, for every row x,
+//! `(YᵀY + λI + Σ_i (c_i − 1) y_i y_iᵀ) x = Σ_i c_i y_i`.
+
+use crate::data::Csr;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+/// Hyper-parameters of ALS.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlsConfig {
+    pub factors: usize,
+    pub iterations: usize,
+    pub regularization: f32,
+    /// CG steps per row and half-iteration
+    pub cg_steps: usize,
+    pub seed: u64,
+}
+
+impl Default for AlsConfig {
+    fn default() -> Self {
+        AlsConfig {
+            factors: 64,
+            iterations: 15,
+            regularization: 0.05,
+            cg_steps: 3,
+            seed: 42,
+        }
+    }
+}
+
+/// Row-major factor matrices.
+#[derive(Debug, Clone)]
+pub struct AlsModel {
+    pub factors: usize,
+    pub user_factors: Vec<f32>,
+    pub item_factors: Vec<f32>,
+}
+
+/// Dot product with eight independent accumulators: the compiler may not reorder a float sum,
+/// so one accumulator would keep this scalar; eight lanes become SIMD.
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for ((a, x), y) in acc.iter_mut().zip(x).zip(y) {
+            *a += x * y;
+        }
+    }
+    let tail: f32 = ra.iter().zip(rb).map(|(x, y)| x * y).sum();
+    acc.iter().sum::<f32>() + tail
+}
+
+/// `YᵀY + λI` (k x k, row-major).
+fn gram(y: &[f32], k: usize, reg: f32) -> Vec<f32> {
+    let rows = y.len() / k;
+    let partial = (0..rows)
+        .into_par_iter()
+        .with_min_len(1_024)
+        .fold(
+            || vec![0f32; k * k],
+            |mut g, r| {
+                let v = &y[r * k..(r + 1) * k];
+                for a in 0..k {
+                    let va = v[a];
+                    let row = &mut g[a * k..(a + 1) * k];
+                    for (g, vb) in row.iter_mut().zip(v) {
+                        *g += va * vb;
+                    }
+                }
+                g
+            },
+        )
+        .reduce(
+            || vec![0f32; k * k],
+            |mut a, b| {
+                a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
+                a
+            },
+        );
+    let mut g = partial;
+    for a in 0..k {
+        g[a * k + a] += reg;
+    }
+    g
+}
+
+fn mat_vec(m: &[f32], v: &[f32], out: &mut [f32]) {
+    let k = v.len();
+    for (a, o) in out.iter_mut().enumerate() {
+        *o = dot(&m[a * k..(a + 1) * k], v);
+    }
+}
+
+/// One half-iteration: updates every row of `x` against fixed `y`, using the confidences of `c`
+/// (rows of `c` = rows of `x`).
+fn solve(c: &Csr, x: &mut [f32], y: &[f32], k: usize, reg: f32, steps: usize) {
+    let yty = gram(y, k, reg);
+    x.par_chunks_mut(k).enumerate().for_each(|(u, xu)| {
+        let (items, conf) = c.row(u);
+        let mut r = vec![0f32; k];
+        let mut ap = vec![0f32; k];
+        // r = b − A x
+        mat_vec(&yty, xu, &mut r);
+        r.iter_mut().for_each(|v| *v = -*v);
+        for (&i, &ci) in items.iter().zip(conf) {
+            let yi = &y[i as usize * k..(i as usize + 1) * k];
+            let w = ci - (ci - 1.0) * dot(yi, xu);
+            r.iter_mut().zip(yi).for_each(|(r, y)| *r += w * y);
+        }
+        let mut p = r.clone();
+        let mut rs_old = dot(&r, &r);
+        for _ in 0..steps {
+            if rs_old < 1e-20 {
+                break;
+            }
+            mat_vec(&yty, &p, &mut ap);
+            for (&i, &ci) in items.iter().zip(conf) {
+                let yi = &y[i as usize * k..(i as usize + 1) * k];
+                let w = (ci - 1.0) * dot(yi, &p);
+                ap.iter_mut().zip(yi).for_each(|(a, y)| *a += w * y);
+            }
+            let alpha = rs_old / dot(&p, &ap);
+            xu.iter_mut().zip(&p).for_each(|(x, p)| *x += alpha * p);
+            r.iter_mut().zip(&ap).for_each(|(r, a)| *r -= alpha * a);
+            let rs_new = dot(&r, &r);
+            let beta = rs_new / rs_old;
+            p.iter_mut().zip(&r).for_each(|(p, r)| *p = r + beta * *p);
+            rs_old = rs_new;
+        }
+    });
+}
+
+/// Uniform [0, 0.01) initial factors from a seeded SplitMix64 stream.
+fn init(n: usize, k: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed;
+    (0..n * k)
+        .map(|_| {
+            s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let z = crate::split::splitmix64(s);
+            (z >> 40) as f32 / (1u64 << 24) as f32 * 0.01
+        })
+        .collect()
+}
+
+impl AlsModel {
+    /// Fits on `confidence` (users x items). `on_iteration(i)` is called after each iteration.
+    pub fn fit(
+        confidence: &Csr,
+        config: &AlsConfig,
+        on_iteration: &mut dyn FnMut(usize),
+    ) -> AlsModel {
+        let k = config.factors;
+        let transposed = confidence.transpose();
+        let mut x = init(confidence.n_rows, k, config.seed);
+        let mut y = init(confidence.n_cols, k, config.seed ^ 0xA5A5_A5A5);
+        for it in 0..config.iterations {
+            solve(
+                confidence,
+                &mut x,
+                &y,
+                k,
+                config.regularization,
+                config.cg_steps,
+            );
+            solve(
+                &transposed,
+                &mut y,
+                &x,
+                k,
+                config.regularization,
+                config.cg_steps,
+            );
+            on_iteration(it);
+        }
+        AlsModel {
+            factors: k,
+            user_factors: x,
+            item_factors: y,
+        }
+    }
+
+    pub fn user(&self, u: usize) -> &[f32] {
+        &self.user_factors[u * self.factors..(u + 1) * self.factors]
+    }
+
+    pub fn item(&self, i: usize) -> &[f32] {
+        &self.item_factors[i * self.factors..(i + 1) * self.factors]
+    }
+
+    /// Scores of every item for user `u`.
+    pub fn scores(&self, u: usize, out: &mut [f32]) {
+        let xu = self.user(u);
+        for (i, s) in out.iter_mut().enumerate() {
+            *s = dot(xu, self.item(i));
+        }
+    }
+}

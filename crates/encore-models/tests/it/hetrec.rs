@@ -1,0 +1,95 @@
+use encore_models::als::{AlsConfig, AlsModel};
+use encore_models::data::{Dataset, read_tsv, write_tsv};
+use encore_models::metrics::ranking_metrics;
+use encore_models::popularity::Popularity;
+use encore_models::recommend::top_k;
+use encore_models::split::{Triple, holdout};
+use sha2::{Digest, Sha256};
+use std::path::PathBuf;
+
+fn shared() -> Option<PathBuf> {
+    let root = std::env::var_os("ENCORE_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"));
+    if root
+        .join("bench/recsys/splits/hetrec2011-lastfm-2k")
+        .is_dir()
+    {
+        Some(root)
+    } else {
+        eprintln!("skipping: {} has no shared benchmark split", root.display());
+        None
+    }
+}
+
+fn split_dir(root: &std::path::Path) -> PathBuf {
+    root.join("bench/recsys/splits/hetrec2011-lastfm-2k")
+}
+
+#[test]
+fn split_rule_reproduces_the_shared_files_byte_for_byte() {
+    let Some(root) = shared() else { return };
+    let rows = read_tsv(&root.join("datasets/hetrec2011-lastfm-2k/user_artists.dat")).unwrap();
+    assert_eq!(rows.len(), 92_834);
+    let (train, test) = holdout(&rows, 42, 5);
+    assert_eq!((train.len(), test.len()), (74_272, 18_562));
+    let meta: String = std::fs::read_to_string(split_dir(&root).join("meta.json")).unwrap();
+    for (name, part) in [("train.tsv", &train), ("test.tsv", &test)] {
+        let sha = format!("{:x}", Sha256::digest(write_tsv(part).as_bytes()));
+        assert!(
+            meta.contains(&sha),
+            "{name}: sha256 {sha} is not the shared one"
+        );
+    }
+}
+
+fn load(root: &std::path::Path) -> Dataset {
+    let train: Vec<Triple> = read_tsv(&split_dir(root).join("train.tsv")).unwrap();
+    let test: Vec<Triple> = read_tsv(&split_dir(root).join("test.tsv")).unwrap();
+    Dataset::new(&train, &test)
+}
+
+fn evaluate(
+    ds: &Dataset,
+    recommend: impl Fn(usize) -> Vec<u32>,
+) -> encore_models::metrics::RankingMetrics {
+    let recs: Vec<Vec<u32>> = (0..ds.users.len()).map(recommend).collect();
+    let test: Vec<&[u32]> = (0..ds.users.len()).map(|u| ds.test.row(u).0).collect();
+    ranking_metrics(&recs, &test, 10, ds.items.len())
+}
+
+#[test]
+fn popularity_matches_the_anchor() {
+    let Some(root) = shared() else { return };
+    let ds = load(&root);
+    assert_eq!(
+        (ds.users.len(), ds.items.len(), ds.eval_users().len()),
+        (1_892, 17_632, 1_877)
+    );
+    let pop = Popularity::fit(&ds.train);
+    let m = evaluate(&ds, |u| pop.recommend(&ds.train, u, 10));
+    eprintln!("popularity {m:?}");
+    assert!(
+        (m.ndcg - 0.0787).abs() < 0.001,
+        "popularity NDCG@10 {}",
+        m.ndcg
+    );
+    assert!((m.precision - 0.0702).abs() < 0.001);
+}
+
+#[test]
+fn als_reaches_the_anchor_quality() {
+    let Some(root) = shared() else { return };
+    let ds = load(&root);
+    let conf = ds.train.map_values(|w| 1.0 + w.ln_1p());
+    let model = AlsModel::fit(&conf, &AlsConfig::default(), &mut |_| {});
+    let mut scores = vec![0f32; ds.items.len()];
+    let m = evaluate(&ds, |u| {
+        let mut s = scores.clone();
+        model.scores(u, &mut s);
+        top_k(&s, ds.train.row(u).0, 10)
+    });
+    scores.clear();
+    eprintln!("als {m:?}");
+    assert!(m.ndcg >= 0.224, "ALS NDCG@10 {} (implicit: 0.226)", m.ndcg);
+}
