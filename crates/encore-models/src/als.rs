@@ -41,6 +41,50 @@ pub struct AlsModel {
     pub item_factors: Vec<f32>,
 }
 
+/// Item factors regrouped for scoring: tiles of 8 items, factor-major inside a tile
+/// (`tile[t * k + f][j]` = factor `f` of item `8t + j`). Scoring a user is then
+/// `acc[j] += x[f] * tile[f][j]`, which vectorizes across items with no horizontal sums.
+#[derive(Debug, Clone)]
+pub struct ItemTiles {
+    factors: usize,
+    items: usize,
+    tiles: Vec<[f32; 8]>,
+}
+
+impl ItemTiles {
+    pub fn new(item_factors: &[f32], k: usize) -> ItemTiles {
+        let items = item_factors.len() / k;
+        let n_tiles = items.div_ceil(8);
+        let mut tiles = vec![[0f32; 8]; n_tiles * k];
+        for i in 0..items {
+            for f in 0..k {
+                tiles[(i / 8) * k + f][i % 8] = item_factors[i * k + f];
+            }
+        }
+        ItemTiles {
+            factors: k,
+            items,
+            tiles,
+        }
+    }
+
+    /// `out[i]` = `x` · item `i`, for every item.
+    pub fn scores(&self, x: &[f32], out: &mut [f32]) {
+        let k = self.factors;
+        for (t, tile) in self.tiles.chunks_exact(k).enumerate() {
+            let mut acc = [0f32; 8];
+            for (xf, yf) in x.iter().zip(tile) {
+                for (a, y) in acc.iter_mut().zip(yf) {
+                    *a += xf * y;
+                }
+            }
+            let start = t * 8;
+            let n = 8.min(self.items - start);
+            out[start..start + n].copy_from_slice(&acc[..n]);
+        }
+    }
+}
+
 /// Dot product with eight independent accumulators: the compiler may not reorder a float sum,
 /// so one accumulator would keep this scalar; eight lanes become SIMD.
 pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {

@@ -98,12 +98,13 @@ pub fn run(args: &EvalArgs, out: &Output) -> Result<(), CliError> {
                 bar.finish_and_clear();
                 let (fit_s, fit_cpu) = (t0.elapsed().as_secs_f64(), cpu_seconds() - c0);
                 let (t1, c1) = (Instant::now(), cpu_seconds());
+                let tiles = encore_models::als::ItemTiles::new(&model.item_factors, model.factors);
                 let recs: Vec<Vec<u32>> = (0..ds.users.len())
                     .into_par_iter()
                     .map_init(
                         || vec![0f32; ds.items.len()],
                         |scores, u| {
-                            model.scores(u, scores);
+                            tiles.scores(model.user(u), scores);
                             top_k(scores, ds.train.row(u).0, k)
                         },
                     )
