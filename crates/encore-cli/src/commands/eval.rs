@@ -8,7 +8,7 @@ use encore_models::als::{AlsConfig, AlsModel};
 use encore_models::data::{Dataset, read_tsv};
 use encore_models::metrics::ranking_metrics;
 use encore_models::popularity::Popularity;
-use encore_models::recommend::top_k;
+
 use rayon::prelude::*;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -105,7 +105,7 @@ pub fn run(args: &EvalArgs, out: &Output) -> Result<(), CliError> {
                         || vec![0f32; ds.items.len()],
                         |scores, u| {
                             tiles.scores(model.user(u), scores);
-                            top_k(scores, ds.train.row(u).0, k)
+                            encore_models::recommend::top_k_masked(scores, ds.train.row(u).0, k)
                         },
                     )
                     .collect();
