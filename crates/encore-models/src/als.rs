@@ -274,6 +274,17 @@ impl AlsModel {
         &self.item_factors[i * self.factors..(i + 1) * self.factors]
     }
 
+    /// A user vector for someone the model has not seen (or whose items changed), from their
+    /// items and confidences with the item factors fixed: the same least-squares problem as a
+    /// training step, solved from zero with enough CG steps to converge (CG is exact after k).
+    pub fn fold_in(&self, items: &[u32], confidence: &[f32], regularization: f32) -> Vec<f32> {
+        let k = self.factors;
+        let yty = gram(&self.item_factors, k, regularization);
+        let mut x = vec![0f32; k];
+        cg_row(&yty, &self.item_factors, items, confidence, &mut x, k);
+        x
+    }
+
     /// Scores of every item for user `u`.
     pub fn scores(&self, u: usize, out: &mut [f32]) {
         let xu = self.user(u);

@@ -93,3 +93,37 @@ fn als_reaches_the_anchor_quality() {
     eprintln!("als {m:?}");
     assert!(m.ndcg >= 0.224, "ALS NDCG@10 {} (implicit: 0.226)", m.ndcg);
 }
+
+#[test]
+fn fold_in_reproduces_trained_users() {
+    let Some(root) = shared() else { return };
+    let ds = load(&root);
+    let conf = ds.train.map_values(|w| 1.0 + w.ln_1p());
+    let config = AlsConfig::default();
+    let model = AlsModel::fit(&conf, &config, &mut |_| {});
+    let n = ds.items.len();
+    let top = |x: &[f32], u: usize| {
+        let mut s: Vec<f32> = (0..n)
+            .map(|i| x.iter().zip(model.item(i)).map(|(a, b)| a * b).sum())
+            .collect();
+        encore_models::recommend::top_k_masked(&mut s, ds.train.row(u).0, 10)
+    };
+    let users: Vec<usize> = (0..ds.users.len())
+        .step_by(7)
+        .filter(|&u| !ds.train.row(u).0.is_empty())
+        .collect();
+    let mut overlap = 0.0;
+    for &u in &users {
+        let (items, c) = conf.row(u);
+        let folded = model.fold_in(items, c, config.regularization);
+        let a = top(model.user(u), u);
+        let b = top(&folded, u);
+        overlap += a.iter().filter(|i| b.contains(i)).count() as f64 / 10.0;
+    }
+    let mean = overlap / users.len() as f64;
+    eprintln!(
+        "fold-in top-10 overlap {mean:.3} over {} users",
+        users.len()
+    );
+    assert!(mean >= 0.8, "fold-in top-10 overlap {mean:.3}");
+}
