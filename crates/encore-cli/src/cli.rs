@@ -254,12 +254,13 @@ pub enum ModelArg {
 
 #[derive(Debug, Args)]
 pub struct EvalArgs {
-    /// Training pairs: TSV with header userID<TAB>itemID<TAB>weight (the shared split format)
-    #[arg(long)]
-    pub train: PathBuf,
+    /// Training pairs: TSV with header userID<TAB>itemID<TAB>weight (the shared split format).
+    /// Without --train/--test: the event log's streams, split by the shared holdout rule
+    #[arg(long, requires = "test")]
+    pub train: Option<PathBuf>,
     /// Held-out pairs, same format
-    #[arg(long)]
-    pub test: PathBuf,
+    #[arg(long, requires = "train")]
+    pub test: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t = ModelArg::Als)]
     pub model: ModelArg,
     /// Latent factors (ALS)

@@ -19,6 +19,8 @@ struct DemoReport {
     ingest: encore_ingest::IngestSummary,
     /// rows in the event log after the run
     log_rows: u64,
+    /// offline evaluation on the log (20 % of each listener's streamed tracks held out)
+    models: Vec<crate::commands::eval::EvalReport>,
     next: Vec<String>,
 }
 
@@ -53,12 +55,32 @@ pub fn run(loaded: &Loaded, args: &DemoArgs, out: &Output) -> Result<(), CliErro
         out,
     )?;
     let stats = encore_ingest::stats::event_stats(&ingestor)?;
+    // train and evaluate on the log: ALS next to popularity on a holdout of each listener's streams
+    let ds = crate::commands::eval::dataset_from_log(&ingestor)?;
+    let mut models = Vec::new();
+    for model in [crate::cli::ModelArg::Popularity, crate::cli::ModelArg::Als] {
+        let args = crate::cli::EvalArgs {
+            train: None,
+            test: None,
+            model,
+            factors: 64,
+            iterations: 15,
+            regularization: 0.05,
+            alpha: 1.0,
+            cg_steps: 3,
+            threads: 0,
+            k: 10,
+            seed: 42,
+        };
+        models.push(crate::commands::eval::evaluate(&ds, &args, out)?);
+    }
     let world_path = world_dir.display().to_string();
     let report = DemoReport {
         data_dir: dir.path().display().to_string(),
         reused,
         ingest,
         log_rows: stats.plays + stats.interactions,
+        models,
         next: vec![
             "encore events stats".into(),
             "encore events verify".into(),
@@ -83,6 +105,18 @@ pub fn run(loaded: &Loaded, args: &DemoArgs, out: &Output) -> Result<(), CliErro
             crate::commands::events::summary_text(&report.ingest),
             crate::output::thousands(report.log_rows)
         ));
+        if let [pop, als] = &report.models[..] {
+            text.push_str(&format!(
+                "trained    ALS (64 factors, 15 iterations) in {:.1} s on {} listeners x {} tracks\n\
+                 evaluated  NDCG@10 ALS {:.4} vs popularity {:.4} ({:.1}x), 20 % of each listener's streams held out\n\n",
+                als.fit_seconds,
+                crate::output::thousands(als.users as u64),
+                crate::output::thousands(als.items as u64),
+                als.ndcg(),
+                pop.ndcg(),
+                als.ndcg() / pop.ndcg().max(1e-9),
+            ));
+        }
         text.push_str("try next:\n");
         for n in &report.next {
             text.push_str(&format!("  {n}\n"));

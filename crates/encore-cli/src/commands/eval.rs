@@ -15,17 +15,17 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 #[derive(Serialize)]
-struct EvalReport {
-    model: &'static str,
-    metrics: BTreeMap<String, f64>,
-    fit_seconds: f64,
-    fit_cpu_seconds: f64,
-    recommend_seconds: f64,
-    recommend_cpu_seconds: f64,
-    users_evaluated: usize,
-    users: usize,
-    items: usize,
-    threads: usize,
+pub struct EvalReport {
+    pub model: &'static str,
+    pub metrics: BTreeMap<String, f64>,
+    pub fit_seconds: f64,
+    pub fit_cpu_seconds: f64,
+    pub recommend_seconds: f64,
+    pub recommend_cpu_seconds: f64,
+    pub users_evaluated: usize,
+    pub users: usize,
+    pub items: usize,
+    pub threads: usize,
 }
 
 /// CPU seconds used by this process so far (user + system), from `/proc/self/stat`
@@ -48,10 +48,42 @@ fn cpu_seconds() -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
-pub fn run(args: &EvalArgs, out: &Output) -> Result<(), CliError> {
-    let train = read_tsv(&args.train)?;
-    let test = read_tsv(&args.test)?;
-    let ds = Dataset::new(&train, &test);
+/// The event log's stream counts as a dataset: users and items numbered in order of appearance,
+/// split by the shared holdout rule (seed 42, 20 %, users with at least 5 items).
+pub fn dataset_from_log(ingestor: &encore_ingest::Ingestor) -> Result<Dataset, CliError> {
+    let m = encore_ingest::matrix::build_matrix(
+        ingestor,
+        encore_ingest::matrix::MatrixOptions::default(),
+    )?;
+    let mut rows = Vec::with_capacity(m.nnz());
+    for u in 0..m.users.len() {
+        for (i, plays) in m.row(u) {
+            rows.push(encore_models::split::Triple {
+                user: u as u64,
+                item: u64::from(i),
+                weight: f64::from(plays),
+            });
+        }
+    }
+    let (train, test) = encore_models::split::holdout(&rows, 42, 5);
+    Ok(Dataset::new(&train, &test))
+}
+
+pub fn run(loaded: &encore_config::Loaded, args: &EvalArgs, out: &Output) -> Result<(), CliError> {
+    let ds = match (&args.train, &args.test) {
+        (Some(train), Some(test)) => Dataset::new(&read_tsv(train)?, &read_tsv(test)?),
+        _ => {
+            let (_dir, ingestor) = crate::commands::events::open(loaded)?;
+            dataset_from_log(&ingestor)?
+        }
+    };
+    let report = evaluate(&ds, args, out)?;
+    out.emit(&report, || report.text());
+    Ok(())
+}
+
+/// Fits `args.model` on `ds.train` and scores it on `ds.test`.
+pub fn evaluate(ds: &Dataset, args: &EvalArgs, out: &Output) -> Result<EvalReport, CliError> {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(args.threads)
         .build()
@@ -134,8 +166,24 @@ pub fn run(args: &EvalArgs, out: &Output) -> Result<(), CliError> {
         items: ds.items.len(),
         threads,
     };
-    out.emit(&report, || {
-        let metrics: Vec<String> = report.metrics.iter().map(|(n, v)| format!("{n} {v:.4}")).collect();
+    Ok(report)
+}
+
+impl EvalReport {
+    pub fn ndcg(&self) -> f64 {
+        self.metrics
+            .iter()
+            .find(|(k, _)| k.starts_with("ndcg@"))
+            .map_or(0.0, |(_, v)| *v)
+    }
+
+    pub fn text(&self) -> String {
+        let report = self;
+        let metrics: Vec<String> = report
+            .metrics
+            .iter()
+            .map(|(n, v)| format!("{n} {v:.4}"))
+            .collect();
         format!(
             "{}: {}\nfit {:.2} s ({:.2} CPU s), recommend {:.2} s for {} users x {} items, {} evaluated, {} thread(s)",
             report.model,
@@ -148,6 +196,5 @@ pub fn run(args: &EvalArgs, out: &Output) -> Result<(), CliError> {
             report.users_evaluated,
             report.threads
         )
-    });
-    Ok(())
+    }
 }

@@ -117,6 +117,10 @@ fn demo_makes_a_world_in_the_data_dir_and_reuses_it() {
     assert!(v["world"]["counts"]["playback_events"].as_u64().unwrap() > 100);
     assert!(tmp.path().join("d/FORMAT").is_file());
     assert!(tmp.path().join("d/worlds/demo/manifest.json").is_file());
+    // it trains and evaluates on what it ingested: popularity, then ALS
+    assert_eq!(v["models"][0]["model"], "popularity");
+    assert_eq!(v["models"][1]["model"], "als");
+    assert!(v["models"][1]["users_evaluated"].as_u64().unwrap() > 50);
     let o = encore(tmp.path(), &args, &[]);
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(v["reused"], true);
