@@ -249,6 +249,7 @@ pub enum DataCommand {
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum ModelArg {
     Als,
+    Itemknn,
     Popularity,
 }
 
@@ -278,6 +279,9 @@ pub struct EvalArgs {
     /// Conjugate-gradient steps per row (ALS)
     #[arg(long, default_value_t = 3)]
     pub cg_steps: usize,
+    /// Neighbours kept per item (item-kNN)
+    #[arg(long, default_value_t = 100)]
+    pub neighbors: usize,
     /// Threads (0: every core)
     #[arg(long, default_value_t = 0)]
     pub threads: usize,

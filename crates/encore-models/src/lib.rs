@@ -8,6 +8,7 @@
 
 pub mod als;
 pub mod data;
+pub mod itemknn;
 pub mod metrics;
 pub mod popularity;
 pub mod recommend;

@@ -68,6 +68,7 @@ pub fn run(loaded: &Loaded, args: &DemoArgs, out: &Output) -> Result<(), CliErro
             regularization: 0.05,
             alpha: 1.0,
             cg_steps: 3,
+            neighbors: 100,
             threads: 0,
             k: 10,
             seed: 42,

@@ -115,6 +115,28 @@ pub fn evaluate(ds: &Dataset, args: &EvalArgs, out: &Output) -> Result<EvalRepor
                     cpu_seconds() - c1,
                 )
             }
+            ModelArg::Itemknn => {
+                let alpha = args.alpha;
+                let conf = ds.train.map_values(|w| 1.0 + alpha * w.ln_1p());
+                let model = encore_models::itemknn::ItemKnn::fit(&conf, args.neighbors);
+                let (fit_s, fit_cpu) = (t0.elapsed().as_secs_f64(), cpu_seconds() - c0);
+                let (t1, c1) = (Instant::now(), cpu_seconds());
+                let recs: Vec<Vec<u32>> = (0..ds.users.len())
+                    .into_par_iter()
+                    .map_init(
+                        || vec![0f32; ds.items.len()],
+                        |scores, u| model.recommend(&conf, u, k, scores),
+                    )
+                    .collect();
+                (
+                    "itemknn",
+                    fit_s,
+                    fit_cpu,
+                    recs,
+                    t1.elapsed().as_secs_f64(),
+                    cpu_seconds() - c1,
+                )
+            }
             ModelArg::Als => {
                 let alpha = args.alpha;
                 let conf = ds.train.map_values(|w| 1.0 + alpha * w.ln_1p());

@@ -127,3 +127,19 @@ fn fold_in_reproduces_trained_users() {
     );
     assert!(mean >= 0.8, "fold-in top-10 overlap {mean:.3}");
 }
+
+#[test]
+fn item_knn_beats_popularity() {
+    let Some(root) = shared() else { return };
+    let ds = load(&root);
+    let conf = ds.train.map_values(|w| 1.0 + w.ln_1p());
+    let knn = encore_models::itemknn::ItemKnn::fit(&conf, 100);
+    let mut scores = vec![0f32; ds.items.len()];
+    let recs: Vec<Vec<u32>> = (0..ds.users.len())
+        .map(|u| knn.recommend(&conf, u, 10, &mut scores))
+        .collect();
+    let test: Vec<&[u32]> = (0..ds.users.len()).map(|u| ds.test.row(u).0).collect();
+    let m = ranking_metrics(&recs, &test, 10, ds.items.len());
+    eprintln!("item-kNN {m:?}");
+    assert!(m.ndcg > 2.0 * 0.0787, "item-kNN NDCG@10 {}", m.ndcg);
+}
