@@ -25,6 +25,10 @@ for i in $(seq "$runs"); do
   "$bin" eval --train "$split/train.tsv" --test "$split/test.tsv" --model als --threads 1 --json >"$work/als-$i.json"
 done
 "$bin" eval --train "$split/train.tsv" --test "$split/test.tsv" --model popularity --threads 1 --json >"$work/pop.json"
+for i in $(seq "$runs"); do
+  "$bin" eval --train "$split/train.tsv" --test "$split/test.tsv" --model bpr --threads 1 \
+    --epochs 100 --learning-rate 0.01 --regularization 0.01 --json >"$work/bpr-$i.json"
+done
 
 "$venv/bin/python" - "$work" "$runs" <<'PY'
 import json, statistics, sys
@@ -54,8 +58,30 @@ encore = {
 }
 print(json.dumps(implicit))
 print(json.dumps(encore))
-ratio = lambda k: round(encore[k] / implicit[k], 3) if implicit[k] else None
-print(json.dumps({"side": "ratio encore/implicit", "fit_cpu_seconds": ratio("fit_cpu_seconds"),
-                  "fit_seconds": ratio("fit_seconds"), "recommend_cpu_seconds": ratio("recommend_cpu_seconds"),
-                  "recommend_seconds": ratio("recommend_seconds"), "ndcg@10": ratio("ndcg@10")}))
+def ratios(encore, implicit, label):
+    ratio = lambda k: round(encore[k] / implicit[k], 3) if implicit[k] else None
+    print(json.dumps({"side": f"ratio encore/implicit ({label})", "fit_cpu_seconds": ratio("fit_cpu_seconds"),
+                      "fit_seconds": ratio("fit_seconds"), "recommend_cpu_seconds": ratio("recommend_cpu_seconds"),
+                      "recommend_seconds": ratio("recommend_seconds"), "ndcg@10": ratio("ndcg@10")}))
+
+ratios(encore, implicit, "als")
+b = imp["models"]["implicit_bpr"]
+bt = b["timing"]["single_thread"]
+implicit_bpr = {
+    "side": "implicit", "model": "bpr", "ndcg@10": b["quality_single_thread_run"]["ndcg@10"],
+    "fit_cpu_seconds": statistics.median(bt["fit_cpu_seconds_all"]), "fit_seconds": bt["fit_seconds_median"],
+    "recommend_cpu_seconds": statistics.median(bt["recommend_cpu_seconds_all"]),
+    "recommend_seconds": bt["recommend_all_users_seconds_median"],
+}
+bpr = [json.load(open(f"{work}/bpr-{i}.json")) for i in range(1, runs + 1)]
+encore_bpr = {
+    "side": "encore", "model": "bpr", "ndcg@10": bpr[0]["metrics"]["ndcg@10"],
+    "fit_cpu_seconds": statistics.median(r["fit_cpu_seconds"] for r in bpr),
+    "fit_seconds": statistics.median(r["fit_seconds"] for r in bpr),
+    "recommend_cpu_seconds": statistics.median(r["recommend_cpu_seconds"] for r in bpr),
+    "recommend_seconds": statistics.median(r["recommend_seconds"] for r in bpr),
+}
+print(json.dumps(implicit_bpr))
+print(json.dumps(encore_bpr))
+ratios(encore_bpr, implicit_bpr, "bpr")
 PY

@@ -249,6 +249,7 @@ pub enum DataCommand {
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum ModelArg {
     Als,
+    Bpr,
     Itemknn,
     Popularity,
 }
@@ -279,6 +280,12 @@ pub struct EvalArgs {
     /// Conjugate-gradient steps per row (ALS)
     #[arg(long, default_value_t = 3)]
     pub cg_steps: usize,
+    /// SGD epochs (BPR)
+    #[arg(long, default_value_t = 100)]
+    pub epochs: usize,
+    /// SGD step size (BPR)
+    #[arg(long, default_value_t = 0.01)]
+    pub learning_rate: f32,
     /// Neighbours kept per item (item-kNN)
     #[arg(long, default_value_t = 100)]
     pub neighbors: usize,

@@ -7,6 +7,7 @@
 //! - [`metrics`]: precision, recall, NDCG, MAP, hit rate and coverage at k.
 
 pub mod als;
+pub mod bpr;
 pub mod data;
 pub mod itemknn;
 pub mod metrics;

@@ -69,6 +69,8 @@ pub fn run(loaded: &Loaded, args: &DemoArgs, out: &Output) -> Result<(), CliErro
             alpha: 1.0,
             cg_steps: 3,
             neighbors: 100,
+            epochs: 100,
+            learning_rate: 0.01,
             threads: 0,
             k: 10,
             seed: 42,

@@ -115,6 +115,41 @@ pub fn evaluate(ds: &Dataset, args: &EvalArgs, out: &Output) -> Result<EvalRepor
                     cpu_seconds() - c1,
                 )
             }
+            ModelArg::Bpr => {
+                let config = encore_models::bpr::BprConfig {
+                    factors: args.factors,
+                    epochs: args.epochs,
+                    learning_rate: args.learning_rate,
+                    regularization: args.regularization,
+                    seed: args.seed,
+                };
+                let bar = out.progress(args.epochs as u64, "bpr");
+                let model = encore_models::bpr::BprModel::fit(&ds.train, &config, &mut |i| {
+                    bar.set_position(i as u64 + 1)
+                });
+                bar.finish_and_clear();
+                let (fit_s, fit_cpu) = (t0.elapsed().as_secs_f64(), cpu_seconds() - c0);
+                let (t1, c1) = (Instant::now(), cpu_seconds());
+                let tiles = model.tiles();
+                let recs: Vec<Vec<u32>> = (0..ds.users.len())
+                    .into_par_iter()
+                    .map_init(
+                        || vec![0f32; ds.items.len()],
+                        |scores, u| {
+                            tiles.scores(model.user(u), scores);
+                            encore_models::recommend::top_k_masked(scores, ds.train.row(u).0, k)
+                        },
+                    )
+                    .collect();
+                (
+                    "bpr",
+                    fit_s,
+                    fit_cpu,
+                    recs,
+                    t1.elapsed().as_secs_f64(),
+                    cpu_seconds() - c1,
+                )
+            }
             ModelArg::Itemknn => {
                 let alpha = args.alpha;
                 let conf = ds.train.map_values(|w| 1.0 + alpha * w.ln_1p());

@@ -143,3 +143,26 @@ fn item_knn_beats_popularity() {
     eprintln!("item-kNN {m:?}");
     assert!(m.ndcg > 2.0 * 0.0787, "item-kNN NDCG@10 {}", m.ndcg);
 }
+
+#[test]
+fn bpr_reaches_the_anchor_quality() {
+    let Some(root) = shared() else { return };
+    let ds = load(&root);
+    let model = encore_models::bpr::BprModel::fit(
+        &ds.train,
+        &encore_models::bpr::BprConfig::default(),
+        &mut |_| {},
+    );
+    let tiles = model.tiles();
+    let mut scores = vec![0f32; ds.items.len()];
+    let recs: Vec<Vec<u32>> = (0..ds.users.len())
+        .map(|u| {
+            tiles.scores(model.user(u), &mut scores);
+            encore_models::recommend::top_k_masked(&mut scores, ds.train.row(u).0, 10)
+        })
+        .collect();
+    let test: Vec<&[u32]> = (0..ds.users.len()).map(|u| ds.test.row(u).0).collect();
+    let m = ranking_metrics(&recs, &test, 10, ds.items.len());
+    eprintln!("bpr {m:?}");
+    assert!(m.ndcg >= 0.155, "BPR NDCG@10 {} (implicit: 0.160)", m.ndcg);
+}
