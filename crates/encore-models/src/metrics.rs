@@ -77,6 +77,66 @@ pub fn ranking_metrics(
     m
 }
 
+/// Beyond accuracy: what the lists are like, whatever the held-out items.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ListMetrics {
+    /// mean self-information of recommended items, −log2(share of training users who have them)
+    pub novelty: f64,
+    /// mean pairwise cosine distance between the items of a list (by item vectors)
+    pub intra_list_diversity: f64,
+    /// mean number of training users of the recommended items
+    pub average_popularity: f64,
+}
+
+/// `popularity[i]` = training users of item `i`; `vectors(i)` = item `i`'s vector for diversity.
+pub fn list_metrics<'a>(
+    recs: &[Vec<u32>],
+    popularity: &[f32],
+    n_users: usize,
+    vectors: impl Fn(u32) -> &'a [f32],
+) -> ListMetrics {
+    let cos = |a: &[f32], b: &[f32]| {
+        let (mut ab, mut aa, mut bb) = (0f64, 0f64, 0f64);
+        for (x, y) in a.iter().zip(b) {
+            ab += f64::from(*x) * f64::from(*y);
+            aa += f64::from(*x) * f64::from(*x);
+            bb += f64::from(*y) * f64::from(*y);
+        }
+        if aa == 0.0 || bb == 0.0 {
+            0.0
+        } else {
+            ab / (aa.sqrt() * bb.sqrt())
+        }
+    };
+    let (mut novelty, mut pop, mut items) = (0.0, 0.0, 0usize);
+    let (mut ild, mut lists) = (0.0, 0usize);
+    for row in recs {
+        for &i in row {
+            let p = f64::from(popularity[i as usize]).max(1.0) / n_users.max(1) as f64;
+            novelty += -p.log2();
+            pop += f64::from(popularity[i as usize]);
+            items += 1;
+        }
+        if row.len() >= 2 {
+            let mut sum = 0.0;
+            let mut pairs = 0usize;
+            for a in 0..row.len() {
+                for b in a + 1..row.len() {
+                    sum += 1.0 - cos(vectors(row[a]), vectors(row[b]));
+                    pairs += 1;
+                }
+            }
+            ild += sum / pairs as f64;
+            lists += 1;
+        }
+    }
+    ListMetrics {
+        novelty: novelty / items.max(1) as f64,
+        intra_list_diversity: ild / lists.max(1) as f64,
+        average_popularity: pop / items.max(1) as f64,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,5 +157,15 @@ mod tests {
         let ap0 = (1.0 + 2.0 / 3.0) / 3.0;
         assert!((m.map - ap0 / 2.0).abs() < 1e-12);
         assert!((m.coverage - 6.0 / 10.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn list_metrics_hand_computed() {
+        // two items used by 1 and 4 of 4 users; orthogonal vectors (distance 1)
+        let vecs = [[1.0f32, 0.0], [0.0, 1.0]];
+        let m = list_metrics(&[vec![0, 1]], &[1.0, 4.0], 4, |i| &vecs[i as usize][..]);
+        assert!((m.novelty - (2.0 + 0.0) / 2.0).abs() < 1e-12);
+        assert!((m.average_popularity - 2.5).abs() < 1e-12);
+        assert!((m.intra_list_diversity - 1.0).abs() < 1e-12);
     }
 }

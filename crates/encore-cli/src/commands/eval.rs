@@ -95,7 +95,7 @@ pub fn evaluate(ds: &Dataset, args: &EvalArgs, out: &Output) -> Result<EvalRepor
         })?;
     let threads = pool.current_num_threads();
     let k = args.k;
-    let (name, fit_s, fit_cpu, recs, rec_s, rec_cpu) = pool.install(|| {
+    let (name, fit_s, fit_cpu, recs, rec_s, rec_cpu, vectors) = pool.install(|| {
         let (t0, c0) = (Instant::now(), cpu_seconds());
         match args.model {
             ModelArg::Popularity => {
@@ -113,6 +113,7 @@ pub fn evaluate(ds: &Dataset, args: &EvalArgs, out: &Output) -> Result<EvalRepor
                     recs,
                     t1.elapsed().as_secs_f64(),
                     cpu_seconds() - c1,
+                    None,
                 )
             }
             ModelArg::Bpr => {
@@ -148,6 +149,7 @@ pub fn evaluate(ds: &Dataset, args: &EvalArgs, out: &Output) -> Result<EvalRepor
                     recs,
                     t1.elapsed().as_secs_f64(),
                     cpu_seconds() - c1,
+                    Some((model.item_factors.clone(), model.width)),
                 )
             }
             ModelArg::Itemknn => {
@@ -170,6 +172,7 @@ pub fn evaluate(ds: &Dataset, args: &EvalArgs, out: &Output) -> Result<EvalRepor
                     recs,
                     t1.elapsed().as_secs_f64(),
                     cpu_seconds() - c1,
+                    None,
                 )
             }
             ModelArg::Als => {
@@ -205,15 +208,35 @@ pub fn evaluate(ds: &Dataset, args: &EvalArgs, out: &Output) -> Result<EvalRepor
                     recs,
                     t1.elapsed().as_secs_f64(),
                     cpu_seconds() - c1,
+                    Some((model.item_factors.clone(), model.factors)),
                 )
             }
         }
     });
     let test_rows: Vec<&[u32]> = (0..ds.users.len()).map(|u| ds.test.row(u).0).collect();
     let m = ranking_metrics(&recs, &test_rows, k, ds.items.len());
+    let popularity = Popularity::fit(&ds.train).counts;
+    let empty: &[f32] = &[];
+    let list = match &vectors {
+        Some((v, w)) => {
+            encore_models::metrics::list_metrics(&recs, &popularity, ds.users.len(), |i| {
+                &v[i as usize * w..(i as usize + 1) * w]
+            })
+        }
+        None => encore_models::metrics::list_metrics(&recs, &popularity, ds.users.len(), |_| empty),
+    };
+    let mut metrics = m.named(k);
+    metrics.insert(format!("novelty@{k}"), list.novelty);
+    metrics.insert(format!("average_popularity@{k}"), list.average_popularity);
+    if vectors.is_some() {
+        metrics.insert(
+            format!("intra_list_diversity@{k}"),
+            list.intra_list_diversity,
+        );
+    }
     let report = EvalReport {
         model: name,
-        metrics: m.named(k),
+        metrics,
         fit_seconds: fit_s,
         fit_cpu_seconds: fit_cpu,
         recommend_seconds: rec_s,
