@@ -277,6 +277,9 @@ pub struct EvalArgs {
     /// Confidence c = 1 + alpha * ln(1 + weight) (ALS)
     #[arg(long, default_value_t = 1.0)]
     pub alpha: f32,
+    /// Solve each row exactly by Cholesky instead of with CG steps (ALS)
+    #[arg(long)]
+    pub exact: bool,
     /// Conjugate-gradient steps per row (ALS)
     #[arg(long, default_value_t = 3)]
     pub cg_steps: usize,

@@ -19,6 +19,9 @@ pub struct AlsConfig {
     /// CG steps per row and half-iteration
     pub cg_steps: usize,
     pub seed: u64,
+    /// solve each row exactly (Cholesky) instead of with `cg_steps` CG steps
+    #[serde(default)]
+    pub exact: bool,
 }
 
 impl Default for AlsConfig {
@@ -29,6 +32,7 @@ impl Default for AlsConfig {
             regularization: 0.05,
             cg_steps: 3,
             seed: 42,
+            exact: false,
         }
     }
 }
@@ -172,12 +176,70 @@ fn mat_vec(m: &[f32], v: &[f32], out: &mut [f32]) {
 
 /// One half-iteration: updates every row of `x` against fixed `y`, using the confidences of `c`
 /// (rows of `c` = rows of `x`).
-fn solve(c: &Csr, x: &mut [f32], y: &[f32], k: usize, reg: f32, steps: usize) {
+fn solve(c: &Csr, x: &mut [f32], y: &[f32], k: usize, reg: f32, steps: usize, exact: bool) {
     let yty = gram(y, k, reg);
     x.par_chunks_mut(k).enumerate().for_each(|(u, xu)| {
         let (items, conf) = c.row(u);
-        cg_row(&yty, y, items, conf, xu, steps);
+        if exact {
+            exact_row(&yty, y, items, conf, xu);
+        } else {
+            cg_row(&yty, y, items, conf, xu, steps);
+        }
     });
+}
+
+/// The exact solution for one row: `A = YᵀY + λI + Σ (c_i − 1) y_i y_iᵀ`, `b = Σ c_i y_i`,
+/// solved by Cholesky in f64 (A is symmetric positive definite for λ > 0).
+fn exact_row(yty: &[f32], y: &[f32], items: &[u32], conf: &[f32], xu: &mut [f32]) {
+    let k = xu.len();
+    let mut a: Vec<f64> = yty.iter().map(|v| f64::from(*v)).collect();
+    let mut b = vec![0f64; k];
+    for (&i, &ci) in items.iter().zip(conf) {
+        let yi = &y[i as usize * k..(i as usize + 1) * k];
+        let w = f64::from(ci) - 1.0;
+        for r in 0..k {
+            let yr = f64::from(yi[r]);
+            b[r] += f64::from(ci) * yr;
+            let row = &mut a[r * k..(r + 1) * k];
+            for (c, v) in row.iter_mut().zip(yi) {
+                *c += w * yr * f64::from(*v);
+            }
+        }
+    }
+    // in-place Cholesky: a = L Lᵀ, L in the lower triangle
+    for j in 0..k {
+        let mut d = a[j * k + j];
+        for p in 0..j {
+            d -= a[j * k + p] * a[j * k + p];
+        }
+        let d = d.max(1e-12).sqrt();
+        a[j * k + j] = d;
+        for i in j + 1..k {
+            let mut s = a[i * k + j];
+            for p in 0..j {
+                s -= a[i * k + p] * a[j * k + p];
+            }
+            a[i * k + j] = s / d;
+        }
+    }
+    // L z = b, then Lᵀ x = z
+    for i in 0..k {
+        let mut s = b[i];
+        for p in 0..i {
+            s -= a[i * k + p] * b[p];
+        }
+        b[i] = s / a[i * k + i];
+    }
+    for i in (0..k).rev() {
+        let mut s = b[i];
+        for p in i + 1..k {
+            s -= a[p * k + i] * b[p];
+        }
+        b[i] = s / a[i * k + i];
+    }
+    for (x, v) in xu.iter_mut().zip(&b) {
+        *x = *v as f32;
+    }
 }
 
 /// A few conjugate-gradient steps for one row, warm-started at `xu`. Compiled for AVX2 + FMA as
@@ -241,22 +303,9 @@ impl AlsModel {
         let mut x = init(confidence.n_rows, k, config.seed);
         let mut y = init(confidence.n_cols, k, config.seed ^ 0xA5A5_A5A5);
         for it in 0..config.iterations {
-            solve(
-                confidence,
-                &mut x,
-                &y,
-                k,
-                config.regularization,
-                config.cg_steps,
-            );
-            solve(
-                &transposed,
-                &mut y,
-                &x,
-                k,
-                config.regularization,
-                config.cg_steps,
-            );
+            let (reg, steps, exact) = (config.regularization, config.cg_steps, config.exact);
+            solve(confidence, &mut x, &y, k, reg, steps, exact);
+            solve(&transposed, &mut y, &x, k, reg, steps, exact);
             on_iteration(it);
         }
         AlsModel {

@@ -68,6 +68,7 @@ pub fn run(loaded: &Loaded, args: &DemoArgs, out: &Output) -> Result<(), CliErro
             regularization: 0.05,
             alpha: 1.0,
             cg_steps: 3,
+            exact: false,
             neighbors: 100,
             epochs: 100,
             learning_rate: 0.01,

@@ -184,6 +184,7 @@ pub fn evaluate(ds: &Dataset, args: &EvalArgs, out: &Output) -> Result<EvalRepor
                     regularization: args.regularization,
                     cg_steps: args.cg_steps,
                     seed: args.seed,
+                    exact: args.exact,
                 };
                 let bar = out.progress(args.iterations as u64, "als");
                 let model = AlsModel::fit(&conf, &config, &mut |i| bar.set_position(i as u64 + 1));

@@ -166,3 +166,26 @@ fn bpr_reaches_the_anchor_quality() {
     eprintln!("bpr {m:?}");
     assert!(m.ndcg >= 0.155, "BPR NDCG@10 {} (implicit: 0.160)", m.ndcg);
 }
+
+#[test]
+fn exact_als_matches_the_anchor_cholesky_variant() {
+    let Some(root) = shared() else { return };
+    let ds = load(&root);
+    let conf = ds.train.map_values(|w| 1.0 + w.ln_1p());
+    let config = AlsConfig {
+        exact: true,
+        ..AlsConfig::default()
+    };
+    let model = AlsModel::fit(&conf, &config, &mut |_| {});
+    let m = evaluate(&ds, |u| {
+        let mut s = vec![0f32; ds.items.len()];
+        model.scores(u, &mut s);
+        top_k(&s, ds.train.row(u).0, 10)
+    });
+    eprintln!("als exact {m:?}");
+    assert!(
+        m.ndcg >= 0.224,
+        "exact ALS NDCG@10 {} (implicit Cholesky: 0.2268)",
+        m.ndcg
+    );
+}
