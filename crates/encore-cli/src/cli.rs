@@ -256,6 +256,10 @@ pub enum ModelArg {
 
 #[derive(Debug, Args)]
 pub struct EvalArgs {
+    /// With the event log: hold out the last N days (tracks first streamed then) instead of the
+    /// shared per-listener holdout
+    #[arg(long, conflicts_with_all = ["train", "test"])]
+    pub test_days: Option<u32>,
     /// Training pairs: TSV with header userID<TAB>itemID<TAB>weight (the shared split format).
     /// Without --train/--test: the event log's streams, split by the shared holdout rule
     #[arg(long, requires = "test")]

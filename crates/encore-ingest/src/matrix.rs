@@ -21,6 +21,8 @@ pub struct MatrixOptions {
     pub min_ms_played: u32,
     /// add `play_count` interactions (imported aggregates) to the counts
     pub include_play_counts: bool,
+    /// only plays that started before this time (epoch ms), for time-based splits
+    pub until_ms: Option<i64>,
 }
 
 impl Default for MatrixOptions {
@@ -28,6 +30,7 @@ impl Default for MatrixOptions {
         MatrixOptions {
             min_ms_played: encore_core::event::STREAM_THRESHOLD_MS,
             include_play_counts: true,
+            until_ms: None,
         }
     }
 }
@@ -42,6 +45,8 @@ pub struct InteractionMatrix {
     pub indices: Vec<u32>,
     pub plays: Vec<u32>,
     pub last_ts_ms: Vec<i64>,
+    /// first play time per (user, item)
+    pub first_ts_ms: Vec<i64>,
 }
 
 impl InteractionMatrix {
@@ -124,7 +129,8 @@ pub fn build_matrix(
             let allowed = !private.value(i)
                 && !excluded.value(i)
                 && personalization.is_some_and(|p| p.value(i));
-            if !allowed || ms.value(i) < options.min_ms_played {
+            let too_late = options.until_ms.is_some_and(|until| ts.value(i) >= until);
+            if !allowed || too_late || ms.value(i) < options.min_ms_played {
                 continue;
             }
             triples.push((
@@ -180,10 +186,12 @@ pub fn build_matrix(
             let k = m.indices.len() - 1;
             m.plays[k] = m.plays[k].saturating_add(plays);
             m.last_ts_ms[k] = m.last_ts_ms[k].max(ts);
+            m.first_ts_ms[k] = m.first_ts_ms[k].min(ts);
         } else {
             m.indices.push(i);
             m.plays.push(plays);
             m.last_ts_ms.push(ts);
+            m.first_ts_ms.push(ts);
             counts[u as usize] += 1;
             prev = Some((u, i));
         }

@@ -62,6 +62,7 @@ pub fn run(loaded: &Loaded, args: &DemoArgs, out: &Output) -> Result<(), CliErro
         let args = crate::cli::EvalArgs {
             train: None,
             test: None,
+            test_days: None,
             model,
             factors: 64,
             iterations: 15,

@@ -69,12 +69,66 @@ pub fn dataset_from_log(ingestor: &encore_ingest::Ingestor) -> Result<Dataset, C
     Ok(Dataset::new(&train, &test))
 }
 
+/// The time-based split of the event log: streams of the last `days` days (before the newest
+/// stream) are the test period; a listener's test items are the tracks they first streamed then,
+/// and training counts only plays from before it.
+pub fn dataset_by_time(ingestor: &encore_ingest::Ingestor, days: u32) -> Result<Dataset, CliError> {
+    use encore_ingest::matrix::{MatrixOptions, build_matrix};
+    let full = build_matrix(ingestor, MatrixOptions::default())?;
+    let newest = full.last_ts_ms.iter().copied().max().unwrap_or(0);
+    let cutoff = newest - i64::from(days) * encore_core::time::MS_PER_DAY;
+    let before = build_matrix(
+        ingestor,
+        MatrixOptions {
+            until_ms: Some(cutoff),
+            ..MatrixOptions::default()
+        },
+    )?;
+    let index = |names: &[String]| -> std::collections::HashMap<String, u64> {
+        names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.clone(), i as u64))
+            .collect()
+    };
+    let (users, items) = (index(&full.users), index(&full.items));
+    let mut train = Vec::with_capacity(before.nnz());
+    for u in 0..before.users.len() {
+        for (i, plays) in before.row(u) {
+            train.push(encore_models::split::Triple {
+                user: users[&before.users[u]],
+                item: items[&before.items[i as usize]],
+                weight: f64::from(plays),
+            });
+        }
+    }
+    // listeners new in the test period have nothing to learn from: not evaluated here
+    let known: std::collections::HashSet<u64> = train.iter().map(|t| t.user).collect();
+    let mut test = Vec::new();
+    for u in (0..full.users.len()).filter(|u| known.contains(&(*u as u64))) {
+        let (a, b) = (full.indptr[u] as usize, full.indptr[u + 1] as usize);
+        for k in a..b {
+            if full.first_ts_ms[k] >= cutoff {
+                test.push(encore_models::split::Triple {
+                    user: u as u64,
+                    item: u64::from(full.indices[k]),
+                    weight: 1.0,
+                });
+            }
+        }
+    }
+    Ok(Dataset::new(&train, &test))
+}
+
 pub fn run(loaded: &encore_config::Loaded, args: &EvalArgs, out: &Output) -> Result<(), CliError> {
     let ds = match (&args.train, &args.test) {
         (Some(train), Some(test)) => Dataset::new(&read_tsv(train)?, &read_tsv(test)?),
         _ => {
             let (_dir, ingestor) = crate::commands::events::open(loaded)?;
-            dataset_from_log(&ingestor)?
+            match args.test_days {
+                Some(days) => dataset_by_time(&ingestor, days)?,
+                None => dataset_from_log(&ingestor)?,
+            }
         }
     };
     let report = evaluate(&ds, args, out)?;

@@ -248,6 +248,7 @@ pub fn run(loaded: &Loaded, cmd: &EventsCommand, out: &Output) -> Result<(), Cli
             let options = encore_ingest::matrix::MatrixOptions {
                 min_ms_played: *min_ms_played,
                 include_play_counts: true,
+                until_ms: None,
             };
             let m = encore_ingest::matrix::build_matrix(&ingestor, options)?;
             let report = serde_json::json!({

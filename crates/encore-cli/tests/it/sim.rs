@@ -124,4 +124,16 @@ fn demo_makes_a_world_in_the_data_dir_and_reuses_it() {
     let o = encore(tmp.path(), &args, &[]);
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(v["reused"], true);
+
+    // the time-based split of the same log: the last day is the test period
+    let o = encore(
+        tmp.path(),
+        &["eval", "--test-days", "1", "--data-dir", "d", "--json"],
+        &[],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["model"], "als");
+    assert!(v["users_evaluated"].as_u64().unwrap() > 10, "{v}");
+    assert!(v["metrics"]["ndcg@10"].as_f64().unwrap() > 0.0, "{v}");
 }

@@ -233,6 +233,7 @@ fn matrix_from_simulated_plays_counts_streams_per_user_item() {
         MatrixOptions {
             min_ms_played: 0,
             include_play_counts: true,
+            until_ms: None,
         },
     )
     .unwrap();
