@@ -136,6 +136,32 @@ pub fn run(loaded: &encore_config::Loaded, args: &EvalArgs, out: &Output) -> Res
     Ok(())
 }
 
+/// Top-k lists of every user, in parallel; `rec(user, scratch)` gets a scores buffer per thread.
+fn recommend_all(
+    ds: &Dataset,
+    rec: impl Fn(usize, &mut [f32]) -> Vec<u32> + Sync,
+) -> Vec<Vec<u32>> {
+    (0..ds.users.len())
+        .into_par_iter()
+        .map_init(|| vec![0f32; ds.items.len()], |scores, u| rec(u, scores))
+        .collect()
+}
+
+/// Top-k lists of a latent-factor model (row-major factors of `width`), training items excluded.
+fn factor_recommendations(
+    ds: &Dataset,
+    users: &[f32],
+    items: &[f32],
+    width: usize,
+    k: usize,
+) -> Vec<Vec<u32>> {
+    let tiles = encore_models::als::ItemTiles::new(items, width);
+    recommend_all(ds, |u, scores| {
+        tiles.scores(&users[u * width..(u + 1) * width], scores);
+        encore_models::recommend::top_k_masked(scores, ds.train.row(u).0, k)
+    })
+}
+
 /// Fits `args.model` on `ds.train` and scores it on `ds.test`.
 pub fn evaluate(ds: &Dataset, args: &EvalArgs, out: &Output) -> Result<EvalReport, CliError> {
     let pool = rayon::ThreadPoolBuilder::new()
@@ -185,17 +211,13 @@ pub fn evaluate(ds: &Dataset, args: &EvalArgs, out: &Output) -> Result<EvalRepor
                 bar.finish_and_clear();
                 let (fit_s, fit_cpu) = (t0.elapsed().as_secs_f64(), cpu_seconds() - c0);
                 let (t1, c1) = (Instant::now(), cpu_seconds());
-                let tiles = model.tiles();
-                let recs: Vec<Vec<u32>> = (0..ds.users.len())
-                    .into_par_iter()
-                    .map_init(
-                        || vec![0f32; ds.items.len()],
-                        |scores, u| {
-                            tiles.scores(model.user(u), scores);
-                            encore_models::recommend::top_k_masked(scores, ds.train.row(u).0, k)
-                        },
-                    )
-                    .collect();
+                let recs = factor_recommendations(
+                    ds,
+                    &model.user_factors,
+                    &model.item_factors,
+                    model.width,
+                    k,
+                );
                 (
                     "bpr",
                     fit_s,
@@ -212,13 +234,7 @@ pub fn evaluate(ds: &Dataset, args: &EvalArgs, out: &Output) -> Result<EvalRepor
                 let model = encore_models::itemknn::ItemKnn::fit(&conf, args.neighbors);
                 let (fit_s, fit_cpu) = (t0.elapsed().as_secs_f64(), cpu_seconds() - c0);
                 let (t1, c1) = (Instant::now(), cpu_seconds());
-                let recs: Vec<Vec<u32>> = (0..ds.users.len())
-                    .into_par_iter()
-                    .map_init(
-                        || vec![0f32; ds.items.len()],
-                        |scores, u| model.recommend(&conf, u, k, scores),
-                    )
-                    .collect();
+                let recs = recommend_all(ds, |u, scores| model.recommend(&conf, u, k, scores));
                 (
                     "itemknn",
                     fit_s,
@@ -245,17 +261,13 @@ pub fn evaluate(ds: &Dataset, args: &EvalArgs, out: &Output) -> Result<EvalRepor
                 bar.finish_and_clear();
                 let (fit_s, fit_cpu) = (t0.elapsed().as_secs_f64(), cpu_seconds() - c0);
                 let (t1, c1) = (Instant::now(), cpu_seconds());
-                let tiles = encore_models::als::ItemTiles::new(&model.item_factors, model.factors);
-                let recs: Vec<Vec<u32>> = (0..ds.users.len())
-                    .into_par_iter()
-                    .map_init(
-                        || vec![0f32; ds.items.len()],
-                        |scores, u| {
-                            tiles.scores(model.user(u), scores);
-                            encore_models::recommend::top_k_masked(scores, ds.train.row(u).0, k)
-                        },
-                    )
-                    .collect();
+                let recs = factor_recommendations(
+                    ds,
+                    &model.user_factors,
+                    &model.item_factors,
+                    model.factors,
+                    k,
+                );
                 (
                     "als",
                     fit_s,
