@@ -16,12 +16,12 @@ impl Output {
     pub fn emit<T: Serialize>(&self, value: &T, human: impl FnOnce() -> String) {
         if self.json {
             match serde_json::to_string_pretty(value) {
-                Ok(s) => println!("{s}"),
+                Ok(s) => print_out(&s),
                 Err(e) => eprintln!("error: cannot encode result as JSON: {e}"),
             }
         } else {
             let text = human();
-            println!("{}", text.trim_end());
+            print_out(text.trim_end());
         }
     }
 
@@ -40,6 +40,14 @@ impl Output {
         bar.set_message(what.to_owned());
         bar
     }
+}
+
+/// Writes a result line to stdout. A closed pipe (`encore ... | head`) is not an error worth a
+/// panic: the reader has what it wanted.
+fn print_out(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{text}").and_then(|()| out.flush());
 }
 
 /// `1234567` -> `1,234,567`
