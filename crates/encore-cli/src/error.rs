@@ -83,6 +83,7 @@ impl CliError {
             | ErrorCode::ResourceExhausted
             | ErrorCode::TooLarge
             | ErrorCode::Unavailable
+            | ErrorCode::DataLoss
             | ErrorCode::Internal => 1,
         }
     }

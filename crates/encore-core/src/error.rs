@@ -25,13 +25,15 @@ pub enum ErrorCode {
     TooLarge,
     /// A dependency (disk, database, network peer) failed; retrying may succeed.
     Unavailable,
+    /// Stored data is damaged (checksum mismatch, truncated file): retrying will not help.
+    DataLoss,
     /// A bug or an invariant violation inside encore.
     Internal,
 }
 
 impl ErrorCode {
     /// Every code, for exhaustive tests and documentation tables.
-    pub const ALL: [ErrorCode; 8] = [
+    pub const ALL: [ErrorCode; 9] = [
         ErrorCode::InvalidArgument,
         ErrorCode::NotFound,
         ErrorCode::Conflict,
@@ -39,6 +41,7 @@ impl ErrorCode {
         ErrorCode::ResourceExhausted,
         ErrorCode::TooLarge,
         ErrorCode::Unavailable,
+        ErrorCode::DataLoss,
         ErrorCode::Internal,
     ];
 
@@ -51,6 +54,7 @@ impl ErrorCode {
             ErrorCode::ResourceExhausted => "resource_exhausted",
             ErrorCode::TooLarge => "too_large",
             ErrorCode::Unavailable => "unavailable",
+            ErrorCode::DataLoss => "data_loss",
             ErrorCode::Internal => "internal",
         }
     }
@@ -63,7 +67,10 @@ impl ErrorCode {
             | ErrorCode::Conflict
             | ErrorCode::FailedPrecondition
             | ErrorCode::TooLarge => true,
-            ErrorCode::ResourceExhausted | ErrorCode::Unavailable | ErrorCode::Internal => false,
+            ErrorCode::ResourceExhausted
+            | ErrorCode::Unavailable
+            | ErrorCode::DataLoss
+            | ErrorCode::Internal => false,
         }
     }
 }

@@ -22,6 +22,9 @@ pub struct AlsConfig {
     /// solve each row exactly (Cholesky) instead of with `cg_steps` CG steps
     #[serde(default)]
     pub exact: bool,
+    /// how play counts become confidences
+    #[serde(default)]
+    pub confidence: crate::weighting::Confidence,
 }
 
 impl Default for AlsConfig {
@@ -33,6 +36,7 @@ impl Default for AlsConfig {
             cg_steps: 3,
             seed: 42,
             exact: false,
+            confidence: crate::weighting::Confidence::default(),
         }
     }
 }
@@ -292,27 +296,62 @@ fn init(n: usize, k: usize, seed: u64) -> Vec<f32> {
 }
 
 impl AlsModel {
-    /// Fits on `confidence` (users x items). `on_iteration(i)` is called after each iteration.
+    /// Fits on `confidence` (users x items, the confidences `c_ui` already applied; see
+    /// [`AlsConfig::confidence`]). `on_iteration(i, model)` is called after each iteration.
     pub fn fit(
         confidence: &Csr,
         config: &AlsConfig,
-        on_iteration: &mut dyn FnMut(usize),
+        on_iteration: &mut dyn FnMut(usize, &AlsModel),
     ) -> AlsModel {
         let k = config.factors;
         let transposed = confidence.transpose();
-        let mut x = init(confidence.n_rows, k, config.seed);
-        let mut y = init(confidence.n_cols, k, config.seed ^ 0xA5A5_A5A5);
+        let mut model = AlsModel {
+            factors: k,
+            user_factors: init(confidence.n_rows, k, config.seed),
+            item_factors: init(confidence.n_cols, k, config.seed ^ 0xA5A5_A5A5),
+        };
         for it in 0..config.iterations {
             let (reg, steps, exact) = (config.regularization, config.cg_steps, config.exact);
-            solve(confidence, &mut x, &y, k, reg, steps, exact);
-            solve(&transposed, &mut y, &x, k, reg, steps, exact);
-            on_iteration(it);
+            let (x, y) = (&mut model.user_factors, &mut model.item_factors);
+            solve(confidence, x, y, k, reg, steps, exact);
+            solve(&transposed, y, x, k, reg, steps, exact);
+            on_iteration(it, &model);
         }
-        AlsModel {
-            factors: k,
-            user_factors: x,
-            item_factors: y,
-        }
+        model
+    }
+
+    /// The weighted squared error the fit minimizes, per unit of confidence, as `implicit`
+    /// reports it: `(Σ_u Σ_i c_ui (p_ui − x_u·y_i)² + λ (‖X‖² + ‖Y‖²)) / Σ_u Σ_i c_ui` over all
+    /// pairs (unobserved ones have c = 1, p = 0). The sum over all items is computed as
+    /// `x_uᵀ YᵀY x_u` plus a correction over the observed items, so it costs about one CG step.
+    pub fn loss(&self, confidence: &Csr, regularization: f32) -> f64 {
+        let k = self.factors;
+        let yty = gram(&self.item_factors, k, 0.0);
+        let (error, observed_conf) = (0..confidence.n_rows)
+            .into_par_iter()
+            .map_init(
+                || vec![0f32; k],
+                |r, u| {
+                    let xu = self.user(u);
+                    mat_vec(&yty, xu, r);
+                    let mut e = f64::from(dot(xu, r));
+                    let mut c_sum = 0f64;
+                    let (items, conf) = confidence.row(u);
+                    for (&i, &c) in items.iter().zip(conf) {
+                        let s = f64::from(dot(xu, self.item(i as usize)));
+                        let c = f64::from(c);
+                        e += c * (1.0 - s) * (1.0 - s) - s * s;
+                        c_sum += c;
+                    }
+                    (e, c_sum)
+                },
+            )
+            .reduce(|| (0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1));
+        let norm = |v: &[f32]| v.iter().map(|x| f64::from(*x) * f64::from(*x)).sum::<f64>();
+        let unobserved =
+            (confidence.n_rows * confidence.n_cols).saturating_sub(confidence.nnz()) as f64;
+        (error + f64::from(regularization) * (norm(&self.user_factors) + norm(&self.item_factors)))
+            / (observed_conf + unobserved).max(1.0)
     }
 
     pub fn user(&self, u: usize) -> &[f32] {

@@ -2,18 +2,25 @@
 //!
 //! - [`split`]: the shared holdout rule of the benchmark (splitmix64), reproducible anywhere;
 //! - [`data`]: datasets as CSR matrices over dense indices;
-//! - [`als`]: implicit-feedback ALS with a conjugate-gradient solver;
+//! - [`model`]: one typed configuration and one interface over every model;
+//! - [`weighting`]: play counts to confidences, and BM25;
+//! - [`als`]: implicit-feedback ALS with a conjugate-gradient or exact solver;
+//! - [`bpr`]: Bayesian personalized ranking, lock-free parallel SGD;
+//! - [`itemknn`]: item-item cosine or BM25 neighbours;
 //! - [`popularity`]: items by number of distinct training users;
 //! - [`metrics`]: precision, recall, NDCG, MAP, hit rate and coverage at k.
 
 pub mod als;
+pub mod artifact;
 pub mod bpr;
 pub mod data;
 pub mod itemknn;
 pub mod metrics;
+pub mod model;
 pub mod popularity;
 pub mod recommend;
 pub mod split;
+pub mod weighting;
 
 use std::path::PathBuf;
 

@@ -77,9 +77,8 @@ impl Coded for StorageError {
             StorageError::Io { .. } | StorageError::WriteFailed { .. } | StorageError::Closed => {
                 ErrorCode::Unavailable
             }
-            StorageError::Corrupt { .. }
-            | StorageError::Parquet { .. }
-            | StorageError::Arrow { .. } => ErrorCode::Internal,
+            StorageError::Corrupt { .. } => ErrorCode::DataLoss,
+            StorageError::Parquet { .. } | StorageError::Arrow { .. } => ErrorCode::Internal,
             StorageError::SchemaMismatch { .. } | StorageError::UnknownColumn { .. } => {
                 ErrorCode::InvalidArgument
             }

@@ -59,25 +59,8 @@ pub fn run(loaded: &Loaded, args: &DemoArgs, out: &Output) -> Result<(), CliErro
     let ds = crate::commands::eval::dataset_from_log(&ingestor)?;
     let mut models = Vec::new();
     for model in [crate::cli::ModelArg::Popularity, crate::cli::ModelArg::Als] {
-        let args = crate::cli::EvalArgs {
-            train: None,
-            test: None,
-            test_days: None,
-            model,
-            factors: 64,
-            iterations: 15,
-            regularization: 0.05,
-            alpha: 1.0,
-            cg_steps: 3,
-            exact: false,
-            neighbors: 100,
-            epochs: 100,
-            learning_rate: 0.01,
-            threads: 0,
-            k: 10,
-            seed: 42,
-        };
-        models.push(crate::commands::eval::evaluate(&ds, &args, out)?);
+        let args = crate::cli::ModelArgs::defaults(model);
+        models.push(crate::commands::eval::evaluate(&ds, &args, 0, 10, out)?);
     }
     let world_path = world_dir.display().to_string();
     let report = DemoReport {

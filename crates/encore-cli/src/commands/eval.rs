@@ -1,15 +1,14 @@
 //! `encore eval`: fit a model on a train split, recommend top-k for every user (training items
 //! excluded), and report the ranking metrics of the shared benchmark protocol with timings.
 
-use crate::cli::{EvalArgs, ModelArg};
+use crate::cli::{EvalArgs, ModelArgs};
 use crate::error::CliError;
 use crate::output::Output;
-use encore_models::als::{AlsConfig, AlsModel};
 use encore_models::data::{Dataset, read_tsv};
 use encore_models::metrics::ranking_metrics;
+use encore_models::model::Model;
 use encore_models::popularity::Popularity;
 
-use rayon::prelude::*;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -17,6 +16,7 @@ use std::time::Instant;
 #[derive(Serialize)]
 pub struct EvalReport {
     pub model: &'static str,
+    pub config: serde_json::Value,
     pub metrics: BTreeMap<String, f64>,
     pub fit_seconds: f64,
     pub fit_cpu_seconds: f64,
@@ -30,7 +30,7 @@ pub struct EvalReport {
 
 /// CPU seconds used by this process so far (user + system), from `/proc/self/stat`
 /// (clock ticks of 1/100 s, the Linux default).
-fn cpu_seconds() -> f64 {
+pub fn cpu_seconds() -> f64 {
     let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
         return 0.0;
     };
@@ -123,6 +123,7 @@ pub fn dataset_by_time(ingestor: &encore_ingest::Ingestor, days: u32) -> Result<
 pub fn run(loaded: &encore_config::Loaded, args: &EvalArgs, out: &Output) -> Result<(), CliError> {
     let ds = match (&args.train, &args.test) {
         (Some(train), Some(test)) => Dataset::new(&read_tsv(train)?, &read_tsv(test)?),
+        (Some(train), None) => Dataset::new(&read_tsv(train)?, &[]),
         _ => {
             let (_dir, ingestor) = crate::commands::events::open(loaded)?;
             match args.test_days {
@@ -131,178 +132,70 @@ pub fn run(loaded: &encore_config::Loaded, args: &EvalArgs, out: &Output) -> Res
             }
         }
     };
-    let report = evaluate(&ds, args, out)?;
+    let report = evaluate(&ds, &args.model, args.threads, args.k, out)?;
     out.emit(&report, || report.text());
     Ok(())
 }
 
-/// Top-k lists of every user, in parallel; `rec(user, scratch)` gets a scores buffer per thread.
-fn recommend_all(
-    ds: &Dataset,
-    rec: impl Fn(usize, &mut [f32]) -> Vec<u32> + Sync,
-) -> Vec<Vec<u32>> {
-    (0..ds.users.len())
-        .into_par_iter()
-        .map_init(|| vec![0f32; ds.items.len()], |scores, u| rec(u, scores))
-        .collect()
-}
-
-/// Top-k lists of a latent-factor model (row-major factors of `width`), training items excluded.
-fn factor_recommendations(
-    ds: &Dataset,
-    users: &[f32],
-    items: &[f32],
-    width: usize,
-    k: usize,
-) -> Vec<Vec<u32>> {
-    let tiles = encore_models::als::ItemTiles::new(items, width);
-    recommend_all(ds, |u, scores| {
-        tiles.scores(&users[u * width..(u + 1) * width], scores);
-        encore_models::recommend::top_k_masked(scores, ds.train.row(u).0, k)
-    })
-}
-
-/// Fits `args.model` on `ds.train` and scores it on `ds.test`.
-pub fn evaluate(ds: &Dataset, args: &EvalArgs, out: &Output) -> Result<EvalReport, CliError> {
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(args.threads)
+/// A rayon pool of `threads` threads (0: one per core).
+pub fn pool(threads: usize) -> Result<rayon::ThreadPool, CliError> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
         .build()
         .map_err(|e| {
             CliError::failed(
-                format!("cannot start {} threads: {e}", args.threads),
+                format!("cannot start {threads} threads: {e}"),
                 "try --threads 1",
             )
-        })?;
-    let threads = pool.current_num_threads();
-    let k = args.k;
-    let (name, fit_s, fit_cpu, recs, rec_s, rec_cpu, vectors) = pool.install(|| {
+        })
+}
+
+/// Fits the model of `args` on `ds.train` and scores it on `ds.test` (timings only when the
+/// test set is empty).
+pub fn evaluate(
+    ds: &Dataset,
+    args: &ModelArgs,
+    threads: usize,
+    k: usize,
+    out: &Output,
+) -> Result<EvalReport, CliError> {
+    let pool = pool(threads)?;
+    let config = args.config();
+    let bar = out.progress(config.steps() as u64, config.kind());
+    let (model, fit_s, fit_cpu, recs, rec_s, rec_cpu) = pool.install(|| {
         let (t0, c0) = (Instant::now(), cpu_seconds());
-        match args.model {
-            ModelArg::Popularity => {
-                let model = Popularity::fit(&ds.train);
-                let (fit_s, fit_cpu) = (t0.elapsed().as_secs_f64(), cpu_seconds() - c0);
-                let (t1, c1) = (Instant::now(), cpu_seconds());
-                let recs: Vec<Vec<u32>> = (0..ds.users.len())
-                    .into_par_iter()
-                    .map(|u| model.recommend(&ds.train, u, k))
-                    .collect();
-                (
-                    "popularity",
-                    fit_s,
-                    fit_cpu,
-                    recs,
-                    t1.elapsed().as_secs_f64(),
-                    cpu_seconds() - c1,
-                    None,
-                )
-            }
-            ModelArg::Bpr => {
-                let config = encore_models::bpr::BprConfig {
-                    factors: args.factors,
-                    epochs: args.epochs,
-                    learning_rate: args.learning_rate,
-                    regularization: args.regularization,
-                    seed: args.seed,
-                };
-                let bar = out.progress(args.epochs as u64, "bpr");
-                let model = encore_models::bpr::BprModel::fit(&ds.train, &config, &mut |i| {
-                    bar.set_position(i as u64 + 1)
-                });
-                bar.finish_and_clear();
-                let (fit_s, fit_cpu) = (t0.elapsed().as_secs_f64(), cpu_seconds() - c0);
-                let (t1, c1) = (Instant::now(), cpu_seconds());
-                let recs = factor_recommendations(
-                    ds,
-                    &model.user_factors,
-                    &model.item_factors,
-                    model.width,
-                    k,
-                );
-                (
-                    "bpr",
-                    fit_s,
-                    fit_cpu,
-                    recs,
-                    t1.elapsed().as_secs_f64(),
-                    cpu_seconds() - c1,
-                    Some((model.item_factors.clone(), model.width)),
-                )
-            }
-            ModelArg::Itemknn => {
-                let alpha = args.alpha;
-                let conf = ds.train.map_values(|w| 1.0 + alpha * w.ln_1p());
-                let model = encore_models::itemknn::ItemKnn::fit(&conf, args.neighbors);
-                let (fit_s, fit_cpu) = (t0.elapsed().as_secs_f64(), cpu_seconds() - c0);
-                let (t1, c1) = (Instant::now(), cpu_seconds());
-                let recs = recommend_all(ds, |u, scores| model.recommend(&conf, u, k, scores));
-                (
-                    "itemknn",
-                    fit_s,
-                    fit_cpu,
-                    recs,
-                    t1.elapsed().as_secs_f64(),
-                    cpu_seconds() - c1,
-                    None,
-                )
-            }
-            ModelArg::Als => {
-                let alpha = args.alpha;
-                let conf = ds.train.map_values(|w| 1.0 + alpha * w.ln_1p());
-                let config = AlsConfig {
-                    factors: args.factors,
-                    iterations: args.iterations,
-                    regularization: args.regularization,
-                    cg_steps: args.cg_steps,
-                    seed: args.seed,
-                    exact: args.exact,
-                };
-                let bar = out.progress(args.iterations as u64, "als");
-                let model = AlsModel::fit(&conf, &config, &mut |i| bar.set_position(i as u64 + 1));
-                bar.finish_and_clear();
-                let (fit_s, fit_cpu) = (t0.elapsed().as_secs_f64(), cpu_seconds() - c0);
-                let (t1, c1) = (Instant::now(), cpu_seconds());
-                let recs = factor_recommendations(
-                    ds,
-                    &model.user_factors,
-                    &model.item_factors,
-                    model.factors,
-                    k,
-                );
-                (
-                    "als",
-                    fit_s,
-                    fit_cpu,
-                    recs,
-                    t1.elapsed().as_secs_f64(),
-                    cpu_seconds() - c1,
-                    Some((model.item_factors.clone(), model.factors)),
-                )
-            }
-        }
+        let model = Model::fit(&config, &ds.train, false, &mut |p| {
+            bar.set_position(p.step as u64)
+        });
+        let (fit_s, fit_cpu) = (t0.elapsed().as_secs_f64(), cpu_seconds() - c0);
+        let (t1, c1) = (Instant::now(), cpu_seconds());
+        let recs = model.recommend_all(&ds.train, k);
+        let (rec_s, rec_cpu) = (t1.elapsed().as_secs_f64(), cpu_seconds() - c1);
+        (model, fit_s, fit_cpu, recs, rec_s, rec_cpu)
     });
+    bar.finish_and_clear();
     let test_rows: Vec<&[u32]> = (0..ds.users.len()).map(|u| ds.test.row(u).0).collect();
     let m = ranking_metrics(&recs, &test_rows, k, ds.items.len());
-    let popularity = Popularity::fit(&ds.train).counts;
-    let empty: &[f32] = &[];
-    let list = match &vectors {
-        Some((v, w)) => {
-            encore_models::metrics::list_metrics(&recs, &popularity, ds.users.len(), |i| {
-                &v[i as usize * w..(i as usize + 1) * w]
-            })
+    let mut metrics = BTreeMap::new();
+    if m.users > 0 {
+        let popularity = Popularity::fit(&ds.train).counts;
+        let vectors = model.item_vectors();
+        let list = encore_models::metrics::list_metrics(&recs, &popularity, ds.users.len(), |i| {
+            vectors.map_or(&[][..], |(v, w)| &v[i as usize * w..(i as usize + 1) * w])
+        });
+        metrics = m.named(k);
+        metrics.insert(format!("novelty@{k}"), list.novelty);
+        metrics.insert(format!("average_popularity@{k}"), list.average_popularity);
+        if vectors.is_some() {
+            metrics.insert(
+                format!("intra_list_diversity@{k}"),
+                list.intra_list_diversity,
+            );
         }
-        None => encore_models::metrics::list_metrics(&recs, &popularity, ds.users.len(), |_| empty),
-    };
-    let mut metrics = m.named(k);
-    metrics.insert(format!("novelty@{k}"), list.novelty);
-    metrics.insert(format!("average_popularity@{k}"), list.average_popularity);
-    if vectors.is_some() {
-        metrics.insert(
-            format!("intra_list_diversity@{k}"),
-            list.intra_list_diversity,
-        );
     }
-    let report = EvalReport {
-        model: name,
+    Ok(EvalReport {
+        model: model.kind(),
+        config: serde_json::to_value(&config).unwrap_or_default(),
         metrics,
         fit_seconds: fit_s,
         fit_cpu_seconds: fit_cpu,
@@ -311,9 +204,8 @@ pub fn evaluate(ds: &Dataset, args: &EvalArgs, out: &Output) -> Result<EvalRepor
         users_evaluated: m.users,
         users: ds.users.len(),
         items: ds.items.len(),
-        threads,
-    };
-    Ok(report)
+        threads: pool.current_num_threads(),
+    })
 }
 
 impl EvalReport {

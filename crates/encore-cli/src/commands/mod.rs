@@ -6,3 +6,4 @@ pub mod eval;
 pub mod events;
 pub mod serve;
 pub mod sim;
+pub mod train;

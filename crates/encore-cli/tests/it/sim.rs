@@ -136,4 +136,88 @@ fn demo_makes_a_world_in_the_data_dir_and_reuses_it() {
     assert_eq!(v["model"], "als");
     assert!(v["users_evaluated"].as_u64().unwrap() > 10, "{v}");
     assert!(v["metrics"]["ndcg@10"].as_f64().unwrap() > 0.0, "{v}");
+
+    // train on the whole log: a loss per iteration, falling, and a content-addressed artifact
+    let o = encore(
+        tmp.path(),
+        &[
+            "train",
+            "--model",
+            "als",
+            "--factors",
+            "8",
+            "--iterations",
+            "4",
+            "--data-dir",
+            "d",
+            "--out",
+            "m.encore",
+            "--json",
+        ],
+        &[],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let loss: Vec<f64> = serde_json::from_value(v["loss"].clone()).unwrap();
+    assert_eq!(loss.len(), 4, "{v}");
+    assert!(loss[3] < loss[0], "{loss:?}");
+    assert_eq!(v["source"], "event-log");
+    let artifact = tmp.path().join(v["artifact"].as_str().unwrap());
+    let checksum = v["checksum"].as_str().unwrap();
+    assert!(artifact.ends_with(format!("models/artifacts/{checksum}.encore")));
+    let bytes = std::fs::read(&artifact).unwrap();
+    assert_eq!(bytes.len() as u64, v["artifact_bytes"].as_u64().unwrap());
+    assert_eq!(std::fs::read(tmp.path().join("m.encore")).unwrap(), bytes);
+}
+
+#[test]
+fn train_reads_a_tsv_and_names_the_bad_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut tsv = String::from("userID\tartistID\tweight\n");
+    for u in 0..30 {
+        for i in 0..6 {
+            tsv.push_str(&format!("{u}\t{}\t{}\n", (u % 3) * 5 + i, 1 + i));
+        }
+    }
+    std::fs::write(tmp.path().join("pairs.tsv"), &tsv).unwrap();
+    let o = encore(
+        tmp.path(),
+        &[
+            "train",
+            "--train",
+            "pairs.tsv",
+            "--model",
+            "bpr",
+            "--epochs",
+            "5",
+            "--factors",
+            "4",
+            "--data-dir",
+            "d",
+            "--json",
+        ],
+        &[],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(
+        (v["users"].as_u64(), v["interactions"].as_u64()),
+        (Some(30), Some(180))
+    );
+    assert_eq!(v["loss"].as_array().unwrap().len(), 5);
+    assert_eq!(v["config"]["regularization"].as_f64(), Some(0.01f32 as f64));
+
+    tsv.push_str("7\tnot-a-number\t3\n");
+    std::fs::write(tmp.path().join("pairs.tsv"), &tsv).unwrap();
+    let o = encore(
+        tmp.path(),
+        &["train", "--train", "pairs.tsv", "--data-dir", "d"],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("pairs.tsv:182") && err.contains("item id"),
+        "{err}"
+    );
 }

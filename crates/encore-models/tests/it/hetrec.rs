@@ -1,8 +1,10 @@
 use encore_models::als::{AlsConfig, AlsModel};
+use encore_models::bpr::BprConfig;
 use encore_models::data::{Dataset, read_tsv, write_tsv};
-use encore_models::metrics::ranking_metrics;
+use encore_models::itemknn::{ItemKnnConfig, Similarity};
+use encore_models::metrics::{RankingMetrics, ranking_metrics};
+use encore_models::model::{Model, ModelConfig};
 use encore_models::popularity::Popularity;
-use encore_models::recommend::top_k;
 use encore_models::split::{Triple, holdout};
 use sha2::{Digest, Sha256};
 use std::path::PathBuf;
@@ -49,10 +51,7 @@ fn load(root: &std::path::Path) -> Dataset {
     Dataset::new(&train, &test)
 }
 
-fn evaluate(
-    ds: &Dataset,
-    recommend: impl Fn(usize) -> Vec<u32>,
-) -> encore_models::metrics::RankingMetrics {
+fn evaluate(ds: &Dataset, recommend: impl Fn(usize) -> Vec<u32>) -> RankingMetrics {
     let recs: Vec<Vec<u32>> = (0..ds.users.len()).map(recommend).collect();
     let test: Vec<&[u32]> = (0..ds.users.len()).map(|u| ds.test.row(u).0).collect();
     ranking_metrics(&recs, &test, 10, ds.items.len())
@@ -77,21 +76,78 @@ fn popularity_matches_the_anchor() {
     assert!((m.precision - 0.0702).abs() < 0.001);
 }
 
+/// Fits `config` on the train split (on a pool of `threads`) and scores it on the test split.
+fn fit_and_score(ds: &Dataset, config: &ModelConfig, threads: usize) -> RankingMetrics {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap();
+    let recs = pool
+        .install(|| Model::fit(config, &ds.train, false, &mut |_| {}).recommend_all(&ds.train, 10));
+    let test: Vec<&[u32]> = (0..ds.users.len()).map(|u| ds.test.row(u).0).collect();
+    let m = ranking_metrics(&recs, &test, 10, ds.items.len());
+    eprintln!("{} ({threads} thread(s)): {m:?}", config.kind());
+    m
+}
+
 #[test]
 fn als_reaches_the_anchor_quality() {
     let Some(root) = shared() else { return };
     let ds = load(&root);
-    let conf = ds.train.map_values(|w| 1.0 + w.ln_1p());
-    let model = AlsModel::fit(&conf, &AlsConfig::default(), &mut |_| {});
-    let mut scores = vec![0f32; ds.items.len()];
-    let m = evaluate(&ds, |u| {
-        let mut s = scores.clone();
-        model.scores(u, &mut s);
-        top_k(&s, ds.train.row(u).0, 10)
-    });
-    scores.clear();
-    eprintln!("als {m:?}");
+    let m = fit_and_score(&ds, &ModelConfig::Als(AlsConfig::default()), 1);
     assert!(m.ndcg >= 0.224, "ALS NDCG@10 {} (implicit: 0.226)", m.ndcg);
+}
+
+#[test]
+fn exact_als_matches_the_anchor_cholesky_variant() {
+    let Some(root) = shared() else { return };
+    let ds = load(&root);
+    let config = AlsConfig {
+        exact: true,
+        ..AlsConfig::default()
+    };
+    let m = fit_and_score(&ds, &ModelConfig::Als(config), 2);
+    assert!(
+        m.ndcg >= 0.224,
+        "exact ALS NDCG@10 {} (implicit Cholesky: 0.2268)",
+        m.ndcg
+    );
+}
+
+#[test]
+fn bpr_reaches_the_anchor_quality_single_threaded_and_in_parallel() {
+    let Some(root) = shared() else { return };
+    let ds = load(&root);
+    // implicit's BPR protocol: 64 factors, 100 epochs, lr 0.01, reg 0.01
+    let config = ModelConfig::Bpr(BprConfig::default());
+    for threads in [1, 2] {
+        let m = fit_and_score(&ds, &config, threads);
+        assert!(
+            m.ndcg >= 0.155,
+            "BPR NDCG@10 {} with {threads} thread(s) (implicit: 0.160)",
+            m.ndcg
+        );
+    }
+}
+
+#[test]
+fn item_knn_cosine_and_bm25_beat_popularity() {
+    let Some(root) = shared() else { return };
+    let ds = load(&root);
+    let cosine = ItemKnnConfig::default();
+    let bm25 = ItemKnnConfig {
+        similarity: Similarity::Bm25 { k1: 1.2, b: 0.75 },
+        ..ItemKnnConfig::default()
+    };
+    for config in [cosine, bm25] {
+        let m = fit_and_score(&ds, &ModelConfig::ItemKnn(config.clone()), 2);
+        assert!(
+            m.ndcg > 2.0 * 0.0787,
+            "item-kNN {:?} NDCG@10 {}",
+            config.similarity,
+            m.ndcg
+        );
+    }
 }
 
 #[test]
@@ -100,7 +156,7 @@ fn fold_in_reproduces_trained_users() {
     let ds = load(&root);
     let conf = ds.train.map_values(|w| 1.0 + w.ln_1p());
     let config = AlsConfig::default();
-    let model = AlsModel::fit(&conf, &config, &mut |_| {});
+    let model = AlsModel::fit(&conf, &config, &mut |_, _| {});
     let n = ds.items.len();
     let top = |x: &[f32], u: usize| {
         let mut s: Vec<f32> = (0..n)
@@ -126,66 +182,4 @@ fn fold_in_reproduces_trained_users() {
         users.len()
     );
     assert!(mean >= 0.8, "fold-in top-10 overlap {mean:.3}");
-}
-
-#[test]
-fn item_knn_beats_popularity() {
-    let Some(root) = shared() else { return };
-    let ds = load(&root);
-    let conf = ds.train.map_values(|w| 1.0 + w.ln_1p());
-    let knn = encore_models::itemknn::ItemKnn::fit(&conf, 100);
-    let mut scores = vec![0f32; ds.items.len()];
-    let recs: Vec<Vec<u32>> = (0..ds.users.len())
-        .map(|u| knn.recommend(&conf, u, 10, &mut scores))
-        .collect();
-    let test: Vec<&[u32]> = (0..ds.users.len()).map(|u| ds.test.row(u).0).collect();
-    let m = ranking_metrics(&recs, &test, 10, ds.items.len());
-    eprintln!("item-kNN {m:?}");
-    assert!(m.ndcg > 2.0 * 0.0787, "item-kNN NDCG@10 {}", m.ndcg);
-}
-
-#[test]
-fn bpr_reaches_the_anchor_quality() {
-    let Some(root) = shared() else { return };
-    let ds = load(&root);
-    let model = encore_models::bpr::BprModel::fit(
-        &ds.train,
-        &encore_models::bpr::BprConfig::default(),
-        &mut |_| {},
-    );
-    let tiles = model.tiles();
-    let mut scores = vec![0f32; ds.items.len()];
-    let recs: Vec<Vec<u32>> = (0..ds.users.len())
-        .map(|u| {
-            tiles.scores(model.user(u), &mut scores);
-            encore_models::recommend::top_k_masked(&mut scores, ds.train.row(u).0, 10)
-        })
-        .collect();
-    let test: Vec<&[u32]> = (0..ds.users.len()).map(|u| ds.test.row(u).0).collect();
-    let m = ranking_metrics(&recs, &test, 10, ds.items.len());
-    eprintln!("bpr {m:?}");
-    assert!(m.ndcg >= 0.155, "BPR NDCG@10 {} (implicit: 0.160)", m.ndcg);
-}
-
-#[test]
-fn exact_als_matches_the_anchor_cholesky_variant() {
-    let Some(root) = shared() else { return };
-    let ds = load(&root);
-    let conf = ds.train.map_values(|w| 1.0 + w.ln_1p());
-    let config = AlsConfig {
-        exact: true,
-        ..AlsConfig::default()
-    };
-    let model = AlsModel::fit(&conf, &config, &mut |_| {});
-    let m = evaluate(&ds, |u| {
-        let mut s = vec![0f32; ds.items.len()];
-        model.scores(u, &mut s);
-        top_k(&s, ds.train.row(u).0, 10)
-    });
-    eprintln!("als exact {m:?}");
-    assert!(
-        m.ndcg >= 0.224,
-        "exact ALS NDCG@10 {} (implicit Cholesky: 0.2268)",
-        m.ndcg
-    );
 }
