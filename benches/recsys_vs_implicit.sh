@@ -4,6 +4,9 @@
 # thread, 64 factors, 15 iterations, regularization 0.05, confidence 1 + ln(1 + plays).
 # Prints one JSON line per side and one with the ratios (encore / implicit; < 1 = encore faster).
 #
+# Then the scale case (100k users x 50k items x 5M pairs, the data of ../shared/bench/recsys/scale.py):
+# ALS fit and recommend-for-all, single thread, one run each (skip with SCALE=0).
+#
 #   benches/recsys_vs_implicit.sh [RUNS]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -84,4 +87,19 @@ encore_bpr = {
 print(json.dumps(implicit_bpr))
 print(json.dumps(encore_bpr))
 ratios(encore_bpr, implicit_bpr, "bpr")
+PY
+
+[ "${SCALE:-1}" = 1 ] || exit 0
+"$venv/bin/python" benches/recsys_scale.py "$shared/bench/recsys" "$work/scale.tsv" >"$work/scale-implicit.json"
+"$bin" eval --train "$work/scale.tsv" --model als --threads 1 --json >"$work/scale-encore.json"
+"$venv/bin/python" - "$work" <<'PY'
+import json, sys
+work = sys.argv[1]
+imp = json.load(open(f"{work}/scale-implicit.json"))
+enc = json.load(open(f"{work}/scale-encore.json"))
+keys = ["fit_seconds", "fit_cpu_seconds", "recommend_seconds", "recommend_cpu_seconds"]
+ours = {"side": "encore", "case": "scale", "users": enc["users"], "items": enc["items"], **{k: enc[k] for k in keys}}
+print(json.dumps(imp))
+print(json.dumps(ours))
+print(json.dumps({"side": "ratio encore/implicit (scale, als)", **{k: round(ours[k] / imp[k], 3) for k in keys}}))
 PY

@@ -6,6 +6,7 @@
 //! `(YᵀY + λI + Σ_i (c_i − 1) y_i y_iᵀ) x = Σ_i c_i y_i`.
 
 use crate::data::Csr;
+use crate::scoring::dot;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -47,88 +48,6 @@ pub struct AlsModel {
     pub factors: usize,
     pub user_factors: Vec<f32>,
     pub item_factors: Vec<f32>,
-}
-
-/// Item factors regrouped for scoring: tiles of 8 items, factor-major inside a tile
-/// (`tile[t * k + f][j]` = factor `f` of item `8t + j`). Scoring a user is then
-/// `acc[j] += x[f] * tile[f][j]`, which vectorizes across items with no horizontal sums.
-#[derive(Debug, Clone)]
-pub struct ItemTiles {
-    factors: usize,
-    items: usize,
-    tiles: Vec<[f32; 8]>,
-}
-
-impl ItemTiles {
-    pub fn new(item_factors: &[f32], k: usize) -> ItemTiles {
-        let items = item_factors.len() / k;
-        let n_tiles = items.div_ceil(8);
-        let mut tiles = vec![[0f32; 8]; n_tiles * k];
-        for i in 0..items {
-            for f in 0..k {
-                tiles[(i / 8) * k + f][i % 8] = item_factors[i * k + f];
-            }
-        }
-        ItemTiles {
-            factors: k,
-            items,
-            tiles,
-        }
-    }
-
-    /// `out[i]` = `x` · item `i`, for every item.
-    pub fn scores(&self, x: &[f32], out: &mut [f32]) {
-        tile_scores(&self.tiles, self.factors, self.items, x, out);
-    }
-}
-
-/// Scoring kernel of [`ItemTiles::scores`], compiled for AVX2 + FMA too (chosen at run time).
-#[multiversion::multiversion(targets("x86_64+avx2+fma", "x86_64+sse4.2"))]
-fn tile_scores(tiles: &[[f32; 8]], k: usize, items: usize, x: &[f32], out: &mut [f32]) {
-    for (t, tile) in tiles.chunks_exact(k).enumerate() {
-        // four accumulators over the factors: four independent chains of multiply-adds keep the
-        // pipeline full where one chain would wait on each add
-        let mut acc = [[0f32; 8]; 4];
-        let (xs, ys) = (x.chunks_exact(4), tile.chunks_exact(4));
-        let (xr, yr) = (xs.remainder(), ys.remainder());
-        for (x4, y4) in xs.zip(ys) {
-            for ((a, xf), yf) in acc.iter_mut().zip(x4).zip(y4) {
-                for (a, y) in a.iter_mut().zip(yf) {
-                    *a += xf * y;
-                }
-            }
-        }
-        for (xf, yf) in xr.iter().zip(yr) {
-            for (a, y) in acc[0].iter_mut().zip(yf) {
-                *a += xf * y;
-            }
-        }
-        let mut sum = [0f32; 8];
-        for a in &acc {
-            for (s, v) in sum.iter_mut().zip(a) {
-                *s += v;
-            }
-        }
-        let start = t * 8;
-        let n = 8.min(items - start);
-        out[start..start + n].copy_from_slice(&sum[..n]);
-    }
-}
-
-/// Dot product with eight independent accumulators: the compiler may not reorder a float sum,
-/// so one accumulator would keep this scalar; eight lanes become SIMD.
-#[inline]
-pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for ((a, x), y) in acc.iter_mut().zip(x).zip(y) {
-            *a += x * y;
-        }
-    }
-    let tail: f32 = ra.iter().zip(rb).map(|(x, y)| x * y).sum();
-    acc.iter().sum::<f32>() + tail
 }
 
 /// `YᵀY + λI` (k x k, row-major).

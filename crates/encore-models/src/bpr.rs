@@ -4,8 +4,8 @@
 //! the gradient of ln σ(x_u · (y_i − y_j)). The last factor is an item bias (the user side of it
 //! starts at 1).
 
-use crate::als::{ItemTiles, dot};
 use crate::data::Csr;
+use crate::scoring::{ItemTiles, dot};
 use crate::split::splitmix64;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};

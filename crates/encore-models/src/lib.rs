@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod model;
 pub mod popularity;
 pub mod recommend;
+pub mod scoring;
 pub mod split;
 pub mod weighting;
 

@@ -2,12 +2,12 @@
 //! or artifact names its model), fitting with progress, and top-k recommendation with the
 //! user's own items excluded.
 
-use crate::als::{AlsConfig, AlsModel, ItemTiles};
+use crate::als::{AlsConfig, AlsModel};
 use crate::bpr::{BprConfig, BprModel};
 use crate::data::Csr;
 use crate::itemknn::{ItemKnn, ItemKnnConfig};
 use crate::popularity::Popularity;
-use crate::recommend::top_k_masked;
+use crate::scoring::ItemTiles;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -167,11 +167,7 @@ impl Model {
             Model::Als(_) | Model::Bpr(_) => {
                 let (users, width) = self.user_vectors().unwrap_or((&[], 1));
                 let (items, _) = self.item_vectors().unwrap_or((&[], 1));
-                let tiles = ItemTiles::new(items, width);
-                per_user(&|u, scores| {
-                    tiles.scores(&users[u * width..(u + 1) * width], scores);
-                    top_k_masked(scores, plays.row(u).0, k)
-                })
+                ItemTiles::new(items, width).top_k_all(users, &|u| plays.row(u).0, k)
             }
         }
     }

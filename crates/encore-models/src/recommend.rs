@@ -31,20 +31,71 @@ pub fn top_k_masked(scores: &mut [f32], exclude: &[u32], k: usize) -> Vec<u32> {
             *s = f32::NEG_INFINITY;
         }
     }
-    let mut best: Vec<(f32, u32)> = Vec::with_capacity(k + 1);
-    let mut worst = f32::NEG_INFINITY;
-    for (i, &s) in scores.iter().enumerate() {
-        // strictly better than the current k-th (ties keep the lower index), or still filling
-        if s > worst || (best.len() < k && s > f32::NEG_INFINITY) {
-            let pos = best.partition_point(|&(b, _)| b >= s);
-            best.insert(pos, (s, i as u32));
-            best.truncate(k);
-            if best.len() == k {
-                worst = best[k - 1].0;
+    let mut top = TopK::new(k);
+    top.offer(scores, 0);
+    top.into_items()
+}
+
+/// The `k` best (score, item) pairs seen so far, best first, ties kept by the lower item when
+/// items are offered in increasing order. Scores of −∞ (masked items) and NaN never enter.
+#[derive(Debug, Clone)]
+pub struct TopK {
+    k: usize,
+    best: Vec<(f32, u32)>,
+    /// the k-th best score once there are k, −∞ before
+    worst: f32,
+}
+
+impl TopK {
+    pub fn new(k: usize) -> TopK {
+        TopK {
+            k,
+            best: Vec::with_capacity(k + 1),
+            worst: f32::NEG_INFINITY,
+        }
+    }
+
+    /// Offers the scores of items `base`, `base + 1`, ...
+    pub fn offer(&mut self, scores: &[f32], base: u32) {
+        if self.k == 0 {
+            return;
+        }
+        // once full, most blocks of eight hold nothing better than the k-th: one vectorized
+        // comparison skips them
+        let mut blocks = scores.chunks_exact(8);
+        let mut at = base;
+        for block in &mut blocks {
+            let max = block.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
+            if self.best.len() < self.k || max > self.worst {
+                self.offer_each(block, at);
+            }
+            at += 8;
+        }
+        self.offer_each(blocks.remainder(), at);
+    }
+
+    fn offer_each(&mut self, scores: &[f32], base: u32) {
+        for (i, &s) in scores.iter().enumerate() {
+            // strictly better than the current k-th (ties keep the lower index), or still filling
+            if s > self.worst || (self.best.len() < self.k && s > f32::NEG_INFINITY) {
+                let pos = self.best.partition_point(|&(b, _)| b >= s);
+                self.best.insert(pos, (s, base + i as u32));
+                self.best.truncate(self.k);
+                if self.best.len() == self.k {
+                    self.worst = self.best[self.k - 1].0;
+                }
             }
         }
     }
-    best.into_iter().map(|(_, i)| i).collect()
+
+    pub fn into_items(self) -> Vec<u32> {
+        self.best.into_iter().map(|(_, i)| i).collect()
+    }
+
+    /// (score, item), best first.
+    pub fn into_scored(self) -> Vec<(f32, u32)> {
+        self.best
+    }
 }
 
 #[cfg(test)]
