@@ -237,7 +237,7 @@ mod tests {
         let exclude: Vec<Vec<u32>> = (0..n_users)
             .map(|u| {
                 (0..n_items as u32)
-                    .filter(|i| (i * 7 + u as u32) % 11 == 0)
+                    .filter(|i| (i * 7 + u as u32).is_multiple_of(11))
                     .collect()
             })
             .collect();
