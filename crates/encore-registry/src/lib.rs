@@ -1,0 +1,618 @@
+//! `encore-registry`: registered models and their numbered versions (artifact, lineage, training
+//! configuration, offline metrics), aliases such as `production` with an append-only history of
+//! every move, the validation gate that guards `production`, rollback and model cards.
+//!
+//! Metadata lives in SQLite (`<data dir>/registry.sqlite`, WAL mode); artifacts live beside it,
+//! content-addressed (`models/artifacts/<sha256>.encore`). Every change runs in one
+//! `BEGIN IMMEDIATE` transaction, so concurrent writers (threads or processes) are serialized:
+//! an alias never points at two versions and no move is lost from its history.
+
+mod card;
+mod error;
+
+pub use card::Card;
+pub use error::RegistryError;
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The alias the gate guards.
+pub const PRODUCTION: &str = "production";
+
+/// What a new version records.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct NewVersion {
+    pub kind: String,
+    pub checksum: String,
+    /// the artifact's path
+    pub artifact: String,
+    /// the model's configuration (JSON of `ModelConfig`)
+    pub config: serde_json::Value,
+    /// where the model came from: data snapshot, code version, host, start and end time
+    pub lineage: serde_json::Value,
+    /// offline metrics on `split`
+    pub metrics: BTreeMap<String, f64>,
+    /// the popularity baseline's metrics on the same split, for the model card
+    pub baseline: BTreeMap<String, f64>,
+    /// the evaluation split, e.g. `holdout-20pct-seed42`
+    pub split: Option<String>,
+    /// users, items, interactions, time range
+    pub data: serde_json::Value,
+    pub tags: BTreeMap<String, String>,
+    pub description: String,
+}
+
+/// A registered version.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Version {
+    pub model: String,
+    pub version: u32,
+    pub created_ms: i64,
+    /// aliases that point here now
+    pub aliases: Vec<String>,
+    #[serde(flatten)]
+    pub record: NewVersion,
+}
+
+/// One move of an alias.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AliasMove {
+    pub id: i64,
+    pub model: String,
+    pub alias: String,
+    pub from: Option<u32>,
+    pub to: u32,
+    pub at_ms: i64,
+    pub actor: String,
+    pub reason: String,
+    /// `promote` or `rollback`
+    pub action: String,
+    /// the gate was overridden
+    pub forced: bool,
+}
+
+/// A model and its versions at a glance.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModelSummary {
+    pub name: String,
+    pub versions: u32,
+    pub latest: u32,
+    pub aliases: BTreeMap<String, u32>,
+}
+
+/// The checks a version must pass before `production` may point at it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Gate {
+    /// the metric compared with the current production version's, e.g. `ndcg@10`
+    pub metric: String,
+    /// how much worse than production the candidate may be
+    pub tolerance: f64,
+    /// the least catalogue coverage a candidate must have (a model that recommends the same
+    /// few items to everyone is broken even when its NDCG looks fine)
+    pub min_coverage: f64,
+}
+
+impl Default for Gate {
+    fn default() -> Self {
+        Gate {
+            metric: "ndcg@10".into(),
+            tolerance: 0.005,
+            min_coverage: 0.001,
+        }
+    }
+}
+
+/// A request to move an alias.
+#[derive(Debug, Clone, Default)]
+pub struct Promotion<'a> {
+    pub alias: &'a str,
+    pub actor: &'a str,
+    pub reason: &'a str,
+    /// skip the gate; recorded in the history
+    pub force: bool,
+}
+
+#[derive(Debug)]
+pub struct Registry {
+    conn: Connection,
+    root: PathBuf,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS models (
+    name        TEXT PRIMARY KEY,
+    created_ms  INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS versions (
+    model       TEXT NOT NULL REFERENCES models(name),
+    version     INTEGER NOT NULL,
+    created_ms  INTEGER NOT NULL,
+    record      TEXT NOT NULL,
+    checksum    TEXT NOT NULL,
+    PRIMARY KEY (model, version)
+);
+CREATE TABLE IF NOT EXISTS aliases (
+    model       TEXT NOT NULL REFERENCES models(name),
+    alias       TEXT NOT NULL,
+    version     INTEGER NOT NULL,
+    PRIMARY KEY (model, alias)
+);
+CREATE TABLE IF NOT EXISTS alias_history (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    model       TEXT NOT NULL,
+    alias       TEXT NOT NULL,
+    from_version INTEGER,
+    to_version  INTEGER NOT NULL,
+    at_ms       INTEGER NOT NULL,
+    actor       TEXT NOT NULL,
+    reason      TEXT NOT NULL,
+    action      TEXT NOT NULL,
+    forced      INTEGER NOT NULL
+);
+";
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Model and alias names: letters, digits, `-`, `_`, `.`; 1 to 64 characters.
+pub fn check_name(what: &str, name: &str) -> Result<(), RegistryError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(RegistryError::InvalidName {
+            what: what.into(),
+            name: name.into(),
+        })
+    }
+}
+
+impl Registry {
+    /// Opens (creating if needed) the registry of the data directory `root`.
+    pub fn open(root: &Path) -> Result<Registry, RegistryError> {
+        let conn = Connection::open(root.join("registry.sqlite"))?;
+        conn.busy_timeout(Duration::from_secs(30))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Registry {
+            conn,
+            root: root.to_path_buf(),
+        })
+    }
+
+    /// Where artifacts are stored, content-addressed.
+    pub fn artifacts_dir(&self) -> PathBuf {
+        self.root.join("models").join("artifacts")
+    }
+
+    /// Registers a new version of `model` (created on first use); returns its number.
+    pub fn register(&mut self, model: &str, record: &NewVersion) -> Result<u32, RegistryError> {
+        check_name("model", model)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let now = now_ms();
+        tx.execute(
+            "INSERT OR IGNORE INTO models (name, created_ms) VALUES (?1, ?2)",
+            params![model, now],
+        )?;
+        let next: u32 = tx.query_row(
+            "SELECT COALESCE(MAX(version), 0) + 1 FROM versions WHERE model = ?1",
+            params![model],
+            |r| r.get(0),
+        )?;
+        tx.execute(
+            "INSERT INTO versions (model, version, created_ms, record, checksum) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![model, next, now, serde_json::to_string(record)?, record.checksum],
+        )?;
+        tx.commit()?;
+        Ok(next)
+    }
+
+    pub fn list(&self) -> Result<Vec<ModelSummary>, RegistryError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT m.name, COUNT(v.version), COALESCE(MAX(v.version), 0)
+             FROM models m LEFT JOIN versions v ON v.model = m.name GROUP BY m.name ORDER BY m.name",
+        )?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<Result<Vec<(String, u32, u32)>, _>>()?;
+        rows.into_iter()
+            .map(|(name, versions, latest)| {
+                Ok(ModelSummary {
+                    aliases: self.aliases(&name)?,
+                    name,
+                    versions,
+                    latest,
+                })
+            })
+            .collect()
+    }
+
+    /// Every alias of `model` and the version it points to.
+    pub fn aliases(&self, model: &str) -> Result<BTreeMap<String, u32>, RegistryError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT alias, version FROM aliases WHERE model = ?1 ORDER BY alias")?;
+        let rows = stmt
+            .query_map(params![model], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<BTreeMap<String, u32>, _>>()?;
+        Ok(rows)
+    }
+
+    fn model_exists(&self, model: &str) -> Result<bool, RegistryError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT 1 FROM models WHERE name = ?1",
+                params![model],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
+    }
+
+    /// Every version of `model`, oldest first.
+    pub fn versions(&self, model: &str) -> Result<Vec<Version>, RegistryError> {
+        if !self.model_exists(model)? {
+            return Err(RegistryError::NotFound {
+                what: format!("model {model}"),
+            });
+        }
+        let aliases = self.aliases(model)?;
+        let mut stmt = self.conn.prepare(
+            "SELECT version, created_ms, record FROM versions WHERE model = ?1 ORDER BY version",
+        )?;
+        let rows = stmt
+            .query_map(params![model], |r| {
+                Ok((
+                    r.get::<_, u32>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.into_iter()
+            .map(|(version, created_ms, record)| {
+                Ok(Version {
+                    model: model.into(),
+                    version,
+                    created_ms,
+                    aliases: aliases
+                        .iter()
+                        .filter(|(_, v)| **v == version)
+                        .map(|(a, _)| a.clone())
+                        .collect(),
+                    record: serde_json::from_str(&record)?,
+                })
+            })
+            .collect()
+    }
+
+    /// `NAME`, `NAME@3` or `NAME@production`: the latest version, a number, or an alias.
+    pub fn resolve(&self, reference: &str) -> Result<Version, RegistryError> {
+        let (model, which) = match reference.split_once('@') {
+            Some((m, w)) => (m, Some(w)),
+            None => (reference, None),
+        };
+        let versions = self.versions(model)?;
+        let found = match which {
+            None => versions.last().cloned(),
+            Some(w) => match w.parse::<u32>() {
+                Ok(n) => versions.iter().find(|v| v.version == n).cloned(),
+                Err(_) => versions
+                    .iter()
+                    .find(|v| v.aliases.iter().any(|a| a == w))
+                    .cloned(),
+            },
+        };
+        found.ok_or_else(|| RegistryError::NotFound {
+            what: format!("model version {reference}"),
+        })
+    }
+
+    /// The checks of `gate` that `candidate` fails against `current` (empty: it passes).
+    pub fn gate_failures(
+        &self,
+        gate: &Gate,
+        candidate: &Version,
+        current: Option<&Version>,
+    ) -> Vec<String> {
+        let mut failures = Self::sanity_failures(gate, candidate);
+        failures.extend(Self::metric_failures(gate, candidate, current));
+        failures
+    }
+
+    /// The artifact loads (its checksum holds), its factors are finite, its coverage is above
+    /// the floor.
+    fn sanity_failures(gate: &Gate, candidate: &Version) -> Vec<String> {
+        let mut failures = Vec::new();
+        let v = candidate.version;
+        match encore_models::artifact::Artifact::load(Path::new(&candidate.record.artifact)) {
+            Err(e) => failures.push(format!("the artifact of v{v} does not load: {e}")),
+            Ok(a) => {
+                let mut vectors = [a.model.user_vectors(), a.model.item_vectors()].into_iter();
+                if vectors.any(|x| x.is_some_and(|(x, _)| x.iter().any(|f| !f.is_finite()))) {
+                    failures.push(format!("v{v} has NaN or infinite factors"));
+                }
+            }
+        }
+        let coverage = candidate
+            .record
+            .metrics
+            .iter()
+            .find(|(k, _)| k.starts_with("coverage@"));
+        if let Some((name, &c)) = coverage
+            && c < gate.min_coverage
+        {
+            failures.push(format!(
+                "{name} of v{v} is {c:.4}, below the floor {:.4}",
+                gate.min_coverage
+            ));
+        }
+        failures
+    }
+
+    /// The gate metric is there and not worse than the current version's minus the tolerance,
+    /// on the same split.
+    fn metric_failures(gate: &Gate, candidate: &Version, current: Option<&Version>) -> Vec<String> {
+        let mut failures = Vec::new();
+        let v = candidate.version;
+        let metric = &gate.metric;
+        match candidate.record.metrics.get(metric) {
+            None => failures.push(format!(
+                "v{v} has no offline {metric} (train without --no-eval)"
+            )),
+            Some(&m) => {
+                if let Some(cur) = current
+                    && let Some(&p) = cur.record.metrics.get(metric)
+                    && m < p - gate.tolerance
+                {
+                    failures.push(format!(
+                        "{metric} of v{v} is {m:.4}, below v{}'s {p:.4} minus the tolerance {} (at least {:.4} needed)",
+                        cur.version,
+                        gate.tolerance,
+                        p - gate.tolerance
+                    ));
+                }
+                if let Some(cur) = current
+                    && candidate.record.split != cur.record.split
+                {
+                    failures.push(format!(
+                        "v{v} was evaluated on split {:?}, v{} on {:?}: the metrics do not compare",
+                        candidate.record.split, cur.version, cur.record.split
+                    ));
+                }
+            }
+        }
+        failures
+    }
+
+    /// Points `alias` of `model` at `version`. Moving `production` goes through `gate` unless
+    /// forced; the move is recorded in the history either way.
+    pub fn promote(
+        &mut self,
+        model: &str,
+        version: u32,
+        how: &Promotion<'_>,
+        gate: &Gate,
+    ) -> Result<AliasMove, RegistryError> {
+        check_name("alias", how.alias)?;
+        if how.force && how.reason.trim().is_empty() {
+            return Err(RegistryError::ReasonRequired);
+        }
+        let candidate = self.resolve(&format!("{model}@{version}"))?;
+        let gated = how.alias == PRODUCTION && !how.force;
+        // the sanity checks read the artifact: before the write transaction
+        let mut failures = if gated {
+            Self::sanity_failures(gate, &candidate)
+        } else {
+            Vec::new()
+        };
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let from: Option<u32> = tx
+            .query_row(
+                "SELECT version FROM aliases WHERE model = ?1 AND alias = ?2",
+                params![model, how.alias],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if gated {
+            let current = match from {
+                Some(f) => Some(Self::version_in(&tx, model, f)?),
+                None => None,
+            };
+            failures.extend(Self::metric_failures(gate, &candidate, current.as_ref()));
+            if !failures.is_empty() {
+                return Err(RegistryError::GateRefused {
+                    model: model.into(),
+                    version,
+                    failures,
+                });
+            }
+        }
+        let m = Self::record_move(&tx, model, how, from, version, "promote")?;
+        tx.commit()?;
+        Ok(m)
+    }
+
+    fn version_in(tx: &Connection, model: &str, version: u32) -> Result<Version, RegistryError> {
+        let (created_ms, record): (i64, String) = tx.query_row(
+            "SELECT created_ms, record FROM versions WHERE model = ?1 AND version = ?2",
+            params![model, version],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        Ok(Version {
+            model: model.into(),
+            version,
+            created_ms,
+            aliases: Vec::new(),
+            record: serde_json::from_str(&record)?,
+        })
+    }
+
+    fn record_move(
+        tx: &Connection,
+        model: &str,
+        how: &Promotion<'_>,
+        from: Option<u32>,
+        to: u32,
+        action: &str,
+    ) -> Result<AliasMove, RegistryError> {
+        let at = now_ms();
+        tx.execute(
+            "INSERT INTO aliases (model, alias, version) VALUES (?1, ?2, ?3)
+             ON CONFLICT (model, alias) DO UPDATE SET version = excluded.version",
+            params![model, how.alias, to],
+        )?;
+        tx.execute(
+            "INSERT INTO alias_history (model, alias, from_version, to_version, at_ms, actor, reason, action, forced)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            params![model, how.alias, from, to, at, how.actor, how.reason, action, how.force],
+        )?;
+        Ok(AliasMove {
+            id: tx.last_insert_rowid(),
+            model: model.into(),
+            alias: how.alias.into(),
+            from,
+            to,
+            at_ms: at,
+            actor: how.actor.into(),
+            reason: how.reason.into(),
+            action: action.into(),
+            forced: how.force,
+        })
+    }
+
+    /// Moves `alias` back to the version it pointed at before the promotion that brought it to
+    /// its current version. Not gated: it returns to a version that already served.
+    pub fn rollback(
+        &mut self,
+        model: &str,
+        how: &Promotion<'_>,
+    ) -> Result<AliasMove, RegistryError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let current: u32 = tx
+            .query_row(
+                "SELECT version FROM aliases WHERE model = ?1 AND alias = ?2",
+                params![model, how.alias],
+                |r| r.get(0),
+            )
+            .optional()?
+            .ok_or_else(|| RegistryError::NotFound {
+                what: format!("alias {} of model {model}", how.alias),
+            })?;
+        let previous: Option<u32> = tx
+            .query_row(
+                "SELECT from_version FROM alias_history
+                 WHERE model = ?1 AND alias = ?2 AND to_version = ?3 AND action = 'promote'
+                 ORDER BY id DESC LIMIT 1",
+                params![model, how.alias, current],
+                |r| r.get(0),
+            )
+            .optional()?
+            .flatten();
+        let Some(previous) = previous else {
+            return Err(RegistryError::NothingToRollBack {
+                model: model.into(),
+                alias: how.alias.into(),
+                version: current,
+            });
+        };
+        let m = Self::record_move(&tx, model, how, Some(current), previous, "rollback")?;
+        tx.commit()?;
+        Ok(m)
+    }
+
+    /// Every alias move of `model`, oldest first.
+    pub fn history(&self, model: &str) -> Result<Vec<AliasMove>, RegistryError> {
+        self.moves("WHERE model = ?1", params![model])
+    }
+
+    /// Every alias move (of any model) after history id `after`: what a watcher has not seen.
+    pub fn moves_since(&self, after: i64) -> Result<Vec<AliasMove>, RegistryError> {
+        self.moves("WHERE id > ?1", params![after])
+    }
+
+    fn moves(
+        &self,
+        filter: &str,
+        args: impl rusqlite::Params,
+    ) -> Result<Vec<AliasMove>, RegistryError> {
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT id, model, alias, from_version, to_version, at_ms, actor, reason, action, forced
+             FROM alias_history {filter} ORDER BY id"
+        ))?;
+        let rows = stmt
+            .query_map(args, |r| {
+                Ok(AliasMove {
+                    id: r.get(0)?,
+                    model: r.get(1)?,
+                    alias: r.get(2)?,
+                    from: r.get(3)?,
+                    to: r.get(4)?,
+                    at_ms: r.get(5)?,
+                    actor: r.get(6)?,
+                    reason: r.get(7)?,
+                    action: r.get(8)?,
+                    forced: r.get(9)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    /// Deletes a version that no alias points at; its artifact goes too unless another version
+    /// shares it. Version numbers are never reused.
+    pub fn delete(&mut self, model: &str, version: u32) -> Result<(), RegistryError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let pointing: Vec<String> = {
+            let mut stmt =
+                tx.prepare("SELECT alias FROM aliases WHERE model = ?1 AND version = ?2")?;
+            stmt.query_map(params![model, version], |r| r.get(0))?
+                .collect::<Result<_, _>>()?
+        };
+        if !pointing.is_empty() {
+            return Err(RegistryError::InUse {
+                model: model.into(),
+                version,
+                aliases: pointing,
+            });
+        }
+        let v = Self::version_in(&tx, model, version).map_err(|_| RegistryError::NotFound {
+            what: format!("model version {model}@{version}"),
+        })?;
+        tx.execute(
+            "DELETE FROM versions WHERE model = ?1 AND version = ?2",
+            params![model, version],
+        )?;
+        let shared: u32 = tx.query_row(
+            "SELECT COUNT(*) FROM versions WHERE checksum = ?1",
+            params![v.record.checksum],
+            |r| r.get(0),
+        )?;
+        tx.commit()?;
+        if shared == 0 {
+            let _ = std::fs::remove_file(&v.record.artifact);
+        }
+        Ok(())
+    }
+}

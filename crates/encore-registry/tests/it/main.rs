@@ -1,0 +1,206 @@
+//! The registry end to end on real SQLite files and real artifacts.
+
+use encore_models::artifact::Artifact;
+use encore_models::data::Csr;
+use encore_models::model::{Model, ModelConfig};
+use encore_registry::{Gate, NewVersion, PRODUCTION, Promotion, Registry, RegistryError};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// Fits a small ALS model, stores its artifact and returns the record to register.
+fn version(root: &Path, factors: usize, ndcg: f64) -> NewVersion {
+    let plays = Csr::from_entries(
+        6,
+        5,
+        (0..6u32)
+            .flat_map(|u| {
+                (0..5u32)
+                    .filter(move |i| (u + i) % 3 != 0)
+                    .map(move |i| (u, i, 1.0 + i as f32))
+            })
+            .collect(),
+    );
+    let config = ModelConfig::Als(encore_models::als::AlsConfig {
+        factors,
+        iterations: 2,
+        ..Default::default()
+    });
+    let model = Model::fit(&config, &plays, false, &mut |_| {});
+    let artifact = Artifact {
+        config: config.clone(),
+        model,
+        users: (0..6).map(|u| format!("u{u}")).collect(),
+        items: (0..5).map(|i| format!("t{i}")).collect(),
+        metadata: serde_json::Value::Null,
+    };
+    let (path, checksum, _) = artifact
+        .store(&root.join("models").join("artifacts"))
+        .unwrap();
+    NewVersion {
+        kind: "als".into(),
+        checksum,
+        artifact: path.display().to_string(),
+        config: serde_json::to_value(&config).unwrap(),
+        metrics: BTreeMap::from([("ndcg@10".into(), ndcg), ("coverage@10".into(), 0.5)]),
+        baseline: BTreeMap::from([("ndcg@10".into(), 0.08)]),
+        split: Some("holdout-20pct-seed42".into()),
+        data: serde_json::json!({"users": 6, "items": 5, "interactions": 20}),
+        ..Default::default()
+    }
+}
+
+fn how<'a>(reason: &'a str, force: bool) -> Promotion<'a> {
+    Promotion {
+        alias: PRODUCTION,
+        actor: "tester",
+        reason,
+        force,
+    }
+}
+
+#[test]
+fn promote_refuse_force_rollback_and_history() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut reg = Registry::open(tmp.path()).unwrap();
+    let gate = Gate::default();
+    let v1 = reg
+        .register("home", &version(tmp.path(), 8, 0.2260))
+        .unwrap();
+    assert_eq!(v1, 1);
+    reg.promote("home", 1, &how("first", false), &gate).unwrap();
+    // a deliberately worse model: 4 factors and a much lower NDCG
+    let v2 = reg
+        .register("home", &version(tmp.path(), 4, 0.1100))
+        .unwrap();
+    assert_eq!(v2, 2);
+    let err = reg
+        .promote("home", 2, &how("try", false), &gate)
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, RegistryError::GateRefused { .. }), "{msg}");
+    assert!(msg.contains("0.1100") && msg.contains("0.2260"), "{msg}");
+    assert_eq!(reg.resolve("home@production").unwrap().version, 1);
+    // forcing needs a reason, and is recorded
+    assert!(matches!(
+        reg.promote("home", 2, &how(" ", true), &gate),
+        Err(RegistryError::ReasonRequired)
+    ));
+    let forced = reg
+        .promote(
+            "home",
+            2,
+            &how("hotfix for a catalogue change", true),
+            &gate,
+        )
+        .unwrap();
+    assert!(forced.forced && forced.from == Some(1) && forced.to == 2);
+    let back = reg.rollback("home", &how("v2 regressed", false)).unwrap();
+    assert_eq!(
+        (back.from, back.to, back.action.as_str()),
+        (Some(2), 1, "rollback")
+    );
+    assert_eq!(reg.resolve("home@production").unwrap().version, 1);
+    let history = reg.history("home").unwrap();
+    let moves: Vec<_> = history
+        .iter()
+        .map(|m| (m.from, m.to, m.action.as_str(), m.forced))
+        .collect();
+    assert_eq!(
+        moves,
+        vec![
+            (None, 1, "promote", false),
+            (Some(1), 2, "promote", true),
+            (Some(2), 1, "rollback", false)
+        ]
+    );
+    // nothing earlier than v1
+    assert!(matches!(
+        reg.rollback("home", &how("again", false)),
+        Err(RegistryError::NothingToRollBack { .. })
+    ));
+    // deleting what production points at is refused; v2 can go
+    assert!(matches!(
+        reg.delete("home", 1),
+        Err(RegistryError::InUse { .. })
+    ));
+    let artifact2 = reg.resolve("home@2").unwrap().record.artifact;
+    reg.delete("home", 2).unwrap();
+    assert!(!Path::new(&artifact2).exists());
+    assert!(reg.resolve("home@2").is_err());
+    // the card agrees with the registry
+    let card = reg.card("home@production").unwrap();
+    assert_eq!(card.version, 1);
+    let md = card.markdown();
+    assert!(
+        md.contains("| ndcg@10 | 0.2260 | 0.0800 | 0.2260 |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("rollback") && md.contains("promote (forced)"),
+        "{md}"
+    );
+}
+
+#[test]
+fn a_corrupted_artifact_fails_the_gate_naming_the_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut reg = Registry::open(tmp.path()).unwrap();
+    let record = version(tmp.path(), 8, 0.2);
+    let mut bytes = std::fs::read(&record.artifact).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x01;
+    std::fs::write(&record.artifact, &bytes).unwrap();
+    reg.register("home", &record).unwrap();
+    let err = reg
+        .promote("home", 1, &how("", false), &Gate::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("checksum") && err.contains(&record.artifact),
+        "{err}"
+    );
+    let direct = Artifact::load(Path::new(&record.artifact))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        direct.contains("checksum") && direct.contains(&record.artifact),
+        "{direct}"
+    );
+}
+
+#[test]
+fn concurrent_promotions_keep_one_target_and_every_move() {
+    let tmp = tempfile::tempdir().unwrap();
+    {
+        let mut reg = Registry::open(tmp.path()).unwrap();
+        for _ in 0..4 {
+            reg.register("home", &version(tmp.path(), 4, 0.2)).unwrap();
+        }
+    }
+    let per_thread = 10;
+    std::thread::scope(|s| {
+        for t in 0..4u32 {
+            let root = tmp.path().to_path_buf();
+            s.spawn(move || {
+                // each thread its own connection, as separate processes would have
+                let mut reg = Registry::open(&root).unwrap();
+                for i in 0..per_thread {
+                    let v = 1 + (t + i) % 4;
+                    let reason = format!("thread {t} move {i}");
+                    reg.promote("home", v, &how(&reason, true), &Gate::default())
+                        .unwrap();
+                }
+            });
+        }
+    });
+    let reg = Registry::open(tmp.path()).unwrap();
+    let history = reg.history("home").unwrap();
+    assert_eq!(history.len(), 4 * per_thread as usize, "no move lost");
+    // the moves form one chain: each starts where the previous ended
+    for pair in history.windows(2) {
+        assert_eq!(pair[1].from, Some(pair[0].to), "{pair:?}");
+    }
+    let aliases = reg.aliases("home").unwrap();
+    assert_eq!(aliases.len(), 1);
+    assert_eq!(aliases[PRODUCTION], history.last().unwrap().to);
+}
