@@ -69,8 +69,11 @@ pub enum Command {
     Events(EventsCommand),
     /// Run the HTTP API (POST /v1/events, ...) until interrupted
     Serve(ServeArgs),
-    /// Train a model on the event log (or a TSV) and store it as a model artifact
+    /// Train a model on the event log (or a TSV), evaluate it, and register it as a new version
     Train(TrainArgs),
+    /// The model registry: versions, aliases, the production gate, history, model cards
+    #[command(subcommand)]
+    Models(ModelsCommand),
     /// Train a model on a train split and report offline ranking metrics on the test split
     Eval(EvalArgs),
     /// Load generators for benchmarks (against servers on this machine)
@@ -421,4 +424,80 @@ pub struct TrainArgs {
     /// Write the model artifact here as well as into the data directory
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// The registered model this becomes a new version of
+    #[arg(long, default_value = "recommender")]
+    pub name: String,
+    /// Skip the offline evaluation (a fit on 80 % of each listener's items, scored on the rest,
+    /// next to popularity); without it the version cannot pass the production gate
+    #[arg(long)]
+    pub no_eval: bool,
+    /// Then move `production` to the new version through the gate
+    #[arg(long)]
+    pub promote: bool,
+    /// A note stored with the version
+    #[arg(long, default_value = "")]
+    pub description: String,
+    #[command(flatten)]
+    pub gate: GateArgs,
+}
+
+/// The production gate.
+#[derive(Debug, Clone, Args)]
+pub struct GateArgs {
+    /// The offline metric the gate compares
+    #[arg(long, default_value = "ndcg@10")]
+    pub gate_metric: String,
+    /// How much lower than production's the metric may be
+    #[arg(long, default_value_t = 0.005)]
+    pub gate_tolerance: f64,
+    /// The least catalogue coverage@10 a production version must have
+    #[arg(long, default_value_t = 0.001)]
+    pub gate_min_coverage: f64,
+}
+
+impl GateArgs {
+    pub fn gate(&self) -> encore_registry::Gate {
+        encore_registry::Gate {
+            metric: self.gate_metric.clone(),
+            tolerance: self.gate_tolerance,
+            min_coverage: self.gate_min_coverage,
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelsCommand {
+    /// Registered models, their version counts and aliases
+    List,
+    /// One version: NAME (latest), NAME@VERSION or NAME@ALIAS
+    Show { reference: String },
+    /// Point an alias (default: production, through the gate) at a version
+    Promote {
+        name: String,
+        #[arg(value_name = "VERSION")]
+        number: u32,
+        #[arg(long, default_value = "production")]
+        alias: String,
+        /// Override the gate (needs --reason; recorded as forced)
+        #[arg(long)]
+        force: bool,
+        #[arg(long, default_value = "")]
+        reason: String,
+        #[command(flatten)]
+        gate: GateArgs,
+    },
+    /// Move an alias back to the version it pointed at before its last promotion
+    Rollback {
+        name: String,
+        #[arg(long, default_value = "production")]
+        alias: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Every alias move of a model: when, who, why, from and to
+    History { name: String },
+    /// The model card (Markdown; --json for the data behind it)
+    Card { reference: String },
+    /// Delete NAME@VERSION (refused while an alias points at it)
+    Delete { reference: String },
 }

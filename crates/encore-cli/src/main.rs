@@ -105,6 +105,7 @@ fn run(cli: Cli, loaded: &Loaded) -> Result<(), CliError> {
         Command::Events(cmd) => commands::events::run(loaded, &cmd, &out),
         Command::Serve(args) => commands::serve::run(loaded, &args, &out),
         Command::Train(args) => commands::train::run(loaded, &args, &out),
+        Command::Models(cmd) => commands::models::run(loaded, cmd, &out),
         Command::Eval(args) => commands::eval::run(loaded, &args, &out),
         Command::Bench(cmd) => commands::bench::run(cmd, &out),
     }

@@ -3,13 +3,14 @@
 //! directory (`models/artifacts/<sha256>.encore`).
 
 use crate::cli::TrainArgs;
-use crate::commands::eval::{cpu_seconds, pool};
+use crate::commands::eval::{cpu_seconds, evaluate, pool};
 use crate::error::CliError;
 use crate::output::{Output, thousands};
 use encore_models::artifact::Artifact;
 use encore_models::data::{Csr, read_tsv};
 use encore_models::model::Model;
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 /// Training pairs with the ids of their rows and columns.
@@ -21,6 +22,13 @@ pub struct TrainingData {
     pub source: String,
     /// first and last play (epoch ms), for the event log
     pub time_range_ms: Option<(i64, i64)>,
+    /// what exactly was read: the event log's segments and unsealed rows, or the file's hash
+    pub snapshot: serde_json::Value,
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    format!("{:x}", sha2::Sha256::digest(bytes))
 }
 
 impl TrainingData {
@@ -42,6 +50,18 @@ impl TrainingData {
             indices: m.indices.clone(),
             values: m.plays.iter().map(|&p| p as f32).collect(),
         };
+        // segments are immutable, so their list (ids, files, rows, bytes, times) and the count
+        // of rows not yet sealed identify what was read
+        let log = ingestor.log(encore_ingest::Table::Playback);
+        let segments = log.segments();
+        let unsealed = log.stats().unsealed_rows;
+        let listing = serde_json::to_vec(&(&segments, unsealed)).unwrap_or_default();
+        let snapshot = serde_json::json!({
+            "table": "playback",
+            "segments": segments,
+            "unsealed_rows": unsealed,
+            "snapshot_sha256": sha256_hex(&listing),
+        });
         let first = m.first_ts_ms.iter().copied().min().unwrap_or(0);
         let last = m.last_ts_ms.iter().copied().max().unwrap_or(0);
         Ok(TrainingData {
@@ -50,12 +70,18 @@ impl TrainingData {
             items: m.items,
             source: "event-log".into(),
             time_range_ms: Some((first, last)),
+            snapshot,
         })
     }
 
     /// A TSV of `user<TAB>item<TAB>weight` (the shared split format).
     pub fn from_tsv(path: &std::path::Path) -> Result<TrainingData, CliError> {
         let rows = read_tsv(path)?;
+        let bytes = std::fs::read(path).unwrap_or_default();
+        let snapshot = serde_json::json!({
+            "file": path.display().to_string(),
+            "snapshot_sha256": sha256_hex(&bytes),
+        });
         let ds = encore_models::data::Dataset::new(&rows, &[]);
         Ok(TrainingData {
             plays: ds.train,
@@ -63,6 +89,7 @@ impl TrainingData {
             items: ds.items.iter().map(u64::to_string).collect(),
             source: path.display().to_string(),
             time_range_ms: None,
+            snapshot,
         })
     }
 }
@@ -81,9 +108,47 @@ pub struct TrainReport {
     pub fit_seconds: f64,
     pub fit_cpu_seconds: f64,
     pub threads: usize,
+    /// data snapshot, code version, host, start and end
+    pub lineage: serde_json::Value,
     pub artifact: String,
     pub checksum: String,
     pub artifact_bytes: u64,
+    /// offline metrics on the holdout split (empty with --no-eval)
+    pub metrics: BTreeMap<String, f64>,
+    /// popularity's metrics on the same split
+    pub baseline: BTreeMap<String, f64>,
+    pub name: String,
+    pub version: u32,
+    /// the production move, with --promote
+    pub promoted: Option<encore_registry::AliasMove>,
+}
+
+/// The split train-time evaluation uses: the shared holdout rule.
+pub const EVAL_SPLIT: &str = "holdout-20pct-seed42";
+
+/// Metrics of `args`' model and of popularity on the holdout split of `data`.
+fn holdout_metrics(
+    data: &TrainingData,
+    args: &TrainArgs,
+    out: &Output,
+) -> Result<(BTreeMap<String, f64>, BTreeMap<String, f64>), CliError> {
+    let mut rows = Vec::with_capacity(data.plays.nnz());
+    for u in 0..data.plays.n_rows {
+        let (items, plays) = data.plays.row(u);
+        for (&i, &w) in items.iter().zip(plays) {
+            rows.push(encore_models::split::Triple {
+                user: u as u64,
+                item: u64::from(i),
+                weight: f64::from(w),
+            });
+        }
+    }
+    let (train, test) = encore_models::split::holdout(&rows, 42, 5);
+    let ds = encore_models::data::Dataset::new(&train, &test);
+    let model = evaluate(&ds, &args.model, args.threads, 10, out)?;
+    let popularity = crate::cli::ModelArgs::defaults(crate::cli::ModelArg::Popularity);
+    let baseline = evaluate(&ds, &popularity, args.threads, 10, out)?;
+    Ok((model.metrics, baseline.metrics))
 }
 
 pub fn run(loaded: &encore_config::Loaded, args: &TrainArgs, out: &Output) -> Result<(), CliError> {
@@ -92,7 +157,48 @@ pub fn run(loaded: &encore_config::Loaded, args: &TrainArgs, out: &Output) -> Re
         Some(path) => TrainingData::from_tsv(path)?,
         None => TrainingData::from_log(&ingestor)?,
     };
-    let report = train(dir.path(), &data, args, out)?;
+    let mut report = train(dir.path(), &data, args, out)?;
+    let (metrics, baseline) = if args.no_eval {
+        Default::default()
+    } else {
+        holdout_metrics(&data, args, out)?
+    };
+    let mut registry = encore_registry::Registry::open(dir.path())?;
+    let record = encore_registry::NewVersion {
+        kind: report.model.into(),
+        checksum: report.checksum.clone(),
+        artifact: std::fs::canonicalize(&report.artifact)
+            .map_or(report.artifact.clone(), |p| p.display().to_string()),
+        config: report.config.clone(),
+        lineage: report.lineage.clone(),
+        metrics: metrics.clone(),
+        baseline: baseline.clone(),
+        split: (!args.no_eval).then(|| EVAL_SPLIT.to_string()),
+        data: serde_json::json!({
+            "source": data.source,
+            "users": report.users,
+            "items": report.items,
+            "interactions": report.interactions,
+            "time_range_ms": data.time_range_ms.map(|(a, b)| [a, b]),
+        }),
+        tags: BTreeMap::new(),
+        description: args.description.clone(),
+    };
+    report.version = registry.register(&args.name, &record)?;
+    report.name = args.name.clone();
+    report.metrics = metrics;
+    report.baseline = baseline;
+    if args.promote {
+        let actor = crate::commands::models::actor();
+        let how = encore_registry::Promotion {
+            alias: encore_registry::PRODUCTION,
+            actor: &actor,
+            reason: "encore train --promote",
+            force: false,
+        };
+        report.promoted =
+            Some(registry.promote(&args.name, report.version, &how, &args.gate.gate())?);
+    }
     out.emit(&report, || {
         let loss = report
             .loss
@@ -100,7 +206,7 @@ pub fn run(loaded: &encore_config::Loaded, args: &TrainArgs, out: &Output) -> Re
             .map(|l| format!(", final loss {l:.5}"))
             .unwrap_or_default();
         format!(
-            "trained {} on {} users x {} items ({} interactions, {}) in {:.2} s ({:.2} CPU s, {} thread(s)){loss}\nartifact {} ({} bytes, sha256 {})",
+            "trained {} on {} users x {} items ({} interactions, {}) in {:.2} s ({:.2} CPU s, {} thread(s)){loss}\nartifact {} ({} bytes, sha256 {})\nregistered {}@{}{}{}",
             report.model,
             thousands(report.users as u64),
             thousands(report.items as u64),
@@ -112,6 +218,21 @@ pub fn run(loaded: &encore_config::Loaded, args: &TrainArgs, out: &Output) -> Re
             report.artifact,
             thousands(report.artifact_bytes),
             report.checksum,
+            report.name,
+            report.version,
+            report
+                .metrics
+                .get("ndcg@10")
+                .map(|m| format!(
+                    ", holdout ndcg@10 {m:.4} (popularity {:.4})",
+                    report.baseline.get("ndcg@10").copied().unwrap_or(0.0)
+                ))
+                .unwrap_or_default(),
+            if report.promoted.is_some() {
+                ", now production"
+            } else {
+                ""
+            },
         )
     });
     Ok(())
@@ -128,6 +249,7 @@ pub fn train(
     let config = args.model.config();
     let bar = out.progress(config.steps() as u64, config.kind());
     let mut loss = Vec::new();
+    let started_ms = now_ms();
     let (t0, c0) = (Instant::now(), cpu_seconds());
     let model = pool.install(|| {
         Model::fit(&config, &data.plays, !args.no_loss, &mut |p| {
@@ -140,7 +262,16 @@ pub fn train(
     });
     let (fit_seconds, fit_cpu_seconds) = (t0.elapsed().as_secs_f64(), cpu_seconds() - c0);
     bar.finish_and_clear();
+    let lineage = serde_json::json!({
+        "snapshot_sha256": data.snapshot.get("snapshot_sha256"),
+        "data": data.snapshot,
+        "code_version": format!("{} ({})", env!("CARGO_PKG_VERSION"), env!("ENCORE_GIT_SHA")),
+        "host": host(),
+        "started_ms": started_ms,
+        "finished_ms": now_ms(),
+    });
     let metadata = serde_json::json!({
+        "lineage": lineage,
         "source": data.source,
         "interactions": data.plays.nnz(),
         "time_range_ms": data.time_range_ms,
@@ -171,8 +302,30 @@ pub fn train(
         fit_seconds,
         fit_cpu_seconds,
         threads: pool.current_num_threads(),
+        lineage,
         artifact: path.display().to_string(),
         checksum,
         artifact_bytes,
+        metrics: BTreeMap::new(),
+        baseline: BTreeMap::new(),
+        name: String::new(),
+        version: 0,
+        promoted: None,
     })
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// This machine's name, for lineage.
+fn host() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "unknown".into())
 }

@@ -168,6 +168,84 @@ fn demo_makes_a_world_in_the_data_dir_and_reuses_it() {
     let bytes = std::fs::read(&artifact).unwrap();
     assert_eq!(bytes.len() as u64, v["artifact_bytes"].as_u64().unwrap());
     assert_eq!(std::fs::read(tmp.path().join("m.encore")).unwrap(), bytes);
+    assert_eq!(v["name"], "recommender");
+    assert_eq!(v["version"], 1);
+    assert!(
+        v["lineage"]["snapshot_sha256"].as_str().unwrap().len() == 64,
+        "{v}"
+    );
+
+    // the registry: ALS v2 into production, a worse popularity v3 refused, forced, rolled back
+    let run = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--data-dir", "d", "--json"]);
+        let o = encore(tmp.path(), &all, &[("ENCORE_ACTOR", "ci")]);
+        (o.status.code(), stdout(&o), stderr(&o))
+    };
+    let (code, out, err) = run(&["train", "--model", "als", "--promote"]);
+    assert_eq!(code, Some(0), "{err}");
+    let v2: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let als_ndcg = v2["metrics"]["ndcg@10"].as_f64().unwrap();
+    assert_eq!(v2["promoted"]["to"], 2);
+    let (code, out, err) = run(&["train", "--model", "popularity"]);
+    assert_eq!(code, Some(0), "{err}");
+    let v3: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let pop_ndcg = v3["metrics"]["ndcg@10"].as_f64().unwrap();
+    assert!(pop_ndcg < als_ndcg - 0.005, "{pop_ndcg} vs {als_ndcg}");
+    let (code, _, err) = run(&["models", "promote", "recommender", "3"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains(&format!("{pop_ndcg:.4}")) && err.contains(&format!("{als_ndcg:.4}")),
+        "{err}"
+    );
+    let (code, _, err) = run(&[
+        "models",
+        "promote",
+        "recommender",
+        "3",
+        "--force",
+        "--reason",
+        "test",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    let (code, out, err) = run(&["models", "rollback", "recommender", "--reason", "worse"]);
+    assert_eq!(code, Some(0), "{err}");
+    let back: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (back["from"].as_u64(), back["to"].as_u64()),
+        (Some(3), Some(2))
+    );
+    let (_, out, _) = run(&["models", "history", "recommender"]);
+    let history: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+    assert_eq!(history.len(), 3);
+    assert_eq!(history[1]["forced"], true);
+    assert!(history.iter().all(|m| m["actor"] == "ci"));
+    // the card shows the numbers `models show` has
+    let (_, out, _) = run(&["models", "show", "recommender@production"]);
+    let shown: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(shown["version"], 2);
+    let o = encore(
+        tmp.path(),
+        &[
+            "models",
+            "card",
+            "recommender@production",
+            "--data-dir",
+            "d",
+        ],
+        &[],
+    );
+    let card = stdout(&o);
+    let ndcg = shown["metrics"]["ndcg@10"].as_f64().unwrap();
+    assert!(
+        card.contains(&format!(
+            "| ndcg@10 | {ndcg:.4} | {pop_ndcg:.4} | {ndcg:.4} |"
+        )),
+        "{card}"
+    );
+    let (code, _, err) = run(&["models", "delete", "recommender@2"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("production"), "{err}");
 }
 
 #[test]

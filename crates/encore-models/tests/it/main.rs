@@ -3,4 +3,5 @@
 // tests print the figures they measured
 #![allow(clippy::print_stderr)]
 
+mod artifact;
 mod hetrec;
