@@ -123,6 +123,9 @@ pub struct TrainReport {
     pub promoted: Option<encore_registry::AliasMove>,
 }
 
+/// Metric name (`ndcg@10`, ...) to value.
+type Metrics = BTreeMap<String, f64>;
+
 /// The split train-time evaluation uses: the shared holdout rule.
 pub const EVAL_SPLIT: &str = "holdout-20pct-seed42";
 
@@ -131,7 +134,7 @@ fn holdout_metrics(
     data: &TrainingData,
     args: &TrainArgs,
     out: &Output,
-) -> Result<(BTreeMap<String, f64>, BTreeMap<String, f64>), CliError> {
+) -> Result<(Metrics, Metrics), CliError> {
     let mut rows = Vec::with_capacity(data.plays.nnz());
     for u in 0..data.plays.n_rows {
         let (items, plays) = data.plays.row(u);
