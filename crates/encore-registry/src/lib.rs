@@ -13,6 +13,7 @@ mod error;
 pub use card::Card;
 pub use error::RegistryError;
 
+use encore_core::time::now_ms;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -153,12 +154,6 @@ CREATE TABLE IF NOT EXISTS alias_history (
     forced      INTEGER NOT NULL
 );
 ";
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
 
 /// Model and alias names: letters, digits, `-`, `_`, `.`; 1 to 64 characters.
 pub fn check_name(what: &str, name: &str) -> Result<(), RegistryError> {

@@ -6,6 +6,7 @@ use crate::cli::TrainArgs;
 use crate::commands::eval::{cpu_seconds, evaluate, pool};
 use crate::error::CliError;
 use crate::output::{Output, thousands};
+use encore_core::time::now_ms;
 use encore_models::artifact::Artifact;
 use encore_models::data::{Csr, read_tsv};
 use encore_models::model::Model;
@@ -315,12 +316,6 @@ pub fn train(
         version: 0,
         promoted: None,
     })
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// This machine's name, for lineage.
