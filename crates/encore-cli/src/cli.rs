@@ -441,26 +441,29 @@ pub struct TrainArgs {
     pub gate: GateArgs,
 }
 
-/// The production gate.
+/// The production gate [defaults: the `[registry]` section of the config].
 #[derive(Debug, Clone, Args)]
 pub struct GateArgs {
-    /// The offline metric the gate compares
-    #[arg(long, default_value = "ndcg@10")]
-    pub gate_metric: String,
-    /// How much lower than production's the metric may be
-    #[arg(long, default_value_t = 0.005)]
-    pub gate_tolerance: f64,
-    /// The least catalogue coverage@10 a production version must have
-    #[arg(long, default_value_t = 0.001)]
-    pub gate_min_coverage: f64,
+    /// The offline metric the gate compares [default: registry.gate_metric]
+    #[arg(long)]
+    pub gate_metric: Option<String>,
+    /// How much lower than production's the metric may be [default: registry.gate_tolerance]
+    #[arg(long)]
+    pub gate_tolerance: Option<f64>,
+    /// The least coverage@10 a production version must have [default: registry.gate_min_coverage]
+    #[arg(long)]
+    pub gate_min_coverage: Option<f64>,
 }
 
 impl GateArgs {
-    pub fn gate(&self) -> encore_registry::Gate {
+    pub fn gate(&self, config: &encore_config::RegistryConfig) -> encore_registry::Gate {
         encore_registry::Gate {
-            metric: self.gate_metric.clone(),
-            tolerance: self.gate_tolerance,
-            min_coverage: self.gate_min_coverage,
+            metric: self
+                .gate_metric
+                .clone()
+                .unwrap_or_else(|| config.gate_metric.clone()),
+            tolerance: self.gate_tolerance.unwrap_or(config.gate_tolerance),
+            min_coverage: self.gate_min_coverage.unwrap_or(config.gate_min_coverage),
         }
     }
 }

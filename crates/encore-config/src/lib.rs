@@ -43,6 +43,7 @@ pub struct Config {
     pub log: LogConfig,
     pub server: ServerConfig,
     pub ingest: IngestConfig,
+    pub registry: RegistryConfig,
     pub demo: DemoConfig,
 }
 
@@ -158,6 +159,36 @@ impl Default for IngestConfig {
     }
 }
 
+/// The model registry: the gate in front of `production`, and who hears about alias moves.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistryConfig {
+    /// The offline metric a new production version must not lose on.
+    pub gate_metric: String,
+    /// How much lower than production's that metric may be.
+    pub gate_tolerance: f64,
+    /// The least catalogue coverage@10 a production version must have.
+    pub gate_min_coverage: f64,
+    /// URLs that receive a POST (JSON) for every alias move.
+    pub webhooks: Vec<String>,
+    /// Attempts per webhook delivery, with exponential backoff from `webhook_backoff_ms`.
+    pub webhook_attempts: u32,
+    pub webhook_backoff_ms: u64,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        Self {
+            gate_metric: "ndcg@10".into(),
+            gate_tolerance: 0.005,
+            gate_min_coverage: 0.001,
+            webhooks: Vec::new(),
+            webhook_attempts: 5,
+            webhook_backoff_ms: 200,
+        }
+    }
+}
+
 /// Size of the world `encore demo` simulates.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -216,6 +247,29 @@ impl Config {
                     message: "must be at least 1".into(),
                 });
             }
+        }
+        if !(0.0..=1.0).contains(&self.registry.gate_tolerance) {
+            out.push(Violation {
+                key: "registry.gate_tolerance",
+                message: format!(
+                    "{} is out of range, expected 0..=1",
+                    self.registry.gate_tolerance
+                ),
+            });
+        }
+        for url in &self.registry.webhooks {
+            if !url.starts_with("http://") {
+                out.push(Violation {
+                    key: "registry.webhooks",
+                    message: format!("{url:?} is not an http:// URL"),
+                });
+            }
+        }
+        if self.registry.webhook_attempts == 0 {
+            out.push(Violation {
+                key: "registry.webhook_attempts",
+                message: "must be at least 1".into(),
+            });
         }
         if !(1..=3_650).contains(&self.demo.days) {
             out.push(Violation {

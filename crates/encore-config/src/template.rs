@@ -34,6 +34,19 @@ write_queue = 64
 max_batch_rows = 10000
 max_body_bytes = 16777216
 
+[registry]
+# The gate in front of the `production` alias: a version must score at least production's
+# gate_metric minus gate_tolerance (on the same split), have coverage@10 >= gate_min_coverage,
+# and its artifact must load. `encore models promote --force --reason ...` overrides it.
+gate_metric = "ndcg@10"
+gate_tolerance = 0.005
+gate_min_coverage = 0.001
+# Every alias move is POSTed as JSON to these URLs (http:// only), retried up to
+# webhook_attempts times with exponential backoff starting at webhook_backoff_ms.
+webhooks = []
+webhook_attempts = 5
+webhook_backoff_ms = 200
+
 [demo]
 # Size of the simulated world `encore demo` creates: listeners, days of history, and the seed
 # (the same seed always gives the same world).

@@ -26,6 +26,8 @@ pub enum RegistryError {
         alias: String,
         version: u32,
     },
+    #[error("registry: {0}")]
+    Io(String),
     #[error("registry database: {0}")]
     Sqlite(#[from] rusqlite::Error),
     #[error("registry record: {0}")]
@@ -42,7 +44,7 @@ impl Coded for RegistryError {
             RegistryError::GateRefused { .. }
             | RegistryError::InUse { .. }
             | RegistryError::NothingToRollBack { .. } => ErrorCode::FailedPrecondition,
-            RegistryError::Sqlite(_) => ErrorCode::Unavailable,
+            RegistryError::Sqlite(_) | RegistryError::Io(_) => ErrorCode::Unavailable,
             RegistryError::Json(_) => ErrorCode::DataLoss,
         }
     }

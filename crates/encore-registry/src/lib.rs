@@ -9,9 +9,11 @@
 
 mod card;
 mod error;
+mod watch;
 
 pub use card::Card;
 pub use error::RegistryError;
+pub use watch::{Watcher, WebhookConfig, post_json, webhooks};
 
 use encore_core::time::now_ms;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};

@@ -125,7 +125,7 @@ pub fn run(
                 reason: &reason,
                 force,
             };
-            let m = reg.promote(&name, number, &how, &gate.gate())?;
+            let m = reg.promote(&name, number, &how, &gate.gate(&loaded.config.registry))?;
             out.emit(&m, || fmt_move(&m));
         }
         ModelsCommand::Rollback {

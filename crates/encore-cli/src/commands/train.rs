@@ -200,8 +200,12 @@ pub fn run(loaded: &encore_config::Loaded, args: &TrainArgs, out: &Output) -> Re
             reason: "encore train --promote",
             force: false,
         };
-        report.promoted =
-            Some(registry.promote(&args.name, report.version, &how, &args.gate.gate())?);
+        report.promoted = Some(registry.promote(
+            &args.name,
+            report.version,
+            &how,
+            &args.gate.gate(&loaded.config.registry),
+        )?);
     }
     out.emit(&report, || {
         let loss = report

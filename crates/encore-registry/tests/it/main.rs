@@ -204,3 +204,83 @@ fn concurrent_promotions_keep_one_target_and_every_move() {
     assert_eq!(aliases.len(), 1);
     assert_eq!(aliases[PRODUCTION], history.last().unwrap().to);
 }
+
+#[test]
+fn watchers_see_moves_from_other_connections_and_webhooks_retry() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::time::Duration;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut reg = Registry::open(tmp.path()).unwrap();
+    reg.register("home", &version(tmp.path(), 4, 0.2)).unwrap();
+    let watcher = encore_registry::Watcher::start(tmp.path(), Duration::from_millis(20)).unwrap();
+    let seen = watcher.subscribe();
+    let hooked = watcher.subscribe();
+
+    // a webhook receiver that fails the first delivery
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hooks/models", listener.local_addr().unwrap());
+    let server = std::thread::spawn(move || {
+        let mut bodies = Vec::new();
+        for (n, conn) in listener.incoming().take(2).enumerate() {
+            let mut conn = conn.unwrap();
+            let mut reader = BufReader::new(conn.try_clone().unwrap());
+            let (mut line, mut length) = (String::new(), 0);
+            reader.read_line(&mut line).unwrap();
+            assert!(line.starts_with("POST /hooks/models "), "{line}");
+            loop {
+                line.clear();
+                reader.read_line(&mut line).unwrap();
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap();
+                }
+                if line == "\r\n" {
+                    break;
+                }
+            }
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).unwrap();
+            bodies.push(String::from_utf8(body).unwrap());
+            let status = if n == 0 {
+                "500 Internal Server Error"
+            } else {
+                "204 No Content"
+            };
+            write!(conn, "HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n").unwrap();
+        }
+        bodies
+    });
+    let (tx, results) = std::sync::mpsc::channel();
+    let config = encore_registry::WebhookConfig {
+        urls: vec![url.clone()],
+        attempts: 3,
+        backoff: Duration::from_millis(10),
+    };
+    let hooks = encore_registry::webhooks(hooked, config, move |u, m, tries, ok| {
+        tx.send((u.to_string(), m.to, tries, ok)).unwrap();
+    })
+    .unwrap();
+
+    // another connection (as another process would) moves production
+    let mut other = Registry::open(tmp.path()).unwrap();
+    other
+        .promote("home", 1, &how("ship it", false), &Gate::default())
+        .unwrap();
+    let m = seen.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert_eq!(
+        (m.alias.as_str(), m.to, m.reason.as_str()),
+        (PRODUCTION, 1, "ship it")
+    );
+    let delivered = results.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert_eq!(
+        delivered,
+        (url, 1, 2, true),
+        "delivered on the second attempt"
+    );
+    let bodies = server.join().unwrap();
+    assert_eq!(bodies[0], bodies[1]);
+    let event: serde_json::Value = serde_json::from_str(&bodies[1]).unwrap();
+    assert_eq!(event["event"], "alias_moved");
+    assert_eq!(event["move"]["to"], 1);
+    drop(watcher);
+    hooks.join().unwrap();
+}

@@ -1,0 +1,174 @@
+//! Alias moves as events. A [`Watcher`] polls the registry's history (cheap: one indexed query
+//! after SQLite's `data_version` says something changed), so it sees moves made by any process,
+//! the CLI included, and hands each one to its subscribers in order. Serving subscribes to swap
+//! models; [`webhooks`] posts each move to the configured URLs.
+
+use crate::{AliasMove, Registry, RegistryError};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// Polls for alias moves on a thread until dropped.
+#[derive(Debug)]
+pub struct Watcher {
+    subscribers: Arc<Mutex<Vec<Sender<AliasMove>>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Watcher {
+    /// Starts watching the registry of `root` for moves after the newest one now, every
+    /// `interval`.
+    pub fn start(root: &Path, interval: Duration) -> Result<Watcher, RegistryError> {
+        let reg = Registry::open(root)?;
+        let mut last = reg.last_move_id()?;
+        let subscribers: Arc<Mutex<Vec<Sender<AliasMove>>>> = Arc::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (subs, halt) = (subscribers.clone(), stop.clone());
+        let thread = std::thread::Builder::new()
+            .name("registry-watch".into())
+            .spawn(move || {
+                let mut version = reg.data_version().unwrap_or(0);
+                while !halt.load(Ordering::Relaxed) {
+                    std::thread::sleep(interval);
+                    // data_version changes when another connection commits
+                    let now = reg.data_version().unwrap_or(version.wrapping_add(1));
+                    if now == version {
+                        continue;
+                    }
+                    version = now;
+                    let Ok(moves) = reg.moves_since(last) else {
+                        continue;
+                    };
+                    for m in moves {
+                        last = m.id;
+                        let mut subs = subs.lock().unwrap_or_else(|e| e.into_inner());
+                        // a dropped receiver unsubscribes
+                        subs.retain(|s| s.send(m.clone()).is_ok());
+                    }
+                }
+            })
+            .map_err(|e| RegistryError::Io(format!("cannot start the watcher thread: {e}")))?;
+        Ok(Watcher {
+            subscribers,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Every move from now on, in history order.
+    pub fn subscribe(&self) -> Receiver<AliasMove> {
+        let (tx, rx) = channel();
+        self.subscribers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(tx);
+        rx
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Registry {
+    /// The id of the newest alias move (0 when there is none).
+    pub fn last_move_id(&self) -> Result<i64, RegistryError> {
+        Ok(self
+            .conn
+            .query_row("SELECT COALESCE(MAX(id), 0) FROM alias_history", [], |r| {
+                r.get(0)
+            })?)
+    }
+
+    /// SQLite's counter of commits by other connections.
+    fn data_version(&self) -> Result<i64, RegistryError> {
+        Ok(self
+            .conn
+            .query_row("PRAGMA data_version", [], |r| r.get(0))?)
+    }
+}
+
+/// Delivery settings of [`webhooks`].
+#[derive(Debug, Clone)]
+pub struct WebhookConfig {
+    /// `http://host:port/path` URLs
+    pub urls: Vec<String>,
+    pub attempts: u32,
+    pub backoff: Duration,
+}
+
+/// Posts every move received on `moves` to each URL as JSON, on a thread, retrying a failed
+/// delivery (connection error or non-2xx status) with exponential backoff. Returns the thread,
+/// which ends when `moves` closes. `on_result(url, move, attempts, ok)` reports each delivery.
+pub fn webhooks(
+    moves: Receiver<AliasMove>,
+    config: WebhookConfig,
+    on_result: impl Fn(&str, &AliasMove, u32, bool) + Send + 'static,
+) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("registry-webhooks".into())
+        .spawn(move || {
+            for m in moves {
+                let body = serde_json::json!({"event": "alias_moved", "move": m}).to_string();
+                for url in &config.urls {
+                    let mut delay = config.backoff;
+                    let mut tries = 0;
+                    let ok = loop {
+                        tries += 1;
+                        if post_json(url, &body).is_ok_and(|s| (200..300).contains(&s)) {
+                            break true;
+                        }
+                        if tries >= config.attempts.max(1) {
+                            break false;
+                        }
+                        std::thread::sleep(delay);
+                        delay = delay.saturating_mul(2);
+                    };
+                    on_result(url, &m, tries, ok);
+                }
+            }
+        })
+}
+
+/// One HTTP/1.1 POST of `body` to `url` (http only); returns the status.
+pub fn post_json(url: &str, body: &str) -> std::io::Result<u16> {
+    use std::io::{BufRead, BufReader, Write};
+    let invalid =
+        || std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("bad URL {url}"));
+    let rest = url.strip_prefix("http://").ok_or_else(invalid)?;
+    let (host, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let addr = std::net::ToSocketAddrs::to_socket_addrs(host)?
+        .next()
+        .ok_or_else(invalid)?;
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\nUser-Agent: encore\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut status_line = String::new();
+    BufReader::new(stream).read_line(&mut status_line)?;
+    status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("{url} answered {status_line:?}"),
+            )
+        })
+}
