@@ -442,7 +442,7 @@ pub struct TrainArgs {
 }
 
 /// The production gate [defaults: the `[registry]` section of the config].
-#[derive(Debug, Clone, Args)]
+#[derive(Debug, Clone, Default, Args)]
 pub struct GateArgs {
     /// The offline metric the gate compares [default: registry.gate_metric]
     #[arg(long)]

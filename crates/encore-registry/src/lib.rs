@@ -539,6 +539,11 @@ impl Registry {
 
     /// Every alias move of `model`, oldest first.
     pub fn history(&self, model: &str) -> Result<Vec<AliasMove>, RegistryError> {
+        if !self.model_exists(model)? {
+            return Err(RegistryError::NotFound {
+                what: format!("model {model}"),
+            });
+        }
         self.moves("WHERE model = ?1", params![model])
     }
 

@@ -14,6 +14,7 @@ pub mod client;
 pub mod error;
 mod events;
 mod health;
+mod models;
 
 use axum::Router;
 use encore_ingest::Ingestor;
@@ -40,11 +41,19 @@ impl Default for Limits {
     }
 }
 
+/// Where the model registry is and the gate its `production` alias goes through.
+#[derive(Debug, Clone)]
+pub struct RegistryAccess {
+    pub root: std::path::PathBuf,
+    pub gate: encore_registry::Gate,
+}
+
 /// What every handler can reach.
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub ingestor: Arc<Ingestor>,
     pub limits: Limits,
+    pub registry: Option<RegistryAccess>,
     in_flight: Arc<Semaphore>,
 }
 
@@ -54,8 +63,15 @@ impl AppState {
         AppState {
             ingestor,
             limits,
+            registry: None,
             in_flight,
         }
+    }
+
+    /// Serves the model registry of the data directory `root` too (`/v1/models...`).
+    pub fn with_registry(mut self, root: std::path::PathBuf, gate: encore_registry::Gate) -> Self {
+        self.registry = Some(RegistryAccess { root, gate });
+        self
     }
 }
 
@@ -63,6 +79,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(health::routes())
         .merge(events::routes())
+        .merge(models::routes())
         .fallback(error::not_found)
         .with_state(state)
 }

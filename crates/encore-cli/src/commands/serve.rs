@@ -39,6 +39,7 @@ pub fn run(loaded: &Loaded, args: &ServeArgs, out: &Output) -> Result<(), CliErr
         max_in_flight: (c.write_queue as usize).max(1) * 2,
     };
     let bind = args.bind.unwrap_or(loaded.config.server.bind);
+    let _watch = watch_registry(loaded, dir.path())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -61,17 +62,26 @@ pub fn run(loaded: &Loaded, args: &ServeArgs, out: &Output) -> Result<(), CliErr
         let report = serde_json::json!({
             "listening": format!("http://{addr}"),
             "data_dir": dir.path(),
-            "endpoints": ["POST /v1/events", "GET /v1/events/stats", "GET /healthz"],
+            "endpoints": [
+                "POST /v1/events", "GET /v1/events/stats", "GET /healthz", "GET /v1/models",
+                "GET /v1/models/{name}/versions", "GET /v1/models/{name}/history",
+                "POST /v1/models/{name}/aliases/{alias}",
+            ],
         });
         out.emit(&report, || {
             format!(
                 "listening on http://{addr}\n  POST http://{addr}/v1/events        (JSON array or NDJSON)\n  \
-                 GET  http://{addr}/v1/events/stats\n  GET  http://{addr}/healthz\ndata directory {}",
+                 GET  http://{addr}/v1/events/stats\n  GET  http://{addr}/healthz\n  \
+                 GET  http://{addr}/v1/models             (and /v1/models/NAME/versions, /history)\n  \
+                 POST http://{addr}/v1/models/NAME/aliases/production  {{\"version\": N}}\n\
+                 data directory {}",
                 dir.path().display()
             )
         });
         let _ = std::io::stdout().flush();
-        let state = AppState::new(Arc::clone(&ingestor), limits);
+        let gate = crate::cli::GateArgs::default().gate(&loaded.config.registry);
+        let state = AppState::new(Arc::clone(&ingestor), limits)
+            .with_registry(dir.path().to_path_buf(), gate);
         encore_server::serve(listener, state, shutdown_signal())
             .await
             .map_err(|e| CliError::failed(format!("server error: {e}"), "see the log"))
@@ -80,4 +90,39 @@ pub fn run(loaded: &Loaded, args: &ServeArgs, out: &Output) -> Result<(), CliErr
         ingestor.log(t).seal()?;
     }
     Ok(())
+}
+
+/// Logs every alias move (from this server or any other process) and posts it to the configured
+/// webhooks; stops when the returned watcher is dropped.
+fn watch_registry(
+    loaded: &Loaded,
+    root: &std::path::Path,
+) -> Result<encore_registry::Watcher, CliError> {
+    let watcher = encore_registry::Watcher::start(root, std::time::Duration::from_millis(500))?;
+    let log = watcher.subscribe();
+    std::thread::spawn(move || {
+        for m in log {
+            tracing::info!(model = %m.model, alias = %m.alias, from = ?m.from, to = m.to,
+                action = %m.action, forced = m.forced, actor = %m.actor, "alias moved");
+        }
+    });
+    let c = &loaded.config.registry;
+    if !c.webhooks.is_empty() {
+        let config = encore_registry::WebhookConfig {
+            urls: c.webhooks.clone(),
+            attempts: c.webhook_attempts,
+            backoff: std::time::Duration::from_millis(c.webhook_backoff_ms),
+        };
+        encore_registry::webhooks(watcher.subscribe(), config, |url, m, tries, ok| {
+            if ok {
+                tracing::info!(url, id = m.id, tries, "webhook delivered");
+            } else {
+                tracing::warn!(url, id = m.id, tries, "webhook failed after every attempt");
+            }
+        })
+        .map_err(|e| {
+            CliError::failed(format!("cannot start webhooks: {e}"), "check system limits")
+        })?;
+    }
+    Ok(watcher)
 }

@@ -10,10 +10,15 @@ use std::time::Duration;
 
 /// Starts `encore serve` on a free port; returns the child and the port.
 fn start(data: &Path) -> (Child, u16) {
+    start_with(data, &[])
+}
+
+fn start_with(data: &Path, env: &[(&str, &str)]) -> (Child, u16) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_encore"))
         .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
         .arg(data)
         .env("ENCORE__INGEST__SEAL_ROWS", "4000")
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -158,4 +163,109 @@ fn terminate(child: &Child) {
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
+}
+
+/// Reads one HTTP request from `conn` and returns its body; answers `status`.
+fn receive_hook(conn: &mut std::net::TcpStream, status: &str) -> String {
+    use std::io::{Read, Write};
+    let mut reader = BufReader::new(conn.try_clone().unwrap());
+    let (mut line, mut length) = (String::new(), 0);
+    loop {
+        line.clear();
+        reader.read_line(&mut line).unwrap();
+        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            length = v.trim().parse().unwrap();
+        }
+        if line == "\r\n" {
+            break;
+        }
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).unwrap();
+    write!(conn, "HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n").unwrap();
+    String::from_utf8(body).unwrap()
+}
+
+#[test]
+fn registry_over_http_gates_production_and_posts_webhooks() {
+    use encore_server::client::request;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("d");
+    let data_arg = data.to_str().unwrap();
+    let run = |args: &[&str]| {
+        let o = Command::new(env!("CARGO_BIN_EXE_encore"))
+            .args(args)
+            .args(["--data-dir", data_arg, "--json"])
+            .current_dir(tmp.path())
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()
+    };
+    // the demo's small world; ALS into production, then a worse popularity version
+    run(&["demo", "--users", "120", "--days", "2"]);
+    let v1 = run(&["train", "--model", "als", "--promote"]);
+    let v2 = run(&["train", "--model", "popularity"]);
+    let (als, pop) = (
+        v1["metrics"]["ndcg@10"].as_f64().unwrap(),
+        v2["metrics"]["ndcg@10"].as_f64().unwrap(),
+    );
+
+    let hooks = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hook_url = format!("[\"http://{}/hook\"]", hooks.local_addr().unwrap());
+    let (child, port) = start_with(
+        &data,
+        &[
+            ("ENCORE__REGISTRY__WEBHOOKS", hook_url.as_str()),
+            ("ENCORE__REGISTRY__WEBHOOK_BACKOFF_MS", "20"),
+        ],
+    );
+    let addr = format!("127.0.0.1:{port}");
+    let list = request(&addr, "GET", "/v1/models", b"").unwrap();
+    assert_eq!(list.status, 200, "{}", list.body);
+    let list: serde_json::Value = serde_json::from_str(&list.body).unwrap();
+    assert_eq!(list[0]["name"], "recommender");
+    assert_eq!(list[0]["aliases"]["production"], 1);
+    let versions = request(&addr, "GET", "/v1/models/recommender/versions", b"").unwrap();
+    let versions: serde_json::Value = serde_json::from_str(&versions.body).unwrap();
+    assert_eq!(versions.as_array().unwrap().len(), 2);
+
+    let path = "/v1/models/recommender/aliases/production";
+    let refused = request(&addr, "POST", path, br#"{"version": 2}"#).unwrap();
+    assert_eq!(refused.status, 412, "{}", refused.body);
+    assert!(
+        refused.body.contains(&format!("{pop:.4}")) && refused.body.contains(&format!("{als:.4}")),
+        "{}",
+        refused.body
+    );
+    let bad = request(&addr, "POST", path, br#"{"versoin": 2}"#).unwrap();
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    let missing = request(&addr, "GET", "/v1/models/nope/history", b"").unwrap();
+    assert_eq!(missing.status, 404, "{}", missing.body);
+    let forced = request(
+        &addr,
+        "POST",
+        path,
+        br#"{"version": 2, "force": true, "reason": "load test", "actor": "ops"}"#,
+    )
+    .unwrap();
+    assert_eq!(forced.status, 200, "{}", forced.body);
+
+    // the move reaches the webhook (the first delivery fails and is retried)
+    let mut first = hooks.accept().unwrap().0;
+    let a = receive_hook(&mut first, "503 Service Unavailable");
+    let mut second = hooks.accept().unwrap().0;
+    let b = receive_hook(&mut second, "200 OK");
+    assert_eq!(a, b);
+    let event: serde_json::Value = serde_json::from_str(&b).unwrap();
+    assert_eq!(event["move"]["to"], 2);
+    assert_eq!(event["move"]["forced"], true);
+    assert_eq!(event["move"]["actor"], "ops");
+
+    let history = request(&addr, "GET", "/v1/models/recommender/history", b"").unwrap();
+    let history: serde_json::Value = serde_json::from_str(&history.body).unwrap();
+    assert_eq!(history.as_array().unwrap().len(), 2);
+    terminate(&child);
+    let mut child = child;
+    assert!(child.wait().unwrap().success());
 }

@@ -1,0 +1,111 @@
+//! The model registry over HTTP:
+//! `GET /v1/models`, `GET /v1/models/{name}/versions`, `GET /v1/models/{name}/history`, and
+//! `POST /v1/models/{name}/aliases/{alias}` (`{"version": 3, "reason": "...", "force": false,
+//! "actor": "..."}`), which moves `production` only through the gate. A refused promotion is
+//! `412` with every failed check in the message. Each request opens its own SQLite connection on
+//! a blocking thread: the registry serializes writers itself.
+
+use crate::AppState;
+use crate::error::ApiError;
+use axum::extract::{Path, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use encore_core::ErrorCode;
+use encore_registry::{AliasMove, ModelSummary, Promotion, Registry, Version};
+use serde::Deserialize;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/models", get(list))
+        .route("/v1/models/{name}/versions", get(versions))
+        .route("/v1/models/{name}/history", get(history))
+        .route("/v1/models/{name}/aliases/{alias}", post(move_alias))
+}
+
+/// Runs `f` on a registry connection off the async threads.
+async fn with_registry<T: Send + 'static>(
+    state: &AppState,
+    f: impl FnOnce(&mut Registry) -> Result<T, encore_registry::RegistryError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let Some(root) = state.registry.as_ref().map(|r| r.root.clone()) else {
+        return Err(ApiError::new(
+            ErrorCode::FailedPrecondition,
+            "this server has no model registry",
+        ));
+    };
+    tokio::task::spawn_blocking(move || {
+        let mut reg = Registry::open(&root)?;
+        f(&mut reg)
+    })
+    .await
+    .map_err(|e| ApiError::new(ErrorCode::Internal, format!("registry task failed: {e}")))?
+    .map_err(ApiError::from)
+}
+
+async fn list(State(state): State<AppState>) -> Result<Json<Vec<ModelSummary>>, ApiError> {
+    Ok(Json(with_registry(&state, |r| r.list()).await?))
+}
+
+async fn versions(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Vec<Version>>, ApiError> {
+    Ok(Json(
+        with_registry(&state, move |r| r.versions(&name)).await?,
+    ))
+}
+
+async fn history(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Vec<AliasMove>>, ApiError> {
+    Ok(Json(
+        with_registry(&state, move |r| r.history(&name)).await?,
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MoveAlias {
+    version: u32,
+    #[serde(default)]
+    reason: String,
+    #[serde(default)]
+    force: bool,
+    /// who asks (recorded in the history) [default: "api"]
+    #[serde(default)]
+    actor: Option<String>,
+}
+
+async fn move_alias(
+    State(state): State<AppState>,
+    Path((name, alias)): Path<(String, String)>,
+    body: Result<Json<MoveAlias>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<AliasMove>, ApiError> {
+    let Json(req) = body.map_err(|e| {
+        ApiError::new(
+            ErrorCode::InvalidArgument,
+            format!(
+                "{} (expected {{\"version\": N, \"reason\": \"...\", \"force\": false}})",
+                e.body_text()
+            ),
+        )
+    })?;
+    let gate = state
+        .registry
+        .as_ref()
+        .map(|r| r.gate.clone())
+        .unwrap_or_default();
+    let m = with_registry(&state, move |r| {
+        let actor = req.actor.unwrap_or_else(|| "api".into());
+        let how = Promotion {
+            alias: &alias,
+            actor: &actor,
+            reason: &req.reason,
+            force: req.force,
+        };
+        r.promote(&name, req.version, &how, &gate)
+    })
+    .await?;
+    Ok(Json(m))
+}
