@@ -407,7 +407,7 @@ pub struct EvalArgs {
     pub k: usize,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct TrainArgs {
     /// Training pairs: TSV with header userID<TAB>itemID<TAB>weight [default: every stream in the
     /// event log, plays per listener and track]
@@ -437,6 +437,9 @@ pub struct TrainArgs {
     /// A note stored with the version
     #[arg(long, default_value = "")]
     pub description: String,
+    /// A KEY=VALUE tag stored with the version (repeatable)
+    #[arg(long = "tag", value_name = "KEY=VALUE", value_parser = parse_tag)]
+    pub tags: Vec<(String, String)>,
     #[command(flatten)]
     pub gate: GateArgs,
 }
@@ -503,4 +506,11 @@ pub enum ModelsCommand {
     Card { reference: String },
     /// Delete NAME@VERSION (refused while an alias points at it)
     Delete { reference: String },
+}
+
+fn parse_tag(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("{s:?} is not KEY=VALUE")),
+    }
 }

@@ -21,6 +21,8 @@ struct DemoReport {
     log_rows: u64,
     /// offline evaluation on the log (20 % of each listener's streamed tracks held out)
     models: Vec<crate::commands::eval::EvalReport>,
+    /// ALS trained on the whole log, registered and moved to production through the gate
+    registered: crate::commands::train::TrainReport,
     next: Vec<String>,
 }
 
@@ -62,6 +64,50 @@ pub fn run(loaded: &Loaded, args: &DemoArgs, out: &Output) -> Result<(), CliErro
         let args = crate::cli::ModelArgs::defaults(model);
         models.push(crate::commands::eval::evaluate(&ds, &args, 0, 10, out)?);
     }
+    // the production model: ALS on every stream, registered with the metrics above
+    let data = crate::commands::train::TrainingData::from_log(&ingestor)?;
+    let train_args = crate::cli::TrainArgs {
+        train: None,
+        model: crate::cli::ModelArgs::defaults(crate::cli::ModelArg::Als),
+        threads: 0,
+        no_loss: false,
+        out: None,
+        name: "recommender".into(),
+        no_eval: false,
+        promote: false,
+        description: "encore demo: ALS on the simulated world".into(),
+        gate: crate::cli::GateArgs::default(),
+        tags: vec![("source".into(), "demo".into())],
+    };
+    let mut registered = crate::commands::train::train(dir.path(), &data, &train_args, out)?;
+    let (als_metrics, pop_metrics) = (models[1].metrics.clone(), models[0].metrics.clone());
+    crate::commands::train::register(
+        loaded,
+        dir.path(),
+        &data,
+        &train_args,
+        &mut registered,
+        als_metrics,
+        pop_metrics,
+    )?;
+    // a refusal (a different world scoring lower than the last demo's) is reported, not fatal
+    let mut registry = encore_registry::Registry::open(dir.path())?;
+    let actor = crate::commands::models::actor();
+    let how = encore_registry::Promotion {
+        alias: encore_registry::PRODUCTION,
+        actor: &actor,
+        reason: "encore demo",
+        force: false,
+    };
+    let gate = train_args.gate.gate(&loaded.config.registry);
+    registered.promoted = match registry.promote("recommender", registered.version, &how, &gate) {
+        Ok(m) => Some(m),
+        Err(e @ encore_registry::RegistryError::GateRefused { .. }) => {
+            tracing::warn!("{e}");
+            None
+        }
+        Err(e) => return Err(e.into()),
+    };
     let world_path = world_dir.display().to_string();
     let report = DemoReport {
         data_dir: dir.path().display().to_string(),
@@ -69,7 +115,10 @@ pub fn run(loaded: &Loaded, args: &DemoArgs, out: &Output) -> Result<(), CliErro
         ingest,
         log_rows: stats.plays + stats.interactions,
         models,
+        registered,
         next: vec![
+            "encore models card recommender@production".into(),
+            "encore models history recommender".into(),
             "encore events stats".into(),
             "encore events verify".into(),
             format!("encore sim verify {world_path}"),
@@ -105,6 +154,16 @@ pub fn run(loaded: &Loaded, args: &DemoArgs, out: &Output) -> Result<(), CliErro
                 als.ndcg() / pop.ndcg().max(1e-9),
             ));
         }
+        let r = &report.registered;
+        text.push_str(&format!(
+            "registered {}@{} ({}), production: {}\n\n",
+            r.name,
+            r.version,
+            r.artifact,
+            r.promoted
+                .as_ref()
+                .map_or("unchanged (the gate refused it)".to_string(), |m| format!("v{}", m.to)),
+        ));
         text.push_str("try next:\n");
         for n in &report.next {
             text.push_str(&format!("  {n}\n"));

@@ -167,46 +167,15 @@ pub fn run(loaded: &encore_config::Loaded, args: &TrainArgs, out: &Output) -> Re
     } else {
         holdout_metrics(&data, args, out)?
     };
-    let mut registry = encore_registry::Registry::open(dir.path())?;
-    let record = encore_registry::NewVersion {
-        kind: report.model.into(),
-        checksum: report.checksum.clone(),
-        artifact: std::fs::canonicalize(&report.artifact)
-            .map_or(report.artifact.clone(), |p| p.display().to_string()),
-        config: report.config.clone(),
-        lineage: report.lineage.clone(),
-        metrics: metrics.clone(),
-        baseline: baseline.clone(),
-        split: (!args.no_eval).then(|| EVAL_SPLIT.to_string()),
-        data: serde_json::json!({
-            "source": data.source,
-            "users": report.users,
-            "items": report.items,
-            "interactions": report.interactions,
-            "time_range_ms": data.time_range_ms.map(|(a, b)| [a, b]),
-        }),
-        tags: BTreeMap::new(),
-        description: args.description.clone(),
-    };
-    report.version = registry.register(&args.name, &record)?;
-    report.name = args.name.clone();
-    report.metrics = metrics;
-    report.baseline = baseline;
-    if args.promote {
-        let actor = crate::commands::models::actor();
-        let how = encore_registry::Promotion {
-            alias: encore_registry::PRODUCTION,
-            actor: &actor,
-            reason: "encore train --promote",
-            force: false,
-        };
-        report.promoted = Some(registry.promote(
-            &args.name,
-            report.version,
-            &how,
-            &args.gate.gate(&loaded.config.registry),
-        )?);
-    }
+    register(
+        loaded,
+        dir.path(),
+        &data,
+        args,
+        &mut report,
+        metrics,
+        baseline,
+    )?;
     out.emit(&report, || {
         let loss = report
             .loss
@@ -243,6 +212,60 @@ pub fn run(loaded: &encore_config::Loaded, args: &TrainArgs, out: &Output) -> Re
             },
         )
     });
+    Ok(())
+}
+
+/// Registers the trained model as a new version of `args.name` with its offline metrics, and
+/// moves `production` to it through the gate with `args.promote`.
+pub fn register(
+    loaded: &encore_config::Loaded,
+    root: &std::path::Path,
+    data: &TrainingData,
+    args: &TrainArgs,
+    report: &mut TrainReport,
+    metrics: Metrics,
+    baseline: Metrics,
+) -> Result<(), CliError> {
+    let mut registry = encore_registry::Registry::open(root)?;
+    let record = encore_registry::NewVersion {
+        kind: report.model.into(),
+        checksum: report.checksum.clone(),
+        artifact: std::fs::canonicalize(&report.artifact)
+            .map_or(report.artifact.clone(), |p| p.display().to_string()),
+        config: report.config.clone(),
+        lineage: report.lineage.clone(),
+        metrics: metrics.clone(),
+        baseline: baseline.clone(),
+        split: (!metrics.is_empty()).then(|| EVAL_SPLIT.to_string()),
+        data: serde_json::json!({
+            "source": data.source,
+            "users": report.users,
+            "items": report.items,
+            "interactions": report.interactions,
+            "time_range_ms": data.time_range_ms.map(|(a, b)| [a, b]),
+        }),
+        tags: args.tags.iter().cloned().collect(),
+        description: args.description.clone(),
+    };
+    report.version = registry.register(&args.name, &record)?;
+    report.name = args.name.clone();
+    report.metrics = metrics;
+    report.baseline = baseline;
+    if args.promote {
+        let actor = crate::commands::models::actor();
+        let how = encore_registry::Promotion {
+            alias: encore_registry::PRODUCTION,
+            actor: &actor,
+            reason: "encore train --promote",
+            force: false,
+        };
+        report.promoted = Some(registry.promote(
+            &args.name,
+            report.version,
+            &how,
+            &args.gate.gate(&loaded.config.registry),
+        )?);
+    }
     Ok(())
 }
 

@@ -204,8 +204,8 @@ fn registry_over_http_gates_production_and_posts_webhooks() {
     };
     // the demo's small world; ALS into production, then a worse popularity version
     run(&["demo", "--users", "120", "--days", "2"]);
-    let v1 = run(&["train", "--model", "als", "--promote"]);
-    let v2 = run(&["train", "--model", "popularity"]);
+    let v1 = run(&["train", "--name", "home", "--model", "als", "--promote"]);
+    let v2 = run(&["train", "--name", "home", "--model", "popularity"]);
     let (als, pop) = (
         v1["metrics"]["ndcg@10"].as_f64().unwrap(),
         v2["metrics"]["ndcg@10"].as_f64().unwrap(),
@@ -224,13 +224,13 @@ fn registry_over_http_gates_production_and_posts_webhooks() {
     let list = request(&addr, "GET", "/v1/models", b"").unwrap();
     assert_eq!(list.status, 200, "{}", list.body);
     let list: serde_json::Value = serde_json::from_str(&list.body).unwrap();
-    assert_eq!(list[0]["name"], "recommender");
+    assert_eq!(list[0]["name"], "home");
     assert_eq!(list[0]["aliases"]["production"], 1);
-    let versions = request(&addr, "GET", "/v1/models/recommender/versions", b"").unwrap();
+    let versions = request(&addr, "GET", "/v1/models/home/versions", b"").unwrap();
     let versions: serde_json::Value = serde_json::from_str(&versions.body).unwrap();
     assert_eq!(versions.as_array().unwrap().len(), 2);
 
-    let path = "/v1/models/recommender/aliases/production";
+    let path = "/v1/models/home/aliases/production";
     let refused = request(&addr, "POST", path, br#"{"version": 2}"#).unwrap();
     assert_eq!(refused.status, 412, "{}", refused.body);
     assert!(
@@ -262,7 +262,7 @@ fn registry_over_http_gates_production_and_posts_webhooks() {
     assert_eq!(event["move"]["forced"], true);
     assert_eq!(event["move"]["actor"], "ops");
 
-    let history = request(&addr, "GET", "/v1/models/recommender/history", b"").unwrap();
+    let history = request(&addr, "GET", "/v1/models/home/history", b"").unwrap();
     let history: serde_json::Value = serde_json::from_str(&history.body).unwrap();
     assert_eq!(history.as_array().unwrap().len(), 2);
     terminate(&child);

@@ -121,6 +121,13 @@ fn demo_makes_a_world_in_the_data_dir_and_reuses_it() {
     assert_eq!(v["models"][0]["model"], "popularity");
     assert_eq!(v["models"][1]["model"], "als");
     assert!(v["models"][1]["users_evaluated"].as_u64().unwrap() > 50);
+    // and registers ALS as recommender v1 in production, with the numbers it printed
+    assert_eq!(v["registered"]["version"], 1);
+    assert_eq!(v["registered"]["promoted"]["to"], 1);
+    assert_eq!(
+        v["registered"]["metrics"]["ndcg@10"],
+        v["models"][1]["metrics"]["ndcg@10"]
+    );
     let o = encore(tmp.path(), &args, &[]);
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(v["reused"], true);
@@ -148,6 +155,8 @@ fn demo_makes_a_world_in_the_data_dir_and_reuses_it() {
             "8",
             "--iterations",
             "4",
+            "--name",
+            "home",
             "--data-dir",
             "d",
             "--out",
@@ -168,82 +177,90 @@ fn demo_makes_a_world_in_the_data_dir_and_reuses_it() {
     let bytes = std::fs::read(&artifact).unwrap();
     assert_eq!(bytes.len() as u64, v["artifact_bytes"].as_u64().unwrap());
     assert_eq!(std::fs::read(tmp.path().join("m.encore")).unwrap(), bytes);
-    assert_eq!(v["name"], "recommender");
+    assert_eq!(v["name"], "home");
     assert_eq!(v["version"], 1);
     assert!(
         v["lineage"]["snapshot_sha256"].as_str().unwrap().len() == 64,
         "{v}"
     );
 
-    // the registry: ALS v2 into production, a worse popularity v3 refused, forced, rolled back
+    // the registry: ALS v2 into production, a deliberately worse v3 (1 iteration, 4 factors)
+    // refused, forced, rolled back
     let run = |args: &[&str]| {
         let mut all = args.to_vec();
         all.extend(["--data-dir", "d", "--json"]);
         let o = encore(tmp.path(), &all, &[("ENCORE_ACTOR", "ci")]);
         (o.status.code(), stdout(&o), stderr(&o))
     };
-    let (code, out, err) = run(&["train", "--model", "als", "--promote"]);
+    let (code, out, err) = run(&[
+        "train",
+        "--name",
+        "home",
+        "--model",
+        "als",
+        "--promote",
+        "--tag",
+        "team=discovery",
+    ]);
     assert_eq!(code, Some(0), "{err}");
     let v2: serde_json::Value = serde_json::from_str(&out).unwrap();
     let als_ndcg = v2["metrics"]["ndcg@10"].as_f64().unwrap();
     assert_eq!(v2["promoted"]["to"], 2);
-    let (code, out, err) = run(&["train", "--model", "popularity"]);
+    let (code, out, err) = run(&[
+        "train",
+        "--name",
+        "home",
+        "--model",
+        "als",
+        "--iterations",
+        "1",
+        "--factors",
+        "4",
+    ]);
     assert_eq!(code, Some(0), "{err}");
     let v3: serde_json::Value = serde_json::from_str(&out).unwrap();
-    let pop_ndcg = v3["metrics"]["ndcg@10"].as_f64().unwrap();
-    assert!(pop_ndcg < als_ndcg - 0.005, "{pop_ndcg} vs {als_ndcg}");
-    let (code, _, err) = run(&["models", "promote", "recommender", "3"]);
+    let worse = v3["metrics"]["ndcg@10"].as_f64().unwrap();
+    assert!(worse < als_ndcg - 0.005, "{worse} vs {als_ndcg}");
+    let (code, _, err) = run(&["models", "promote", "home", "3"]);
     assert_eq!(code, Some(1), "{err}");
     assert!(
-        err.contains(&format!("{pop_ndcg:.4}")) && err.contains(&format!("{als_ndcg:.4}")),
+        err.contains(&format!("{worse:.4}")) && err.contains(&format!("{als_ndcg:.4}")),
         "{err}"
     );
     let (code, _, err) = run(&[
-        "models",
-        "promote",
-        "recommender",
-        "3",
-        "--force",
-        "--reason",
-        "test",
+        "models", "promote", "home", "3", "--force", "--reason", "test",
     ]);
     assert_eq!(code, Some(0), "{err}");
-    let (code, out, err) = run(&["models", "rollback", "recommender", "--reason", "worse"]);
+    let (code, out, err) = run(&["models", "rollback", "home", "--reason", "worse"]);
     assert_eq!(code, Some(0), "{err}");
     let back: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(
         (back["from"].as_u64(), back["to"].as_u64()),
         (Some(3), Some(2))
     );
-    let (_, out, _) = run(&["models", "history", "recommender"]);
+    let (_, out, _) = run(&["models", "history", "home"]);
     let history: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
     assert_eq!(history.len(), 3);
     assert_eq!(history[1]["forced"], true);
     assert!(history.iter().all(|m| m["actor"] == "ci"));
     // the card shows the numbers `models show` has
-    let (_, out, _) = run(&["models", "show", "recommender@production"]);
+    let (_, out, _) = run(&["models", "show", "home@production"]);
     let shown: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(shown["version"], 2);
+    assert_eq!(shown["tags"]["team"], "discovery");
     let o = encore(
         tmp.path(),
-        &[
-            "models",
-            "card",
-            "recommender@production",
-            "--data-dir",
-            "d",
-        ],
+        &["models", "card", "home@production", "--data-dir", "d"],
         &[],
     );
     let card = stdout(&o);
     let ndcg = shown["metrics"]["ndcg@10"].as_f64().unwrap();
+    let pop = shown["baseline"]["ndcg@10"].as_f64().unwrap();
     assert!(
-        card.contains(&format!(
-            "| ndcg@10 | {ndcg:.4} | {pop_ndcg:.4} | {ndcg:.4} |"
-        )),
+        card.contains(&format!("| ndcg@10 | {ndcg:.4} | {pop:.4} | {ndcg:.4} |")),
         "{card}"
     );
-    let (code, _, err) = run(&["models", "delete", "recommender@2"]);
+    let (code, _, err) = run(&["models", "delete", "home@2"]);
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("production"), "{err}");
 }
