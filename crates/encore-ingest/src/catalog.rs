@@ -6,7 +6,7 @@
 use crate::error::IngestError;
 use encore_core::catalog::{Album, Artist, Item, Tag, TagAssignment, Track};
 use serde::Serialize;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -40,6 +40,14 @@ pub struct CatalogLoad {
     pub items: Vec<Item>,
     pub tags: Vec<Tag>,
     pub tag_assignments: Vec<TagAssignment>,
+}
+
+/// An item as serving sees it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ItemInfo {
+    pub title: String,
+    pub artist_id: Option<String>,
+    pub explicit: bool,
 }
 
 #[derive(Debug)]
@@ -82,6 +90,57 @@ impl CatalogStore {
             }
         }
         Ok(store)
+    }
+
+    /// What serving needs to know of each item (track, artist-as-item or generic item), across
+    /// every source: title, artist and the explicit flag. Later sources override earlier ones.
+    pub fn item_info(&self) -> Result<HashMap<String, ItemInfo>, IngestError> {
+        let mut out = HashMap::new();
+        for source in self.sources()? {
+            for kind in ["artists", "items", "tracks"] {
+                let path = self.dir.join(&source).join(format!("{kind}.jsonl"));
+                let Ok(text) = std::fs::read_to_string(&path) else {
+                    continue;
+                };
+                for line in text.lines() {
+                    let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+                        continue;
+                    };
+                    let text_of = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_owned);
+                    let (id, info) = match kind {
+                        "tracks" => (
+                            text_of("track_id"),
+                            ItemInfo {
+                                title: text_of("title").unwrap_or_default(),
+                                artist_id: text_of("artist_id"),
+                                explicit: v.get("explicit").and_then(|x| x.as_bool()) == Some(true),
+                            },
+                        ),
+                        // an artist recommended as an item is its own artist
+                        "artists" => (
+                            text_of("artist_id"),
+                            ItemInfo {
+                                title: text_of("name").unwrap_or_default(),
+                                artist_id: text_of("artist_id"),
+                                explicit: false,
+                            },
+                        ),
+                        _ => (
+                            text_of("item_id"),
+                            ItemInfo {
+                                title: text_of("title").unwrap_or_default(),
+                                artist_id: None,
+                                explicit: false,
+                            },
+                        ),
+                    };
+                    if let Some(id) = id {
+                        out.insert(id, info);
+                    }
+                }
+            }
+        }
+        Ok(out)
     }
 
     pub fn sources(&self) -> Result<Vec<String>, IngestError> {

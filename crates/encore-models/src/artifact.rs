@@ -18,6 +18,7 @@
 
 use crate::als::AlsModel;
 use crate::bpr::BprModel;
+use crate::data::Csr;
 use crate::itemknn::ItemKnn;
 use crate::model::{Model, ModelConfig};
 use crate::popularity::Popularity;
@@ -96,6 +97,9 @@ pub struct Artifact {
     pub users: Vec<String>,
     pub items: Vec<String>,
     pub metadata: serde_json::Value,
+    /// the training interactions (users x items, plays), when stored: serving uses them to
+    /// leave out what a listener already played and to rank by popularity
+    pub interactions: Option<Csr>,
 }
 
 fn kind_code(model: &Model) -> u32 {
@@ -194,6 +198,12 @@ impl Artifact {
         }
         p.strings("user_ids", &self.users);
         p.strings("item_ids", &self.items);
+        if let Some(m) = &self.interactions {
+            let indptr: Vec<u32> = m.indptr.iter().map(|&x| x as u32).collect();
+            p.u32s("interactions_indptr", &indptr);
+            p.u32s("interactions_items", &m.indices);
+            p.f32s("interactions_plays", &m.values);
+        }
         let header = Header {
             config: self.config.clone(),
             users: self.users.len() as u64,
@@ -361,6 +371,33 @@ impl Artifact {
                 )));
             }
         };
+        let interactions = if header
+            .sections
+            .iter()
+            .any(|s| s.name == "interactions_indptr")
+        {
+            let indptr = view.u32s("interactions_indptr")?;
+            let indices = view.u32s("interactions_items")?;
+            let values = view.f32s("interactions_plays")?;
+            let ok = indptr.len() == nu + 1
+                && indices.len() == values.len()
+                && indptr.first() == Some(&0)
+                && indptr.windows(2).all(|p| p[0] <= p[1])
+                && indptr.last().is_some_and(|&e| e as usize == indices.len())
+                && indices.iter().all(|&i| (i as usize) < ni);
+            if !ok {
+                return Err(invalid("inconsistent interactions".into()));
+            }
+            Some(Csr {
+                n_rows: nu,
+                n_cols: ni,
+                indptr: indptr.into_iter().map(|x| x as usize).collect(),
+                indices,
+                values,
+            })
+        } else {
+            None
+        };
         if model.n_items() != ni {
             return Err(invalid(format!(
                 "the model has {} items, the id list {ni}",
@@ -373,6 +410,7 @@ impl Artifact {
             users,
             items,
             metadata: header.metadata,
+            interactions,
         })
     }
 }
@@ -491,6 +529,7 @@ mod tests {
             users: vec!["u1".into(), "ü2".into(), "u3".into()],
             items: (0..4).map(|i| format!("track-{i}")).collect(),
             metadata: serde_json::json!({"note": "test"}),
+            interactions: Some(plays()),
         }
     }
 
@@ -520,6 +559,14 @@ mod tests {
                 (a.users.clone(), a.items.clone())
             );
             assert_eq!(b.metadata, a.metadata);
+            let (bi, ai) = (
+                b.interactions.as_ref().unwrap(),
+                a.interactions.as_ref().unwrap(),
+            );
+            assert_eq!(
+                (&bi.indptr, &bi.indices, &bi.values),
+                (&ai.indptr, &ai.indices, &ai.values)
+            );
             assert_eq!(
                 b.model.recommend_all(&plays(), 2),
                 a.model.recommend_all(&plays(), 2)

@@ -316,6 +316,7 @@ pub fn train(
         users: data.users.clone(),
         items: data.items.clone(),
         metadata,
+        interactions: Some(data.plays.clone()),
     };
     let (path, checksum, artifact_bytes) =
         artifact.store(&data_dir.join("models").join("artifacts"))?;

@@ -44,6 +44,7 @@ fn format_v1_fixture_still_loads() {
             users: ["alice", "bob", "chloé", "dan"].map(String::from).to_vec(),
             items: (1..=5).map(|i| format!("track:{i}")).collect(),
             metadata: serde_json::json!({"fixture": "format v1"}),
+            interactions: None,
         }
         .save(&path)
         .unwrap();

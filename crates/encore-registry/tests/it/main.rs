@@ -32,6 +32,7 @@ fn version(root: &Path, factors: usize, ndcg: f64) -> NewVersion {
         users: (0..6).map(|u| format!("u{u}")).collect(),
         items: (0..5).map(|i| format!("t{i}")).collect(),
         metadata: serde_json::Value::Null,
+        interactions: Some(plays),
     };
     let (path, checksum, _) = artifact
         .store(&root.join("models").join("artifacts"))

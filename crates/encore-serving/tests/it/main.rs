@@ -1,0 +1,237 @@
+//! The pipeline on a small world with three taste groups, a model trained on it, and catalogue
+//! facts (artists, explicit tracks).
+
+use encore_models::artifact::Artifact;
+use encore_models::data::Csr;
+use encore_models::model::{Model, ModelConfig};
+use encore_serving::{ItemFacts, Rules, ServingError, ServingModel, Strategy};
+use std::collections::HashMap;
+
+const GROUPS: u32 = 3;
+const PER_GROUP: u32 = 20;
+
+fn group_of(item: u32) -> u32 {
+    item / PER_GROUP
+}
+
+/// 90 listeners, each playing 10 of the 20 tracks of their group; 5 artists of 4 tracks per
+/// group; every 7th track explicit.
+fn world() -> ServingModel {
+    let mut entries = Vec::new();
+    for u in 0..90u32 {
+        let g = u % GROUPS;
+        for k in 0..10u32 {
+            let i = g * PER_GROUP + (u * 7 + k * 3) % PER_GROUP;
+            entries.push((u, i, 1.0 + (k % 4) as f32));
+        }
+    }
+    let plays = Csr::from_entries(90, (GROUPS * PER_GROUP) as usize, entries);
+    let config = ModelConfig::Als(encore_models::als::AlsConfig {
+        factors: 8,
+        regularization: 0.1,
+        ..Default::default()
+    });
+    let model = Model::fit(&config, &plays, false, &mut |_| {});
+    let items: Vec<String> = (0..GROUPS * PER_GROUP).map(|i| format!("t{i}")).collect();
+    let facts: HashMap<String, ItemFacts> = (0..GROUPS * PER_GROUP)
+        .map(|i| {
+            (
+                format!("t{i}"),
+                ItemFacts {
+                    title: format!("Track {i}"),
+                    artist_id: Some(format!("a{}", i / 4)),
+                    explicit: i % 7 == 0,
+                },
+            )
+        })
+        .collect();
+    let artifact = Artifact {
+        config,
+        model,
+        users: (0..90).map(|u| format!("u{u}")).collect(),
+        items,
+        metadata: serde_json::Value::Null,
+        interactions: Some(plays),
+    };
+    ServingModel::new("home", 3, artifact, &facts).unwrap()
+}
+
+fn index(id: &str) -> u32 {
+    id.trim_start_matches('t').parse().unwrap()
+}
+
+#[test]
+fn home_is_personal_unseen_capped_and_filtered() {
+    let m = world();
+    let rules = Rules::default();
+    let s = m.home("u4", &[], 10, true, &rules).unwrap();
+    assert_eq!(s.strategy, Strategy::Personalized);
+    assert_eq!((s.model.as_str(), s.model_version), ("home", 3));
+    assert_eq!(s.items.len(), 10);
+    let seen: Vec<u32> = (0..10u32)
+        .map(|k| (4 * 7 + k * 3) % PER_GROUP + PER_GROUP)
+        .collect();
+    let mut per_artist: HashMap<String, usize> = HashMap::new();
+    for (p, it) in s.items.iter().enumerate() {
+        assert_eq!(it.position as usize, p);
+        assert!(
+            !seen.contains(&index(&it.id)),
+            "{} was already played",
+            it.id
+        );
+        *per_artist.entry(it.artist_id.clone().unwrap()).or_default() += 1;
+        assert_eq!(it.reason.kind, "similar_to_played");
+        assert_eq!(it.propensity, 1.0);
+    }
+    assert!(per_artist.values().all(|&c| c <= 2), "{per_artist:?}");
+    // the unseen tracks of the listener's own group come first
+    let own = s
+        .items
+        .iter()
+        .take(5)
+        .filter(|i| group_of(index(&i.id)) == 1)
+        .count();
+    assert!(own >= 4, "{:?}", s.items);
+    assert!(s.items.windows(2).all(|w| w[0].score >= w[1].score));
+
+    let strict = Rules {
+        allow_explicit: false,
+        banned_artists: vec!["a6".into()],
+        ..Rules::default()
+    };
+    let s = m.home("u4", &[], 20, true, &strict).unwrap();
+    assert!(
+        s.items.iter().all(|i| index(&i.id) % 7 != 0),
+        "explicit filtered"
+    );
+    assert!(s.items.iter().all(|i| i.artist_id.as_deref() != Some("a6")));
+
+    // with exclude_seen off, played tracks may come back
+    let s = m.home("u4", &[], 10, false, &Rules::default()).unwrap();
+    assert!(s.items.iter().any(|i| seen.contains(&index(&i.id))));
+}
+
+#[test]
+fn new_listeners_are_folded_in_and_unknown_ones_refused() {
+    let m = world();
+    let recent = vec![
+        ("t41".to_string(), 3),
+        ("t45".to_string(), 1),
+        ("t50".to_string(), 2),
+    ];
+    let s = m
+        .home("new-listener", &recent, 5, true, &Rules::default())
+        .unwrap();
+    assert_eq!(s.strategy, Strategy::FoldIn);
+    assert!(
+        s.items
+            .iter()
+            .all(|i| !["t41", "t45", "t50"].contains(&i.id.as_str()))
+    );
+    let own = s
+        .items
+        .iter()
+        .filter(|i| group_of(index(&i.id)) == 2)
+        .count();
+    assert!(own >= 4, "{:?}", s.items);
+    // a known listener with new plays is folded in too
+    let s = m.home("u0", &recent, 5, true, &Rules::default()).unwrap();
+    assert_eq!(s.strategy, Strategy::FoldIn);
+    assert!(matches!(
+        m.home("nobody", &[], 5, true, &Rules::default()),
+        Err(ServingError::UnknownUser(_))
+    ));
+    assert!(matches!(
+        m.home("u0", &[], 0, true, &Rules::default()),
+        Err(ServingError::BadParameter { name: "n", .. })
+    ));
+    let s = m.from_seeds(&[], 5, &Rules::default()).unwrap();
+    assert_eq!(s.strategy, Strategy::PopularFallback);
+    assert_eq!(s.items[0].reason.kind, "popular");
+    let s = m
+        .from_seeds(&["t3".into(), "t9".into()], 5, &Rules::default())
+        .unwrap();
+    assert_eq!(s.strategy, Strategy::FoldIn);
+    assert!(matches!(
+        m.from_seeds(&["t999".into()], 5, &Rules::default()),
+        Err(ServingError::UnknownItem(_))
+    ));
+}
+
+#[test]
+fn similar_items_and_radio() {
+    let m = world();
+    let s = m.similar("t22", 5, &Rules::default()).unwrap();
+    assert!(s.items.iter().all(|i| i.id != "t22"));
+    assert!(
+        s.items
+            .iter()
+            .filter(|i| group_of(index(&i.id)) == 1)
+            .count()
+            >= 4
+    );
+    assert_eq!(s.items[0].reason.item_id.as_deref(), Some("t22"));
+
+    let rules = Rules {
+        artist_cap: 0,
+        artist_window: 3,
+        ..Rules::default()
+    };
+    let seeds = vec!["t2".to_string(), "t5".to_string()];
+    let exclude = vec!["t6".to_string()];
+    let s = m.radio(&seeds, &exclude, 12, &rules).unwrap();
+    assert_eq!(s.items.len(), 12);
+    let ids: Vec<&str> = s.items.iter().map(|i| i.id.as_str()).collect();
+    assert!(
+        !ids.iter().any(|i| ["t2", "t5", "t6"].contains(i)),
+        "{ids:?}"
+    );
+    let mut unique = ids.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(unique.len(), ids.len(), "no repeats");
+    for w in s.items.windows(3) {
+        assert!(
+            w[0].artist_id != w[1].artist_id
+                && w[1].artist_id != w[2].artist_id
+                && w[0].artist_id != w[2].artist_id,
+            "an artist repeats within 3: {ids:?}"
+        );
+    }
+    assert!(matches!(
+        m.radio(&[], &[], 5, &rules),
+        Err(ServingError::BadParameter { name: "seeds", .. })
+    ));
+}
+
+#[test]
+fn diversity_trades_relevance_for_variety() {
+    let m = world();
+    let plain = m.home("u7", &[], 8, true, &Rules::default()).unwrap();
+    let diverse = m
+        .home(
+            "u7",
+            &[],
+            8,
+            true,
+            &Rules {
+                relevance_weight: 0.3,
+                ..Rules::default()
+            },
+        )
+        .unwrap();
+    let groups = |s: &encore_serving::Slate| {
+        let mut g: Vec<u32> = s.items.iter().map(|i| group_of(index(&i.id))).collect();
+        g.sort_unstable();
+        g.dedup();
+        g.len()
+    };
+    assert!(
+        groups(&diverse) >= groups(&plain),
+        "MMR should not narrow the list"
+    );
+    assert_ne!(
+        plain.items.iter().map(|i| &i.id).collect::<Vec<_>>(),
+        diverse.items.iter().map(|i| &i.id).collect::<Vec<_>>()
+    );
+}
