@@ -44,6 +44,7 @@ pub struct Config {
     pub server: ServerConfig,
     pub ingest: IngestConfig,
     pub registry: RegistryConfig,
+    pub serving: ServingConfig,
     pub demo: DemoConfig,
 }
 
@@ -189,6 +190,31 @@ impl Default for RegistryConfig {
     }
 }
 
+/// Recommendations served by `encore serve`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServingConfig {
+    /// The registered model whose `production` version is served (and hot-swapped).
+    pub model: String,
+    /// Recommendation requests computed at once; beyond it the server answers 503 at once.
+    pub max_in_flight: u32,
+    /// Log every list served to a known listener as `impression` events.
+    pub impressions: bool,
+    /// Listeners whose plays since training are kept for fold-in.
+    pub recent_users: u32,
+}
+
+impl Default for ServingConfig {
+    fn default() -> Self {
+        Self {
+            model: "recommender".into(),
+            max_in_flight: 64,
+            impressions: true,
+            recent_users: 100_000,
+        }
+    }
+}
+
 /// Size of the world `encore demo` simulates.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -264,6 +290,12 @@ impl Config {
                     message: format!("{url:?} is not an http:// URL"),
                 });
             }
+        }
+        if self.serving.max_in_flight == 0 {
+            out.push(Violation {
+                key: "serving.max_in_flight",
+                message: "must be at least 1".into(),
+            });
         }
         if self.registry.webhook_attempts == 0 {
             out.push(Violation {

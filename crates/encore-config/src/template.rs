@@ -47,6 +47,17 @@ webhooks = []
 webhook_attempts = 5
 webhook_backoff_ms = 200
 
+[serving]
+# The registered model whose `production` version `encore serve` loads; when the alias moves,
+# the new version is loaded in the background and swapped in.
+model = "recommender"
+# Recommendation requests computed at once; beyond it the answer is 503 with Retry-After.
+max_in_flight = 64
+# Log every list served to a known listener as `impression` events (for attribution).
+impressions = true
+# Listeners whose plays since training are remembered for fold-in.
+recent_users = 100000
+
 [demo]
 # Size of the simulated world `encore demo` creates: listeners, days of history, and the seed
 # (the same seed always gives the same world).

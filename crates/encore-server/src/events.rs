@@ -69,9 +69,18 @@ async fn post_events(
     })?;
     let ingestor = state.ingestor.clone();
     let max_rows = state.limits.max_batch_rows;
+    let served = state.serving.as_ref().map(|s| s.served.clone());
     let outcome = tokio::task::spawn_blocking(move || {
         let chunk = ingestor.parse_body(&bytes, max_rows)?;
-        ingestor.submit_body(&chunk, params.strict)?.wait()
+        let outcome = ingestor.submit_body(&chunk, params.strict)?.wait()?;
+        // plays since training feed fold-in for the served model
+        if let Some(served) = served
+            && outcome.table == encore_ingest::Table::Playback
+            && outcome.accepted > 0
+        {
+            crate::recs::record_recent(&served, &bytes);
+        }
+        Ok::<_, IngestError>(outcome)
     })
     .await
     .map_err(|e| ApiError::new(ErrorCode::Internal, format!("ingest task failed: {e}")))??;

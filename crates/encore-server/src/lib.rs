@@ -15,6 +15,7 @@ pub mod error;
 mod events;
 mod health;
 mod models;
+pub mod recs;
 
 use axum::Router;
 use encore_ingest::Ingestor;
@@ -54,6 +55,8 @@ pub struct AppState {
     pub ingestor: Arc<Ingestor>,
     pub limits: Limits,
     pub registry: Option<RegistryAccess>,
+    /// the served model, when this server serves recommendations
+    pub serving: Option<recs::ServingAccess>,
     in_flight: Arc<Semaphore>,
 }
 
@@ -64,8 +67,15 @@ impl AppState {
             ingestor,
             limits,
             registry: None,
+            serving: None,
             in_flight,
         }
+    }
+
+    /// Serves recommendations from `serving` too.
+    pub fn with_serving(mut self, serving: recs::ServingAccess) -> Self {
+        self.serving = Some(serving);
+        self
     }
 
     /// Serves the model registry of the data directory `root` too (`/v1/models...`).
@@ -80,6 +90,7 @@ pub fn router(state: AppState) -> Router {
         .merge(health::routes())
         .merge(events::routes())
         .merge(models::routes())
+        .merge(recs::routes())
         .fallback(error::not_found)
         .with_state(state)
 }

@@ -19,6 +19,7 @@ use encore_models::scoring::dot;
 use serde::Serialize;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServingError {
@@ -115,6 +116,54 @@ impl Default for Rules {
             banned_items: Vec::new(),
             banned_artists: Vec::new(),
         }
+    }
+}
+
+/// The model being served, swapped atomically when a new version is loaded: a request holds
+/// the `Arc` it started with, so in-flight requests finish on the old model.
+#[derive(Debug)]
+pub struct Served {
+    current: RwLock<Option<Arc<ServingModel>>>,
+    pub recent: RecentActivity,
+    swaps: AtomicU64,
+    failed_swaps: AtomicU64,
+}
+
+impl Served {
+    pub fn new(recent: RecentActivity) -> Served {
+        Served {
+            current: RwLock::new(None),
+            recent,
+            swaps: AtomicU64::new(0),
+            failed_swaps: AtomicU64::new(0),
+        }
+    }
+
+    /// The model now, if one is loaded.
+    pub fn get(&self) -> Option<Arc<ServingModel>> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Serves `model` from now on.
+    pub fn swap(&self, model: ServingModel) {
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(model));
+        self.swaps.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A version failed to load and was not swapped in.
+    pub fn swap_failed(&self) {
+        self.failed_swaps.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// (models swapped in, versions that failed to load)
+    pub fn swap_counts(&self) -> (u64, u64) {
+        (
+            self.swaps.load(Ordering::Relaxed),
+            self.failed_swaps.load(Ordering::Relaxed),
+        )
     }
 }
 

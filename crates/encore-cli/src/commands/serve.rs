@@ -39,7 +39,20 @@ pub fn run(loaded: &Loaded, args: &ServeArgs, out: &Output) -> Result<(), CliErr
         max_in_flight: (c.write_queue as usize).max(1) * 2,
     };
     let bind = args.bind.unwrap_or(loaded.config.server.bind);
-    let _watch = watch_registry(loaded, dir.path())?;
+    let sc = &loaded.config.serving;
+    let served = Arc::new(encore_serving::Served::new(
+        encore_serving::RecentActivity::new(sc.recent_users as usize, 200),
+    ));
+    let reference = format!("{}@{}", sc.model, encore_registry::PRODUCTION);
+    match encore_server::recs::load_version(dir.path(), &reference, &ingestor) {
+        Ok(m) => {
+            tracing::info!(model = %m.name, version = m.version, users = m.n_users(),
+                items = m.n_items(), "serving");
+            served.swap(m);
+        }
+        Err(e) => tracing::warn!("not serving recommendations yet: {e}"),
+    }
+    let _watch = watch_registry(loaded, dir.path(), &served, &ingestor)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -65,7 +78,9 @@ pub fn run(loaded: &Loaded, args: &ServeArgs, out: &Output) -> Result<(), CliErr
             "endpoints": [
                 "POST /v1/events", "GET /v1/events/stats", "GET /healthz", "GET /v1/models",
                 "GET /v1/models/{name}/versions", "GET /v1/models/{name}/history",
-                "POST /v1/models/{name}/aliases/{alias}",
+                "POST /v1/models/{name}/aliases/{alias}", "GET /readyz",
+                "GET /v1/users/{id}/recommendations", "POST /v1/recommendations",
+                "GET /v1/items/{id}/similar", "POST /v1/radio",
             ],
         });
         out.emit(&report, || {
@@ -73,15 +88,25 @@ pub fn run(loaded: &Loaded, args: &ServeArgs, out: &Output) -> Result<(), CliErr
                 "listening on http://{addr}\n  POST http://{addr}/v1/events        (JSON array or NDJSON)\n  \
                  GET  http://{addr}/v1/events/stats\n  GET  http://{addr}/healthz\n  \
                  GET  http://{addr}/v1/models             (and /v1/models/NAME/versions, /history)\n  \
-                 POST http://{addr}/v1/models/NAME/aliases/production  {{\"version\": N}}\n\
+                 POST http://{addr}/v1/models/NAME/aliases/production  {{\"version\": N}}\n  \
+                 GET  http://{addr}/v1/users/USER/recommendations?n=10\n  \
+                 GET  http://{addr}/v1/items/ITEM/similar?n=10\n  \
+                 POST http://{addr}/v1/recommendations  {{\"seed_items\": [...]}}\n  \
+                 POST http://{addr}/v1/radio            {{\"seeds\": [...]}}\n\
                  data directory {}",
                 dir.path().display()
             )
         });
         let _ = std::io::stdout().flush();
         let gate = crate::cli::GateArgs::default().gate(&loaded.config.registry);
+        let serving = encore_server::recs::ServingAccess::new(
+            Arc::clone(&served),
+            sc.max_in_flight as usize,
+            sc.impressions,
+        );
         let state = AppState::new(Arc::clone(&ingestor), limits)
-            .with_registry(dir.path().to_path_buf(), gate);
+            .with_registry(dir.path().to_path_buf(), gate)
+            .with_serving(serving);
         encore_server::serve(listener, state, shutdown_signal())
             .await
             .map_err(|e| CliError::failed(format!("server error: {e}"), "see the log"))
@@ -97,13 +122,32 @@ pub fn run(loaded: &Loaded, args: &ServeArgs, out: &Output) -> Result<(), CliErr
 fn watch_registry(
     loaded: &Loaded,
     root: &std::path::Path,
+    served: &Arc<encore_serving::Served>,
+    ingestor: &Arc<encore_ingest::Ingestor>,
 ) -> Result<encore_registry::Watcher, CliError> {
-    let watcher = encore_registry::Watcher::start(root, std::time::Duration::from_millis(500))?;
-    let log = watcher.subscribe();
+    let watcher = encore_registry::Watcher::start(root, std::time::Duration::from_millis(200))?;
+    let moves = watcher.subscribe();
+    let (served, ingestor) = (Arc::clone(served), Arc::clone(ingestor));
+    let (name, root) = (loaded.config.serving.model.clone(), root.to_path_buf());
+    // hot swap: load the new production version here, off the request path; requests keep the
+    // model they started with, and a version that fails to load is not swapped in
     std::thread::spawn(move || {
-        for m in log {
+        for m in moves {
             tracing::info!(model = %m.model, alias = %m.alias, from = ?m.from, to = m.to,
                 action = %m.action, forced = m.forced, actor = %m.actor, "alias moved");
+            if m.model != name || m.alias != encore_registry::PRODUCTION {
+                continue;
+            }
+            match encore_server::recs::load_version(&root, &format!("{name}@{}", m.to), &ingestor) {
+                Ok(model) => {
+                    tracing::info!(model = %name, version = m.to, "swapped in");
+                    served.swap(model);
+                }
+                Err(e) => {
+                    tracing::error!(model = %name, version = m.to, "not swapped in: {e}");
+                    served.swap_failed();
+                }
+            }
         }
     });
     let c = &loaded.config.registry;

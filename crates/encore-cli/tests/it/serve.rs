@@ -269,3 +269,275 @@ fn registry_over_http_gates_production_and_posts_webhooks() {
     let mut child = child;
     assert!(child.wait().unwrap().success());
 }
+
+/// A GET or POST against the server, parsed as JSON.
+fn call(addr: &str, method: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
+    let r = encore_server::client::request(addr, method, path, body.as_bytes()).unwrap();
+    let v = serde_json::from_str(&r.body).unwrap_or(serde_json::Value::Null);
+    (r.status, v)
+}
+
+fn ids(slate: &serde_json::Value) -> Vec<String> {
+    slate["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn every_surface_serves_and_hot_swap_drops_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("d");
+    let data_arg = data.to_str().unwrap();
+    let run = |args: &[&str]| {
+        let o = Command::new(env!("CARGO_BIN_EXE_encore"))
+            .args(args)
+            .args(["--data-dir", data_arg, "--json"])
+            .current_dir(tmp.path())
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()
+    };
+    // the demo's world: ALS v1 in production; a v2 to swap to later
+    run(&["demo", "--users", "120", "--days", "2"]);
+    run(&["train", "--model", "als", "--factors", "32"]);
+    let shown = run(&["models", "show", "recommender@production"]);
+    let artifact =
+        encore_models::artifact::Artifact::load(Path::new(shown["artifact"].as_str().unwrap()))
+            .unwrap();
+    let plays = artifact.interactions.as_ref().unwrap();
+    let explicit: std::collections::HashSet<String> =
+        std::fs::read_to_string(data.join("catalog/sim/tracks.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|t| t["explicit"] == true)
+            .map(|t| t["track_id"].as_str().unwrap().to_string())
+            .collect();
+
+    let (child, port) = start(&data);
+    let addr = format!("127.0.0.1:{port}");
+    let (status, ready) = call(&addr, "GET", "/readyz", "");
+    assert_eq!(
+        (status, ready["model_version"].as_u64()),
+        (200, Some(1)),
+        "{ready}"
+    );
+
+    // home: personalized, nothing already played, at most 2 per artist, explicit filter
+    let user = artifact.users[3].clone();
+    let played: std::collections::HashSet<&str> = plays
+        .row(3)
+        .0
+        .iter()
+        .map(|&i| artifact.items[i as usize].as_str())
+        .collect();
+    let (status, home) = call(
+        &addr,
+        "GET",
+        &format!("/v1/users/{user}/recommendations?n=20"),
+        "",
+    );
+    assert_eq!(status, 200, "{home}");
+    assert_eq!(home["strategy"], "personalized");
+    assert_eq!(home["model"], "recommender");
+    assert!(home["request_id"].as_str().is_some_and(|r| !r.is_empty()));
+    let got = ids(&home);
+    assert_eq!(got.len(), 20);
+    assert!(
+        got.iter().all(|i| !played.contains(i.as_str())),
+        "played item served"
+    );
+    let mut per_artist = HashMap::new();
+    for it in home["items"].as_array().unwrap() {
+        *per_artist
+            .entry(it["artist_id"].as_str().unwrap().to_string())
+            .or_insert(0) += 1;
+        assert!(it["reason"]["kind"].is_string() && it["propensity"].is_number());
+    }
+    assert!(per_artist.values().all(|&c| c <= 2), "{per_artist:?}");
+    let (_, capped) = call(
+        &addr,
+        "GET",
+        &format!("/v1/users/{user}/recommendations?n=15&artist_cap=1&explicit=false"),
+        "",
+    );
+    let got = ids(&capped);
+    assert!(
+        got.iter().all(|i| !explicit.contains(i)),
+        "explicit item served"
+    );
+    let artists: std::collections::HashSet<&str> = capped["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["artist_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(artists.len(), got.len(), "artist cap 1");
+
+    // a new listener: plays posted now are folded in
+    let seeds: Vec<&String> = artifact.items.iter().take(40).step_by(8).collect();
+    let events: Vec<serde_json::Value> = seeds
+        .iter()
+        .enumerate()
+        .map(|(k, item)| {
+            serde_json::json!({
+                "event_id": format!("00000000-0000-4000-8000-{k:012x}"), "schema_version": 1,
+                "user_id": "newbie", "session_id": "s-new", "ts_start_ms": 1_764_000_000_000i64 + k as i64 * 200_000,
+                "ts_end_ms": 1_764_000_180_000i64 + k as i64 * 200_000, "item_id": item,
+                "item_type": "track", "item_duration_ms": 200_000, "ms_played": 180_000,
+                "reason_start": "clickrow", "reason_end": "trackdone", "context_type": "search",
+                "platform": "ios", "country": "SE", "tier": "free",
+            })
+        })
+        .collect();
+    let (status, ack) = call(
+        &addr,
+        "POST",
+        "/v1/events",
+        &serde_json::to_string(&events).unwrap(),
+    );
+    assert_eq!((status, ack["accepted"].as_u64()), (200, Some(5)), "{ack}");
+    let (status, fresh) = call(&addr, "GET", "/v1/users/newbie/recommendations?n=10", "");
+    assert_eq!(status, 200, "{fresh}");
+    assert_eq!(fresh["strategy"], "fold_in");
+    assert!(ids(&fresh).iter().all(|i| !seeds.contains(&i)));
+    let (status, unknown) = call(&addr, "GET", "/v1/users/never-seen/recommendations", "");
+    assert_eq!(
+        (status, unknown["error"]["code"].as_str()),
+        (404, Some("not_found"))
+    );
+    let (status, bad) = call(
+        &addr,
+        "GET",
+        &format!("/v1/users/{user}/recommendations?n=abc"),
+        "",
+    );
+    assert_eq!(status, 400);
+    assert!(
+        bad["error"]["message"].as_str().unwrap().contains('n'),
+        "{bad}"
+    );
+    let (status, bad) = call(
+        &addr,
+        "GET",
+        &format!("/v1/users/{user}/recommendations?n=0"),
+        "",
+    );
+    assert_eq!(status, 400);
+    assert!(
+        bad["error"]["message"].as_str().unwrap().contains("`n`"),
+        "{bad}"
+    );
+
+    // seeds (anonymous), popularity without them, similar items, radio
+    let body = serde_json::json!({"seed_items": [seeds[0], seeds[1]], "n": 8}).to_string();
+    let (status, anon) = call(&addr, "POST", "/v1/recommendations", &body);
+    assert_eq!(
+        (status, anon["strategy"].as_str()),
+        (200, Some("fold_in")),
+        "{anon}"
+    );
+    let (_, popular) = call(&addr, "POST", "/v1/recommendations", "{}");
+    assert_eq!(popular["strategy"], "popular_fallback");
+    let (status, similar) = call(
+        &addr,
+        "GET",
+        &format!("/v1/items/{}/similar?n=5", seeds[2]),
+        "",
+    );
+    assert_eq!(status, 200, "{similar}");
+    assert_eq!(ids(&similar).len(), 5);
+    assert!(!ids(&similar).contains(seeds[2]));
+    let (status, _) = call(&addr, "GET", "/v1/items/no-such-track/similar", "");
+    assert_eq!(status, 404);
+    let body = serde_json::json!({"seeds": [seeds[0]], "exclude": [seeds[1]], "n": 12}).to_string();
+    let (status, station) = call(&addr, "POST", "/v1/radio", &body);
+    assert_eq!(status, 200, "{station}");
+    let got = ids(&station);
+    let unique: std::collections::HashSet<&String> = got.iter().collect();
+    assert_eq!(unique.len(), got.len());
+    assert!(!got.contains(seeds[0]) && !got.contains(seeds[1]));
+
+    // the lists served to known listeners were logged as impressions (fire and forget)
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, stats) = call(&addr, "GET", "/v1/events/stats", "");
+        let logged = stats["interactions_by_kind"]["impression"]
+            .as_u64()
+            .unwrap_or(0);
+        if logged >= 20 + 15 + 10 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "impressions missing: {stats}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // hot swap under load: four clients keep asking while production moves to v2
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let users: Vec<String> = artifact.users.iter().take(40).cloned().collect();
+    let clients: Vec<_> = (0..4)
+        .map(|c| {
+            let (addr, stop, users) = (addr.clone(), stop.clone(), users.clone());
+            std::thread::spawn(move || {
+                let mut conn = encore_server::client::Connection::open(&addr).unwrap();
+                let (mut ok, mut failed, mut versions) = (0, 0, std::collections::BTreeSet::new());
+                let mut k = c;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) && ok + failed < 3_000 {
+                    let path = format!("/v1/users/{}/recommendations?n=10", users[k % users.len()]);
+                    let r = conn.request("GET", &path, b"").unwrap();
+                    if r.status == 200 {
+                        ok += 1;
+                        let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+                        versions.insert(v["model_version"].as_u64().unwrap());
+                    } else {
+                        failed += 1;
+                    }
+                    k += 1;
+                }
+                (ok, failed, versions)
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    run(&[
+        "models",
+        "promote",
+        "recommender",
+        "2",
+        "--force",
+        "--reason",
+        "swap test",
+    ]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, ready) = call(&addr, "GET", "/readyz", "");
+        if ready["model_version"] == 2 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "v2 was not swapped in"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut seen_versions = std::collections::BTreeSet::new();
+    for c in clients {
+        let (ok, failed, versions) = c.join().unwrap();
+        assert_eq!(failed, 0, "{failed} failed requests during the swap");
+        assert!(ok > 0);
+        seen_versions.extend(versions);
+    }
+    assert!(seen_versions.contains(&2), "{seen_versions:?}");
+    terminate(&child);
+    let mut child = child;
+    assert!(child.wait().unwrap().success());
+}

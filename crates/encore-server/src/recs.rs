@@ -1,0 +1,457 @@
+//! The recommendation API over the served model:
+//!
+//! - `GET /v1/users/{id}/recommendations?n=&surface=home&exclude_seen=true&explicit=true&artist_cap=&diversity=`
+//! - `POST /v1/recommendations` `{"user_id"?, "seed_items": [...], "n", "explicit"?, ...}`
+//! - `GET /v1/items/{id}/similar?n=`
+//! - `POST /v1/radio` `{"seeds": [...], "exclude": [...], "n", "artist_window"?}`
+//! - `GET /readyz`: 200 once a model is loaded, 503 before
+//!
+//! At most `max_in_flight` requests are computed at once; beyond that the answer is `503` with
+//! `Retry-After` at once (no queue). The work runs on blocking threads, never on the async ones.
+//! Every list served to a known listener is logged as `impression` interaction events (request
+//! id, position, propensity) for attribution, unless the write queue is full.
+
+use crate::AppState;
+use crate::error::ApiError;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use encore_core::ErrorCode;
+use encore_serving::{Rules, Served, ServingModel, Slate};
+use serde::Deserialize;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::sync::Semaphore;
+
+/// The served model and the limits of the recommendation routes.
+#[derive(Debug, Clone)]
+pub struct ServingAccess {
+    pub served: Arc<Served>,
+    pub in_flight: Arc<Semaphore>,
+    pub max_in_flight: usize,
+    /// log impressions of lists served to known listeners
+    pub impressions: bool,
+    pub counters: Arc<ServingCounters>,
+}
+
+/// Counts for `/metrics` and tests.
+#[derive(Debug, Default)]
+pub struct ServingCounters {
+    pub served: AtomicU64,
+    pub shed: AtomicU64,
+    pub impressions_logged: AtomicU64,
+    pub impressions_dropped: AtomicU64,
+}
+
+impl ServingAccess {
+    pub fn new(served: Arc<Served>, max_in_flight: usize, impressions: bool) -> ServingAccess {
+        ServingAccess {
+            served,
+            in_flight: Arc::new(Semaphore::new(max_in_flight.max(1))),
+            max_in_flight: max_in_flight.max(1),
+            impressions,
+            counters: Arc::default(),
+        }
+    }
+}
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/readyz", get(ready))
+        .route("/v1/users/{id}/recommendations", get(user_recommendations))
+        .route("/v1/recommendations", post(seed_recommendations))
+        .route("/v1/items/{id}/similar", get(similar))
+        .route("/v1/radio", post(radio))
+}
+
+async fn ready(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    match state.serving.as_ref().and_then(|s| s.served.get()) {
+        Some(m) => Ok(Json(serde_json::json!({
+            "status": "ready", "model": m.name, "model_version": m.version,
+            "users": m.n_users(), "items": m.n_items(),
+        }))),
+        None => Err(ApiError::new(
+            ErrorCode::Unavailable,
+            "no model is loaded yet (train one and move its `production` alias)",
+        )),
+    }
+}
+
+fn bad_query(e: QueryRejection) -> ApiError {
+    ApiError::new(ErrorCode::InvalidArgument, e.body_text())
+}
+
+fn bad_json(e: JsonRejection) -> ApiError {
+    ApiError::new(ErrorCode::InvalidArgument, e.body_text())
+}
+
+/// Runs `f` on the current model on a blocking thread, within the in-flight limit.
+async fn compute(
+    state: &AppState,
+    f: impl FnOnce(&ServingModel, &Served) -> Result<Slate, encore_serving::ServingError>
+    + Send
+    + 'static,
+) -> Result<Slate, ApiError> {
+    let Some(access) = state.serving.clone() else {
+        return Err(ApiError::new(
+            ErrorCode::FailedPrecondition,
+            "this server does not serve recommendations",
+        ));
+    };
+    let Ok(permit) = access.in_flight.clone().try_acquire_owned() else {
+        access.counters.shed.fetch_add(1, Ordering::Relaxed);
+        let mut e = ApiError::new(
+            ErrorCode::Unavailable,
+            format!(
+                "over capacity: {} recommendation requests in flight",
+                access.max_in_flight
+            ),
+        );
+        e.retry_after = Some(1);
+        return Err(e);
+    };
+    let Some(model) = access.served.get() else {
+        return Err(ApiError::new(
+            ErrorCode::Unavailable,
+            "no model is loaded yet (train one and move its `production` alias)",
+        ));
+    };
+    let served = access.served.clone();
+    let slate = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        f(&model, &served)
+    })
+    .await
+    .map_err(|e| {
+        ApiError::new(
+            ErrorCode::Internal,
+            format!("recommendation task failed: {e}"),
+        )
+    })??;
+    access.counters.served.fetch_add(1, Ordering::Relaxed);
+    Ok(slate)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RulesParams {
+    /// most items per artist
+    artist_cap: Option<usize>,
+    /// MMR relevance weight in [0, 1] (1: relevance only)
+    diversity: Option<f32>,
+    /// false: leave explicit items out
+    explicit: Option<bool>,
+}
+
+impl RulesParams {
+    fn rules(&self) -> Result<Rules, ApiError> {
+        let mut r = Rules::default();
+        if let Some(c) = self.artist_cap {
+            r.artist_cap = c;
+        }
+        if let Some(d) = self.diversity {
+            if !(0.0..=1.0).contains(&d) {
+                return Err(ApiError::new(
+                    ErrorCode::InvalidArgument,
+                    format!("bad parameter `diversity`: {d} is out of range, expected 0..=1"),
+                ));
+            }
+            r.relevance_weight = d;
+        }
+        if let Some(e) = self.explicit {
+            r.allow_explicit = e;
+        }
+        Ok(r)
+    }
+}
+
+fn default_n() -> usize {
+    10
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserParams {
+    #[serde(default = "default_n")]
+    n: usize,
+    /// only `home` today
+    #[serde(default)]
+    surface: Option<String>,
+    #[serde(default = "yes")]
+    exclude_seen: bool,
+    artist_cap: Option<usize>,
+    diversity: Option<f32>,
+    explicit: Option<bool>,
+    /// for the impression events
+    platform: Option<String>,
+    country: Option<String>,
+}
+
+async fn user_recommendations(
+    State(state): State<AppState>,
+    Path(user): Path<String>,
+    params: Result<Query<UserParams>, QueryRejection>,
+) -> Result<Json<Slate>, ApiError> {
+    let Query(p) = params.map_err(bad_query)?;
+    if let Some(s) = p.surface.as_deref().filter(|s| *s != "home") {
+        return Err(ApiError::new(
+            ErrorCode::InvalidArgument,
+            format!("bad parameter `surface`: {s:?} is not a surface, expected home"),
+        ));
+    }
+    let rules = RulesParams {
+        artist_cap: p.artist_cap,
+        diversity: p.diversity,
+        explicit: p.explicit,
+    }
+    .rules()?;
+    let (n, exclude_seen) = (p.n, p.exclude_seen);
+    let who = user.clone();
+    let slate = compute(&state, move |m, served| {
+        let recent = served.recent.get(&who);
+        m.home(&who, &recent, n, exclude_seen, &rules)
+    })
+    .await?;
+    log_impressions(&state, &user, &slate, p.platform, p.country);
+    Ok(Json(slate))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SeedRequest {
+    #[serde(default)]
+    user_id: Option<String>,
+    #[serde(default)]
+    seed_items: Vec<String>,
+    #[serde(default = "default_n")]
+    n: usize,
+    /// free-form context (surface, device, time of day), echoed to logs
+    #[serde(default)]
+    context: Option<serde_json::Value>,
+    #[serde(default)]
+    artist_cap: Option<usize>,
+    #[serde(default)]
+    diversity: Option<f32>,
+    #[serde(default)]
+    explicit: Option<bool>,
+}
+
+async fn seed_recommendations(
+    State(state): State<AppState>,
+    body: Result<Json<SeedRequest>, JsonRejection>,
+) -> Result<Json<Slate>, ApiError> {
+    let Json(req) = body.map_err(bad_json)?;
+    let rules = RulesParams {
+        artist_cap: req.artist_cap,
+        diversity: req.diversity,
+        explicit: req.explicit,
+    }
+    .rules()?;
+    if let Some(c) = &req.context {
+        tracing::debug!(context = %c, "seed recommendations");
+    }
+    let (user, seeds, n) = (req.user_id.clone(), req.seed_items, req.n);
+    let slate = compute(&state, move |m, served| {
+        // a listener the model knows, or who has played since, without seeds: their home list
+        if let Some(u) = &user {
+            let recent = served.recent.get(u);
+            if seeds.is_empty() && (m.user_index(u).is_some() || !recent.is_empty()) {
+                return m.home(u, &recent, n, true, &rules);
+            }
+        }
+        m.from_seeds(&seeds, n, &rules)
+    })
+    .await?;
+    if let Some(u) = &req.user_id {
+        log_impressions(&state, u, &slate, None, None);
+    }
+    Ok(Json(slate))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SimilarParams {
+    #[serde(default = "default_n")]
+    n: usize,
+    artist_cap: Option<usize>,
+    explicit: Option<bool>,
+}
+
+async fn similar(
+    State(state): State<AppState>,
+    Path(item): Path<String>,
+    params: Result<Query<SimilarParams>, QueryRejection>,
+) -> Result<Json<Slate>, ApiError> {
+    let Query(p) = params.map_err(bad_query)?;
+    let rules = RulesParams {
+        artist_cap: p.artist_cap,
+        diversity: None,
+        explicit: p.explicit,
+    }
+    .rules()?;
+    let n = p.n;
+    Ok(Json(
+        compute(&state, move |m, _| m.similar(&item, n, &rules)).await?,
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RadioRequest {
+    seeds: Vec<String>,
+    #[serde(default)]
+    exclude: Vec<String>,
+    #[serde(default = "default_n")]
+    n: usize,
+    /// no artist twice within this many tracks
+    #[serde(default = "default_window")]
+    artist_window: usize,
+    #[serde(default)]
+    explicit: Option<bool>,
+}
+
+fn default_window() -> usize {
+    4
+}
+
+async fn radio(
+    State(state): State<AppState>,
+    body: Result<Json<RadioRequest>, JsonRejection>,
+) -> Result<Json<Slate>, ApiError> {
+    let Json(req) = body.map_err(bad_json)?;
+    let rules = Rules {
+        artist_cap: 0,
+        artist_window: req.artist_window,
+        allow_explicit: req.explicit.unwrap_or(true),
+        ..Rules::default()
+    };
+    Ok(Json(
+        compute(&state, move |m, _| {
+            m.radio(&req.seeds, &req.exclude, req.n, &rules)
+        })
+        .await?,
+    ))
+}
+
+/// Logs one `impression` interaction per item of `slate`, fire and forget: a full write queue
+/// drops them (counted), it never slows the response.
+fn log_impressions(
+    state: &AppState,
+    user: &str,
+    slate: &Slate,
+    platform: Option<String>,
+    country: Option<String>,
+) {
+    let Some(access) = state.serving.as_ref().filter(|s| s.impressions) else {
+        return;
+    };
+    let now = encore_core::time::now_ms();
+    let platform = platform.unwrap_or_else(|| "other".into());
+    let country = country.unwrap_or_else(|| "ZZ".into());
+    let events: Vec<serde_json::Value> = slate
+        .items
+        .iter()
+        .map(|it| {
+            serde_json::json!({
+                "event_id": encore_ingest::import::content_uuid(&format!("impression:{}:{}", slate.request_id, it.position)),
+                "schema_version": 1,
+                "user_id": user,
+                "ts_ms": now,
+                "kind": "impression",
+                "item_id": it.id,
+                "item_type": "track",
+                "request_id": slate.request_id,
+                "position": it.position,
+                "propensity": it.propensity,
+                "platform": platform,
+                "country": country,
+                "tier": "unknown",
+            })
+        })
+        .collect();
+    let Ok(body) = serde_json::to_vec(&events) else {
+        return;
+    };
+    let n = events.len() as u64;
+    let ingestor = state.ingestor.clone();
+    let counters = access.counters.clone();
+    tokio::task::spawn_blocking(move || {
+        let logged = ingestor
+            .parse_body(&body, usize::MAX)
+            .and_then(|chunk| ingestor.submit_body(&chunk, false))
+            .is_ok();
+        let counter = if logged {
+            &counters.impressions_logged
+        } else {
+            &counters.impressions_dropped
+        };
+        counter.fetch_add(n, Ordering::Relaxed);
+    });
+}
+
+/// Loads `reference` (`NAME@production`, `NAME@3`) from the registry of the data directory
+/// `root` for serving, with catalogue facts from `ingestor`.
+pub fn load_version(
+    root: &std::path::Path,
+    reference: &str,
+    ingestor: &encore_ingest::Ingestor,
+) -> Result<ServingModel, String> {
+    let registry = encore_registry::Registry::open(root).map_err(|e| e.to_string())?;
+    let version = registry.resolve(reference).map_err(|e| e.to_string())?;
+    let artifact =
+        encore_models::artifact::Artifact::load(std::path::Path::new(&version.record.artifact))
+            .map_err(|e| e.to_string())?;
+    let facts = ingestor
+        .catalog()
+        .item_info()
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .map(|(id, i)| {
+            (
+                id,
+                encore_serving::ItemFacts {
+                    title: i.title,
+                    artist_id: i.artist_id,
+                    explicit: i.explicit,
+                },
+            )
+        })
+        .collect();
+    ServingModel::new(&version.model, version.version, artifact, &facts).map_err(|e| e.to_string())
+}
+
+/// Remembers the streams of a playback batch body for fold-in (rows that do not parse are
+/// skipped: the ingest path reports them).
+pub fn record_recent(served: &Served, body: &[u8]) {
+    #[derive(Deserialize)]
+    struct Play {
+        user_id: String,
+        item_id: String,
+        #[serde(default)]
+        ms_played: u64,
+    }
+    let text = String::from_utf8_lossy(body);
+    let trimmed = text.trim_start();
+    let plays: Vec<Play> = if trimmed.starts_with('[') {
+        serde_json::from_str::<Vec<serde_json::Value>>(trimmed)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|v| serde_json::from_value(v).ok())
+            .collect()
+    } else {
+        trimmed
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    };
+    for p in plays {
+        if p.ms_played >= u64::from(encore_core::event::STREAM_THRESHOLD_MS) {
+            served.recent.record(&p.user_id, &p.item_id);
+        }
+    }
+}
