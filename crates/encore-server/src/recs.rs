@@ -4,6 +4,8 @@
 //! - `POST /v1/recommendations` `{"user_id"?, "seed_items": [...], "n", "explicit"?, ...}`
 //! - `GET /v1/items/{id}/similar?n=`
 //! - `POST /v1/radio` `{"seeds": [...], "exclude": [...], "n", "artist_window"?}`
+//! - `GET /v1/users/{id}/mixes?max=6&size=20`
+//! - `POST /v1/blend` `{"users": ["a", "b"], "n"}`
 //! - `GET /readyz`: 200 once a model is loaded, 503 before
 //!
 //! At most `max_in_flight` requests are computed at once; beyond that the answer is `503` with
@@ -63,6 +65,8 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/recommendations", post(seed_recommendations))
         .route("/v1/items/{id}/similar", get(similar))
         .route("/v1/radio", post(radio))
+        .route("/v1/users/{id}/mixes", get(mixes))
+        .route("/v1/blend", post(blend))
 }
 
 async fn ready(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
@@ -87,12 +91,10 @@ fn bad_json(e: JsonRejection) -> ApiError {
 }
 
 /// Runs `f` on the current model on a blocking thread, within the in-flight limit.
-async fn compute(
+async fn compute<T: Send + 'static>(
     state: &AppState,
-    f: impl FnOnce(&ServingModel, &Served) -> Result<Slate, encore_serving::ServingError>
-    + Send
-    + 'static,
-) -> Result<Slate, ApiError> {
+    f: impl FnOnce(&ServingModel, &Served) -> Result<T, encore_serving::ServingError> + Send + 'static,
+) -> Result<T, ApiError> {
     let Some(access) = state.serving.clone() else {
         return Err(ApiError::new(
             ErrorCode::FailedPrecondition,
@@ -333,6 +335,70 @@ async fn radio(
     Ok(Json(
         compute(&state, move |m, _| {
             m.radio(&req.seeds, &req.exclude, req.n, &rules)
+        })
+        .await?,
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MixParams {
+    #[serde(default = "default_mixes")]
+    max: usize,
+    #[serde(default = "default_mix_size")]
+    size: usize,
+}
+
+fn default_mixes() -> usize {
+    6
+}
+
+fn default_mix_size() -> usize {
+    20
+}
+
+async fn mixes(
+    State(state): State<AppState>,
+    Path(user): Path<String>,
+    params: Result<Query<MixParams>, QueryRejection>,
+) -> Result<Json<encore_serving::Mixes>, ApiError> {
+    let Query(p) = params.map_err(bad_query)?;
+    Ok(Json(
+        compute(&state, move |m, served| {
+            let recent = served.recent.get(&user);
+            m.mixes(&user, &recent, p.max, p.size)
+        })
+        .await?,
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BlendRequest {
+    users: Vec<String>,
+    #[serde(default = "default_n")]
+    n: usize,
+    #[serde(default)]
+    explicit: Option<bool>,
+}
+
+async fn blend(
+    State(state): State<AppState>,
+    body: Result<Json<BlendRequest>, JsonRejection>,
+) -> Result<Json<encore_serving::Blend>, ApiError> {
+    let Json(req) = body.map_err(bad_json)?;
+    let rules = Rules {
+        allow_explicit: req.explicit.unwrap_or(true),
+        ..Rules::default()
+    };
+    Ok(Json(
+        compute(&state, move |m, served| {
+            let members: Vec<(String, Vec<(String, u32)>)> = req
+                .users
+                .iter()
+                .map(|u| (u.clone(), served.recent.get(u)))
+                .collect();
+            m.blend(&members, req.n, &rules)
         })
         .await?,
     ))

@@ -10,9 +10,11 @@
 
 mod model;
 mod recent;
+mod surfaces;
 
 pub use model::{ItemFacts, NotServable, ServingModel};
 pub use recent::RecentActivity;
+pub use surfaces::{Blend, Mix, Mixes};
 
 use encore_models::recommend::TopK;
 use encore_models::scoring::dot;

@@ -462,6 +462,31 @@ fn every_surface_serves_and_hot_swap_drops_nothing() {
     assert_eq!(unique.len(), got.len());
     assert!(!got.contains(seeds[0]) && !got.contains(seeds[1]));
 
+    // daily mixes and a blend of two listeners
+    let (status, mixes) = call(
+        &addr,
+        "GET",
+        &format!("/v1/users/{user}/mixes?max=3&size=10"),
+        "",
+    );
+    assert_eq!(status, 200, "{mixes}");
+    let mixes = mixes["mixes"].as_array().unwrap();
+    assert!(!mixes.is_empty() && mixes.len() <= 3);
+    assert!(
+        mixes
+            .iter()
+            .all(|m| m["items"].as_array().unwrap().len() <= 10)
+    );
+    let body = serde_json::json!({"users": [user, artifact.users[7]], "n": 10}).to_string();
+    let (status, blend) = call(&addr, "POST", "/v1/blend", &body);
+    assert_eq!(status, 200, "{blend}");
+    assert_eq!(ids(&blend).len(), 10);
+    assert!(blend["taste_match"].as_u64().unwrap() <= 100);
+    let counts: Vec<u64> = serde_json::from_value(blend["per_member"].clone()).unwrap();
+    assert!(counts[0].abs_diff(counts[1]) <= 1, "{counts:?}");
+    let (status, _) = call(&addr, "POST", "/v1/blend", r#"{"users": ["only-one"]}"#);
+    assert_eq!(status, 400);
+
     // the lists served to known listeners were logged as impressions (fire and forget)
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {

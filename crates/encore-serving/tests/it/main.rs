@@ -235,3 +235,58 @@ fn diversity_trades_relevance_for_variety() {
         diverse.items.iter().map(|i| &i.id).collect::<Vec<_>>()
     );
 }
+
+#[test]
+fn daily_mixes_are_mostly_familiar_with_new_tracks_and_never_repeat() {
+    let m = world();
+    let mixes = m.mixes("u4", &[], 3, 8).unwrap();
+    assert!(!mixes.mixes.is_empty() && mixes.mixes.len() <= 3);
+    let seen: Vec<String> = (0..10u32)
+        .map(|k| format!("t{}", (4 * 7 + k * 3) % PER_GROUP + PER_GROUP))
+        .collect();
+    let mut all = Vec::new();
+    for mix in &mixes.mixes {
+        assert!(mix.items.len() <= 8);
+        assert!(mix.familiar >= mix.new, "{mix:?}");
+        for it in &mix.items {
+            let familiar = seen.contains(&it.id);
+            assert_eq!(familiar, it.reason.kind == "familiar", "{it:?}");
+            all.push(it.id.clone());
+        }
+        assert!(mix.items.iter().any(|i| i.reason.kind == "new_in_mix"));
+    }
+    let n = all.len();
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), n, "a track in two mixes");
+    assert!(matches!(
+        m.mixes("u4", &[], 0, 8),
+        Err(ServingError::BadParameter { name: "max", .. })
+    ));
+}
+
+#[test]
+fn blend_is_fair_attributed_and_scores_taste_match() {
+    let m = world();
+    let pair = |a: &str, b: &str| vec![(a.to_string(), vec![]), (b.to_string(), vec![])];
+    let apart = m.blend(&pair("u0", "u1"), 10, &Rules::default()).unwrap();
+    assert_eq!(apart.slate.items.len(), 10);
+    assert_eq!(apart.per_member, vec![5, 5]);
+    for it in &apart.slate.items {
+        assert_eq!(it.reason.kind, "for_member");
+        let member = it.reason.user_id.as_deref().unwrap();
+        let group = group_of(index(&it.id));
+        assert_eq!(group, if member == "u0" { 0 } else { 1 }, "{it:?}");
+    }
+    let alike = m.blend(&pair("u0", "u3"), 10, &Rules::default()).unwrap();
+    assert!(
+        alike.taste_match > apart.taste_match,
+        "{} vs {}",
+        alike.taste_match,
+        apart.taste_match
+    );
+    assert!(matches!(
+        m.blend(&pair("u0", "u0")[..1], 10, &Rules::default()),
+        Err(ServingError::BadParameter { name: "users", .. })
+    ));
+}
