@@ -39,6 +39,9 @@ pub struct Blend {
     pub per_member: Vec<usize>,
 }
 
+/// A cluster's unit centroid and its (item, plays) members.
+type Cluster = (Vec<f32>, Vec<(u32, f32)>);
+
 /// Share of familiar tracks in a mix.
 const FAMILIAR_SHARE: f32 = 0.7;
 
@@ -147,7 +150,7 @@ impl ServingModel {
 
     /// Spherical k-means over `items` (with weights), seeded farthest-first from the heaviest;
     /// clusters come back heaviest first, members heaviest first.
-    fn spherical_kmeans(&self, items: &[(u32, f32)], k: usize) -> Vec<(Vec<f32>, Vec<(u32, f32)>)> {
+    fn spherical_kmeans(&self, items: &[(u32, f32)], k: usize) -> Vec<Cluster> {
         let w = self.width;
         let mut centroids: Vec<Vec<f32>> = vec![self.unit_vector(items[0].0).to_vec()];
         while centroids.len() < k {
@@ -192,7 +195,7 @@ impl ServingModel {
                 }
             }
         }
-        let mut clusters: Vec<(Vec<f32>, Vec<(u32, f32)>)> = centroids
+        let mut clusters: Vec<Cluster> = centroids
             .into_iter()
             .enumerate()
             .map(|(c, centroid)| {
