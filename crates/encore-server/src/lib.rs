@@ -14,6 +14,7 @@ pub mod client;
 pub mod error;
 mod events;
 mod health;
+pub mod metrics;
 mod models;
 pub mod recs;
 
@@ -57,6 +58,7 @@ pub struct AppState {
     pub registry: Option<RegistryAccess>,
     /// the served model, when this server serves recommendations
     pub serving: Option<recs::ServingAccess>,
+    pub metrics: Arc<metrics::Metrics>,
     in_flight: Arc<Semaphore>,
 }
 
@@ -68,6 +70,7 @@ impl AppState {
             limits,
             registry: None,
             serving: None,
+            metrics: Arc::default(),
             in_flight,
         }
     }
@@ -91,6 +94,11 @@ pub fn router(state: AppState) -> Router {
         .merge(events::routes())
         .merge(models::routes())
         .merge(recs::routes())
+        .route("/metrics", axum::routing::get(metrics::render))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
         .fallback(error::not_found)
         .with_state(state)
 }

@@ -23,7 +23,6 @@ use encore_core::ErrorCode;
 use encore_serving::{Rules, Served, ServingModel, Slate};
 use serde::Deserialize;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::Semaphore;
 
 /// The served model and the limits of the recommendation routes.
@@ -34,16 +33,6 @@ pub struct ServingAccess {
     pub max_in_flight: usize,
     /// log impressions of lists served to known listeners
     pub impressions: bool,
-    pub counters: Arc<ServingCounters>,
-}
-
-/// Counts for `/metrics` and tests.
-#[derive(Debug, Default)]
-pub struct ServingCounters {
-    pub served: AtomicU64,
-    pub shed: AtomicU64,
-    pub impressions_logged: AtomicU64,
-    pub impressions_dropped: AtomicU64,
 }
 
 impl ServingAccess {
@@ -53,7 +42,6 @@ impl ServingAccess {
             in_flight: Arc::new(Semaphore::new(max_in_flight.max(1))),
             max_in_flight: max_in_flight.max(1),
             impressions,
-            counters: Arc::default(),
         }
     }
 }
@@ -102,7 +90,7 @@ async fn compute<T: Send + 'static>(
         ));
     };
     let Ok(permit) = access.in_flight.clone().try_acquire_owned() else {
-        access.counters.shed.fetch_add(1, Ordering::Relaxed);
+        state.metrics.shed.inc();
         let mut e = ApiError::new(
             ErrorCode::Unavailable,
             format!(
@@ -120,6 +108,10 @@ async fn compute<T: Send + 'static>(
         ));
     };
     let served = access.served.clone();
+    state
+        .metrics
+        .candidates_scored
+        .inc_by(model.n_items() as u64);
     let slate = tokio::task::spawn_blocking(move || {
         let _permit = permit;
         f(&model, &served)
@@ -131,7 +123,6 @@ async fn compute<T: Send + 'static>(
             format!("recommendation task failed: {e}"),
         )
     })??;
-    access.counters.served.fetch_add(1, Ordering::Relaxed);
     Ok(slate)
 }
 
@@ -413,9 +404,9 @@ fn log_impressions(
     platform: Option<String>,
     country: Option<String>,
 ) {
-    let Some(access) = state.serving.as_ref().filter(|s| s.impressions) else {
+    if !state.serving.as_ref().is_some_and(|s| s.impressions) {
         return;
-    };
+    }
     let now = encore_core::time::now_ms();
     let platform = platform.unwrap_or_else(|| "other".into());
     let country = country.unwrap_or_else(|| "ZZ".into());
@@ -445,18 +436,18 @@ fn log_impressions(
     };
     let n = events.len() as u64;
     let ingestor = state.ingestor.clone();
-    let counters = access.counters.clone();
+    let metrics = state.metrics.clone();
     tokio::task::spawn_blocking(move || {
         let logged = ingestor
             .parse_body(&body, usize::MAX)
             .and_then(|chunk| ingestor.submit_body(&chunk, false))
             .is_ok();
         let counter = if logged {
-            &counters.impressions_logged
+            &metrics.impressions_logged
         } else {
-            &counters.impressions_dropped
+            &metrics.impressions_dropped
         };
-        counter.fetch_add(n, Ordering::Relaxed);
+        counter.inc_by(n);
     });
 }
 

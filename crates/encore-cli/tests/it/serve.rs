@@ -504,6 +504,20 @@ fn every_surface_serves_and_hot_swap_drops_nothing() {
         std::thread::sleep(Duration::from_millis(50));
     }
 
+    // Prometheus metrics: per-route latency histograms, the model, candidates scored
+    let r = encore_server::client::request(&addr, "GET", "/metrics", b"").unwrap();
+    assert_eq!(r.status, 200);
+    for needle in [
+        "encore_http_request_duration_seconds_count{route=\"/v1/users/{id}/recommendations\",method=\"GET\",status=\"200\"}",
+        "encore_http_requests_total{route=\"/v1/items/{id}/similar\",method=\"GET\",status=\"404\"}",
+        "encore_model_version 1",
+        "encore_candidates_scored_total",
+        "encore_requests_shed_total 0",
+        "encore_impressions_logged_total",
+    ] {
+        assert!(r.body.contains(needle), "{needle} not in\n{}", r.body);
+    }
+
     // hot swap under load: four clients keep asking while production moves to v2
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let users: Vec<String> = artifact.users.iter().take(40).cloned().collect();
@@ -562,6 +576,12 @@ fn every_surface_serves_and_hot_swap_drops_nothing() {
         seen_versions.extend(versions);
     }
     assert!(seen_versions.contains(&2), "{seen_versions:?}");
+    let r = encore_server::client::request(&addr, "GET", "/metrics", b"").unwrap();
+    assert!(
+        r.body.contains("encore_model_version 2") && r.body.contains("encore_model_swaps_total 2"),
+        "{}",
+        r.body
+    );
     terminate(&child);
     let mut child = child;
     assert!(child.wait().unwrap().success());

@@ -1,0 +1,176 @@
+//! `GET /metrics` in the Prometheus text format: requests and latency by route and status, shed
+//! requests, candidates scored, impressions, the served model's version, and model swaps.
+
+use crate::AppState;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub route: String,
+    pub method: String,
+    pub status: String,
+}
+
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Mutex<Registry>,
+    pub requests: Family<RouteLabels, Counter>,
+    pub latency: Family<RouteLabels, Histogram>,
+    pub shed: Counter,
+    pub candidates_scored: Counter,
+    pub impressions_logged: Counter,
+    pub impressions_dropped: Counter,
+    model_version: Gauge,
+    model_items: Gauge,
+    swaps: Counter,
+    failed_swaps: Counter,
+    /// swap counts already added to the counters
+    seen_swaps: (AtomicU64, AtomicU64),
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("encore");
+        let requests = Family::<RouteLabels, Counter>::default();
+        // 50 µs .. ~1.6 s
+        let latency = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.000_05, 2.0, 16))
+        });
+        let m = Metrics {
+            requests,
+            latency,
+            shed: Counter::default(),
+            candidates_scored: Counter::default(),
+            impressions_logged: Counter::default(),
+            impressions_dropped: Counter::default(),
+            model_version: Gauge::default(),
+            model_items: Gauge::default(),
+            swaps: Counter::default(),
+            failed_swaps: Counter::default(),
+            seen_swaps: (AtomicU64::new(0), AtomicU64::new(0)),
+            registry: Mutex::new(Registry::default()),
+        };
+        registry.register(
+            "http_requests",
+            "HTTP requests by route, method and status",
+            m.requests.clone(),
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency by route, method and status",
+            m.latency.clone(),
+        );
+        registry.register(
+            "requests_shed",
+            "recommendation requests refused with 503 (over the in-flight limit)",
+            m.shed.clone(),
+        );
+        registry.register(
+            "candidates_scored",
+            "items scored for recommendation requests",
+            m.candidates_scored.clone(),
+        );
+        registry.register(
+            "impressions_logged",
+            "impression events written",
+            m.impressions_logged.clone(),
+        );
+        registry.register(
+            "impressions_dropped",
+            "impression events dropped (write queue full)",
+            m.impressions_dropped.clone(),
+        );
+        registry.register(
+            "model_version",
+            "version of the served model (0: none)",
+            m.model_version.clone(),
+        );
+        registry.register(
+            "model_items",
+            "items in the served model's catalogue",
+            m.model_items.clone(),
+        );
+        registry.register("model_swaps", "model versions swapped in", m.swaps.clone());
+        registry.register(
+            "model_swap_failures",
+            "model versions that failed to load",
+            m.failed_swaps.clone(),
+        );
+        *m.registry.lock().unwrap_or_else(|e| e.into_inner()) = registry;
+        m
+    }
+}
+
+/// Records every routed request.
+pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let method = req.method().to_string();
+    let start = std::time::Instant::now();
+    let response = next.run(req).await;
+    let labels = RouteLabels {
+        route,
+        method,
+        status: response.status().as_u16().to_string(),
+    };
+    state.metrics.requests.get_or_create(&labels).inc();
+    state
+        .metrics
+        .latency
+        .get_or_create(&labels)
+        .observe(start.elapsed().as_secs_f64());
+    response
+}
+
+pub async fn render(State(state): State<AppState>) -> Response {
+    let m = &state.metrics;
+    if let Some(served) = state.serving.as_ref().map(|s| &s.served) {
+        match served.get() {
+            Some(model) => {
+                m.model_version.set(i64::from(model.version));
+                m.model_items.set(model.n_items() as i64);
+            }
+            None => {
+                m.model_version.set(0);
+                m.model_items.set(0);
+            }
+        }
+        let (swaps, failed) = served.swap_counts();
+        let add = |counter: &Counter, seen: &AtomicU64, now: u64| {
+            let before = seen.swap(now, Ordering::Relaxed);
+            counter.inc_by(now.saturating_sub(before));
+        };
+        add(&m.swaps, &m.seen_swaps.0, swaps);
+        add(&m.failed_swaps, &m.seen_swaps.1, failed);
+    }
+    let mut text = String::new();
+    let registry = m.registry.lock().unwrap_or_else(|e| e.into_inner());
+    if prometheus_client::encoding::text::encode(&mut text, &registry).is_err() {
+        return (
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            "cannot encode metrics",
+        )
+            .into_response();
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
