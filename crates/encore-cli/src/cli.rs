@@ -183,6 +183,13 @@ pub struct DemoArgs {
     /// Seed of the world [default: demo.seed]
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Stop after registering the model instead of serving it (the default ends with a running
+    /// server until Ctrl-C)
+    #[arg(long)]
+    pub no_serve: bool,
+    /// Address to serve on [default: server.bind]
+    #[arg(long)]
+    pub bind: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -23,10 +23,40 @@ struct DemoReport {
     models: Vec<crate::commands::eval::EvalReport>,
     /// ALS trained on the whole log, registered and moved to production through the gate
     registered: crate::commands::train::TrainReport,
+    /// requests to try against the server the demo starts
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    requests: Vec<String>,
     next: Vec<String>,
 }
 
 pub fn run(loaded: &Loaded, args: &DemoArgs, out: &Output) -> Result<(), CliError> {
+    build(loaded, args, out)?;
+    if args.no_serve {
+        return Ok(());
+    }
+    // the data directory was released when `build` returned: the server takes it now
+    crate::commands::serve::run(loaded, &crate::cli::ServeArgs { bind: args.bind }, out)
+}
+
+/// Example requests against the demo's server.
+fn curl_examples(base: &str, user: &str, item: &str) -> Vec<String> {
+    vec![
+        format!("curl -s '{base}/v1/users/{user}/recommendations?n=10'"),
+        format!("curl -s '{base}/v1/items/{item}/similar?n=10'"),
+        format!("curl -s '{base}/v1/users/{user}/mixes?max=3&size=10'"),
+        format!(
+            "curl -s {base}/v1/radio -H 'content-type: application/json' -d '{{\"seeds\": [\"{item}\"], \"n\": 10}}'"
+        ),
+        format!(
+            "curl -s {base}/v1/recommendations -H 'content-type: application/json' -d '{{\"seed_items\": [\"{item}\"], \"n\": 5}}'"
+        ),
+        format!("curl -s {base}/v1/models/recommender/history"),
+        format!("curl -s {base}/metrics"),
+    ]
+}
+
+/// Everything but serving.
+fn build(loaded: &Loaded, args: &DemoArgs, out: &Output) -> Result<(), CliError> {
     let demo = &loaded.config.demo;
     let users = args.users.unwrap_or(demo.users).max(1);
     let days = args.days.unwrap_or(demo.days).max(1);
@@ -109,7 +139,22 @@ pub fn run(loaded: &Loaded, args: &DemoArgs, out: &Output) -> Result<(), CliErro
         Err(e) => return Err(e.into()),
     };
     let world_path = world_dir.display().to_string();
+    let requests = if args.no_serve {
+        Vec::new()
+    } else {
+        let base = format!("http://{}", args.bind.unwrap_or(loaded.config.server.bind));
+        let user = data.users.first().cloned().unwrap_or_default();
+        // the most streamed track makes a good seed
+        let mut listeners = vec![0u32; data.items.len()];
+        for &i in &data.plays.indices {
+            listeners[i as usize] += 1;
+        }
+        let top = (0..listeners.len()).max_by_key(|&i| (listeners[i], std::cmp::Reverse(i)));
+        let item = top.map(|i| data.items[i].clone()).unwrap_or_default();
+        curl_examples(&base, &user, &item)
+    };
     let report = DemoReport {
+        requests,
         data_dir: dir.path().display().to_string(),
         reused,
         ingest,
@@ -167,6 +212,12 @@ pub fn run(loaded: &Loaded, args: &DemoArgs, out: &Output) -> Result<(), CliErro
         text.push_str("try next:\n");
         for n in &report.next {
             text.push_str(&format!("  {n}\n"));
+        }
+        if !report.requests.is_empty() {
+            text.push_str("\nserving the production model now (Ctrl-C stops it); try:\n");
+            for r in &report.requests {
+                text.push_str(&format!("  {r}\n"));
+            }
         }
         text
     });

@@ -203,7 +203,7 @@ fn registry_over_http_gates_production_and_posts_webhooks() {
         serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()
     };
     // the demo's small world; ALS into production, then a worse popularity version
-    run(&["demo", "--users", "120", "--days", "2"]);
+    run(&["demo", "--users", "120", "--days", "2", "--no-serve"]);
     let v1 = run(&["train", "--name", "home", "--model", "als", "--promote"]);
     let v2 = run(&["train", "--name", "home", "--model", "popularity"]);
     let (als, pop) = (
@@ -302,7 +302,7 @@ fn every_surface_serves_and_hot_swap_drops_nothing() {
         serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()
     };
     // the demo's world: ALS v1 in production; a v2 to swap to later
-    run(&["demo", "--users", "120", "--days", "2"]);
+    run(&["demo", "--users", "120", "--days", "2", "--no-serve"]);
     run(&["train", "--model", "als", "--factors", "32"]);
     let shown = run(&["models", "show", "recommender@production"]);
     let artifact =

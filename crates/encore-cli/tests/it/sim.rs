@@ -102,6 +102,7 @@ fn demo_makes_a_world_in_the_data_dir_and_reuses_it() {
     let tmp = tempfile::tempdir().unwrap();
     let args = [
         "demo",
+        "--no-serve",
         "--users",
         "120",
         "--days",
