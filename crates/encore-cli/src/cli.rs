@@ -101,6 +101,24 @@ pub enum BenchCommand {
         #[arg(long)]
         limit: Option<usize>,
     },
+    /// GET paths from a file at a fixed rate (open loop) and report latency measured from each
+    /// request's scheduled time, so queueing counts (no coordinated omission)
+    HttpGet {
+        /// The server, e.g. 127.0.0.1:7878 (loopback only)
+        #[arg(long)]
+        addr: String,
+        /// One request path per line (e.g. /v1/users/u1/recommendations?n=10), used round-robin
+        paths: PathBuf,
+        /// Requests per second in all
+        #[arg(long)]
+        rate: f64,
+        /// How long to send
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+        /// Concurrent keep-alive connections (each sends its share of the schedule)
+        #[arg(long, default_value_t = 16)]
+        connections: usize,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -1,4 +1,5 @@
-//! `encore bench http-ingest`: a loopback load generator for `POST /v1/events`.
+//! Loopback load generators: `encore bench http-ingest` (`POST /v1/events` as fast as the server
+//! acknowledges) and `encore bench http-get` (GET requests at a fixed rate).
 
 use crate::cli::BenchCommand;
 use crate::error::CliError;
@@ -30,20 +31,35 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
-pub fn run(cmd: BenchCommand, out: &Output) -> Result<(), CliError> {
-    let BenchCommand::HttpIngest {
-        addr,
-        files,
-        batch,
-        connections,
-        limit,
-    } = cmd;
-    if !(addr.starts_with("127.") || addr.starts_with("localhost")) {
-        return Err(CliError::usage(
+fn loopback_only(addr: &str) -> Result<(), CliError> {
+    if addr.starts_with("127.") || addr.starts_with("localhost") {
+        Ok(())
+    } else {
+        Err(CliError::usage(
             format!("--addr {addr} is not a loopback address"),
             "load only servers on this machine",
-        ));
+        ))
     }
+}
+
+pub fn run(cmd: BenchCommand, out: &Output) -> Result<(), CliError> {
+    let (addr, files, batch, connections, limit) = match cmd {
+        BenchCommand::HttpIngest {
+            addr,
+            files,
+            batch,
+            connections,
+            limit,
+        } => (addr, files, batch, connections, limit),
+        BenchCommand::HttpGet {
+            addr,
+            paths,
+            rate,
+            seconds,
+            connections,
+        } => return http_get(&addr, &paths, rate, seconds, connections, out),
+    };
+    loopback_only(&addr)?;
     // bodies prepared up front, so the client measures the server, not file reading
     let mut bodies: Vec<(usize, Vec<u8>)> = Vec::new();
     let mut current = Vec::new();
@@ -157,6 +173,146 @@ pub fn run(cmd: BenchCommand, out: &Output) -> Result<(), CliError> {
             thousands(report.events_per_second as u64),
             report.p50_ms,
             report.p99_ms
+        )
+    });
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct GetReport {
+    target_rate: f64,
+    seconds: f64,
+    connections: usize,
+    sent: u64,
+    ok: u64,
+    shed_503: u64,
+    errors: u64,
+    achieved_rate: f64,
+    ok_rate: f64,
+    /// of 200 responses, from the scheduled send time
+    p50_ms: f64,
+    p90_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+    /// of 200 responses, from the actual send time (the server's part when the generator
+    /// itself falls behind)
+    service_p50_ms: f64,
+    service_p99_ms: f64,
+}
+
+/// Open-loop load: request k of connection c is due at `(k * connections + c) / rate`; a late
+/// connection sends at once, and its latency still counts from the due time.
+fn http_get(
+    addr: &str,
+    paths_file: &std::path::Path,
+    rate: f64,
+    seconds: f64,
+    connections: usize,
+    out: &Output,
+) -> Result<(), CliError> {
+    loopback_only(addr)?;
+    if !(rate > 0.0 && seconds > 0.0 && seconds <= 600.0) {
+        return Err(CliError::usage(
+            format!("--rate {rate} --seconds {seconds}"),
+            "a positive rate and 0 < seconds <= 600",
+        ));
+    }
+    let text = std::fs::read_to_string(paths_file).map_err(|e| {
+        CliError::failed(format!("{}: {e}", paths_file.display()), "check the path")
+    })?;
+    let paths: Vec<&str> = text.lines().filter(|l| !l.is_empty()).collect();
+    if paths.is_empty() {
+        return Err(CliError::usage(
+            format!("{} has no request paths", paths_file.display()),
+            "one path per line",
+        ));
+    }
+    let connections = connections.max(1);
+    let total = (rate * seconds) as u64;
+    let start = Instant::now();
+    let results: Vec<(Vec<f64>, Vec<f64>, u64, u64, u64)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..connections)
+            .map(|c| {
+                let paths = &paths;
+                s.spawn(move || {
+                    let (mut lat, mut shed, mut errors, mut sent) = (Vec::new(), 0u64, 0u64, 0u64);
+                    let mut service = Vec::new();
+                    let mut conn = Connection::open(addr).ok();
+                    let mut k = c as u64;
+                    while k < total {
+                        let due = std::time::Duration::from_secs_f64(k as f64 / rate);
+                        if let Some(wait) = due.checked_sub(start.elapsed()) {
+                            std::thread::sleep(wait);
+                        }
+                        let path = paths[k as usize % paths.len()];
+                        sent += 1;
+                        let sent_at = Instant::now();
+                        let reply = match conn.as_mut() {
+                            Some(cn) => cn.request("GET", path, b""),
+                            None => Err(std::io::Error::other("not connected")),
+                        };
+                        match reply {
+                            Ok(r) if r.status == 200 => {
+                                lat.push((start.elapsed() - due).as_secs_f64() * 1e3);
+                                service.push(sent_at.elapsed().as_secs_f64() * 1e3);
+                            }
+                            Ok(r) if r.status == 503 => shed += 1,
+                            Ok(_) => errors += 1,
+                            Err(_) => {
+                                errors += 1;
+                                conn = Connection::open(addr).ok();
+                            }
+                        }
+                        k += connections as u64;
+                    }
+                    (lat, service, shed, errors, sent)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
+    let elapsed = start.elapsed().as_secs_f64();
+    let mut lat: Vec<f64> = results.iter().flat_map(|r| r.0.iter().copied()).collect();
+    lat.sort_by(f64::total_cmp);
+    let mut service: Vec<f64> = results.iter().flat_map(|r| r.1.iter().copied()).collect();
+    service.sort_by(f64::total_cmp);
+    let shed = results.iter().map(|r| r.2).sum::<u64>();
+    let errors = results.iter().map(|r| r.3).sum::<u64>();
+    let sent = results.iter().map(|r| r.4).sum::<u64>();
+    let report = GetReport {
+        target_rate: rate,
+        seconds: elapsed,
+        connections,
+        sent,
+        ok: lat.len() as u64,
+        shed_503: shed,
+        errors,
+        achieved_rate: sent as f64 / elapsed,
+        ok_rate: lat.len() as f64 / elapsed,
+        p50_ms: percentile(&lat, 0.5),
+        p90_ms: percentile(&lat, 0.9),
+        p99_ms: percentile(&lat, 0.99),
+        max_ms: lat.last().copied().unwrap_or(0.0),
+        service_p50_ms: percentile(&service, 0.5),
+        service_p99_ms: percentile(&service, 0.99),
+    };
+    out.emit(&report, || {
+        format!(
+            "{} requests at {:.0}/s target ({:.0}/s sent) over {} connections: {} ok, {} shed (503), {} errors; latency of ok from schedule p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.1} ms",
+            report.sent,
+            report.target_rate,
+            report.achieved_rate,
+            report.connections,
+            report.ok,
+            report.shed_503,
+            report.errors,
+            report.p50_ms,
+            report.p90_ms,
+            report.p99_ms,
+            report.max_ms
         )
     });
     Ok(())

@@ -99,14 +99,19 @@ pub fn run(loaded: &Loaded, args: &ServeArgs, out: &Output) -> Result<(), CliErr
         });
         let _ = std::io::stdout().flush();
         let gate = crate::cli::GateArgs::default().gate(&loaded.config.registry);
-        let serving = encore_server::recs::ServingAccess::new(
+        let state = AppState::new(Arc::clone(&ingestor), limits)
+            .with_registry(dir.path().to_path_buf(), gate);
+        let impressions = sc.impressions.then(|| {
+            encore_server::recs::ImpressionWriter::start(
+                Arc::clone(&ingestor),
+                Arc::clone(&state.metrics),
+            )
+        });
+        let state = state.with_serving(encore_server::recs::ServingAccess::new(
             Arc::clone(&served),
             sc.max_in_flight as usize,
-            sc.impressions,
-        );
-        let state = AppState::new(Arc::clone(&ingestor), limits)
-            .with_registry(dir.path().to_path_buf(), gate)
-            .with_serving(serving);
+            impressions,
+        ));
         encore_server::serve(listener, state, shutdown_signal())
             .await
             .map_err(|e| CliError::failed(format!("server error: {e}"), "see the log"))
