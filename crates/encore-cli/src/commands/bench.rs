@@ -200,6 +200,18 @@ struct GetReport {
     service_p99_ms: f64,
 }
 
+/// What one connection of [`http_get`] saw.
+#[derive(Default)]
+struct ConnectionTally {
+    /// ms from schedule, of 200s
+    lat: Vec<f64>,
+    /// ms from send, of 200s
+    service: Vec<f64>,
+    shed: u64,
+    errors: u64,
+    sent: u64,
+}
+
 /// Open-loop load: request k of connection c is due at `(k * connections + c) / rate`; a late
 /// connection sends at once, and its latency still counts from the due time.
 fn http_get(
@@ -230,7 +242,7 @@ fn http_get(
     let connections = connections.max(1);
     let total = (rate * seconds) as u64;
     let start = Instant::now();
-    let results: Vec<(Vec<f64>, Vec<f64>, u64, u64, u64)> = std::thread::scope(|s| {
+    let results: Vec<ConnectionTally> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..connections)
             .map(|c| {
                 let paths = &paths;
@@ -265,7 +277,13 @@ fn http_get(
                         }
                         k += connections as u64;
                     }
-                    (lat, service, shed, errors, sent)
+                    ConnectionTally {
+                        lat,
+                        service,
+                        shed,
+                        errors,
+                        sent,
+                    }
                 })
             })
             .collect();
@@ -275,13 +293,16 @@ fn http_get(
             .collect()
     });
     let elapsed = start.elapsed().as_secs_f64();
-    let mut lat: Vec<f64> = results.iter().flat_map(|r| r.0.iter().copied()).collect();
+    let mut lat: Vec<f64> = results.iter().flat_map(|r| r.lat.iter().copied()).collect();
     lat.sort_by(f64::total_cmp);
-    let mut service: Vec<f64> = results.iter().flat_map(|r| r.1.iter().copied()).collect();
+    let mut service: Vec<f64> = results
+        .iter()
+        .flat_map(|r| r.service.iter().copied())
+        .collect();
     service.sort_by(f64::total_cmp);
-    let shed = results.iter().map(|r| r.2).sum::<u64>();
-    let errors = results.iter().map(|r| r.3).sum::<u64>();
-    let sent = results.iter().map(|r| r.4).sum::<u64>();
+    let shed = results.iter().map(|r| r.shed).sum::<u64>();
+    let errors = results.iter().map(|r| r.errors).sum::<u64>();
+    let sent = results.iter().map(|r| r.sent).sum::<u64>();
     let report = GetReport {
         target_rate: rate,
         seconds: elapsed,
