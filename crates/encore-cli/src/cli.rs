@@ -101,6 +101,34 @@ pub enum BenchCommand {
         #[arg(long)]
         limit: Option<usize>,
     },
+    /// Recall@k and single-thread queries/s of HNSW against exact inner-product search, over a
+    /// model artifact's item vectors (queries: its user vectors) or a synthetic catalogue
+    Ann {
+        /// A model artifact (ALS or BPR)
+        #[arg(long, conflicts_with = "synthetic")]
+        artifact: Option<PathBuf>,
+        /// Items of a synthetic clustered catalogue instead
+        #[arg(long)]
+        synthetic: Option<usize>,
+        /// Vector width of the synthetic catalogue
+        #[arg(long, default_value_t = 64)]
+        width: usize,
+        /// Queries (at most)
+        #[arg(long, default_value_t = 2_000)]
+        queries: usize,
+        /// Search widths to measure
+        #[arg(long, value_delimiter = ',', default_value = "10,20,40,64,128,256")]
+        ef: Vec<usize>,
+        /// HNSW graph degree
+        #[arg(long, default_value_t = 24)]
+        connectivity: usize,
+        /// HNSW construction width
+        #[arg(long, default_value_t = 200)]
+        ef_construction: usize,
+
+        #[arg(long, default_value_t = 10)]
+        k: usize,
+    },
     /// GET paths from a file at a fixed rate (open loop) and report latency measured from each
     /// request's scheduled time, so queueing counts (no coordinated omission)
     HttpGet {

@@ -526,7 +526,18 @@ pub fn load_version(
             )
         })
         .collect();
-    ServingModel::new(&version.model, version.version, artifact, &facts).map_err(|e| e.to_string())
+    // a large catalogue's HNSW graph is kept beside the artifacts, keyed by the artifact's
+    // checksum, and memory-mapped on the next load instead of rebuilt
+    let retrieval = encore_serving::Retrieval {
+        choice: encore_index::Choice::default(),
+        cache: Some(
+            root.join("models")
+                .join("indexes")
+                .join(format!("{}.usearch", version.record.checksum)),
+        ),
+    };
+    ServingModel::with_retrieval(&version.model, version.version, artifact, &facts, retrieval)
+        .map_err(|e| e.to_string())
 }
 
 /// Remembers the streams of a playback batch body for fold-in (rows that do not parse are

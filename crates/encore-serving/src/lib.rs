@@ -12,7 +12,7 @@ mod model;
 mod recent;
 mod surfaces;
 
-pub use model::{ItemFacts, NotServable, ServingModel};
+pub use model::{ItemFacts, NotServable, Retrieval, ServingModel};
 pub use recent::RecentActivity;
 pub use surfaces::{Blend, Mix, Mixes};
 
@@ -240,6 +240,40 @@ impl Ranking<'_> {
         self.apply_rules(&candidates, n)
     }
 
+    /// The top `n` by inner product with `query` under the rules: every item scored when the
+    /// catalogue is small, graph (HNSW) candidates with the masks as a filter when it is large.
+    fn select_query(&self, query: &[f32], n: usize) -> Vec<Recommended> {
+        let m = self.m;
+        if m.retriever.kind() == "exact" {
+            return self.select(m.scores_for(query), n);
+        }
+        let mut exclude = self.exclude.clone();
+        exclude.extend(
+            self.rules
+                .banned_items
+                .iter()
+                .filter_map(|id| m.item_index(id)),
+        );
+        if !self.rules.allow_explicit {
+            exclude.extend_from_slice(&m.explicit);
+        }
+        exclude.sort_unstable();
+        let banned: HashSet<u32> = self
+            .rules
+            .banned_artists
+            .iter()
+            .filter_map(|a| m.artists.iter().position(|x| x == a))
+            .map(|a| a as u32)
+            .collect();
+        let keep = |i: u32| {
+            exclude.binary_search(&i).is_err()
+                && m.artist_of[i as usize].is_none_or(|a| !banned.contains(&a))
+        };
+        let pool = (n * 5).max(50).min(m.n_items());
+        let candidates = m.retriever.search(query, pool, &keep);
+        self.apply_rules(&candidates, n)
+    }
+
     /// Greedy selection: MMR (relevance against similarity to what is already chosen), artist
     /// cap and window, duplicates by artist and title.
     fn apply_rules(&self, candidates: &[(f32, u32)], n: usize) -> Vec<Recommended> {
@@ -377,7 +411,7 @@ impl ServingModel {
 
     fn scores_for(&self, query: &[f32]) -> Vec<f32> {
         let mut scores = vec![0f32; self.n_items()];
-        self.tiles.scores(query, &mut scores);
+        self.retriever.tiles().scores(query, &mut scores);
         scores
     }
 
@@ -441,7 +475,7 @@ impl ServingModel {
             explain: &items,
             explain_kind: "similar_to_played",
         };
-        let picks = ranking.select(self.scores_for(&query), n);
+        let picks = ranking.select_query(&query, n);
         Ok(self.slate(strategy, picks))
     }
 
@@ -455,15 +489,6 @@ impl ServingModel {
     ) -> Result<Slate, ServingError> {
         let n = check_n(n)?;
         let items = resolve(self, seeds)?;
-        let (scores, strategy) = if items.is_empty() {
-            (popularity_scores(self), Strategy::PopularFallback)
-        } else {
-            let plays = vec![1.0; items.len()];
-            (
-                self.scores_for(&self.fold_in(&items, &plays)),
-                Strategy::FoldIn,
-            )
-        };
         let ranking = Ranking {
             m: self,
             rules,
@@ -471,7 +496,13 @@ impl ServingModel {
             explain: &items,
             explain_kind: "similar_to_seed",
         };
-        Ok(self.slate(strategy, ranking.select(scores, n)))
+        if items.is_empty() {
+            let picks = ranking.select(popularity_scores(self), n);
+            return Ok(self.slate(Strategy::PopularFallback, picks));
+        }
+        let plays = vec![1.0; items.len()];
+        let picks = ranking.select_query(&self.fold_in(&items, &plays), n);
+        Ok(self.slate(Strategy::FoldIn, picks))
     }
 
     /// Items most like `item` (cosine of item vectors): "fans also like".

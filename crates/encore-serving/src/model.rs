@@ -5,6 +5,7 @@ use encore_models::artifact::Artifact;
 use encore_models::data::Csr;
 use encore_models::model::{Model, ModelConfig};
 use encore_models::scoring::{ItemTiles, dot};
+
 use std::collections::HashMap;
 
 /// What the rules need to know of an item.
@@ -37,7 +38,8 @@ pub struct ServingModel {
     pub(crate) items: HashMap<String, u32>,
     model: Model,
     pub(crate) width: usize,
-    pub(crate) tiles: ItemTiles,
+    /// candidates by inner product: exact for small catalogues, HNSW for large ones
+    pub(crate) retriever: encore_index::Retriever,
     /// item vectors scaled to unit length, tiled: cosine similarity between items
     pub(crate) unit_tiles: ItemTiles,
     pub(crate) unit: Vec<f32>,
@@ -70,6 +72,18 @@ impl ServingModel {
         version: u32,
         artifact: Artifact,
         facts: &HashMap<String, ItemFacts>,
+    ) -> Result<ServingModel, NotServable> {
+        Self::with_retrieval(name, version, artifact, facts, Retrieval::default())
+    }
+
+    /// As [`ServingModel::new`], choosing the candidate retrieval; an HNSW graph is loaded
+    /// (memory-mapped) from `retrieval.cache` when it is there, else built and saved there.
+    pub fn with_retrieval(
+        name: &str,
+        version: u32,
+        artifact: Artifact,
+        facts: &HashMap<String, ItemFacts>,
+        retrieval: Retrieval,
     ) -> Result<ServingModel, NotServable> {
         let refuse = |reason: String| NotServable {
             name: name.into(),
@@ -140,7 +154,8 @@ impl ServingModel {
             items: index(&artifact.items),
             item_ids: artifact.items,
             width,
-            tiles: ItemTiles::new(&item_vectors, width),
+            retriever: retriever(&item_vectors, width, &retrieval)
+                .map_err(|e| refuse(e.to_string()))?,
             unit_tiles: ItemTiles::new(&unit, width),
             unit,
             seen,
@@ -198,6 +213,45 @@ impl ServingModel {
             }
         }
     }
+}
+
+/// How candidates are retrieved.
+#[derive(Debug, Clone, Default)]
+pub struct Retrieval {
+    pub choice: encore_index::Choice,
+    /// where the HNSW graph of this model is kept between loads
+    pub cache: Option<std::path::PathBuf>,
+}
+
+fn retriever(
+    vectors: &[f32],
+    width: usize,
+    r: &Retrieval,
+) -> Result<encore_index::Retriever, encore_index::IndexError> {
+    use encore_index::{Choice, Retriever};
+    let items = vectors.len() / width.max(1);
+    let wants_graph = match r.choice {
+        Choice::Exact => false,
+        Choice::Hnsw(_) => true,
+        Choice::Auto { threshold } => items > threshold,
+    };
+    if wants_graph
+        && let Some(path) = r.cache.as_ref().filter(|p| p.exists())
+        && let Ok(loaded) = Retriever::load_hnsw(path, vectors, width, true)
+    {
+        return Ok(loaded);
+    }
+    let built = Retriever::build(vectors, width, r.choice)?;
+    if built.kind() == "hnsw"
+        && let Some(path) = &r.cache
+    {
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        // a failed save costs the next load a rebuild, nothing more
+        let _ = built.save_hnsw(path);
+    }
+    Ok(built)
 }
 
 fn index(ids: &[String]) -> HashMap<String, u32> {

@@ -248,7 +248,7 @@ impl ServingModel {
                 explain: &[],
                 explain_kind: "for_member",
             };
-            lists.push(ranking.select(self.scores_for(&query), n));
+            lists.push(ranking.select_query(&query, n));
             queries.push(query);
         }
         let mut chosen: Vec<Recommended> = Vec::with_capacity(n);

@@ -58,6 +58,54 @@ pub fn run(cmd: BenchCommand, out: &Output) -> Result<(), CliError> {
             seconds,
             connections,
         } => return http_get(&addr, &paths, rate, seconds, connections, out),
+        BenchCommand::Ann {
+            artifact,
+            synthetic,
+            width,
+            queries,
+            ef,
+            connectivity,
+            ef_construction,
+            k,
+        } => {
+            let (items, queries, width, source) = match (artifact, synthetic) {
+                (Some(path), _) => {
+                    let a = encore_models::artifact::Artifact::load(&path)?;
+                    let (items, w) = a.model.item_vectors().ok_or_else(|| {
+                        CliError::usage(
+                            format!("{} has no item vectors", path.display()),
+                            "use an ALS or BPR model",
+                        )
+                    })?;
+                    let (users, _) = a.model.user_vectors().unwrap_or((&[], w));
+                    let q = users.len().min(queries * w);
+                    (
+                        items.to_vec(),
+                        users[..q].to_vec(),
+                        w,
+                        path.display().to_string(),
+                    )
+                }
+                (None, Some(n)) => (
+                    synthetic_vectors(n, width, 1),
+                    synthetic_vectors(queries, width, 2),
+                    width,
+                    format!("synthetic {n} x {width}"),
+                ),
+                (None, None) => {
+                    return Err(CliError::usage(
+                        "no vectors to index",
+                        "pass --artifact FILE or --synthetic N",
+                    ));
+                }
+            };
+            let params = encore_index::HnswParams {
+                connectivity,
+                expansion_add: ef_construction,
+                expansion_search: 128,
+            };
+            return ann(&items, &queries, width, &source, params, &ef, k, out);
+        }
     };
     loopback_only(&addr)?;
     // bodies prepared up front, so the client measures the server, not file reading
@@ -335,6 +383,155 @@ fn http_get(
             report.p99_ms,
             report.max_ms
         )
+    });
+    Ok(())
+}
+
+/// A synthetic catalogue with the statistics of trained ALS item factors (measured on the
+/// HetRec Last.fm ALS model, 64 factors): nearly isotropic directions around a shared mean
+/// direction (the mean of the unit vectors has length about 0.28) and log-normal norms
+/// (sigma 0.85 in log space), so a few long vectors dominate inner products as in real models.
+fn synthetic_vectors(n: usize, width: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed;
+    let mut uniform = move || {
+        s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        ((encore_models::split::splitmix64(s) >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+    };
+    let mut normal = move || {
+        let (a, b) = (uniform(), uniform());
+        ((-2.0 * a.ln()).sqrt() * (std::f64::consts::TAU * b).cos()) as f32
+    };
+    let mean: Vec<f32> = (0..width).map(|_| normal()).collect();
+    let mean_norm = mean.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let shared = 0.29 / mean_norm;
+    let mut out = Vec::with_capacity(n * width);
+    let mut v = vec![0f32; width];
+    let per_dim = 1.0 / (width as f32).sqrt();
+    for _ in 0..n {
+        for (x, m) in v.iter_mut().zip(&mean) {
+            *x = shared * m + per_dim * normal();
+        }
+        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        let length = (0.85 * normal()).exp();
+        out.extend(v.iter().map(|x| x / norm * length));
+    }
+    out
+}
+
+#[derive(Serialize)]
+struct AnnRow {
+    ef: usize,
+    recall: f64,
+    qps: f64,
+    p50_us: f64,
+    p99_us: f64,
+}
+
+#[derive(Serialize)]
+struct AnnReport {
+    source: String,
+    items: usize,
+    width: usize,
+    queries: usize,
+    k: usize,
+    connectivity: usize,
+    ef_construction: usize,
+    build_seconds: f64,
+    build_threads: usize,
+    index_bytes: u64,
+    exact_qps: f64,
+    hnsw: Vec<AnnRow>,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn ann(
+    items: &[f32],
+    queries: &[f32],
+    width: usize,
+    source: &str,
+    params: encore_index::HnswParams,
+    efs: &[usize],
+    k: usize,
+    out: &Output,
+) -> Result<(), CliError> {
+    use encore_index::{Choice, Retriever};
+    let n_queries = queries.len() / width;
+    let t = Instant::now();
+    let index = Retriever::build(items, width, Choice::Hnsw(params))?;
+    let build_seconds = t.elapsed().as_secs_f64();
+    let dir = std::env::temp_dir().join(format!("encore-ann-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| CliError::failed(format!("{}: {e}", dir.display()), "check /tmp"))?;
+    let path = dir.join("items.usearch");
+    index.save_hnsw(&path)?;
+    let index_bytes = std::fs::metadata(&path).map_or(0, |m| m.len());
+    // the saved graph, mapped read-only: what serving would use
+    let index = Retriever::load_hnsw(&path, items, width, true)?;
+    let t = Instant::now();
+    let truth: Vec<Vec<u32>> = queries
+        .chunks(width)
+        .map(|q| index.exact(q, k, &|_| true).iter().map(|x| x.1).collect())
+        .collect();
+    let exact_qps = n_queries as f64 / t.elapsed().as_secs_f64();
+    let mut rows = Vec::new();
+    for &ef in efs {
+        index.set_expansion_search(ef.max(k));
+        let mut lat = Vec::with_capacity(n_queries);
+        let t = Instant::now();
+        let found: Vec<Vec<u32>> = queries
+            .chunks(width)
+            .map(|q| {
+                let t = Instant::now();
+                let r = index.search_all(q, k).iter().map(|x| x.1).collect();
+                lat.push(t.elapsed().as_secs_f64() * 1e6);
+                r
+            })
+            .collect();
+        let qps = n_queries as f64 / t.elapsed().as_secs_f64();
+        lat.sort_by(f64::total_cmp);
+        rows.push(AnnRow {
+            ef,
+            recall: encore_index::recall(&found, &truth),
+            qps,
+            p50_us: percentile(&lat, 0.5),
+            p99_us: percentile(&lat, 0.99),
+        });
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let report = AnnReport {
+        source: source.into(),
+        items: items.len() / width,
+        width,
+        queries: n_queries,
+        k,
+        connectivity: params.connectivity,
+        ef_construction: params.expansion_add,
+        build_seconds,
+        build_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        index_bytes,
+        exact_qps,
+        hnsw: rows,
+    };
+    out.emit(&report, || {
+        let mut text = format!(
+            "{}: {} items x {}, {} queries; HNSW M={} ef_construction={} built in {:.1} s ({} MiB); exact {:.0} queries/s\n",
+            report.source,
+            report.items,
+            report.width,
+            report.queries,
+            report.connectivity,
+            report.ef_construction,
+            report.build_seconds,
+            report.index_bytes >> 20,
+            report.exact_qps
+        );
+        for r in &report.hnsw {
+            text.push_str(&format!(
+                "  ef={:<4} recall@{} {:.3}  {:>8.0} queries/s  p50 {:.0} us  p99 {:.0} us\n",
+                r.ef, report.k, r.recall, r.qps, r.p50_us, r.p99_us
+            ));
+        }
+        text
     });
     Ok(())
 }

@@ -17,6 +17,10 @@ fn group_of(item: u32) -> u32 {
 /// 90 listeners, each playing 10 of the 20 tracks of their group; 5 artists of 4 tracks per
 /// group; every 7th track explicit.
 fn world() -> ServingModel {
+    world_with(encore_serving::Retrieval::default())
+}
+
+fn world_with(retrieval: encore_serving::Retrieval) -> ServingModel {
     let mut entries = Vec::new();
     for u in 0..90u32 {
         let g = u % GROUPS;
@@ -53,7 +57,7 @@ fn world() -> ServingModel {
         metadata: serde_json::Value::Null,
         interactions: Some(plays),
     };
-    ServingModel::new("home", 3, artifact, &facts).unwrap()
+    ServingModel::with_retrieval("home", 3, artifact, &facts, retrieval).unwrap()
 }
 
 fn index(id: &str) -> u32 {
@@ -289,4 +293,36 @@ fn blend_is_fair_attributed_and_scores_taste_match() {
         m.blend(&pair("u0", "u0")[..1], 10, &Rules::default()),
         Err(ServingError::BadParameter { name: "users", .. })
     ));
+}
+
+#[test]
+fn graph_retrieval_serves_the_same_rules_and_caches_its_index() {
+    let dir = std::env::temp_dir().join(format!("encore-serving-hnsw-{}", std::process::id()));
+    let cache = dir.join("home-v3.usearch");
+    let retrieval = encore_serving::Retrieval {
+        choice: encore_index::Choice::Hnsw(encore_index::HnswParams::default()),
+        cache: Some(cache.clone()),
+    };
+    let graph = world_with(retrieval.clone());
+    assert!(
+        cache.is_file(),
+        "the built graph is saved for the next load"
+    );
+    let exact = world();
+    let strict = Rules {
+        allow_explicit: false,
+        ..Rules::default()
+    };
+    let a = graph.home("u4", &[], 10, true, &strict).unwrap();
+    let b = exact.home("u4", &[], 10, true, &strict).unwrap();
+    let ids = |s: &encore_serving::Slate| s.items.iter().map(|i| i.id.clone()).collect::<Vec<_>>();
+    assert_eq!(ids(&a), ids(&b), "a 60-item graph search is exhaustive");
+    assert!(a.items.iter().all(|i| !index(&i.id).is_multiple_of(7)));
+    // loaded again: from the cached graph, memory-mapped
+    let again = world_with(retrieval);
+    assert_eq!(
+        ids(&again.home("u4", &[], 10, true, &strict).unwrap()),
+        ids(&a)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
