@@ -21,15 +21,16 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/events/stats", get(stats))
 }
 
-#[derive(Debug, Deserialize)]
-struct PostParams {
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct PostParams {
     /// reject the whole batch when any row is bad
     #[serde(default)]
     strict: bool,
 }
 
 #[derive(Debug, Serialize)]
-struct PostEventsResponse {
+pub(crate) struct PostEventsResponse {
     table: &'static str,
     accepted: u64,
     duplicates: u64,
@@ -51,7 +52,9 @@ impl From<BatchOutcome> for PostEventsResponse {
     }
 }
 
-async fn post_events(
+#[utoipa::path(post, path = "/v1/events", tag = "events", params(PostParams), request_body(content = String, description = "a JSON array of events, or one JSON event per line", content_type = "application/json"),
+    responses((status = 200, description = "accepted, duplicate and rejected counts, a reason per bad row", body = Object), (status = 400, body = crate::openapi::ErrorBody), (status = 413, body = crate::openapi::ErrorBody), (status = 503, description = "write queue full (Retry-After)", body = crate::openapi::ErrorBody)))]
+pub(crate) async fn post_events(
     State(state): State<AppState>,
     Query(params): Query<PostParams>,
     body: Body,
@@ -98,7 +101,8 @@ async fn post_events(
     Ok(Json(outcome.into()))
 }
 
-async fn stats(
+#[utoipa::path(get, path = "/v1/events/stats", tag = "events", responses((status = 200, description = "per-day counts, listeners, items, rejects by rule, storage", body = Object)))]
+pub(crate) async fn stats(
     State(state): State<AppState>,
 ) -> Result<Json<encore_ingest::stats::EventStats>, ApiError> {
     let ingestor = state.ingestor.clone();

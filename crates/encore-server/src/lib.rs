@@ -16,6 +16,7 @@ mod events;
 mod health;
 pub mod metrics;
 mod models;
+pub mod openapi;
 pub mod recs;
 
 use axum::Router;
@@ -95,6 +96,7 @@ pub fn router(state: AppState) -> Router {
         .merge(models::routes())
         .merge(recs::routes())
         .route("/metrics", axum::routing::get(metrics::render))
+        .route("/openapi.json", axum::routing::get(openapi::openapi_json))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             metrics::track,

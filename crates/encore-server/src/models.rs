@@ -42,11 +42,15 @@ async fn with_registry<T: Send + 'static>(
     .map_err(ApiError::from)
 }
 
-async fn list(State(state): State<AppState>) -> Result<Json<Vec<ModelSummary>>, ApiError> {
+#[utoipa::path(get, path = "/v1/models", tag = "registry", responses((status = 200, description = "registered models with version counts and aliases", body = Vec<Object>)))]
+pub(crate) async fn list(
+    State(state): State<AppState>,
+) -> Result<Json<Vec<ModelSummary>>, ApiError> {
     Ok(Json(with_registry(&state, |r| r.list()).await?))
 }
 
-async fn versions(
+#[utoipa::path(get, path = "/v1/models/{name}/versions", tag = "registry", params(("name" = String, Path)), responses((status = 200, description = "every version with lineage, config and metrics", body = Vec<Object>), (status = 404, description = "unknown model", body = crate::openapi::ErrorBody)))]
+pub(crate) async fn versions(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<Vec<Version>>, ApiError> {
@@ -55,7 +59,8 @@ async fn versions(
     ))
 }
 
-async fn history(
+#[utoipa::path(get, path = "/v1/models/{name}/history", tag = "registry", params(("name" = String, Path)), responses((status = 200, description = "every alias move, oldest first", body = Vec<Object>), (status = 404, description = "unknown model", body = crate::openapi::ErrorBody)))]
+pub(crate) async fn history(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<Vec<AliasMove>>, ApiError> {
@@ -64,9 +69,9 @@ async fn history(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct MoveAlias {
+pub(crate) struct MoveAlias {
     version: u32,
     #[serde(default)]
     reason: String,
@@ -77,7 +82,9 @@ struct MoveAlias {
     actor: Option<String>,
 }
 
-async fn move_alias(
+#[utoipa::path(post, path = "/v1/models/{name}/aliases/{alias}", tag = "registry", params(("name" = String, Path), ("alias" = String, Path)), request_body = MoveAlias,
+    responses((status = 200, description = "the recorded move", body = Object), (status = 400, body = crate::openapi::ErrorBody), (status = 404, body = crate::openapi::ErrorBody), (status = 412, description = "refused by the gate: every failed check with both numbers", body = crate::openapi::ErrorBody)))]
+pub(crate) async fn move_alias(
     State(state): State<AppState>,
     Path((name, alias)): Path<(String, String)>,
     body: Result<Json<MoveAlias>, axum::extract::rejection::JsonRejection>,

@@ -118,7 +118,11 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/blend", post(blend))
 }
 
-async fn ready(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+#[utoipa::path(get, path = "/readyz", tag = "serving",
+    responses((status = 200, description = "a model is loaded", body = Object), (status = 503, description = "no model yet", body = crate::openapi::ErrorBody)))]
+pub(crate) async fn ready(
+    State(state): State<AppState>,
+) -> Result<Json<serde_json::Value>, ApiError> {
     match state.serving.as_ref().and_then(|s| s.served.get()) {
         Some(m) => Ok(Json(serde_json::json!({
             "status": "ready", "model": m.name, "model_version": m.version,
@@ -228,9 +232,10 @@ fn yes() -> bool {
     true
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-struct UserParams {
+pub(crate) struct UserParams {
     #[serde(default = "default_n")]
     n: usize,
     /// only `home` today
@@ -246,7 +251,9 @@ struct UserParams {
     country: Option<String>,
 }
 
-async fn user_recommendations(
+#[utoipa::path(get, path = "/v1/users/{id}/recommendations", tag = "serving", params(("id" = String, Path, description = "listener id"), UserParams),
+    responses((status = 200, body = Slate), (status = 400, description = "a bad parameter, named", body = crate::openapi::ErrorBody), (status = 404, description = "unknown listener or item", body = crate::openapi::ErrorBody), (status = 503, description = "over the in-flight limit, or no model loaded (Retry-After)", body = crate::openapi::ErrorBody)))]
+pub(crate) async fn user_recommendations(
     State(state): State<AppState>,
     Path(user): Path<String>,
     params: Result<Query<UserParams>, QueryRejection>,
@@ -275,9 +282,9 @@ async fn user_recommendations(
     Ok(Json(slate))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct SeedRequest {
+pub(crate) struct SeedRequest {
     #[serde(default)]
     user_id: Option<String>,
     #[serde(default)]
@@ -286,6 +293,7 @@ struct SeedRequest {
     n: usize,
     /// free-form context (surface, device, time of day), echoed to logs
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     context: Option<serde_json::Value>,
     #[serde(default)]
     artist_cap: Option<usize>,
@@ -295,7 +303,9 @@ struct SeedRequest {
     explicit: Option<bool>,
 }
 
-async fn seed_recommendations(
+#[utoipa::path(post, path = "/v1/recommendations", tag = "serving", request_body = SeedRequest,
+    responses((status = 200, body = Slate), (status = 400, description = "a bad parameter, named", body = crate::openapi::ErrorBody), (status = 404, description = "unknown listener or item", body = crate::openapi::ErrorBody), (status = 503, description = "over the in-flight limit, or no model loaded (Retry-After)", body = crate::openapi::ErrorBody)))]
+pub(crate) async fn seed_recommendations(
     State(state): State<AppState>,
     body: Result<Json<SeedRequest>, JsonRejection>,
 ) -> Result<Json<Slate>, ApiError> {
@@ -327,16 +337,19 @@ async fn seed_recommendations(
     Ok(Json(slate))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-struct SimilarParams {
+pub(crate) struct SimilarParams {
     #[serde(default = "default_n")]
     n: usize,
     artist_cap: Option<usize>,
     explicit: Option<bool>,
 }
 
-async fn similar(
+#[utoipa::path(get, path = "/v1/items/{id}/similar", tag = "serving", params(("id" = String, Path, description = "item id"), SimilarParams),
+    responses((status = 200, body = Slate), (status = 400, description = "a bad parameter, named", body = crate::openapi::ErrorBody), (status = 404, description = "unknown listener or item", body = crate::openapi::ErrorBody), (status = 503, description = "over the in-flight limit, or no model loaded (Retry-After)", body = crate::openapi::ErrorBody)))]
+pub(crate) async fn similar(
     State(state): State<AppState>,
     Path(item): Path<String>,
     params: Result<Query<SimilarParams>, QueryRejection>,
@@ -354,9 +367,9 @@ async fn similar(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct RadioRequest {
+pub(crate) struct RadioRequest {
     seeds: Vec<String>,
     #[serde(default)]
     exclude: Vec<String>,
@@ -373,7 +386,9 @@ fn default_window() -> usize {
     4
 }
 
-async fn radio(
+#[utoipa::path(post, path = "/v1/radio", tag = "serving", request_body = RadioRequest,
+    responses((status = 200, body = Slate), (status = 400, description = "a bad parameter, named", body = crate::openapi::ErrorBody), (status = 404, description = "unknown listener or item", body = crate::openapi::ErrorBody), (status = 503, description = "over the in-flight limit, or no model loaded (Retry-After)", body = crate::openapi::ErrorBody)))]
+pub(crate) async fn radio(
     State(state): State<AppState>,
     body: Result<Json<RadioRequest>, JsonRejection>,
 ) -> Result<Json<Slate>, ApiError> {
@@ -392,9 +407,10 @@ async fn radio(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-struct MixParams {
+pub(crate) struct MixParams {
     #[serde(default = "default_mixes")]
     max: usize,
     #[serde(default = "default_mix_size")]
@@ -409,7 +425,9 @@ fn default_mix_size() -> usize {
     20
 }
 
-async fn mixes(
+#[utoipa::path(get, path = "/v1/users/{id}/mixes", tag = "serving", params(("id" = String, Path, description = "listener id"), MixParams),
+    responses((status = 200, body = encore_serving::Mixes), (status = 400, description = "a bad parameter, named", body = crate::openapi::ErrorBody), (status = 404, description = "unknown listener or item", body = crate::openapi::ErrorBody), (status = 503, description = "over the in-flight limit, or no model loaded (Retry-After)", body = crate::openapi::ErrorBody)))]
+pub(crate) async fn mixes(
     State(state): State<AppState>,
     Path(user): Path<String>,
     params: Result<Query<MixParams>, QueryRejection>,
@@ -424,9 +442,9 @@ async fn mixes(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct BlendRequest {
+pub(crate) struct BlendRequest {
     users: Vec<String>,
     #[serde(default = "default_n")]
     n: usize,
@@ -434,7 +452,9 @@ struct BlendRequest {
     explicit: Option<bool>,
 }
 
-async fn blend(
+#[utoipa::path(post, path = "/v1/blend", tag = "serving", request_body = BlendRequest,
+    responses((status = 200, body = encore_serving::Blend), (status = 400, description = "a bad parameter, named", body = crate::openapi::ErrorBody), (status = 404, description = "unknown listener or item", body = crate::openapi::ErrorBody), (status = 503, description = "over the in-flight limit, or no model loaded (Retry-After)", body = crate::openapi::ErrorBody)))]
+pub(crate) async fn blend(
     State(state): State<AppState>,
     body: Result<Json<BlendRequest>, JsonRejection>,
 ) -> Result<Json<encore_serving::Blend>, ApiError> {

@@ -45,6 +45,7 @@ impl encore_core::Coded for ServingError {
 }
 
 /// How the list was made.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Strategy {
@@ -59,6 +60,7 @@ pub enum Strategy {
 }
 
 /// Why an item is in the list.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Reason {
     /// `similar_to_played`, `similar_to_seed`, `popular`, `for_member`, `familiar`, `new_in_mix`
@@ -69,6 +71,7 @@ pub struct Reason {
     pub user_id: Option<String>,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Recommended {
     pub id: String,
@@ -85,6 +88,7 @@ pub struct Recommended {
 }
 
 /// A served list.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize)]
 pub struct Slate {
     pub request_id: String,

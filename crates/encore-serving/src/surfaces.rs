@@ -8,6 +8,7 @@ use encore_models::scoring::dot;
 use serde::Serialize;
 
 /// One mix: a cluster of the listener's taste, mostly familiar tracks with some new ones.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize)]
 pub struct Mix {
     /// 1-based
@@ -19,6 +20,7 @@ pub struct Mix {
     pub items: Vec<Recommended>,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize)]
 pub struct Mixes {
     pub request_id: String,
@@ -29,6 +31,7 @@ pub struct Mixes {
 }
 
 /// A blend of several listeners.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize)]
 pub struct Blend {
     #[serde(flatten)]

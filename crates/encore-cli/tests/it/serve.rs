@@ -504,6 +504,18 @@ fn every_surface_serves_and_hot_swap_drops_nothing() {
         std::thread::sleep(Duration::from_millis(50));
     }
 
+    // the API's description, the same as the committed one
+    let (status, spec) = call(&addr, "GET", "/openapi.json", "");
+    assert_eq!(status, 200);
+    let committed: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/openapi.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(spec, committed);
+
     // Prometheus metrics: per-route latency histograms, the model, candidates scored
     let r = encore_server::client::request(&addr, "GET", "/metrics", b"").unwrap();
     assert_eq!(r.status, 200);

@@ -1,0 +1,79 @@
+//! `GET /openapi.json`: the API described from the handlers themselves (utoipa). The committed
+//! copy, `docs/openapi.json`, is compared with the generated one in a test, so a change to the
+//! API shows up in review; `ENCORE_UPDATE_OPENAPI=1 cargo test -p encore-server` rewrites it.
+
+use axum::Json;
+use utoipa::OpenApi;
+
+/// The error body every non-2xx answer carries.
+#[derive(Debug, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct ErrorBody {
+    error: ErrorDetail,
+}
+
+#[derive(Debug, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct ErrorDetail {
+    /// stable: invalid_argument, not_found, conflict, failed_precondition, resource_exhausted,
+    /// too_large, unavailable, data_loss, internal
+    code: String,
+    message: String,
+    #[schema(value_type = Option<Object>)]
+    details: Option<()>,
+}
+
+#[derive(Debug, OpenApi)]
+#[openapi(
+    info(
+        title = "encore",
+        description = "Personalization and ML operations for music streaming: events, models, serving."
+    ),
+    paths(
+        crate::health::healthz,
+        crate::metrics::render,
+        crate::recs::ready,
+        crate::events::post_events,
+        crate::events::stats,
+        crate::models::list,
+        crate::models::versions,
+        crate::models::history,
+        crate::models::move_alias,
+        crate::recs::user_recommendations,
+        crate::recs::seed_recommendations,
+        crate::recs::similar,
+        crate::recs::radio,
+        crate::recs::mixes,
+        crate::recs::blend,
+    ),
+    components(schemas(ErrorBody, ErrorDetail))
+)]
+pub struct ApiDoc;
+
+/// The spec as pretty JSON (stable key order), as committed in `docs/openapi.json`.
+pub fn spec_json() -> String {
+    let mut doc = ApiDoc::openapi();
+    doc.info.version = env!("CARGO_PKG_VERSION").to_string();
+    doc.to_pretty_json().unwrap_or_default()
+}
+
+pub async fn openapi_json() -> Json<serde_json::Value> {
+    Json(serde_json::from_str(&spec_json()).unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn committed_spec_matches_the_generated_one() {
+        let generated = super::spec_json() + "\n";
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/openapi.json");
+        if std::env::var_os("ENCORE_UPDATE_OPENAPI").is_some() {
+            std::fs::write(&path, &generated).unwrap();
+        }
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            committed == generated,
+            "docs/openapi.json is out of date: run ENCORE_UPDATE_OPENAPI=1 cargo test -p encore-server and commit it"
+        );
+    }
+}
