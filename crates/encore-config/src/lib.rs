@@ -202,6 +202,18 @@ pub struct ServingConfig {
     pub impressions: bool,
     /// Listeners whose plays since training are kept for fold-in.
     pub recent_users: u32,
+    /// Candidate retrieval: `auto` (exact up to `hnsw_threshold` items, HNSW above), `exact`, `hnsw`.
+    pub retrieval: Retrieval,
+    pub hnsw_threshold: u32,
+}
+
+/// How serving finds candidates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Retrieval {
+    Auto,
+    Exact,
+    Hnsw,
 }
 
 impl Default for ServingConfig {
@@ -211,6 +223,8 @@ impl Default for ServingConfig {
             max_in_flight: 64,
             impressions: true,
             recent_users: 100_000,
+            retrieval: Retrieval::Auto,
+            hnsw_threshold: 250_000,
         }
     }
 }

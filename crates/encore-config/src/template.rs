@@ -57,6 +57,10 @@ max_in_flight = 64
 impressions = true
 # Listeners whose plays since training are remembered for fold-in.
 recent_users = 100000
+# Candidate retrieval: auto (exact scoring up to hnsw_threshold items, an HNSW graph above),
+# exact, or hnsw. The graph is built once per model version and memory-mapped afterwards.
+retrieval = "auto"
+hnsw_threshold = 250000
 
 [demo]
 # Size of the simulated world `encore demo` creates: listeners, days of history, and the seed

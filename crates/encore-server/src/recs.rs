@@ -524,6 +524,7 @@ pub fn load_version(
     root: &std::path::Path,
     reference: &str,
     ingestor: &encore_ingest::Ingestor,
+    choice: encore_index::Choice,
 ) -> Result<ServingModel, String> {
     let registry = encore_registry::Registry::open(root).map_err(|e| e.to_string())?;
     let version = registry.resolve(reference).map_err(|e| e.to_string())?;
@@ -549,7 +550,7 @@ pub fn load_version(
     // a large catalogue's HNSW graph is kept beside the artifacts, keyed by the artifact's
     // checksum, and memory-mapped on the next load instead of rebuilt
     let retrieval = encore_serving::Retrieval {
-        choice: encore_index::Choice::default(),
+        choice,
         cache: Some(
             root.join("models")
                 .join("indexes")

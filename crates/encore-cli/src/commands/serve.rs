@@ -44,7 +44,7 @@ pub fn run(loaded: &Loaded, args: &ServeArgs, out: &Output) -> Result<(), CliErr
         encore_serving::RecentActivity::new(sc.recent_users as usize, 200),
     ));
     let reference = format!("{}@{}", sc.model, encore_registry::PRODUCTION);
-    match encore_server::recs::load_version(dir.path(), &reference, &ingestor) {
+    match encore_server::recs::load_version(dir.path(), &reference, &ingestor, retrieval(loaded)) {
         Ok(m) => {
             tracing::info!(model = %m.name, version = m.version, users = m.n_users(),
                 items = m.n_items(), "serving");
@@ -134,6 +134,7 @@ fn watch_registry(
     let moves = watcher.subscribe();
     let (served, ingestor) = (Arc::clone(served), Arc::clone(ingestor));
     let (name, root) = (loaded.config.serving.model.clone(), root.to_path_buf());
+    let choice = retrieval(loaded);
     // hot swap: load the new production version here, off the request path; requests keep the
     // model they started with, and a version that fails to load is not swapped in
     std::thread::spawn(move || {
@@ -143,7 +144,12 @@ fn watch_registry(
             if m.model != name || m.alias != encore_registry::PRODUCTION {
                 continue;
             }
-            match encore_server::recs::load_version(&root, &format!("{name}@{}", m.to), &ingestor) {
+            match encore_server::recs::load_version(
+                &root,
+                &format!("{name}@{}", m.to),
+                &ingestor,
+                choice,
+            ) {
                 Ok(model) => {
                     tracing::info!(model = %name, version = m.to, "swapped in");
                     served.swap(model);
@@ -174,4 +180,16 @@ fn watch_registry(
         })?;
     }
     Ok(watcher)
+}
+
+/// `[serving] retrieval` as the index's choice.
+fn retrieval(loaded: &Loaded) -> encore_index::Choice {
+    let sc = &loaded.config.serving;
+    match sc.retrieval {
+        encore_config::Retrieval::Exact => encore_index::Choice::Exact,
+        encore_config::Retrieval::Hnsw => encore_index::Choice::Hnsw(Default::default()),
+        encore_config::Retrieval::Auto => encore_index::Choice::Auto {
+            threshold: sc.hnsw_threshold as usize,
+        },
+    }
 }
