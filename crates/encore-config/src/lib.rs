@@ -205,6 +205,10 @@ pub struct ServingConfig {
     /// Candidate retrieval: `auto` (exact up to `hnsw_threshold` items, HNSW above), `exact`, `hnsw`.
     pub retrieval: Retrieval,
     pub hnsw_threshold: u32,
+    /// Home lists are cached per listener this many seconds (0: no cache); a play drops them.
+    pub cache_seconds: u32,
+    /// Listeners whose home lists are cached.
+    pub cache_users: u32,
 }
 
 /// How serving finds candidates.
@@ -225,6 +229,8 @@ impl Default for ServingConfig {
             recent_users: 100_000,
             retrieval: Retrieval::Auto,
             hnsw_threshold: 250_000,
+            cache_seconds: 30,
+            cache_users: 100_000,
         }
     }
 }

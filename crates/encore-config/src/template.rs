@@ -61,6 +61,10 @@ recent_users = 100000
 # exact, or hnsw. The graph is built once per model version and memory-mapped afterwards.
 retrieval = "auto"
 hnsw_threshold = 250000
+# Home lists are cached per listener for cache_seconds (0 turns the cache off) and dropped as soon
+# as the listener plays something; at most cache_users listeners are kept.
+cache_seconds = 30
+cache_users = 100000
 
 [demo]
 # Size of the simulated world `encore demo` creates: listeners, days of history, and the seed

@@ -35,8 +35,10 @@ pub struct Metrics {
     model_items: Gauge,
     swaps: Counter,
     failed_swaps: Counter,
-    /// swap counts already added to the counters
-    seen_swaps: (AtomicU64, AtomicU64),
+    cache_hits: Counter,
+    cache_misses: Counter,
+    /// counts already added to the counters: swaps, failed swaps, cache hits, cache misses
+    seen: [AtomicU64; 4],
 }
 
 impl Default for Metrics {
@@ -58,7 +60,9 @@ impl Default for Metrics {
             model_items: Gauge::default(),
             swaps: Counter::default(),
             failed_swaps: Counter::default(),
-            seen_swaps: (AtomicU64::new(0), AtomicU64::new(0)),
+            cache_hits: Counter::default(),
+            cache_misses: Counter::default(),
+            seen: Default::default(),
             registry: Mutex::new(Registry::default()),
         };
         registry.register(
@@ -107,6 +111,16 @@ impl Default for Metrics {
             "model versions that failed to load",
             m.failed_swaps.clone(),
         );
+        registry.register(
+            "cache_hits",
+            "home lists answered from the per-listener cache",
+            m.cache_hits.clone(),
+        );
+        registry.register(
+            "cache_misses",
+            "home lists computed (not in the cache)",
+            m.cache_misses.clone(),
+        );
         *m.registry.lock().unwrap_or_else(|e| e.into_inner()) = registry;
         m
     }
@@ -150,12 +164,15 @@ pub async fn render(State(state): State<AppState>) -> Response {
             }
         }
         let (swaps, failed) = served.swap_counts();
+        let (hits, misses) = served.cache.counts();
         let add = |counter: &Counter, seen: &AtomicU64, now: u64| {
             let before = seen.swap(now, Ordering::Relaxed);
             counter.inc_by(now.saturating_sub(before));
         };
-        add(&m.swaps, &m.seen_swaps.0, swaps);
-        add(&m.failed_swaps, &m.seen_swaps.1, failed);
+        add(&m.swaps, &m.seen[0], swaps);
+        add(&m.failed_swaps, &m.seen[1], failed);
+        add(&m.cache_hits, &m.seen[2], hits);
+        add(&m.cache_misses, &m.seen[3], misses);
     }
     let mut text = String::new();
     let registry = m.registry.lock().unwrap_or_else(|e| e.into_inner());

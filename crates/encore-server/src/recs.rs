@@ -272,12 +272,28 @@ pub(crate) async fn user_recommendations(
     }
     .rules()?;
     let (n, exclude_seen) = (p.n, p.exclude_seen);
+    let shape = format!(
+        "n={n}&exclude_seen={exclude_seen}&artist_cap={:?}&diversity={:?}&explicit={:?}",
+        p.artist_cap, p.diversity, p.explicit
+    );
+    // a cached list (same listener, same request, same model version, no plays since)
+    let served = state.serving.as_ref().map(|s| s.served.clone());
+    let current = served.as_ref().and_then(|s| s.get());
+    if let (Some(served), Some(model)) = (&served, &current)
+        && let Some(slate) = served.cache.get(&user, &shape, model.version)
+    {
+        log_impressions(&state, &user, &slate, p.platform, p.country);
+        return Ok(Json(slate));
+    }
     let who = user.clone();
     let slate = compute(&state, move |m, served| {
         let recent = served.recent.get(&who);
         m.home(&who, &recent, n, exclude_seen, &rules)
     })
     .await?;
+    if let Some(served) = &served {
+        served.cache.put(&user, &shape, slate.model_version, &slate);
+    }
     log_impressions(&state, &user, &slate, p.platform, p.country);
     Ok(Json(slate))
 }
@@ -588,6 +604,7 @@ pub fn record_recent(served: &Served, body: &[u8]) {
     for p in plays {
         if p.ms_played >= u64::from(encore_core::event::STREAM_THRESHOLD_MS) {
             served.recent.record(&p.user_id, &p.item_id);
+            served.cache.invalidate(&p.user_id);
         }
     }
 }

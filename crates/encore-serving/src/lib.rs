@@ -8,10 +8,12 @@
 //! and propensity. Nothing here knows HTTP; `encore-server` calls these functions off its async
 //! threads.
 
+mod cache;
 mod model;
 mod recent;
 mod surfaces;
 
+pub use cache::SlateCache;
 pub use model::{ItemFacts, NotServable, Retrieval, ServingModel};
 pub use recent::RecentActivity;
 pub use surfaces::{Blend, Mix, Mixes};
@@ -131,15 +133,17 @@ impl Default for Rules {
 pub struct Served {
     current: RwLock<Option<Arc<ServingModel>>>,
     pub recent: RecentActivity,
+    pub cache: SlateCache,
     swaps: AtomicU64,
     failed_swaps: AtomicU64,
 }
 
 impl Served {
-    pub fn new(recent: RecentActivity) -> Served {
+    pub fn new(recent: RecentActivity, cache: SlateCache) -> Served {
         Served {
             current: RwLock::new(None),
             recent,
+            cache,
             swaps: AtomicU64::new(0),
             failed_swaps: AtomicU64::new(0),
         }

@@ -40,8 +40,17 @@ pub fn run(loaded: &Loaded, args: &ServeArgs, out: &Output) -> Result<(), CliErr
     };
     let bind = args.bind.unwrap_or(loaded.config.server.bind);
     let sc = &loaded.config.serving;
+    let cache_users = if sc.cache_seconds == 0 {
+        0
+    } else {
+        sc.cache_users as usize
+    };
     let served = Arc::new(encore_serving::Served::new(
         encore_serving::RecentActivity::new(sc.recent_users as usize, 200),
+        encore_serving::SlateCache::new(
+            cache_users,
+            std::time::Duration::from_secs(u64::from(sc.cache_seconds)),
+        ),
     ));
     let reference = format!("{}@{}", sc.model, encore_registry::PRODUCTION);
     match encore_server::recs::load_version(dir.path(), &reference, &ingestor, retrieval(loaded)) {

@@ -359,6 +359,15 @@ fn every_surface_serves_and_hot_swap_drops_nothing() {
         assert!(it["reason"]["kind"].is_string() && it["propensity"].is_number());
     }
     assert!(per_artist.values().all(|&c| c <= 2), "{per_artist:?}");
+    // asked again: the same list from the cache, under its own request id
+    let (_, again) = call(
+        &addr,
+        "GET",
+        &format!("/v1/users/{user}/recommendations?n=20"),
+        "",
+    );
+    assert_eq!(ids(&again), ids(&home));
+    assert_ne!(again["request_id"], home["request_id"]);
     let (_, capped) = call(
         &addr,
         "GET",
@@ -525,6 +534,7 @@ fn every_surface_serves_and_hot_swap_drops_nothing() {
         "encore_model_version 1",
         "encore_candidates_scored_total",
         "encore_requests_shed_total 0",
+        "encore_cache_hits_total 1",
         "encore_impressions_logged_total",
     ] {
         assert!(r.body.contains(needle), "{needle} not in\n{}", r.body);
