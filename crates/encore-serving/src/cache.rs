@@ -13,10 +13,13 @@ use std::time::{Duration, Instant};
 /// What a cached list depends on besides the listener: n, exclude_seen and the rules.
 pub type Shape = String;
 
+/// (shape, model version, stored at, list)
+type Entry = (Shape, u32, Instant, Slate);
+
 #[derive(Debug)]
 pub struct SlateCache {
-    /// per listener: (shape, model version, stored at, list)
-    entries: Mutex<HashMap<String, Vec<(Shape, u32, Instant, Slate)>>>,
+    /// per listener
+    entries: Mutex<HashMap<String, Vec<Entry>>>,
     capacity: usize,
     ttl: Duration,
     hits: AtomicU64,
