@@ -186,22 +186,25 @@ fn receive_hook(conn: &mut std::net::TcpStream, status: &str) -> String {
     String::from_utf8(body).unwrap()
 }
 
+/// Runs `encore ARGS --data-dir DATA --json` in `cwd`, which must succeed, and parses its output.
+fn encore_json(cwd: &Path, data: &str, args: &[&str]) -> serde_json::Value {
+    let o = Command::new(env!("CARGO_BIN_EXE_encore"))
+        .args(args)
+        .args(["--data-dir", data, "--json"])
+        .current_dir(cwd)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
 #[test]
 fn registry_over_http_gates_production_and_posts_webhooks() {
     use encore_server::client::request;
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("d");
     let data_arg = data.to_str().unwrap();
-    let run = |args: &[&str]| {
-        let o = Command::new(env!("CARGO_BIN_EXE_encore"))
-            .args(args)
-            .args(["--data-dir", data_arg, "--json"])
-            .current_dir(tmp.path())
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()
-    };
+    let run = |args: &[&str]| encore_json(tmp.path(), data_arg, args);
     // the demo's small world; ALS into production, then a worse popularity version
     run(&["demo", "--users", "120", "--days", "2", "--no-serve"]);
     let v1 = run(&["train", "--name", "home", "--model", "als", "--promote"]);
@@ -291,16 +294,7 @@ fn every_surface_serves_and_hot_swap_drops_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("d");
     let data_arg = data.to_str().unwrap();
-    let run = |args: &[&str]| {
-        let o = Command::new(env!("CARGO_BIN_EXE_encore"))
-            .args(args)
-            .args(["--data-dir", data_arg, "--json"])
-            .current_dir(tmp.path())
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()
-    };
+    let run = |args: &[&str]| encore_json(tmp.path(), data_arg, args);
     // the demo's world: ALS v1 in production; a v2 to swap to later
     run(&["demo", "--users", "120", "--days", "2", "--no-serve"]);
     run(&["train", "--model", "als", "--factors", "32"]);
