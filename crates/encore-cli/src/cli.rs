@@ -79,6 +79,9 @@ pub enum Command {
     /// Load generators for benchmarks (against servers on this machine)
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Statistics: check the implementation against reference vectors
+    #[command(subcommand)]
+    Stats(StatsCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -566,4 +569,16 @@ fn parse_tag(s: &str) -> Result<(String, String), String> {
         Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
         _ => Err(format!("{s:?} is not KEY=VALUE")),
     }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StatsCommand {
+    /// Run every supported vector of a reference file (e.g. ../shared/oracles/stats-vectors.json),
+    /// write {"results": {"<id>": {...}}} and report which pass within their tolerances
+    Verify {
+        #[arg(long)]
+        vectors: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
 }

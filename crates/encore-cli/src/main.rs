@@ -107,6 +107,7 @@ fn run(cli: Cli, loaded: &Loaded) -> Result<(), CliError> {
         Command::Train(args) => commands::train::run(loaded, &args, &out),
         Command::Models(cmd) => commands::models::run(loaded, cmd, &out),
         Command::Eval(args) => commands::eval::run(loaded, &args, &out),
+        Command::Stats(cmd) => commands::stats::run(cmd, &out),
         Command::Bench(cmd) => commands::bench::run(cmd, &out),
     }
 }

@@ -7,4 +7,5 @@ pub mod events;
 pub mod models;
 pub mod serve;
 pub mod sim;
+pub mod stats;
 pub mod train;

@@ -1,0 +1,438 @@
+//! `encore-stats`: the statistics behind experiment analysis and drift monitoring, checked
+//! field by field against reference vectors (`../shared/oracles/stats-vectors.json`, computed
+//! with scipy, statsmodels, gbstats and spotify-confidence) by [`oracle`].
+//!
+//! - [`Moments`]: per-arm sufficient statistics (count, mean, sum of squared deviations) kept
+//!   with Welford's update and merged with Chan's formula, so they stay exact where the naive
+//!   sum of squares loses every digit;
+//! - [`welch`], [`two_proportions`]: the fixed-horizon tests for mean and conversion metrics;
+//! - [`srm`]: the sample-ratio-mismatch chi-square over k variants;
+//! - [`adjust`]: Bonferroni, Holm, Hochberg, Benjamini-Hochberg and Benjamini-Yekutieli;
+//! - [`msprt`]: the always-valid normal-mixture sequential test;
+//! - [`categorical_drift`]: Jensen-Shannon, chi-square, PSI and Hellinger between two samples.
+
+pub mod dist;
+pub mod oracle;
+
+use serde::Serialize;
+
+/// Which side a test looks at: `b - a` different from, greater than or less than zero.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Alternative {
+    TwoSided,
+    Greater,
+    Less,
+}
+
+impl Alternative {
+    pub fn parse(s: &str) -> Option<Alternative> {
+        match s {
+            "two-sided" | "two_sided" => Some(Alternative::TwoSided),
+            "greater" | "larger" => Some(Alternative::Greater),
+            "less" | "smaller" => Some(Alternative::Less),
+            _ => None,
+        }
+    }
+}
+
+/// Count, mean and sum of squared deviations of a sample.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Moments {
+    pub n: f64,
+    pub mean: f64,
+    /// Σ (x − mean)²
+    pub m2: f64,
+}
+
+impl Moments {
+    pub fn from_slice(xs: &[f64]) -> Moments {
+        let mut m = Moments::default();
+        for &x in xs {
+            m.push(x);
+        }
+        m
+    }
+
+    /// From a count, mean and sample variance (ddof 1).
+    pub fn from_var(n: f64, mean: f64, var_ddof1: f64) -> Moments {
+        Moments {
+            n,
+            mean,
+            m2: var_ddof1 * (n - 1.0),
+        }
+    }
+
+    /// From a count, sum and sum of squares (exact only when the sums are).
+    pub fn from_sums(n: f64, sum: f64, sum_squares: f64) -> Moments {
+        let mean = sum / n;
+        Moments {
+            n,
+            mean,
+            m2: (sum_squares - sum * mean).max(0.0),
+        }
+    }
+
+    /// Welford's update.
+    pub fn push(&mut self, x: f64) {
+        self.n += 1.0;
+        let d = x - self.mean;
+        self.mean += d / self.n;
+        self.m2 += d * (x - self.mean);
+    }
+
+    /// Chan et al.'s parallel merge: the moments of both samples together.
+    pub fn merge(&self, o: &Moments) -> Moments {
+        let n = self.n + o.n;
+        if n == 0.0 {
+            return Moments::default();
+        }
+        let d = o.mean - self.mean;
+        Moments {
+            n,
+            mean: self.mean + d * o.n / n,
+            m2: self.m2 + o.m2 + d * d * self.n * o.n / n,
+        }
+    }
+
+    /// Sample variance, ddof 1.
+    pub fn var(&self) -> f64 {
+        self.m2 / (self.n - 1.0)
+    }
+}
+
+/// An estimate with its interval and p-value, under the t (or normal) reference.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Inference {
+    pub estimate: f64,
+    pub se: f64,
+    pub stat: f64,
+    pub p_value: f64,
+    pub ci: (f64, f64),
+}
+
+/// `estimate ± quantile · se` and the p-value of `estimate / se`, against Student's t with
+/// `df` degrees of freedom (`None`: the standard normal).
+pub fn infer(estimate: f64, se: f64, df: Option<f64>, alpha: f64, alt: Alternative) -> Inference {
+    let stat = estimate / se;
+    let sf = |x: f64| match df {
+        Some(df) => dist::t_sf(x, df),
+        None => dist::norm_sf(x),
+    };
+    let q = |p: f64| match df {
+        Some(df) => dist::t_ppf(p, df),
+        None => dist::norm_ppf(p),
+    };
+    let (p_value, ci) = match alt {
+        Alternative::TwoSided => {
+            let h = q(1.0 - alpha / 2.0) * se;
+            (
+                (2.0 * sf(stat.abs())).min(1.0),
+                (estimate - h, estimate + h),
+            )
+        }
+        Alternative::Greater => (sf(stat), (estimate - q(1.0 - alpha) * se, f64::INFINITY)),
+        Alternative::Less => (
+            sf(-stat),
+            (f64::NEG_INFINITY, estimate + q(1.0 - alpha) * se),
+        ),
+    };
+    Inference {
+        estimate,
+        se,
+        stat,
+        p_value,
+        ci,
+    }
+}
+
+/// Welch-Satterthwaite degrees of freedom of a difference with per-arm variances of the mean
+/// `va_n = var_a / n_a` and `vb_n`.
+pub fn welch_df(va_n: f64, vb_n: f64, n_a: f64, n_b: f64) -> f64 {
+    (va_n + vb_n).powi(2) / (va_n * va_n / (n_a - 1.0) + vb_n * vb_n / (n_b - 1.0))
+}
+
+/// Welch's t-test of `mean_b − mean_a`, with its degrees of freedom.
+pub fn welch(a: &Moments, b: &Moments, alpha: f64, alt: Alternative) -> (Inference, f64) {
+    let (va, vb) = (a.var() / a.n, b.var() / b.n);
+    let df = welch_df(va, vb, a.n, b.n);
+    let se = (va + vb).sqrt();
+    (infer(b.mean - a.mean, se, Some(df), alpha, alt), df)
+}
+
+/// The two-proportion z-test of `p_b − p_a`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Proportions {
+    pub p_a: f64,
+    pub p_b: f64,
+    pub effect: f64,
+    pub p_pooled: f64,
+    pub se_pooled: f64,
+    pub z_pooled: f64,
+    pub p_value_pooled: f64,
+    /// Wald: unpooled variance
+    pub unpooled: Inference,
+    /// Pearson chi-square of the 2 x 2 table, without Yates' correction (= z_pooled²)
+    pub chi2: f64,
+}
+
+pub fn two_proportions(x_a: f64, n_a: f64, x_b: f64, n_b: f64, alpha: f64) -> Proportions {
+    let (p_a, p_b) = (x_a / n_a, x_b / n_b);
+    let effect = p_b - p_a;
+    let p = (x_a + x_b) / (n_a + n_b);
+    let se_pooled = (p * (1.0 - p) * (1.0 / n_a + 1.0 / n_b)).sqrt();
+    let z_pooled = effect / se_pooled;
+    let se = (p_a * (1.0 - p_a) / n_a + p_b * (1.0 - p_b) / n_b).sqrt();
+    Proportions {
+        p_a,
+        p_b,
+        effect,
+        p_pooled: p,
+        se_pooled,
+        z_pooled,
+        p_value_pooled: (2.0 * dist::norm_sf(z_pooled.abs())).min(1.0),
+        unpooled: infer(effect, se, None, alpha, Alternative::TwoSided),
+        chi2: z_pooled * z_pooled,
+    }
+}
+
+/// Sample-ratio mismatch: Pearson's chi-square of observed counts against `weights` (any
+/// scale), with k − 1 degrees of freedom. Returns (chi2, df, p-value, expected counts).
+pub fn srm(observed: &[f64], weights: &[f64]) -> (f64, usize, f64, Vec<f64>) {
+    let total: f64 = observed.iter().sum();
+    let wsum: f64 = weights.iter().sum();
+    let expected: Vec<f64> = weights.iter().map(|w| w / wsum * total).collect();
+    let chi2: f64 = observed
+        .iter()
+        .zip(&expected)
+        .map(|(o, e)| (o - e) * (o - e) / e)
+        .sum();
+    let df = observed.len().saturating_sub(1);
+    (chi2, df, dist::chi2_sf(chi2, df as f64), expected)
+}
+
+/// A multiple-testing correction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Correction {
+    Bonferroni,
+    Holm,
+    Hochberg,
+    BenjaminiHochberg,
+    BenjaminiYekutieli,
+}
+
+/// Adjusted p-values, in the input order.
+pub fn adjust(p: &[f64], method: Correction) -> Vec<f64> {
+    let m = p.len();
+    let mf = m as f64;
+    let mut order: Vec<usize> = (0..m).collect();
+    order.sort_by(|&a, &b| p[a].total_cmp(&p[b]));
+    let mut out = vec![0.0; m];
+    match method {
+        Correction::Bonferroni => {
+            for (o, &x) in out.iter_mut().zip(p) {
+                *o = (mf * x).min(1.0);
+            }
+        }
+        Correction::Holm => {
+            // step-down: running maximum over the sorted p-values
+            let mut running: f64 = 0.0;
+            for (rank, &i) in order.iter().enumerate() {
+                running = running.max(((mf - rank as f64) * p[i]).min(1.0));
+                out[i] = running;
+            }
+        }
+        Correction::Hochberg | Correction::BenjaminiHochberg | Correction::BenjaminiYekutieli => {
+            let c: f64 = if method == Correction::BenjaminiYekutieli {
+                (1..=m).map(|k| 1.0 / k as f64).sum()
+            } else {
+                1.0
+            };
+            // step-up: running minimum from the largest p-value down
+            let mut running: f64 = 1.0;
+            for (rank, &i) in order.iter().enumerate().rev() {
+                let j = rank as f64 + 1.0;
+                let v = match method {
+                    Correction::Hochberg => (mf - j + 1.0) * p[i],
+                    _ => c * mf * p[i] / j,
+                };
+                running = running.min(v.min(1.0));
+                out[i] = running;
+            }
+        }
+    }
+    out
+}
+
+/// One look of the normal-mixture mSPRT on a difference of proportions.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct MsprtLook {
+    pub lambda: f64,
+    /// always valid: the running minimum of 1/Λ over looks so far
+    pub p_value: f64,
+    pub ci: (f64, f64),
+}
+
+/// The mixture sequential probability ratio test (normal mixing prior with variance `tau2` on
+/// the effect `p_b − p_a`, plug-in variance), look by look on cumulative counts
+/// `(n_a, x_a, n_b, x_b)`.
+pub fn msprt(looks: &[(f64, f64, f64, f64)], tau2: f64, alpha: f64) -> Vec<MsprtLook> {
+    let mut p_min: f64 = 1.0;
+    looks
+        .iter()
+        .map(|&(n_a, x_a, n_b, x_b)| {
+            let (p_a, p_b) = (x_a / n_a, x_b / n_b);
+            let effect = p_b - p_a;
+            let v = p_a * (1.0 - p_a) / n_a + p_b * (1.0 - p_b) / n_b;
+            let lambda =
+                (v / (v + tau2)).sqrt() * (tau2 * effect * effect / (2.0 * v * (v + tau2))).exp();
+            p_min = p_min.min((1.0 / lambda).min(1.0));
+            let h = (v * (v + tau2) / tau2 * (-2.0 * alpha.ln() - (v / (v + tau2)).ln())).sqrt();
+            MsprtLook {
+                lambda,
+                p_value: p_min,
+                ci: (effect - h, effect + h),
+            }
+        })
+        .collect()
+}
+
+/// Drift between two categorical samples given as counts over the same categories.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CategoricalDrift {
+    pub ref_props: Vec<f64>,
+    pub cur_props: Vec<f64>,
+    /// sqrt of the JS divergence, natural log
+    pub js_distance: f64,
+    /// the same in base 2 (in [0, 1])
+    pub js_distance_base2: f64,
+    pub js_divergence: f64,
+    /// 2 x k homogeneity test: (statistic, df, p)
+    pub chi2_contingency: (f64, usize, f64),
+    /// current counts against reference proportions; `None` when a reference proportion is 0
+    pub chi2_goodness_of_fit: Option<(f64, usize, f64)>,
+    /// zero proportions replaced by 1e-4
+    pub psi: f64,
+    pub hellinger: f64,
+}
+
+pub fn categorical_drift(ref_counts: &[f64], cur_counts: &[f64]) -> CategoricalDrift {
+    let props = |c: &[f64]| {
+        let t: f64 = c.iter().sum();
+        c.iter().map(|x| x / t).collect::<Vec<f64>>()
+    };
+    let (r, c) = (props(ref_counts), props(cur_counts));
+    let kl = |p: &[f64], q: &[f64]| -> f64 {
+        p.iter()
+            .zip(q)
+            .filter(|(p, _)| **p > 0.0)
+            .map(|(p, q)| p * (p / q).ln())
+            .sum()
+    };
+    let m: Vec<f64> = r.iter().zip(&c).map(|(a, b)| (a + b) / 2.0).collect();
+    let js_divergence = 0.5 * kl(&r, &m) + 0.5 * kl(&c, &m);
+    let k = r.len();
+    let df = k.saturating_sub(1);
+    // homogeneity: expected = row total x column total / grand total
+    let (nr, nc): (f64, f64) = (ref_counts.iter().sum(), cur_counts.iter().sum());
+    let total = nr + nc;
+    let mut chi2 = 0.0;
+    for (o_r, o_c) in ref_counts.iter().zip(cur_counts) {
+        let col = o_r + o_c;
+        for (o, row) in [(o_r, nr), (o_c, nc)] {
+            let e = row * col / total;
+            if e > 0.0 {
+                chi2 += (o - e) * (o - e) / e;
+            }
+        }
+    }
+    let gof = if r.contains(&0.0) {
+        None
+    } else {
+        let s: f64 = cur_counts
+            .iter()
+            .zip(&r)
+            .map(|(o, p)| {
+                let e = p * nc;
+                (o - e) * (o - e) / e
+            })
+            .sum();
+        Some((s, df, dist::chi2_sf(s, df as f64)))
+    };
+    let floor = |x: f64| if x == 0.0 { 1e-4 } else { x };
+    let psi = r
+        .iter()
+        .zip(&c)
+        .map(|(a, b)| {
+            let (a, b) = (floor(*a), floor(*b));
+            (b - a) * (b / a).ln()
+        })
+        .sum();
+    let bc: f64 = r.iter().zip(&c).map(|(a, b)| (a * b).sqrt()).sum();
+    CategoricalDrift {
+        js_distance: js_divergence.sqrt(),
+        js_distance_base2: (js_divergence / std::f64::consts::LN_2).sqrt(),
+        js_divergence,
+        chi2_contingency: (chi2, df, dist::chi2_sf(chi2, df as f64)),
+        chi2_goodness_of_fit: gof,
+        psi,
+        hellinger: (1.0 - bc).max(0.0).sqrt(),
+        ref_props: r,
+        cur_props: c,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn welford_and_chan_survive_a_large_offset() {
+        // values around 1e9 with unit spread: the naive sum of squares cancels catastrophically
+        let xs: Vec<f64> = (0..1000).map(|i| 1e9 + (i % 7) as f64).collect();
+        let whole = Moments::from_slice(&xs);
+        let (a, b) = xs.split_at(337);
+        let merged = Moments::from_slice(a).merge(&Moments::from_slice(b));
+        let exact_var = {
+            let mean = xs.iter().map(|x| x - 1e9).sum::<f64>() / 1000.0;
+            xs.iter().map(|x| (x - 1e9 - mean).powi(2)).sum::<f64>() / 999.0
+        };
+        // deviations of unit size at 1e9 keep about 7 digits in any update form
+        assert!(
+            (whole.var() - exact_var).abs() < 1e-6,
+            "{} vs {exact_var}",
+            whole.var()
+        );
+        assert!(
+            (merged.var() - exact_var).abs() < 1e-6,
+            "{} vs {exact_var}",
+            merged.var()
+        );
+        let sum: f64 = xs.iter().sum();
+        let ss: f64 = xs.iter().map(|x| x * x).sum();
+        let naive = Moments::from_sums(1000.0, sum, ss).var();
+        assert!(
+            (naive - exact_var).abs() > 1e-3,
+            "the naive form should fail here: {naive}"
+        );
+    }
+
+    #[test]
+    fn corrections_on_a_hand_worked_case() {
+        let p = [0.01, 0.04, 0.03, 0.005];
+        let close = |a: Vec<f64>, b: [f64; 4]| a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-12);
+        // sorted 0.005, 0.01, 0.03, 0.04 -> 0.02, 0.03, 0.06, 0.06 (running max)
+        assert!(close(
+            adjust(&p, Correction::Holm),
+            [0.03, 0.06, 0.06, 0.02]
+        ));
+        // m p / j: 0.02, 0.02, 0.04, 0.04 -> step-up minimum
+        assert!(close(
+            adjust(&p, Correction::BenjaminiHochberg),
+            [0.02, 0.04, 0.04, 0.02]
+        ));
+        assert!(close(
+            adjust(&p, Correction::Bonferroni),
+            [0.04, 0.16, 0.12, 0.02]
+        ));
+    }
+}

@@ -1,0 +1,287 @@
+//! The conformance runner for reference vectors (`stats-vectors.json`): [`run`] computes a
+//! vector's outputs in the shape of its `expected`, and [`grade`] compares them field by field
+//! under the vector's tolerances (looked up by dotted path, then top-level key, then `default`;
+//! integers, booleans, strings and null exactly; `"informational"` fields skipped).
+
+use crate::{
+    Alternative, Correction, Moments, adjust, categorical_drift, msprt, srm, two_proportions, welch,
+};
+use serde_json::{Map, Value, json};
+
+/// A number as the vectors write it: infinities as the strings "inf" / "-inf".
+fn num(x: f64) -> Value {
+    if x == f64::INFINITY {
+        json!("inf")
+    } else if x == f64::NEG_INFINITY {
+        json!("-inf")
+    } else {
+        json!(x)
+    }
+}
+
+fn pair(ci: (f64, f64)) -> Value {
+    json!([num(ci.0), num(ci.1)])
+}
+
+fn f(v: &Value, key: &str) -> Option<f64> {
+    v.get(key)?.as_f64()
+}
+
+fn floats(v: &Value) -> Option<Vec<f64>> {
+    v.as_array()?.iter().map(Value::as_f64).collect()
+}
+
+/// An arm's moments: the summary's mean and variance when it has them (exact sums rounded
+/// once, the most accurate form), else its raw values (Welford), else its sums.
+fn moments(inputs: &Value, arm: &str) -> Option<Moments> {
+    let summary = inputs.get(format!("{arm}_summary"));
+    if let Some(s) = summary
+        && let (Some(n), Some(mean), Some(var)) = (f(s, "n"), f(s, "mean"), f(s, "var_ddof1"))
+    {
+        return Some(Moments::from_var(n, mean, var));
+    }
+    if let Some(xs) = inputs.get(arm).and_then(floats) {
+        return Some(Moments::from_slice(&xs));
+    }
+    let s = summary?;
+    Some(Moments::from_sums(
+        f(s, "n")?,
+        f(s, "sum")?,
+        f(s, "sum_squares")?,
+    ))
+}
+
+fn alpha(params: &Value) -> f64 {
+    f(params, "alpha").unwrap_or(0.05)
+}
+
+fn alternative(params: &Value) -> Alternative {
+    params
+        .get("alternative")
+        .and_then(Value::as_str)
+        .and_then(Alternative::parse)
+        .unwrap_or(Alternative::TwoSided)
+}
+
+/// The outputs of `vector`, or `None` when its method is not supported (yet).
+pub fn run(vector: &Value) -> Option<Value> {
+    let method = vector.get("method")?.as_str()?;
+    let params = vector.get("params").unwrap_or(&Value::Null);
+    let inputs = vector.get("inputs")?;
+    match method {
+        "welch_ttest" => {
+            let (a, b) = (moments(inputs, "a")?, moments(inputs, "b")?);
+            let (alpha, alt) = (alpha(params), alternative(params));
+            let (t, df) = welch(&a, &b, alpha, alt);
+            let z = crate::infer(t.estimate, t.se, None, alpha, alt);
+            let t_crit = match alt {
+                Alternative::TwoSided => crate::dist::t_ppf(1.0 - alpha / 2.0, df),
+                _ => crate::dist::t_ppf(1.0 - alpha, df),
+            };
+            Some(json!({
+                "mean_a": a.mean, "mean_b": b.mean, "var_a": a.var(), "var_b": b.var(),
+                "effect": t.estimate, "se": t.se, "t_stat": t.stat, "df": df, "t_crit": t_crit,
+                "p_value": t.p_value, "ci": pair(t.ci), "z_p_value": z.p_value, "z_ci": pair(z.ci),
+            }))
+        }
+        "two_proportion_ztest" => {
+            let r = two_proportions(
+                f(inputs, "x_a")?,
+                f(inputs, "n_a")?,
+                f(inputs, "x_b")?,
+                f(inputs, "n_b")?,
+                alpha(params),
+            );
+            Some(json!({
+                "p_a": r.p_a, "p_b": r.p_b, "effect": r.effect, "p_pooled": r.p_pooled,
+                "se_pooled": r.se_pooled, "z_pooled": r.z_pooled, "p_value_pooled": r.p_value_pooled,
+                "se_unpooled": r.unpooled.se, "z_unpooled": r.unpooled.stat,
+                "p_value_unpooled": r.unpooled.p_value, "ci_unpooled": pair(r.unpooled.ci),
+                "chi2_2x2_no_yates": r.chi2,
+            }))
+        }
+        "srm_chisquare" => {
+            let observed = floats(inputs.get("observed")?)?;
+            let weights = floats(inputs.get("weights")?)?;
+            let (chi2, df, p, expected) = srm(&observed, &weights);
+            Some(json!({"chi2": chi2, "df": df, "p_value": p, "expected_counts": expected}))
+        }
+        "multiple_testing" => {
+            let p = floats(inputs.get("p_values")?)?;
+            let a = alpha(params);
+            let mut out = Map::new();
+            for (name, method) in [
+                ("bonferroni", Correction::Bonferroni),
+                ("holm", Correction::Holm),
+                ("hochberg", Correction::Hochberg),
+                ("fdr_bh", Correction::BenjaminiHochberg),
+                ("fdr_by", Correction::BenjaminiYekutieli),
+            ] {
+                let adjusted = adjust(&p, method);
+                let reject: Vec<bool> = adjusted.iter().map(|&x| x <= a).collect();
+                out.insert(
+                    name.into(),
+                    json!({"p_adjusted": adjusted, "reject": reject}),
+                );
+            }
+            Some(Value::Object(out))
+        }
+        "msprt_normal" => {
+            let looks: Option<Vec<(f64, f64, f64, f64)>> = inputs
+                .get("looks")?
+                .as_array()?
+                .iter()
+                .map(|l| Some((f(l, "n_a")?, f(l, "x_a")?, f(l, "n_b")?, f(l, "x_b")?)))
+                .collect();
+            let r = msprt(&looks?, f(params, "tau2")?, alpha(params));
+            Some(json!({
+                "lambda": r.iter().map(|l| l.lambda).collect::<Vec<_>>(),
+                "p_value": r.iter().map(|l| l.p_value).collect::<Vec<_>>(),
+                "ci": r.iter().map(|l| pair(l.ci)).collect::<Vec<_>>(),
+            }))
+        }
+        "drift_categorical" => {
+            let d = categorical_drift(
+                &floats(inputs.get("ref_counts")?)?,
+                &floats(inputs.get("cur_counts")?)?,
+            );
+            let test = |t: (f64, usize, f64)| json!({"statistic": t.0, "df": t.1, "p_value": t.2});
+            Some(json!({
+                "ref_props": d.ref_props, "cur_props": d.cur_props,
+                "jensen_shannon_distance_base_e": d.js_distance,
+                "jensen_shannon_distance_base_2": d.js_distance_base2,
+                "jensen_shannon_divergence_base_e": d.js_divergence,
+                "chi2_contingency": test(d.chi2_contingency),
+                "chi2_goodness_of_fit": d.chi2_goodness_of_fit.map_or(Value::Null, test),
+                "psi": d.psi, "hellinger": d.hellinger,
+            }))
+        }
+        _ => None,
+    }
+}
+
+/// A tolerance: `Some((abs, rel))`, `None` for exact comparison; informational fields are
+/// skipped before this is asked.
+fn tolerance_for(tol: &Value, path: &str) -> Option<(f64, f64)> {
+    let top = path.split(['.', '[']).next().unwrap_or(path);
+    let t = tol
+        .get(path)
+        .or_else(|| tol.get(top))
+        .or_else(|| tol.get("default"))?;
+    if t.as_str() == Some("exact") {
+        return None;
+    }
+    Some((f(t, "abs").unwrap_or(0.0), f(t, "rel").unwrap_or(0.0)))
+}
+
+fn informational(tol: &Value, path: &str) -> bool {
+    let top = path.split(['.', '[']).next().unwrap_or(path);
+    [path, top]
+        .iter()
+        .any(|k| tol.get(*k).and_then(Value::as_str) == Some("informational"))
+}
+
+/// Every field of `expected` that `actual` misses, as "path: expected X, got Y" lines.
+pub fn grade(expected: &Value, actual: &Value, tolerance: &Value) -> Vec<String> {
+    let mut failures = Vec::new();
+    walk(expected, actual, tolerance, "", "", &mut failures);
+    failures
+}
+
+/// `path` names the field for tolerance look-up (no list indices), `shown` for messages.
+fn walk(e: &Value, a: &Value, tol: &Value, path: &str, shown: &str, out: &mut Vec<String>) {
+    if !path.is_empty() && informational(tol, path) {
+        return;
+    }
+    match e {
+        Value::Object(map) => {
+            for (k, ev) in map {
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                let s = if shown.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{shown}.{k}")
+                };
+                walk(ev, a.get(k).unwrap_or(&Value::Null), tol, &p, &s, out);
+            }
+        }
+        Value::Array(items) => {
+            let empty = Vec::new();
+            let got = a.as_array().unwrap_or(&empty);
+            if got.len() != items.len() {
+                out.push(format!(
+                    "{shown}: expected {} elements, got {}",
+                    items.len(),
+                    got.len()
+                ));
+                return;
+            }
+            for (i, (ev, av)) in items.iter().zip(got).enumerate() {
+                walk(ev, av, tol, path, &format!("{shown}[{i}]"), out);
+            }
+        }
+        Value::Number(n) if n.is_f64() => {
+            let ok = match (tolerance_for(tol, path), a.as_f64(), n.as_f64()) {
+                (Some((abs, rel)), Some(x), Some(want)) => {
+                    (x - want).abs() <= abs + rel * want.abs()
+                }
+                (None, Some(x), Some(want)) => x == want,
+                _ => false,
+            };
+            if !ok {
+                out.push(format!("{shown}: expected {e}, got {a}"));
+            }
+        }
+        // integers, booleans, strings ("inf"), null: exactly
+        _ => {
+            let same = match (e.as_i64(), a.as_f64()) {
+                (Some(i), Some(x)) => x == i as f64,
+                _ => e == a,
+            };
+            if !same {
+                out.push(format!("{shown}: expected {e}, got {a}"));
+            }
+        }
+    }
+}
+
+/// The results of every supported vector of a vector file, and the failures of each.
+#[derive(Debug, Default)]
+pub struct Verification {
+    pub results: Map<String, Value>,
+    pub failures: Vec<(String, Vec<String>)>,
+    pub unsupported: Vec<String>,
+}
+
+pub fn verify(file: &Value) -> Verification {
+    let mut v = Verification::default();
+    for vector in file
+        .get("vectors")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+    {
+        let id = vector
+            .get("id")
+            .and_then(Value::as_str)
+            .unwrap_or("?")
+            .to_string();
+        match run(vector) {
+            None => v.unsupported.push(id),
+            Some(actual) => {
+                let expected = vector.get("expected").unwrap_or(&Value::Null);
+                let tol = vector.get("tolerance").unwrap_or(&Value::Null);
+                let failed = grade(expected, &actual, tol);
+                if !failed.is_empty() {
+                    v.failures.push((id.clone(), failed));
+                }
+                v.results.insert(id, actual);
+            }
+        }
+    }
+    v
+}
