@@ -159,6 +159,185 @@ pub fn welch(a: &Moments, b: &Moments, alpha: f64, alt: Alternative) -> (Inferen
     (infer(b.mean - a.mean, se, Some(df), alpha, alt), df)
 }
 
+/// Count, means, and sums of squared and cross deviations of paired values (x, y).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct CoMoments {
+    pub n: f64,
+    pub mean_x: f64,
+    pub mean_y: f64,
+    pub m2x: f64,
+    pub m2y: f64,
+    pub cxy: f64,
+}
+
+impl CoMoments {
+    pub fn from_slices(x: &[f64], y: &[f64]) -> CoMoments {
+        let mut m = CoMoments::default();
+        for (&a, &b) in x.iter().zip(y) {
+            m.push(a, b);
+        }
+        m
+    }
+
+    /// From sums, sums of squares and the sum of products.
+    pub fn from_sums(n: f64, sx: f64, sxx: f64, sy: f64, syy: f64, sxy: f64) -> CoMoments {
+        CoMoments {
+            n,
+            mean_x: sx / n,
+            mean_y: sy / n,
+            m2x: sxx - sx * sx / n,
+            m2y: syy - sy * sy / n,
+            cxy: sxy - sx * sy / n,
+        }
+    }
+
+    /// Welford's update for two variables and their co-moment.
+    pub fn push(&mut self, x: f64, y: f64) {
+        self.n += 1.0;
+        let dx = x - self.mean_x;
+        self.mean_x += dx / self.n;
+        let dy = y - self.mean_y;
+        self.mean_y += dy / self.n;
+        self.m2x += dx * (x - self.mean_x);
+        self.m2y += dy * (y - self.mean_y);
+        self.cxy += dx * (y - self.mean_y);
+    }
+
+    /// Chan's merge.
+    pub fn merge(&self, o: &CoMoments) -> CoMoments {
+        let n = self.n + o.n;
+        if n == 0.0 {
+            return CoMoments::default();
+        }
+        let (dx, dy) = (o.mean_x - self.mean_x, o.mean_y - self.mean_y);
+        let w = self.n * o.n / n;
+        CoMoments {
+            n,
+            mean_x: self.mean_x + dx * o.n / n,
+            mean_y: self.mean_y + dy * o.n / n,
+            m2x: self.m2x + o.m2x + dx * dx * w,
+            m2y: self.m2y + o.m2y + dy * dy * w,
+            cxy: self.cxy + o.cxy + dx * dy * w,
+        }
+    }
+
+    pub fn var_x(&self) -> f64 {
+        self.m2x / (self.n - 1.0)
+    }
+
+    pub fn var_y(&self) -> f64 {
+        self.m2y / (self.n - 1.0)
+    }
+
+    pub fn cov(&self) -> f64 {
+        self.cxy / (self.n - 1.0)
+    }
+}
+
+/// A relative change `b / a − 1` by the delta method, gbstats' conventions: per-arm means and
+/// variances (of one unit), Welch degrees of freedom on the unscaled variances.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Arm {
+    pub n: f64,
+    pub mean: f64,
+    pub var: f64,
+}
+
+/// `(t inference, z inference, df)` of the relative lift of `b` over `a`.
+pub fn relative_lift(
+    a: &Arm,
+    b: &Arm,
+    alpha: f64,
+    alt: Alternative,
+) -> (Inference, Inference, f64) {
+    let lift = b.mean / a.mean - 1.0;
+    let var = b.var / (b.n * a.mean * a.mean) + a.var * b.mean * b.mean / (a.n * a.mean.powi(4));
+    let df = welch_df(a.var / a.n, b.var / b.n, a.n, b.n);
+    let se = var.sqrt();
+    (
+        infer(lift, se, Some(df), alpha, alt),
+        infer(lift, se, None, alpha, alt),
+        df,
+    )
+}
+
+/// A ratio metric `Σm / Σd` per arm (e.g. skips per stream, unit = listener): the delta-method
+/// variance of one unit, `var_m/μd² − 2 cov μm/μd³ + μm² var_d/μd⁴`.
+pub fn ratio_arm(md: &CoMoments) -> (f64, f64) {
+    // x = denominator d, y = numerator m
+    let (mm, md_) = (md.mean_y, md.mean_x);
+    let ratio = mm / md_;
+    let unit_var = md.var_y() / (md_ * md_) - 2.0 * md.cov() * mm / md_.powi(3)
+        + mm * mm * md.var_x() / md_.powi(4);
+    (ratio, unit_var)
+}
+
+/// CUPED (regression adjustment on a pre-period covariate x, theta pooled over both arms).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Cuped {
+    pub theta: f64,
+    pub adj_mean_a: f64,
+    pub adj_mean_b: f64,
+    pub adj_var_a: f64,
+    pub adj_var_b: f64,
+    pub df: f64,
+    pub abs: Inference,
+    pub abs_z: Inference,
+    pub rel: Inference,
+    pub se_unadjusted: f64,
+    /// 1 − se² / se_unadjusted²
+    pub variance_reduction: f64,
+}
+
+/// `a`, `b`: per-arm co-moments of (x = covariate, y = metric).
+pub fn cuped(a: &CoMoments, b: &CoMoments, alpha: f64, alt: Alternative) -> Cuped {
+    let pooled = a.merge(b);
+    let theta = pooled.cov() / pooled.var_x();
+    let adj_var = |m: &CoMoments| m.var_y() + theta * theta * m.var_x() - 2.0 * theta * m.cov();
+    let (va, vb) = (adj_var(a), adj_var(b));
+    let (adj_mean_a, adj_mean_b) = (a.mean_y - theta * a.mean_x, b.mean_y - theta * b.mean_x);
+    let df = welch_df(va / a.n, vb / b.n, a.n, b.n);
+    let se = (va / a.n + vb / b.n).sqrt();
+    let effect = adj_mean_b - adj_mean_a;
+    let (ma, mb) = (a.mean_y, b.mean_y);
+    let rel_se = (vb / (b.n * ma * ma) + va * mb * mb / (a.n * ma.powi(4))).sqrt();
+    let se_unadjusted = (a.var_y() / a.n + b.var_y() / b.n).sqrt();
+    Cuped {
+        theta,
+        adj_mean_a,
+        adj_mean_b,
+        adj_var_a: va,
+        adj_var_b: vb,
+        df,
+        abs: infer(effect, se, Some(df), alpha, alt),
+        abs_z: infer(effect, se, None, alpha, alt),
+        rel: infer(effect / ma, rel_se, Some(df), alpha, alt),
+        se_unadjusted,
+        variance_reduction: 1.0 - (se / se_unadjusted).powi(2),
+    }
+}
+
+/// GrowthBook's sequential test: an asymptotic confidence sequence (Waudby-Smith et al. 2023,
+/// eq. 9) around `estimate` with standard error `se`, `n` units in all, the mixture tuned for
+/// `tuning` units. Returns (rho, interval, always-valid p-value).
+pub fn confidence_sequence(
+    estimate: f64,
+    se: f64,
+    n: f64,
+    tuning: f64,
+    alpha: f64,
+) -> (f64, (f64, f64), f64) {
+    let l = -2.0 * alpha.ln();
+    let rho = ((l + (l + 1.0).ln()) / tuning).sqrt();
+    let nr2 = n * rho * rho;
+    let half = se
+        * n.sqrt()
+        * (2.0 * (nr2 + 1.0) * ((nr2 + 1.0).sqrt() / alpha).ln() / (n * rho).powi(2)).sqrt();
+    let z = estimate / se;
+    let e = (nr2 * z * z / (2.0 * (nr2 + 1.0))).exp() / (nr2 + 1.0).sqrt();
+    (rho, (estimate - half, estimate + half), (1.0 / e).min(1.0))
+}
+
 /// The two-proportion z-test of `p_b − p_a`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Proportions {

@@ -4,7 +4,8 @@
 //! integers, booleans, strings and null exactly; `"informational"` fields skipped).
 
 use crate::{
-    Alternative, Correction, Moments, adjust, categorical_drift, msprt, srm, two_proportions, welch,
+    Alternative, Arm, CoMoments, Correction, Moments, adjust, categorical_drift,
+    confidence_sequence, cuped, msprt, ratio_arm, relative_lift, srm, two_proportions, welch,
 };
 use serde_json::{Map, Value, json};
 
@@ -156,8 +157,140 @@ pub fn run(vector: &Value) -> Option<Value> {
                 "psi": d.psi, "hellinger": d.hellinger,
             }))
         }
+        "relative_lift_delta" => {
+            let (a, b) = (arm(inputs, "a")?, arm(inputs, "b")?);
+            let (t, z, df) = relative_lift(&a, &b, alpha(params), alternative(params));
+            Some(json!({
+                "mean_a": a.mean, "mean_b": b.mean, "lift": t.estimate, "se": t.se, "df": df,
+                "p_value": t.p_value, "ci": pair(t.ci), "z_p_value": z.p_value, "z_ci": pair(z.ci),
+            }))
+        }
+        "ratio_metric_delta" => {
+            // x = denominator d, y = numerator m
+            let co = |arm: &str| -> Option<CoMoments> {
+                let raw = inputs.get(arm)?;
+                match (raw.get("d").and_then(floats), raw.get("m").and_then(floats)) {
+                    (Some(d), Some(m)) => Some(CoMoments::from_slices(&d, &m)),
+                    _ => {
+                        let s = inputs.get(format!("{arm}_summary"))?;
+                        Some(CoMoments::from_sums(
+                            f(s, "n")?,
+                            f(s, "d_sum")?,
+                            f(s, "d_sum_squares")?,
+                            f(s, "m_sum")?,
+                            f(s, "m_sum_squares")?,
+                            f(s, "md_sum_products")?,
+                        ))
+                    }
+                }
+            };
+            let (ca, cb) = (co("a")?, co("b")?);
+            let ((ra, va), (rb, vb)) = (ratio_arm(&ca), ratio_arm(&cb));
+            let (alpha, alt) = (alpha(params), alternative(params));
+            let df = crate::welch_df(va / ca.n, vb / cb.n, ca.n, cb.n);
+            let abs = crate::infer(
+                rb - ra,
+                (va / ca.n + vb / cb.n).sqrt(),
+                Some(df),
+                alpha,
+                alt,
+            );
+            let (rel, _, _) = relative_lift(
+                &Arm {
+                    n: ca.n,
+                    mean: ra,
+                    var: va,
+                },
+                &Arm {
+                    n: cb.n,
+                    mean: rb,
+                    var: vb,
+                },
+                alpha,
+                alt,
+            );
+            Some(json!({
+                "ratio_a": ra, "ratio_b": rb, "unit_var_a": va, "unit_var_b": vb,
+                "cov_md_a": ca.cov(), "cov_md_b": cb.cov(), "effect_abs": abs.estimate,
+                "se_abs": abs.se, "df": df, "p_value_abs": abs.p_value, "ci_abs": pair(abs.ci),
+                "lift_rel": rel.estimate, "se_rel": rel.se, "p_value_rel": rel.p_value,
+                "ci_rel": pair(rel.ci),
+            }))
+        }
+        "cuped" => {
+            let co = |arm: &str| -> Option<CoMoments> {
+                let raw = inputs.get(arm)?;
+                match (raw.get("x").and_then(floats), raw.get("y").and_then(floats)) {
+                    (Some(x), Some(y)) => Some(CoMoments::from_slices(&x, &y)),
+                    _ => {
+                        let s = inputs.get(format!("{arm}_summary"))?;
+                        Some(CoMoments::from_sums(
+                            f(s, "n")?,
+                            f(s, "x_sum")?,
+                            f(s, "x_sum_squares")?,
+                            f(s, "y_sum")?,
+                            f(s, "y_sum_squares")?,
+                            f(s, "xy_sum_products")?,
+                        ))
+                    }
+                }
+            };
+            let (a, b) = (co("a")?, co("b")?);
+            let c = cuped(&a, &b, alpha(params), alternative(params));
+            Some(json!({
+                "theta": c.theta, "mean_y_a": a.mean_y, "mean_y_b": b.mean_y,
+                "mean_x_a": a.mean_x, "mean_x_b": b.mean_x, "adj_mean_a": c.adj_mean_a,
+                "adj_mean_b": c.adj_mean_b, "adj_var_a": c.adj_var_a, "adj_var_b": c.adj_var_b,
+                "effect": c.abs.estimate, "se": c.abs.se, "df": c.df, "p_value": c.abs.p_value,
+                "ci": pair(c.abs.ci), "z_ci": pair(c.abs_z.ci), "z_p_value": c.abs_z.p_value,
+                "lift_rel": c.rel.estimate, "se_rel": c.rel.se, "p_value_rel": c.rel.p_value,
+                "ci_rel": pair(c.rel.ci), "se_unadjusted": c.se_unadjusted,
+                "variance_reduction": c.variance_reduction,
+            }))
+        }
+        "gbstats_sequential" => {
+            let (a, b) = (arm(inputs, "a")?, arm(inputs, "b")?);
+            let alpha = alpha(params);
+            let relative =
+                params.get("difference_type").and_then(Value::as_str) == Some("relative");
+            let (estimate, se) = if relative {
+                let (t, _, _) = relative_lift(&a, &b, alpha, Alternative::TwoSided);
+                (t.estimate, t.se)
+            } else {
+                (b.mean - a.mean, (a.var / a.n + b.var / b.n).sqrt())
+            };
+            let tuning = f(params, "sequential_tuning_parameter").unwrap_or(5000.0);
+            let (rho, ci, p) = confidence_sequence(estimate, se, a.n + b.n, tuning, alpha);
+            let df = crate::welch_df(a.var / a.n, b.var / b.n, a.n, b.n);
+            let fixed = crate::infer(estimate, se, Some(df), alpha, Alternative::TwoSided);
+            Some(json!({
+                "estimate": estimate, "se": se, "rho": rho, "ci": pair(ci), "p_value": p,
+                "fixed_horizon_ci": pair(fixed.ci), "fixed_horizon_p_value": fixed.p_value,
+            }))
+        }
         _ => None,
     }
+}
+
+/// An arm as (n, mean, variance of one unit): a conversion summary `{n, x}` (variance
+/// p(1 − p), ddof 0) or a mean metric (raw values, or a summary).
+fn arm(inputs: &Value, name: &str) -> Option<Arm> {
+    if let Some(s) = inputs.get(format!("{name}_summary"))
+        && let (Some(n), Some(x)) = (f(s, "n"), f(s, "x"))
+    {
+        let p = x / n;
+        return Some(Arm {
+            n,
+            mean: p,
+            var: p * (1.0 - p),
+        });
+    }
+    let m = moments(inputs, name)?;
+    Some(Arm {
+        n: m.n,
+        mean: m.mean,
+        var: m.var(),
+    })
 }
 
 /// A tolerance: `Some((abs, rel))`, `None` for exact comparison; informational fields are
