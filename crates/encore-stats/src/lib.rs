@@ -338,6 +338,75 @@ pub fn confidence_sequence(
     (rho, (estimate - half, estimate + half), (1.0 / e).min(1.0))
 }
 
+/// `P(p_b > p_a)` for independent `p_a ~ Beta(aa, ba)`, `p_b ~ Beta(ab, bb)` with integer `ab`
+/// (Evan Miller's closed form: a sum of `ab` terms, each in log space).
+pub fn beta_chance_to_win(aa: f64, ba: f64, ab: f64, bb: f64) -> f64 {
+    use statrs::function::beta::ln_beta;
+    let base = ln_beta(aa, ba);
+    (0..ab.round() as u64)
+        .map(|i| {
+            let i = i as f64;
+            (ln_beta(aa + i, ba + bb) - (bb + i).ln() - ln_beta(1.0 + i, bb) - base).exp()
+        })
+        .sum()
+}
+
+/// The Beta-Binomial comparison of two conversion rates under a `Beta(alpha0, beta0)` prior.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BetaBinomial {
+    pub posterior_a: (f64, f64),
+    pub posterior_b: (f64, f64),
+    /// P(p_b > p_a)
+    pub chance_to_win_b: f64,
+    /// E[max(p_a − p_b, 0)]: what choosing b costs when a is better
+    pub expected_loss_choose_b: f64,
+    /// E[max(p_b − p_a, 0)]
+    pub expected_loss_choose_a: f64,
+}
+
+pub fn beta_binomial(
+    x_a: f64,
+    n_a: f64,
+    x_b: f64,
+    n_b: f64,
+    alpha0: f64,
+    beta0: f64,
+) -> BetaBinomial {
+    let (aa, ba) = (alpha0 + x_a, beta0 + n_a - x_a);
+    let (ab, bb) = (alpha0 + x_b, beta0 + n_b - x_b);
+    let (ma, mb) = (aa / (aa + ba), ab / (ab + bb));
+    // E[p 1{event}] = mean x P(event) with p drawn from its size-biased Beta(alpha + 1, beta)
+    let b_beats_a_sized = beta_chance_to_win(aa + 1.0, ba, ab, bb);
+    let b_sized_beats_a = beta_chance_to_win(aa, ba, ab + 1.0, bb);
+    BetaBinomial {
+        posterior_a: (aa, ba),
+        posterior_b: (ab, bb),
+        chance_to_win_b: beta_chance_to_win(aa, ba, ab, bb),
+        expected_loss_choose_b: ma * (1.0 - b_beats_a_sized) - mb * (1.0 - b_sized_beats_a),
+        expected_loss_choose_a: mb * b_sized_beats_a - ma * b_beats_a_sized,
+    }
+}
+
+/// GrowthBook's default Bayesian summary of a relative lift: normal approximation with a flat
+/// prior. Returns (chance to win, lift, interval, [risk of keeping a, risk of choosing b]).
+pub fn bayes_normal_lift(a: &Arm, b: &Arm, alpha: f64) -> (f64, f64, (f64, f64), [f64; 2]) {
+    let lift = b.mean / a.mean - 1.0;
+    let sd =
+        (b.var / (b.n * a.mean * a.mean) + a.var * b.mean * b.mean / (a.n * a.mean.powi(4))).sqrt();
+    let z = dist::norm_ppf(1.0 - alpha / 2.0);
+    let u = lift / sd;
+    let pdf = (-0.5 * u * u).exp() / (2.0 * std::f64::consts::PI).sqrt();
+    // E[max(X, 0)] and E[max(−X, 0)] for X ~ N(lift, sd²)
+    let up = lift * dist::norm_cdf(u) + sd * pdf;
+    let down = -lift * dist::norm_cdf(-u) + sd * pdf;
+    (
+        dist::norm_cdf(u),
+        lift,
+        (lift - z * sd, lift + z * sd),
+        [up, down],
+    )
+}
+
 /// The two-proportion z-test of `p_b − p_a`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Proportions {

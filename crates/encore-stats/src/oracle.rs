@@ -268,6 +268,41 @@ pub fn run(vector: &Value) -> Option<Value> {
                 "fixed_horizon_ci": pair(fixed.ci), "fixed_horizon_p_value": fixed.p_value,
             }))
         }
+        "bayes_binomial_ctw" => {
+            let prior = params.get("prior");
+            let a0 = prior.and_then(|p| f(p, "alpha0")).unwrap_or(1.0);
+            let b0 = prior.and_then(|p| f(p, "beta0")).unwrap_or(1.0);
+            let (xa, na, xb, nb) = (
+                f(inputs, "x_a")?,
+                f(inputs, "n_a")?,
+                f(inputs, "x_b")?,
+                f(inputs, "n_b")?,
+            );
+            let r = crate::beta_binomial(xa, na, xb, nb, a0, b0);
+            let conv = |x: f64, n: f64| {
+                let p = x / n;
+                Arm {
+                    n,
+                    mean: p,
+                    var: p * (1.0 - p),
+                }
+            };
+            let (ctw, lift, ci, risk) = crate::bayes_normal_lift(
+                &conv(xa, na),
+                &conv(xb, nb),
+                f(params, "alpha").unwrap_or(0.05),
+            );
+            Some(json!({
+                "alpha_a": r.posterior_a.0, "beta_a": r.posterior_a.1,
+                "alpha_b": r.posterior_b.0, "beta_b": r.posterior_b.1,
+                "chance_to_win_b": r.chance_to_win_b,
+                "expected_loss_choose_b": r.expected_loss_choose_b,
+                "expected_loss_choose_a": r.expected_loss_choose_a,
+                "gbstats_normal_approx": {
+                    "chance_to_win": ctw, "expected_lift": lift, "ci": pair(ci), "risk": risk,
+                },
+            }))
+        }
         _ => None,
     }
 }
