@@ -407,6 +407,83 @@ pub fn bayes_normal_lift(a: &Arm, b: &Arm, alpha: f64) -> (f64, f64, (f64, f64),
     )
 }
 
+/// Group-sequential efficacy bounds (z scale) at `fractions` of the planned information, with
+/// Lan-DeMets power-family spending `alpha_side · t^rho` for the upper boundary (the lower one
+/// truncated at `-ztrun`, i.e. none). Look k's bound makes the probability of first crossing
+/// there equal the alpha spent between looks k − 1 and k; the crossing probabilities come from
+/// the density of the score statistic on the continuation region, integrated look by look on a
+/// grid (Simpson's rule; Armitage, McPherson and Rowe 1969).
+pub fn gst_bounds(fractions: &[f64], alpha_side: f64, rho: f64, ztrun: f64) -> Vec<f64> {
+    const GRID: usize = 1201; // odd: Simpson
+    let spent = |t: f64| alpha_side * t.clamp(0.0, 1.0).powf(rho);
+    let mut bounds = Vec::with_capacity(fractions.len());
+    // the continuation density of S_k = Z_k √t_k on an even grid: (start, step, values)
+    let mut density: Option<(f64, f64, Vec<f64>)> = None;
+    let mut t_prev = 0.0;
+    let mut spent_prev = 0.0;
+    for &t in fractions {
+        let target = spent(t) - spent_prev;
+        let b = match &density {
+            None => dist::norm_ppf(1.0 - target),
+            Some((start, h, f)) => {
+                let sd = (t - t_prev).sqrt();
+                let cross = |b: f64| -> f64 {
+                    simpson(f.len(), *h, |j| {
+                        let s = start + j as f64 * h;
+                        f[j] * dist::norm_sf((b * t.sqrt() - s) / sd)
+                    })
+                };
+                // the crossing probability falls as the bound rises: bisection
+                let (mut lo, mut hi) = (-ztrun, ztrun);
+                for _ in 0..100 {
+                    let mid = 0.5 * (lo + hi);
+                    if cross(mid) > target {
+                        lo = mid;
+                    } else {
+                        hi = mid;
+                    }
+                }
+                0.5 * (lo + hi)
+            }
+        };
+        bounds.push(b);
+        // the density of S_t on (−ztrun √t, b √t), given no crossing so far
+        let (lo, hi) = (-ztrun * t.sqrt(), b * t.sqrt());
+        let h = (hi - lo) / (GRID - 1) as f64;
+        let next: Vec<f64> = (0..GRID)
+            .map(|i| {
+                let s = lo + i as f64 * h;
+                match &density {
+                    None => normal_pdf(s / t.sqrt()) / t.sqrt(),
+                    Some((start, hp, f)) => {
+                        let sd = (t - t_prev).sqrt();
+                        simpson(f.len(), *hp, |j| {
+                            f[j] * normal_pdf((s - (start + j as f64 * hp)) / sd) / sd
+                        })
+                    }
+                }
+            })
+            .collect();
+        density = Some((lo, h, next));
+        t_prev = t;
+        spent_prev = spent(t);
+    }
+    bounds
+}
+
+fn normal_pdf(x: f64) -> f64 {
+    (-0.5 * x * x).exp() / (2.0 * std::f64::consts::PI).sqrt()
+}
+
+/// Simpson's rule over `n` (odd) equally spaced points `g(0..n)` with spacing `h`.
+fn simpson(n: usize, h: f64, g: impl Fn(usize) -> f64) -> f64 {
+    let mut sum = g(0) + g(n - 1);
+    for j in 1..n - 1 {
+        sum += if j % 2 == 1 { 4.0 } else { 2.0 } * g(j);
+    }
+    sum * h / 3.0
+}
+
 /// The two-proportion z-test of `p_b − p_a`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Proportions {

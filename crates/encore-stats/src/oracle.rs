@@ -303,6 +303,42 @@ pub fn run(vector: &Value) -> Option<Value> {
                 },
             }))
         }
+        "gst_bounds" | "gst_worked_example" => {
+            let fractions = floats(inputs.get("information_fractions")?)?;
+            let alpha = alpha(params);
+            let sides = f(params, "sides").unwrap_or(2.0);
+            let ztrun = f(params, "ztrun").unwrap_or(8.0);
+            let bounds = crate::gst_bounds(&fractions, alpha / sides, 2.0, ztrun);
+            if method == "gst_bounds" {
+                let nominal: Vec<f64> = bounds
+                    .iter()
+                    .map(|&b| sides * crate::dist::norm_sf(b))
+                    .collect();
+                return Some(json!({
+                    "z_bounds": bounds, "z_bounds_highres": bounds, "nominal_alpha": nominal,
+                    "fixed_horizon_z": crate::dist::norm_ppf(1.0 - alpha / sides),
+                }));
+            }
+            let z: Option<Vec<f64>> = inputs
+                .get("looks")?
+                .as_array()?
+                .iter()
+                .map(|l| {
+                    let r = two_proportions(
+                        f(l, "x_a")?,
+                        f(l, "n_a")?,
+                        f(l, "x_b")?,
+                        f(l, "n_b")?,
+                        alpha,
+                    );
+                    Some(r.unpooled.stat)
+                })
+                .collect();
+            let z = z?;
+            let reject: Vec<bool> = z.iter().zip(&bounds).map(|(z, b)| z.abs() >= *b).collect();
+            let stopping = reject.iter().position(|&r| r).map(|i| i + 1);
+            Some(json!({"z": z, "bounds": bounds, "reject": reject, "stopping_look": stopping}))
+        }
         _ => None,
     }
 }
