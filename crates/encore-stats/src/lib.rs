@@ -12,6 +12,7 @@
 //! - [`categorical_drift`]: Jensen-Shannon, chi-square, PSI and Hellinger between two samples.
 
 pub mod dist;
+pub mod ks;
 pub mod oracle;
 
 use serde::Serialize;
@@ -482,6 +483,152 @@ fn simpson(n: usize, h: f64, g: impl Fn(usize) -> f64) -> f64 {
         sum += if j % 2 == 1 { 4.0 } else { 2.0 } * g(j);
     }
     sum * h / 3.0
+}
+
+/// Numeric drift between a reference and a current sample.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NumericDrift {
+    /// PSI on the reference's deciles (numpy's linear quantiles, duplicate edges merged)
+    pub decile_edges: Vec<f64>,
+    pub decile_ref_counts: Vec<u64>,
+    pub decile_cur_counts: Vec<u64>,
+    pub decile_psi: f64,
+    /// PSI on Sturges' equal-width bins over both samples (Evidently's numeric PSI)
+    pub sturges_bins: usize,
+    pub sturges_edges: Vec<f64>,
+    pub sturges_ref_counts: Vec<u64>,
+    pub sturges_cur_counts: Vec<u64>,
+    pub sturges_psi: f64,
+    /// the two-sample KS statistic and its p-values: one-sample exact distribution at the
+    /// effective size (scipy's `asymp`), the Kolmogorov limit, and the exact two-sample null
+    /// (`None` above 4e6 pairs)
+    pub ks: f64,
+    pub ks_p_asymp: f64,
+    pub ks_p_limit: f64,
+    pub ks_p_exact: Option<f64>,
+    pub wasserstein_1: f64,
+    pub wasserstein_1_over_ref_std: f64,
+}
+
+/// Bins of `x` under sorted inner `edges`: the index is the number of edges <= x.
+fn bin_counts(x: &[f64], edges: &[f64], bins: usize, last_closed: bool) -> Vec<u64> {
+    let mut counts = vec![0u64; bins];
+    for &v in x {
+        let mut i = edges.partition_point(|&e| e <= v);
+        if last_closed && i >= bins {
+            i = bins - 1;
+        }
+        if let Some(c) = counts.get_mut(i) {
+            *c += 1;
+        }
+    }
+    counts
+}
+
+fn psi_terms(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(a, b)| (b - a) * (b / a).ln()).sum()
+}
+
+pub fn numeric_drift(reference: &[f64], current: &[f64]) -> NumericDrift {
+    let sorted = |x: &[f64]| {
+        let mut v = x.to_vec();
+        v.sort_by(f64::total_cmp);
+        v
+    };
+    let (r, c) = (sorted(reference), sorted(current));
+    let (n1, n2) = (r.len(), c.len());
+    // deciles of the reference, numpy's default (Hyndman-Fan type 7) arithmetic
+    let mut edges: Vec<f64> = (1..10)
+        .map(|j| {
+            let h = (n1 - 1) as f64 * (j as f64 / 10.0);
+            let i = h.floor() as usize;
+            let g = h - i as f64;
+            let (lo, hi) = (r[i], r[(i + 1).min(n1 - 1)]);
+            if g < 0.5 {
+                lo + (hi - lo) * g
+            } else {
+                hi - (hi - lo) * (1.0 - g)
+            }
+        })
+        .collect();
+    edges.dedup();
+    let props = |counts: &[u64], n: usize| -> Vec<f64> {
+        counts
+            .iter()
+            .map(|&k| if k == 0 { 1e-4 } else { k as f64 / n as f64 })
+            .collect()
+    };
+    let bins = edges.len() + 1;
+    let (rc, cc) = (
+        bin_counts(&r, &edges, bins, false),
+        bin_counts(&c, &edges, bins, false),
+    );
+    let decile_psi = psi_terms(&props(&rc, n1), &props(&cc, n2));
+    // Sturges' bins over both samples, as numpy.histogram_bin_edges and numpy.linspace compute
+    let (lo, hi) = (r[0].min(c[0]), r[n1 - 1].max(c[n2 - 1]));
+    let n = (n1 + n2) as f64;
+    let width = (hi - lo) / (n.log2() + 1.0);
+    let nb = (((hi - lo) / width).ceil() as usize).max(1);
+    let step = (hi - lo) / nb as f64;
+    let mut sturges_edges: Vec<f64> = (0..=nb).map(|i| i as f64 * step + lo).collect();
+    sturges_edges[nb] = hi;
+    let inner = &sturges_edges[1..];
+    let (rs, cs) = (
+        bin_counts(&r, inner, nb, true),
+        bin_counts(&c, inner, nb, true),
+    );
+    let filled = |counts: &[u64], total: usize| -> Vec<f64> {
+        let p: Vec<f64> = counts.iter().map(|&k| k as f64 / total as f64).collect();
+        let min_nonzero = p
+            .iter()
+            .copied()
+            .filter(|&x| x > 0.0)
+            .fold(f64::INFINITY, f64::min);
+        let fill = if min_nonzero <= 1e-4 {
+            min_nonzero / 1e6
+        } else {
+            1e-4
+        };
+        p.into_iter()
+            .map(|x| if x == 0.0 { fill } else { x })
+            .collect()
+    };
+    let sturges_psi = psi_terms(&filled(&cs, n2), &filled(&rs, n1));
+    // KS: the largest gap between the right-continuous ECDFs at every pooled value
+    let ecdf = |x: &[f64], v: f64| x.partition_point(|&e| e <= v) as f64 / x.len() as f64;
+    let ks = r
+        .iter()
+        .chain(&c)
+        .map(|&v| (ecdf(&r, v) - ecdf(&c, v)).abs())
+        .fold(0.0, f64::max);
+    let (n1f, n2f) = (n1 as f64, n2 as f64);
+    let effective = (n1f * n2f / (n1f + n2f)).round_ties_even() as usize;
+    // Wasserstein-1: the area between the ECDFs
+    let mut all: Vec<f64> = r.iter().chain(&c).copied().collect();
+    all.sort_by(f64::total_cmp);
+    let wasserstein_1: f64 = all
+        .windows(2)
+        .map(|w| (ecdf(&r, w[0]) - ecdf(&c, w[0])).abs() * (w[1] - w[0]))
+        .sum();
+    let mean = r.iter().sum::<f64>() / n1f;
+    let std = (r.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n1f).sqrt();
+    NumericDrift {
+        decile_edges: edges,
+        decile_ref_counts: rc,
+        decile_cur_counts: cc,
+        decile_psi,
+        sturges_bins: nb,
+        sturges_edges,
+        sturges_ref_counts: rs,
+        sturges_cur_counts: cs,
+        sturges_psi,
+        ks,
+        ks_p_asymp: ks::kolmogorov_sf(effective, ks),
+        ks_p_limit: ks::kolmogorov_limit_sf((n1f * n2f / (n1f + n2f)).sqrt() * ks),
+        ks_p_exact: (n1f * n2f <= 4e6).then(|| ks::two_sample_exact_sf(n1, n2, ks)),
+        wasserstein_1,
+        wasserstein_1_over_ref_std: wasserstein_1 / std,
+    }
 }
 
 /// The two-proportion z-test of `p_b − p_a`.

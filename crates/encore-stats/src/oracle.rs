@@ -339,6 +339,27 @@ pub fn run(vector: &Value) -> Option<Value> {
             let stopping = reject.iter().position(|&r| r).map(|i| i + 1);
             Some(json!({"z": z, "bounds": bounds, "reject": reject, "stopping_look": stopping}))
         }
+        "drift_numeric" => {
+            let d =
+                crate::numeric_drift(&floats(inputs.get("ref")?)?, &floats(inputs.get("cur")?)?);
+            Some(json!({
+                "psi_ref_deciles": {
+                    "inner_edges": d.decile_edges, "ref_counts": d.decile_ref_counts,
+                    "cur_counts": d.decile_cur_counts, "psi": d.decile_psi,
+                },
+                "psi_evidently_sturges": {
+                    "n_bins": d.sturges_bins, "edges": d.sturges_edges,
+                    "ref_counts": d.sturges_ref_counts, "cur_counts": d.sturges_cur_counts,
+                    "psi": d.sturges_psi,
+                },
+                "ks": {
+                    "statistic": d.ks, "p_value_asymp_scipy": d.ks_p_asymp,
+                    "p_value_kolmogorov_limit": d.ks_p_limit, "p_value_exact": d.ks_p_exact,
+                },
+                "wasserstein_1": d.wasserstein_1,
+                "wasserstein_1_normed_by_ref_std_ddof0": d.wasserstein_1_over_ref_std,
+            }))
+        }
         _ => None,
     }
 }
