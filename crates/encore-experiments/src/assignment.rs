@@ -1,0 +1,252 @@
+//! Bucket-reuse assignment: domains, buckets, experiments, variants and the global holdout.
+
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+
+/// Buckets per domain.
+pub const BUCKETS: u32 = 1_000_000;
+
+/// A stable 64-bit hash of `salt` and `key`: FNV-1a over the bytes, then the SplitMix64
+/// finalizer for avalanche. Written out here (not a library hasher) so that assignments never
+/// change when a dependency is upgraded.
+pub fn hash(salt: &str, key: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in salt.bytes().chain([0xff]).chain(key.bytes()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    let mut z = h.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// A listener's bucket under `salt`.
+pub fn bucket(salt: &str, user: &str) -> u32 {
+    // multiply-shift: an unbiased map of the 64-bit hash onto [0, BUCKETS)
+    ((u128::from(hash(salt, user)) * u128::from(BUCKETS)) >> 64) as u32
+}
+
+/// Who may enter an experiment (all when empty).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Targeting {
+    #[serde(default)]
+    pub countries: Vec<String>,
+    #[serde(default)]
+    pub platforms: Vec<String>,
+    #[serde(default)]
+    pub tiers: Vec<String>,
+    /// only listeners new since the experiment started
+    #[serde(default)]
+    pub new_users_only: bool,
+}
+
+/// What is known of the listener at request time.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Context<'a> {
+    pub country: &'a str,
+    pub platform: &'a str,
+    pub tier: &'a str,
+    pub new_user: bool,
+}
+
+impl Targeting {
+    pub fn admits(&self, c: &Context<'_>) -> bool {
+        let ok = |list: &[String], v: &str| list.is_empty() || list.iter().any(|x| x == v);
+        ok(&self.countries, c.country)
+            && ok(&self.platforms, c.platform)
+            && ok(&self.tiers, c.tier)
+            && (!self.new_users_only || c.new_user)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Variant {
+    pub name: String,
+    pub weight: f64,
+}
+
+/// An experiment as assignment sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExperimentSpec {
+    pub id: String,
+    pub domain: String,
+    /// share of the domain's buckets it takes, in (0, 1]
+    pub traffic: f64,
+    pub variants: Vec<Variant>,
+    #[serde(default)]
+    pub targeting: Targeting,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum AssignmentError {
+    #[error("experiment {id}: {message}")]
+    Invalid { id: String, message: String },
+    #[error("domain {domain} has {free} free buckets, experiment {id} needs {needed}")]
+    DomainFull {
+        domain: String,
+        id: String,
+        free: u32,
+        needed: u32,
+    },
+}
+
+/// One domain's buckets: the experiment and variant that own each (or none).
+#[derive(Debug, Clone)]
+struct Domain {
+    salt: String,
+    /// per bucket: index into `Plan::owners`, or u32::MAX
+    owner: Vec<u32>,
+}
+
+/// The assignment plan of every running experiment, built once per configuration change and
+/// then evaluated per request (two hashes and a table look-up per domain).
+#[derive(Debug, Clone)]
+pub struct Plan {
+    domains: HashMap<String, Domain>,
+    /// (experiment index, variant index)
+    owners: Vec<(usize, usize)>,
+    experiments: Vec<ExperimentSpec>,
+    holdout_salt: String,
+    /// buckets below this (under the holdout salt) are held out of every experiment
+    holdout_buckets: u32,
+}
+
+/// An assignment of one listener to one experiment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Assignment {
+    pub experiment: String,
+    pub variant: String,
+}
+
+/// Fisher-Yates with a SplitMix64 stream seeded from `seed`.
+fn shuffle(v: &mut [u32], seed: u64) {
+    let mut s = seed;
+    let mut next = || {
+        s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = s;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    };
+    for i in (1..v.len()).rev() {
+        let j = ((u128::from(next()) * (i as u128 + 1)) >> 64) as usize;
+        v.swap(i, j);
+    }
+}
+
+impl Plan {
+    /// Lays out `experiments` (in order) over their domains. `domain_salts` gives each domain's
+    /// salt (a domain not listed uses its name); `holdout` is the share of listeners in the
+    /// global holdout, drawn with `holdout_salt`.
+    pub fn new(
+        experiments: &[ExperimentSpec],
+        domain_salts: &HashMap<String, String>,
+        holdout: f64,
+        holdout_salt: &str,
+    ) -> Result<Plan, AssignmentError> {
+        let mut domains: HashMap<String, Domain> = HashMap::new();
+        let mut free: HashMap<String, Vec<u32>> = HashMap::new();
+        let mut owners = Vec::new();
+        for (e, spec) in experiments.iter().enumerate() {
+            let invalid = |message: String| AssignmentError::Invalid {
+                id: spec.id.clone(),
+                message,
+            };
+            if !(spec.traffic > 0.0 && spec.traffic <= 1.0) {
+                return Err(invalid(format!(
+                    "traffic {} is not in (0, 1]",
+                    spec.traffic
+                )));
+            }
+            let total: f64 = spec.variants.iter().map(|v| v.weight).sum();
+            if spec.variants.len() < 2 || spec.variants.iter().any(|v| v.weight <= 0.0) {
+                return Err(invalid(
+                    "needs at least two variants with positive weights".into(),
+                ));
+            }
+            let salt = domain_salts
+                .get(&spec.domain)
+                .cloned()
+                .unwrap_or_else(|| spec.domain.clone());
+            let domain = domains
+                .entry(spec.domain.clone())
+                .or_insert_with(|| Domain {
+                    salt: salt.clone(),
+                    owner: vec![u32::MAX; BUCKETS as usize],
+                });
+            // the domain's free buckets in a random order fixed by its salt; each experiment
+            // takes the next ones, so experiments are disjoint and their buckets unordered
+            let pool = free.entry(spec.domain.clone()).or_insert_with(|| {
+                let mut all: Vec<u32> = (0..BUCKETS).collect();
+                shuffle(&mut all, hash(&salt, "bucket-order"));
+                all
+            });
+            let needed = (spec.traffic * f64::from(BUCKETS)).round() as u32;
+            if needed as usize > pool.len() {
+                return Err(AssignmentError::DomainFull {
+                    domain: spec.domain.clone(),
+                    id: spec.id.clone(),
+                    free: pool.len() as u32,
+                    needed,
+                });
+            }
+            let taken: Vec<u32> = pool.drain(pool.len() - needed as usize..).collect();
+            // variants by weight over the taken buckets (already in random order)
+            let mut start = 0usize;
+            let mut cumulative = 0.0;
+            for (v, variant) in spec.variants.iter().enumerate() {
+                cumulative += variant.weight / total;
+                let end = if v + 1 == spec.variants.len() {
+                    taken.len()
+                } else {
+                    (cumulative * taken.len() as f64).round() as usize
+                };
+                let owner = owners.len() as u32;
+                owners.push((e, v));
+                for &b in &taken[start..end.max(start)] {
+                    domain.owner[b as usize] = owner;
+                }
+                start = end.max(start);
+            }
+        }
+        Ok(Plan {
+            domains,
+            owners,
+            experiments: experiments.to_vec(),
+            holdout_salt: holdout_salt.into(),
+            holdout_buckets: (holdout.clamp(0.0, 1.0) * f64::from(BUCKETS)).round() as u32,
+        })
+    }
+
+    /// Whether `user` is in the global holdout.
+    pub fn held_out(&self, user: &str) -> bool {
+        bucket(&self.holdout_salt, user) < self.holdout_buckets
+    }
+
+    /// Every experiment `user` is in, with its variant: at most one per domain.
+    pub fn assign(&self, user: &str, context: &Context<'_>) -> Vec<Assignment> {
+        if self.held_out(user) {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        let mut names: Vec<&String> = self.domains.keys().collect();
+        names.sort();
+        for name in names {
+            let d = &self.domains[name];
+            let owner = d.owner[bucket(&d.salt, user) as usize];
+            if owner == u32::MAX {
+                continue;
+            }
+            let (e, v) = self.owners[owner as usize];
+            let spec = &self.experiments[e];
+            if spec.targeting.admits(context) {
+                out.push(Assignment {
+                    experiment: spec.id.clone(),
+                    variant: spec.variants[v].name.clone(),
+                });
+            }
+        }
+        out
+    }
+}
