@@ -132,6 +132,16 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 10)]
         k: usize,
     },
+    /// Experiment assignment throughput: build a plan of experiments over domains, then assign
+    /// synthetic listeners on one thread
+    Assign {
+        /// Listeners to assign
+        #[arg(long, default_value_t = 2_000_000)]
+        users: usize,
+        /// Exclusivity domains, each with two experiments taking 40 % of its buckets each
+        #[arg(long, default_value_t = 4)]
+        domains: usize,
+    },
     /// GET paths from a file at a fixed rate (open loop) and report latency measured from each
     /// request's scheduled time, so queueing counts (no coordinated omission)
     HttpGet {

@@ -58,6 +58,7 @@ pub fn run(cmd: BenchCommand, out: &Output) -> Result<(), CliError> {
             seconds,
             connections,
         } => return http_get(&addr, &paths, rate, seconds, connections, out),
+        BenchCommand::Assign { users, domains } => return assign(users, domains, out),
         BenchCommand::Ann {
             artifact,
             synthetic,
@@ -532,6 +533,75 @@ fn ann(
             ));
         }
         text
+    });
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct AssignReport {
+    users: usize,
+    domains: usize,
+    experiments: usize,
+    plan_seconds: f64,
+    assign_seconds: f64,
+    users_per_second: f64,
+    assignments: usize,
+}
+
+/// Builds a plan (two experiments per domain, 40 % of its buckets each, a 5 % global holdout)
+/// and times assigning `users` synthetic listeners on this thread.
+fn assign(users: usize, domains: usize, out: &Output) -> Result<(), CliError> {
+    use encore_experiments::assignment::{Context, ExperimentSpec, Plan, Targeting, Variant};
+    let experiments: Vec<ExperimentSpec> = (0..domains)
+        .flat_map(|d| {
+            (0..2).map(move |e| ExperimentSpec {
+                id: format!("d{d}-e{e}"),
+                domain: format!("domain-{d}"),
+                traffic: 0.4,
+                variants: ["control", "treatment"]
+                    .iter()
+                    .map(|v| Variant {
+                        name: (*v).into(),
+                        weight: 1.0,
+                    })
+                    .collect(),
+                targeting: Targeting::default(),
+            })
+        })
+        .collect();
+    let t = Instant::now();
+    let plan = Plan::new(&experiments, &Default::default(), 0.05, "holdout")
+        .map_err(|e| CliError::failed(e.to_string(), "fewer experiments per domain"))?;
+    let plan_seconds = t.elapsed().as_secs_f64();
+    let ids: Vec<String> = (0..users).map(|i| format!("user-{i}")).collect();
+    let context = Context {
+        country: "SE",
+        platform: "ios",
+        tier: "premium",
+        new_user: false,
+    };
+    let t = Instant::now();
+    let assignments: usize = ids.iter().map(|u| plan.assign(u, &context).len()).sum();
+    let assign_seconds = t.elapsed().as_secs_f64();
+    let report = AssignReport {
+        users,
+        domains,
+        experiments: experiments.len(),
+        plan_seconds,
+        assign_seconds,
+        users_per_second: users as f64 / assign_seconds,
+        assignments,
+    };
+    out.emit(&report, || {
+        format!(
+            "{} listeners over {} domains ({} experiments): plan built in {:.2} s; {} listeners/s on one thread ({} assignments)",
+            thousands(report.users as u64),
+            report.domains,
+            report.experiments,
+            report.plan_seconds,
+            thousands(report.users_per_second as u64),
+            thousands(report.assignments as u64)
+        )
     });
     Ok(())
 }
