@@ -8,4 +8,5 @@
 //! is never enrolled anywhere. Assignment is deterministic and sticky: the same listener and
 //! configuration always give the same answer, with no state per listener.
 
+pub mod analysis;
 pub mod assignment;

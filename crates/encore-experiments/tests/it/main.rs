@@ -1,8 +1,10 @@
 //! Assignment properties on many synthetic listeners.
 
+use encore_experiments::analysis::{ArmData, Decision, MetricSpec, Role, analyze};
 use encore_experiments::assignment::{
     AssignmentError, Context, ExperimentSpec, Plan, Targeting, Variant,
 };
+use encore_stats::CoMoments;
 use std::collections::HashMap;
 
 fn spec(id: &str, domain: &str, traffic: f64, weights: &[f64]) -> ExperimentSpec {
@@ -164,4 +166,150 @@ fn targeting_and_configuration_errors() {
     assert!(matches!(full, Err(AssignmentError::DomainFull { .. })));
     let one_variant = Plan::new(&[spec("a", "home", 0.5, &[1.0])], &HashMap::new(), 0.0, "h");
     assert!(matches!(one_variant, Err(AssignmentError::Invalid { .. })));
+}
+
+/// Standard normal draws from a seeded SplitMix64 stream (Box-Muller).
+struct Normal(u64);
+
+impl Normal {
+    fn uniform(&mut self) -> f64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64 + 1e-17
+    }
+
+    fn draw(&mut self) -> f64 {
+        let (a, b) = (self.uniform(), self.uniform());
+        (-2.0 * a.ln()).sqrt() * (std::f64::consts::TAU * b).cos()
+    }
+}
+
+/// An arm of `n` users: per metric, pre-period values around `base` and post values that
+/// follow them (correlation about 0.7) moved by `lifts[m]` (relative).
+fn arm(variant: &str, n: usize, bases: &[f64], lifts: &[f64], seed: u64) -> ArmData {
+    let mut rng = Normal(seed);
+    let metrics = bases
+        .iter()
+        .zip(lifts)
+        .map(|(&base, &lift)| {
+            let mut m = CoMoments::default();
+            for _ in 0..n {
+                let pre = base * (1.0 + 0.3 * rng.draw());
+                let post = (0.7 * pre + 0.3 * base + 0.2 * base * rng.draw()) * (1.0 + lift);
+                m.push(pre, post);
+            }
+            m
+        })
+        .collect();
+    ArmData {
+        variant: variant.into(),
+        users: n as f64,
+        metrics,
+    }
+}
+
+fn metrics() -> Vec<MetricSpec> {
+    vec![
+        MetricSpec {
+            name: "streams_per_user".into(),
+            role: Role::Success,
+            higher_is_better: true,
+        },
+        MetricSpec {
+            name: "listening_minutes".into(),
+            role: Role::Guardrail { margin: 0.01 },
+            higher_is_better: true,
+        },
+        MetricSpec {
+            name: "skip_rate".into(),
+            role: Role::Deterioration,
+            higher_is_better: false,
+        },
+    ]
+}
+
+#[test]
+fn a_clear_win_ships_and_cuped_narrows_the_interval() {
+    let bases = [20.0, 60.0, 0.3];
+    let control = arm("control", 20_000, &bases, &[0.0, 0.0, 0.0], 1);
+    let treatment = arm("treatment", 20_000, &bases, &[0.03, 0.0, 0.0], 2);
+    let r = analyze(&metrics(), &[control, treatment], &[1.0, 1.0], 0.05, 0.001);
+    assert_eq!(r.decision, Decision::Ship, "{:?}", r.reasons);
+    let streams = &r.results[0];
+    assert!(streams.better && streams.p_adjusted.is_some());
+    assert!(
+        (streams.cuped.lift - 0.03).abs() < 0.01,
+        "{}",
+        streams.cuped.lift
+    );
+    let width = |ci: (f64, f64)| ci.1 - ci.0;
+    assert!(width(streams.cuped.ci) < 0.8 * width(streams.unadjusted.ci));
+    assert!(
+        streams.variance_reduction > 0.3,
+        "{}",
+        streams.variance_reduction
+    );
+}
+
+#[test]
+fn a_guardrail_breach_or_a_deterioration_blocks_shipping() {
+    let bases = [20.0, 60.0, 0.3];
+    let control = arm("control", 20_000, &bases, &[0.0, 0.0, 0.0], 3);
+    let costly = arm("treatment", 20_000, &bases, &[0.03, -0.05, 0.0], 4);
+    let r = analyze(
+        &metrics(),
+        &[control.clone(), costly],
+        &[1.0, 1.0],
+        0.05,
+        0.001,
+    );
+    assert_eq!(r.decision, Decision::DoNotShip, "{:?}", r.reasons);
+    assert!(r.results[1].inferior);
+    let skippy = arm("treatment", 20_000, &bases, &[0.03, 0.0, 0.06], 5);
+    let r = analyze(&metrics(), &[control, skippy], &[1.0, 1.0], 0.05, 0.001);
+    assert_eq!(r.decision, Decision::DoNotShip, "{:?}", r.reasons);
+    assert!(r.results[2].worse, "a higher skip rate is worse");
+}
+
+#[test]
+fn srm_makes_the_result_untrustworthy_and_aa_is_inconclusive() {
+    let bases = [20.0, 60.0, 0.3];
+    let control = arm("control", 10_000, &bases, &[0.0, 0.0, 0.0], 6);
+    let lopsided = arm("treatment", 10_600, &bases, &[0.03, 0.0, 0.0], 7);
+    let r = analyze(
+        &metrics(),
+        &[control.clone(), lopsided],
+        &[1.0, 1.0],
+        0.05,
+        0.001,
+    );
+    assert_eq!(r.decision, Decision::Untrustworthy);
+    assert!(!r.srm_ok && r.srm_p_value < 0.001);
+    let same = arm("treatment", 10_000, &bases, &[0.0, 0.0, 0.0], 8);
+    let r = analyze(&metrics(), &[control, same], &[1.0, 1.0], 0.05, 0.001);
+    assert_eq!(r.decision, Decision::Inconclusive, "{:?}", r.reasons);
+}
+
+#[test]
+fn two_hundred_aa_tests_keep_the_false_positive_rate_near_alpha() {
+    let bases = [20.0];
+    let spec = [MetricSpec {
+        name: "streams".into(),
+        role: Role::Success,
+        higher_is_better: true,
+    }];
+    let mut positives = 0;
+    for seed in 0..200u64 {
+        let a = arm("control", 2_000, &bases, &[0.0], 1_000 + 2 * seed);
+        let b = arm("treatment", 2_000, &bases, &[0.0], 1_001 + 2 * seed);
+        let r = analyze(&spec, &[a, b], &[1.0, 1.0], 0.05, 0.001);
+        positives += usize::from(r.results[0].cuped.p_value < 0.05);
+    }
+    let rate = positives as f64 / 200.0;
+    assert!(
+        (0.02..=0.09).contains(&rate),
+        "A/A false-positive rate {rate}"
+    );
 }

@@ -1,0 +1,259 @@
+//! Experiment analysis and the ship decision.
+//!
+//! Per metric and treatment: the effect against control, its relative lift, interval and
+//! p-value, unadjusted (Welch) and CUPED-adjusted (with the metric's pre-exposure value as the
+//! covariate) side by side. The sample-ratio check comes first: a failed SRM makes the whole
+//! result untrustworthy. Success metrics are corrected for multiplicity (Holm); the decision is
+//! Spotify's risk-aware rule: ship only if some success metric is significantly better, no
+//! guardrail is worse than its non-inferiority margin, and no metric deteriorates.
+
+use encore_stats::{Alternative, CoMoments, Correction};
+use serde::Serialize;
+
+/// What a metric is for in the decision.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(tag = "role", rename_all = "snake_case")]
+pub enum Role {
+    /// the change is meant to move it
+    Success,
+    /// must not get worse by more than `margin` (relative, e.g. 0.01 = 1 %)
+    Guardrail { margin: f64 },
+    /// any significant harm blocks shipping
+    Deterioration,
+    /// reported, not decided on
+    Quality,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MetricSpec {
+    pub name: String,
+    pub role: Role,
+    /// false for metrics where lower is better (skip rate)
+    pub higher_is_better: bool,
+}
+
+/// One arm's data: per metric, the co-moments of (pre-exposure value, post-exposure value)
+/// over its users.
+#[derive(Debug, Clone)]
+pub struct ArmData {
+    pub variant: String,
+    pub users: f64,
+    pub metrics: Vec<CoMoments>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Estimate {
+    pub effect: f64,
+    pub lift: f64,
+    pub ci: (f64, f64),
+    pub lift_ci: (f64, f64),
+    pub p_value: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MetricResult {
+    pub metric: String,
+    pub variant: String,
+    pub control_mean: f64,
+    pub treatment_mean: f64,
+    pub unadjusted: Estimate,
+    pub cuped: Estimate,
+    pub variance_reduction: f64,
+    /// Holm-adjusted over the success metrics (success metrics only)
+    pub p_adjusted: Option<f64>,
+    /// significantly better / worse in the metric's good direction (CUPED, adjusted p for
+    /// success metrics)
+    pub better: bool,
+    pub worse: bool,
+    /// guardrails: the one-sided bound of the relative change lies beyond the margin
+    pub inferior: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    Ship,
+    DoNotShip,
+    Inconclusive,
+    /// the sample ratio does not match the allocation
+    Untrustworthy,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub srm_chi2: f64,
+    pub srm_p_value: f64,
+    pub srm_ok: bool,
+    pub results: Vec<MetricResult>,
+    pub decision: Decision,
+    pub reasons: Vec<String>,
+}
+
+fn estimate(inf: &encore_stats::Inference, rel: &encore_stats::Inference) -> Estimate {
+    Estimate {
+        effect: inf.estimate,
+        lift: rel.estimate,
+        ci: inf.ci,
+        lift_ci: rel.ci,
+        p_value: inf.p_value,
+    }
+}
+
+/// Analyzes `arms` (the first is control) for `metrics`, with allocation `weights` (one per
+/// arm), at level `alpha`; SRM is checked at `srm_alpha`.
+pub fn analyze(
+    metrics: &[MetricSpec],
+    arms: &[ArmData],
+    weights: &[f64],
+    alpha: f64,
+    srm_alpha: f64,
+) -> Report {
+    let observed: Vec<f64> = arms.iter().map(|a| a.users).collect();
+    let (srm_chi2, _, srm_p, _) = encore_stats::srm(&observed, weights);
+    let srm_ok = srm_p >= srm_alpha;
+    let mut results = Vec::new();
+    let control = &arms[0];
+    for treatment in &arms[1..] {
+        for (m, spec) in metrics.iter().enumerate() {
+            let (a, b) = (&control.metrics[m], &treatment.metrics[m]);
+            let c = encore_stats::cuped(a, b, alpha, Alternative::TwoSided);
+            // unadjusted: Welch on the post values alone
+            let (ma, mb) = (
+                encore_stats::Moments {
+                    n: a.n,
+                    mean: a.mean_y,
+                    m2: a.m2y,
+                },
+                encore_stats::Moments {
+                    n: b.n,
+                    mean: b.mean_y,
+                    m2: b.m2y,
+                },
+            );
+            let (plain, _) = encore_stats::welch(&ma, &mb, alpha, Alternative::TwoSided);
+            let (plain_rel, _, _) = encore_stats::relative_lift(
+                &encore_stats::Arm {
+                    n: a.n,
+                    mean: a.mean_y,
+                    var: a.var_y(),
+                },
+                &encore_stats::Arm {
+                    n: b.n,
+                    mean: b.mean_y,
+                    var: b.var_y(),
+                },
+                alpha,
+                Alternative::TwoSided,
+            );
+            // the one-sided bound in the harmful direction, for non-inferiority
+            let toward_harm = if spec.higher_is_better {
+                Alternative::Greater
+            } else {
+                Alternative::Less
+            };
+            let bound =
+                encore_stats::infer(c.rel.estimate, c.rel.se, Some(c.df), alpha, toward_harm);
+            let inferior = match spec.role {
+                Role::Guardrail { margin } if spec.higher_is_better => bound.ci.0 < -margin,
+                Role::Guardrail { margin } => bound.ci.1 > margin,
+                _ => false,
+            };
+            results.push(MetricResult {
+                metric: spec.name.clone(),
+                variant: treatment.variant.clone(),
+                control_mean: a.mean_y,
+                treatment_mean: b.mean_y,
+                unadjusted: estimate(&plain, &plain_rel),
+                cuped: estimate(&c.abs, &c.rel),
+                variance_reduction: c.variance_reduction,
+                p_adjusted: None,
+                better: false,
+                worse: false,
+                inferior,
+            });
+        }
+    }
+    // Holm over every (treatment, success metric) pair
+    let success: Vec<usize> = results
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| metrics[i % metrics.len()].role == Role::Success)
+        .map(|(i, _)| i)
+        .collect();
+    let adjusted = encore_stats::adjust(
+        &success
+            .iter()
+            .map(|&i| results[i].cuped.p_value)
+            .collect::<Vec<_>>(),
+        Correction::Holm,
+    );
+    for (&i, p) in success.iter().zip(adjusted) {
+        results[i].p_adjusted = Some(p);
+    }
+    for (i, r) in results.iter_mut().enumerate() {
+        let spec = &metrics[i % metrics.len()];
+        let p = r.p_adjusted.unwrap_or(r.cuped.p_value);
+        let up = r.cuped.effect > 0.0;
+        let good = up == spec.higher_is_better;
+        r.better = p < alpha && good;
+        r.worse = p < alpha && !good;
+    }
+    let mut reasons = Vec::new();
+    let decision = if !srm_ok {
+        reasons.push(format!(
+            "sample ratio mismatch: chi-square {srm_chi2:.2}, p {srm_p:.2e} < {srm_alpha}"
+        ));
+        Decision::Untrustworthy
+    } else {
+        let wins: Vec<&MetricResult> = results
+            .iter()
+            .enumerate()
+            .filter(|(i, r)| metrics[i % metrics.len()].role == Role::Success && r.better)
+            .map(|(_, r)| r)
+            .collect();
+        let breaches: Vec<&MetricResult> = results.iter().filter(|r| r.inferior).collect();
+        let harms: Vec<&MetricResult> = results
+            .iter()
+            .enumerate()
+            .filter(|(i, r)| metrics[i % metrics.len()].role != Role::Quality && r.worse)
+            .map(|(_, r)| r)
+            .collect();
+        for r in &breaches {
+            reasons.push(format!(
+                "guardrail {} of {} may be worse than its margin (lift {:+.4})",
+                r.metric, r.variant, r.cuped.lift
+            ));
+        }
+        for r in &harms {
+            reasons.push(format!(
+                "{} of {} is significantly worse (lift {:+.4})",
+                r.metric, r.variant, r.cuped.lift
+            ));
+        }
+        if !breaches.is_empty() || !harms.is_empty() {
+            Decision::DoNotShip
+        } else if wins.is_empty() {
+            reasons.push("no success metric is significantly better".into());
+            Decision::Inconclusive
+        } else {
+            for r in &wins {
+                reasons.push(format!(
+                    "{} of {} is better: lift {:+.4} (adjusted p {:.2e})",
+                    r.metric,
+                    r.variant,
+                    r.cuped.lift,
+                    r.p_adjusted.unwrap_or(r.cuped.p_value)
+                ));
+            }
+            Decision::Ship
+        }
+    };
+    Report {
+        srm_chi2,
+        srm_p_value: srm_p,
+        srm_ok,
+        results,
+        decision,
+        reasons,
+    }
+}
