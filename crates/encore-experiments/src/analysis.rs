@@ -8,10 +8,10 @@
 //! guardrail is worse than its non-inferiority margin, and no metric deteriorates.
 
 use encore_stats::{Alternative, CoMoments, Correction};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// What a metric is for in the decision.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "role", rename_all = "snake_case")]
 pub enum Role {
     /// the change is meant to move it
@@ -24,7 +24,7 @@ pub enum Role {
     Quality,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MetricSpec {
     pub name: String,
     pub role: Role,

@@ -10,3 +10,4 @@
 
 pub mod analysis;
 pub mod assignment;
+pub mod store;

@@ -313,3 +313,56 @@ fn two_hundred_aa_tests_keep_the_false_positive_rate_near_alpha() {
         "A/A false-positive rate {rate}"
     );
 }
+
+#[test]
+fn lifecycle_refuses_allocation_edits_while_running() {
+    use encore_experiments::store::{Definition, State, Store, StoreError, Treatment};
+    let tmp = tempfile::tempdir().unwrap();
+    let mut store = Store::open(tmp.path()).unwrap();
+    let def = |id: &str, traffic: f64| Definition {
+        hypothesis: "more diverse home lists keep listeners streaming".into(),
+        allocation: spec(id, "home", traffic, &[1.0, 1.0]),
+        treatments: HashMap::from([
+            ("v0".into(), Treatment::default()),
+            (
+                "v1".into(),
+                Treatment {
+                    diversity: Some(0.7),
+                    ..Treatment::default()
+                },
+            ),
+        ]),
+        metrics: metrics(),
+        planned_users: Some(40_000),
+    };
+    store.create(&def("mmr", 0.6)).unwrap();
+    assert!(matches!(
+        store.create(&def("mmr", 0.6)),
+        Err(StoreError::Exists(_))
+    ));
+    // a draft may change anything
+    store.update(&def("mmr", 0.5)).unwrap();
+    store.start("mmr").unwrap();
+    assert_eq!(store.get("mmr").unwrap().state, State::Running);
+    // running: the allocation is frozen, the hypothesis is not
+    let err = store.update(&def("mmr", 0.8)).unwrap_err().to_string();
+    assert!(err.contains("cannot change while it runs"), "{err}");
+    let mut reworded = def("mmr", 0.5);
+    reworded.hypothesis = "diversity helps".into();
+    store.update(&reworded).unwrap();
+    // a second experiment that does not fit the domain cannot start
+    store.create(&def("too-big", 0.6)).unwrap();
+    assert!(matches!(
+        store.start("too-big"),
+        Err(StoreError::Assignment(_))
+    ));
+    let running = store.running().unwrap();
+    assert_eq!(running.len(), 1);
+    let plan = Plan::new(&running, &HashMap::new(), 0.0, "h").unwrap();
+    assert!(users(1_000).any(|u| !plan.assign(&u, &ctx()).is_empty()));
+    store.stop("mmr").unwrap();
+    assert!(matches!(store.stop("mmr"), Err(StoreError::State { .. })));
+    assert!(store.running().unwrap().is_empty());
+    store.start("too-big").unwrap();
+    assert_eq!(store.list().unwrap().len(), 2);
+}
