@@ -79,6 +79,9 @@ pub enum Command {
     /// Load generators for benchmarks (against servers on this machine)
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// A/B experiments: define, start, stop, list; assignments of a listener
+    #[command(subcommand)]
+    Experiments(ExperimentsCommand),
     /// Statistics: check the implementation against reference vectors
     #[command(subcommand)]
     Stats(StatsCommand),
@@ -590,5 +593,32 @@ pub enum StatsCommand {
         vectors: PathBuf,
         #[arg(long)]
         out: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ExperimentsCommand {
+    /// Create a draft from a JSON definition ({"id", "hypothesis", "domain", "traffic",
+    /// "variants": [{"name", "weight"}], "targeting", "treatments", "metrics", "planned_users"})
+    Create { file: PathBuf },
+    /// Replace a definition (a running experiment keeps its allocation)
+    Update { file: PathBuf },
+    /// Draft -> running
+    Start { id: String },
+    /// Running -> stopped
+    Stop { id: String },
+    /// Every experiment and its state
+    List,
+    /// One experiment's definition and state
+    Show { id: String },
+    /// The running experiments a listener is in, and their variants
+    Assign {
+        user: String,
+        #[arg(long, default_value = "ZZ")]
+        country: String,
+        #[arg(long, default_value = "other")]
+        platform: String,
+        #[arg(long, default_value = "unknown")]
+        tier: String,
     },
 }

@@ -108,6 +108,7 @@ fn run(cli: Cli, loaded: &Loaded) -> Result<(), CliError> {
         Command::Models(cmd) => commands::models::run(loaded, cmd, &out),
         Command::Eval(args) => commands::eval::run(loaded, &args, &out),
         Command::Stats(cmd) => commands::stats::run(cmd, &out),
+        Command::Experiments(cmd) => commands::experiments::run(loaded, cmd, &out),
         Command::Bench(cmd) => commands::bench::run(cmd, &out),
     }
 }

@@ -12,7 +12,8 @@ use serde::{Deserialize, Serialize};
 
 /// What a metric is for in the decision.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "role", rename_all = "snake_case")]
+/// In JSON: `"success"`, `{"guardrail": {"margin": 0.01}}`, `"deterioration"`, `"quality"`.
+#[serde(rename_all = "snake_case")]
 pub enum Role {
     /// the change is meant to move it
     Success,

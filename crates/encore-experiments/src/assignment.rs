@@ -91,6 +91,21 @@ pub enum AssignmentError {
     },
 }
 
+impl encore_core::Coded for AssignmentError {
+    fn code(&self) -> encore_core::ErrorCode {
+        encore_core::ErrorCode::InvalidArgument
+    }
+
+    fn hint(&self) -> Option<String> {
+        match self {
+            AssignmentError::DomainFull { .. } => {
+                Some("stop an experiment of that domain or lower the traffic".into())
+            }
+            AssignmentError::Invalid { .. } => None,
+        }
+    }
+}
+
 /// One domain's buckets: the experiment and variant that own each (or none).
 #[derive(Debug, Clone)]
 struct Domain {

@@ -4,6 +4,7 @@ pub mod data;
 pub mod demo;
 pub mod eval;
 pub mod events;
+pub mod experiments;
 pub mod models;
 pub mod serve;
 pub mod sim;
