@@ -13,6 +13,7 @@
 pub mod client;
 pub mod error;
 mod events;
+pub mod experiments;
 mod health;
 pub mod metrics;
 mod models;
@@ -59,6 +60,7 @@ pub struct AppState {
     pub registry: Option<RegistryAccess>,
     /// the served model, when this server serves recommendations
     pub serving: Option<recs::ServingAccess>,
+    pub experiments: Option<Arc<experiments::ExperimentsAccess>>,
     pub metrics: Arc<metrics::Metrics>,
     in_flight: Arc<Semaphore>,
 }
@@ -71,9 +73,16 @@ impl AppState {
             limits,
             registry: None,
             serving: None,
+            experiments: None,
             metrics: Arc::default(),
             in_flight,
         }
+    }
+
+    /// Answers `/v1/assignments` from `experiments` too.
+    pub fn with_experiments(mut self, experiments: Arc<experiments::ExperimentsAccess>) -> Self {
+        self.experiments = Some(experiments);
+        self
     }
 
     /// Serves recommendations from `serving` too.
@@ -95,6 +104,7 @@ pub fn router(state: AppState) -> Router {
         .merge(events::routes())
         .merge(models::routes())
         .merge(recs::routes())
+        .merge(experiments::routes())
         .route("/metrics", axum::routing::get(metrics::render))
         .route("/openapi.json", axum::routing::get(openapi::openapi_json))
         .route_layer(axum::middleware::from_fn_with_state(

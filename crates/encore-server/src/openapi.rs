@@ -45,6 +45,7 @@ pub struct ErrorDetail {
         crate::recs::radio,
         crate::recs::mixes,
         crate::recs::blend,
+        crate::experiments::assignments,
     ),
     components(schemas(ErrorBody, ErrorDetail))
 )]

@@ -7,9 +7,7 @@ use crate::output::Output;
 use encore_experiments::assignment::{Context, Plan};
 use encore_experiments::store::{Definition, Store};
 
-/// The global holdout: 5 % of listeners are never enrolled.
-pub const HOLDOUT: f64 = 0.05;
-pub const HOLDOUT_SALT: &str = "encore-global-holdout";
+use encore_server::experiments::{HOLDOUT, HOLDOUT_SALT};
 
 fn read_definition(path: &std::path::Path) -> Result<Definition, CliError> {
     let text = std::fs::read_to_string(path).map_err(|e| {

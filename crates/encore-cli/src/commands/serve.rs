@@ -116,6 +116,13 @@ pub fn run(loaded: &Loaded, args: &ServeArgs, out: &Output) -> Result<(), CliErr
                 Arc::clone(&state.metrics),
             )
         });
+        let state = match encore_server::experiments::ExperimentsAccess::start(dir.path().to_path_buf()) {
+            Ok(access) => state.with_experiments(access),
+            Err(e) => {
+                tracing::warn!("experiments not served: {e}");
+                state
+            }
+        };
         let state = state.with_serving(encore_server::recs::ServingAccess::new(
             Arc::clone(&served),
             sc.max_in_flight as usize,

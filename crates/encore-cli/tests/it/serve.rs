@@ -312,8 +312,25 @@ fn every_surface_serves_and_hot_swap_drops_nothing() {
             .map(|t| t["track_id"].as_str().unwrap().to_string())
             .collect();
 
+    // an experiment on the home surface, started before the server
+    std::fs::write(
+        tmp.path().join("exp.json"),
+        r#"{"id": "home-mmr", "hypothesis": "diversity", "domain": "home", "traffic": 0.5,
+            "variants": [{"name": "control", "weight": 1}, {"name": "mmr", "weight": 1}]}"#,
+    )
+    .unwrap();
+    run(&["experiments", "create", "exp.json"]);
+    run(&["experiments", "start", "home-mmr"]);
     let (child, port) = start(&data);
     let addr = format!("127.0.0.1:{port}");
+    for u in ["u1", "u2", "u3", "u4", "u5"] {
+        let (status, got) = call(&addr, "GET", &format!("/v1/assignments?user_id={u}"), "");
+        assert_eq!(status, 200, "{got}");
+        let cli = run(&["experiments", "assign", u]);
+        assert_eq!(got["assignments"], cli["assignments"], "{u}");
+    }
+    let (status, _) = call(&addr, "GET", "/v1/assignments", "");
+    assert_eq!(status, 400, "user_id is required");
     let (status, ready) = call(&addr, "GET", "/readyz", "");
     assert_eq!(
         (status, ready["model_version"].as_u64()),
