@@ -154,6 +154,9 @@ wire_enum!(
         PlayCount = "play_count",
         /// an explicit rating (`value`), e.g. stars imported from a ratings dataset
         Rating = "rating",
+        /// the listener was served a variant of an experiment (named in `experiments`); the
+        /// first one per listener and experiment starts their exposure
+        Exposure = "exposure",
     }
 );
 

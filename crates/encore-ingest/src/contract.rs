@@ -523,6 +523,7 @@ mod i {
     pub const TS: usize = 4;
     pub const KIND: usize = 5;
     pub const ITEM: usize = 6;
+    pub const EXPERIMENTS: usize = 13;
     pub const COUNT: usize = 14;
     pub const VALUE: usize = 16;
 }
@@ -549,7 +550,9 @@ fn interaction_cross(row: &dyn Row, now_ms: i64, out: &mut Vec<Violation>) {
             ));
         }
     };
-    if kind != InteractionKind::Search.as_str() {
+    if kind == InteractionKind::Exposure.as_str() {
+        needs(i::EXPERIMENTS, "experiments", "experiments_required", out);
+    } else if kind != InteractionKind::Search.as_str() {
         needs(i::ITEM, "item_id", "item_required", out);
     }
     if kind == InteractionKind::PlayCount.as_str() {

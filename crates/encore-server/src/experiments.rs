@@ -10,35 +10,72 @@ use axum::routing::get;
 use axum::{Json, Router};
 use encore_core::ErrorCode;
 use encore_experiments::assignment::{Assignment, Context, ExperimentSpec, Plan};
+use encore_experiments::store::{Definition, Treatment};
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 /// The global holdout share and salt, the same as the CLI's.
 pub const HOLDOUT: f64 = 0.05;
 pub const HOLDOUT_SALT: &str = "encore-global-holdout";
 
-/// The current plan, kept fresh by [`ExperimentsAccess::start`].
+/// The current plan and the running experiments' treatments, kept fresh by
+/// [`ExperimentsAccess::start`].
 #[derive(Debug)]
 pub struct ExperimentsAccess {
-    plan: RwLock<Arc<Plan>>,
+    current: RwLock<Arc<Running>>,
+}
+
+/// What serving needs of the running experiments.
+#[derive(Debug)]
+pub struct Running {
+    pub plan: Plan,
+    /// per experiment, per variant
+    pub treatments: HashMap<String, HashMap<String, Treatment>>,
+}
+
+impl Running {
+    fn build(defs: &[Definition]) -> Result<Running, String> {
+        let specs: Vec<ExperimentSpec> = defs.iter().map(|d| d.allocation.clone()).collect();
+        let plan = Plan::new(&specs, &Default::default(), HOLDOUT, HOLDOUT_SALT)
+            .map_err(|e| e.to_string())?;
+        let treatments = defs
+            .iter()
+            .map(|d| (d.id().to_string(), d.treatments.clone()))
+            .collect();
+        Ok(Running { plan, treatments })
+    }
+
+    /// `user`'s assignments with the treatment of each (default when the definition has none).
+    pub fn assign(&self, user: &str, context: &Context<'_>) -> Vec<(Assignment, Treatment)> {
+        self.plan
+            .assign(user, context)
+            .into_iter()
+            .map(|a| {
+                let t = self
+                    .treatments
+                    .get(&a.experiment)
+                    .and_then(|v| v.get(&a.variant))
+                    .cloned()
+                    .unwrap_or_default();
+                (a, t)
+            })
+            .collect()
+    }
 }
 
 impl ExperimentsAccess {
     /// Loads the running experiments of the data directory `root` and refreshes them every
     /// second on a thread that ends with the process.
     pub fn start(root: std::path::PathBuf) -> Result<Arc<ExperimentsAccess>, String> {
-        let load = |root: &std::path::Path| -> Result<Vec<ExperimentSpec>, String> {
+        let load = |root: &std::path::Path| -> Result<Vec<Definition>, String> {
             encore_experiments::store::Store::open(root)
-                .and_then(|s| s.running())
+                .and_then(|s| s.running_definitions())
                 .map_err(|e| e.to_string())
         };
-        let build = |running: &[ExperimentSpec]| {
-            Plan::new(running, &Default::default(), HOLDOUT, HOLDOUT_SALT)
-                .map_err(|e| e.to_string())
-        };
-        let mut running = load(&root)?;
+        let mut defs = load(&root)?;
         let access = Arc::new(ExperimentsAccess {
-            plan: RwLock::new(Arc::new(build(&running)?)),
+            current: RwLock::new(Arc::new(Running::build(&defs)?)),
         });
         let weak = Arc::downgrade(&access);
         std::thread::spawn(move || {
@@ -46,12 +83,12 @@ impl ExperimentsAccess {
                 std::thread::sleep(std::time::Duration::from_secs(1));
                 let Some(access) = weak.upgrade() else { return };
                 match load(&root) {
-                    Ok(now) if now != running => match build(&now) {
-                        Ok(plan) => {
-                            *access.plan.write().unwrap_or_else(|e| e.into_inner()) =
-                                Arc::new(plan);
+                    Ok(now) if now != defs => match Running::build(&now) {
+                        Ok(running) => {
+                            *access.current.write().unwrap_or_else(|e| e.into_inner()) =
+                                Arc::new(running);
                             tracing::info!(experiments = now.len(), "assignment plan rebuilt");
-                            running = now;
+                            defs = now;
                         }
                         Err(e) => tracing::warn!("assignment plan not rebuilt: {e}"),
                     },
@@ -63,8 +100,11 @@ impl ExperimentsAccess {
         Ok(access)
     }
 
-    pub fn plan(&self) -> Arc<Plan> {
-        self.plan.read().unwrap_or_else(|e| e.into_inner()).clone()
+    pub fn current(&self) -> Arc<Running> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }
 
@@ -106,7 +146,8 @@ pub(crate) async fn assignments(
             "this server runs no experiments",
         ));
     };
-    let plan = access.plan();
+    let running = access.current();
+    let plan = &running.plan;
     let context = Context {
         country: p.country.as_deref().unwrap_or("ZZ"),
         platform: p.platform.as_deref().unwrap_or("other"),

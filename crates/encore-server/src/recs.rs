@@ -265,23 +265,51 @@ pub(crate) async fn user_recommendations(
             format!("bad parameter `surface`: {s:?} is not a surface, expected home"),
         ));
     }
-    let rules = RulesParams {
+    let mut rules = RulesParams {
         artist_cap: p.artist_cap,
         diversity: p.diversity,
         explicit: p.explicit,
     }
     .rules()?;
+    // running experiments: the listener's variants set the rule parameters they treat
+    let context = encore_experiments::assignment::Context {
+        country: p.country.as_deref().unwrap_or("ZZ"),
+        platform: p.platform.as_deref().unwrap_or("other"),
+        tier: "unknown",
+        new_user: false,
+    };
+    let assigned = state
+        .experiments
+        .as_ref()
+        .map(|e| e.current().assign(&user, &context))
+        .unwrap_or_default();
+    for (_, t) in &assigned {
+        if let Some(d) = t.diversity {
+            rules.relevance_weight = d.clamp(0.0, 1.0);
+        }
+        if let Some(c) = t.artist_cap {
+            rules.artist_cap = c;
+        }
+    }
+    let arms: Vec<encore_serving::ExperimentArm> = assigned
+        .iter()
+        .map(|(a, _)| encore_serving::ExperimentArm {
+            experiment: a.experiment.clone(),
+            variant: a.variant.clone(),
+        })
+        .collect();
     let (n, exclude_seen) = (p.n, p.exclude_seen);
     let shape = format!(
-        "n={n}&exclude_seen={exclude_seen}&artist_cap={:?}&diversity={:?}&explicit={:?}",
-        p.artist_cap, p.diversity, p.explicit
+        "n={n}&exclude_seen={exclude_seen}&artist_cap={}&weight={}&explicit={}",
+        rules.artist_cap, rules.relevance_weight, rules.allow_explicit
     );
     // a cached list (same listener, same request, same model version, no plays since)
     let served = state.serving.as_ref().map(|s| s.served.clone());
     let current = served.as_ref().and_then(|s| s.get());
     if let (Some(served), Some(model)) = (&served, &current)
-        && let Some(slate) = served.cache.get(&user, &shape, model.version)
+        && let Some(mut slate) = served.cache.get(&user, &shape, model.version)
     {
+        slate.experiments = arms;
         log_impressions(&state, &user, &slate, p.platform, p.country);
         return Ok(Json(slate));
     }
@@ -294,6 +322,8 @@ pub(crate) async fn user_recommendations(
     if let Some(served) = &served {
         served.cache.put(&user, &shape, slate.model_version, &slate);
     }
+    let mut slate = slate;
+    slate.experiments = arms;
     log_impressions(&state, &user, &slate, p.platform, p.country);
     Ok(Json(slate))
 }
@@ -508,6 +538,25 @@ fn log_impressions(
     let platform = platform.unwrap_or_else(|| "other".into());
     let country = country.unwrap_or_else(|| "ZZ".into());
     let mut lines = Vec::with_capacity(slate.items.len() * 400);
+    // exposures: one per variant served; the id is the same every time, so the event log's
+    // deduplication keeps the first
+    for arm in &slate.experiments {
+        let event = serde_json::json!({
+            "event_id": encore_ingest::import::content_uuid(&format!("exposure:{}:{}", arm.experiment, user)),
+            "schema_version": 1,
+            "user_id": user,
+            "ts_ms": now,
+            "kind": "exposure",
+            "request_id": slate.request_id,
+            "experiments": [{"id": arm.experiment, "variant": arm.variant}],
+            "platform": platform,
+            "country": country,
+            "tier": "unknown",
+        });
+        if serde_json::to_writer(&mut lines, &event).is_ok() {
+            lines.push(b'\n');
+        }
+    }
     for it in &slate.items {
         let event = serde_json::json!({
             "event_id": encore_ingest::import::content_uuid(&format!("impression:{}:{}", slate.request_id, it.position)),
@@ -528,7 +577,7 @@ fn log_impressions(
             lines.push(b'\n');
         }
     }
-    let n = slate.items.len() as u64;
+    let n = (slate.items.len() + slate.experiments.len()) as u64;
     if writer.queue.try_send((n, lines)).is_err() {
         state.metrics.impressions_dropped.inc_by(n);
     }

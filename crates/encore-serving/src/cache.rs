@@ -106,6 +106,7 @@ mod tests {
             model: "m".into(),
             model_version: version,
             strategy: Strategy::Personalized,
+            experiments: Vec::new(),
             items: Vec::new(),
         }
     }

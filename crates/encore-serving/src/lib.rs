@@ -89,6 +89,14 @@ pub struct Recommended {
     pub propensity: f64,
 }
 
+/// An experiment variant a list was served under.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExperimentArm {
+    pub experiment: String,
+    pub variant: String,
+}
+
 /// A served list.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize)]
@@ -97,6 +105,9 @@ pub struct Slate {
     pub model: String,
     pub model_version: u32,
     pub strategy: Strategy,
+    /// the experiment variants this list was served under
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub experiments: Vec<ExperimentArm>,
     pub items: Vec<Recommended>,
 }
 
@@ -413,6 +424,7 @@ impl ServingModel {
             model: self.name.clone(),
             model_version: self.version,
             strategy,
+            experiments: Vec::new(),
             items,
         }
     }

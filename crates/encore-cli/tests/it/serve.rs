@@ -316,7 +316,8 @@ fn every_surface_serves_and_hot_swap_drops_nothing() {
     std::fs::write(
         tmp.path().join("exp.json"),
         r#"{"id": "home-mmr", "hypothesis": "diversity", "domain": "home", "traffic": 0.5,
-            "variants": [{"name": "control", "weight": 1}, {"name": "mmr", "weight": 1}]}"#,
+            "variants": [{"name": "control", "weight": 1}, {"name": "mmr", "weight": 1}],
+            "treatments": {"mmr": {"artist_cap": 1}}}"#,
     )
     .unwrap();
     run(&["experiments", "create", "exp.json"]);
@@ -331,6 +332,36 @@ fn every_surface_serves_and_hot_swap_drops_nothing() {
     }
     let (status, _) = call(&addr, "GET", "/v1/assignments", "");
     assert_eq!(status, 400, "user_id is required");
+    // a known listener in the treatment arm gets its rule (one track per artist), and the list
+    // says which variant it was served under
+    let treated = artifact
+        .users
+        .iter()
+        .find(|u| {
+            let (_, a) = call(&addr, "GET", &format!("/v1/assignments?user_id={u}"), "");
+            a["assignments"][0]["variant"] == "mmr"
+        })
+        .expect("some listener is in the treatment arm")
+        .clone();
+    let (_, list) = call(
+        &addr,
+        "GET",
+        &format!("/v1/users/{treated}/recommendations?n=15"),
+        "",
+    );
+    assert_eq!(list["experiments"][0]["experiment"], "home-mmr", "{list}");
+    assert_eq!(list["experiments"][0]["variant"], "mmr");
+    let artists: std::collections::HashSet<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["artist_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        artists.len(),
+        list["items"].as_array().unwrap().len(),
+        "the treatment's artist cap"
+    );
     let (status, ready) = call(&addr, "GET", "/readyz", "");
     assert_eq!(
         (status, ready["model_version"].as_u64()),
@@ -514,7 +545,10 @@ fn every_surface_serves_and_hot_swap_drops_nothing() {
         let logged = stats["interactions_by_kind"]["impression"]
             .as_u64()
             .unwrap_or(0);
-        if logged >= 20 + 15 + 10 {
+        let exposures = stats["interactions_by_kind"]["exposure"]
+            .as_u64()
+            .unwrap_or(0);
+        if logged >= 20 + 15 + 10 && exposures >= 1 {
             break;
         }
         assert!(
