@@ -611,6 +611,16 @@ pub enum ExperimentsCommand {
     List,
     /// One experiment's definition and state
     Show { id: String },
+    /// Analyze an experiment on the event log: each exposed listener's metrics after their first
+    /// exposure, the same metrics before it as CUPED covariates, SRM first, the ship decision
+    Report {
+        id: String,
+        /// Days before exposure that make the covariate window
+        #[arg(long, default_value_t = 14)]
+        pre_days: u32,
+        #[arg(long, default_value_t = 0.05)]
+        alpha: f64,
+    },
     /// The running experiments a listener is in, and their variants
     Assign {
         user: String,

@@ -16,6 +16,7 @@ pub mod catalog;
 pub mod contract;
 pub mod dedup;
 mod error;
+pub mod exposure;
 pub mod import;
 pub mod ingest;
 pub mod matrix;

@@ -652,4 +652,14 @@ fn every_surface_serves_and_hot_swap_drops_nothing() {
     terminate(&child);
     let mut child = child;
     assert!(child.wait().unwrap().success());
+
+    // the experiment's report from the log: exposures per variant, SRM, a decision
+    let report = run(&["experiments", "report", "home-mmr"]);
+    let exposed = report["exposed"].as_u64().unwrap();
+    assert!(exposed >= 2, "{report}");
+    let per_variant: Vec<(String, u64)> =
+        serde_json::from_value(report["per_variant"].clone()).unwrap();
+    assert_eq!(per_variant.iter().map(|(_, n)| n).sum::<u64>(), exposed);
+    assert!(report["srm_p_value"].is_number(), "{report}");
+    assert!(report["decision"].is_string(), "{report}");
 }
