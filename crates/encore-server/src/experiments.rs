@@ -23,6 +23,8 @@ pub const HOLDOUT_SALT: &str = "encore-global-holdout";
 /// [`ExperimentsAccess::start`].
 #[derive(Debug)]
 pub struct ExperimentsAccess {
+    /// the data directory
+    pub root: std::path::PathBuf,
     current: RwLock<Arc<Running>>,
 }
 
@@ -75,6 +77,7 @@ impl ExperimentsAccess {
         };
         let mut defs = load(&root)?;
         let access = Arc::new(ExperimentsAccess {
+            root: root.clone(),
             current: RwLock::new(Arc::new(Running::build(&defs)?)),
         });
         let weak = Arc::downgrade(&access);
@@ -108,8 +111,195 @@ impl ExperimentsAccess {
     }
 }
 
+/// The per-listener metrics a definition may name.
+fn metric_value(name: &str) -> Option<fn(&encore_ingest::exposure::Listening) -> f64> {
+    use encore_ingest::exposure::Listening;
+    let f: fn(&Listening) -> f64 = match name {
+        "streams_per_user" => |l| l.streams,
+        "plays_per_user" => |l| l.plays,
+        "listening_minutes" | "listening_minutes_per_user" => |l| l.minutes,
+        "stream_rate" => Listening::stream_rate,
+        "skip_rate" => Listening::skip_rate,
+        "saves_per_user" => |l| l.saves,
+        _ => return None,
+    };
+    Some(f)
+}
+
+const KNOWN_METRICS: &str =
+    "streams_per_user, plays_per_user, listening_minutes, stream_rate, skip_rate, saves_per_user";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("experiment {id}: unknown metric {name:?} (known: {KNOWN_METRICS})")]
+    UnknownMetric { id: String, name: String },
+    #[error("experiment {id}: every variant needs at least 2 exposed listeners (have {have})")]
+    TooFew { id: String, have: String },
+    #[error(transparent)]
+    Ingest(#[from] encore_ingest::IngestError),
+}
+
+impl encore_core::Coded for ReportError {
+    fn code(&self) -> ErrorCode {
+        match self {
+            ReportError::UnknownMetric { .. } => ErrorCode::InvalidArgument,
+            ReportError::TooFew { .. } => ErrorCode::FailedPrecondition,
+            ReportError::Ingest(e) => e.code(),
+        }
+    }
+
+    fn hint(&self) -> Option<String> {
+        match self {
+            ReportError::TooFew { .. } => {
+                Some("serve the experiment's surface to more listeners first".into())
+            }
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct ExperimentReport {
+    pub experiment: String,
+    pub hypothesis: String,
+    pub exposed: usize,
+    pub per_variant: Vec<(String, usize)>,
+    #[serde(flatten)]
+    pub analysis: encore_experiments::analysis::Report,
+}
+
+/// The analysis of `def` on the event log: each exposed listener's first exposure and variant,
+/// their listening after it (the metrics) and in the `pre_days` before it (CUPED covariates).
+pub fn report(
+    ingestor: &encore_ingest::Ingestor,
+    def: &Definition,
+    pre_days: u32,
+    alpha: f64,
+) -> Result<ExperimentReport, ReportError> {
+    use encore_experiments::analysis::{ArmData, MetricSpec, Role, analyze};
+    let metrics: Vec<MetricSpec> = if def.metrics.is_empty() {
+        vec![
+            MetricSpec {
+                name: "streams_per_user".into(),
+                role: Role::Success,
+                higher_is_better: true,
+            },
+            MetricSpec {
+                name: "listening_minutes".into(),
+                role: Role::Guardrail { margin: 0.01 },
+                higher_is_better: true,
+            },
+            MetricSpec {
+                name: "skip_rate".into(),
+                role: Role::Deterioration,
+                higher_is_better: false,
+            },
+        ]
+    } else {
+        def.metrics.clone()
+    };
+    let values = metrics
+        .iter()
+        .map(|m| {
+            metric_value(&m.name).ok_or_else(|| ReportError::UnknownMetric {
+                id: def.id().into(),
+                name: m.name.clone(),
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let outcomes = encore_ingest::exposure::outcomes(ingestor, def.id(), pre_days)?;
+    let variants = &def.allocation.variants;
+    let arms: Vec<ArmData> = variants
+        .iter()
+        .map(|v| {
+            let mut per_metric = vec![encore_stats::CoMoments::default(); metrics.len()];
+            let mut users = 0.0;
+            for o in outcomes.values().filter(|o| o.variant == v.name) {
+                users += 1.0;
+                for (m, value) in per_metric.iter_mut().zip(&values) {
+                    m.push(value(&o.pre), value(&o.post));
+                }
+            }
+            ArmData {
+                variant: v.name.clone(),
+                users,
+                metrics: per_metric,
+            }
+        })
+        .collect();
+    if arms.iter().any(|a| a.users < 2.0) {
+        return Err(ReportError::TooFew {
+            id: def.id().into(),
+            have: arms
+                .iter()
+                .map(|a| format!("{} {}", a.variant, a.users))
+                .collect::<Vec<_>>()
+                .join(", "),
+        });
+    }
+    let weights: Vec<f64> = variants.iter().map(|v| v.weight).collect();
+    Ok(ExperimentReport {
+        experiment: def.id().into(),
+        hypothesis: def.hypothesis.clone(),
+        exposed: outcomes.len(),
+        per_variant: arms
+            .iter()
+            .map(|a| (a.variant.clone(), a.users as usize))
+            .collect(),
+        analysis: analyze(&metrics, &arms, &weights, alpha, 0.001),
+    })
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ResultsParams {
+    #[serde(default = "default_pre_days")]
+    pre_days: u32,
+    #[serde(default = "default_alpha")]
+    alpha: f64,
+}
+
+fn default_pre_days() -> u32 {
+    14
+}
+
+fn default_alpha() -> f64 {
+    0.05
+}
+
+#[utoipa::path(get, path = "/v1/experiments/{id}/results", tag = "experiments",
+    params(("id" = String, Path), ResultsParams),
+    responses((status = 200, description = "SRM, per-metric CUPED and unadjusted results, the decision", body = Object),
+        (status = 404, body = crate::openapi::ErrorBody), (status = 412, body = crate::openapi::ErrorBody)))]
+pub(crate) async fn results(
+    State(state): State<AppState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    params: Result<Query<ResultsParams>, QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Query(p) = params.map_err(|e| ApiError::new(ErrorCode::InvalidArgument, e.body_text()))?;
+    let Some(access) = state.experiments.clone() else {
+        return Err(ApiError::new(
+            ErrorCode::FailedPrecondition,
+            "this server runs no experiments",
+        ));
+    };
+    let ingestor = state.ingestor.clone();
+    let value = tokio::task::spawn_blocking(move || -> Result<serde_json::Value, ApiError> {
+        let store = encore_experiments::store::Store::open(&access.root)?;
+        let def = store.get(&id)?.definition;
+        let r = report(&ingestor, &def, p.pre_days, p.alpha)?;
+        Ok(serde_json::to_value(r).unwrap_or_default())
+    })
+    .await
+    .map_err(|e| ApiError::new(ErrorCode::Internal, format!("report task failed: {e}")))??;
+    Ok(Json(value))
+}
+
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/v1/assignments", get(assignments))
+    Router::new()
+        .route("/v1/assignments", get(assignments))
+        .route("/v1/experiments/{id}/results", get(results))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

@@ -46,6 +46,7 @@ pub struct ErrorDetail {
         crate::recs::mixes,
         crate::recs::blend,
         crate::experiments::assignments,
+        crate::experiments::results,
     ),
     components(schemas(ErrorBody, ErrorDetail))
 )]

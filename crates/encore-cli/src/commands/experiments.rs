@@ -98,7 +98,9 @@ pub fn run(
         } => {
             let e = store.get(&id)?;
             drop(store);
-            let report = report(loaded, &e.definition, pre_days, alpha)?;
+            let (_dir, ingestor) = crate::commands::events::open(loaded)?;
+            let report =
+                encore_server::experiments::report(&ingestor, &e.definition, pre_days, alpha)?;
             out.emit(&report, || report_text(&report));
         }
         ExperimentsCommand::Assign {
@@ -143,120 +145,7 @@ pub fn run(
     Ok(())
 }
 
-/// The per-listener metrics a definition may name.
-fn metric_value(name: &str) -> Option<fn(&encore_ingest::exposure::Listening) -> f64> {
-    use encore_ingest::exposure::Listening;
-    let f: fn(&Listening) -> f64 = match name {
-        "streams_per_user" => |l| l.streams,
-        "plays_per_user" => |l| l.plays,
-        "listening_minutes" | "listening_minutes_per_user" => |l| l.minutes,
-        "stream_rate" => Listening::stream_rate,
-        "skip_rate" => Listening::skip_rate,
-        "saves_per_user" => |l| l.saves,
-        _ => return None,
-    };
-    Some(f)
-}
-
-const KNOWN_METRICS: &str =
-    "streams_per_user, plays_per_user, listening_minutes, stream_rate, skip_rate, saves_per_user";
-
-#[derive(serde::Serialize)]
-struct ExperimentReport {
-    experiment: String,
-    hypothesis: String,
-    exposed: usize,
-    per_variant: Vec<(String, usize)>,
-    #[serde(flatten)]
-    analysis: encore_experiments::analysis::Report,
-}
-
-fn report(
-    loaded: &encore_config::Loaded,
-    def: &Definition,
-    pre_days: u32,
-    alpha: f64,
-) -> Result<ExperimentReport, CliError> {
-    use encore_experiments::analysis::{ArmData, MetricSpec, Role, analyze};
-    let metrics: Vec<MetricSpec> = if def.metrics.is_empty() {
-        vec![
-            MetricSpec {
-                name: "streams_per_user".into(),
-                role: Role::Success,
-                higher_is_better: true,
-            },
-            MetricSpec {
-                name: "listening_minutes".into(),
-                role: Role::Guardrail { margin: 0.01 },
-                higher_is_better: true,
-            },
-            MetricSpec {
-                name: "skip_rate".into(),
-                role: Role::Deterioration,
-                higher_is_better: false,
-            },
-        ]
-    } else {
-        def.metrics.clone()
-    };
-    let values = metrics
-        .iter()
-        .map(|m| {
-            metric_value(&m.name).ok_or_else(|| {
-                CliError::usage(
-                    format!("experiment {}: unknown metric {:?}", def.id(), m.name),
-                    format!("known metrics: {KNOWN_METRICS}"),
-                )
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let (_dir, ingestor) = crate::commands::events::open(loaded)?;
-    let outcomes = encore_ingest::exposure::outcomes(&ingestor, def.id(), pre_days)?;
-    let variants = &def.allocation.variants;
-    let arms: Vec<ArmData> = variants
-        .iter()
-        .map(|v| {
-            let mut per_metric = vec![encore_stats::CoMoments::default(); metrics.len()];
-            let mut users = 0.0;
-            for o in outcomes.values().filter(|o| o.variant == v.name) {
-                users += 1.0;
-                for (m, value) in per_metric.iter_mut().zip(&values) {
-                    m.push(value(&o.pre), value(&o.post));
-                }
-            }
-            ArmData {
-                variant: v.name.clone(),
-                users,
-                metrics: per_metric,
-            }
-        })
-        .collect();
-    if arms.iter().any(|a| a.users < 2.0) {
-        return Err(CliError::failed(
-            format!(
-                "experiment {}: every variant needs at least 2 exposed listeners (have {:?})",
-                def.id(),
-                arms.iter()
-                    .map(|a| (a.variant.clone(), a.users))
-                    .collect::<Vec<_>>()
-            ),
-            "serve the experiment's surface to more listeners first",
-        ));
-    }
-    let weights: Vec<f64> = variants.iter().map(|v| v.weight).collect();
-    Ok(ExperimentReport {
-        experiment: def.id().into(),
-        hypothesis: def.hypothesis.clone(),
-        exposed: outcomes.len(),
-        per_variant: arms
-            .iter()
-            .map(|a| (a.variant.clone(), a.users as usize))
-            .collect(),
-        analysis: analyze(&metrics, &arms, &weights, alpha, 0.001),
-    })
-}
-
-fn report_text(r: &ExperimentReport) -> String {
+fn report_text(r: &encore_server::experiments::ExperimentReport) -> String {
     let mut t = format!(
         "{}: {}\nexposed {} ({}); SRM chi-square {:.2}, p {:.3}{}\n",
         r.experiment,

@@ -643,6 +643,23 @@ fn every_surface_serves_and_hot_swap_drops_nothing() {
         seen_versions.extend(versions);
     }
     assert!(seen_versions.contains(&2), "{seen_versions:?}");
+    // the experiment's results, from the server itself (it holds the log)
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let results = loop {
+        let (status, r) = call(&addr, "GET", "/v1/experiments/home-mmr/results", "");
+        if status == 200 {
+            break r;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no results: {status} {r}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(results["exposed"].as_u64().unwrap() >= 4, "{results}");
+    assert!(results["decision"].is_string());
+    let (status, _) = call(&addr, "GET", "/v1/experiments/nope/results", "");
+    assert_eq!(status, 404);
     let r = encore_server::client::request(&addr, "GET", "/metrics", b"").unwrap();
     assert!(
         r.body.contains("encore_model_version 2") && r.body.contains("encore_model_swaps_total 2"),
