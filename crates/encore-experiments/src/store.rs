@@ -288,14 +288,10 @@ impl Store {
     /// The allocations of running experiments, in start order (the order the plan lays them
     /// out in, so assignments stay put as others start).
     pub fn running(&self) -> Result<Vec<ExperimentSpec>, StoreError> {
-        let mut stmt = self.conn.prepare(
-            "SELECT definition FROM experiments WHERE state = 'running' ORDER BY started_ms, id",
-        )?;
-        let rows = stmt
-            .query_map([], |r| r.get::<_, String>(0))?
-            .collect::<Result<Vec<_>, _>>()?;
-        rows.iter()
-            .map(|d| Ok(serde_json::from_str::<Definition>(d)?.allocation))
-            .collect()
+        Ok(self
+            .running_definitions()?
+            .into_iter()
+            .map(|d| d.allocation)
+            .collect())
     }
 }
