@@ -222,41 +222,53 @@ struct Ranking<'a> {
 }
 
 impl Ranking<'_> {
+    /// What must not be shown: items (sorted; excluded, banned, explicit when not allowed) and
+    /// banned artists.
+    fn masks(&self) -> (Vec<u32>, HashSet<u32>) {
+        let m = self.m;
+        let mut items = self.exclude.clone();
+        items.extend(
+            self.rules
+                .banned_items
+                .iter()
+                .filter_map(|id| m.item_index(id)),
+        );
+        if !self.rules.allow_explicit {
+            items.extend_from_slice(&m.explicit);
+        }
+        items.sort_unstable();
+        let artists = self
+            .rules
+            .banned_artists
+            .iter()
+            .filter_map(|a| m.artists.iter().position(|x| x == a))
+            .map(|a| a as u32)
+            .collect();
+        (items, artists)
+    }
+
+    /// Candidates kept for the rules to choose `n` from.
+    fn pool(&self, n: usize) -> usize {
+        (n * 5).max(50).min(self.m.n_items())
+    }
+
     /// The top `n` of `scores` (one per item) under the rules.
     fn select(&self, mut scores: Vec<f32>, n: usize) -> Vec<Recommended> {
         let m = self.m;
-        for &e in &self.exclude {
+        let (items, artists) = self.masks();
+        for &e in &items {
             scores[e as usize] = f32::NEG_INFINITY;
         }
-        if !self.rules.allow_explicit {
-            for &e in &m.explicit {
-                scores[e as usize] = f32::NEG_INFINITY;
-            }
-        }
-        for id in &self.rules.banned_items {
-            if let Some(i) = m.item_index(id) {
-                scores[i as usize] = f32::NEG_INFINITY;
-            }
-        }
-        if !self.rules.banned_artists.is_empty() {
-            let banned: HashSet<u32> = self
-                .rules
-                .banned_artists
-                .iter()
-                .filter_map(|a| m.artists.iter().position(|x| x == a))
-                .map(|a| a as u32)
-                .collect();
+        if !artists.is_empty() {
             for (i, a) in m.artist_of.iter().enumerate() {
-                if a.is_some_and(|a| banned.contains(&a)) {
+                if a.is_some_and(|a| artists.contains(&a)) {
                     scores[i] = f32::NEG_INFINITY;
                 }
             }
         }
-        let pool = (n * 5).max(50).min(m.n_items());
-        let mut top = TopK::new(pool);
+        let mut top = TopK::new(self.pool(n));
         top.offer(&scores, 0);
-        let candidates = top.into_scored();
-        self.apply_rules(&candidates, n)
+        self.apply_rules(&top.into_scored(), n)
     }
 
     /// The top `n` by inner product with `query` under the rules: every item scored when the
@@ -266,30 +278,12 @@ impl Ranking<'_> {
         if m.retriever.kind() == "exact" {
             return self.select(m.scores_for(query), n);
         }
-        let mut exclude = self.exclude.clone();
-        exclude.extend(
-            self.rules
-                .banned_items
-                .iter()
-                .filter_map(|id| m.item_index(id)),
-        );
-        if !self.rules.allow_explicit {
-            exclude.extend_from_slice(&m.explicit);
-        }
-        exclude.sort_unstable();
-        let banned: HashSet<u32> = self
-            .rules
-            .banned_artists
-            .iter()
-            .filter_map(|a| m.artists.iter().position(|x| x == a))
-            .map(|a| a as u32)
-            .collect();
+        let (items, artists) = self.masks();
         let keep = |i: u32| {
-            exclude.binary_search(&i).is_err()
-                && m.artist_of[i as usize].is_none_or(|a| !banned.contains(&a))
+            items.binary_search(&i).is_err()
+                && m.artist_of[i as usize].is_none_or(|a| !artists.contains(&a))
         };
-        let pool = (n * 5).max(50).min(m.n_items());
-        let candidates = m.retriever.search(query, pool, &keep);
+        let candidates = m.retriever.search(query, self.pool(n), &keep);
         self.apply_rules(&candidates, n)
     }
 
