@@ -33,6 +33,28 @@ pub struct MetricSpec {
     pub higher_is_better: bool,
 }
 
+/// The metrics an experiment is judged on when its definition names none: streams per
+/// listener (success), listening minutes (guardrail, 1 % margin), skip rate (deterioration).
+pub fn default_metrics() -> Vec<MetricSpec> {
+    vec![
+        MetricSpec {
+            name: "streams_per_user".into(),
+            role: Role::Success,
+            higher_is_better: true,
+        },
+        MetricSpec {
+            name: "listening_minutes".into(),
+            role: Role::Guardrail { margin: 0.01 },
+            higher_is_better: true,
+        },
+        MetricSpec {
+            name: "skip_rate".into(),
+            role: Role::Deterioration,
+            higher_is_better: false,
+        },
+    ]
+}
+
 /// One arm's data: per metric, the co-moments of (pre-exposure value, post-exposure value)
 /// over its users.
 #[derive(Debug, Clone)]

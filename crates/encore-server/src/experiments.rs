@@ -176,25 +176,9 @@ pub fn report(
     pre_days: u32,
     alpha: f64,
 ) -> Result<ExperimentReport, ReportError> {
-    use encore_experiments::analysis::{ArmData, MetricSpec, Role, analyze};
+    use encore_experiments::analysis::{ArmData, MetricSpec, analyze, default_metrics};
     let metrics: Vec<MetricSpec> = if def.metrics.is_empty() {
-        vec![
-            MetricSpec {
-                name: "streams_per_user".into(),
-                role: Role::Success,
-                higher_is_better: true,
-            },
-            MetricSpec {
-                name: "listening_minutes".into(),
-                role: Role::Guardrail { margin: 0.01 },
-                higher_is_better: true,
-            },
-            MetricSpec {
-                name: "skip_rate".into(),
-                role: Role::Deterioration,
-                higher_is_better: false,
-            },
-        ]
+        default_metrics()
     } else {
         def.metrics.clone()
     };

@@ -211,23 +211,7 @@ fn arm(variant: &str, n: usize, bases: &[f64], lifts: &[f64], seed: u64) -> ArmD
 }
 
 fn metrics() -> Vec<MetricSpec> {
-    vec![
-        MetricSpec {
-            name: "streams_per_user".into(),
-            role: Role::Success,
-            higher_is_better: true,
-        },
-        MetricSpec {
-            name: "listening_minutes".into(),
-            role: Role::Guardrail { margin: 0.01 },
-            higher_is_better: true,
-        },
-        MetricSpec {
-            name: "skip_rate".into(),
-            role: Role::Deterioration,
-            higher_is_better: false,
-        },
-    ]
+    encore_experiments::analysis::default_metrics()
 }
 
 #[test]
