@@ -7,7 +7,7 @@
 //! Spotify's risk-aware rule: ship only if some success metric is significantly better, no
 //! guardrail is worse than its non-inferiority margin, and no metric deteriorates.
 
-use encore_stats::{Alternative, CoMoments, Correction};
+use encore_stats::{Alternative, CoMoments, Correction, RatioMoments};
 use serde::{Deserialize, Serialize};
 
 /// What a metric is for in the decision.
@@ -55,13 +55,23 @@ pub fn default_metrics() -> Vec<MetricSpec> {
     ]
 }
 
-/// One arm's data: per metric, the co-moments of (pre-exposure value, post-exposure value)
-/// over its users.
+/// One metric's sufficient statistics over an arm's listeners.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum MetricData {
+    /// a per-listener mean (streams per listener): co-moments of (pre-exposure value,
+    /// post-exposure value)
+    Mean(CoMoments),
+    /// a ratio of sums (stream rate = streams / plays), analysed by the delta method: moments of
+    /// (numerator, denominator, pre numerator, pre denominator)
+    Ratio(RatioMoments),
+}
+
+/// One arm's data: per metric, its sufficient statistics.
 #[derive(Debug, Clone)]
 pub struct ArmData {
     pub variant: String,
     pub users: f64,
-    pub metrics: Vec<CoMoments>,
+    pub metrics: Vec<MetricData>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -71,6 +81,10 @@ pub struct Estimate {
     pub ci: (f64, f64),
     pub lift_ci: (f64, f64),
     pub p_value: f64,
+    pub se: f64,
+    pub lift_se: f64,
+    /// Welch degrees of freedom
+    pub df: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -112,14 +126,43 @@ pub struct Report {
     pub reasons: Vec<String>,
 }
 
-fn estimate(inf: &encore_stats::Inference, rel: &encore_stats::Inference) -> Estimate {
+fn estimate(inf: &encore_stats::Inference, rel: &encore_stats::Inference, df: f64) -> Estimate {
     Estimate {
         effect: inf.estimate,
         lift: rel.estimate,
         ci: inf.ci,
         lift_ci: rel.ci,
         p_value: inf.p_value,
+        se: inf.se,
+        lift_se: rel.se,
+        df,
     }
+}
+
+/// A mean metric: Welch on the post-exposure values, and CUPED on the pre-exposure ones.
+/// Returns (control mean, treatment mean, unadjusted, CUPED, variance reduction).
+fn compare_means(a: &CoMoments, b: &CoMoments, alpha: f64) -> (f64, f64, Estimate, Estimate, f64) {
+    let c = encore_stats::cuped(a, b, alpha, Alternative::TwoSided);
+    let post = |m: &CoMoments| encore_stats::Moments {
+        n: m.n,
+        mean: m.mean_y,
+        m2: m.m2y,
+    };
+    let (plain, df) = encore_stats::welch(&post(a), &post(b), alpha, Alternative::TwoSided);
+    let arm = |m: &CoMoments| encore_stats::Arm {
+        n: m.n,
+        mean: m.mean_y,
+        var: m.var_y(),
+    };
+    let (plain_rel, _, _) =
+        encore_stats::relative_lift(&arm(a), &arm(b), alpha, Alternative::TwoSided);
+    (
+        a.mean_y,
+        b.mean_y,
+        estimate(&plain, &plain_rel, df),
+        estimate(&c.abs, &c.rel, c.df),
+        c.variance_reduction,
+    )
 }
 
 /// Analyzes `arms` (the first is control) for `metrics`, with allocation `weights` (one per
@@ -138,36 +181,21 @@ pub fn analyze(
     let control = &arms[0];
     for treatment in &arms[1..] {
         for (m, spec) in metrics.iter().enumerate() {
-            let (a, b) = (&control.metrics[m], &treatment.metrics[m]);
-            let c = encore_stats::cuped(a, b, alpha, Alternative::TwoSided);
-            // unadjusted: Welch on the post values alone
-            let (ma, mb) = (
-                encore_stats::Moments {
-                    n: a.n,
-                    mean: a.mean_y,
-                    m2: a.m2y,
-                },
-                encore_stats::Moments {
-                    n: b.n,
-                    mean: b.mean_y,
-                    m2: b.m2y,
-                },
-            );
-            let (plain, _) = encore_stats::welch(&ma, &mb, alpha, Alternative::TwoSided);
-            let (plain_rel, _, _) = encore_stats::relative_lift(
-                &encore_stats::Arm {
-                    n: a.n,
-                    mean: a.mean_y,
-                    var: a.var_y(),
-                },
-                &encore_stats::Arm {
-                    n: b.n,
-                    mean: b.mean_y,
-                    var: b.var_y(),
-                },
-                alpha,
-                Alternative::TwoSided,
-            );
+            let (control_mean, treatment_mean, unadjusted, cuped, variance_reduction) =
+                match (&control.metrics[m], &treatment.metrics[m]) {
+                    (MetricData::Mean(a), MetricData::Mean(b)) => compare_means(a, b, alpha),
+                    (MetricData::Ratio(a), MetricData::Ratio(b)) => {
+                        let r = encore_stats::ratio_comparison(a, b, alpha, Alternative::TwoSided);
+                        (
+                            r.ratio_a,
+                            r.ratio_b,
+                            estimate(&r.abs, &r.rel, r.df),
+                            estimate(&r.abs_adjusted, &r.rel_adjusted, r.df_adjusted),
+                            r.variance_reduction,
+                        )
+                    }
+                    _ => unreachable!("arms of one metric share its kind"),
+                };
             // the one-sided bound in the harmful direction, for non-inferiority
             let toward_harm = if spec.higher_is_better {
                 Alternative::Greater
@@ -175,7 +203,7 @@ pub fn analyze(
                 Alternative::Less
             };
             let bound =
-                encore_stats::infer(c.rel.estimate, c.rel.se, Some(c.df), alpha, toward_harm);
+                encore_stats::infer(cuped.lift, cuped.lift_se, Some(cuped.df), alpha, toward_harm);
             let inferior = match spec.role {
                 Role::Guardrail { margin } if spec.higher_is_better => bound.ci.0 < -margin,
                 Role::Guardrail { margin } => bound.ci.1 > margin,
@@ -184,11 +212,11 @@ pub fn analyze(
             results.push(MetricResult {
                 metric: spec.name.clone(),
                 variant: treatment.variant.clone(),
-                control_mean: a.mean_y,
-                treatment_mean: b.mean_y,
-                unadjusted: estimate(&plain, &plain_rel),
-                cuped: estimate(&c.abs, &c.rel),
-                variance_reduction: c.variance_reduction,
+                control_mean,
+                treatment_mean,
+                unadjusted,
+                cuped,
+                variance_reduction,
                 p_adjusted: None,
                 better: false,
                 worse: false,

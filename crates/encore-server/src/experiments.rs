@@ -9,6 +9,7 @@ use axum::extract::{Query, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use encore_core::ErrorCode;
+use encore_experiments::analysis::MetricData;
 use encore_experiments::assignment::{Assignment, Context, ExperimentSpec, Plan};
 use encore_experiments::store::{Definition, Treatment};
 use serde::{Deserialize, Serialize};
@@ -48,6 +49,14 @@ impl Running {
         Ok(Running { plan, treatments })
     }
 
+    /// The model aliases the running experiments' treatments serve.
+    pub fn model_aliases(defs: &[Definition]) -> std::collections::HashSet<String> {
+        defs.iter()
+            .flat_map(|d| d.treatments.values())
+            .filter_map(|t| t.model_alias.clone())
+            .collect()
+    }
+
     /// `user`'s assignments with the treatment of each (default when the definition has none).
     pub fn assign(&self, user: &str, context: &Context<'_>) -> Vec<(Assignment, Treatment)> {
         self.plan
@@ -70,12 +79,23 @@ impl ExperimentsAccess {
     /// Loads the running experiments of the data directory `root` and refreshes them every
     /// second on a thread that ends with the process.
     pub fn start(root: std::path::PathBuf) -> Result<Arc<ExperimentsAccess>, String> {
+        ExperimentsAccess::watch(root, |_| {})
+    }
+
+    /// [`ExperimentsAccess::start`], calling `on_change` with the running definitions once
+    /// before it returns and again each time they change (before the new plan is used, so what
+    /// they need, such as the models of their treatments, is ready when listeners get them).
+    pub fn watch(
+        root: std::path::PathBuf,
+        on_change: impl Fn(&[Definition]) + Send + 'static,
+    ) -> Result<Arc<ExperimentsAccess>, String> {
         let load = |root: &std::path::Path| -> Result<Vec<Definition>, String> {
             encore_experiments::store::Store::open(root)
                 .and_then(|s| s.running_definitions())
                 .map_err(|e| e.to_string())
         };
         let mut defs = load(&root)?;
+        on_change(&defs);
         let access = Arc::new(ExperimentsAccess {
             root: root.clone(),
             current: RwLock::new(Arc::new(Running::build(&defs)?)),
@@ -88,6 +108,7 @@ impl ExperimentsAccess {
                 match load(&root) {
                     Ok(now) if now != defs => match Running::build(&now) {
                         Ok(running) => {
+                            on_change(&now);
                             *access.current.write().unwrap_or_else(|e| e.into_inner()) =
                                 Arc::new(running);
                             tracing::info!(experiments = now.len(), "assignment plan rebuilt");
@@ -111,19 +132,47 @@ impl ExperimentsAccess {
     }
 }
 
-/// The per-listener metrics a definition may name.
-fn metric_value(name: &str) -> Option<fn(&encore_ingest::exposure::Listening) -> f64> {
-    use encore_ingest::exposure::Listening;
-    let f: fn(&Listening) -> f64 = match name {
-        "streams_per_user" => |l| l.streams,
-        "plays_per_user" => |l| l.plays,
-        "listening_minutes" | "listening_minutes_per_user" => |l| l.minutes,
-        "stream_rate" => Listening::stream_rate,
-        "skip_rate" => Listening::skip_rate,
-        "saves_per_user" => |l| l.saves,
-        _ => return None,
-    };
-    Some(f)
+/// How a named metric is computed from a listener's listening in a period: a per-listener
+/// value (its mean over listeners is compared), or a numerator and a denominator (the ratio of
+/// their sums is compared, by the delta method).
+#[derive(Clone, Copy)]
+enum MetricValue {
+    Mean(fn(&Listening) -> f64),
+    Ratio(fn(&Listening) -> f64, fn(&Listening) -> f64),
+}
+
+use encore_ingest::exposure::Listening;
+
+impl MetricValue {
+    fn named(name: &str) -> Option<MetricValue> {
+        use MetricValue::{Mean, Ratio};
+        Some(match name {
+            "streams_per_user" => Mean(|l| l.streams),
+            "plays_per_user" => Mean(|l| l.plays),
+            "listening_minutes" | "listening_minutes_per_user" => Mean(|l| l.minutes),
+            "saves_per_user" => Mean(|l| l.saves),
+            "stream_rate" => Ratio(|l| l.streams, |l| l.plays),
+            "skip_rate" => Ratio(Listening::skips, |l| l.plays),
+            _ => return None,
+        })
+    }
+
+    fn empty(self) -> MetricData {
+        match self {
+            MetricValue::Mean(_) => MetricData::Mean(Default::default()),
+            MetricValue::Ratio(..) => MetricData::Ratio(Default::default()),
+        }
+    }
+
+    fn push(self, data: &mut MetricData, pre: &Listening, post: &Listening) {
+        match (self, data) {
+            (MetricValue::Mean(f), MetricData::Mean(m)) => m.push(f(pre), f(post)),
+            (MetricValue::Ratio(num, den), MetricData::Ratio(m)) => {
+                m.push([num(post), den(post), num(pre), den(pre)]);
+            }
+            _ => {}
+        }
+    }
 }
 
 const KNOWN_METRICS: &str =
@@ -185,7 +234,7 @@ pub fn report(
     let values = metrics
         .iter()
         .map(|m| {
-            metric_value(&m.name).ok_or_else(|| ReportError::UnknownMetric {
+            MetricValue::named(&m.name).ok_or_else(|| ReportError::UnknownMetric {
                 id: def.id().into(),
                 name: m.name.clone(),
             })
@@ -196,12 +245,12 @@ pub fn report(
     let arms: Vec<ArmData> = variants
         .iter()
         .map(|v| {
-            let mut per_metric = vec![encore_stats::CoMoments::default(); metrics.len()];
+            let mut per_metric: Vec<MetricData> = values.iter().map(|v| v.empty()).collect();
             let mut users = 0.0;
             for o in outcomes.values().filter(|o| o.variant == v.name) {
                 users += 1.0;
                 for (m, value) in per_metric.iter_mut().zip(&values) {
-                    m.push(value(&o.pre), value(&o.post));
+                    value.push(m, &o.pre, &o.post);
                 }
             }
             ArmData {

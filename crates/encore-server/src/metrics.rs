@@ -31,6 +31,7 @@ pub struct Metrics {
     pub candidates_scored: Counter,
     pub impressions_logged: Counter,
     pub impressions_dropped: Counter,
+    pub treatments_unavailable: Counter,
     model_version: Gauge,
     model_items: Gauge,
     swaps: Counter,
@@ -56,6 +57,7 @@ impl Default for Metrics {
             candidates_scored: Counter::default(),
             impressions_logged: Counter::default(),
             impressions_dropped: Counter::default(),
+            treatments_unavailable: Counter::default(),
             model_version: Gauge::default(),
             model_items: Gauge::default(),
             swaps: Counter::default(),
@@ -94,6 +96,11 @@ impl Default for Metrics {
             "impressions_dropped",
             "impression events dropped (write queue full)",
             m.impressions_dropped.clone(),
+        );
+        registry.register(
+            "experiment_treatments_unavailable",
+            "listeners served the default model because their variant's model alias was not loaded (not counted as exposed)",
+            m.treatments_unavailable.clone(),
         );
         registry.register(
             "model_version",

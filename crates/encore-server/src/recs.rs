@@ -148,6 +148,15 @@ async fn compute<T: Send + 'static>(
     state: &AppState,
     f: impl FnOnce(&ServingModel, &Served) -> Result<T, encore_serving::ServingError> + Send + 'static,
 ) -> Result<T, ApiError> {
+    compute_on(state, None, f).await
+}
+
+/// [`compute`] on `model` (an experiment's alias) instead of the default one.
+async fn compute_on<T: Send + 'static>(
+    state: &AppState,
+    model: Option<Arc<ServingModel>>,
+    f: impl FnOnce(&ServingModel, &Served) -> Result<T, encore_serving::ServingError> + Send + 'static,
+) -> Result<T, ApiError> {
     let Some(access) = state.serving.clone() else {
         return Err(ApiError::new(
             ErrorCode::FailedPrecondition,
@@ -166,7 +175,7 @@ async fn compute<T: Send + 'static>(
         e.retry_after = Some(1);
         return Err(e);
     };
-    let Some(model) = access.served.get() else {
+    let Some(model) = model.or_else(|| access.served.get()) else {
         return Err(ApiError::new(
             ErrorCode::Unavailable,
             "no model is loaded yet (train one and move its `production` alias)",
@@ -283,29 +292,47 @@ pub(crate) async fn user_recommendations(
         .as_ref()
         .map(|e| e.current().assign(&user, &context))
         .unwrap_or_default();
-    for (_, t) in &assigned {
+    let served = state.serving.as_ref().map(|s| s.served.clone());
+    let mut alias: Option<(String, Arc<ServingModel>)> = None;
+    let mut arms: Vec<encore_serving::ExperimentArm> = Vec::new();
+    for (a, t) in &assigned {
+        // a model alias that is not loaded (yet): the listener gets the default list and is
+        // not counted as exposed, rather than counted in an arm they did not get
+        if let Some(wanted) = t.model_alias.as_deref()
+            && wanted != encore_registry::PRODUCTION
+        {
+            match served.as_ref().and_then(|s| s.get_alias(wanted)) {
+                Some(m) => alias = Some((wanted.to_owned(), m)),
+                None => {
+                    state.metrics.treatments_unavailable.inc();
+                    continue;
+                }
+            }
+        }
         if let Some(d) = t.diversity {
             rules.relevance_weight = d.clamp(0.0, 1.0);
         }
         if let Some(c) = t.artist_cap {
             rules.artist_cap = c;
         }
-    }
-    let arms: Vec<encore_serving::ExperimentArm> = assigned
-        .iter()
-        .map(|(a, _)| encore_serving::ExperimentArm {
+        arms.push(encore_serving::ExperimentArm {
             experiment: a.experiment.clone(),
             variant: a.variant.clone(),
-        })
-        .collect();
+        });
+    }
     let (n, exclude_seen) = (p.n, p.exclude_seen);
     let shape = format!(
-        "n={n}&exclude_seen={exclude_seen}&artist_cap={}&weight={}&explicit={}",
-        rules.artist_cap, rules.relevance_weight, rules.allow_explicit
+        "n={n}&exclude_seen={exclude_seen}&artist_cap={}&weight={}&explicit={}&alias={}",
+        rules.artist_cap,
+        rules.relevance_weight,
+        rules.allow_explicit,
+        alias.as_ref().map_or("", |(a, _)| a.as_str())
     );
+    let model = alias.map(|(_, m)| m);
     // a cached list (same listener, same request, same model version, no plays since)
-    let served = state.serving.as_ref().map(|s| s.served.clone());
-    let current = served.as_ref().and_then(|s| s.get());
+    let current = model
+        .clone()
+        .or_else(|| served.as_ref().and_then(|s| s.get()));
     if let (Some(served), Some(model)) = (&served, &current)
         && let Some(mut slate) = served.cache.get(&user, &shape, model.version)
     {
@@ -314,7 +341,7 @@ pub(crate) async fn user_recommendations(
         return Ok(Json(slate));
     }
     let who = user.clone();
-    let slate = compute(&state, move |m, served| {
+    let slate = compute_on(&state, model, move |m, served| {
         let recent = served.recent.get(&who);
         m.home(&who, &recent, n, exclude_seen, &rules)
     })

@@ -21,7 +21,7 @@ pub use surfaces::{Blend, Mix, Mixes};
 use encore_models::recommend::TopK;
 use encore_models::scoring::dot;
 use serde::Serialize;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
@@ -143,6 +143,9 @@ impl Default for Rules {
 #[derive(Debug)]
 pub struct Served {
     current: RwLock<Option<Arc<ServingModel>>>,
+    /// other aliases of the served model that running experiments treat listeners with
+    /// (`candidate`, ...), by alias
+    alternates: RwLock<HashMap<String, Arc<ServingModel>>>,
     pub recent: RecentActivity,
     pub cache: SlateCache,
     swaps: AtomicU64,
@@ -153,6 +156,7 @@ impl Served {
     pub fn new(recent: RecentActivity, cache: SlateCache) -> Served {
         Served {
             current: RwLock::new(None),
+            alternates: RwLock::new(HashMap::new()),
             recent,
             cache,
             swaps: AtomicU64::new(0),
@@ -172,6 +176,45 @@ impl Served {
     pub fn swap(&self, model: ServingModel) {
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(model));
         self.swaps.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The model under `alias`, if it is loaded (the default model is not an alternate).
+    pub fn get_alias(&self, alias: &str) -> Option<Arc<ServingModel>> {
+        self.alternates
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(alias)
+            .cloned()
+    }
+
+    /// Serves `model` to listeners treated with `alias` from now on.
+    pub fn swap_alias(&self, alias: &str, model: ServingModel) {
+        self.alternates
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(alias.to_owned(), Arc::new(model));
+        self.swaps.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The alternate aliases loaded now.
+    pub fn aliases(&self) -> Vec<String> {
+        let mut a: Vec<String> = self
+            .alternates
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .cloned()
+            .collect();
+        a.sort();
+        a
+    }
+
+    /// Unloads the alternates not in `keep`.
+    pub fn retain_aliases(&self, keep: &HashSet<String>) {
+        self.alternates
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|a, _| keep.contains(a));
     }
 
     /// A version failed to load and was not swapped in.
@@ -299,7 +342,7 @@ impl Ranking<'_> {
         let lambda = self.rules.relevance_weight.clamp(0.0, 1.0);
         let mut taken = vec![false; candidates.len()];
         let mut chosen: Vec<(f32, u32)> = Vec::with_capacity(n);
-        let mut per_artist: std::collections::HashMap<u32, usize> = Default::default();
+        let mut per_artist: HashMap<u32, usize> = Default::default();
         let mut titles: HashSet<(Option<u32>, String)> = HashSet::new();
         while chosen.len() < n {
             let mut best: Option<(f32, usize)> = None;

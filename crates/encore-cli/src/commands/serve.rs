@@ -30,6 +30,50 @@ async fn shutdown_signal() {
 }
 
 pub fn run(loaded: &Loaded, args: &ServeArgs, out: &Output) -> Result<(), CliError> {
+    let bind = args.bind.unwrap_or(loaded.config.server.bind);
+    serve_until(
+        loaded,
+        bind,
+        |addr, data_dir| {
+            let report = serde_json::json!({
+                "listening": format!("http://{addr}"),
+                "data_dir": data_dir,
+                "endpoints": [
+                    "POST /v1/events", "GET /v1/events/stats", "GET /healthz", "GET /v1/models",
+                    "GET /v1/models/{name}/versions", "GET /v1/models/{name}/history",
+                    "POST /v1/models/{name}/aliases/{alias}", "GET /readyz",
+                    "GET /v1/users/{id}/recommendations", "POST /v1/recommendations",
+                    "GET /v1/items/{id}/similar", "POST /v1/radio",
+                ],
+            });
+            out.emit(&report, || {
+                format!(
+                    "listening on http://{addr}\n  POST http://{addr}/v1/events        (JSON array or NDJSON)\n  \
+                     GET  http://{addr}/v1/events/stats\n  GET  http://{addr}/healthz\n  \
+                     GET  http://{addr}/v1/models             (and /v1/models/NAME/versions, /history)\n  \
+                     POST http://{addr}/v1/models/NAME/aliases/production  {{\"version\": N}}\n  \
+                     GET  http://{addr}/v1/users/USER/recommendations?n=10\n  \
+                     GET  http://{addr}/v1/items/ITEM/similar?n=10\n  \
+                     POST http://{addr}/v1/recommendations  {{\"seed_items\": [...]}}\n  \
+                     POST http://{addr}/v1/radio            {{\"seeds\": [...]}}\n\
+                     data directory {}",
+                    data_dir.display()
+                )
+            });
+            let _ = std::io::stdout().flush();
+        },
+        shutdown_signal(),
+    )
+}
+
+/// Serves the data directory on `bind` until `shutdown` completes: calls `on_listening` with
+/// the bound address once requests are accepted, then drains requests and seals the event log.
+pub fn serve_until(
+    loaded: &Loaded,
+    bind: std::net::SocketAddr,
+    on_listening: impl FnOnce(std::net::SocketAddr, &std::path::Path),
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), CliError> {
     let (dir, ingestor) = open(loaded)?;
     let ingestor = Arc::new(ingestor);
     let c = &loaded.config.ingest;
@@ -38,7 +82,6 @@ pub fn run(loaded: &Loaded, args: &ServeArgs, out: &Output) -> Result<(), CliErr
         max_batch_rows: c.max_batch_rows as usize,
         max_in_flight: (c.write_queue as usize).max(1) * 2,
     };
-    let bind = args.bind.unwrap_or(loaded.config.server.bind);
     let sc = &loaded.config.serving;
     let cache_users = if sc.cache_seconds == 0 {
         0
@@ -81,32 +124,7 @@ pub fn run(loaded: &Loaded, args: &ServeArgs, out: &Output) -> Result<(), CliErr
         let addr = listener
             .local_addr()
             .map_err(|e| CliError::failed(format!("no local address: {e}"), "retry"))?;
-        let report = serde_json::json!({
-            "listening": format!("http://{addr}"),
-            "data_dir": dir.path(),
-            "endpoints": [
-                "POST /v1/events", "GET /v1/events/stats", "GET /healthz", "GET /v1/models",
-                "GET /v1/models/{name}/versions", "GET /v1/models/{name}/history",
-                "POST /v1/models/{name}/aliases/{alias}", "GET /readyz",
-                "GET /v1/users/{id}/recommendations", "POST /v1/recommendations",
-                "GET /v1/items/{id}/similar", "POST /v1/radio",
-            ],
-        });
-        out.emit(&report, || {
-            format!(
-                "listening on http://{addr}\n  POST http://{addr}/v1/events        (JSON array or NDJSON)\n  \
-                 GET  http://{addr}/v1/events/stats\n  GET  http://{addr}/healthz\n  \
-                 GET  http://{addr}/v1/models             (and /v1/models/NAME/versions, /history)\n  \
-                 POST http://{addr}/v1/models/NAME/aliases/production  {{\"version\": N}}\n  \
-                 GET  http://{addr}/v1/users/USER/recommendations?n=10\n  \
-                 GET  http://{addr}/v1/items/ITEM/similar?n=10\n  \
-                 POST http://{addr}/v1/recommendations  {{\"seed_items\": [...]}}\n  \
-                 POST http://{addr}/v1/radio            {{\"seeds\": [...]}}\n\
-                 data directory {}",
-                dir.path().display()
-            )
-        });
-        let _ = std::io::stdout().flush();
+        on_listening(addr, dir.path());
         let gate = crate::cli::GateArgs::default().gate(&loaded.config.registry);
         let state = AppState::new(Arc::clone(&ingestor), limits)
             .with_registry(dir.path().to_path_buf(), gate);
@@ -116,7 +134,25 @@ pub fn run(loaded: &Loaded, args: &ServeArgs, out: &Output) -> Result<(), CliErr
                 Arc::clone(&state.metrics),
             )
         });
-        let state = match encore_server::experiments::ExperimentsAccess::start(dir.path().to_path_buf()) {
+        // the models that running experiments' treatments name are loaded beside the default
+        // one, before their plan is used
+        let keep_aliases = {
+            let (served, ingestor) = (Arc::clone(&served), Arc::clone(&ingestor));
+            let (name, root, choice) = (sc.model.clone(), dir.path().to_path_buf(), retrieval(loaded));
+            move |defs: &[encore_experiments::store::Definition]| {
+                let wanted = encore_server::experiments::Running::model_aliases(defs);
+                served.retain_aliases(&wanted);
+                for alias in wanted {
+                    if alias != encore_registry::PRODUCTION && served.get_alias(&alias).is_none() {
+                        load_alias(&served, &root, &name, &alias, &ingestor, choice);
+                    }
+                }
+            }
+        };
+        let state = match encore_server::experiments::ExperimentsAccess::watch(
+            dir.path().to_path_buf(),
+            keep_aliases,
+        ) {
             Ok(access) => state.with_experiments(access),
             Err(e) => {
                 tracing::warn!("experiments not served: {e}");
@@ -128,7 +164,7 @@ pub fn run(loaded: &Loaded, args: &ServeArgs, out: &Output) -> Result<(), CliErr
             sc.max_in_flight as usize,
             impressions,
         ));
-        encore_server::serve(listener, state, shutdown_signal())
+        encore_server::serve(listener, state, shutdown)
             .await
             .map_err(|e| CliError::failed(format!("server error: {e}"), "see the log"))
     })?;
@@ -157,7 +193,14 @@ fn watch_registry(
         for m in moves {
             tracing::info!(model = %m.model, alias = %m.alias, from = ?m.from, to = m.to,
                 action = %m.action, forced = m.forced, actor = %m.actor, "alias moved");
-            if m.model != name || m.alias != encore_registry::PRODUCTION {
+            if m.model != name {
+                continue;
+            }
+            if m.alias != encore_registry::PRODUCTION {
+                // an alias an experiment serves moved: serve its new version
+                if served.get_alias(&m.alias).is_some() {
+                    load_alias(&served, &root, &name, &m.alias, &ingestor, choice);
+                }
                 continue;
             }
             match encore_server::recs::load_version(
@@ -196,6 +239,28 @@ fn watch_registry(
         })?;
     }
     Ok(watcher)
+}
+
+/// Loads `name@alias` for the experiments that serve it (a failure is logged: its listeners
+/// get the default model and are not counted as exposed).
+fn load_alias(
+    served: &encore_serving::Served,
+    root: &std::path::Path,
+    name: &str,
+    alias: &str,
+    ingestor: &encore_ingest::Ingestor,
+    choice: encore_index::Choice,
+) {
+    match encore_server::recs::load_version(root, &format!("{name}@{alias}"), ingestor, choice) {
+        Ok(model) => {
+            tracing::info!(model = %name, alias, version = model.version, "experiment model loaded");
+            served.swap_alias(alias, model);
+        }
+        Err(e) => {
+            tracing::error!(model = %name, alias, "experiment model not loaded: {e}");
+            served.swap_failed();
+        }
+    }
 }
 
 /// `[serving] retrieval` as the index's choice.

@@ -1,6 +1,6 @@
 //! Assignment properties on many synthetic listeners.
 
-use encore_experiments::analysis::{ArmData, Decision, MetricSpec, Role, analyze};
+use encore_experiments::analysis::{ArmData, Decision, MetricData, MetricSpec, Role, analyze};
 use encore_experiments::assignment::{
     AssignmentError, Context, ExperimentSpec, Plan, Targeting, Variant,
 };
@@ -200,7 +200,7 @@ fn arm(variant: &str, n: usize, bases: &[f64], lifts: &[f64], seed: u64) -> ArmD
                 let post = (0.7 * pre + 0.3 * base + 0.2 * base * rng.draw()) * (1.0 + lift);
                 m.push(pre, post);
             }
-            m
+            MetricData::Mean(m)
         })
         .collect();
     ArmData {
