@@ -596,6 +596,39 @@ pub enum StatsCommand {
     },
 }
 
+#[derive(Debug, Clone, clap::Args)]
+pub struct SimulateArgs {
+    /// Listeners in the simulated world
+    #[arg(long, default_value_t = 2_000)]
+    pub users: u32,
+    /// Days of history before the experiments (the CUPED pre-period)
+    #[arg(long, default_value_t = 14)]
+    pub days: u32,
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    /// A/A experiments, each in its own domain
+    #[arg(long, default_value_t = 200)]
+    pub aa: u32,
+    /// A/A experiments run at once (sharing one draw of the listeners' reactions)
+    #[arg(long, default_value_t = 20)]
+    pub aa_per_round: u32,
+    /// Factors of the weak model (ALS, two iterations) in the A/B control arm
+    #[arg(long, default_value_t = 12)]
+    pub weak_factors: usize,
+    /// A/B experiments (a weak model in control, a good one in treatment), one after another
+    #[arg(long, default_value_t = 50)]
+    pub ab: u32,
+    /// Items per served list
+    #[arg(long, default_value_t = 10)]
+    pub list: usize,
+    /// Also simulate a day of each listener's own listening after exposure (noise the
+    /// experiment has to see through)
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
+    pub organic: bool,
+    #[arg(long, default_value_t = 0.05)]
+    pub alpha: f64,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum ExperimentsCommand {
     /// Create a draft from a JSON definition ({"id", "hypothesis", "domain", "traffic",
@@ -621,6 +654,9 @@ pub enum ExperimentsCommand {
         #[arg(long, default_value_t = 0.05)]
         alpha: f64,
     },
+    /// Experiments on a simulated service through the real serving path: A/A experiments (the
+    /// false-positive rate) and A/B experiments of a weak against a good model (the power)
+    Simulate(SimulateArgs),
     /// The running experiments a listener is in, and their variants
     Assign {
         user: String,

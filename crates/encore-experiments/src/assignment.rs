@@ -106,12 +106,55 @@ impl encore_core::Coded for AssignmentError {
     }
 }
 
-/// One domain's buckets: the experiment and variant that own each (or none).
+/// One domain: its salt, and who owns which stretch of its bucket order.
+///
+/// The domain's buckets are put in a random order fixed by its salt (a keyed permutation of
+/// `[0, BUCKETS)`, evaluated per bucket, never stored); each experiment takes the next stretch
+/// of that order from the end, and its variants split the stretch by weight. So a plan costs a
+/// few bytes per experiment, however many domains there are, and a look-up is one permutation
+/// and a binary search.
 #[derive(Debug, Clone)]
 struct Domain {
     salt: String,
-    /// per bucket: index into `Plan::owners`, or u32::MAX
-    owner: Vec<u32>,
+    key: u64,
+    /// `(first position, end position, index into Plan::owners)`, sorted, disjoint
+    ranges: Vec<(u32, u32, u32)>,
+    /// positions `[0, free)` are not taken
+    free: u32,
+}
+
+impl Domain {
+    fn owner(&self, bucket: u32) -> Option<u32> {
+        let pos = permute(self.key, bucket);
+        let i = self.ranges.partition_point(|r| r.1 <= pos);
+        self.ranges
+            .get(i)
+            .filter(|r| r.0 <= pos)
+            .map(|r| r.2)
+    }
+}
+
+/// A keyed permutation of `[0, BUCKETS)`: a four-round Feistel network on 20 bits (2^20 ≥
+/// BUCKETS) with cycle walking, so every bucket gets a distinct position.
+pub fn permute(key: u64, bucket: u32) -> u32 {
+    const HALF: u32 = 10;
+    const MASK: u32 = (1 << HALF) - 1;
+    let mut x = bucket;
+    loop {
+        let (mut l, mut r) = (x >> HALF, x & MASK);
+        for round in 0..4u64 {
+            let mut z = key ^ (round << 40) ^ u64::from(r);
+            z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^= z >> 31;
+            (l, r) = (r, l ^ (z as u32 & MASK));
+        }
+        x = (l << HALF) | r;
+        if x < BUCKETS {
+            return x;
+        }
+    }
 }
 
 /// The assignment plan of every running experiment, built once per configuration change and
@@ -134,22 +177,6 @@ pub struct Assignment {
     pub variant: String,
 }
 
-/// Fisher-Yates with a SplitMix64 stream seeded from `seed`.
-fn shuffle(v: &mut [u32], seed: u64) {
-    let mut s = seed;
-    let mut next = || {
-        s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = s;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    };
-    for i in (1..v.len()).rev() {
-        let j = ((u128::from(next()) * (i as u128 + 1)) >> 64) as usize;
-        v.swap(i, j);
-    }
-}
-
 impl Plan {
     /// Lays out `experiments` (in order) over their domains. `domain_salts` gives each domain's
     /// salt (a domain not listed uses its name); `holdout` is the share of listeners in the
@@ -161,7 +188,6 @@ impl Plan {
         holdout_salt: &str,
     ) -> Result<Plan, AssignmentError> {
         let mut domains: HashMap<String, Domain> = HashMap::new();
-        let mut free: HashMap<String, Vec<u32>> = HashMap::new();
         let mut owners = Vec::new();
         for (e, spec) in experiments.iter().enumerate() {
             let invalid = |message: String| AssignmentError::Invalid {
@@ -187,43 +213,40 @@ impl Plan {
             let domain = domains
                 .entry(spec.domain.clone())
                 .or_insert_with(|| Domain {
+                    key: hash(&salt, "bucket-order"),
                     salt: salt.clone(),
-                    owner: vec![u32::MAX; BUCKETS as usize],
+                    ranges: Vec::new(),
+                    free: BUCKETS,
                 });
-            // the domain's free buckets in a random order fixed by its salt; each experiment
-            // takes the next ones, so experiments are disjoint and their buckets unordered
-            let pool = free.entry(spec.domain.clone()).or_insert_with(|| {
-                let mut all: Vec<u32> = (0..BUCKETS).collect();
-                shuffle(&mut all, hash(&salt, "bucket-order"));
-                all
-            });
             let needed = (spec.traffic * f64::from(BUCKETS)).round() as u32;
-            if needed as usize > pool.len() {
+            if needed > domain.free {
                 return Err(AssignmentError::DomainFull {
                     domain: spec.domain.clone(),
                     id: spec.id.clone(),
-                    free: pool.len() as u32,
+                    free: domain.free,
                     needed,
                 });
             }
-            let taken: Vec<u32> = pool.drain(pool.len() - needed as usize..).collect();
-            // variants by weight over the taken buckets (already in random order)
-            let mut start = 0usize;
+            // the next stretch of the domain's order; variants by weight within it
+            let first = domain.free - needed;
+            let mut start = first;
             let mut cumulative = 0.0;
             for (v, variant) in spec.variants.iter().enumerate() {
                 cumulative += variant.weight / total;
                 let end = if v + 1 == spec.variants.len() {
-                    taken.len()
+                    domain.free
                 } else {
-                    (cumulative * taken.len() as f64).round() as usize
+                    first + (cumulative * f64::from(needed)).round() as u32
                 };
                 let owner = owners.len() as u32;
                 owners.push((e, v));
-                for &b in &taken[start..end.max(start)] {
-                    domain.owner[b as usize] = owner;
+                if end > start {
+                    domain.ranges.push((start, end, owner));
                 }
                 start = end.max(start);
             }
+            domain.free = first;
+            domain.ranges.sort_unstable();
         }
         Ok(Plan {
             domains,
@@ -249,10 +272,9 @@ impl Plan {
         names.sort();
         for name in names {
             let d = &self.domains[name];
-            let owner = d.owner[bucket(&d.salt, user) as usize];
-            if owner == u32::MAX {
+            let Some(owner) = d.owner(bucket(&d.salt, user)) else {
                 continue;
-            }
+            };
             let (e, v) = self.owners[owner as usize];
             let spec = &self.experiments[e];
             if spec.targeting.admits(context) {
@@ -263,5 +285,20 @@ impl Plan {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn permute_is_a_bijection_on_the_buckets() {
+        let mut seen = vec![false; BUCKETS as usize];
+        for b in 0..BUCKETS {
+            let p = permute(0x1234_5678_9abc_def0, b);
+            assert!(p < BUCKETS && !seen[p as usize], "bucket {b} -> {p}");
+            seen[p as usize] = true;
+        }
     }
 }

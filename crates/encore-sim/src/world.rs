@@ -7,7 +7,10 @@ use crate::listen::{
 use crate::rng::{Rng, uuid_string};
 use crate::users::{UserProfile, UserState, affinity, generate_users};
 use crate::vocab::GENRES;
-use encore_core::event::{ContextType, InteractionEvent, ItemType, PlaybackEvent, SCHEMA_VERSION};
+use encore_core::event::{
+    ContextType, InteractionEvent, InteractionKind, ItemType, PlaybackEvent, ReasonEnd, ReasonStart,
+    SCHEMA_VERSION,
+};
 use encore_core::time::{Date, MS_PER_DAY};
 use rayon::prelude::*;
 
@@ -75,6 +78,7 @@ pub struct SlateResponse {
     pub examined: bool,
     pub played: bool,
     pub ms_played: u32,
+    pub reason_end: ReasonEnd,
     pub skipped: bool,
     pub saved: bool,
 }
@@ -272,6 +276,7 @@ impl World {
                     examined: rng.chance(examination_probability(pos)),
                     played: false,
                     ms_played: 0,
+                    reason_end: ReasonEnd::Trackdone,
                     skipped: false,
                     saved: false,
                 };
@@ -290,6 +295,7 @@ impl World {
                         rng,
                     );
                     r.ms_played = outcome.ms_played;
+                    r.reason_end = outcome.reason_end;
                     r.skipped = outcome.skipped;
                     r.saved =
                         !r.skipped && !state.has_saved(track) && rng.chance(0.25 * aff.powi(3));
@@ -297,5 +303,55 @@ impl World {
                 r
             })
             .collect()
+    }
+
+    /// [`World::respond`] as events: a play for each item played (one after another from
+    /// `ts_ms`, in one session on the listener's main platform) and a save for each item saved.
+    pub fn respond_events(
+        &self,
+        user: u32,
+        slate: &[u32],
+        ts_ms: i64,
+        rng: &mut Rng,
+    ) -> (Vec<Play>, Vec<Interaction>) {
+        let platform = self.profiles[user as usize].platform;
+        let session = rng.next_u64();
+        let (mut plays, mut saves) = (Vec::new(), Vec::new());
+        let mut ts = ts_ms;
+        for r in self.respond(user, slate, rng).into_iter().filter(|r| r.played) {
+            plays.push(Play {
+                user,
+                track: r.track,
+                session,
+                event_id: (rng.next_u64(), rng.next_u64()),
+                ts_start_ms: ts,
+                ms_played: r.ms_played,
+                reason_start: ReasonStart::Clickrow,
+                reason_end: r.reason_end,
+                context: ContextType::Recommendation,
+                context_ref: ContextRef::Home,
+                shuffle: false,
+                offline: false,
+                private_session: false,
+                taste_excluded: false,
+                platform,
+                attribution: None,
+            });
+            ts += i64::from(r.ms_played);
+            if r.saved {
+                saves.push(Interaction {
+                    user,
+                    session,
+                    event_id: (rng.next_u64(), rng.next_u64()),
+                    ts_ms: ts,
+                    kind: InteractionKind::Save,
+                    target: Target::Track(r.track),
+                    context: ContextType::Recommendation,
+                    context_ref: ContextRef::Home,
+                    platform,
+                });
+            }
+        }
+        (plays, saves)
     }
 }

@@ -29,6 +29,12 @@ pub fn run(
     cmd: ExperimentsCommand,
     out: &Output,
 ) -> Result<(), CliError> {
+    let cmd = match cmd {
+        ExperimentsCommand::Simulate(args) => {
+            return crate::commands::simulate::run(loaded, &args, out);
+        }
+        other => other,
+    };
     let dir = &loaded.config.data.dir;
     std::fs::create_dir_all(dir).map_err(|e| {
         CliError::failed(
@@ -38,6 +44,8 @@ pub fn run(
     })?;
     let mut store = Store::open(dir)?;
     match cmd {
+        // handled above: it makes its own data directory
+        ExperimentsCommand::Simulate(_) => {}
         ExperimentsCommand::Create { file } => {
             let d = read_definition(&file)?;
             store.create(&d)?;

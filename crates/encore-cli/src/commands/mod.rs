@@ -8,5 +8,6 @@ pub mod experiments;
 pub mod models;
 pub mod serve;
 pub mod sim;
+pub mod simulate;
 pub mod stats;
 pub mod train;

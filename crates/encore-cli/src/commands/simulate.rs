@@ -1,0 +1,567 @@
+//! `encore experiments simulate`: experiments on a simulated service, end to end through the
+//! real serving path, to check that the analysis is calibrated and has power.
+//!
+//! A world of listeners is simulated up to today (their history is the CUPED pre-period) and
+//! ingested into a fresh data directory; a weak model (ALS with a few factors) becomes `production` and a
+//! good one (ALS, 64 factors) the `candidate` alias. A real `encore serve` runs in this process on
+//! 127.0.0.1. Then:
+//!
+//! - **A/A**: rounds of `aa_per_round` experiments at once, each in its own exclusivity domain
+//!   (so each is an independent randomization) with two identical arms. In a round every
+//!   listener asks for their home list once (which logs their exposures) and reacts to it
+//!   through the simulator's response model (and, with `organic`, listens for a day on their
+//!   own). Each experiment's report should find a significant difference about `alpha` of the
+//!   time.
+//! - **A/B**: `ab` experiments one after another, each in a fresh domain: control serves
+//!   `production`, the treatment `candidate`. Each round is the same: serve, react, listen,
+//!   report. The report should decide "ship" nearly every time.
+//!
+//! Events after exposure are compressed into the minutes after the round's requests (the ingest
+//! contract allows timestamps up to five minutes ahead); plays keep their true `ms_played`.
+
+use crate::cli::SimulateArgs;
+use crate::error::CliError;
+use crate::output::Output;
+use encore_core::time::{Date, MS_PER_DAY, now_ms};
+use encore_experiments::analysis::{MetricSpec, Role};
+use encore_experiments::assignment::{ExperimentSpec, Variant};
+use encore_experiments::store::{Definition, Store, Treatment};
+use encore_server::client::Connection;
+use encore_sim::World;
+use encore_sim::Rng;
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+const CANDIDATE: &str = "candidate";
+
+#[derive(Debug, Serialize)]
+pub struct SimulationReport {
+    pub users: u32,
+    pub history_days: u32,
+    pub data_dir: String,
+    pub alpha: f64,
+    pub aa: AaSummary,
+    pub ab: AbSummary,
+    pub seconds: f64,
+}
+
+/// A/A: how often the analysis finds a difference that is not there.
+#[derive(Debug, Default, Serialize)]
+pub struct AaSummary {
+    pub experiments: usize,
+    pub exposed_per_experiment: f64,
+    /// the success metric's CUPED p-value below alpha
+    pub false_positive_rate: f64,
+    /// the same without CUPED
+    pub false_positive_rate_unadjusted: f64,
+    /// every metric (success, guardrail, deterioration): share of (experiment, metric) pairs
+    pub false_positive_rate_any_metric: f64,
+    pub srm_failures: usize,
+    pub decisions: BTreeMap<String, usize>,
+    /// the success metric's p-values, for a uniformity check
+    pub p_values: Vec<f64>,
+}
+
+/// A/B: how often the analysis ships the good model over the weak one.
+#[derive(Debug, Default, Serialize)]
+pub struct AbSummary {
+    pub experiments: usize,
+    pub exposed_per_experiment: f64,
+    pub ship_rate: f64,
+    pub decisions: BTreeMap<String, usize>,
+    /// mean relative lift (CUPED) per metric
+    pub mean_lift: BTreeMap<String, f64>,
+    pub mean_variance_reduction: BTreeMap<String, f64>,
+}
+
+fn failed(what: impl std::fmt::Display) -> CliError {
+    CliError::failed(
+        format!("experiment simulation: {what}"),
+        "see the log (RUST_LOG=info)",
+    )
+}
+
+pub fn run(
+    loaded: &encore_config::Loaded,
+    args: &SimulateArgs,
+    out: &Output,
+) -> Result<(), CliError> {
+    let started = Instant::now();
+    let root = loaded.config.data.dir.clone();
+    if root.join("events").exists() || root.join("experiments.sqlite").exists() {
+        return Err(CliError::usage(
+            format!("{} already holds data", root.display()),
+            "the simulation needs a fresh data directory: pass --data-dir with a new path",
+        ));
+    }
+    let mut loaded = loaded.clone();
+    loaded.config.serving.impressions = true;
+    loaded.config.serving.model = "recommender".into();
+
+    // a world whose history ends today, ingested; the weak and the good model registered
+    let today = now_ms().div_euclid(MS_PER_DAY);
+    let mut config = encore_sim::SimConfig::new(args.users as usize, args.days, args.seed);
+    config.start = Date::from_days(today - i64::from(args.days));
+    prepare(&loaded, &config, args.weak_factors, out)?;
+    let mut world = World::new(config);
+    for _ in 0..args.days {
+        world.simulate_day();
+    }
+
+    // the real server, in this process
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server_config = loaded;
+    let server = std::thread::spawn(move || {
+        crate::commands::serve::serve_until(
+            &server_config,
+            ([127, 0, 0, 1], 0).into(),
+            |addr, _| {
+                let _ = addr_tx.send(addr);
+            },
+            async {
+                let _ = stop_rx.await;
+            },
+        )
+    });
+    let addr = addr_rx
+        .recv_timeout(Duration::from_secs(120))
+        .map_err(|_| failed("the server did not start"))?
+        .to_string();
+    let result = simulate(&root, &addr, &mut world, args, out);
+    let _ = stop_tx.send(());
+    match server.join() {
+        Ok(r) => r?,
+        Err(_) => return Err(failed("the server thread panicked")),
+    }
+    let (aa, ab) = result?;
+    let report = SimulationReport {
+        users: args.users,
+        history_days: args.days,
+        data_dir: root.display().to_string(),
+        alpha: args.alpha,
+        aa,
+        ab,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    out.emit(&report, || text(&report));
+    Ok(())
+}
+
+fn text(r: &SimulationReport) -> String {
+    format!(
+        "simulated {} listeners ({} days of history), alpha {}\n\
+         A/A  {} experiments, {:.0} exposed each: false-positive rate {:.3} (CUPED), {:.3} unadjusted, \
+         {:.3} over every metric; {} SRM failures; decisions {:?}\n\
+         A/B  {} experiments (weak vs good ALS), {:.0} exposed each: shipped {:.0} %; decisions {:?}; \
+         mean lift {:?}\n\
+         in {:.1} s",
+        r.users,
+        r.history_days,
+        r.alpha,
+        r.aa.experiments,
+        r.aa.exposed_per_experiment,
+        r.aa.false_positive_rate,
+        r.aa.false_positive_rate_unadjusted,
+        r.aa.false_positive_rate_any_metric,
+        r.aa.srm_failures,
+        r.aa.decisions,
+        r.ab.experiments,
+        r.ab.exposed_per_experiment,
+        100.0 * r.ab.ship_rate,
+        r.ab.decisions,
+        r.ab.mean_lift,
+        r.seconds
+    )
+}
+
+/// Ingests the world's history and registers popularity as `production`, ALS as `candidate`.
+fn prepare(
+    loaded: &encore_config::Loaded,
+    config: &encore_sim::SimConfig,
+    weak_factors: usize,
+    out: &Output,
+) -> Result<(), CliError> {
+    let (dir, ingestor) = crate::commands::events::open(loaded)?;
+    let world_dir = dir.subdir("worlds")?.join("simulation");
+    crate::commands::sim::write_world(config, &world_dir, encore_sim::Format::Parquet, true, out)?;
+    crate::commands::events::ingest_paths(
+        &ingestor,
+        std::slice::from_ref(&world_dir),
+        None,
+        false,
+        out,
+    )?;
+    let data = crate::commands::train::TrainingData::from_log(&ingestor)?;
+    let mut registry = encore_registry::Registry::open(dir.path())?;
+    let actor = crate::commands::models::actor();
+    let gate = crate::cli::GateArgs::default().gate(&loaded.config.registry);
+    // the weak model: ALS with a few factors and two iterations, which knows little more than
+    // what is popular; the good one: ALS as `encore train` fits it
+    let mut weak = crate::cli::ModelArgs::defaults(crate::cli::ModelArg::Als);
+    weak.factors = weak_factors;
+    weak.iterations = 2;
+    let good = crate::cli::ModelArgs::defaults(crate::cli::ModelArg::Als);
+    for (model, alias) in [(weak, encore_registry::PRODUCTION), (good, CANDIDATE)] {
+        let args = crate::cli::TrainArgs {
+            train: None,
+            model,
+            threads: 0,
+            no_loss: true,
+            out: None,
+            name: "recommender".into(),
+            no_eval: true,
+            promote: false,
+            description: format!("experiment simulation: the {alias} arm"),
+            gate: crate::cli::GateArgs::default(),
+            tags: vec![("source".into(), "simulation".into())],
+        };
+        let mut trained = crate::commands::train::train(dir.path(), &data, &args, out)?;
+        crate::commands::train::register(
+            loaded,
+            dir.path(),
+            &data,
+            &args,
+            &mut trained,
+            Default::default(),
+            Default::default(),
+        )?;
+        let how = encore_registry::Promotion {
+            alias,
+            actor: &actor,
+            reason: "experiment simulation",
+            force: true,
+        };
+        registry.promote("recommender", trained.version, &how, &gate)?;
+    }
+    Ok(())
+}
+
+fn definition(id: &str, treatments: HashMap<String, Treatment>) -> Definition {
+    Definition {
+        hypothesis: "simulated".into(),
+        allocation: ExperimentSpec {
+            id: id.into(),
+            domain: id.into(),
+            traffic: 1.0,
+            variants: ["control", "treatment"]
+                .iter()
+                .map(|v| Variant {
+                    name: (*v).into(),
+                    weight: 1.0,
+                })
+                .collect(),
+            targeting: Default::default(),
+        },
+        treatments,
+        metrics: metrics(),
+        planned_users: None,
+    }
+}
+
+/// What the simulated experiments are judged on: streams per listener must improve; listening
+/// minutes may not drop by more than 5 % (a margin this sample can rule out); the skip rate may
+/// not rise significantly; the stream rate is reported.
+fn metrics() -> Vec<MetricSpec> {
+    let spec = |name: &str, role: Role, higher_is_better: bool| MetricSpec {
+        name: name.into(),
+        role,
+        higher_is_better,
+    };
+    vec![
+        spec("streams_per_user", Role::Success, true),
+        spec("listening_minutes", Role::Guardrail { margin: 0.05 }, true),
+        spec("skip_rate", Role::Deterioration, false),
+        spec("stream_rate", Role::Quality, true),
+    ]
+}
+
+fn simulate(
+    root: &std::path::Path,
+    addr: &str,
+    world: &mut World,
+    args: &SimulateArgs,
+    out: &Output,
+) -> Result<(AaSummary, AbSummary), CliError> {
+    let mut store = Store::open(root)?;
+    let mut conn = Connection::open(addr).map_err(failed)?;
+    let alpha = args.alpha;
+
+    // A/A: in rounds of `aa_per_round` experiments at once, each in its own domain; each round
+    // is a fresh draw of the listeners' reactions
+    let mut aa = AaSummary::default();
+    let (mut fp, mut fp_plain, mut fp_any, mut pairs) = (0u32, 0u32, 0u32, 0u32);
+    let bar = out.progress(u64::from(args.aa), "A/A experiments");
+    let per_round = args.aa_per_round.max(1);
+    for (k, first) in (0..args.aa).step_by(per_round as usize).enumerate() {
+        let ids: Vec<String> = (first..(first + per_round).min(args.aa))
+            .map(|i| format!("aa-{i}"))
+            .collect();
+        for id in &ids {
+            store.create(&definition(id, HashMap::new()))?;
+            store.start(id)?;
+        }
+        wait_for_plan(&mut conn, world, &ids)?;
+        let exposed = round(&mut conn, world, args, k as u64)?;
+        for id in &ids {
+            let r = results(&mut conn, id, exposed.get(id).copied().unwrap_or(0), alpha)?;
+            store.stop(id)?;
+            bar.inc(1);
+            aa.exposed_per_experiment += r["exposed"].as_f64().unwrap_or(0.0);
+            *aa.decisions.entry(decision(&r)).or_default() += 1;
+            aa.srm_failures += usize::from(r["srm_ok"] == false);
+            for m in r["results"].as_array().into_iter().flatten() {
+                let (p, p_plain) = (
+                    m["cuped"]["p_value"].as_f64().unwrap_or(1.0),
+                    m["unadjusted"]["p_value"].as_f64().unwrap_or(1.0),
+                );
+                pairs += 1;
+                fp_any += u32::from(p < alpha);
+                if m["metric"] == "streams_per_user" {
+                    fp += u32::from(p < alpha);
+                    fp_plain += u32::from(p_plain < alpha);
+                    aa.p_values.push(p);
+                }
+            }
+        }
+    }
+    bar.finish_and_clear();
+    if args.aa > 0 {
+        let n = f64::from(args.aa);
+        aa.experiments = args.aa as usize;
+        aa.exposed_per_experiment /= n;
+        aa.false_positive_rate = f64::from(fp) / n;
+        aa.false_positive_rate_unadjusted = f64::from(fp_plain) / n;
+        aa.false_positive_rate_any_metric = f64::from(fp_any) / f64::from(pairs.max(1));
+    }
+
+    // A/B: one at a time, each a fresh randomization
+    let mut ab = AbSummary::default();
+    let (mut lifts, mut reductions): (BTreeMap<String, f64>, BTreeMap<String, f64>) =
+        Default::default();
+    let bar = out.progress(u64::from(args.ab), "A/B experiments");
+    for i in 0..args.ab {
+        let id = format!("ab-{i}");
+        let treatments = HashMap::from([
+            (
+                "control".to_string(),
+                Treatment {
+                    model_alias: Some(encore_registry::PRODUCTION.into()),
+                    ..Default::default()
+                },
+            ),
+            (
+                "treatment".to_string(),
+                Treatment {
+                    model_alias: Some(CANDIDATE.into()),
+                    ..Default::default()
+                },
+            ),
+        ]);
+        store.create(&definition(&id, treatments))?;
+        store.start(&id)?;
+        wait_for_plan(&mut conn, world, std::slice::from_ref(&id))?;
+        let exposed = round(&mut conn, world, args, 1_000 + u64::from(i))?;
+        let r = results(&mut conn, &id, exposed.get(&id).copied().unwrap_or(0), alpha)?;
+        store.stop(&id)?;
+        bar.inc(1);
+        ab.exposed_per_experiment += r["exposed"].as_f64().unwrap_or(0.0);
+        *ab.decisions.entry(decision(&r)).or_default() += 1;
+        for m in r["results"].as_array().into_iter().flatten() {
+            let name = m["metric"].as_str().unwrap_or_default().to_string();
+            *lifts.entry(name.clone()).or_default() += m["cuped"]["lift"].as_f64().unwrap_or(0.0);
+            *reductions.entry(name).or_default() +=
+                m["variance_reduction"].as_f64().unwrap_or(0.0);
+        }
+    }
+    bar.finish_and_clear();
+    if args.ab > 0 {
+        let n = f64::from(args.ab);
+        ab.experiments = args.ab as usize;
+        ab.exposed_per_experiment /= n;
+        ab.ship_rate = ab.decisions.get("ship").copied().unwrap_or(0) as f64 / n;
+        ab.mean_lift = lifts.into_iter().map(|(k, v)| (k, v / n)).collect();
+        ab.mean_variance_reduction = reductions.into_iter().map(|(k, v)| (k, v / n)).collect();
+    }
+    Ok((aa, ab))
+}
+
+fn decision(r: &serde_json::Value) -> String {
+    r["decision"].as_str().unwrap_or("none").to_string()
+}
+
+fn get_json(conn: &mut Connection, path: &str) -> Result<(u16, serde_json::Value), CliError> {
+    let r = conn.request("GET", path, b"").map_err(failed)?;
+    Ok((r.status, serde_json::from_str(&r.body).unwrap_or_default()))
+}
+
+/// Waits until the server's plan runs exactly the experiments `running` (it reloads them every
+/// second).
+fn wait_for_plan(conn: &mut Connection, world: &World, running: &[String]) -> Result<(), CliError> {
+    let mut want: Vec<&str> = running.iter().map(String::as_str).collect();
+    want.sort_unstable();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        // any listener outside the global holdout sees every experiment at full traffic
+        for u in 0..world.profiles.len().min(50) as u32 {
+            let (_, a) = get_json(
+                conn,
+                &format!("/v1/assignments?user_id={}", World::user_id(u)),
+            )?;
+            if a["holdout"] == false {
+                let mut have: Vec<&str> = a["assignments"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|x| x["experiment"].as_str())
+                    .collect();
+                have.sort_unstable();
+                if have == want {
+                    return Ok(());
+                }
+                break;
+            }
+        }
+        if Instant::now() > deadline {
+            return Err(failed(format!(
+                "the server did not pick up the running experiments {running:?}"
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// One round: every listener is served their home list once and reacts to it, then everyone
+/// listens for a day. Returns the listeners exposed per experiment.
+fn round(
+    conn: &mut Connection,
+    world: &mut World,
+    args: &SimulateArgs,
+    round: u64,
+) -> Result<HashMap<String, usize>, CliError> {
+    let mut exposed: HashMap<String, usize> = HashMap::new();
+    let mut served: Vec<(u32, Vec<u32>)> = Vec::new();
+    for u in 0..world.profiles.len() as u32 {
+        let path = format!(
+            "/v1/users/{}/recommendations?n={}",
+            World::user_id(u),
+            args.list
+        );
+        let (status, slate) = get_json(conn, &path)?;
+        // a listener with no streams yet is unknown to both models: not served, not exposed
+        if status == 404 {
+            continue;
+        }
+        if status != 200 {
+            return Err(failed(format!("GET {path}: {status} {slate}")));
+        }
+        for arm in slate["experiments"].as_array().into_iter().flatten() {
+            if let Some(e) = arm["experiment"].as_str() {
+                *exposed.entry(e.to_string()).or_default() += 1;
+            }
+        }
+        let tracks = slate["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|i| i["id"].as_str()?.strip_prefix('t')?.parse().ok())
+            .collect();
+        served.push((u, tracks));
+    }
+    // everything after exposure happens from here on
+    let anchor = now_ms() + 1;
+    let mut rng = Rng::stream(args.seed, &[0xE7, round]);
+    let (mut plays, mut interactions) = (Vec::new(), Vec::new());
+    // the lists' plays follow one another; squeezed like the day below
+    for (u, tracks) in &served {
+        let (p, i) = world.respond_events(*u, tracks, anchor, &mut rng);
+        plays.extend(p.into_iter().map(|mut p| {
+            p.ts_start_ms = anchor + (p.ts_start_ms - anchor) / 1_440;
+            p
+        }));
+        interactions.extend(i.into_iter().map(|mut i| {
+            i.ts_ms = anchor + (i.ts_ms - anchor) / 1_440;
+            i
+        }));
+    }
+    if args.organic {
+        // a day of their own listening, compressed into the minute after the lists
+        let day = world.simulate_day();
+        let day_start = day.plays.first().map_or(anchor, |p| p.ts_start_ms).min(
+            day.interactions
+                .first()
+                .map_or(i64::MAX, |i| i.ts_ms),
+        );
+        let squeeze = |ts: i64| anchor + (ts - day_start).max(0) / 1_440;
+        plays.extend(day.plays.into_iter().map(|mut p| {
+            p.ts_start_ms = squeeze(p.ts_start_ms);
+            p
+        }));
+        interactions.extend(day.interactions.into_iter().map(|mut i| {
+            i.ts_ms = squeeze(i.ts_ms);
+            i
+        }));
+    }
+    let latest_end = now_ms() + 4 * 60_000;
+    let mut body = Vec::new();
+    for chunk in plays.chunks(5_000) {
+        body.clear();
+        for p in chunk {
+            let mut e = world.playback_event(p);
+            e.ts_end_ms = e.ts_end_ms.min(latest_end.max(e.ts_start_ms));
+            serde_json::to_writer(&mut body, &e).map_err(failed)?;
+            body.push(b'\n');
+        }
+        post(conn, &body)?;
+    }
+    for chunk in interactions.chunks(5_000) {
+        body.clear();
+        for i in chunk {
+            serde_json::to_writer(&mut body, &world.interaction_event(i)).map_err(failed)?;
+            body.push(b'\n');
+        }
+        post(conn, &body)?;
+    }
+    Ok(exposed)
+}
+
+fn post(conn: &mut Connection, body: &[u8]) -> Result<(), CliError> {
+    let r = conn.request("POST", "/v1/events", body).map_err(failed)?;
+    let v: serde_json::Value = serde_json::from_str(&r.body).unwrap_or_default();
+    if r.status != 200 || v["rejected"].as_u64().unwrap_or(0) > 0 {
+        return Err(failed(format!(
+            "POST /v1/events: {} {}",
+            r.status,
+            r.body.chars().take(600).collect::<String>()
+        )));
+    }
+    Ok(())
+}
+
+/// The experiment's results once all `exposed` exposures are in the log (they are written in
+/// batches behind the requests).
+fn results(
+    conn: &mut Connection,
+    id: &str,
+    exposed: usize,
+    alpha: f64,
+) -> Result<serde_json::Value, CliError> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, r) = get_json(
+            conn,
+            &format!("/v1/experiments/{id}/results?alpha={alpha}"),
+        )?;
+        if status == 200 && r["exposed"].as_u64() == Some(exposed as u64) {
+            return Ok(r);
+        }
+        if Instant::now() > deadline {
+            return Err(failed(format!(
+                "{id}: expected {exposed} exposed listeners, the server reports {status} {}",
+                r["exposed"]
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
