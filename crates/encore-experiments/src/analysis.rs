@@ -202,8 +202,13 @@ pub fn analyze(
             } else {
                 Alternative::Less
             };
-            let bound =
-                encore_stats::infer(cuped.lift, cuped.lift_se, Some(cuped.df), alpha, toward_harm);
+            let bound = encore_stats::infer(
+                cuped.lift,
+                cuped.lift_se,
+                Some(cuped.df),
+                alpha,
+                toward_harm,
+            );
             let inferior = match spec.role {
                 Role::Guardrail { margin } if spec.higher_is_better => bound.ci.0 < -margin,
                 Role::Guardrail { margin } => bound.ci.1 > margin,

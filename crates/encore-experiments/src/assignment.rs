@@ -127,10 +127,7 @@ impl Domain {
     fn owner(&self, bucket: u32) -> Option<u32> {
         let pos = permute(self.key, bucket);
         let i = self.ranges.partition_point(|r| r.1 <= pos);
-        self.ranges
-            .get(i)
-            .filter(|r| r.0 <= pos)
-            .map(|r| r.2)
+        self.ranges.get(i).filter(|r| r.0 <= pos).map(|r| r.2)
     }
 }
 

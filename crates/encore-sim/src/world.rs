@@ -8,8 +8,8 @@ use crate::rng::{Rng, uuid_string};
 use crate::users::{UserProfile, UserState, affinity, generate_users};
 use crate::vocab::GENRES;
 use encore_core::event::{
-    ContextType, InteractionEvent, InteractionKind, ItemType, PlaybackEvent, ReasonEnd, ReasonStart,
-    SCHEMA_VERSION,
+    ContextType, InteractionEvent, InteractionKind, ItemType, PlaybackEvent, ReasonEnd,
+    ReasonStart, SCHEMA_VERSION,
 };
 use encore_core::time::{Date, MS_PER_DAY};
 use rayon::prelude::*;
@@ -318,7 +318,11 @@ impl World {
         let session = rng.next_u64();
         let (mut plays, mut saves) = (Vec::new(), Vec::new());
         let mut ts = ts_ms;
-        for r in self.respond(user, slate, rng).into_iter().filter(|r| r.played) {
+        for r in self
+            .respond(user, slate, rng)
+            .into_iter()
+            .filter(|r| r.played)
+        {
             plays.push(Play {
                 user,
                 track: r.track,

@@ -138,7 +138,11 @@ pub fn serve_until(
         // one, before their plan is used
         let keep_aliases = {
             let (served, ingestor) = (Arc::clone(&served), Arc::clone(&ingestor));
-            let (name, root, choice) = (sc.model.clone(), dir.path().to_path_buf(), retrieval(loaded));
+            let (name, root, choice) = (
+                sc.model.clone(),
+                dir.path().to_path_buf(),
+                retrieval(loaded),
+            );
             move |defs: &[encore_experiments::store::Definition]| {
                 let wanted = encore_server::experiments::Running::model_aliases(defs);
                 served.retain_aliases(&wanted);

@@ -27,8 +27,8 @@ use encore_experiments::analysis::{MetricSpec, Role};
 use encore_experiments::assignment::{ExperimentSpec, Variant};
 use encore_experiments::store::{Definition, Store, Treatment};
 use encore_server::client::Connection;
-use encore_sim::World;
 use encore_sim::Rng;
+use encore_sim::World;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -363,7 +363,12 @@ fn simulate(
         store.start(&id)?;
         wait_for_plan(&mut conn, world, std::slice::from_ref(&id))?;
         let exposed = round(&mut conn, world, args, 1_000 + u64::from(i))?;
-        let r = results(&mut conn, &id, exposed.get(&id).copied().unwrap_or(0), alpha)?;
+        let r = results(
+            &mut conn,
+            &id,
+            exposed.get(&id).copied().unwrap_or(0),
+            alpha,
+        )?;
         store.stop(&id)?;
         bar.inc(1);
         ab.exposed_per_experiment += r["exposed"].as_f64().unwrap_or(0.0);
@@ -371,8 +376,7 @@ fn simulate(
         for m in r["results"].as_array().into_iter().flatten() {
             let name = m["metric"].as_str().unwrap_or_default().to_string();
             *lifts.entry(name.clone()).or_default() += m["cuped"]["lift"].as_f64().unwrap_or(0.0);
-            *reductions.entry(name).or_default() +=
-                m["variance_reduction"].as_f64().unwrap_or(0.0);
+            *reductions.entry(name).or_default() += m["variance_reduction"].as_f64().unwrap_or(0.0);
         }
     }
     bar.finish_and_clear();
@@ -488,11 +492,11 @@ fn round(
     if args.organic {
         // a day of their own listening, compressed into the minute after the lists
         let day = world.simulate_day();
-        let day_start = day.plays.first().map_or(anchor, |p| p.ts_start_ms).min(
-            day.interactions
-                .first()
-                .map_or(i64::MAX, |i| i.ts_ms),
-        );
+        let day_start = day
+            .plays
+            .first()
+            .map_or(anchor, |p| p.ts_start_ms)
+            .min(day.interactions.first().map_or(i64::MAX, |i| i.ts_ms));
         let squeeze = |ts: i64| anchor + (ts - day_start).max(0) / 1_440;
         plays.extend(day.plays.into_iter().map(|mut p| {
             p.ts_start_ms = squeeze(p.ts_start_ms);
@@ -549,10 +553,7 @@ fn results(
 ) -> Result<serde_json::Value, CliError> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let (status, r) = get_json(
-            conn,
-            &format!("/v1/experiments/{id}/results?alpha={alpha}"),
-        )?;
+        let (status, r) = get_json(conn, &format!("/v1/experiments/{id}/results?alpha={alpha}"))?;
         if status == 200 && r["exposed"].as_u64() == Some(exposed as u64) {
             return Ok(r);
         }

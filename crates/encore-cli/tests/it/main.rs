@@ -1,5 +1,6 @@
 //! End-to-end tests of the `encore` binary: real processes, real files, temp directories.
 
 mod cli;
+mod experiments;
 mod serve;
 mod sim;
