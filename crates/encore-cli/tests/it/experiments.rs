@@ -2,6 +2,9 @@
 //! through a real server, logs exposures, draws reactions from the simulator's response model
 //! and reads each experiment's report over HTTP.
 
+// the test prints what it measured
+#![allow(clippy::print_stderr)]
+
 use crate::cli::{encore, stderr, stdout};
 
 #[test]
