@@ -19,6 +19,7 @@ pub mod metrics;
 mod models;
 pub mod openapi;
 pub mod recs;
+pub mod traces;
 
 use axum::Router;
 use encore_ingest::Ingestor;
@@ -61,6 +62,8 @@ pub struct AppState {
     /// the served model, when this server serves recommendations
     pub serving: Option<recs::ServingAccess>,
     pub experiments: Option<Arc<experiments::ExperimentsAccess>>,
+    /// the trace store, when this server takes traces
+    pub telemetry: Option<Arc<traces::TelemetryAccess>>,
     pub metrics: Arc<metrics::Metrics>,
     in_flight: Arc<Semaphore>,
 }
@@ -74,6 +77,7 @@ impl AppState {
             registry: None,
             serving: None,
             experiments: None,
+            telemetry: None,
             metrics: Arc::default(),
             in_flight,
         }
@@ -82,6 +86,12 @@ impl AppState {
     /// Answers `/v1/assignments` from `experiments` too.
     pub fn with_experiments(mut self, experiments: Arc<experiments::ExperimentsAccess>) -> Self {
         self.experiments = Some(experiments);
+        self
+    }
+
+    /// Takes OTLP traces into `telemetry` and answers span queries too.
+    pub fn with_telemetry(mut self, telemetry: Arc<traces::TelemetryAccess>) -> Self {
+        self.telemetry = Some(telemetry);
         self
     }
 
@@ -105,6 +115,7 @@ pub fn router(state: AppState) -> Router {
         .merge(models::routes())
         .merge(recs::routes())
         .merge(experiments::routes())
+        .merge(traces::routes())
         .route("/metrics", axum::routing::get(metrics::render))
         .route("/openapi.json", axum::routing::get(openapi::openapi_json))
         .route_layer(axum::middleware::from_fn_with_state(

@@ -22,6 +22,12 @@ pub struct RouteLabels {
     pub status: String,
 }
 
+/// A label with one `kind` value.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    pub kind: &'static str,
+}
+
 #[derive(Debug)]
 pub struct Metrics {
     registry: Mutex<Registry>,
@@ -32,6 +38,8 @@ pub struct Metrics {
     pub impressions_logged: Counter,
     pub impressions_dropped: Counter,
     pub treatments_unavailable: Counter,
+    spans_stored: Counter,
+    redactions: Family<KindLabel, Counter>,
     model_version: Gauge,
     model_items: Gauge,
     swaps: Counter,
@@ -40,6 +48,26 @@ pub struct Metrics {
     cache_misses: Counter,
     /// counts already added to the counters: swaps, failed swaps, cache hits, cache misses
     seen: [AtomicU64; 4],
+}
+
+impl Metrics {
+    /// `n` spans stored, with what redaction replaced in them.
+    pub fn record_spans(&self, n: u64, r: &encore_telemetry::Redactions) {
+        self.spans_stored.inc_by(n);
+        for (kind, count) in [
+            ("email", r.emails),
+            ("card", r.cards),
+            ("phone", r.phones),
+            ("ip", r.ips),
+            ("custom", r.custom),
+        ] {
+            if count > 0 {
+                self.redactions
+                    .get_or_create(&KindLabel { kind })
+                    .inc_by(count);
+            }
+        }
+    }
 }
 
 impl Default for Metrics {
@@ -58,6 +86,8 @@ impl Default for Metrics {
             impressions_logged: Counter::default(),
             impressions_dropped: Counter::default(),
             treatments_unavailable: Counter::default(),
+            spans_stored: Counter::default(),
+            redactions: Family::default(),
             model_version: Gauge::default(),
             model_items: Gauge::default(),
             swaps: Counter::default(),
@@ -96,6 +126,16 @@ impl Default for Metrics {
             "impressions_dropped",
             "impression events dropped (write queue full)",
             m.impressions_dropped.clone(),
+        );
+        registry.register(
+            "spans_stored",
+            "trace spans stored (durable)",
+            m.spans_stored.clone(),
+        );
+        registry.register(
+            "redactions",
+            "personal data replaced in spans before storage, by kind",
+            m.redactions.clone(),
         );
         registry.register(
             "experiment_treatments_unavailable",

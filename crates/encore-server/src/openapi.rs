@@ -27,7 +27,7 @@ pub struct ErrorDetail {
 #[openapi(
     info(
         title = "encore",
-        description = "Personalization and ML operations for music streaming: events, models, serving."
+        description = "Personalization and ML operations for music streaming: events, models, serving, experiments, traces."
     ),
     paths(
         crate::health::healthz,
@@ -47,6 +47,9 @@ pub struct ErrorDetail {
         crate::recs::blend,
         crate::experiments::assignments,
         crate::experiments::results,
+        crate::traces::export,
+        crate::traces::count,
+        crate::traces::list,
     ),
     components(schemas(ErrorBody, ErrorDetail))
 )]

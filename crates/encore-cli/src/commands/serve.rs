@@ -83,6 +83,18 @@ pub fn serve_until(
         max_in_flight: (c.write_queue as usize).max(1) * 2,
     };
     let sc = &loaded.config.serving;
+    // traces: OTLP in, spans out, beside the event log in the same data directory
+    let telemetry = Arc::new(encore_server::traces::TelemetryAccess::new(
+        encore_telemetry::SpanStore::open(
+            dir.path(),
+            encore_storage::LogOptions {
+                seal_rows: 250_000,
+                ..Default::default()
+            },
+        )?,
+        encore_telemetry::Normalizer::default(),
+        64,
+    ));
     let cache_users = if sc.cache_seconds == 0 {
         0
     } else {
@@ -127,7 +139,8 @@ pub fn serve_until(
         on_listening(addr, dir.path());
         let gate = crate::cli::GateArgs::default().gate(&loaded.config.registry);
         let state = AppState::new(Arc::clone(&ingestor), limits)
-            .with_registry(dir.path().to_path_buf(), gate);
+            .with_registry(dir.path().to_path_buf(), gate)
+            .with_telemetry(Arc::clone(&telemetry));
         let impressions = sc.impressions.then(|| {
             encore_server::recs::ImpressionWriter::start(
                 Arc::clone(&ingestor),
@@ -175,6 +188,7 @@ pub fn serve_until(
     for t in Table::ALL {
         ingestor.log(t).seal()?;
     }
+    telemetry.store.seal()?;
     Ok(())
 }
 

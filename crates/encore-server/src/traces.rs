@@ -1,0 +1,234 @@
+//! Traces of model-driven features:
+//!
+//! - `POST /v1/traces`: OTLP/HTTP export requests, `application/x-protobuf` or
+//!   `application/json`, optionally `Content-Encoding: gzip`. The answer comes once every span
+//!   is durable; `503` + `Retry-After` (retryable in OTLP) when the ingest limit is reached,
+//!   `400` for a body that does not decode (not retryable).
+//! - `GET /v1/spans/count?project=`: `{"count": N}`, spans durable and queryable.
+//! - `GET /v1/spans?project=&model=&service=&operation=&provider=&status=&user=&session=&trace_id=&root=&min_duration_ms=&min_cost=&from_ms=&to_ms=&limit=&before_ns=`:
+//!   the newest matching spans, with `next_before_ns` for the next page.
+
+use crate::AppState;
+use crate::error::ApiError;
+use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use encore_core::ErrorCode;
+use encore_telemetry::{Filter, Normalizer, Redactions, SpanStore};
+use serde::Deserialize;
+use std::sync::{Arc, Mutex};
+use tokio::sync::Semaphore;
+
+/// The trace store and how spans are normalized on the way in.
+#[derive(Debug)]
+pub struct TelemetryAccess {
+    pub store: SpanStore,
+    pub normalizer: Normalizer,
+    in_flight: Arc<Semaphore>,
+    max_in_flight: usize,
+    /// redactions so far, by kind
+    pub redactions: Mutex<Redactions>,
+}
+
+impl TelemetryAccess {
+    pub fn new(store: SpanStore, normalizer: Normalizer, max_in_flight: usize) -> TelemetryAccess {
+        TelemetryAccess {
+            store,
+            normalizer,
+            in_flight: Arc::new(Semaphore::new(max_in_flight.max(1))),
+            max_in_flight: max_in_flight.max(1),
+            redactions: Mutex::default(),
+        }
+    }
+}
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/traces", post(export))
+        .route("/v1/spans/count", get(count))
+        .route("/v1/spans", get(list))
+}
+
+fn access(state: &AppState) -> Result<Arc<TelemetryAccess>, ApiError> {
+    state.telemetry.clone().ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::FailedPrecondition,
+            "this server does not store traces",
+        )
+    })
+}
+
+#[utoipa::path(post, path = "/v1/traces", tag = "traces",
+    request_body(content = String, description = "an OTLP ExportTraceServiceRequest (protobuf or JSON, gzip allowed)", content_type = "application/x-protobuf"),
+    responses((status = 200, description = "every span is durable"), (status = 400, body = crate::openapi::ErrorBody), (status = 413, body = crate::openapi::ErrorBody), (status = 503, description = "over the ingest limit (Retry-After)", body = crate::openapi::ErrorBody)))]
+pub(crate) async fn export(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let t = access(&state)?;
+    let Ok(permit) = t.in_flight.clone().try_acquire_owned() else {
+        let mut e = ApiError::new(
+            ErrorCode::Unavailable,
+            format!(
+                "over capacity: {} trace exports in flight; retry",
+                t.max_in_flight
+            ),
+        );
+        e.retry_after = Some(1);
+        return Err(e);
+    };
+    let limit = state.limits.max_body_bytes;
+    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
+        ApiError::new(
+            ErrorCode::TooLarge,
+            format!("request body is over the limit of {limit} bytes"),
+        )
+    })?;
+    let header_text = |h: header::HeaderName| {
+        headers
+            .get(h)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned()
+    };
+    let content_type = header_text(header::CONTENT_TYPE);
+    let gzip = header_text(header::CONTENT_ENCODING).eq_ignore_ascii_case("gzip");
+    let json = content_type.starts_with("application/json");
+    let metrics = state.metrics.clone();
+    let stored = tokio::task::spawn_blocking(move || -> Result<usize, ApiError> {
+        let _permit = permit;
+        let request = encore_telemetry::otlp::decode(&bytes, &content_type, gzip)
+            .map_err(|e| ApiError::new(ErrorCode::InvalidArgument, e.to_string()))?;
+        let mut counts = Redactions::default();
+        let spans = t.normalizer.spans(&request, &mut counts);
+        t.store.append(&spans)?;
+        t.redactions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .add(&counts);
+        metrics.record_spans(spans.len() as u64, &counts);
+        Ok(spans.len())
+    })
+    .await
+    .map_err(|e| {
+        ApiError::new(
+            ErrorCode::Internal,
+            format!("trace export task failed: {e}"),
+        )
+    })??;
+    tracing::debug!(spans = stored, "trace export stored");
+    // an empty ExportTraceServiceResponse: zero bytes in protobuf, `{}` in JSON
+    Ok(if json {
+        (StatusCode::OK, Json(serde_json::json!({}))).into_response()
+    } else {
+        (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/x-protobuf")],
+            Vec::<u8>::new(),
+        )
+            .into_response()
+    })
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CountParams {
+    project: Option<String>,
+}
+
+#[utoipa::path(get, path = "/v1/spans/count", tag = "traces", params(CountParams),
+    responses((status = 200, description = "`{\"count\": N}`: spans durable and queryable", body = Object)))]
+pub(crate) async fn count(
+    State(state): State<AppState>,
+    params: Result<Query<CountParams>, QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Query(p) = params.map_err(|e| ApiError::new(ErrorCode::InvalidArgument, e.body_text()))?;
+    let t = access(&state)?;
+    let n = tokio::task::spawn_blocking(move || t.store.count(p.project.as_deref()))
+        .await
+        .map_err(|e| ApiError::new(ErrorCode::Internal, format!("count task failed: {e}")))??;
+    Ok(Json(serde_json::json!({ "count": n })))
+}
+
+fn default_limit() -> usize {
+    100
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ListParams {
+    project: Option<String>,
+    service: Option<String>,
+    operation: Option<String>,
+    /// request or response model
+    model: Option<String>,
+    provider: Option<String>,
+    /// `ok`, `error` or `unset`
+    status: Option<String>,
+    user: Option<String>,
+    session: Option<String>,
+    trace_id: Option<String>,
+    /// only root spans
+    #[serde(default)]
+    root: bool,
+    min_duration_ms: Option<f64>,
+    min_cost: Option<f64>,
+    from_ms: Option<i64>,
+    to_ms: Option<i64>,
+    #[serde(default = "default_limit")]
+    limit: usize,
+    /// the previous page's `next_before_ns`
+    before_ns: Option<i64>,
+}
+
+#[utoipa::path(get, path = "/v1/spans", tag = "traces", params(ListParams),
+    responses((status = 200, description = "`{\"spans\": [...], \"next_before_ns\"}`, newest first", body = Object), (status = 400, body = crate::openapi::ErrorBody)))]
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    params: Result<Query<ListParams>, QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Query(p) = params.map_err(|e| ApiError::new(ErrorCode::InvalidArgument, e.body_text()))?;
+    if p.limit == 0 || p.limit > 10_000 {
+        return Err(ApiError::new(
+            ErrorCode::InvalidArgument,
+            format!(
+                "bad parameter `limit`: {} is out of range, expected 1..=10000",
+                p.limit
+            ),
+        ));
+    }
+    let t = access(&state)?;
+    let filter = Filter {
+        project: p.project,
+        from_ms: p.from_ms,
+        to_ms: p.to_ms,
+        service: p.service,
+        operation: p.operation,
+        model: p.model,
+        provider: p.provider,
+        status: p.status,
+        user: p.user,
+        session: p.session,
+        trace_id: p.trace_id,
+        min_duration_ms: p.min_duration_ms,
+        min_cost: p.min_cost,
+        root: p.root,
+    };
+    let (limit, before) = (p.limit, p.before_ns);
+    let rows = tokio::task::spawn_blocking(move || t.store.list(&filter, limit, before))
+        .await
+        .map_err(|e| ApiError::new(ErrorCode::Internal, format!("list task failed: {e}")))??;
+    let next = (rows.len() == limit)
+        .then(|| rows.last().map(|r| r.start_ns))
+        .flatten();
+    Ok(Json(
+        serde_json::json!({ "spans": rows, "next_before_ns": next }),
+    ))
+}

@@ -1,0 +1,319 @@
+//! OTLP/HTTP trace export requests (protobuf or JSON, optionally gzip) into canonical spans.
+
+use crate::cost::{Cost, PriceTable};
+use crate::normalize::{Mapped, map};
+use crate::redact::{Redactions, Redactor};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use prost::Message;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+use std::io::Read;
+
+/// One span, normalized, redacted and priced: what the store keeps.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Span {
+    pub project: String,
+    pub trace_id: String,
+    pub span_id: String,
+    pub parent_span_id: Option<String>,
+    pub name: String,
+    /// `internal`, `server`, `client`, `producer`, `consumer` or `unspecified`
+    pub kind: &'static str,
+    pub service: String,
+    pub start_ns: i64,
+    pub end_ns: i64,
+    /// `unset`, `ok` or `error`
+    pub status: &'static str,
+    pub status_message: Option<String>,
+    #[serde(flatten)]
+    pub mapped: Mapped,
+    pub cost: Option<Cost>,
+}
+
+impl Span {
+    pub fn duration_ns(&self) -> i64 {
+        (self.end_ns - self.start_ns).max(0)
+    }
+
+    pub fn key(&self) -> String {
+        format!("{}{}", self.trace_id, self.span_id)
+    }
+}
+
+/// What may be stored of prompts and completions, per service.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ContentPolicy {
+    /// content and the attributes no rule mapped are dropped
+    None,
+    /// content is dropped, the remaining attributes kept
+    MetadataOnly,
+    /// everything is kept (redacted)
+    #[default]
+    Full,
+}
+
+/// How spans are turned into stored rows.
+#[derive(Debug, Clone, Default)]
+pub struct Normalizer {
+    pub redactor: Redactor,
+    pub prices: PriceTable,
+    pub content: ContentPolicy,
+    pub content_by_service: HashMap<String, ContentPolicy>,
+    /// when set, user ids are stored as a keyed hash (HMAC-SHA256, hex)
+    pub user_id_key: Option<Vec<u8>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("the body is not gzip: {0}")]
+    Gzip(std::io::Error),
+    #[error("the body is not an OTLP protobuf ExportTraceServiceRequest: {0}")]
+    Protobuf(prost::DecodeError),
+    #[error("the body is not an OTLP/JSON ExportTraceServiceRequest: {0}")]
+    Json(serde_json::Error),
+    #[error("unsupported content type {0:?}: expected application/x-protobuf or application/json")]
+    ContentType(String),
+}
+
+/// Decodes an export request body. `content_type`: `application/x-protobuf` (or
+/// `application/protobuf`) or `application/json`; `gzip`: the body is gzip-compressed.
+pub fn decode(
+    body: &[u8],
+    content_type: &str,
+    gzip: bool,
+) -> Result<ExportTraceServiceRequest, DecodeError> {
+    let inflated;
+    let body = if gzip {
+        let mut out = Vec::with_capacity(body.len() * 4);
+        flate2::read::GzDecoder::new(body)
+            .read_to_end(&mut out)
+            .map_err(DecodeError::Gzip)?;
+        inflated = out;
+        &inflated[..]
+    } else {
+        body
+    };
+    let media = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    match media.as_str() {
+        "application/x-protobuf" | "application/protobuf" | "" => {
+            ExportTraceServiceRequest::decode(body).map_err(DecodeError::Protobuf)
+        }
+        "application/json" => serde_json::from_slice(body).map_err(DecodeError::Json),
+        other => Err(DecodeError::ContentType(other.to_owned())),
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(DIGITS[(b >> 4) as usize] as char);
+        s.push(DIGITS[(b & 15) as usize] as char);
+    }
+    s
+}
+
+/// An OTLP value as JSON.
+pub fn any_to_json(v: &AnyValue) -> Value {
+    match &v.value {
+        Some(any_value::Value::StringValue(s)) => Value::String(s.clone()),
+        Some(any_value::Value::BoolValue(b)) => Value::Bool(*b),
+        Some(any_value::Value::IntValue(i)) => Value::from(*i),
+        Some(any_value::Value::DoubleValue(d)) => {
+            serde_json::Number::from_f64(*d).map_or(Value::Null, Value::Number)
+        }
+        Some(any_value::Value::ArrayValue(a)) => {
+            Value::Array(a.values.iter().map(any_to_json).collect())
+        }
+        Some(any_value::Value::KvlistValue(kv)) => Value::Object(attributes(&kv.values)),
+        Some(any_value::Value::BytesValue(b)) => Value::String(hex(b)),
+        // an index into a profile's string table: meaningless without it
+        Some(any_value::Value::StringValueStrindex(_)) | None => Value::Null,
+    }
+}
+
+fn attributes(kvs: &[KeyValue]) -> Map<String, Value> {
+    kvs.iter()
+        .map(|kv| {
+            (
+                kv.key.clone(),
+                kv.value.as_ref().map_or(Value::Null, any_to_json),
+            )
+        })
+        .collect()
+}
+
+fn hmac_sha256(key: &[u8], message: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut k = [0u8; 64];
+    if key.len() > 64 {
+        k[..32].copy_from_slice(&Sha256::digest(key));
+    } else {
+        k[..key.len()].copy_from_slice(key);
+    }
+    let pad = |b: u8| k.iter().map(|x| x ^ b).collect::<Vec<u8>>();
+    let inner = Sha256::new()
+        .chain_update(pad(0x36))
+        .chain_update(message)
+        .finalize();
+    let outer = Sha256::new()
+        .chain_update(pad(0x5c))
+        .chain_update(inner)
+        .finalize();
+    hex(&outer[..16])
+}
+
+const KINDS: [&str; 6] = [
+    "unspecified",
+    "internal",
+    "server",
+    "client",
+    "producer",
+    "consumer",
+];
+
+impl Normalizer {
+    fn policy(&self, service: &str) -> ContentPolicy {
+        self.content_by_service
+            .get(service)
+            .copied()
+            .unwrap_or(self.content)
+    }
+
+    /// Every span of `request`, normalized; `counts` gets what redaction replaced.
+    pub fn spans(&self, request: &ExportTraceServiceRequest, counts: &mut Redactions) -> Vec<Span> {
+        let mut out = Vec::new();
+        for rs in &request.resource_spans {
+            let resource = rs
+                .resource
+                .as_ref()
+                .map(|r| attributes(&r.attributes))
+                .unwrap_or_default();
+            let text = |k: &str| resource.get(k).and_then(Value::as_str).map(str::to_owned);
+            let project = text("openinference.project.name")
+                .or_else(|| text("encore.project"))
+                .unwrap_or_else(|| "default".into());
+            let service = text("service.name").unwrap_or_else(|| "unknown_service".into());
+            let policy = self.policy(&service);
+            for ss in &rs.scope_spans {
+                for s in &ss.spans {
+                    let mut attrs = attributes(&s.attributes);
+                    // the deprecated message events carry prompts and completions
+                    let mut event_input = Vec::new();
+                    let mut event_output = Vec::new();
+                    let mut exception = None;
+                    for e in &s.events {
+                        let ea = attributes(&e.attributes);
+                        match e.name.as_str() {
+                            "gen_ai.choice" => event_output.push(Value::Object(ea)),
+                            n if n.starts_with("gen_ai.") && n.ends_with(".message") => {
+                                let mut m = ea;
+                                m.insert("event".into(), Value::String(n.to_owned()));
+                                event_input.push(Value::Object(m));
+                            }
+                            "exception" => {
+                                exception = ea
+                                    .get("exception.type")
+                                    .and_then(Value::as_str)
+                                    .map(str::to_owned);
+                            }
+                            _ => {}
+                        }
+                    }
+                    // resource-level user and session ids count when the span has none
+                    for k in ["user.id", "session.id"] {
+                        if !attrs.contains_key(k)
+                            && let Some(v) = resource.get(k)
+                        {
+                            attrs.insert(k.to_owned(), v.clone());
+                        }
+                    }
+                    let mut mapped = map(&attrs);
+                    if mapped.input.is_none() && !event_input.is_empty() {
+                        mapped.input = Some(Value::Array(event_input).to_string());
+                    }
+                    if mapped.output.is_none() && !event_output.is_empty() {
+                        mapped.output = Some(Value::Array(event_output).to_string());
+                    }
+                    let (status, status_message) = match s.status.as_ref() {
+                        Some(st) if st.code == 2 => ("error", Some(st.message.clone())),
+                        Some(st) if st.code == 1 => ("ok", None),
+                        _ => ("unset", None),
+                    };
+                    if mapped.error_type.is_none() && status == "error" {
+                        mapped.error_type = exception.clone();
+                    }
+                    if mapped.tokens.total.is_none()
+                        && (mapped.tokens.input.is_some() || mapped.tokens.output.is_some())
+                    {
+                        mapped.tokens.total = Some(
+                            mapped.tokens.input.unwrap_or(0) + mapped.tokens.output.unwrap_or(0),
+                        );
+                    }
+                    // privacy before anything is kept
+                    match policy {
+                        ContentPolicy::Full => {}
+                        ContentPolicy::MetadataOnly => {
+                            mapped.input = None;
+                            mapped.output = None;
+                        }
+                        ContentPolicy::None => {
+                            mapped.input = None;
+                            mapped.output = None;
+                            mapped.attributes.clear();
+                        }
+                    }
+                    for field in [&mut mapped.input, &mut mapped.output] {
+                        if let Some(t) = field.as_mut() {
+                            *t = self.redactor.redact(t, counts);
+                        }
+                    }
+                    for v in mapped.attributes.values_mut() {
+                        self.redactor.redact_json(v, counts);
+                    }
+                    let mut status_message = status_message.filter(|m| !m.is_empty());
+                    if let Some(m) = status_message.as_mut() {
+                        *m = self.redactor.redact(m, counts);
+                    }
+                    if let Some(u) = mapped.user.as_mut() {
+                        match &self.user_id_key {
+                            Some(key) => *u = hmac_sha256(key, u.as_bytes()),
+                            None => *u = self.redactor.redact(u, counts),
+                        }
+                    }
+                    let cost = self.prices.cost(
+                        mapped.reported_cost,
+                        mapped.response_model.as_deref(),
+                        mapped.request_model.as_deref(),
+                        &mapped.tokens,
+                    );
+                    out.push(Span {
+                        project: project.clone(),
+                        trace_id: hex(&s.trace_id),
+                        span_id: hex(&s.span_id),
+                        parent_span_id: (!s.parent_span_id.is_empty())
+                            .then(|| hex(&s.parent_span_id)),
+                        name: s.name.clone(),
+                        kind: KINDS.get(s.kind as usize).copied().unwrap_or("unspecified"),
+                        service: service.clone(),
+                        start_ns: s.start_time_unix_nano as i64,
+                        end_ns: s.end_time_unix_nano as i64,
+                        status,
+                        status_message,
+                        mapped,
+                        cost,
+                    });
+                }
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,429 @@
+//! The trace store: two event logs under `<data dir>/traces/`, written and recovered with the
+//! event log's discipline (WAL, group commit, acknowledgement only once durable, zstd Parquet
+//! segments by UTC day):
+//!
+//! - `spans`: the narrow core table that filters and aggregates read (ids, names, times, status,
+//!   service, model, provider, token counts, cost, user, session, remaining attributes as JSON);
+//! - `span_content`: prompts and completions, apart, read only when a span's content is asked
+//!   for or searched.
+
+use crate::otlp::Span;
+use arrow::array::{
+    Array, ArrayRef, Float64Array, Float64Builder, Int64Array, Int64Builder, RecordBatch,
+    StringArray, StringBuilder,
+};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use encore_storage::{EventLog, LogOptions, StorageError, TableSpec};
+use serde::Serialize;
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+
+/// Columns of the core table, in order.
+const SPAN_COLUMNS: &[(&str, DataType, bool)] = &[
+    ("key", DataType::Utf8, false),
+    ("project", DataType::Utf8, false),
+    ("trace_id", DataType::Utf8, false),
+    ("span_id", DataType::Utf8, false),
+    ("parent_span_id", DataType::Utf8, true),
+    ("name", DataType::Utf8, false),
+    ("kind", DataType::Utf8, false),
+    ("service", DataType::Utf8, false),
+    ("start_ms", DataType::Int64, false),
+    ("start_ns", DataType::Int64, false),
+    ("duration_ns", DataType::Int64, false),
+    ("status", DataType::Utf8, false),
+    ("status_message", DataType::Utf8, true),
+    ("operation", DataType::Utf8, true),
+    ("provider", DataType::Utf8, true),
+    ("request_model", DataType::Utf8, true),
+    ("response_model", DataType::Utf8, true),
+    ("ai_kind", DataType::Utf8, true),
+    ("input_tokens", DataType::Int64, true),
+    ("output_tokens", DataType::Int64, true),
+    ("cache_read_tokens", DataType::Int64, true),
+    ("cache_write_tokens", DataType::Int64, true),
+    ("reasoning_tokens", DataType::Int64, true),
+    ("total_tokens", DataType::Int64, true),
+    ("cost_usd", DataType::Float64, true),
+    ("cost_source", DataType::Utf8, true),
+    ("user_id", DataType::Utf8, true),
+    ("session_id", DataType::Utf8, true),
+    ("conversation_id", DataType::Utf8, true),
+    ("prompt_version", DataType::Utf8, true),
+    ("error_type", DataType::Utf8, true),
+    ("attributes", DataType::Utf8, false),
+];
+
+fn schema_of(columns: &[(&str, DataType, bool)]) -> SchemaRef {
+    Arc::new(Schema::new(
+        columns
+            .iter()
+            .map(|(n, t, null)| Field::new(*n, t.clone(), *null))
+            .collect::<Vec<_>>(),
+    ))
+}
+
+pub fn span_schema() -> SchemaRef {
+    static S: OnceLock<SchemaRef> = OnceLock::new();
+    S.get_or_init(|| schema_of(SPAN_COLUMNS)).clone()
+}
+
+pub fn content_schema() -> SchemaRef {
+    static S: OnceLock<SchemaRef> = OnceLock::new();
+    S.get_or_init(|| {
+        schema_of(&[
+            ("key", DataType::Utf8, false),
+            ("project", DataType::Utf8, false),
+            ("start_ms", DataType::Int64, false),
+            ("input", DataType::Utf8, true),
+            ("output", DataType::Utf8, true),
+        ])
+    })
+    .clone()
+}
+
+/// The core table's and the content table's batches of `spans`.
+pub fn batches(spans: &[Span]) -> Result<(RecordBatch, RecordBatch), arrow::error::ArrowError> {
+    let n = spans.len();
+    let strings = |f: &dyn Fn(&Span) -> Option<&str>| -> ArrayRef {
+        let mut b = StringBuilder::with_capacity(n, n * 16);
+        for s in spans {
+            b.append_option(f(s));
+        }
+        Arc::new(b.finish())
+    };
+    let ints = |f: &dyn Fn(&Span) -> Option<i64>| -> ArrayRef {
+        let mut b = Int64Builder::with_capacity(n);
+        for s in spans {
+            b.append_option(f(s));
+        }
+        Arc::new(b.finish())
+    };
+    let keys: Vec<String> = spans.iter().map(Span::key).collect();
+    let key_array: ArrayRef = Arc::new(StringArray::from_iter_values(keys.iter()));
+    let project: ArrayRef = strings(&|s| Some(&s.project));
+    let start_ms: ArrayRef = ints(&|s| Some(s.start_ns.div_euclid(1_000_000)));
+    let mut cost = Float64Builder::with_capacity(n);
+    for s in spans {
+        cost.append_option(s.cost.as_ref().map(|c| c.usd));
+    }
+    let attributes: Vec<String> = spans
+        .iter()
+        .map(|s| serde_json::Value::Object(s.mapped.attributes.clone()).to_string())
+        .collect();
+    let core = RecordBatch::try_new(
+        span_schema(),
+        vec![
+            key_array.clone(),
+            project.clone(),
+            strings(&|s| Some(&s.trace_id)),
+            strings(&|s| Some(&s.span_id)),
+            strings(&|s| s.parent_span_id.as_deref()),
+            strings(&|s| Some(&s.name)),
+            strings(&|s| Some(s.kind)),
+            strings(&|s| Some(&s.service)),
+            start_ms.clone(),
+            ints(&|s| Some(s.start_ns)),
+            ints(&|s| Some(s.duration_ns())),
+            strings(&|s| Some(s.status)),
+            strings(&|s| s.status_message.as_deref()),
+            strings(&|s| s.mapped.operation.as_deref()),
+            strings(&|s| s.mapped.provider.as_deref()),
+            strings(&|s| s.mapped.request_model.as_deref()),
+            strings(&|s| s.mapped.response_model.as_deref()),
+            strings(&|s| s.mapped.ai_kind.as_deref()),
+            ints(&|s| s.mapped.tokens.input),
+            ints(&|s| s.mapped.tokens.output),
+            ints(&|s| s.mapped.tokens.cache_read),
+            ints(&|s| s.mapped.tokens.cache_write),
+            ints(&|s| s.mapped.tokens.reasoning),
+            ints(&|s| s.mapped.tokens.total),
+            Arc::new(cost.finish()),
+            strings(&|s| s.cost.as_ref().map(|c| c.source.as_str())),
+            strings(&|s| s.mapped.user.as_deref()),
+            strings(&|s| s.mapped.session.as_deref()),
+            strings(&|s| s.mapped.conversation.as_deref()),
+            strings(&|s| s.mapped.prompt_version.as_deref()),
+            strings(&|s| s.mapped.error_type.as_deref()),
+            Arc::new(StringArray::from_iter_values(attributes.iter())),
+        ],
+    )?;
+    let content = RecordBatch::try_new(
+        content_schema(),
+        vec![
+            key_array,
+            project,
+            start_ms,
+            strings(&|s| s.mapped.input.as_deref()),
+            strings(&|s| s.mapped.output.as_deref()),
+        ],
+    )?;
+    Ok((core, content))
+}
+
+/// The trace store of a data directory.
+#[derive(Debug)]
+pub struct SpanStore {
+    pub spans: EventLog,
+    pub content: EventLog,
+}
+
+impl SpanStore {
+    pub fn open(root: &Path, options: LogOptions) -> Result<SpanStore, StorageError> {
+        let dir = root.join("traces");
+        let spans = EventLog::open(
+            &dir.join("spans"),
+            TableSpec {
+                name: "spans",
+                schema: span_schema(),
+                ts_column: "start_ms",
+                id_column: "key",
+                high_cardinality: &[
+                    "key",
+                    "trace_id",
+                    "span_id",
+                    "parent_span_id",
+                    "start_ns",
+                    "attributes",
+                ],
+            },
+            options.clone(),
+        )?;
+        let content = EventLog::open(
+            &dir.join("span_content"),
+            TableSpec {
+                name: "span_content",
+                schema: content_schema(),
+                ts_column: "start_ms",
+                id_column: "key",
+                high_cardinality: &["key", "input", "output"],
+            },
+            options,
+        )?;
+        Ok(SpanStore { spans, content })
+    }
+
+    /// Stores `spans` and returns once both tables hold them durably.
+    pub fn append(&self, spans: &[Span]) -> Result<(), StorageError> {
+        if spans.is_empty() {
+            return Ok(());
+        }
+        let (core, content) = batches(spans).map_err(|e| StorageError::Arrow {
+            message: e.to_string(),
+        })?;
+        // content first: a span is visible once its core row is durable
+        self.content.append(content)?;
+        self.spans.append(core)
+    }
+
+    pub fn seal(&self) -> Result<(), StorageError> {
+        self.content.seal()?;
+        self.spans.seal()
+    }
+}
+
+/// Filters of a span listing; `None` matches everything.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub project: Option<String>,
+    pub from_ms: Option<i64>,
+    pub to_ms: Option<i64>,
+    pub service: Option<String>,
+    pub operation: Option<String>,
+    /// request or response model
+    pub model: Option<String>,
+    pub provider: Option<String>,
+    pub status: Option<String>,
+    pub user: Option<String>,
+    pub session: Option<String>,
+    pub trace_id: Option<String>,
+    pub min_duration_ms: Option<f64>,
+    pub min_cost: Option<f64>,
+    /// only root spans (no parent)
+    pub root: bool,
+}
+
+/// One row of a listing.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SpanRow {
+    pub trace_id: String,
+    pub span_id: String,
+    pub parent_span_id: Option<String>,
+    pub name: String,
+    pub kind: String,
+    pub service: String,
+    pub start_ns: i64,
+    pub duration_ms: f64,
+    pub status: String,
+    pub operation: Option<String>,
+    pub provider: Option<String>,
+    pub request_model: Option<String>,
+    pub response_model: Option<String>,
+    pub input_tokens: Option<i64>,
+    pub output_tokens: Option<i64>,
+    pub cache_read_tokens: Option<i64>,
+    pub total_tokens: Option<i64>,
+    pub cost_usd: Option<f64>,
+    pub user_id: Option<String>,
+    pub session_id: Option<String>,
+    pub error_type: Option<String>,
+}
+
+fn col<'a, T: 'static>(b: &'a RecordBatch, name: &str) -> Result<&'a T, StorageError> {
+    b.column_by_name(name)
+        .and_then(|c| c.as_any().downcast_ref::<T>())
+        .ok_or_else(|| StorageError::Arrow {
+            message: format!("spans: column {name} is missing or of another type"),
+        })
+}
+
+fn opt_str(a: &StringArray, i: usize) -> Option<String> {
+    (!a.is_null(i)).then(|| a.value(i).to_owned())
+}
+
+fn opt_i64(a: &Int64Array, i: usize) -> Option<i64> {
+    (!a.is_null(i)).then(|| a.value(i))
+}
+
+impl SpanStore {
+    /// Spans of `project` (every project when `None`) durable and queryable now.
+    pub fn count(&self, project: Option<&str>) -> Result<u64, StorageError> {
+        let mut n = 0u64;
+        self.spans.scan(Some(&["project"]), |b| {
+            match project {
+                None => n += b.num_rows() as u64,
+                Some(p) => {
+                    let a: &StringArray = col(b, "project")?;
+                    n += a.iter().filter(|v| *v == Some(p)).count() as u64;
+                }
+            }
+            Ok(())
+        })?;
+        Ok(n)
+    }
+
+    /// The newest `limit` spans matching `filter`, newest first, starting before `before_ns`
+    /// (keyset pagination: pass the last row's `start_ns` to get the next page).
+    pub fn list(
+        &self,
+        filter: &Filter,
+        limit: usize,
+        before_ns: Option<i64>,
+    ) -> Result<Vec<SpanRow>, StorageError> {
+        let mut rows: Vec<SpanRow> = Vec::new();
+        let (from, to) = (
+            filter.from_ms.unwrap_or(i64::MIN),
+            filter.to_ms.unwrap_or(i64::MAX),
+        );
+        let eq = |want: &Option<String>, a: &StringArray, i: usize| {
+            want.as_deref()
+                .is_none_or(|w| !a.is_null(i) && a.value(i) == w)
+        };
+        self.spans.scan_range(from, to, true, None, |b| {
+            let project: &StringArray = col(b, "project")?;
+            let start_ms: &Int64Array = col(b, "start_ms")?;
+            let start_ns: &Int64Array = col(b, "start_ns")?;
+            let duration: &Int64Array = col(b, "duration_ns")?;
+            let service: &StringArray = col(b, "service")?;
+            let operation: &StringArray = col(b, "operation")?;
+            let provider: &StringArray = col(b, "provider")?;
+            let request_model: &StringArray = col(b, "request_model")?;
+            let response_model: &StringArray = col(b, "response_model")?;
+            let status: &StringArray = col(b, "status")?;
+            let user: &StringArray = col(b, "user_id")?;
+            let session: &StringArray = col(b, "session_id")?;
+            let trace: &StringArray = col(b, "trace_id")?;
+            let parent: &StringArray = col(b, "parent_span_id")?;
+            let cost: &Float64Array = col(b, "cost_usd")?;
+            // rows older than the current page's last cannot enter it
+            let floor = if rows.len() >= limit {
+                rows.last().map_or(i64::MIN, |r| r.start_ns)
+            } else {
+                i64::MIN
+            };
+            let mut candidates: Vec<(i64, usize)> = Vec::new();
+            for i in 0..b.num_rows() {
+                let t = start_ns.value(i);
+                if t < floor
+                    || before_ns.is_some_and(|bn| t >= bn)
+                    || !(from..=to).contains(&start_ms.value(i))
+                    || !eq(&filter.project, project, i)
+                    || !eq(&filter.service, service, i)
+                    || !eq(&filter.operation, operation, i)
+                    || !eq(&filter.provider, provider, i)
+                    || !eq(&filter.status, status, i)
+                    || !eq(&filter.user, user, i)
+                    || !eq(&filter.session, session, i)
+                    || !eq(&filter.trace_id, trace, i)
+                    || (filter.root && !parent.is_null(i))
+                {
+                    continue;
+                }
+                let is = |a: &StringArray, m: &str| !a.is_null(i) && a.value(i) == m;
+                if let Some(m) = filter.model.as_deref()
+                    && !is(request_model, m)
+                    && !is(response_model, m)
+                {
+                    continue;
+                }
+                if filter
+                    .min_duration_ms
+                    .is_some_and(|d| (duration.value(i) as f64 / 1e6) < d)
+                {
+                    continue;
+                }
+                if filter
+                    .min_cost
+                    .is_some_and(|m| cost.is_null(i) || cost.value(i) < m)
+                {
+                    continue;
+                }
+                candidates.push((t, i));
+            }
+            if candidates.len() > limit {
+                candidates.select_nth_unstable_by(limit, |a, b| b.0.cmp(&a.0));
+                candidates.truncate(limit);
+            }
+            for (_, i) in candidates {
+                rows.push(row(b, i)?);
+            }
+            rows.sort_by(|a, b| b.start_ns.cmp(&a.start_ns).then(b.span_id.cmp(&a.span_id)));
+            rows.truncate(limit);
+            Ok(())
+        })?;
+        Ok(rows)
+    }
+}
+
+fn row(b: &RecordBatch, i: usize) -> Result<SpanRow, StorageError> {
+    let s = |name: &str| -> Result<Option<String>, StorageError> {
+        Ok(opt_str(col::<StringArray>(b, name)?, i))
+    };
+    let n = |name: &str| -> Result<Option<i64>, StorageError> {
+        Ok(opt_i64(col::<Int64Array>(b, name)?, i))
+    };
+    let cost: &Float64Array = col(b, "cost_usd")?;
+    Ok(SpanRow {
+        trace_id: s("trace_id")?.unwrap_or_default(),
+        span_id: s("span_id")?.unwrap_or_default(),
+        parent_span_id: s("parent_span_id")?,
+        name: s("name")?.unwrap_or_default(),
+        kind: s("kind")?.unwrap_or_default(),
+        service: s("service")?.unwrap_or_default(),
+        start_ns: n("start_ns")?.unwrap_or_default(),
+        duration_ms: n("duration_ns")?.unwrap_or_default() as f64 / 1e6,
+        status: s("status")?.unwrap_or_default(),
+        operation: s("operation")?,
+        provider: s("provider")?,
+        request_model: s("request_model")?,
+        response_model: s("response_model")?,
+        input_tokens: n("input_tokens")?,
+        output_tokens: n("output_tokens")?,
+        cache_read_tokens: n("cache_read_tokens")?,
+        total_tokens: n("total_tokens")?,
+        cost_usd: (!cost.is_null(i)).then(|| cost.value(i)),
+        user_id: s("user_id")?,
+        session_id: s("session_id")?,
+        error_type: s("error_type")?,
+    })
+}

@@ -1,0 +1,298 @@
+//! The normalization table against the public fixtures of `../shared` (skipped when absent),
+//! OTLP decoding, and privacy: raw personal data reaches neither the WAL nor the segments.
+
+use encore_telemetry::normalize::map;
+use encore_telemetry::otlp::{Normalizer, decode};
+use encore_telemetry::{Filter, Redactions, SpanStore};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span as OtlpSpan, Status};
+use prost::Message;
+use serde_json::{Map, Value};
+use std::path::PathBuf;
+
+fn fixtures() -> Option<PathBuf> {
+    let root = std::env::var_os("ENCORE_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"));
+    let dir = root.join("datasets/llm-observability-fixtures");
+    if dir.is_dir() {
+        Some(dir)
+    } else {
+        #[allow(clippy::print_stderr)]
+        {
+            eprintln!("skipping: {} is absent", dir.display());
+        }
+        None
+    }
+}
+
+fn object(path: PathBuf) -> Map<String, Value> {
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
+#[test]
+fn three_vocabularies_map_to_the_same_canonical_span() {
+    let Some(dir) = fixtures() else { return };
+    let genai = map(&object(
+        dir.join("openinference-genai/otel_genai_client_span_tool_calls.json"),
+    ));
+    let old = map(&object(dir.join(
+        "openinference-genai/otel_genai_deprecated_client_span_tool_calls.json",
+    )));
+    let oi = map(&object(dir.join(
+        "openinference-genai/openinference_client_span_tool_calls.json",
+    )));
+    for m in [&genai, &old, &oi] {
+        assert_eq!(m.provider.as_deref(), Some("openai"), "{m:?}");
+        assert_eq!(m.response_model.as_deref(), Some("gpt-4-0613"));
+        assert_eq!(m.tokens.input, Some(97));
+        assert_eq!(m.tokens.output, Some(52));
+        assert!(m.input.as_deref().unwrap().contains("Weather in Paris?"));
+        assert!(m.output.as_deref().unwrap().contains("rainy"));
+    }
+    assert_eq!(genai.operation.as_deref(), Some("chat"));
+    assert_eq!(genai.request_model.as_deref(), Some("gpt-4"));
+    assert_eq!(oi.ai_kind.as_deref(), Some("LLM"));
+    assert_eq!(oi.tokens.total, Some(149));
+    // consumed keys are not kept twice; the rest are
+    assert!(!genai.attributes.contains_key("gen_ai.usage.input_tokens"));
+    assert_eq!(genai.attributes["gen_ai.request.temperature"], 0.5);
+    let tool = map(&object(
+        dir.join("openinference-genai/otel_genai_tool_execution_span.json"),
+    ));
+    assert_eq!(tool.operation.as_deref(), Some("execute_tool"));
+    assert_eq!(tool.attributes["gen_ai.tool.name"], "get_weather");
+    // spans captured from the Vercel AI SDK: ai.* and gen_ai.* side by side
+    let spans: Vec<Value> = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("openinference-vercel-v6-spans/all-spans.json")).unwrap(),
+    )
+    .unwrap();
+    let mut with_tokens = 0;
+    for s in &spans {
+        let m = map(s["attributes"].as_object().unwrap());
+        assert!(m.request_model.is_some(), "{}", s["name"]);
+        if let Some(i) = m.tokens.input {
+            assert!(i > 0);
+            with_tokens += 1;
+        }
+    }
+    assert!(
+        with_tokens >= 5,
+        "{with_tokens} of {} spans with tokens",
+        spans.len()
+    );
+}
+
+#[test]
+fn the_official_otlp_json_example_decodes() {
+    let Some(dir) = fixtures() else { return };
+    let body = std::fs::read(dir.join("otlp-proto-examples/trace.json")).unwrap();
+    let req = decode(&body, "application/json", false).unwrap();
+    let spans = Normalizer::default().spans(&req, &mut Redactions::default());
+    assert_eq!(spans.len(), 1);
+    let s = &spans[0];
+    assert_eq!(s.trace_id, "5b8efff798038103d269b633813fc60c");
+    assert_eq!(s.span_id, "eee19b7ec3c1b174");
+    assert_eq!(s.kind, "server");
+    assert_eq!(s.service, "my.service");
+    assert_eq!(s.project, "default");
+    assert!(s.end_ns > s.start_ns);
+}
+
+fn kv(key: &str, value: any_value::Value) -> KeyValue {
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue { value: Some(value) }),
+        ..Default::default()
+    }
+}
+
+fn s(v: &str) -> any_value::Value {
+    any_value::Value::StringValue(v.into())
+}
+
+/// A request of `n` LLM spans whose prompts carry `prompt`.
+fn request(project: &str, n: usize, prompt: &str) -> ExportTraceServiceRequest {
+    let spans = (0..n)
+        .map(|i| OtlpSpan {
+            trace_id: (i as u128 + 1).to_be_bytes().to_vec(),
+            span_id: (i as u64 + 1).to_be_bytes().to_vec(),
+            name: "chat gpt-4o-mini".into(),
+            kind: 3,
+            start_time_unix_nano: 1_790_000_000_000_000_000 + i as u64 * 1_000_000,
+            end_time_unix_nano: 1_790_000_000_000_000_000 + i as u64 * 1_000_000 + 250_000_000,
+            attributes: vec![
+                kv("gen_ai.operation.name", s("chat")),
+                kv("gen_ai.provider.name", s("openai")),
+                kv("gen_ai.request.model", s("gpt-4o-mini")),
+                kv("gen_ai.response.model", s("gpt-4o-mini-2024-07-18")),
+                kv(
+                    "gen_ai.usage.input_tokens",
+                    any_value::Value::IntValue(1_000),
+                ),
+                kv(
+                    "gen_ai.usage.output_tokens",
+                    any_value::Value::IntValue(200),
+                ),
+                kv(
+                    "gen_ai.usage.cache_read.input_tokens",
+                    any_value::Value::IntValue(400),
+                ),
+                kv("user.id", s("listener-7")),
+                kv(
+                    "gen_ai.input.messages",
+                    s(&format!("[{{\"role\":\"user\",\"content\":\"{prompt}\"}}]")),
+                ),
+                kv("app.note", s(prompt)),
+            ],
+            status: Some(Status {
+                code: if i % 10 == 0 { 2 } else { 1 },
+                message: String::new(),
+            }),
+            ..Default::default()
+        })
+        .collect();
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![
+                    kv("service.name", s("playlist-writer")),
+                    kv("openinference.project.name", s(project)),
+                ],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
+const PII: &[&str] = &[
+    "jane.doe@example.com",
+    "4111 1111 1111 1111",
+    "5500-0000-0000-0004",
+    "+44 20 7946 0958",
+    "(415) 555-2671",
+    "203.0.113.77",
+    "2001:db8::ff00:42:8329",
+];
+
+fn files_under(dir: &std::path::Path, out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            files_under(&p, out);
+        } else {
+            out.push(p);
+        }
+    }
+}
+
+#[test]
+fn personal_data_is_redacted_before_the_wal_and_spans_are_priced_and_queryable() {
+    let tmp = tempfile::tempdir().unwrap();
+    let prompt = format!(
+        "I am {}, card {}, backup card {}, call {} or {}, from {} / {}; order 4111 1111 1111 1112",
+        PII[0], PII[1], PII[2], PII[3], PII[4], PII[5], PII[6]
+    );
+    let body = request("pii", 50, &prompt).encode_to_vec();
+    // gzip on the wire too
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, &body).unwrap();
+    let req = decode(&gz.finish().unwrap(), "application/x-protobuf", true).unwrap();
+    let mut counts = Redactions::default();
+    let spans = Normalizer::default().spans(&req, &mut counts);
+    assert_eq!(spans.len(), 50);
+    // per span, in content and in the attribute: 1 email, 2 cards, 2 phones, 2 IPs
+    assert_eq!(
+        (counts.emails, counts.cards, counts.phones, counts.ips),
+        (100, 200, 200, 200),
+        "{counts:?}"
+    );
+    let input = spans[0].mapped.input.as_deref().unwrap();
+    assert!(input.contains("[EMAIL]") && input.contains("[CARD]") && input.contains("[PHONE]"));
+    // not a card (Luhn fails): kept
+    assert!(input.contains("4111 1111 1111 1112"), "{input}");
+    // priced from the table: 600 uncached + 400 cached input, 200 output
+    let cost = spans[0].cost.as_ref().unwrap();
+    let want = (600.0 * 0.15 + 400.0 * 0.075 + 200.0 * 0.60) / 1e6;
+    assert!((cost.usd - want).abs() < 1e-15, "{cost:?}");
+
+    let store = SpanStore::open(tmp.path(), Default::default()).unwrap();
+    store.append(&spans).unwrap();
+    assert_eq!(store.count(Some("pii")).unwrap(), 50);
+    assert_eq!(store.count(Some("other")).unwrap(), 0);
+    let errors = store
+        .list(
+            &Filter {
+                project: Some("pii".into()),
+                status: Some("error".into()),
+                model: Some("gpt-4o-mini-2024-07-18".into()),
+                ..Default::default()
+            },
+            100,
+            None,
+        )
+        .unwrap();
+    assert_eq!(errors.len(), 5);
+    assert!(errors.windows(2).all(|w| w[0].start_ns > w[1].start_ns));
+    // keyset pages cover everything once
+    let (mut seen, mut before) = (0, None);
+    loop {
+        let page = store.list(&Filter::default(), 7, before).unwrap();
+        seen += page.len();
+        if page.len() < 7 {
+            break;
+        }
+        before = page.last().map(|r| r.start_ns);
+    }
+    assert_eq!(seen, 50);
+    let listed =
+        serde_json::to_string(&store.list(&Filter::default(), 100, None).unwrap()).unwrap();
+
+    // the raw values are nowhere: not in the WAL (before sealing), not in the segments
+    let raw_absent = |what: &str| {
+        let mut files = Vec::new();
+        files_under(&tmp.path().join("traces"), &mut files);
+        assert!(!files.is_empty());
+        for f in files {
+            let bytes = std::fs::read(&f).unwrap();
+            for v in PII {
+                assert!(
+                    !bytes.windows(v.len()).any(|w| w == v.as_bytes()),
+                    "{what}: {v} found in {}",
+                    f.display()
+                );
+            }
+        }
+    };
+    raw_absent("wal");
+    store.seal().unwrap();
+    raw_absent("segments (compressed)");
+    let mut text = listed;
+    for log in [&store.spans, &store.content] {
+        log.scan(None, |b| {
+            for c in b.columns() {
+                if let Some(a) = c.as_any().downcast_ref::<arrow::array::StringArray>() {
+                    for v in a.iter().flatten() {
+                        text.push_str(v);
+                    }
+                }
+            }
+            Ok(())
+        })
+        .unwrap();
+    }
+    assert!(text.contains("[CARD]"));
+    for v in PII {
+        assert!(
+            !text.contains(v),
+            "{v} in decompressed rows or query results"
+        );
+    }
+}
