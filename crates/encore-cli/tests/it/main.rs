@@ -4,3 +4,4 @@ mod cli;
 mod experiments;
 mod serve;
 mod sim;
+mod traces;

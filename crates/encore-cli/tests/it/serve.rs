@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 /// Starts `encore serve` on a free port; returns the child and the port.
-fn start(data: &Path) -> (Child, u16) {
+pub(crate) fn start(data: &Path) -> (Child, u16) {
     start_with(data, &[])
 }
 
@@ -159,7 +159,7 @@ fn acknowledged_events_survive_sigkill_exactly_once() {
 }
 
 /// SIGTERM through the `kill` command (no libc binding needed).
-fn terminate(child: &Child) {
+pub(crate) fn terminate(child: &Child) {
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();

@@ -1,0 +1,39 @@
+"""Exports GenAI spans to encore with the OpenTelemetry Python SDK over OTLP/HTTP protobuf.
+
+    python export_genai.py http://127.0.0.1:PORT/v1/traces N
+
+One trace per call: a root CHAIN span and a child `chat` span with the GenAI conventions
+(tokens by type, models, provider) and a prompt carrying an email address.
+"""
+import sys
+
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.trace import SpanKind
+
+endpoint, n = sys.argv[1], int(sys.argv[2])
+provider = TracerProvider(resource=Resource.create({
+    "service.name": "playlist-writer",
+    "openinference.project.name": "sdk",
+}))
+provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
+tracer = provider.get_tracer("encore-sdk-test")
+for i in range(n):
+    with tracer.start_as_current_span("playlist.generate", kind=SpanKind.SERVER) as root:
+        root.set_attribute("openinference.span.kind", "CHAIN")
+        root.set_attribute("user.id", f"listener-{i % 7}")
+        with tracer.start_as_current_span("chat claude-sonnet-4", kind=SpanKind.CLIENT) as llm:
+            llm.set_attributes({
+                "gen_ai.operation.name": "chat",
+                "gen_ai.provider.name": "anthropic",
+                "gen_ai.request.model": "claude-sonnet-4",
+                "gen_ai.response.model": "claude-sonnet-4-20250514",
+                "gen_ai.usage.input_tokens": 1200 + i,
+                "gen_ai.usage.output_tokens": 300,
+                "gen_ai.usage.cache_read.input_tokens": 1000,
+                "gen_ai.input.messages": '[{"role": "user", "parts": [{"type": "text", "content": "songs like Nick Drake, reply to me@example.net"}]}]',
+            })
+provider.force_flush()
+provider.shutdown()
