@@ -76,6 +76,14 @@ impl Default for LogOptions {
     }
 }
 
+/// What [`EventLog::scan_newest`] hands over.
+#[derive(Debug)]
+pub enum Newest<'a> {
+    Batch(&'a RecordBatch),
+    /// the next segment holds no row later than this
+    Next { max_ts_ms: i64 },
+}
+
 /// One immutable Parquet file of the log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SegmentInfo {
@@ -532,40 +540,106 @@ impl EventLog {
             ),
         };
         for seg in &segments {
-            let path = self.shared.dir.join(&seg.path);
-            let file = File::open(&path).map_err(StorageError::io(&path))?;
-            let builder = ParquetRecordBatchReaderBuilder::try_new(file)
-                .map_err(|e| StorageError::parquet(&path, &e))?
-                .with_batch_size(64 * 1024);
-            let builder = match &indices {
-                Some(idx) => {
-                    let mask = ProjectionMask::roots(builder.parquet_schema(), idx.iter().copied());
-                    builder.with_projection(mask)
-                }
-                None => builder,
-            };
-            let reader = builder
-                .build()
-                .map_err(|e| StorageError::parquet(&path, &e))?;
-            for batch in reader {
-                let batch = batch.map_err(|e| StorageError::parquet(&path, &e))?;
-                match columns {
-                    // a projection reads columns in file order: put them in the order asked for
-                    Some(cols) => {
-                        let order: Vec<usize> = cols
-                            .iter()
-                            .map(|c| batch.schema().index_of(c).map_err(StorageError::arrow))
-                            .collect::<Result<_, _>>()?;
-                        f(&batch.project(&order).map_err(StorageError::arrow)?)?
-                    }
-                    None => f(&batch)?,
-                }
-            }
+            self.read_segment(seg, columns, indices.as_deref(), &mut f)?;
         }
         for batch in memtable.iter().filter(|_| unsealed) {
             match &indices {
                 Some(idx) => f(&batch.project(idx).map_err(StorageError::arrow)?)?,
                 None => f(batch)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads the log newest first, for "the latest N" queries: the unsealed rows, then the
+    /// segments by descending latest time. Before each segment `f` gets [`Newest::Next`] with
+    /// the latest time it can hold, and the scan stops as soon as `f` answers `false` (it has
+    /// all it needs from rows that recent).
+    pub fn scan_newest(
+        &self,
+        columns: Option<&[&str]>,
+        mut f: impl FnMut(Newest<'_>) -> Result<bool, StorageError>,
+    ) -> Result<(), StorageError> {
+        let mut segments = self.segments();
+        segments.sort_by_key(|s| std::cmp::Reverse(s.max_ts_ms));
+        let memtable = self.shared.lock().memtable.clone();
+        let schema = &self.shared.spec.schema;
+        let indices: Option<Vec<usize>> = match columns {
+            None => None,
+            Some(cols) => Some(
+                cols.iter()
+                    .map(|c| {
+                        schema.index_of(c).map_err(|_| StorageError::UnknownColumn {
+                            table: self.shared.spec.name.to_owned(),
+                            column: (*c).to_owned(),
+                        })
+                    })
+                    .collect::<Result<_, _>>()?,
+            ),
+        };
+        for batch in &memtable {
+            let b = match &indices {
+                Some(idx) => batch.project(idx).map_err(StorageError::arrow)?,
+                None => batch.clone(),
+            };
+            if !f(Newest::Batch(&b))? {
+                return Ok(());
+            }
+        }
+        for seg in &segments {
+            if !f(Newest::Next {
+                max_ts_ms: seg.max_ts_ms,
+            })? {
+                return Ok(());
+            }
+            let mut keep_going = true;
+            self.read_segment(seg, columns, indices.as_deref(), &mut |b| {
+                if keep_going {
+                    keep_going = f(Newest::Batch(b))?;
+                }
+                Ok(())
+            })?;
+            if !keep_going {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    fn read_segment(
+        &self,
+        seg: &SegmentInfo,
+        columns: Option<&[&str]>,
+        indices: Option<&[usize]>,
+        f: &mut dyn FnMut(&RecordBatch) -> Result<(), StorageError>,
+    ) -> Result<(), StorageError> {
+        let path = self.shared.dir.join(&seg.path);
+        let file = File::open(&path).map_err(StorageError::io(&path))?;
+        let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+            .map_err(|e| StorageError::parquet(&path, &e))?
+            .with_batch_size(64 * 1024);
+        let builder = match indices {
+            Some(idx) => {
+                let mask = ProjectionMask::roots(builder.parquet_schema(), idx.iter().copied());
+                builder.with_projection(mask)
+            }
+            None => builder,
+        };
+        let reader = builder
+            .build()
+            .map_err(|e| StorageError::parquet(&path, &e))?;
+        for batch in reader {
+            let batch = batch.map_err(|e| StorageError::parquet(&path, &e))?;
+            match columns {
+                // a projection reads columns in file order: put them in the order asked for
+                Some(cols) => {
+                    let order: Vec<usize> = cols
+                        .iter()
+                        .map(|c| batch.schema().index_of(c).map_err(StorageError::arrow))
+                        .collect::<Result<_, _>>()?;
+                    f(&batch.project(&order).map_err(StorageError::arrow)?)?
+                }
+                None => f(&batch)?,
             }
         }
         Ok(())

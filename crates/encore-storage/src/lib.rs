@@ -16,4 +16,4 @@ pub mod wal;
 
 pub use data_dir::{DataDir, FORMAT_VERSION, FormatInfo};
 pub use error::StorageError;
-pub use event_log::{EventLog, LogOptions, LogStats, Recovery, SegmentInfo, TableSpec};
+pub use event_log::{EventLog, LogOptions, LogStats, Newest, Recovery, SegmentInfo, TableSpec};

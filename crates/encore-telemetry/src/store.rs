@@ -13,7 +13,7 @@ use arrow::array::{
     StringArray, StringBuilder,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use encore_storage::{EventLog, LogOptions, StorageError, TableSpec};
+use encore_storage::{EventLog, LogOptions, Newest, StorageError, TableSpec};
 use serde::Serialize;
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
@@ -243,6 +243,33 @@ pub struct Filter {
     pub root: bool,
 }
 
+/// What a listing reads of the core table (not the attributes).
+const LIST_COLUMNS: &[&str] = &[
+    "project",
+    "trace_id",
+    "span_id",
+    "parent_span_id",
+    "name",
+    "kind",
+    "service",
+    "start_ms",
+    "start_ns",
+    "duration_ns",
+    "status",
+    "operation",
+    "provider",
+    "request_model",
+    "response_model",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "total_tokens",
+    "cost_usd",
+    "user_id",
+    "session_id",
+    "error_type",
+];
+
 /// One row of a listing.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SpanRow {
@@ -319,7 +346,16 @@ impl SpanStore {
             want.as_deref()
                 .is_none_or(|w| !a.is_null(i) && a.value(i) == w)
         };
-        self.spans.scan_range(from, to, true, None, |b| {
+        self.spans.scan_newest(Some(LIST_COLUMNS), |step| {
+            let b = match step {
+                Newest::Batch(b) => b,
+                // a full page newer than anything the next segment holds: done
+                Newest::Next { max_ts_ms } => {
+                    let full = rows.len() >= limit
+                        && rows.last().is_some_and(|r| r.start_ns.div_euclid(1_000_000) > max_ts_ms);
+                    return Ok(!full && max_ts_ms >= from);
+                }
+            };
             let project: &StringArray = col(b, "project")?;
             let start_ms: &Int64Array = col(b, "start_ms")?;
             let start_ns: &Int64Array = col(b, "start_ns")?;
@@ -389,7 +425,7 @@ impl SpanStore {
             }
             rows.sort_by(|a, b| b.start_ns.cmp(&a.start_ns).then(b.span_id.cmp(&a.span_id)));
             rows.truncate(limit);
-            Ok(())
+            Ok(true)
         })?;
         Ok(rows)
     }
