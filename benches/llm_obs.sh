@@ -24,6 +24,12 @@ trap '[ -n "$server" ] && kill "$server" 2>/dev/null; rm -rf "$work"' EXIT
 server=$!
 for _ in $(seq 200); do grep -q "^listening on " "$work/serve.out" && break; sleep 0.1; done
 base="$(sed -n 's/^listening on \(http:[^ ]*\).*/\1/p' "$work/serve.out" | head -1)"
+# FILL=K: first send K batches of TRACES traces (to other projects, send only), so the measured
+# run's queries run against a store that already holds K x TRACES x 4 spans
+for i in $(seq 1 "${FILL:-0}"); do
+  "$venv/bin/python" ../shared/bench/llm-obs/loadgen.py --target none --endpoint "$base/v1/traces" \
+    --traces "$traces" --mode "$mode" --seed "$i" --project "fill-$i" --out "$work/fill.json" >/dev/null
+done
 "$venv/bin/python" ../shared/bench/llm-obs/loadgen.py --target http --endpoint "$base/v1/traces" \
   --count-url "$base/v1/spans/count?project={project}" --count-field count \
   --query "llm_spans_model_common=$base/v1/spans?project={project}&model={common_model}&limit=100" \

@@ -88,7 +88,7 @@ pub fn serve_until(
         encore_telemetry::SpanStore::open(
             dir.path(),
             encore_storage::LogOptions {
-                seal_rows: 250_000,
+                seal_rows: 100_000,
                 ..Default::default()
             },
         )?,
