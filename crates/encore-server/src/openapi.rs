@@ -50,6 +50,7 @@ pub struct ErrorDetail {
         crate::traces::export,
         crate::traces::count,
         crate::traces::list,
+        crate::traces::stats,
     ),
     components(schemas(ErrorBody, ErrorDetail))
 )]

@@ -7,6 +7,10 @@
 //! - `GET /v1/spans/count?project=`: `{"count": N}`, spans durable and queryable.
 //! - `GET /v1/spans?project=&model=&service=&operation=&provider=&status=&user=&session=&trace_id=&root=&min_duration_ms=&min_cost=&from_ms=&to_ms=&limit=&before_ns=`:
 //!   the newest matching spans, with `next_before_ns` for the next page.
+//! - `GET /v1/spans/stats?group_by=model|service|user|operation|provider|status|none&bucket=minute|hour|day|none&limit=`
+//!   with the same filters (but `limit`, `before_ns`, `min_*`): per time bucket and group, count,
+//!   error rate, latency p50/p95/p99, tokens by type and cost; `group_by=user&limit=10` is the
+//!   top users by cost.
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -51,6 +55,7 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/traces", post(export))
         .route("/v1/spans/count", get(count))
         .route("/v1/spans", get(list))
+        .route("/v1/spans/stats", get(stats))
 }
 
 fn access(state: &AppState) -> Result<Arc<TelemetryAccess>, ApiError> {
@@ -231,4 +236,84 @@ pub(crate) async fn list(
     Ok(Json(
         serde_json::json!({ "spans": rows, "next_before_ns": next }),
     ))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct StatsParams {
+    /// `model` (response model), `service`, `user`, `operation`, `provider`, `status` or `none`
+    #[serde(default = "default_group")]
+    #[param(value_type = String)]
+    group_by: encore_telemetry::store::GroupBy,
+    /// `minute`, `hour`, `day` or `none`
+    bucket: Option<String>,
+    /// most groups per bucket (highest cost first)
+    limit: Option<usize>,
+    project: Option<String>,
+    service: Option<String>,
+    operation: Option<String>,
+    model: Option<String>,
+    provider: Option<String>,
+    status: Option<String>,
+    user: Option<String>,
+    session: Option<String>,
+    #[serde(default)]
+    root: bool,
+    from_ms: Option<i64>,
+    to_ms: Option<i64>,
+}
+
+fn default_group() -> encore_telemetry::store::GroupBy {
+    encore_telemetry::store::GroupBy::None
+}
+
+#[utoipa::path(get, path = "/v1/spans/stats", tag = "traces", params(StatsParams),
+    responses((status = 200, description = "`{\"rows\": [{bucket_ms, group, count, errors, error_rate, latency_ms, tokens, cost_usd}]}`", body = Object), (status = 400, body = crate::openapi::ErrorBody)))]
+pub(crate) async fn stats(
+    State(state): State<AppState>,
+    params: Result<Query<StatsParams>, QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Query(p) = params.map_err(|e| ApiError::new(ErrorCode::InvalidArgument, e.body_text()))?;
+    let bucket_ms = match p.bucket.as_deref().unwrap_or("none") {
+        "none" => 0,
+        "minute" => 60_000,
+        "hour" => 3_600_000,
+        "day" => 86_400_000,
+        other => {
+            return Err(ApiError::new(
+                ErrorCode::InvalidArgument,
+                format!("bad parameter `bucket`: {other:?}, expected minute, hour, day or none"),
+            ));
+        }
+    };
+    let t = access(&state)?;
+    let filter = Filter {
+        project: p.project,
+        from_ms: p.from_ms,
+        to_ms: p.to_ms,
+        service: p.service,
+        operation: p.operation,
+        model: p.model,
+        provider: p.provider,
+        status: p.status,
+        user: p.user,
+        session: p.session,
+        root: p.root,
+        ..Default::default()
+    };
+    let (group, limit) = (p.group_by, p.limit);
+    let mut rows = tokio::task::spawn_blocking(move || t.store.stats(&filter, group, bucket_ms))
+        .await
+        .map_err(|e| ApiError::new(ErrorCode::Internal, format!("stats task failed: {e}")))??;
+    if let Some(limit) = limit {
+        // rows are by bucket, then by cost: keep the first `limit` of each bucket
+        let mut seen: std::collections::HashMap<i64, usize> = Default::default();
+        rows.retain(|r| {
+            let n = seen.entry(r.bucket_ms).or_default();
+            *n += 1;
+            *n <= limit
+        });
+    }
+    Ok(Json(serde_json::json!({ "rows": rows })))
 }

@@ -81,7 +81,9 @@ impl Default for LogOptions {
 pub enum Newest<'a> {
     Batch(&'a RecordBatch),
     /// the next segment holds no row later than this
-    Next { max_ts_ms: i64 },
+    Next {
+        max_ts_ms: i64,
+    },
 }
 
 /// One immutable Parquet file of the log.

@@ -314,6 +314,32 @@ impl Normalizer {
                 }
             }
         }
+        inherit_user_and_session(&mut out);
         out
+    }
+}
+
+/// A trace's user and session, usually set on its root span only, go to its other spans of
+/// the same export too, so per-user cost counts the LLM calls made on a user's behalf.
+fn inherit_user_and_session(spans: &mut [Span]) {
+    let mut by_trace: HashMap<String, (Option<String>, Option<String>)> = HashMap::new();
+    for s in spans.iter() {
+        let e = by_trace.entry(s.trace_id.clone()).or_default();
+        if e.0.is_none() {
+            e.0.clone_from(&s.mapped.user);
+        }
+        if e.1.is_none() {
+            e.1.clone_from(&s.mapped.session);
+        }
+    }
+    for s in spans.iter_mut() {
+        if let Some((user, session)) = by_trace.get(&s.trace_id) {
+            if s.mapped.user.is_none() {
+                s.mapped.user.clone_from(user);
+            }
+            if s.mapped.session.is_none() {
+                s.mapped.session.clone_from(session);
+            }
+        }
     }
 }

@@ -352,7 +352,9 @@ impl SpanStore {
                 // a full page newer than anything the next segment holds: done
                 Newest::Next { max_ts_ms } => {
                     let full = rows.len() >= limit
-                        && rows.last().is_some_and(|r| r.start_ns.div_euclid(1_000_000) > max_ts_ms);
+                        && rows
+                            .last()
+                            .is_some_and(|r| r.start_ns.div_euclid(1_000_000) > max_ts_ms);
                     return Ok(!full && max_ts_ms >= from);
                 }
             };
@@ -462,4 +464,213 @@ fn row(b: &RecordBatch, i: usize) -> Result<SpanRow, StorageError> {
         session_id: s("session_id")?,
         error_type: s("error_type")?,
     })
+}
+
+/// What spans are grouped by in [`SpanStore::stats`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupBy {
+    Model,
+    Service,
+    User,
+    Operation,
+    Provider,
+    Status,
+    /// everything in one group
+    None,
+}
+
+impl GroupBy {
+    fn column(self) -> Option<&'static str> {
+        match self {
+            GroupBy::Model => Some("response_model"),
+            GroupBy::Service => Some("service"),
+            GroupBy::User => Some("user_id"),
+            GroupBy::Operation => Some("operation"),
+            GroupBy::Provider => Some("provider"),
+            GroupBy::Status => Some("status"),
+            GroupBy::None => None,
+        }
+    }
+}
+
+/// Latency quantiles in milliseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Quantiles {
+    pub p50: f64,
+    pub p95: f64,
+    pub p99: f64,
+}
+
+/// Tokens summed by type.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct TokenSums {
+    pub input: i64,
+    pub output: i64,
+    pub cache_read: i64,
+    pub cache_write: i64,
+    pub reasoning: i64,
+    pub total: i64,
+}
+
+/// One (time bucket, group) of an aggregate.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StatsRow {
+    /// start of the time bucket (epoch ms; 0 without buckets)
+    pub bucket_ms: i64,
+    /// the group's value (`null`: spans without one)
+    pub group: Option<String>,
+    pub count: u64,
+    pub errors: u64,
+    pub error_rate: f64,
+    pub latency_ms: Quantiles,
+    pub tokens: TokenSums,
+    pub cost_usd: f64,
+}
+
+#[derive(Default)]
+struct Acc {
+    count: u64,
+    errors: u64,
+    durations: Vec<f32>,
+    tokens: TokenSums,
+    cost: f64,
+}
+
+/// The `q` quantile (linear interpolation between closest ranks) of sorted `xs`.
+fn quantile(xs: &[f32], q: f64) -> f64 {
+    if xs.is_empty() {
+        return 0.0;
+    }
+    let pos = q * (xs.len() - 1) as f64;
+    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
+    let w = pos - lo as f64;
+    f64::from(xs[lo]) * (1.0 - w) + f64::from(xs[hi]) * w
+}
+
+impl SpanStore {
+    /// Aggregates of the spans matching `filter`, per time bucket of `bucket_ms` (0: one
+    /// bucket) and per `group`: count, error rate, latency quantiles, tokens by type and cost.
+    /// Rows are ordered by bucket, then by cost (highest first).
+    pub fn stats(
+        &self,
+        filter: &Filter,
+        group: GroupBy,
+        bucket_ms: i64,
+    ) -> Result<Vec<StatsRow>, StorageError> {
+        let (from, to) = (
+            filter.from_ms.unwrap_or(i64::MIN),
+            filter.to_ms.unwrap_or(i64::MAX),
+        );
+        let mut groups: std::collections::HashMap<(i64, Option<String>), Acc> = Default::default();
+        let mut columns: Vec<&str> = LIST_COLUMNS.to_vec();
+        columns.extend(["cache_write_tokens", "reasoning_tokens"]);
+        self.spans.scan_range(from, to, true, Some(&columns), |b| {
+            let project: &StringArray = col(b, "project")?;
+            let start_ms: &Int64Array = col(b, "start_ms")?;
+            let duration: &Int64Array = col(b, "duration_ns")?;
+            let status: &StringArray = col(b, "status")?;
+            let cost: &Float64Array = col(b, "cost_usd")?;
+            let key: Option<&StringArray> = match group.column() {
+                Some(c) => Some(col(b, c)?),
+                None => None,
+            };
+            let strings = |name: &str| col::<StringArray>(b, name);
+            let (service, operation, provider, user, session, trace, parent) = (
+                strings("service")?,
+                strings("operation")?,
+                strings("provider")?,
+                strings("user_id")?,
+                strings("session_id")?,
+                strings("trace_id")?,
+                strings("parent_span_id")?,
+            );
+            let (request_model, response_model) =
+                (strings("request_model")?, strings("response_model")?);
+            let tokens: Vec<&Int64Array> = [
+                "input_tokens",
+                "output_tokens",
+                "cache_read_tokens",
+                "cache_write_tokens",
+                "reasoning_tokens",
+                "total_tokens",
+            ]
+            .iter()
+            .map(|c| col::<Int64Array>(b, c))
+            .collect::<Result<_, _>>()?;
+            let eq = |want: &Option<String>, a: &StringArray, i: usize| {
+                want.as_deref()
+                    .is_none_or(|w| !a.is_null(i) && a.value(i) == w)
+            };
+            for i in 0..b.num_rows() {
+                let t = start_ms.value(i);
+                let is = |a: &StringArray, m: &str| !a.is_null(i) && a.value(i) == m;
+                if !(from..=to).contains(&t)
+                    || !eq(&filter.project, project, i)
+                    || !eq(&filter.service, service, i)
+                    || !eq(&filter.operation, operation, i)
+                    || !eq(&filter.provider, provider, i)
+                    || !eq(&filter.status, status, i)
+                    || !eq(&filter.user, user, i)
+                    || !eq(&filter.session, session, i)
+                    || !eq(&filter.trace_id, trace, i)
+                    || (filter.root && !parent.is_null(i))
+                    || filter
+                        .model
+                        .as_deref()
+                        .is_some_and(|m| !is(request_model, m) && !is(response_model, m))
+                {
+                    continue;
+                }
+                let bucket = if bucket_ms > 0 {
+                    t.div_euclid(bucket_ms) * bucket_ms
+                } else {
+                    0
+                };
+                let g = key.and_then(|k| opt_str(k, i));
+                let acc = groups.entry((bucket, g)).or_default();
+                acc.count += 1;
+                acc.errors += u64::from(status.value(i) == "error");
+                acc.durations.push((duration.value(i) as f64 / 1e6) as f32);
+                let v = |k: usize| opt_i64(tokens[k], i).unwrap_or(0);
+                acc.tokens.input += v(0);
+                acc.tokens.output += v(1);
+                acc.tokens.cache_read += v(2);
+                acc.tokens.cache_write += v(3);
+                acc.tokens.reasoning += v(4);
+                acc.tokens.total += v(5);
+                if !cost.is_null(i) {
+                    acc.cost += cost.value(i);
+                }
+            }
+            Ok(())
+        })?;
+        let mut rows: Vec<StatsRow> = groups
+            .into_iter()
+            .map(|((bucket_ms, group), mut a)| {
+                a.durations.sort_unstable_by(f32::total_cmp);
+                StatsRow {
+                    bucket_ms,
+                    group,
+                    count: a.count,
+                    errors: a.errors,
+                    error_rate: a.errors as f64 / a.count.max(1) as f64,
+                    latency_ms: Quantiles {
+                        p50: quantile(&a.durations, 0.5),
+                        p95: quantile(&a.durations, 0.95),
+                        p99: quantile(&a.durations, 0.99),
+                    },
+                    tokens: a.tokens,
+                    cost_usd: a.cost,
+                }
+            })
+            .collect();
+        rows.sort_by(|a, b| {
+            a.bucket_ms
+                .cmp(&b.bucket_ms)
+                .then(b.cost_usd.total_cmp(&a.cost_usd))
+                .then(a.group.cmp(&b.group))
+        });
+        Ok(rows)
+    }
 }

@@ -248,6 +248,37 @@ fn the_opentelemetry_python_sdk_exports_genai_spans() {
     }
     let roots = get(&addr, "/v1/spans?project=sdk&root=true&limit=100");
     assert_eq!(roots["spans"].as_array().unwrap().len(), 25);
+    // aggregates: per model, the 25 LLM calls with their tokens and cost; top users by cost
+    let by_model = get(
+        &addr,
+        "/v1/spans/stats?project=sdk&operation=chat&group_by=model",
+    );
+    let row = &by_model["rows"][0];
+    assert_eq!(row["group"], "claude-sonnet-4-20250514", "{by_model}");
+    assert_eq!(row["count"], 25);
+    assert_eq!(row["tokens"]["output"], 25 * 300);
+    assert_eq!(
+        row["tokens"]["input"],
+        (0..25).map(|i| 1200 + i).sum::<i64>()
+    );
+    let total: f64 = spans.iter().map(|s| s["cost_usd"].as_f64().unwrap()).sum();
+    assert!((row["cost_usd"].as_f64().unwrap() - total).abs() < 1e-9);
+    assert!(
+        row["latency_ms"]["p99"].as_f64().unwrap() >= row["latency_ms"]["p50"].as_f64().unwrap()
+    );
+    // the LLM calls inherit their trace's user from the root span: cost per user adds up
+    let top = get(&addr, "/v1/spans/stats?project=sdk&group_by=user&limit=3");
+    let top = top["rows"].as_array().unwrap();
+    assert_eq!(top.len(), 3);
+    assert!(top[0]["cost_usd"].as_f64().unwrap() >= top[1]["cost_usd"].as_f64().unwrap());
+    let all_users = get(&addr, "/v1/spans/stats?project=sdk&group_by=user");
+    let per_user: f64 = all_users["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["cost_usd"].as_f64().unwrap())
+        .sum();
+    assert!((per_user - total).abs() < 1e-9, "{all_users}");
     let one = get(&addr, "/v1/spans?project=sdk&user=listener-3&root=true");
     assert!(!one["spans"].as_array().unwrap().is_empty());
     terminate(&child);

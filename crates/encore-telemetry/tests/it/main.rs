@@ -276,7 +276,10 @@ fn personal_data_is_redacted_before_the_wal_and_spans_are_priced_and_queryable()
     store.seal().unwrap();
     raw_absent("segments (compressed)");
     // the same page from the segments, newest first
-    assert_eq!(store.list(&Filter::default(), 20, None).unwrap(), before_seal);
+    assert_eq!(
+        store.list(&Filter::default(), 20, None).unwrap(),
+        before_seal
+    );
     assert_eq!(store.count(Some("pii")).unwrap(), 50);
     let mut text = listed;
     for log in [&store.spans, &store.content] {
