@@ -14,7 +14,7 @@
 pub mod batch;
 pub mod catalog;
 pub mod contract;
-pub mod dedup;
+pub use encore_storage::dedup;
 mod error;
 pub mod exposure;
 pub mod import;

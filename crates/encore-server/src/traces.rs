@@ -111,13 +111,13 @@ pub(crate) async fn export(
             .map_err(|e| ApiError::new(ErrorCode::InvalidArgument, e.to_string()))?;
         let mut counts = Redactions::default();
         let spans = t.normalizer.spans(&request, &mut counts);
-        t.store.append(&spans)?;
+        let stored = t.store.append(&spans)?;
         t.redactions
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .add(&counts);
-        metrics.record_spans(spans.len() as u64, &counts);
-        Ok(spans.len())
+        metrics.record_spans(stored as u64, &counts);
+        Ok(stored)
     })
     .await
     .map_err(|e| {

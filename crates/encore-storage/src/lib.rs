@@ -10,6 +10,7 @@
 //! ```
 
 mod data_dir;
+pub mod dedup;
 mod error;
 pub mod event_log;
 pub mod wal;

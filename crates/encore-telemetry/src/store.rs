@@ -13,6 +13,7 @@ use arrow::array::{
     StringArray, StringBuilder,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use encore_core::time::MS_PER_DAY;
 use encore_storage::{EventLog, LogOptions, Newest, StorageError, TableSpec};
 use serde::Serialize;
 use std::path::Path;
@@ -166,6 +167,17 @@ pub fn batches(spans: &[Span]) -> Result<(RecordBatch, RecordBatch), arrow::erro
 pub struct SpanStore {
     pub spans: EventLog,
     pub content: EventLog,
+    /// (trace id, span id) already stored: an exporter's retry of a batch whose answer was lost
+    /// is stored once
+    dedup: std::sync::Mutex<encore_storage::dedup::Dedup>,
+}
+
+/// A span's identity as one 128-bit key: the trace id folded with the span id.
+fn span_key(key: &str) -> u128 {
+    let (trace, span) = key.split_at(key.len().min(32));
+    let t = u128::from_str_radix(trace, 16).unwrap_or(0);
+    let s = u64::from_str_radix(span, 16).unwrap_or(0);
+    t.rotate_left(23) ^ u128::from(s).wrapping_mul(0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835)
 }
 
 impl SpanStore {
@@ -200,20 +212,72 @@ impl SpanStore {
             },
             options,
         )?;
-        Ok(SpanStore { spans, content })
+        Ok(SpanStore {
+            spans,
+            content,
+            dedup: std::sync::Mutex::new(encore_storage::dedup::Dedup::new(MS_PER_DAY)),
+        })
     }
 
-    /// Stores `spans` and returns once both tables hold them durably.
-    pub fn append(&self, spans: &[Span]) -> Result<(), StorageError> {
+    /// Stores the spans of `spans` not stored yet and returns once both tables hold them
+    /// durably, with how many were new (the others were already stored: a retried export).
+    pub fn append(&self, spans: &[Span]) -> Result<usize, StorageError> {
         if spans.is_empty() {
-            return Ok(());
+            return Ok(0);
         }
-        let (core, content) = batches(spans).map_err(|e| StorageError::Arrow {
+        let ms = |s: &Span| s.start_ns.div_euclid(1_000_000);
+        let fresh: Vec<Span> = {
+            let mut dedup = self.dedup.lock().unwrap_or_else(|e| e.into_inner());
+            let (min, max) = spans
+                .iter()
+                .map(ms)
+                .fold((i64::MAX, i64::MIN), |(a, b), t| (a.min(t), b.max(t)));
+            dedup.prepare(min, max, &mut |from, to| {
+                let mut ids = Vec::new();
+                self.spans
+                    .scan_range(from, to, true, Some(&["key", "start_ms"]), |b| {
+                        let keys: &StringArray = col(b, "key")?;
+                        let ts: &Int64Array = col(b, "start_ms")?;
+                        for i in 0..b.num_rows() {
+                            if (from..=to).contains(&ts.value(i)) {
+                                ids.push((span_key(keys.value(i)), ts.value(i)));
+                            }
+                        }
+                        Ok(())
+                    })?;
+                Ok::<_, StorageError>(ids)
+            })?;
+            let mut seen_here = std::collections::HashSet::new();
+            spans
+                .iter()
+                .filter(|s| {
+                    let k = span_key(&s.key());
+                    seen_here.insert(k) && !dedup.check_and_insert(k, ms(s))
+                })
+                .cloned()
+                .collect()
+        };
+        if fresh.is_empty() {
+            return Ok(0);
+        }
+        let (core, content) = batches(&fresh).map_err(|e| StorageError::Arrow {
             message: e.to_string(),
         })?;
         // content first: a span is visible once its core row is durable
-        self.content.append(content)?;
-        self.spans.append(core)
+        let written = self
+            .content
+            .append(content)
+            .and_then(|()| self.spans.append(core));
+        if let Err(e) = written {
+            // not stored: a retry must not be taken for a duplicate
+            let keys: Vec<u128> = fresh.iter().map(|s| span_key(&s.key())).collect();
+            self.dedup
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .forget(&keys);
+            return Err(e);
+        }
+        Ok(fresh.len())
     }
 
     pub fn seal(&self) -> Result<(), StorageError> {
