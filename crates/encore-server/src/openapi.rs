@@ -51,6 +51,7 @@ pub struct ErrorDetail {
         crate::traces::count,
         crate::traces::list,
         crate::traces::stats,
+        crate::traces::trace,
     ),
     components(schemas(ErrorBody, ErrorDetail))
 )]

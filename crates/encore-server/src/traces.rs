@@ -7,6 +7,8 @@
 //! - `GET /v1/spans/count?project=`: `{"count": N}`, spans durable and queryable.
 //! - `GET /v1/spans?project=&model=&service=&operation=&provider=&status=&user=&session=&trace_id=&root=&min_duration_ms=&min_cost=&from_ms=&to_ms=&limit=&before_ns=`:
 //!   the newest matching spans, with `next_before_ns` for the next page.
+//! - `GET /v1/traces/{trace_id}`: the trace as a tree (depth first, with depth, offset from the
+//!   trace's start, and each span's prompt and completion).
 //! - `GET /v1/spans/stats?group_by=model|service|user|operation|provider|status|none&bucket=minute|hour|day|none&limit=`
 //!   with the same filters (but `limit`, `before_ns`, `min_*`): per time bucket and group, count,
 //!   error rate, latency p50/p95/p99, tokens by type and cost; `group_by=user&limit=10` is the
@@ -56,6 +58,7 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/spans/count", get(count))
         .route("/v1/spans", get(list))
         .route("/v1/spans/stats", get(stats))
+        .route("/v1/traces/{trace_id}", get(trace))
 }
 
 fn access(state: &AppState) -> Result<Arc<TelemetryAccess>, ApiError> {
@@ -183,6 +186,8 @@ pub(crate) struct ListParams {
     /// only root spans
     #[serde(default)]
     root: bool,
+    /// text in the prompt or completion (case-insensitive, any script)
+    q: Option<String>,
     min_duration_ms: Option<f64>,
     min_cost: Option<f64>,
     from_ms: Option<i64>,
@@ -225,6 +230,7 @@ pub(crate) async fn list(
         min_duration_ms: p.min_duration_ms,
         min_cost: p.min_cost,
         root: p.root,
+        text: p.q.filter(|q| !q.is_empty()),
     };
     let (limit, before) = (p.limit, p.before_ns);
     let rows = tokio::task::spawn_blocking(move || t.store.list(&filter, limit, before))
@@ -316,4 +322,27 @@ pub(crate) async fn stats(
         });
     }
     Ok(Json(serde_json::json!({ "rows": rows })))
+}
+
+#[utoipa::path(get, path = "/v1/traces/{trace_id}", tag = "traces",
+    params(("trace_id" = String, Path, description = "32 hex digits")),
+    responses((status = 200, description = "`{\"trace_id\", \"spans\": [{depth, offset_ms, ..., input, output}]}`, depth first", body = Object), (status = 404, body = crate::openapi::ErrorBody)))]
+pub(crate) async fn trace(
+    State(state): State<AppState>,
+    axum::extract::Path(trace_id): axum::extract::Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let t = access(&state)?;
+    let id = trace_id.to_ascii_lowercase();
+    let spans = tokio::task::spawn_blocking(move || t.store.trace(&id))
+        .await
+        .map_err(|e| ApiError::new(ErrorCode::Internal, format!("trace task failed: {e}")))??;
+    if spans.is_empty() {
+        return Err(ApiError::new(
+            ErrorCode::NotFound,
+            format!("trace {trace_id} has no stored spans"),
+        ));
+    }
+    Ok(Json(
+        serde_json::json!({ "trace_id": trace_id, "spans": spans }),
+    ))
 }

@@ -305,6 +305,22 @@ pub struct Filter {
     pub min_cost: Option<f64>,
     /// only root spans (no parent)
     pub root: bool,
+    /// only spans whose prompt or completion contains this text (case-insensitive, any script)
+    pub text: Option<String>,
+}
+
+/// Whether `haystack` contains `needle`, ignoring case; `needle_lower` is `needle` lowercased.
+fn contains_ignoring_case(haystack: &str, needle_lower: &str) -> bool {
+    if needle_lower.is_ascii() {
+        let n = needle_lower.as_bytes();
+        n.is_empty()
+            || haystack
+                .as_bytes()
+                .windows(n.len())
+                .any(|w| w.eq_ignore_ascii_case(n))
+    } else {
+        haystack.to_lowercase().contains(needle_lower)
+    }
 }
 
 /// What a listing reads of the core table (not the attributes).
@@ -410,6 +426,11 @@ impl SpanStore {
             want.as_deref()
                 .is_none_or(|w| !a.is_null(i) && a.value(i) == w)
         };
+        // full text: the keys whose content matches, from the content table
+        let matching: Option<std::collections::HashSet<String>> = match &filter.text {
+            None => None,
+            Some(q) => Some(self.content_matching(filter, &q.to_lowercase(), from, to)?),
+        };
         self.spans.scan_newest(Some(LIST_COLUMNS), |step| {
             let b = match step {
                 Newest::Batch(b) => b,
@@ -461,6 +482,12 @@ impl SpanStore {
                 {
                     continue;
                 }
+                if let Some(keys) = &matching {
+                    let span: &StringArray = col(b, "span_id")?;
+                    if !keys.contains(&format!("{}{}", trace.value(i), span.value(i))) {
+                        continue;
+                    }
+                }
                 let is = |a: &StringArray, m: &str| !a.is_null(i) && a.value(i) == m;
                 if let Some(m) = filter.model.as_deref()
                     && !is(request_model, m)
@@ -495,6 +522,136 @@ impl SpanStore {
         })?;
         Ok(rows)
     }
+}
+
+impl SpanStore {
+    /// Keys of the spans of `filter.project` in `[from, to]` whose content contains `q_lower`.
+    fn content_matching(
+        &self,
+        filter: &Filter,
+        q_lower: &str,
+        from: i64,
+        to: i64,
+    ) -> Result<std::collections::HashSet<String>, StorageError> {
+        let mut keys = std::collections::HashSet::new();
+        self.content.scan_range(
+            from,
+            to,
+            true,
+            Some(&["key", "project", "start_ms", "input", "output"]),
+            |b| {
+                let key: &StringArray = col(b, "key")?;
+                let project: &StringArray = col(b, "project")?;
+                let ts: &Int64Array = col(b, "start_ms")?;
+                let input: &StringArray = col(b, "input")?;
+                let output: &StringArray = col(b, "output")?;
+                for i in 0..b.num_rows() {
+                    if !(from..=to).contains(&ts.value(i))
+                        || filter
+                            .project
+                            .as_deref()
+                            .is_some_and(|p| project.value(i) != p)
+                    {
+                        continue;
+                    }
+                    let hit = |a: &StringArray| {
+                        !a.is_null(i) && contains_ignoring_case(a.value(i), q_lower)
+                    };
+                    if hit(input) || hit(output) {
+                        keys.insert(key.value(i).to_owned());
+                    }
+                }
+                Ok(())
+            },
+        )?;
+        Ok(keys)
+    }
+
+    /// A trace as a tree: its spans depth first (children by start time), each with its depth,
+    /// its start offset from the trace's first span, and its content.
+    pub fn trace(&self, trace_id: &str) -> Result<Vec<TraceSpan>, StorageError> {
+        let filter = Filter {
+            trace_id: Some(trace_id.to_owned()),
+            ..Default::default()
+        };
+        let rows = self.list(&filter, 100_000, None)?;
+        let Some(first) = rows.iter().map(|r| r.start_ns).min() else {
+            return Ok(Vec::new());
+        };
+        let (lo, hi) = (
+            first.div_euclid(1_000_000),
+            rows.iter()
+                .map(|r| r.start_ns)
+                .max()
+                .unwrap_or(first)
+                .div_euclid(1_000_000),
+        );
+        let wanted: std::collections::HashSet<String> = rows
+            .iter()
+            .map(|r| format!("{}{}", r.trace_id, r.span_id))
+            .collect();
+        let mut content: std::collections::HashMap<String, (Option<String>, Option<String>)> =
+            Default::default();
+        self.content
+            .scan_range(lo, hi, true, Some(&["key", "input", "output"]), |b| {
+                let key: &StringArray = col(b, "key")?;
+                let input: &StringArray = col(b, "input")?;
+                let output: &StringArray = col(b, "output")?;
+                for i in 0..b.num_rows() {
+                    if wanted.contains(key.value(i)) {
+                        content.insert(
+                            key.value(i).to_owned(),
+                            (opt_str(input, i), opt_str(output, i)),
+                        );
+                    }
+                }
+                Ok(())
+            })?;
+        // depth first from the roots (spans whose parent is not in the trace)
+        let ids: std::collections::HashSet<&str> =
+            rows.iter().map(|r| r.span_id.as_str()).collect();
+        let mut children: std::collections::HashMap<Option<&str>, Vec<&SpanRow>> =
+            Default::default();
+        for r in &rows {
+            let parent = r.parent_span_id.as_deref().filter(|p| ids.contains(p));
+            children.entry(parent).or_default().push(r);
+        }
+        for v in children.values_mut() {
+            v.sort_by_key(|r| r.start_ns);
+        }
+        let mut out = Vec::with_capacity(rows.len());
+        let mut stack: Vec<(&SpanRow, usize)> = children
+            .get(&None)
+            .map(|v| v.iter().rev().map(|r| (*r, 0)).collect())
+            .unwrap_or_default();
+        while let Some((r, depth)) = stack.pop() {
+            let (input, output) = content
+                .remove(&format!("{}{}", r.trace_id, r.span_id))
+                .unwrap_or_default();
+            out.push(TraceSpan {
+                depth,
+                offset_ms: (r.start_ns - first) as f64 / 1e6,
+                span: r.clone(),
+                input,
+                output,
+            });
+            if let Some(kids) = children.get(&Some(r.span_id.as_str())) {
+                stack.extend(kids.iter().rev().map(|k| (*k, depth + 1)));
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// One span of [`SpanStore::trace`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TraceSpan {
+    pub depth: usize,
+    pub offset_ms: f64,
+    #[serde(flatten)]
+    pub span: SpanRow,
+    pub input: Option<String>,
+    pub output: Option<String>,
 }
 
 fn row(b: &RecordBatch, i: usize) -> Result<SpanRow, StorageError> {

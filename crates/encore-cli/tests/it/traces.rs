@@ -291,6 +291,23 @@ fn the_opentelemetry_python_sdk_exports_genai_spans() {
         .map(|r| r["cost_usd"].as_f64().unwrap())
         .sum();
     assert!((per_user - total).abs() < 1e-9, "{all_users}");
+    // search in the prompts (stored redacted), and one trace as a tree
+    let found = get(&addr, "/v1/spans?project=sdk&q=nick%20drake&limit=100");
+    assert_eq!(found["spans"].as_array().unwrap().len(), 25);
+    let tid = spans[0]["trace_id"].as_str().unwrap();
+    let tree = get(&addr, &format!("/v1/traces/{tid}"));
+    let tree = tree["spans"].as_array().unwrap();
+    assert_eq!(tree.len(), 2);
+    assert_eq!(
+        (tree[0]["depth"].as_u64(), tree[1]["depth"].as_u64()),
+        (Some(0), Some(1))
+    );
+    let prompt = tree[1]["input"].as_str().unwrap();
+    assert!(
+        prompt.contains("Nick Drake")
+            && prompt.contains("[EMAIL]")
+            && !prompt.contains("me@example.net")
+    );
     let one = get(&addr, "/v1/spans?project=sdk&user=listener-3&root=true");
     assert!(!one["spans"].as_array().unwrap().is_empty());
     terminate(&child);

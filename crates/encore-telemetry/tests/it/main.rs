@@ -303,3 +303,81 @@ fn personal_data_is_redacted_before_the_wal_and_spans_are_priced_and_queryable()
         );
     }
 }
+
+#[test]
+fn full_text_search_in_any_script_and_traces_as_trees() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = SpanStore::open(tmp.path(), Default::default()).unwrap();
+    let texts = [
+        "Música para días de LLUVIA",
+        "雨の日のプレイリスト",
+        "songs for a sunny afternoon",
+    ];
+    let mut req = request("search", 3, "placeholder");
+    let spans = &mut req.resource_spans[0].scope_spans[0].spans;
+    for (span, t) in spans.iter_mut().zip(texts) {
+        for kv in span.attributes.iter_mut() {
+            if kv.key == "gen_ai.input.messages" {
+                kv.value = Some(AnyValue {
+                    value: Some(s(&format!("[{{\"content\": \"{t}\"}}]"))),
+                });
+            }
+        }
+    }
+    // the third call's trace: a root and a tool call under the LLM span
+    let llm = spans[2].clone();
+    let mut root = llm.clone();
+    root.span_id = vec![0, 0, 0, 0, 0, 0, 0, 99];
+    root.name = "playlist.generate".into();
+    root.start_time_unix_nano -= 1_000_000;
+    root.attributes.clear();
+    spans[2].parent_span_id = root.span_id.clone();
+    let mut tool = llm.clone();
+    tool.span_id = vec![0, 0, 0, 0, 0, 0, 0, 98];
+    tool.parent_span_id = llm.span_id;
+    tool.name = "execute_tool catalog.resolve_tracks".into();
+    tool.start_time_unix_nano += 5_000_000;
+    tool.attributes.clear();
+    spans.push(root);
+    spans.push(tool);
+    let normalized = Normalizer::default().spans(&req, &mut Redactions::default());
+    assert_eq!(store.append(&normalized).unwrap(), 5);
+    // a retried export is stored once
+    assert_eq!(store.append(&normalized).unwrap(), 0);
+    assert_eq!(store.count(Some("search")).unwrap(), 5);
+    let find = |q: &str| {
+        store
+            .list(
+                &Filter {
+                    project: Some("search".into()),
+                    text: Some(q.into()),
+                    ..Default::default()
+                },
+                10,
+                None,
+            )
+            .unwrap()
+            .len()
+    };
+    assert_eq!(find("lluvia"), 1);
+    assert_eq!(find("MÚSICA"), 1);
+    assert_eq!(find("雨の日"), 1);
+    assert_eq!(find("playlist"), 0);
+    assert_eq!(find("sunny"), 1);
+    let tree = store.trace(&normalized[2].trace_id).unwrap();
+    let shape: Vec<(usize, &str)> = tree
+        .iter()
+        .map(|t| (t.depth, t.span.name.as_str()))
+        .collect();
+    assert_eq!(
+        shape,
+        [
+            (0, "playlist.generate"),
+            (1, "chat gpt-4o-mini"),
+            (2, "execute_tool catalog.resolve_tracks")
+        ]
+    );
+    assert_eq!(tree[0].offset_ms, 0.0);
+    assert!((tree[1].offset_ms - 1.0).abs() < 1e-9);
+    assert!(tree[1].input.as_deref().unwrap().contains("sunny"));
+}
