@@ -85,6 +85,9 @@ pub enum Command {
     /// Statistics: check the implementation against reference vectors
     #[command(subcommand)]
     Stats(StatsCommand),
+    /// Traces of LLM features and model calls in the data directory (stored by `encore serve`)
+    #[command(subcommand)]
+    Traces(TracesCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -627,6 +630,71 @@ pub struct SimulateArgs {
     pub organic: bool,
     #[arg(long, default_value_t = 0.05)]
     pub alpha: f64,
+}
+
+/// Filters shared by the trace commands.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct SpanFilterArgs {
+    #[arg(long)]
+    pub project: Option<String>,
+    #[arg(long)]
+    pub service: Option<String>,
+    #[arg(long)]
+    pub operation: Option<String>,
+    /// Request or response model
+    #[arg(long)]
+    pub model: Option<String>,
+    #[arg(long)]
+    pub provider: Option<String>,
+    /// ok, error or unset
+    #[arg(long)]
+    pub status: Option<String>,
+    #[arg(long)]
+    pub user: Option<String>,
+    #[arg(long)]
+    pub session: Option<String>,
+    /// Only root spans
+    #[arg(long)]
+    pub root: bool,
+    /// Text in the prompt or completion (case-insensitive)
+    #[arg(long)]
+    pub text: Option<String>,
+    #[arg(long)]
+    pub min_duration_ms: Option<f64>,
+    #[arg(long)]
+    pub min_cost: Option<f64>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TracesCommand {
+    /// Spans stored, per project
+    Count {
+        #[arg(long)]
+        project: Option<String>,
+    },
+    /// The newest matching spans
+    List {
+        #[command(flatten)]
+        filter: SpanFilterArgs,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// The previous page's last start_ns
+        #[arg(long)]
+        before_ns: Option<i64>,
+    },
+    /// One trace as a tree, with timings and content
+    Show { trace_id: String },
+    /// Count, error rate, latency quantiles, tokens and cost per group (and time bucket)
+    Stats {
+        #[command(flatten)]
+        filter: SpanFilterArgs,
+        /// model, service, user, operation, provider, status or none
+        #[arg(long, default_value = "model")]
+        group_by: String,
+        /// Bucket width in minutes (0: one bucket)
+        #[arg(long, default_value_t = 0)]
+        bucket_minutes: i64,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -109,6 +109,7 @@ fn run(cli: Cli, loaded: &Loaded) -> Result<(), CliError> {
         Command::Eval(args) => commands::eval::run(loaded, &args, &out),
         Command::Stats(cmd) => commands::stats::run(cmd, &out),
         Command::Experiments(cmd) => commands::experiments::run(loaded, cmd, &out),
+        Command::Traces(cmd) => commands::traces::run(loaded, cmd, &out),
         Command::Bench(cmd) => commands::bench::run(cmd, &out),
     }
 }

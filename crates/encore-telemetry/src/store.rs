@@ -704,6 +704,7 @@ pub enum GroupBy {
 impl GroupBy {
     fn column(self) -> Option<&'static str> {
         match self {
+            // the response model, else the request model
             GroupBy::Model => Some("response_model"),
             GroupBy::Service => Some("service"),
             GroupBy::User => Some("user_id"),
@@ -848,7 +849,12 @@ impl SpanStore {
                 } else {
                     0
                 };
-                let g = key.and_then(|k| opt_str(k, i));
+                // a span without a response model is counted under the model it asked for
+                let g = key.and_then(|k| opt_str(k, i)).or_else(|| {
+                    (group == GroupBy::Model)
+                        .then(|| opt_str(request_model, i))
+                        .flatten()
+                });
                 let acc = groups.entry((bucket, g)).or_default();
                 acc.count += 1;
                 acc.errors += u64::from(status.value(i) == "error");

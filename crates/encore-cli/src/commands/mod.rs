@@ -10,4 +10,5 @@ pub mod serve;
 pub mod sim;
 pub mod simulate;
 pub mod stats;
+pub mod traces;
 pub mod train;

@@ -178,6 +178,24 @@ fn otlp_exports_are_queryable_and_survive_sigkill() {
         assert!(child.wait().unwrap().success());
     }
     assert!(kills >= 1);
+    // the same store from the command line, the server stopped
+    let cli = |args: &[&str]| -> serde_json::Value {
+        let mut all = vec!["--data-dir", data.to_str().unwrap(), "traces"];
+        all.extend_from_slice(args);
+        all.push("--json");
+        let o = crate::cli::encore(tmp.path(), &all, &[]);
+        assert!(o.status.success(), "{}", crate::cli::stderr(&o));
+        serde_json::from_str(&crate::cli::stdout(&o)).unwrap()
+    };
+    assert_eq!(cli(&["count", "--project", "proto"])["count"], 30);
+    let stats = cli(&["stats", "--project", "crash", "--group-by", "model"]);
+    assert_eq!(stats[0]["group"], "gpt-4o-mini");
+    assert_eq!(stats[0]["count"].as_u64(), Some(acked as u64));
+    let listed = cli(&["list", "--project", "proto", "--limit", "5"]);
+    assert_eq!(listed.as_array().unwrap().len(), 5);
+    let tid = listed[0]["trace_id"].as_str().unwrap().to_owned();
+    let tree = cli(&["show", &tid]);
+    assert!(!tree.as_array().unwrap().is_empty());
 }
 
 /// A Python with the OpenTelemetry SDK and its OTLP/HTTP exporter: `ENCORE_OTEL_PYTHON`, or a
