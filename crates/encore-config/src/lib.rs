@@ -122,12 +122,15 @@ impl Default for LogConfig {
 pub struct ServerConfig {
     /// Address the HTTP server listens on.
     pub bind: SocketAddr,
+    /// Address of the OTLP/gRPC trace receiver (empty: none).
+    pub otlp_grpc: String,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             bind: SocketAddr::from(([127, 0, 0, 1], 7878)),
+            otlp_grpc: "127.0.0.1:4317".into(),
         }
     }
 }
@@ -269,6 +272,16 @@ impl Config {
             out.push(Violation {
                 key: "data.dir",
                 message: "must not be empty".into(),
+            });
+        }
+        if !self.server.otlp_grpc.is_empty() && self.server.otlp_grpc.parse::<SocketAddr>().is_err()
+        {
+            out.push(Violation {
+                key: "server.otlp_grpc",
+                message: format!(
+                    "{:?} is not an address, expected host:port (e.g. 127.0.0.1:4317) or \"\" for none",
+                    self.server.otlp_grpc
+                ),
             });
         }
         if !(1..=10_000_000).contains(&self.demo.users) {

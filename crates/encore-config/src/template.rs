@@ -22,6 +22,9 @@ format = "text"
 [server]
 # Address the HTTP API listens on (host:port).
 bind = "127.0.0.1:7878"
+# Address of the OTLP/gRPC trace receiver (host:port; "" for none). OTLP/HTTP is always on the
+# HTTP API at /v1/traces.
+otlp_grpc = "127.0.0.1:4317"
 
 [ingest]
 # An event id seen again within this many days (of event time) is a duplicate and is dropped.

@@ -25,6 +25,12 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use encore_core::ErrorCode;
 use encore_telemetry::{Filter, Normalizer, Redactions, SpanStore};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
 use serde::Deserialize;
 use std::sync::{Arc, Mutex};
 use tokio::sync::Semaphore;
@@ -50,6 +56,86 @@ impl TelemetryAccess {
             redactions: Mutex::default(),
         }
     }
+}
+
+/// Normalizes, redacts, prices and stores one export request; returns the spans newly stored.
+fn store_request(
+    t: &TelemetryAccess,
+    metrics: &crate::metrics::Metrics,
+    request: &ExportTraceServiceRequest,
+) -> Result<usize, encore_storage::StorageError> {
+    let mut counts = Redactions::default();
+    let spans = t.normalizer.spans(request, &mut counts);
+    let stored = t.store.append(&spans)?;
+    t.redactions
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .add(&counts);
+    metrics.record_spans(stored as u64, &counts);
+    Ok(stored)
+}
+
+/// OTLP/gRPC: the collector's `TraceService` on its own port, the same path behind it.
+#[derive(Debug)]
+struct GrpcTraces {
+    access: Arc<TelemetryAccess>,
+    metrics: Arc<crate::metrics::Metrics>,
+}
+
+#[tonic::async_trait]
+impl TraceService for GrpcTraces {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        // UNAVAILABLE is the code OTLP exporters retry with backoff
+        let Ok(permit) = self.access.in_flight.clone().try_acquire_owned() else {
+            return Err(tonic::Status::unavailable(format!(
+                "over capacity: {} trace exports in flight; retry",
+                self.access.max_in_flight
+            )));
+        };
+        let (t, metrics) = (self.access.clone(), self.metrics.clone());
+        let request = request.into_inner();
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            store_request(&t, &metrics, &request)
+        })
+        .await
+        .map_err(|e| tonic::Status::internal(format!("trace export task failed: {e}")))?
+        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+        Ok(tonic::Response::new(ExportTraceServiceResponse {
+            partial_success: None,
+        }))
+    }
+}
+
+/// Serves OTLP/gRPC trace exports on `listener` until `shutdown` completes (gzip accepted;
+/// messages up to `max_bytes`).
+pub async fn serve_grpc(
+    listener: tokio::net::TcpListener,
+    state: &AppState,
+    max_bytes: usize,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), String> {
+    let access = state
+        .telemetry
+        .clone()
+        .ok_or("this server does not store traces")?;
+    let service = TraceServiceServer::new(GrpcTraces {
+        access,
+        metrics: state.metrics.clone(),
+    })
+    .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
+    .max_decoding_message_size(max_bytes);
+    tonic::transport::Server::builder()
+        .add_service(service)
+        .serve_with_incoming_shutdown(
+            tonic::transport::server::TcpIncoming::from(listener),
+            shutdown,
+        )
+        .await
+        .map_err(|e| e.to_string())
 }
 
 pub fn routes() -> Router<AppState> {
@@ -112,15 +198,7 @@ pub(crate) async fn export(
         let _permit = permit;
         let request = encore_telemetry::otlp::decode(&bytes, &content_type, gzip)
             .map_err(|e| ApiError::new(ErrorCode::InvalidArgument, e.to_string()))?;
-        let mut counts = Redactions::default();
-        let spans = t.normalizer.spans(&request, &mut counts);
-        let stored = t.store.append(&spans)?;
-        t.redactions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .add(&counts);
-        metrics.record_spans(stored as u64, &counts);
-        Ok(stored)
+        Ok(store_request(&t, &metrics, &request)?)
     })
     .await
     .map_err(|e| {

@@ -34,9 +34,10 @@ pub fn run(loaded: &Loaded, args: &ServeArgs, out: &Output) -> Result<(), CliErr
     serve_until(
         loaded,
         bind,
-        |addr, data_dir| {
+        |addr, grpc, data_dir| {
             let report = serde_json::json!({
                 "listening": format!("http://{addr}"),
+                "otlp_grpc": grpc.map(|g| g.to_string()),
                 "data_dir": data_dir,
                 "endpoints": [
                     "POST /v1/events", "GET /v1/events/stats", "GET /healthz", "GET /v1/models",
@@ -55,8 +56,11 @@ pub fn run(loaded: &Loaded, args: &ServeArgs, out: &Output) -> Result<(), CliErr
                      GET  http://{addr}/v1/users/USER/recommendations?n=10\n  \
                      GET  http://{addr}/v1/items/ITEM/similar?n=10\n  \
                      POST http://{addr}/v1/recommendations  {{\"seed_items\": [...]}}\n  \
-                     POST http://{addr}/v1/radio            {{\"seeds\": [...]}}\n\
+                     POST http://{addr}/v1/radio            {{\"seeds\": [...]}}\n  \
+                     POST http://{addr}/v1/traces           (OTLP/HTTP; OTLP/gRPC on {})\n  \
+                     GET  http://{addr}/v1/spans?project=NAME\n\
                      data directory {}",
+                    grpc.map_or("no port".to_string(), |g| g.to_string()),
                     data_dir.display()
                 )
             });
@@ -71,7 +75,7 @@ pub fn run(loaded: &Loaded, args: &ServeArgs, out: &Output) -> Result<(), CliErr
 pub fn serve_until(
     loaded: &Loaded,
     bind: std::net::SocketAddr,
-    on_listening: impl FnOnce(std::net::SocketAddr, &std::path::Path),
+    on_listening: impl FnOnce(std::net::SocketAddr, Option<std::net::SocketAddr>, &std::path::Path),
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), CliError> {
     let (dir, ingestor) = open(loaded)?;
@@ -136,7 +140,20 @@ pub fn serve_until(
         let addr = listener
             .local_addr()
             .map_err(|e| CliError::failed(format!("no local address: {e}"), "retry"))?;
-        on_listening(addr, dir.path());
+        // OTLP/gRPC beside the HTTP API; a port that cannot be had is logged, not fatal (the
+        // OTLP/HTTP route takes the same exports)
+        let grpc = match loaded.config.server.otlp_grpc.as_str() {
+            "" => None,
+            a => match tokio::net::TcpListener::bind(a).await {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    tracing::warn!("no OTLP/gRPC receiver: cannot listen on {a}: {e}");
+                    None
+                }
+            },
+        };
+        let grpc_addr = grpc.as_ref().and_then(|l| l.local_addr().ok());
+        on_listening(addr, grpc_addr, dir.path());
         let gate = crate::cli::GateArgs::default().gate(&loaded.config.registry);
         let state = AppState::new(Arc::clone(&ingestor), limits)
             .with_registry(dir.path().to_path_buf(), gate)
@@ -181,9 +198,31 @@ pub fn serve_until(
             sc.max_in_flight as usize,
             impressions,
         ));
-        encore_server::serve(listener, state, shutdown)
+        let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+        let grpc_task = grpc.map(|l| {
+            let state = state.clone();
+            let max = state.limits.max_body_bytes;
+            tokio::spawn(async move {
+                let stopped = async move {
+                    let _ = stop_rx.changed().await;
+                };
+                if let Err(e) = encore_server::traces::serve_grpc(l, &state, max, stopped).await {
+                    tracing::error!("OTLP/gRPC receiver stopped: {e}");
+                }
+            })
+        });
+        let shutdown = async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        };
+        let served = encore_server::serve(listener, state, shutdown)
             .await
-            .map_err(|e| CliError::failed(format!("server error: {e}"), "see the log"))
+            .map_err(|e| CliError::failed(format!("server error: {e}"), "see the log"));
+        // exports in flight on gRPC finish before the logs are sealed
+        if let Some(t) = grpc_task {
+            let _ = t.await;
+        }
+        served
     })?;
     for t in Table::ALL {
         ingestor.log(t).seal()?;

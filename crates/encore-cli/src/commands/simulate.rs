@@ -98,6 +98,7 @@ pub fn run(
     let mut loaded = loaded.clone();
     loaded.config.serving.impressions = true;
     loaded.config.serving.model = "recommender".into();
+    loaded.config.server.otlp_grpc = String::new();
 
     // a world whose history ends today, ingested; the weak and the good model registered
     let today = now_ms().div_euclid(MS_PER_DAY);
@@ -117,7 +118,7 @@ pub fn run(
         crate::commands::serve::serve_until(
             &server_config,
             ([127, 0, 0, 1], 0).into(),
-            |addr, _| {
+            |addr, _, _| {
                 let _ = addr_tx.send(addr);
             },
             async {

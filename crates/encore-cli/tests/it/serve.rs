@@ -14,26 +14,49 @@ pub(crate) fn start(data: &Path) -> (Child, u16) {
 }
 
 fn start_with(data: &Path, env: &[(&str, &str)]) -> (Child, u16) {
+    let (child, port, _) = start_full(data, env);
+    (child, port)
+}
+
+/// Starts `encore serve` (no OTLP/gRPC port unless `env` asks for one); returns the child, the
+/// HTTP port and the OTLP/gRPC address if any.
+pub(crate) fn start_full(data: &Path, env: &[(&str, &str)]) -> (Child, u16, Option<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_encore"))
         .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
         .arg(data)
         .env("ENCORE__INGEST__SEAL_ROWS", "4000")
+        .env("ENCORE__SERVER__OTLP_GRPC", "")
         .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .expect("start encore serve");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let port = line
+    // the whole report is one write; read it to its last line
+    let mut lines = Vec::new();
+    let mut reader = BufReader::new(child.stdout.take().unwrap());
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        let last = line.starts_with("data directory");
+        lines.push(line);
+        if last {
+            break;
+        }
+    }
+    let port = lines[0]
         .trim()
         .rsplit(':')
         .next()
         .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("no port in {line:?}"));
-    (child, port)
+        .unwrap_or_else(|| panic!("no port in {:?}", lines[0]));
+    let grpc = lines
+        .iter()
+        .find_map(|l| l.split("OTLP/gRPC on ").nth(1))
+        .map(|rest| rest.trim().trim_end_matches(')').to_owned())
+        .filter(|a| a != "no port");
+    (child, port, grpc)
 }
 
 fn batches() -> Vec<(Vec<String>, Vec<u8>)> {

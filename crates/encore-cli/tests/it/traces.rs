@@ -210,7 +210,10 @@ fn otel_python() -> Option<std::path::PathBuf> {
     let python = venv.join("bin/python");
     let ready = |p: &std::path::Path| {
         std::process::Command::new(p)
-            .args(["-c", "import opentelemetry.exporter.otlp.proto.http"])
+            .args([
+                "-c",
+                "import opentelemetry.exporter.otlp.proto.http, opentelemetry.exporter.otlp.proto.grpc",
+            ])
             .status()
             .is_ok_and(|s| s.success())
     };
@@ -228,6 +231,7 @@ fn otel_python() -> Option<std::path::PathBuf> {
                 "-q",
                 "opentelemetry-sdk",
                 "opentelemetry-exporter-otlp-proto-http",
+                "opentelemetry-exporter-otlp-proto-grpc",
             ])
             .status()
             .is_ok_and(|s| s.success());
@@ -244,17 +248,31 @@ fn the_opentelemetry_python_sdk_exports_genai_spans() {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
-    let (child, port) = start(&tmp.path().join("data"));
+    let (child, port, grpc) = crate::serve::start_full(
+        &tmp.path().join("data"),
+        &[("ENCORE__SERVER__OTLP_GRPC", "127.0.0.1:0")],
+    );
     let addr = format!("127.0.0.1:{port}");
     let script =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/otel/export_genai.py");
-    let status = std::process::Command::new(python)
-        .arg(script)
-        .arg(format!("http://{addr}/v1/traces"))
-        .arg("25")
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let export = |endpoint: String, project: &str| {
+        let status = std::process::Command::new(&python)
+            .arg(&script)
+            .arg(endpoint)
+            .arg("25")
+            .arg(project)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    export(format!("http://{addr}/v1/traces"), "sdk");
+    // the same over OTLP/gRPC
+    let grpc = grpc.expect("an OTLP/gRPC port");
+    export(format!("grpc://{grpc}"), "sdk-grpc");
+    assert_eq!(get(&addr, "/v1/spans/count?project=sdk-grpc")["count"], 50);
+    let over_grpc = get(&addr, "/v1/spans?project=sdk-grpc&operation=chat&limit=100");
+    assert_eq!(over_grpc["spans"].as_array().unwrap().len(), 25);
+    assert_eq!(over_grpc["spans"][0]["output_tokens"], 300);
     // the SDK returned after its exports were acknowledged: all 50 spans are there now
     assert_eq!(get(&addr, "/v1/spans/count?project=sdk")["count"], 50);
     let llm = get(&addr, "/v1/spans?project=sdk&operation=chat&limit=100");

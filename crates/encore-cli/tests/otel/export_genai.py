@@ -1,24 +1,31 @@
-"""Exports GenAI spans to encore with the OpenTelemetry Python SDK over OTLP/HTTP protobuf.
+"""Exports GenAI spans to encore with the OpenTelemetry Python SDK, over OTLP/HTTP protobuf or
+OTLP/gRPC.
 
-    python export_genai.py http://127.0.0.1:PORT/v1/traces N
+    python export_genai.py http://127.0.0.1:PORT/v1/traces N PROJECT
+    python export_genai.py grpc://127.0.0.1:PORT N PROJECT
 
 One trace per call: a root CHAIN span and a child `chat` span with the GenAI conventions
 (tokens by type, models, provider) and a prompt carrying an email address.
 """
 import sys
 
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import SpanKind
 
-endpoint, n = sys.argv[1], int(sys.argv[2])
+endpoint, n, project = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+if endpoint.startswith("grpc://"):
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+    exporter = OTLPSpanExporter(endpoint=endpoint[len("grpc://"):], insecure=True)
+else:
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    exporter = OTLPSpanExporter(endpoint=endpoint)
 provider = TracerProvider(resource=Resource.create({
     "service.name": "playlist-writer",
-    "openinference.project.name": "sdk",
+    "openinference.project.name": project,
 }))
-provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
+provider.add_span_processor(BatchSpanProcessor(exporter))
 tracer = provider.get_tracer("encore-sdk-test")
 for i in range(n):
     with tracer.start_as_current_span("playlist.generate", kind=SpanKind.SERVER) as root:
