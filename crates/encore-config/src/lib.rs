@@ -45,6 +45,7 @@ pub struct Config {
     pub ingest: IngestConfig,
     pub registry: RegistryConfig,
     pub serving: ServingConfig,
+    pub telemetry: TelemetryConfig,
     pub demo: DemoConfig,
 }
 
@@ -238,6 +239,40 @@ impl Default for ServingConfig {
     }
 }
 
+/// Traces taken by `encore serve` (OTLP).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// What is kept of prompts and completions: `full` (redacted), `metadata_only`, `none`.
+    pub content: ContentPolicy,
+    /// Extra patterns (regular expressions) replaced by `[REDACTED]` before storage.
+    pub redact_patterns: Vec<String>,
+    /// When not empty, user ids are stored as a keyed hash (HMAC-SHA256) with this key.
+    pub user_id_key: String,
+    /// Spans held in memory and in the write-ahead log before they are sealed into segments.
+    pub seal_rows: u32,
+}
+
+/// What of an LLM call's content is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ContentPolicy {
+    Full,
+    MetadataOnly,
+    None,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            content: ContentPolicy::Full,
+            redact_patterns: Vec::new(),
+            user_id_key: String::new(),
+            seal_rows: 100_000,
+        }
+    }
+}
+
 /// Size of the world `encore demo` simulates.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -298,6 +333,7 @@ impl Config {
                 u64::from(self.ingest.max_batch_rows),
             ),
             ("ingest.max_body_bytes", self.ingest.max_body_bytes),
+            ("telemetry.seal_rows", u64::from(self.telemetry.seal_rows)),
         ];
         for (key, value) in positive {
             if value == 0 {

@@ -69,6 +69,17 @@ hnsw_threshold = 250000
 cache_seconds = 30
 cache_users = 100000
 
+[telemetry]
+# What is stored of prompts and completions: "full" (after redaction), "metadata_only" or "none".
+# Emails, card numbers (Luhn-checked), phone numbers and IP addresses are always redacted.
+content = "full"
+# Extra regular expressions replaced by [REDACTED] in content and attributes before storage.
+redact_patterns = []
+# When not empty, user ids are stored as a keyed hash (HMAC-SHA256) with this key.
+user_id_key = ""
+# Spans held in memory and in the write-ahead log before they are sealed into Parquet segments.
+seal_rows = 100000
+
 [demo]
 # Size of the simulated world `encore demo` creates: listeners, days of history, and the seed
 # (the same seed always gives the same world).

@@ -92,11 +92,11 @@ pub fn serve_until(
         encore_telemetry::SpanStore::open(
             dir.path(),
             encore_storage::LogOptions {
-                seal_rows: 100_000,
+                seal_rows: loaded.config.telemetry.seal_rows as usize,
                 ..Default::default()
             },
         )?,
-        encore_telemetry::Normalizer::default(),
+        normalizer(&loaded.config.telemetry)?,
         64,
     ));
     let cache_users = if sc.cache_seconds == 0 {
@@ -318,6 +318,30 @@ fn load_alias(
             served.swap_failed();
         }
     }
+}
+
+/// `[telemetry]` as the normalizer of incoming spans.
+fn normalizer(
+    c: &encore_config::TelemetryConfig,
+) -> Result<encore_telemetry::Normalizer, CliError> {
+    let redactor = encore_telemetry::Redactor::new(&c.redact_patterns).map_err(|e| {
+        CliError::usage(
+            format!("bad value for `telemetry.redact_patterns`: {e}"),
+            "each pattern is a regular expression (Rust regex syntax)",
+        )
+    })?;
+    Ok(encore_telemetry::Normalizer {
+        redactor,
+        content: match c.content {
+            encore_config::ContentPolicy::Full => encore_telemetry::ContentPolicy::Full,
+            encore_config::ContentPolicy::MetadataOnly => {
+                encore_telemetry::ContentPolicy::MetadataOnly
+            }
+            encore_config::ContentPolicy::None => encore_telemetry::ContentPolicy::None,
+        },
+        user_id_key: (!c.user_id_key.is_empty()).then(|| c.user_id_key.as_bytes().to_vec()),
+        ..Default::default()
+    })
 }
 
 /// `[serving] retrieval` as the index's choice.

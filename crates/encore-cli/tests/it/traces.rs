@@ -350,3 +350,56 @@ fn the_opentelemetry_python_sdk_exports_genai_spans() {
     let mut child = child;
     assert!(child.wait().unwrap().success());
 }
+
+#[test]
+fn the_telemetry_config_drops_content_and_hashes_user_ids() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (child, port, _) = crate::serve::start_full(
+        &tmp.path().join("data"),
+        &[
+            ("ENCORE__TELEMETRY__CONTENT", "metadata_only"),
+            ("ENCORE__TELEMETRY__USER_ID_KEY", "k3y"),
+        ],
+    );
+    let addr = format!("127.0.0.1:{port}");
+    let mut body: serde_json::Value = serde_json::from_slice(&json_batch("cfg", 0, 4)).unwrap();
+    for s in body["resourceSpans"][0]["scopeSpans"][0]["spans"]
+        .as_array_mut()
+        .unwrap()
+    {
+        s["attributes"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({"key": "user.id", "value": {"stringValue": "listener-42"}}));
+    }
+    let (status, _) = post(
+        &addr,
+        &serde_json::to_vec(&body).unwrap(),
+        "application/json",
+        false,
+    )
+    .unwrap();
+    assert_eq!(status, 200);
+    let listed = get(&addr, "/v1/spans?project=cfg");
+    let span = &listed["spans"][0];
+    let user = span["user_id"].as_str().unwrap();
+    assert_ne!(user, "listener-42");
+    assert_eq!(user.len(), 32, "a keyed hash, hex");
+    // the same listener hashes the same way: their spans can still be grouped
+    assert_eq!(
+        get(&addr, &format!("/v1/spans?project=cfg&user={user}"))["spans"]
+            .as_array()
+            .unwrap()
+            .len(),
+        4
+    );
+    let tree = get(
+        &addr,
+        &format!("/v1/traces/{}", span["trace_id"].as_str().unwrap()),
+    );
+    assert!(tree["spans"][0]["input"].is_null(), "{tree}");
+    assert_eq!(span["input_tokens"], 800, "metadata is kept");
+    terminate(&child);
+    let mut child = child;
+    assert!(child.wait().unwrap().success());
+}
