@@ -251,6 +251,8 @@ pub struct TelemetryConfig {
     pub user_id_key: String,
     /// Spans held in memory and in the write-ahead log before they are sealed into segments.
     pub seal_rows: u32,
+    /// Share of encore's own recommendation requests stored as spans (project `encore`).
+    pub self_trace_rate: f64,
 }
 
 /// What of an LLM call's content is stored.
@@ -269,6 +271,7 @@ impl Default for TelemetryConfig {
             redact_patterns: Vec::new(),
             user_id_key: String::new(),
             seal_rows: 100_000,
+            self_trace_rate: 0.01,
         }
     }
 }
@@ -342,6 +345,15 @@ impl Config {
                     message: "must be at least 1".into(),
                 });
             }
+        }
+        if !(0.0..=1.0).contains(&self.telemetry.self_trace_rate) {
+            out.push(Violation {
+                key: "telemetry.self_trace_rate",
+                message: format!(
+                    "{} is out of range, expected 0..=1",
+                    self.telemetry.self_trace_rate
+                ),
+            });
         }
         if !(0.0..=1.0).contains(&self.registry.gate_tolerance) {
             out.push(Violation {

@@ -79,6 +79,9 @@ redact_patterns = []
 user_id_key = ""
 # Spans held in memory and in the write-ahead log before they are sealed into Parquet segments.
 seal_rows = 100000
+# Share of encore's own recommendation requests stored as spans (project "encore"), so model
+# serving and LLM features are seen in one place. 0 turns it off.
+self_trace_rate = 0.01
 
 [demo]
 # Size of the simulated world `encore demo` creates: listeners, days of history, and the seed

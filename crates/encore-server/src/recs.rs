@@ -268,6 +268,12 @@ pub(crate) async fn user_recommendations(
     params: Result<Query<UserParams>, QueryRejection>,
 ) -> Result<Json<Slate>, ApiError> {
     let Query(p) = params.map_err(bad_query)?;
+    let started = (
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as i64),
+        std::time::Instant::now(),
+    );
     if let Some(s) = p.surface.as_deref().filter(|s| *s != "home") {
         return Err(ApiError::new(
             ErrorCode::InvalidArgument,
@@ -338,6 +344,7 @@ pub(crate) async fn user_recommendations(
     {
         slate.experiments = arms;
         log_impressions(&state, &user, &slate, p.platform, p.country);
+        trace_own(&state, &user, &slate, started, true);
         return Ok(Json(slate));
     }
     let who = user.clone();
@@ -352,6 +359,7 @@ pub(crate) async fn user_recommendations(
     let mut slate = slate;
     slate.experiments = arms;
     log_impressions(&state, &user, &slate, p.platform, p.country);
+    trace_own(&state, &user, &slate, started, false);
     Ok(Json(slate))
 }
 
@@ -607,6 +615,26 @@ fn log_impressions(
     let n = (slate.items.len() + slate.experiments.len()) as u64;
     if writer.queue.try_send((n, lines)).is_err() {
         state.metrics.impressions_dropped.inc_by(n);
+    }
+}
+
+/// A home request as a span in the trace store, when sampled (`[telemetry] self_trace_rate`).
+fn trace_own(
+    state: &AppState,
+    user: &str,
+    slate: &Slate,
+    started: (i64, std::time::Instant),
+    cached: bool,
+) {
+    if let Some(t) = &state.telemetry {
+        t.own_request(
+            &slate.request_id,
+            "GET /v1/users/{id}/recommendations",
+            user,
+            slate,
+            started,
+            cached,
+        );
     }
 }
 

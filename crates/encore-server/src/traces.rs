@@ -44,6 +44,18 @@ pub struct TelemetryAccess {
     max_in_flight: usize,
     /// redactions so far, by kind
     pub redactions: Mutex<Redactions>,
+    /// encore's own requests as spans, when sampled
+    self_tracer: std::sync::OnceLock<SelfTracer>,
+}
+
+/// Samples encore's own recommendation requests into the trace store (project `encore`), so
+/// model serving and LLM features are seen side by side. Spans go through a bounded queue to one
+/// writer thread that stores them in batches; a full queue drops them (and counts nothing else).
+#[derive(Debug)]
+struct SelfTracer {
+    /// requests kept, out of 2^32
+    threshold: u64,
+    queue: std::sync::mpsc::SyncSender<encore_telemetry::Span>,
 }
 
 impl TelemetryAccess {
@@ -54,7 +66,108 @@ impl TelemetryAccess {
             in_flight: Arc::new(Semaphore::new(max_in_flight.max(1))),
             max_in_flight: max_in_flight.max(1),
             redactions: Mutex::default(),
+            self_tracer: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Traces `rate` (0 to 1) of encore's own recommendation requests into the store.
+    pub fn trace_own_requests(self: &Arc<Self>, rate: f64) {
+        if rate <= 0.0 {
+            return;
+        }
+        let (queue, rx) = std::sync::mpsc::sync_channel::<encore_telemetry::Span>(10_000);
+        let weak = Arc::downgrade(self);
+        std::thread::spawn(move || {
+            let window = std::time::Duration::from_millis(500);
+            let mut batch = Vec::new();
+            loop {
+                let open = match rx.recv_timeout(window) {
+                    Ok(span) => {
+                        batch.push(span);
+                        batch.extend(rx.try_iter().take(4_999));
+                        true
+                    }
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => true,
+                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => false,
+                };
+                if !batch.is_empty() {
+                    let Some(t) = weak.upgrade() else { return };
+                    if let Err(e) = t.store.append(&batch) {
+                        tracing::warn!("own request spans not stored: {e}");
+                    }
+                    batch.clear();
+                }
+                if !open {
+                    return;
+                }
+            }
+        });
+        let _ = self.self_tracer.set(SelfTracer {
+            threshold: (rate.min(1.0) * f64::from(u32::MAX)) as u64,
+            queue,
+        });
+    }
+
+    /// Records one of encore's own requests if it is sampled: `name` as a server span of
+    /// service `encore-serving` in project `encore`.
+    pub fn own_request(
+        &self,
+        request_id: &str,
+        name: &str,
+        user: &str,
+        slate: &encore_serving::Slate,
+        started: (i64, std::time::Instant),
+        cached: bool,
+    ) {
+        let Some(tracer) = self.self_tracer.get() else {
+            return;
+        };
+        let h = encore_experiments::assignment::hash("encore-self-trace", request_id);
+        if (h >> 32) > tracer.threshold {
+            return;
+        }
+        let mut mapped = encore_telemetry::normalize::Mapped {
+            operation: Some("recommend".into()),
+            request_model: Some(slate.model.clone()),
+            response_model: Some(format!("{}@{}", slate.model, slate.model_version)),
+            user: Some(self.normalizer.user_id(user)),
+            ai_kind: Some("RECOMMENDER".into()),
+            ..Default::default()
+        };
+        mapped
+            .attributes
+            .insert("request_id".into(), request_id.into());
+        mapped
+            .attributes
+            .insert("items".into(), slate.items.len().into());
+        mapped.attributes.insert("cached".into(), cached.into());
+        mapped.attributes.insert(
+            "strategy".into(),
+            serde_json::to_value(slate.strategy).unwrap_or_default(),
+        );
+        if !slate.experiments.is_empty() {
+            mapped.attributes.insert(
+                "experiments".into(),
+                serde_json::to_value(&slate.experiments).unwrap_or_default(),
+            );
+        }
+        let elapsed = started.1.elapsed().as_nanos() as i64;
+        let span = encore_telemetry::Span {
+            project: "encore".into(),
+            trace_id: format!("{h:016x}{:016x}", h.rotate_left(17) ^ 0x9E37_79B9_7F4A_7C15),
+            span_id: format!("{:016x}", h.rotate_left(31)),
+            parent_span_id: None,
+            name: name.into(),
+            kind: "server",
+            service: "encore-serving".into(),
+            start_ns: started.0,
+            end_ns: started.0 + elapsed,
+            status: "ok",
+            status_message: None,
+            mapped,
+            cost: None,
+        };
+        let _ = tracer.queue.try_send(span);
     }
 }
 

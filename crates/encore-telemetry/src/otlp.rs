@@ -181,6 +181,14 @@ const KINDS: [&str; 6] = [
 ];
 
 impl Normalizer {
+    /// A user id as stored: the keyed hash when a key is configured, else as sent (redacted).
+    pub fn user_id(&self, raw: &str) -> String {
+        match &self.user_id_key {
+            Some(key) => hmac_sha256(key, raw.as_bytes()),
+            None => self.redactor.redact(raw, &mut Redactions::default()),
+        }
+    }
+
     fn policy(&self, service: &str) -> ContentPolicy {
         self.content_by_service
             .get(service)

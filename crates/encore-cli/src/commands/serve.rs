@@ -99,6 +99,7 @@ pub fn serve_until(
         normalizer(&loaded.config.telemetry)?,
         64,
     ));
+    telemetry.trace_own_requests(loaded.config.telemetry.self_trace_rate);
     let cache_users = if sc.cache_seconds == 0 {
         0
     } else {

@@ -345,7 +345,8 @@ fn every_surface_serves_and_hot_swap_drops_nothing() {
     .unwrap();
     run(&["experiments", "create", "exp.json"]);
     run(&["experiments", "start", "home-mmr"]);
-    let (child, port) = start(&data);
+    // every home request of this server is also a span in its trace store
+    let (child, port) = start_with(&data, &[("ENCORE__TELEMETRY__SELF_TRACE_RATE", "1")]);
     let addr = format!("127.0.0.1:{port}");
     for u in ["u1", "u2", "u3", "u4", "u5"] {
         let (status, got) = call(&addr, "GET", &format!("/v1/assignments?user_id={u}"), "");
@@ -683,6 +684,30 @@ fn every_surface_serves_and_hot_swap_drops_nothing() {
     assert!(results["decision"].is_string());
     let (status, _) = call(&addr, "GET", "/v1/experiments/nope/results", "");
     assert_eq!(status, 404);
+    // encore's own home requests, in the trace store beside LLM spans
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let own = loop {
+        let (_, r) = call(
+            &addr,
+            "GET",
+            "/v1/spans?project=encore&operation=recommend&limit=5",
+            "",
+        );
+        if r["spans"].as_array().is_some_and(|s| !s.is_empty()) {
+            break r;
+        }
+        assert!(std::time::Instant::now() < deadline, "no own spans: {r}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let span = &own["spans"][0];
+    assert_eq!(span["service"], "encore-serving");
+    assert!(
+        span["response_model"]
+            .as_str()
+            .unwrap()
+            .starts_with("recommender@"),
+        "{span}"
+    );
     let r = encore_server::client::request(&addr, "GET", "/metrics", b"").unwrap();
     assert!(
         r.body.contains("encore_model_version 2") && r.body.contains("encore_model_swaps_total 2"),
