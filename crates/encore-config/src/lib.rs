@@ -253,6 +253,10 @@ pub struct TelemetryConfig {
     pub seal_rows: u32,
     /// Share of encore's own recommendation requests stored as spans (project `encore`).
     pub self_trace_rate: f64,
+    /// Share of traces stored (by trace id); traces with an error or a slow span are always kept.
+    pub sample_rate: f64,
+    /// A span at least this slow keeps its trace whatever the sample rate.
+    pub keep_slower_than_ms: f64,
 }
 
 /// What of an LLM call's content is stored.
@@ -272,6 +276,8 @@ impl Default for TelemetryConfig {
             user_id_key: String::new(),
             seal_rows: 100_000,
             self_trace_rate: 0.01,
+            sample_rate: 1.0,
+            keep_slower_than_ms: 2_000.0,
         }
     }
 }
@@ -345,6 +351,15 @@ impl Config {
                     message: "must be at least 1".into(),
                 });
             }
+        }
+        if !(0.0..=1.0).contains(&self.telemetry.sample_rate) {
+            out.push(Violation {
+                key: "telemetry.sample_rate",
+                message: format!(
+                    "{} is out of range, expected 0..=1",
+                    self.telemetry.sample_rate
+                ),
+            });
         }
         if !(0.0..=1.0).contains(&self.telemetry.self_trace_rate) {
             out.push(Violation {

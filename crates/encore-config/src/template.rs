@@ -82,6 +82,10 @@ seal_rows = 100000
 # Share of encore's own recommendation requests stored as spans (project "encore"), so model
 # serving and LLM features are seen in one place. 0 turns it off.
 self_trace_rate = 0.01
+# Share of traces stored, chosen by trace id (a trace is kept or dropped whole); a trace with an
+# error or a span slower than keep_slower_than_ms is always kept.
+sample_rate = 1.0
+keep_slower_than_ms = 2000.0
 
 [demo]
 # Size of the simulated world `encore demo` creates: listeners, days of history, and the seed

@@ -39,6 +39,7 @@ pub struct Metrics {
     pub impressions_dropped: Counter,
     pub treatments_unavailable: Counter,
     spans_stored: Counter,
+    pub spans_sampled_out: Counter,
     redactions: Family<KindLabel, Counter>,
     model_version: Gauge,
     model_items: Gauge,
@@ -87,6 +88,7 @@ impl Default for Metrics {
             impressions_dropped: Counter::default(),
             treatments_unavailable: Counter::default(),
             spans_stored: Counter::default(),
+            spans_sampled_out: Counter::default(),
             redactions: Family::default(),
             model_version: Gauge::default(),
             model_items: Gauge::default(),
@@ -131,6 +133,11 @@ impl Default for Metrics {
             "spans_stored",
             "trace spans stored (durable)",
             m.spans_stored.clone(),
+        );
+        registry.register(
+            "spans_sampled_out",
+            "trace spans not stored by the sampling rules (traces without errors or slow spans, beyond the rate)",
+            m.spans_sampled_out.clone(),
         );
         registry.register(
             "redactions",

@@ -178,7 +178,9 @@ fn store_request(
     request: &ExportTraceServiceRequest,
 ) -> Result<usize, encore_storage::StorageError> {
     let mut counts = Redactions::default();
-    let spans = t.normalizer.spans(request, &mut counts);
+    let mut spans = t.normalizer.spans(request, &mut counts);
+    let dropped = t.normalizer.sampling.apply(&mut spans);
+    metrics.spans_sampled_out.inc_by(dropped as u64);
     let stored = t.store.append(&spans)?;
     t.redactions
         .lock()

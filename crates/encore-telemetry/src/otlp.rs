@@ -64,6 +64,53 @@ pub struct Normalizer {
     pub content_by_service: HashMap<String, ContentPolicy>,
     /// when set, user ids are stored as a keyed hash (HMAC-SHA256, hex)
     pub user_id_key: Option<Vec<u8>>,
+    pub sampling: Sampling,
+}
+
+/// Which traces are kept: every trace with an error or a span slower than `keep_slower_than_ms`,
+/// and `rate` of the others, chosen by trace id so that a trace is kept or dropped whole.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sampling {
+    pub rate: f64,
+    pub keep_slower_than_ms: f64,
+}
+
+impl Default for Sampling {
+    fn default() -> Self {
+        Sampling {
+            rate: 1.0,
+            keep_slower_than_ms: 2_000.0,
+        }
+    }
+}
+
+impl Sampling {
+    /// Drops from `spans` the traces not kept; returns how many spans were dropped.
+    pub fn apply(&self, spans: &mut Vec<Span>) -> usize {
+        if self.rate >= 1.0 {
+            return 0;
+        }
+        let mut keep: HashMap<&str, bool> = HashMap::new();
+        for s in spans.iter() {
+            let k = keep.entry(s.trace_id.as_str()).or_insert_with(|| {
+                // the trace id's last 8 bytes are random: a uniform draw
+                let tail = &s.trace_id[s.trace_id.len().saturating_sub(16)..];
+                let u = u64::from_str_radix(tail, 16).unwrap_or(0) as f64 / u64::MAX as f64;
+                u < self.rate
+            });
+            if s.status == "error" || s.duration_ns() as f64 / 1e6 >= self.keep_slower_than_ms {
+                *k = true;
+            }
+        }
+        let kept: std::collections::HashSet<String> = keep
+            .into_iter()
+            .filter(|(_, k)| *k)
+            .map(|(t, _)| t.to_owned())
+            .collect();
+        let before = spans.len();
+        spans.retain(|s| kept.contains(&s.trace_id));
+        before - spans.len()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

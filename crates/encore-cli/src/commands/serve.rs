@@ -341,6 +341,10 @@ fn normalizer(
             encore_config::ContentPolicy::None => encore_telemetry::ContentPolicy::None,
         },
         user_id_key: (!c.user_id_key.is_empty()).then(|| c.user_id_key.as_bytes().to_vec()),
+        sampling: encore_telemetry::otlp::Sampling {
+            rate: c.sample_rate,
+            keep_slower_than_ms: c.keep_slower_than_ms,
+        },
         ..Default::default()
     })
 }

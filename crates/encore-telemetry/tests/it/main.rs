@@ -381,3 +381,43 @@ fn full_text_search_in_any_script_and_traces_as_trees() {
     assert!((tree[1].offset_ms - 1.0).abs() < 1e-9);
     assert!(tree[1].input.as_deref().unwrap().contains("sunny"));
 }
+
+#[test]
+fn sampling_keeps_errors_slow_spans_and_a_share_of_the_rest_whole() {
+    use encore_telemetry::otlp::Sampling;
+    // 1,000 single-span traces: every tenth an error; 50 ms each, except trace 7 (3 s)
+    let mut req = request("sampled", 1_000, "hello");
+    for (i, s) in req.resource_spans[0].scope_spans[0]
+        .spans
+        .iter_mut()
+        .enumerate()
+    {
+        // random-looking trace ids, as real tracers make them
+        let mut x = (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        x ^= x >> 29;
+        s.trace_id = (u128::from(x) << 64 | u128::from(x.rotate_left(13)))
+            .to_be_bytes()
+            .to_vec();
+        s.end_time_unix_nano =
+            s.start_time_unix_nano + if i == 7 { 3_000_000_000 } else { 50_000_000 };
+    }
+    let mut spans = Normalizer::default().spans(&req, &mut Redactions::default());
+    let sampling = Sampling {
+        rate: 0.2,
+        keep_slower_than_ms: 2_000.0,
+    };
+    let dropped = sampling.apply(&mut spans);
+    assert_eq!(dropped + spans.len(), 1_000);
+    assert_eq!(
+        spans.iter().filter(|s| s.status == "error").count(),
+        100,
+        "every error kept"
+    );
+    assert!(
+        spans.iter().any(|s| s.duration_ns() >= 3_000_000_000),
+        "the slow one kept"
+    );
+    let ok = spans.iter().filter(|s| s.status != "error").count();
+    // about 20 % of the 900 others (binomial sd 12)
+    assert!((130..=230).contains(&ok), "{ok}");
+}
