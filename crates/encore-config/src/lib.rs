@@ -257,6 +257,8 @@ pub struct TelemetryConfig {
     pub sample_rate: f64,
     /// A span at least this slow keeps its trace whatever the sample rate.
     pub keep_slower_than_ms: f64,
+    /// Days of spans kept (whole days are dropped once older); 0 keeps everything.
+    pub retention_days: u32,
 }
 
 /// What of an LLM call's content is stored.
@@ -278,6 +280,7 @@ impl Default for TelemetryConfig {
             self_trace_rate: 0.01,
             sample_rate: 1.0,
             keep_slower_than_ms: 2_000.0,
+            retention_days: 30,
         }
     }
 }

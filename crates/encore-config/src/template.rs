@@ -86,6 +86,8 @@ self_trace_rate = 0.01
 # error or a span slower than keep_slower_than_ms is always kept.
 sample_rate = 1.0
 keep_slower_than_ms = 2000.0
+# Days of spans kept; older days are dropped (checked hourly). 0 keeps everything.
+retention_days = 30
 
 [demo]
 # Size of the simulated world `encore demo` creates: listeners, days of history, and the seed

@@ -158,6 +158,8 @@ enum Command {
     /// `true`: write the WAL first (durable on ack); `false`: hold in memory until the next seal
     Append(RecordBatch, Ack, bool),
     Seal(Ack),
+    /// drop the segments whose rows are all older than this (epoch ms)
+    DropBefore(i64, SyncSender<Result<(u64, u64), StorageError>>),
 }
 
 /// A pending append: [`Ticket::wait`] returns once the rows are durable.
@@ -420,9 +422,8 @@ impl EventLog {
         match tx.try_send(Command::Append(batch, ack, true)) {
             Ok(()) => Ok(Ok(Ticket(rx))),
             Err(TrySendError::Full(Command::Append(batch, _, _))) => Ok(Err(QueueFull(batch))),
-            Err(TrySendError::Full(Command::Seal(_))) | Err(TrySendError::Disconnected(_)) => {
-                Err(StorageError::Closed)
-            }
+            Err(TrySendError::Full(Command::Seal(_) | Command::DropBefore(..)))
+            | Err(TrySendError::Disconnected(_)) => Err(StorageError::Closed),
         }
     }
 
@@ -459,6 +460,17 @@ impl EventLog {
         tx.send(Command::Seal(ack))
             .map_err(|_| StorageError::Closed)?;
         Ticket(rx).wait()
+    }
+
+    /// Retention: drops the sealed segments whose rows are all older than `cutoff_ms` (whole
+    /// segments: a day's segment goes once its last row has expired). Returns (segments, rows)
+    /// dropped. Unsealed rows are never dropped here.
+    pub fn drop_before(&self, cutoff_ms: i64) -> Result<(u64, u64), StorageError> {
+        let tx = self.tx.as_ref().ok_or(StorageError::Closed)?;
+        let (ack, rx) = sync_channel(1);
+        tx.send(Command::DropBefore(cutoff_ms, ack))
+            .map_err(|_| StorageError::Closed)?;
+        rx.recv().map_err(|_| StorageError::Closed)?
     }
 
     /// Seals and stops the writer. Dropping the log does the same, ignoring errors.
@@ -757,6 +769,13 @@ impl Writer {
                         acks.push(ack);
                     }
                     Command::Seal(ack) => seals.push(ack),
+                    Command::DropBefore(cutoff, ack) => {
+                        // between group commits, with no seal running: the manifest is ours
+                        let result = self
+                            .finish_sealing()
+                            .and_then(|()| self.drop_before(cutoff));
+                        let _ = ack.send(result);
+                    }
                 }
                 if batches.len() < 256 {
                     next = rx.try_recv().ok();
@@ -819,6 +838,30 @@ impl Writer {
             }
         }
         if any { self.wal.sync() } else { Ok(()) }
+    }
+
+    /// Removes the segments whose latest row is older than `cutoff_ms`: the manifest first (so a
+    /// crash leaves only unreferenced files, which the next open deletes), then the files.
+    /// Returns (segments, rows) dropped.
+    fn drop_before(&mut self, cutoff_ms: i64) -> Result<(u64, u64), StorageError> {
+        let mut manifest = self.shared.lock().manifest.clone();
+        let (old, keep): (Vec<SegmentInfo>, Vec<SegmentInfo>) = manifest
+            .segments
+            .into_iter()
+            .partition(|s| s.max_ts_ms < cutoff_ms);
+        if old.is_empty() {
+            return Ok((0, 0));
+        }
+        manifest.segments = keep;
+        write_json_atomic(&self.shared.dir.join(MANIFEST), &manifest)?;
+        self.shared.lock().manifest = manifest;
+        for seg in &old {
+            let path = self.shared.dir.join(&seg.path);
+            if let Err(e) = std::fs::remove_file(&path) {
+                tracing::warn!(path = %path.display(), "expired segment not removed: {e}");
+            }
+        }
+        Ok((old.len() as u64, old.iter().map(|s| s.rows).sum()))
     }
 
     /// Waits for the background seal, if one is running.

@@ -284,6 +284,15 @@ impl SpanStore {
         self.content.seal()?;
         self.spans.seal()
     }
+
+    /// Retention: drops the sealed days whose spans all started before `cutoff_ms`, in both
+    /// tables. Returns the spans dropped.
+    pub fn drop_before(&self, cutoff_ms: i64) -> Result<u64, StorageError> {
+        // the core rows first: a span is gone once its core row is
+        let (_, rows) = self.spans.drop_before(cutoff_ms)?;
+        self.content.drop_before(cutoff_ms)?;
+        Ok(rows)
+    }
 }
 
 /// Filters of a span listing; `None` matches everything.

@@ -100,6 +100,7 @@ pub fn serve_until(
         64,
     ));
     telemetry.trace_own_requests(loaded.config.telemetry.self_trace_rate);
+    retain_spans(&telemetry, loaded.config.telemetry.retention_days);
     let cache_users = if sc.cache_seconds == 0 {
         0
     } else {
@@ -319,6 +320,29 @@ fn load_alias(
             served.swap_failed();
         }
     }
+}
+
+/// Drops the days of spans older than `days` now and every hour (on a thread that ends with the
+/// process); 0 keeps everything.
+fn retain_spans(telemetry: &Arc<encore_server::traces::TelemetryAccess>, days: u32) {
+    if days == 0 {
+        return;
+    }
+    let weak = Arc::downgrade(telemetry);
+    std::thread::spawn(move || {
+        loop {
+            let Some(t) = weak.upgrade() else { return };
+            let cutoff =
+                encore_core::time::now_ms() - i64::from(days) * encore_core::time::MS_PER_DAY;
+            match t.store.drop_before(cutoff) {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(spans = n, days, "expired spans dropped"),
+                Err(e) => tracing::warn!("span retention: {e}"),
+            }
+            drop(t);
+            std::thread::sleep(std::time::Duration::from_secs(3_600));
+        }
+    });
 }
 
 /// `[telemetry]` as the normalizer of incoming spans.

@@ -8,7 +8,12 @@ use std::time::Duration;
 fn json_batch(project: &str, first: usize, n: usize) -> Vec<u8> {
     let spans: Vec<serde_json::Value> = (first..first + n)
         .map(|i| {
-            let start = 1_790_000_000_000_000_000u64 + i as u64 * 1_000;
+            // an hour ago: within any retention
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64;
+            let start = now - 3_600_000_000_000 + i as u64 * 1_000;
             serde_json::json!({
                 "traceId": format!("{:032x}", i / 4 + 1),
                 "spanId": format!("{:016x}", i + 1),

@@ -421,3 +421,44 @@ fn sampling_keeps_errors_slow_spans_and_a_share_of_the_rest_whole() {
     // about 20 % of the 900 others (binomial sd 12)
     assert!((130..=230).contains(&ok), "{ok}");
 }
+
+#[test]
+fn retention_drops_expired_days_of_both_tables() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = SpanStore::open(tmp.path(), Default::default()).unwrap();
+    let day_ns = 86_400_000_000_000u64;
+    for (project, days_back) in [("old", 40u64), ("new", 1)] {
+        let mut req = request(project, 10, "hi");
+        for (i, s) in req.resource_spans[0].scope_spans[0]
+            .spans
+            .iter_mut()
+            .enumerate()
+        {
+            s.trace_id[0] = days_back as u8;
+            s.start_time_unix_nano = 1_790_000_000_000_000_000 - days_back * day_ns + i as u64;
+            s.end_time_unix_nano = s.start_time_unix_nano + 1_000_000;
+        }
+        let spans = Normalizer::default().spans(&req, &mut Redactions::default());
+        store.append(&spans).unwrap();
+    }
+    store.seal().unwrap();
+    assert_eq!(store.count(None).unwrap(), 20);
+    let cutoff_ms = (1_790_000_000_000_000_000 - 30 * day_ns) as i64 / 1_000_000;
+    assert_eq!(store.drop_before(cutoff_ms).unwrap(), 10);
+    assert_eq!(store.count(Some("old")).unwrap(), 0);
+    assert_eq!(store.count(Some("new")).unwrap(), 10);
+    // the content of the expired days is gone as well
+    let mut content_rows = 0;
+    store
+        .content
+        .scan(Some(&["key"]), |b| {
+            content_rows += b.num_rows();
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(content_rows, 10);
+    // and it stays gone after a reopen
+    drop(store);
+    let store = SpanStore::open(tmp.path(), Default::default()).unwrap();
+    assert_eq!(store.count(None).unwrap(), 10);
+}
