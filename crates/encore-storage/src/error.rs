@@ -54,7 +54,7 @@ impl StorageError {
 }
 
 impl StorageError {
-    pub(crate) fn arrow(e: arrow::error::ArrowError) -> StorageError {
+    pub fn arrow(e: arrow::error::ArrowError) -> StorageError {
         StorageError::Arrow {
             message: e.to_string(),
         }

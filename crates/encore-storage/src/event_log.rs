@@ -160,6 +160,25 @@ enum Command {
     Seal(Ack),
     /// drop the segments whose rows are all older than this (epoch ms)
     DropBefore(i64, SyncSender<Result<(u64, u64), StorageError>>),
+    /// rewrite the segments overlapping a time range through a function
+    Rewrite(
+        i64,
+        i64,
+        Box<Rewriter>,
+        SyncSender<Result<RewriteStats, StorageError>>,
+    ),
+}
+
+/// A segment's batches in, the batches to keep out (rows filtered or columns recomputed; the
+/// schema stays).
+pub type Rewriter = dyn FnMut(RecordBatch) -> Result<RecordBatch, StorageError> + Send;
+
+/// What a rewrite did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RewriteStats {
+    pub segments: u64,
+    pub rows_before: u64,
+    pub rows_after: u64,
 }
 
 /// A pending append: [`Ticket::wait`] returns once the rows are durable.
@@ -422,7 +441,9 @@ impl EventLog {
         match tx.try_send(Command::Append(batch, ack, true)) {
             Ok(()) => Ok(Ok(Ticket(rx))),
             Err(TrySendError::Full(Command::Append(batch, _, _))) => Ok(Err(QueueFull(batch))),
-            Err(TrySendError::Full(Command::Seal(_) | Command::DropBefore(..)))
+            Err(TrySendError::Full(
+                Command::Seal(_) | Command::DropBefore(..) | Command::Rewrite(..),
+            ))
             | Err(TrySendError::Disconnected(_)) => Err(StorageError::Closed),
         }
     }
@@ -469,6 +490,22 @@ impl EventLog {
         let tx = self.tx.as_ref().ok_or(StorageError::Closed)?;
         let (ack, rx) = sync_channel(1);
         tx.send(Command::DropBefore(cutoff_ms, ack))
+            .map_err(|_| StorageError::Closed)?;
+        rx.recv().map_err(|_| StorageError::Closed)?
+    }
+
+    /// Compaction: rewrites every sealed segment overlapping `[from_ms, to_ms]` through `f`
+    /// (filter rows, recompute columns; the schema stays). Unsealed rows are not touched: seal
+    /// first to include them.
+    pub fn rewrite(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+        f: impl FnMut(RecordBatch) -> Result<RecordBatch, StorageError> + Send + 'static,
+    ) -> Result<RewriteStats, StorageError> {
+        let tx = self.tx.as_ref().ok_or(StorageError::Closed)?;
+        let (ack, rx) = sync_channel(1);
+        tx.send(Command::Rewrite(from_ms, to_ms, Box::new(f), ack))
             .map_err(|_| StorageError::Closed)?;
         rx.recv().map_err(|_| StorageError::Closed)?
     }
@@ -776,6 +813,12 @@ impl Writer {
                             .and_then(|()| self.drop_before(cutoff));
                         let _ = ack.send(result);
                     }
+                    Command::Rewrite(from, to, mut f, ack) => {
+                        let result = self
+                            .finish_sealing()
+                            .and_then(|()| self.rewrite(from, to, &mut f));
+                        let _ = ack.send(result);
+                    }
                 }
                 if batches.len() < 256 {
                     next = rx.try_recv().ok();
@@ -862,6 +905,84 @@ impl Writer {
             }
         }
         Ok((old.len() as u64, old.iter().map(|s| s.rows).sum()))
+    }
+
+    /// Replaces each segment overlapping `[from_ms, to_ms]` by `f` of its rows (same day; a
+    /// segment left empty is removed). New files are written and the manifest switched before
+    /// the old files are deleted, so a crash leaves either version.
+    fn rewrite(
+        &mut self,
+        from_ms: i64,
+        to_ms: i64,
+        f: &mut Rewriter,
+    ) -> Result<RewriteStats, StorageError> {
+        let mut manifest = self.shared.lock().manifest.clone();
+        let mut stats = RewriteStats::default();
+        let mut replaced = Vec::new();
+        let mut segments = Vec::with_capacity(manifest.segments.len());
+        let ts_idx = self
+            .shared
+            .spec
+            .schema
+            .index_of(self.shared.spec.ts_column)
+            .map_err(StorageError::arrow)?;
+        for seg in std::mem::take(&mut manifest.segments) {
+            if seg.max_ts_ms < from_ms || seg.min_ts_ms > to_ms {
+                segments.push(seg);
+                continue;
+            }
+            let path = self.shared.dir.join(&seg.path);
+            let mut out = Vec::new();
+            for batch in segment_reader(&self.shared, &seg)? {
+                let batch = batch.map_err(|e| StorageError::parquet(&path, &e))?;
+                stats.rows_before += batch.num_rows() as u64;
+                let kept = f(batch)?;
+                if kept.num_rows() > 0 {
+                    out.push(kept);
+                }
+            }
+            stats.segments += 1;
+            let rows: usize = out.iter().map(RecordBatch::num_rows).sum();
+            stats.rows_after += rows as u64;
+            if rows > 0 {
+                let id = manifest.next_segment;
+                manifest.next_segment += 1;
+                let rel = format!("segments/day={}/{id:012}.parquet", seg.day);
+                let bytes = write_segment(&self.shared, &rel, &out)?;
+                let (mut min, mut max) = (i64::MAX, i64::MIN);
+                for b in &out {
+                    if let Some(ts) = b.column(ts_idx).as_any().downcast_ref::<Int64Array>() {
+                        for t in ts.values() {
+                            min = min.min(*t);
+                            max = max.max(*t);
+                        }
+                    }
+                }
+                segments.push(SegmentInfo {
+                    id,
+                    day: seg.day.clone(),
+                    path: rel,
+                    rows: rows as u64,
+                    bytes,
+                    min_ts_ms: min,
+                    max_ts_ms: max,
+                });
+            }
+            replaced.push(seg);
+        }
+        if replaced.is_empty() {
+            return Ok(stats);
+        }
+        manifest.segments = segments;
+        write_json_atomic(&self.shared.dir.join(MANIFEST), &manifest)?;
+        self.shared.lock().manifest = manifest;
+        for seg in &replaced {
+            let path = self.shared.dir.join(&seg.path);
+            if let Err(e) = std::fs::remove_file(&path) {
+                tracing::warn!(path = %path.display(), "rewritten segment not removed: {e}");
+            }
+        }
+        Ok(stats)
     }
 
     /// Waits for the background seal, if one is running.
@@ -1017,6 +1138,20 @@ fn seal(
         }
     }
     sync_dir(&wal_dir)
+}
+
+/// All columns of one segment, in batches.
+fn segment_reader(
+    shared: &Shared,
+    seg: &SegmentInfo,
+) -> Result<parquet::arrow::arrow_reader::ParquetRecordBatchReader, StorageError> {
+    let path = shared.dir.join(&seg.path);
+    let file = File::open(&path).map_err(StorageError::io(&path))?;
+    ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(|e| StorageError::parquet(&path, &e))?
+        .with_batch_size(64 * 1024)
+        .build()
+        .map_err(|e| StorageError::parquet(&path, &e))
 }
 
 /// Writes one immutable segment: to a temporary name, fsynced, then renamed into place.

@@ -17,4 +17,7 @@ pub mod wal;
 
 pub use data_dir::{DataDir, FORMAT_VERSION, FormatInfo};
 pub use error::StorageError;
-pub use event_log::{EventLog, LogOptions, LogStats, Newest, Recovery, SegmentInfo, TableSpec};
+pub use event_log::{
+    EventLog, LogOptions, LogStats, Newest, Recovery, RewriteStats, Rewriter, SegmentInfo,
+    TableSpec,
+};

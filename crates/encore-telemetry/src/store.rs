@@ -910,3 +910,132 @@ impl SpanStore {
         Ok(rows)
     }
 }
+
+/// Keeps the rows of `b` for which `keep(row)` holds.
+fn filter_rows(
+    b: RecordBatch,
+    keep: impl Fn(&RecordBatch, usize) -> Result<bool, StorageError>,
+) -> Result<RecordBatch, StorageError> {
+    let mask: arrow::array::BooleanArray = (0..b.num_rows())
+        .map(|i| keep(&b, i).map(Some))
+        .collect::<Result<_, _>>()?;
+    arrow::compute::filter_record_batch(&b, &mask).map_err(|e| StorageError::Arrow {
+        message: e.to_string(),
+    })
+}
+
+impl SpanStore {
+    /// Retention per project: a project keeps `by_project[project]` days (else `default_days`;
+    /// 0 keeps everything). Whole days older than every retention are dropped; days that some
+    /// projects still keep are rewritten without the expired projects' rows. Returns the spans
+    /// dropped. Unsealed spans (the newest) are left alone.
+    pub fn apply_retention(
+        &self,
+        now_ms: i64,
+        default_days: u32,
+        by_project: &std::collections::HashMap<String, u32>,
+    ) -> Result<u64, StorageError> {
+        let all: Vec<u32> = std::iter::once(default_days)
+            .chain(by_project.values().copied())
+            .collect();
+        let mut dropped = 0;
+        if all.iter().all(|d| *d > 0) {
+            let longest = all.iter().copied().max().unwrap_or(0);
+            dropped += self.drop_before(now_ms - i64::from(longest) * MS_PER_DAY)?;
+        }
+        let Some(shortest) = all.iter().copied().filter(|d| *d > 0).min() else {
+            return Ok(dropped);
+        };
+        if by_project.is_empty() {
+            return Ok(dropped);
+        }
+        let cutoff = now_ms - i64::from(shortest) * MS_PER_DAY;
+        let keep_of = {
+            let by_project = by_project.clone();
+            move |b: &RecordBatch, i: usize| -> Result<bool, StorageError> {
+                let project: &StringArray = col(b, "project")?;
+                let ts: &Int64Array = col(b, "start_ms")?;
+                let days = by_project
+                    .get(project.value(i))
+                    .copied()
+                    .unwrap_or(default_days);
+                Ok(days == 0 || ts.value(i) >= now_ms - i64::from(days) * MS_PER_DAY)
+            }
+        };
+        let keep = keep_of.clone();
+        let stats = self
+            .spans
+            .rewrite(i64::MIN, cutoff, move |b| filter_rows(b, &keep))?;
+        self.content
+            .rewrite(i64::MIN, cutoff, move |b| filter_rows(b, &keep_of))?;
+        Ok(dropped + stats.rows_before - stats.rows_after)
+    }
+
+    /// Recomputes the cost of the spans that started in `[from_ms, to_ms]` with `prices`
+    /// (provider-reported costs stay). Seals first, so every span in the range is included.
+    /// Returns the spans whose cost changed.
+    pub fn recompute_costs(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+        prices: crate::cost::PriceTable,
+    ) -> Result<u64, StorageError> {
+        self.seal()?;
+        let changed = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counter = changed.clone();
+        self.spans.rewrite(from_ms, to_ms, move |b| {
+            let ts: &Int64Array = col(&b, "start_ms")?;
+            let source: &StringArray = col(&b, "cost_source")?;
+            let old: &Float64Array = col(&b, "cost_usd")?;
+            let request: &StringArray = col(&b, "request_model")?;
+            let response: &StringArray = col(&b, "response_model")?;
+            let t = |name: &str| col::<Int64Array>(&b, name);
+            let (input, output, read, write, reasoning, total) = (
+                t("input_tokens")?,
+                t("output_tokens")?,
+                t("cache_read_tokens")?,
+                t("cache_write_tokens")?,
+                t("reasoning_tokens")?,
+                t("total_tokens")?,
+            );
+            let mut costs = Float64Builder::with_capacity(b.num_rows());
+            let mut sources = StringBuilder::with_capacity(b.num_rows(), b.num_rows() * 24);
+            for i in 0..b.num_rows() {
+                let keep = !(from_ms..=to_ms).contains(&ts.value(i))
+                    || (!source.is_null(i) && source.value(i) == "provider");
+                if keep {
+                    costs.append_option((!old.is_null(i)).then(|| old.value(i)));
+                    sources.append_option(opt_str(source, i));
+                    continue;
+                }
+                let tokens = crate::normalize::Tokens {
+                    input: opt_i64(input, i),
+                    output: opt_i64(output, i),
+                    cache_read: opt_i64(read, i),
+                    cache_write: opt_i64(write, i),
+                    reasoning: opt_i64(reasoning, i),
+                    total: opt_i64(total, i),
+                };
+                let c = prices.cost(
+                    None,
+                    opt_str(response, i).as_deref(),
+                    opt_str(request, i).as_deref(),
+                    &tokens,
+                );
+                let before = (!old.is_null(i)).then(|| old.value(i));
+                if c.as_ref().map(|c| c.usd) != before {
+                    counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                costs.append_option(c.as_ref().map(|c| c.usd));
+                sources.append_option(c.map(|c| c.source));
+            }
+            let schema = b.schema();
+            let mut columns = b.columns().to_vec();
+            let at = |name: &str| schema.index_of(name).map_err(StorageError::arrow);
+            columns[at("cost_usd")?] = Arc::new(costs.finish());
+            columns[at("cost_source")?] = Arc::new(sources.finish());
+            RecordBatch::try_new(schema.clone(), columns).map_err(StorageError::arrow)
+        })?;
+        Ok(changed.load(std::sync::atomic::Ordering::Relaxed))
+    }
+}

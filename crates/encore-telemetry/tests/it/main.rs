@@ -462,3 +462,73 @@ fn retention_drops_expired_days_of_both_tables() {
     let store = SpanStore::open(tmp.path(), Default::default()).unwrap();
     assert_eq!(store.count(None).unwrap(), 10);
 }
+
+#[test]
+fn retention_per_project_and_costs_recomputed_for_a_time_range() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = SpanStore::open(tmp.path(), Default::default()).unwrap();
+    let day_ns = 86_400_000_000_000u64;
+    let base = 1_790_000_000_000_000_000u64;
+    // two projects with spans 10 and 2 days old
+    for (k, (project, days_back)) in [("short", 10u64), ("short", 2), ("long", 10), ("long", 2)]
+        .into_iter()
+        .enumerate()
+    {
+        let mut req = request(project, 5, "hi");
+        for (i, s) in req.resource_spans[0].scope_spans[0]
+            .spans
+            .iter_mut()
+            .enumerate()
+        {
+            s.trace_id[0] = k as u8 + 1;
+            s.start_time_unix_nano = base - days_back * day_ns + i as u64;
+            s.end_time_unix_nano = s.start_time_unix_nano + 1_000_000;
+        }
+        let spans = Normalizer::default().spans(&req, &mut Redactions::default());
+        store.append(&spans).unwrap();
+    }
+    store.seal().unwrap();
+    assert_eq!(store.count(None).unwrap(), 20);
+    let now_ms = (base / 1_000_000) as i64;
+    let by_project = std::collections::HashMap::from([("short".to_string(), 7u32)]);
+    // short keeps 7 days, long (the default) 30: only short's 10-day-old spans go
+    assert_eq!(store.apply_retention(now_ms, 30, &by_project).unwrap(), 5);
+    assert_eq!(store.count(Some("short")).unwrap(), 5);
+    assert_eq!(store.count(Some("long")).unwrap(), 10);
+    let mut content_rows = 0;
+    store
+        .content
+        .scan(Some(&["key"]), |b| {
+            content_rows += b.num_rows();
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(content_rows, 15);
+
+    // prices change: the last 5 days are recomputed, older spans keep their cost
+    let mut prices = encore_telemetry::cost::PriceTable {
+        version: "2026-12".into(),
+        ..Default::default()
+    };
+    for p in prices
+        .prices
+        .iter_mut()
+        .filter(|p| p.model == "gpt-4o-mini")
+    {
+        p.input *= 2.0;
+        p.output *= 2.0;
+        p.cached_input = p.cached_input.map(|c| c * 2.0);
+    }
+    let from = now_ms - 5 * 86_400_000;
+    assert_eq!(store.recompute_costs(from, now_ms, prices).unwrap(), 10);
+    let rows = store.list(&Filter::default(), 100, None).unwrap();
+    let first = (600.0 * 0.15 + 400.0 * 0.075 + 200.0 * 0.60) / 1e6;
+    for r in &rows {
+        let want = if r.start_ns / 1_000_000 >= from {
+            2.0 * first
+        } else {
+            first
+        };
+        assert!((r.cost_usd.unwrap() - want).abs() < 1e-15, "{r:?}");
+    }
+}
