@@ -684,6 +684,16 @@ pub enum TracesCommand {
     },
     /// One trace as a tree, with timings and content
     Show { trace_id: String },
+    /// Recompute span costs with the current prices (built-in and `[telemetry] prices`) for a
+    /// time range (provider-reported costs stay)
+    RecomputeCosts {
+        /// Epoch ms (default: the beginning)
+        #[arg(long)]
+        from_ms: Option<i64>,
+        /// Epoch ms (default: now and later)
+        #[arg(long)]
+        to_ms: Option<i64>,
+    },
     /// Count, error rate, latency quantiles, tokens and cost per group (and time bucket)
     Stats {
         #[command(flatten)]

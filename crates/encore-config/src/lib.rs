@@ -259,10 +259,39 @@ pub struct TelemetryConfig {
     pub keep_slower_than_ms: f64,
     /// Days of spans kept (whole days are dropped once older); 0 keeps everything.
     pub retention_days: u32,
+    /// Per project, days kept instead of `retention_days`.
+    pub retention_days_by_project: std::collections::BTreeMap<String, u32>,
+    /// Per service, the content policy instead of `content`.
+    pub content_by_service: std::collections::BTreeMap<String, ContentPolicy>,
+    /// Prices (USD per million tokens) that replace or extend the built-in table.
+    pub prices: Vec<PriceConfig>,
+}
+
+/// One model's prices, USD per million tokens.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PriceConfig {
+    /// a model name or prefix (`gpt-4o-mini` prices `gpt-4o-mini-2024-07-18` too)
+    pub model: String,
+    pub input: f64,
+    pub output: f64,
+    #[serde(default)]
+    pub cached_input: Option<f64>,
+    #[serde(default)]
+    pub cache_write: Option<f64>,
+    #[serde(default)]
+    pub reasoning: Option<f64>,
+    /// above this many input tokens, the long-context prices apply to the whole call
+    #[serde(default)]
+    pub long_context_threshold: Option<i64>,
+    #[serde(default)]
+    pub long_input: Option<f64>,
+    #[serde(default)]
+    pub long_output: Option<f64>,
 }
 
 /// What of an LLM call's content is stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ContentPolicy {
     Full,
@@ -281,6 +310,9 @@ impl Default for TelemetryConfig {
             sample_rate: 1.0,
             keep_slower_than_ms: 2_000.0,
             retention_days: 30,
+            retention_days_by_project: Default::default(),
+            content_by_service: Default::default(),
+            prices: Vec::new(),
         }
     }
 }

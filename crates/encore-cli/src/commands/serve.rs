@@ -100,7 +100,7 @@ pub fn serve_until(
         64,
     ));
     telemetry.trace_own_requests(loaded.config.telemetry.self_trace_rate);
-    retain_spans(&telemetry, loaded.config.telemetry.retention_days);
+    retain_spans(&telemetry, &loaded.config.telemetry);
     let cache_users = if sc.cache_seconds == 0 {
         0
     } else {
@@ -322,19 +322,28 @@ fn load_alias(
     }
 }
 
-/// Drops the days of spans older than `days` now and every hour (on a thread that ends with the
-/// process); 0 keeps everything.
-fn retain_spans(telemetry: &Arc<encore_server::traces::TelemetryAccess>, days: u32) {
-    if days == 0 {
+/// Applies `[telemetry]` retention now and every hour (on a thread that ends with the process).
+fn retain_spans(
+    telemetry: &Arc<encore_server::traces::TelemetryAccess>,
+    c: &encore_config::TelemetryConfig,
+) {
+    let days = c.retention_days;
+    let by_project: std::collections::HashMap<String, u32> = c
+        .retention_days_by_project
+        .iter()
+        .map(|(k, v)| (k.clone(), *v))
+        .collect();
+    if days == 0 && by_project.values().all(|d| *d == 0) {
         return;
     }
     let weak = Arc::downgrade(telemetry);
     std::thread::spawn(move || {
         loop {
             let Some(t) = weak.upgrade() else { return };
-            let cutoff =
-                encore_core::time::now_ms() - i64::from(days) * encore_core::time::MS_PER_DAY;
-            match t.store.drop_before(cutoff) {
+            match t
+                .store
+                .apply_retention(encore_core::time::now_ms(), days, &by_project)
+            {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(spans = n, days, "expired spans dropped"),
                 Err(e) => tracing::warn!("span retention: {e}"),
@@ -343,6 +352,14 @@ fn retain_spans(telemetry: &Arc<encore_server::traces::TelemetryAccess>, days: u
             std::thread::sleep(std::time::Duration::from_secs(3_600));
         }
     });
+}
+
+fn content_policy(p: encore_config::ContentPolicy) -> encore_telemetry::ContentPolicy {
+    match p {
+        encore_config::ContentPolicy::Full => encore_telemetry::ContentPolicy::Full,
+        encore_config::ContentPolicy::MetadataOnly => encore_telemetry::ContentPolicy::MetadataOnly,
+        encore_config::ContentPolicy::None => encore_telemetry::ContentPolicy::None,
+    }
 }
 
 /// `[telemetry]` as the normalizer of incoming spans.
@@ -357,19 +374,18 @@ fn normalizer(
     })?;
     Ok(encore_telemetry::Normalizer {
         redactor,
-        content: match c.content {
-            encore_config::ContentPolicy::Full => encore_telemetry::ContentPolicy::Full,
-            encore_config::ContentPolicy::MetadataOnly => {
-                encore_telemetry::ContentPolicy::MetadataOnly
-            }
-            encore_config::ContentPolicy::None => encore_telemetry::ContentPolicy::None,
-        },
+        content: content_policy(c.content),
         user_id_key: (!c.user_id_key.is_empty()).then(|| c.user_id_key.as_bytes().to_vec()),
+        content_by_service: c
+            .content_by_service
+            .iter()
+            .map(|(service, p)| (service.clone(), content_policy(*p)))
+            .collect(),
+        prices: crate::commands::traces::price_table(c),
         sampling: encore_telemetry::otlp::Sampling {
             rate: c.sample_rate,
             keep_slower_than_ms: c.keep_slower_than_ms,
         },
-        ..Default::default()
     })
 }
 

@@ -201,6 +201,26 @@ fn otlp_exports_are_queryable_and_survive_sigkill() {
     let tid = listed[0]["trace_id"].as_str().unwrap().to_owned();
     let tree = cli(&["show", &tid]);
     assert!(!tree.as_array().unwrap().is_empty());
+    // prices change in config: recompute, and every gpt-4o-mini span costs twice as much
+    std::fs::write(
+        tmp.path().join("encore.toml"),
+        "[telemetry]\nprices = [{ model = \"gpt-4o-mini\", input = 0.30, output = 1.20 }]\n",
+    )
+    .unwrap();
+    let before = cli(&["list", "--project", "proto", "--limit", "1"])[0]["cost_usd"]
+        .as_f64()
+        .unwrap();
+    let redone = cli(&["recompute-costs"]);
+    assert_eq!(
+        redone["changed"].as_u64(),
+        Some(acked as u64 + 30),
+        "{redone}"
+    );
+    assert!(redone["prices"].as_str().unwrap().contains("+config-"));
+    let after = cli(&["list", "--project", "proto", "--limit", "1"])[0]["cost_usd"]
+        .as_f64()
+        .unwrap();
+    assert!((after - 2.0 * before).abs() < 1e-12, "{before} -> {after}");
 }
 
 /// A Python with the OpenTelemetry SDK and its OTLP/HTTP exporter: `ENCORE_OTEL_PYTHON`, or a
