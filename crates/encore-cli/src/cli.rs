@@ -659,6 +659,9 @@ pub struct SpanFilterArgs {
     /// Text in the prompt or completion (case-insensitive)
     #[arg(long)]
     pub text: Option<String>,
+    /// Attribute equals, KEY=VALUE (repeatable), on the attributes no rule mapped
+    #[arg(long = "attr", value_name = "KEY=VALUE", value_parser = parse_tag)]
+    pub attributes: Vec<(String, String)>,
     #[arg(long)]
     pub min_duration_ms: Option<f64>,
     #[arg(long)]

@@ -5,7 +5,7 @@
 //!   is durable; `503` + `Retry-After` (retryable in OTLP) when the ingest limit is reached,
 //!   `400` for a body that does not decode (not retryable).
 //! - `GET /v1/spans/count?project=`: `{"count": N}`, spans durable and queryable.
-//! - `GET /v1/spans?project=&model=&service=&operation=&provider=&status=&user=&session=&trace_id=&root=&min_duration_ms=&min_cost=&from_ms=&to_ms=&limit=&before_ns=`:
+//! - `GET /v1/spans?project=&model=&service=&operation=&provider=&status=&user=&session=&trace_id=&root=&min_duration_ms=&min_cost=&from_ms=&to_ms=&q=&attr=KEY=VALUE&limit=&before_ns=`:
 //!   the newest matching spans, with `next_before_ns` for the next page.
 //! - `GET /v1/traces/{trace_id}`: the trace as a tree (depth first, with depth, offset from the
 //!   trace's start, and each span's prompt and completion).
@@ -381,6 +381,8 @@ pub(crate) struct ListParams {
     root: bool,
     /// text in the prompt or completion (case-insensitive, any script)
     q: Option<String>,
+    /// attribute equals, `KEY=VALUE` (repeat with `,`: `a=1,b=x`) on the attributes no rule mapped
+    attr: Option<String>,
     min_duration_ms: Option<f64>,
     min_cost: Option<f64>,
     from_ms: Option<i64>,
@@ -424,6 +426,22 @@ pub(crate) async fn list(
         min_cost: p.min_cost,
         root: p.root,
         text: p.q.filter(|q| !q.is_empty()),
+        attributes: match p.attr.as_deref() {
+            None | Some("") => Vec::new(),
+            Some(a) => a
+                .split(',')
+                .map(|kv| {
+                    kv.split_once('=')
+                        .map(|(k, v)| (k.trim().to_owned(), v.to_owned()))
+                        .ok_or_else(|| {
+                            ApiError::new(
+                                ErrorCode::InvalidArgument,
+                                format!("bad parameter `attr`: {kv:?}, expected KEY=VALUE"),
+                            )
+                        })
+                })
+                .collect::<Result<_, _>>()?,
+        },
     };
     let (limit, before) = (p.limit, p.before_ns);
     let rows = tokio::task::spawn_blocking(move || t.store.list(&filter, limit, before))

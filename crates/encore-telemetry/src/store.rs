@@ -316,6 +316,20 @@ pub struct Filter {
     pub root: bool,
     /// only spans whose prompt or completion contains this text (case-insensitive, any script)
     pub text: Option<String>,
+    /// only spans whose remaining attributes have these values (`key`, value as text)
+    pub attributes: Vec<(String, String)>,
+}
+
+/// Whether a span's attributes (the JSON object stored with it) hold every `(key, value)`.
+fn attributes_match(json: &str, wanted: &[(String, String)]) -> bool {
+    let Ok(serde_json::Value::Object(map)) = serde_json::from_str::<serde_json::Value>(json) else {
+        return false;
+    };
+    wanted.iter().all(|(k, v)| match map.get(k) {
+        Some(serde_json::Value::String(s)) => s == v,
+        Some(other) => other.to_string().as_str() == v.as_str(),
+        None => false,
+    })
 }
 
 /// Whether `haystack` contains `needle`, ignoring case; `needle_lower` is `needle` lowercased.
@@ -440,7 +454,11 @@ impl SpanStore {
             None => None,
             Some(q) => Some(self.content_matching(filter, &q.to_lowercase(), from, to)?),
         };
-        self.spans.scan_newest(Some(LIST_COLUMNS), |step| {
+        let mut columns: Vec<&str> = LIST_COLUMNS.to_vec();
+        if !filter.attributes.is_empty() {
+            columns.push("attributes");
+        }
+        self.spans.scan_newest(Some(&columns), |step| {
             let b = match step {
                 Newest::Batch(b) => b,
                 // a full page newer than anything the next segment holds: done
@@ -494,6 +512,12 @@ impl SpanStore {
                 if let Some(keys) = &matching {
                     let span: &StringArray = col(b, "span_id")?;
                     if !keys.contains(&format!("{}{}", trace.value(i), span.value(i))) {
+                        continue;
+                    }
+                }
+                if !filter.attributes.is_empty() {
+                    let attrs: &StringArray = col(b, "attributes")?;
+                    if !attributes_match(attrs.value(i), &filter.attributes) {
                         continue;
                     }
                 }

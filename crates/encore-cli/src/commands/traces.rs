@@ -20,6 +20,7 @@ impl SpanFilterArgs {
             session: a.session,
             root: a.root,
             text: a.text,
+            attributes: a.attributes,
             min_duration_ms: a.min_duration_ms,
             min_cost: a.min_cost,
             ..Default::default()

@@ -364,6 +364,24 @@ fn full_text_search_in_any_script_and_traces_as_trees() {
     assert_eq!(find("雨の日"), 1);
     assert_eq!(find("playlist"), 0);
     assert_eq!(find("sunny"), 1);
+    // attribute equals, on the attributes no rule mapped (here `app.note`)
+    let by_attr = |k: &str, v: &str| {
+        store
+            .list(
+                &Filter {
+                    project: Some("search".into()),
+                    attributes: vec![(k.into(), v.into())],
+                    ..Default::default()
+                },
+                10,
+                None,
+            )
+            .unwrap()
+            .len()
+    };
+    assert_eq!(by_attr("app.note", "placeholder"), 3);
+    assert_eq!(by_attr("app.note", "other"), 0);
+    assert_eq!(by_attr("missing.key", "placeholder"), 0);
     let tree = store.trace(&normalized[2].trace_id).unwrap();
     let shape: Vec<(usize, &str)> = tree
         .iter()
