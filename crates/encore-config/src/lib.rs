@@ -261,6 +261,11 @@ pub struct TelemetryConfig {
     pub retention_days: u32,
     /// Per project, days kept instead of `retention_days`.
     pub retention_days_by_project: std::collections::BTreeMap<String, u32>,
+    /// Per service, days kept instead (the shorter of a project's and a service's applies).
+    pub retention_days_by_service: std::collections::BTreeMap<String, u32>,
+    /// Past this many days, stored traces are thinned to `compaction_sample_rate` (0: never).
+    pub sample_after_days: u32,
+    pub compaction_sample_rate: f64,
     /// Per service, the content policy instead of `content`.
     pub content_by_service: std::collections::BTreeMap<String, ContentPolicy>,
     /// Prices (USD per million tokens) that replace or extend the built-in table.
@@ -311,6 +316,9 @@ impl Default for TelemetryConfig {
             keep_slower_than_ms: 2_000.0,
             retention_days: 30,
             retention_days_by_project: Default::default(),
+            retention_days_by_service: Default::default(),
+            sample_after_days: 0,
+            compaction_sample_rate: 0.1,
             content_by_service: Default::default(),
             prices: Vec::new(),
         }
@@ -386,6 +394,15 @@ impl Config {
                     message: "must be at least 1".into(),
                 });
             }
+        }
+        if !(0.0..=1.0).contains(&self.telemetry.compaction_sample_rate) {
+            out.push(Violation {
+                key: "telemetry.compaction_sample_rate",
+                message: format!(
+                    "{} is out of range, expected 0..=1",
+                    self.telemetry.compaction_sample_rate
+                ),
+            });
         }
         if !(0.0..=1.0).contains(&self.telemetry.sample_rate) {
             out.push(Violation {

@@ -88,9 +88,14 @@ sample_rate = 1.0
 keep_slower_than_ms = 2000.0
 # Days of spans kept; older days are dropped (checked hourly). 0 keeps everything.
 retention_days = 30
-# Per project, days kept instead (e.g. playlists = 7), and per service, the content policy
-# instead (e.g. support-bot = "none"):
+# Past sample_after_days (0: never), stored traces without errors or slow spans are thinned to
+# compaction_sample_rate (whole traces, by trace id).
+sample_after_days = 0
+compaction_sample_rate = 0.1
+# Per project or per service, days kept instead (e.g. playlists = 7; the shorter applies), and
+# per service, the content policy instead (e.g. support-bot = "none"):
 # [telemetry.retention_days_by_project]
+# [telemetry.retention_days_by_service]
 # [telemetry.content_by_service]
 # Prices in USD per million tokens that replace or extend the built-in table, e.g.
 # prices = [{ model = "my-finetune", input = 0.5, output = 1.5, cached_input = 0.25 }]

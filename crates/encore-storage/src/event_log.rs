@@ -164,6 +164,7 @@ enum Command {
     Rewrite(
         i64,
         i64,
+        bool,
         Box<Rewriter>,
         SyncSender<Result<RewriteStats, StorageError>>,
     ),
@@ -495,18 +496,26 @@ impl EventLog {
     }
 
     /// Compaction: rewrites every sealed segment overlapping `[from_ms, to_ms]` through `f`
-    /// (filter rows, recompute columns; the schema stays). Unsealed rows are not touched: seal
-    /// first to include them.
+    /// (filter rows, recompute columns; the schema stays). With `filter_only`, `f` only drops
+    /// rows, and a segment it drops nothing from is left as it is. Unsealed rows are not
+    /// touched: seal first to include them.
     pub fn rewrite(
         &self,
         from_ms: i64,
         to_ms: i64,
+        filter_only: bool,
         f: impl FnMut(RecordBatch) -> Result<RecordBatch, StorageError> + Send + 'static,
     ) -> Result<RewriteStats, StorageError> {
         let tx = self.tx.as_ref().ok_or(StorageError::Closed)?;
         let (ack, rx) = sync_channel(1);
-        tx.send(Command::Rewrite(from_ms, to_ms, Box::new(f), ack))
-            .map_err(|_| StorageError::Closed)?;
+        tx.send(Command::Rewrite(
+            from_ms,
+            to_ms,
+            filter_only,
+            Box::new(f),
+            ack,
+        ))
+        .map_err(|_| StorageError::Closed)?;
         rx.recv().map_err(|_| StorageError::Closed)?
     }
 
@@ -813,10 +822,10 @@ impl Writer {
                             .and_then(|()| self.drop_before(cutoff));
                         let _ = ack.send(result);
                     }
-                    Command::Rewrite(from, to, mut f, ack) => {
+                    Command::Rewrite(from, to, filter_only, mut f, ack) => {
                         let result = self
                             .finish_sealing()
-                            .and_then(|()| self.rewrite(from, to, &mut f));
+                            .and_then(|()| self.rewrite(from, to, filter_only, &mut f));
                         let _ = ack.send(result);
                     }
                 }
@@ -914,6 +923,7 @@ impl Writer {
         &mut self,
         from_ms: i64,
         to_ms: i64,
+        filter_only: bool,
         f: &mut Rewriter,
     ) -> Result<RewriteStats, StorageError> {
         let mut manifest = self.shared.lock().manifest.clone();
@@ -941,9 +951,14 @@ impl Writer {
                     out.push(kept);
                 }
             }
-            stats.segments += 1;
             let rows: usize = out.iter().map(RecordBatch::num_rows).sum();
             stats.rows_after += rows as u64;
+            if filter_only && rows as u64 == seg.rows {
+                // nothing filtered out: the segment stays as it is
+                segments.push(seg);
+                continue;
+            }
+            stats.segments += 1;
             if rows > 0 {
                 let id = manifest.next_segment;
                 manifest.next_segment += 1;

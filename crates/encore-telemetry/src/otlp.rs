@@ -92,12 +92,9 @@ impl Sampling {
         }
         let mut keep: HashMap<&str, bool> = HashMap::new();
         for s in spans.iter() {
-            let k = keep.entry(s.trace_id.as_str()).or_insert_with(|| {
-                // the trace id's last 8 bytes are random: a uniform draw
-                let tail = &s.trace_id[s.trace_id.len().saturating_sub(16)..];
-                let u = u64::from_str_radix(tail, 16).unwrap_or(0) as f64 / u64::MAX as f64;
-                u < self.rate
-            });
+            let k = keep
+                .entry(s.trace_id.as_str())
+                .or_insert_with(|| crate::store::trace_draw(&s.trace_id) < self.rate);
             if s.status == "error" || s.duration_ns() as f64 / 1e6 >= self.keep_slower_than_ms {
                 *k = true;
             }

@@ -935,6 +935,38 @@ impl SpanStore {
     }
 }
 
+/// A trace id's uniform draw in [0, 1): its last 8 bytes are random.
+pub fn trace_draw(trace_id: &str) -> f64 {
+    let tail = &trace_id[trace_id.len().saturating_sub(16)..];
+    u64::from_str_radix(tail, 16).unwrap_or(0) as f64 / u64::MAX as f64
+}
+
+/// How long spans are kept, and how they are thinned as they age.
+#[derive(Debug, Clone, Default)]
+pub struct Retention {
+    /// days kept (0: forever)
+    pub default_days: u32,
+    /// per project, days kept instead
+    pub by_project: std::collections::HashMap<String, u32>,
+    /// per service, days kept instead (the shorter of a project's and a service's applies)
+    pub by_service: std::collections::HashMap<String, u32>,
+    /// past this age (days; 0: never), traces are thinned to `sample_rate`
+    pub sample_after_days: u32,
+    pub sample_rate: f64,
+    /// a span this slow keeps its trace when thinning
+    pub keep_slower_than_ms: f64,
+}
+
+impl Retention {
+    fn days(&self, project: &str, service: &str) -> u32 {
+        match (self.by_project.get(project), self.by_service.get(service)) {
+            (None, None) => self.default_days,
+            (Some(&d), None) | (None, Some(&d)) | (Some(&0), Some(&d)) | (Some(&d), Some(&0)) => d,
+            (Some(&a), Some(&b)) => a.min(b),
+        }
+    }
+}
+
 /// Keeps the rows of `b` for which `keep(row)` holds.
 fn filter_rows(
     b: RecordBatch,
@@ -949,50 +981,94 @@ fn filter_rows(
 }
 
 impl SpanStore {
-    /// Retention per project: a project keeps `by_project[project]` days (else `default_days`;
-    /// 0 keeps everything). Whole days older than every retention are dropped; days that some
-    /// projects still keep are rewritten without the expired projects' rows. Returns the spans
-    /// dropped. Unsealed spans (the newest) are left alone.
-    pub fn apply_retention(
-        &self,
-        now_ms: i64,
-        default_days: u32,
-        by_project: &std::collections::HashMap<String, u32>,
-    ) -> Result<u64, StorageError> {
-        let all: Vec<u32> = std::iter::once(default_days)
-            .chain(by_project.values().copied())
+    /// Retention and compaction-time sampling (see [`Retention`]): whole days older than every
+    /// retention are dropped; days that some projects or services still keep are rewritten
+    /// without the expired rows; past `sample_after_days`, traces without errors or slow spans
+    /// are thinned to `sample_rate` (by trace id, whole traces). Returns the spans dropped.
+    /// Unsealed spans (the newest) are left alone.
+    pub fn apply_retention(&self, now_ms: i64, policy: &Retention) -> Result<u64, StorageError> {
+        let all: Vec<u32> = std::iter::once(policy.default_days)
+            .chain(policy.by_project.values().copied())
+            .chain(policy.by_service.values().copied())
             .collect();
         let mut dropped = 0;
         if all.iter().all(|d| *d > 0) {
             let longest = all.iter().copied().max().unwrap_or(0);
             dropped += self.drop_before(now_ms - i64::from(longest) * MS_PER_DAY)?;
         }
-        let Some(shortest) = all.iter().copied().filter(|d| *d > 0).min() else {
-            return Ok(dropped);
-        };
-        if by_project.is_empty() {
-            return Ok(dropped);
-        }
-        let cutoff = now_ms - i64::from(shortest) * MS_PER_DAY;
-        let keep_of = {
-            let by_project = by_project.clone();
-            move |b: &RecordBatch, i: usize| -> Result<bool, StorageError> {
+        if let Some(shortest) = all.iter().copied().filter(|d| *d > 0).min()
+            && (!policy.by_project.is_empty() || !policy.by_service.is_empty())
+        {
+            let cutoff = now_ms - i64::from(shortest) * MS_PER_DAY;
+            let p = policy.clone();
+            let keep = move |b: &RecordBatch, i: usize| -> Result<bool, StorageError> {
                 let project: &StringArray = col(b, "project")?;
+                let service: &StringArray = col(b, "service")?;
                 let ts: &Int64Array = col(b, "start_ms")?;
-                let days = by_project
-                    .get(project.value(i))
-                    .copied()
-                    .unwrap_or(default_days);
+                let days = p.days(project.value(i), service.value(i));
                 Ok(days == 0 || ts.value(i) >= now_ms - i64::from(days) * MS_PER_DAY)
-            }
-        };
-        let keep = keep_of.clone();
-        let stats = self
-            .spans
-            .rewrite(i64::MIN, cutoff, move |b| filter_rows(b, &keep))?;
-        self.content
-            .rewrite(i64::MIN, cutoff, move |b| filter_rows(b, &keep_of))?;
-        Ok(dropped + stats.rows_before - stats.rows_after)
+            };
+            let stats = self
+                .spans
+                .rewrite(i64::MIN, cutoff, true, move |b| filter_rows(b, &keep))?;
+            dropped += stats.rows_before - stats.rows_after;
+            // the content table has no service column: its rows follow their core rows
+            self.drop_orphan_content(cutoff)?;
+        }
+        if policy.sample_after_days > 0 && policy.sample_rate < 1.0 {
+            let cutoff = now_ms - i64::from(policy.sample_after_days) * MS_PER_DAY;
+            // traces with an error or a slow span are kept whole
+            let mut keep_traces = std::collections::HashSet::new();
+            let slow_ns = (policy.keep_slower_than_ms * 1e6) as i64;
+            self.spans.scan_range(
+                i64::MIN,
+                cutoff,
+                false,
+                Some(&["trace_id", "status", "duration_ns"]),
+                |b| {
+                    let trace: &StringArray = col(b, "trace_id")?;
+                    let status: &StringArray = col(b, "status")?;
+                    let duration: &Int64Array = col(b, "duration_ns")?;
+                    for i in 0..b.num_rows() {
+                        if status.value(i) == "error" || duration.value(i) >= slow_ns {
+                            keep_traces.insert(trace.value(i).to_owned());
+                        }
+                    }
+                    Ok(())
+                },
+            )?;
+            let rate = policy.sample_rate;
+            let stats = self.spans.rewrite(i64::MIN, cutoff, true, move |b| {
+                filter_rows(b, |b, i| {
+                    let ts: &Int64Array = col(b, "start_ms")?;
+                    let trace: &StringArray = col(b, "trace_id")?;
+                    let t = trace.value(i);
+                    Ok(ts.value(i) >= cutoff || keep_traces.contains(t) || trace_draw(t) < rate)
+                })
+            })?;
+            dropped += stats.rows_before - stats.rows_after;
+            self.drop_orphan_content(cutoff)?;
+        }
+        Ok(dropped)
+    }
+
+    /// Removes the content rows (up to `to_ms`) whose core row is gone.
+    fn drop_orphan_content(&self, to_ms: i64) -> Result<(), StorageError> {
+        let mut live = std::collections::HashSet::new();
+        self.spans
+            .scan_range(i64::MIN, to_ms, true, Some(&["key"]), |b| {
+                let key: &StringArray = col(b, "key")?;
+                live.extend(key.iter().flatten().map(str::to_owned));
+                Ok(())
+            })?;
+        self.content.rewrite(i64::MIN, to_ms, true, move |b| {
+            filter_rows(b, |b, i| {
+                let key: &StringArray = col(b, "key")?;
+                let ts: &Int64Array = col(b, "start_ms")?;
+                Ok(ts.value(i) > to_ms || live.contains(key.value(i)))
+            })
+        })?;
+        Ok(())
     }
 
     /// Recomputes the cost of the spans that started in `[from_ms, to_ms]` with `prices`
@@ -1007,7 +1083,7 @@ impl SpanStore {
         self.seal()?;
         let changed = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let counter = changed.clone();
-        self.spans.rewrite(from_ms, to_ms, move |b| {
+        self.spans.rewrite(from_ms, to_ms, false, move |b| {
             let ts: &Int64Array = col(&b, "start_ms")?;
             let source: &StringArray = col(&b, "cost_source")?;
             let old: &Float64Array = col(&b, "cost_usd")?;

@@ -327,25 +327,29 @@ fn retain_spans(
     telemetry: &Arc<encore_server::traces::TelemetryAccess>,
     c: &encore_config::TelemetryConfig,
 ) {
-    let days = c.retention_days;
-    let by_project: std::collections::HashMap<String, u32> = c
-        .retention_days_by_project
-        .iter()
-        .map(|(k, v)| (k.clone(), *v))
-        .collect();
-    if days == 0 && by_project.values().all(|d| *d == 0) {
-        return;
-    }
+    let map = |m: &std::collections::BTreeMap<String, u32>| {
+        m.iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect::<std::collections::HashMap<_, _>>()
+    };
+    let policy = encore_telemetry::store::Retention {
+        default_days: c.retention_days,
+        by_project: map(&c.retention_days_by_project),
+        by_service: map(&c.retention_days_by_service),
+        sample_after_days: c.sample_after_days,
+        sample_rate: c.compaction_sample_rate,
+        keep_slower_than_ms: c.keep_slower_than_ms,
+    };
     let weak = Arc::downgrade(telemetry);
     std::thread::spawn(move || {
         loop {
             let Some(t) = weak.upgrade() else { return };
             match t
                 .store
-                .apply_retention(encore_core::time::now_ms(), days, &by_project)
+                .apply_retention(encore_core::time::now_ms(), &policy)
             {
                 Ok(0) => {}
-                Ok(n) => tracing::info!(spans = n, days, "expired spans dropped"),
+                Ok(n) => tracing::info!(spans = n, "expired or thinned spans dropped"),
                 Err(e) => tracing::warn!("span retention: {e}"),
             }
             drop(t);

@@ -508,9 +508,15 @@ fn retention_per_project_and_costs_recomputed_for_a_time_range() {
     store.seal().unwrap();
     assert_eq!(store.count(None).unwrap(), 20);
     let now_ms = (base / 1_000_000) as i64;
-    let by_project = std::collections::HashMap::from([("short".to_string(), 7u32)]);
+    let policy = encore_telemetry::store::Retention {
+        default_days: 30,
+        by_project: std::collections::HashMap::from([("short".to_string(), 7u32)]),
+        ..Default::default()
+    };
     // short keeps 7 days, long (the default) 30: only short's 10-day-old spans go
-    assert_eq!(store.apply_retention(now_ms, 30, &by_project).unwrap(), 5);
+    assert_eq!(store.apply_retention(now_ms, &policy).unwrap(), 5);
+    // a second pass changes nothing (and rewrites nothing)
+    assert_eq!(store.apply_retention(now_ms, &policy).unwrap(), 0);
     assert_eq!(store.count(Some("short")).unwrap(), 5);
     assert_eq!(store.count(Some("long")).unwrap(), 10);
     let mut content_rows = 0;
@@ -549,4 +555,104 @@ fn retention_per_project_and_costs_recomputed_for_a_time_range() {
         };
         assert!((r.cost_usd.unwrap() - want).abs() < 1e-15, "{r:?}");
     }
+}
+
+#[test]
+fn retention_per_service_and_thinning_of_old_traces_at_compaction() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = SpanStore::open(tmp.path(), Default::default()).unwrap();
+    let day_ns = 86_400_000_000_000u64;
+    let base = 1_790_000_000_000_000_000u64;
+    // 400 one-span traces 10 days old, every tenth an error, half of them from service "chatty"
+    let mut req = request("p", 400, "hi");
+    let spans = &mut req.resource_spans[0].scope_spans[0].spans;
+    for (i, s) in spans.iter_mut().enumerate() {
+        let mut x = (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        x ^= x >> 31;
+        s.trace_id = (u128::from(x) << 64 | u128::from(x.rotate_left(7)))
+            .to_be_bytes()
+            .to_vec();
+        s.start_time_unix_nano = base - 10 * day_ns + i as u64;
+        s.end_time_unix_nano = s.start_time_unix_nano + 1_000_000;
+    }
+    let mut chatty = req.clone();
+    chatty.resource_spans[0]
+        .resource
+        .as_mut()
+        .unwrap()
+        .attributes[0] = kv("service.name", s("chatty"));
+    chatty.resource_spans[0].scope_spans[0]
+        .spans
+        .retain(|sp| sp.span_id[7] % 2 == 0);
+    req.resource_spans[0].scope_spans[0]
+        .spans
+        .retain(|sp| sp.span_id[7] % 2 == 1);
+    for r in [&req, &chatty] {
+        let spans = Normalizer::default().spans(r, &mut Redactions::default());
+        store.append(&spans).unwrap();
+    }
+    store.seal().unwrap();
+    assert_eq!(store.count(None).unwrap(), 400);
+    let now_ms = (base / 1_000_000) as i64;
+    // "chatty" keeps 7 days: its 200 spans go, content too
+    let policy = encore_telemetry::store::Retention {
+        default_days: 30,
+        by_service: std::collections::HashMap::from([("chatty".to_string(), 7u32)]),
+        ..Default::default()
+    };
+    assert_eq!(store.apply_retention(now_ms, &policy).unwrap(), 200);
+    let services = store
+        .stats(
+            &Filter::default(),
+            encore_telemetry::store::GroupBy::Service,
+            0,
+        )
+        .unwrap();
+    assert_eq!(services.len(), 1);
+    assert_eq!(services[0].group.as_deref(), Some("playlist-writer"));
+    // past 5 days, traces are thinned to 25 %, errors kept
+    let errors_before = store
+        .list(
+            &Filter {
+                status: Some("error".into()),
+                ..Default::default()
+            },
+            1_000,
+            None,
+        )
+        .unwrap()
+        .len();
+    let thin = encore_telemetry::store::Retention {
+        default_days: 30,
+        sample_after_days: 5,
+        sample_rate: 0.25,
+        keep_slower_than_ms: 60_000.0,
+        ..Default::default()
+    };
+    store.apply_retention(now_ms, &thin).unwrap();
+    let left = store.count(None).unwrap() as usize;
+    let errors_after = store
+        .list(
+            &Filter {
+                status: Some("error".into()),
+                ..Default::default()
+            },
+            1_000,
+            None,
+        )
+        .unwrap()
+        .len();
+    assert_eq!(errors_after, errors_before, "every error trace kept");
+    let others = left - errors_after;
+    // about a quarter of the 180 others (binomial sd 6)
+    assert!((25..=70).contains(&others), "{others}");
+    let mut content_rows = 0;
+    store
+        .content
+        .scan(Some(&["key"]), |b| {
+            content_rows += b.num_rows();
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(content_rows, left, "content follows its spans");
 }
