@@ -585,20 +585,7 @@ impl EventLog {
                 .collect();
             (segments, state.memtable.clone())
         };
-        let schema = &self.shared.spec.schema;
-        let indices: Option<Vec<usize>> = match columns {
-            None => None,
-            Some(cols) => Some(
-                cols.iter()
-                    .map(|c| {
-                        schema.index_of(c).map_err(|_| StorageError::UnknownColumn {
-                            table: self.shared.spec.name.to_owned(),
-                            column: (*c).to_owned(),
-                        })
-                    })
-                    .collect::<Result<_, _>>()?,
-            ),
-        };
+        let indices = self.projection(columns)?;
         for seg in &segments {
             self.read_segment(seg, columns, indices.as_deref(), &mut f)?;
         }
@@ -609,6 +596,23 @@ impl EventLog {
             }
         }
         Ok(())
+    }
+
+    /// The indices of `columns` in the table's schema (`None`: every column).
+    fn projection(&self, columns: Option<&[&str]>) -> Result<Option<Vec<usize>>, StorageError> {
+        let schema = &self.shared.spec.schema;
+        columns
+            .map(|cols| {
+                cols.iter()
+                    .map(|c| {
+                        schema.index_of(c).map_err(|_| StorageError::UnknownColumn {
+                            table: self.shared.spec.name.to_owned(),
+                            column: (*c).to_owned(),
+                        })
+                    })
+                    .collect()
+            })
+            .transpose()
     }
 
     /// Reads the log newest first, for "the latest N" queries: the unsealed rows, then the
@@ -623,20 +627,7 @@ impl EventLog {
         let mut segments = self.segments();
         segments.sort_by_key(|s| std::cmp::Reverse(s.max_ts_ms));
         let memtable = self.shared.lock().memtable.clone();
-        let schema = &self.shared.spec.schema;
-        let indices: Option<Vec<usize>> = match columns {
-            None => None,
-            Some(cols) => Some(
-                cols.iter()
-                    .map(|c| {
-                        schema.index_of(c).map_err(|_| StorageError::UnknownColumn {
-                            table: self.shared.spec.name.to_owned(),
-                            column: (*c).to_owned(),
-                        })
-                    })
-                    .collect::<Result<_, _>>()?,
-            ),
-        };
+        let indices = self.projection(columns)?;
         for batch in &memtable {
             let b = match &indices {
                 Some(idx) => batch.project(idx).map_err(StorageError::arrow)?,

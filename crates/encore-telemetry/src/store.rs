@@ -346,6 +346,77 @@ fn contains_ignoring_case(haystack: &str, needle_lower: &str) -> bool {
     }
 }
 
+/// A [`Filter`] bound to the columns of one batch: which rows match.
+struct Matcher<'a> {
+    filter: &'a Filter,
+    from: i64,
+    to: i64,
+    /// (wanted value, column) of the equality filters in use
+    equals: Vec<(&'a str, &'a StringArray)>,
+    start_ms: &'a Int64Array,
+    duration: &'a Int64Array,
+    parent: &'a StringArray,
+    request_model: &'a StringArray,
+    response_model: &'a StringArray,
+    cost: &'a Float64Array,
+    attributes: Option<&'a StringArray>,
+}
+
+impl<'a> Matcher<'a> {
+    fn new(filter: &'a Filter, b: &'a RecordBatch) -> Result<Matcher<'a>, StorageError> {
+        let mut equals = Vec::new();
+        for (want, column) in [
+            (&filter.project, "project"),
+            (&filter.service, "service"),
+            (&filter.operation, "operation"),
+            (&filter.provider, "provider"),
+            (&filter.status, "status"),
+            (&filter.user, "user_id"),
+            (&filter.session, "session_id"),
+            (&filter.trace_id, "trace_id"),
+        ] {
+            if let Some(w) = want.as_deref() {
+                equals.push((w, col::<StringArray>(b, column)?));
+            }
+        }
+        Ok(Matcher {
+            filter,
+            from: filter.from_ms.unwrap_or(i64::MIN),
+            to: filter.to_ms.unwrap_or(i64::MAX),
+            equals,
+            start_ms: col(b, "start_ms")?,
+            duration: col(b, "duration_ns")?,
+            parent: col(b, "parent_span_id")?,
+            request_model: col(b, "request_model")?,
+            response_model: col(b, "response_model")?,
+            cost: col(b, "cost_usd")?,
+            attributes: if filter.attributes.is_empty() {
+                None
+            } else {
+                Some(col(b, "attributes")?)
+            },
+        })
+    }
+
+    fn matches(&self, i: usize) -> bool {
+        let f = self.filter;
+        let is = |a: &StringArray, m: &str| !a.is_null(i) && a.value(i) == m;
+        (self.from..=self.to).contains(&self.start_ms.value(i))
+            && self.equals.iter().all(|(w, a)| is(a, w))
+            && (!f.root || self.parent.is_null(i))
+            && f.model
+                .as_deref()
+                .is_none_or(|m| is(self.request_model, m) || is(self.response_model, m))
+            && f.min_duration_ms
+                .is_none_or(|d| self.duration.value(i) as f64 / 1e6 >= d)
+            && f.min_cost
+                .is_none_or(|m| !self.cost.is_null(i) && self.cost.value(i) >= m)
+            && self
+                .attributes
+                .is_none_or(|a| attributes_match(a.value(i), &f.attributes))
+    }
+}
+
 /// What a listing reads of the core table (not the attributes).
 const LIST_COLUMNS: &[&str] = &[
     "project",
@@ -445,10 +516,6 @@ impl SpanStore {
             filter.from_ms.unwrap_or(i64::MIN),
             filter.to_ms.unwrap_or(i64::MAX),
         );
-        let eq = |want: &Option<String>, a: &StringArray, i: usize| {
-            want.as_deref()
-                .is_none_or(|w| !a.is_null(i) && a.value(i) == w)
-        };
         // full text: the keys whose content matches, from the content table
         let matching: Option<std::collections::HashSet<String>> = match &filter.text {
             None => None,
@@ -470,21 +537,9 @@ impl SpanStore {
                     return Ok(!full && max_ts_ms >= from);
                 }
             };
-            let project: &StringArray = col(b, "project")?;
-            let start_ms: &Int64Array = col(b, "start_ms")?;
             let start_ns: &Int64Array = col(b, "start_ns")?;
-            let duration: &Int64Array = col(b, "duration_ns")?;
-            let service: &StringArray = col(b, "service")?;
-            let operation: &StringArray = col(b, "operation")?;
-            let provider: &StringArray = col(b, "provider")?;
-            let request_model: &StringArray = col(b, "request_model")?;
-            let response_model: &StringArray = col(b, "response_model")?;
-            let status: &StringArray = col(b, "status")?;
-            let user: &StringArray = col(b, "user_id")?;
-            let session: &StringArray = col(b, "session_id")?;
             let trace: &StringArray = col(b, "trace_id")?;
-            let parent: &StringArray = col(b, "parent_span_id")?;
-            let cost: &Float64Array = col(b, "cost_usd")?;
+            let matcher = Matcher::new(filter, b)?;
             // rows older than the current page's last cannot enter it
             let floor = if rows.len() >= limit {
                 rows.last().map_or(i64::MIN, |r| r.start_ns)
@@ -494,19 +549,7 @@ impl SpanStore {
             let mut candidates: Vec<(i64, usize)> = Vec::new();
             for i in 0..b.num_rows() {
                 let t = start_ns.value(i);
-                if t < floor
-                    || before_ns.is_some_and(|bn| t >= bn)
-                    || !(from..=to).contains(&start_ms.value(i))
-                    || !eq(&filter.project, project, i)
-                    || !eq(&filter.service, service, i)
-                    || !eq(&filter.operation, operation, i)
-                    || !eq(&filter.provider, provider, i)
-                    || !eq(&filter.status, status, i)
-                    || !eq(&filter.user, user, i)
-                    || !eq(&filter.session, session, i)
-                    || !eq(&filter.trace_id, trace, i)
-                    || (filter.root && !parent.is_null(i))
-                {
+                if t < floor || before_ns.is_some_and(|bn| t >= bn) || !matcher.matches(i) {
                     continue;
                 }
                 if let Some(keys) = &matching {
@@ -514,31 +557,6 @@ impl SpanStore {
                     if !keys.contains(&format!("{}{}", trace.value(i), span.value(i))) {
                         continue;
                     }
-                }
-                if !filter.attributes.is_empty() {
-                    let attrs: &StringArray = col(b, "attributes")?;
-                    if !attributes_match(attrs.value(i), &filter.attributes) {
-                        continue;
-                    }
-                }
-                let is = |a: &StringArray, m: &str| !a.is_null(i) && a.value(i) == m;
-                if let Some(m) = filter.model.as_deref()
-                    && !is(request_model, m)
-                    && !is(response_model, m)
-                {
-                    continue;
-                }
-                if filter
-                    .min_duration_ms
-                    .is_some_and(|d| (duration.value(i) as f64 / 1e6) < d)
-                {
-                    continue;
-                }
-                if filter
-                    .min_cost
-                    .is_some_and(|m| cost.is_null(i) || cost.value(i) < m)
-                {
-                    continue;
                 }
                 candidates.push((t, i));
             }
@@ -820,28 +838,19 @@ impl SpanStore {
         let mut groups: std::collections::HashMap<(i64, Option<String>), Acc> = Default::default();
         let mut columns: Vec<&str> = LIST_COLUMNS.to_vec();
         columns.extend(["cache_write_tokens", "reasoning_tokens"]);
+        if !filter.attributes.is_empty() {
+            columns.push("attributes");
+        }
         self.spans.scan_range(from, to, true, Some(&columns), |b| {
-            let project: &StringArray = col(b, "project")?;
             let start_ms: &Int64Array = col(b, "start_ms")?;
             let duration: &Int64Array = col(b, "duration_ns")?;
             let status: &StringArray = col(b, "status")?;
             let cost: &Float64Array = col(b, "cost_usd")?;
+            let request_model: &StringArray = col(b, "request_model")?;
             let key: Option<&StringArray> = match group.column() {
                 Some(c) => Some(col(b, c)?),
                 None => None,
             };
-            let strings = |name: &str| col::<StringArray>(b, name);
-            let (service, operation, provider, user, session, trace, parent) = (
-                strings("service")?,
-                strings("operation")?,
-                strings("provider")?,
-                strings("user_id")?,
-                strings("session_id")?,
-                strings("trace_id")?,
-                strings("parent_span_id")?,
-            );
-            let (request_model, response_model) =
-                (strings("request_model")?, strings("response_model")?);
             let tokens: Vec<&Int64Array> = [
                 "input_tokens",
                 "output_tokens",
@@ -853,30 +862,12 @@ impl SpanStore {
             .iter()
             .map(|c| col::<Int64Array>(b, c))
             .collect::<Result<_, _>>()?;
-            let eq = |want: &Option<String>, a: &StringArray, i: usize| {
-                want.as_deref()
-                    .is_none_or(|w| !a.is_null(i) && a.value(i) == w)
-            };
+            let matcher = Matcher::new(filter, b)?;
             for i in 0..b.num_rows() {
-                let t = start_ms.value(i);
-                let is = |a: &StringArray, m: &str| !a.is_null(i) && a.value(i) == m;
-                if !(from..=to).contains(&t)
-                    || !eq(&filter.project, project, i)
-                    || !eq(&filter.service, service, i)
-                    || !eq(&filter.operation, operation, i)
-                    || !eq(&filter.provider, provider, i)
-                    || !eq(&filter.status, status, i)
-                    || !eq(&filter.user, user, i)
-                    || !eq(&filter.session, session, i)
-                    || !eq(&filter.trace_id, trace, i)
-                    || (filter.root && !parent.is_null(i))
-                    || filter
-                        .model
-                        .as_deref()
-                        .is_some_and(|m| !is(request_model, m) && !is(response_model, m))
-                {
+                if !matcher.matches(i) {
                     continue;
                 }
+                let t = start_ms.value(i);
                 let bucket = if bucket_ms > 0 {
                     t.div_euclid(bucket_ms) * bucket_ms
                 } else {
