@@ -4,8 +4,11 @@
 //! Heuristic evaluators ([`heuristic`]) are deterministic and free: exact match, contains, regex,
 //! JSON validity, length bounds, token F1, ROUGE-L, refusal detection, and lexical grounding in
 //! the retrieved context. Every score names its evaluator and version, so scores from different
-//! versions are never mixed.
+//! versions are never mixed. [`calibration`] measures a judge against human labels: agreement,
+//! Cohen's kappa, precision and recall, Brier score, expected calibration error and the
+//! reliability table.
 
+pub mod calibration;
 pub mod heuristic;
 pub mod text;
 
