@@ -172,6 +172,19 @@ fn request(project: &str, n: usize, prompt: &str) -> ExportTraceServiceRequest {
     }
 }
 
+/// Rows of the content table (sealed and not).
+fn content_rows(store: &SpanStore) -> usize {
+    let mut n = 0;
+    store
+        .content
+        .scan(Some(&["key"]), |b| {
+            n += b.num_rows();
+            Ok(())
+        })
+        .unwrap();
+    n
+}
+
 const PII: &[&str] = &[
     "jane.doe@example.com",
     "4111 1111 1111 1111",
@@ -466,15 +479,7 @@ fn retention_drops_expired_days_of_both_tables() {
     assert_eq!(store.count(Some("old")).unwrap(), 0);
     assert_eq!(store.count(Some("new")).unwrap(), 10);
     // the content of the expired days is gone as well
-    let mut content_rows = 0;
-    store
-        .content
-        .scan(Some(&["key"]), |b| {
-            content_rows += b.num_rows();
-            Ok(())
-        })
-        .unwrap();
-    assert_eq!(content_rows, 10);
+    assert_eq!(content_rows(&store), 10);
     // and it stays gone after a reopen
     drop(store);
     let store = SpanStore::open(tmp.path(), Default::default()).unwrap();
@@ -519,15 +524,7 @@ fn retention_per_project_and_costs_recomputed_for_a_time_range() {
     assert_eq!(store.apply_retention(now_ms, &policy).unwrap(), 0);
     assert_eq!(store.count(Some("short")).unwrap(), 5);
     assert_eq!(store.count(Some("long")).unwrap(), 10);
-    let mut content_rows = 0;
-    store
-        .content
-        .scan(Some(&["key"]), |b| {
-            content_rows += b.num_rows();
-            Ok(())
-        })
-        .unwrap();
-    assert_eq!(content_rows, 15);
+    assert_eq!(content_rows(&store), 15);
 
     // prices change: the last 5 days are recomputed, older spans keep their cost
     let mut prices = encore_telemetry::cost::PriceTable {
@@ -646,13 +643,5 @@ fn retention_per_service_and_thinning_of_old_traces_at_compaction() {
     let others = left - errors_after;
     // about a quarter of the 180 others (binomial sd 6)
     assert!((25..=70).contains(&others), "{others}");
-    let mut content_rows = 0;
-    store
-        .content
-        .scan(Some(&["key"]), |b| {
-            content_rows += b.num_rows();
-            Ok(())
-        })
-        .unwrap();
-    assert_eq!(content_rows, left, "content follows its spans");
+    assert_eq!(content_rows(&store), left, "content follows its spans");
 }
