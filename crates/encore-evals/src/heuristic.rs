@@ -4,9 +4,9 @@ use crate::text::{lcs, sentences, tokens};
 use crate::{EvalError, Evaluator, Sample, Score};
 use std::collections::HashMap;
 
-fn expected<'a>(evaluator: &'static str, s: &Sample<'a>) -> Result<&'a str, EvalError> {
-    s.expected.ok_or(EvalError::Missing {
-        evaluator,
+fn expected<'a>(evaluator: &str, s: &Sample<'a>) -> Result<&'a str, EvalError> {
+    s.expected.ok_or_else(|| EvalError::Missing {
+        evaluator: evaluator.to_owned(),
         what: "an expected output",
     })
 }
@@ -84,7 +84,7 @@ impl RegexMatch {
         regex::Regex::new(pattern)
             .map(|re| RegexMatch { re })
             .map_err(|e| EvalError::Config {
-                evaluator: "regex",
+                evaluator: "regex".into(),
                 message: e.to_string(),
             })
     }
@@ -116,7 +116,7 @@ impl Evaluator for RegexMatch {
 pub struct JsonValid;
 
 /// The text inside a Markdown code fence, if the output is one.
-fn unfence(s: &str) -> &str {
+pub(crate) fn unfence(s: &str) -> &str {
     let t = s.trim();
     t.strip_prefix("```json")
         .or_else(|| t.strip_prefix("```"))
@@ -299,8 +299,8 @@ impl Evaluator for Grounding {
         1
     }
     fn evaluate(&self, s: &Sample<'_>) -> Result<Score, EvalError> {
-        let context = s.context.ok_or(EvalError::Missing {
-            evaluator: "grounding",
+        let context = s.context.ok_or_else(|| EvalError::Missing {
+            evaluator: "grounding".into(),
             what: "a retrieved context",
         })?;
         let known: std::collections::HashSet<String> = tokens(context).into_iter().collect();

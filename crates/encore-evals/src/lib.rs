@@ -9,7 +9,10 @@
 //! reliability table.
 
 pub mod calibration;
+pub mod catalog;
 pub mod heuristic;
+pub mod judge;
+pub mod schema;
 pub mod text;
 
 use serde::Serialize;
@@ -42,19 +45,16 @@ pub struct Score {
 pub enum EvalError {
     #[error("evaluator {evaluator} needs {what}, which the sample does not have")]
     Missing {
-        evaluator: &'static str,
+        evaluator: String,
         what: &'static str,
     },
     #[error("evaluator {evaluator}: {message}")]
-    Config {
-        evaluator: &'static str,
-        message: String,
-    },
+    Config { evaluator: String, message: String },
 }
 
 /// Scores one sample.
 pub trait Evaluator: Send + Sync {
-    fn name(&self) -> &'static str;
+    fn name(&self) -> &str;
     fn version(&self) -> u32;
     fn evaluate(&self, sample: &Sample<'_>) -> Result<Score, EvalError>;
 

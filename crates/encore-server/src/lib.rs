@@ -10,7 +10,8 @@
 //! # }
 //! ```
 
-pub mod client;
+/// the blocking HTTP client of encore's tools and tests
+pub use encore_http as client;
 pub mod error;
 mod events;
 pub mod experiments;
