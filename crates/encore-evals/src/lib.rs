@@ -13,6 +13,8 @@ pub mod catalog;
 pub mod heuristic;
 pub mod judge;
 pub mod schema;
+pub mod spec;
+pub mod store;
 pub mod text;
 
 use serde::Serialize;
@@ -53,7 +55,7 @@ pub enum EvalError {
 }
 
 /// Scores one sample.
-pub trait Evaluator: Send + Sync {
+pub trait Evaluator: Send + Sync + std::fmt::Debug {
     fn name(&self) -> &str;
     fn version(&self) -> u32;
     fn evaluate(&self, sample: &Sample<'_>) -> Result<Score, EvalError>;
