@@ -389,22 +389,20 @@ impl Drop for PermitGuard<'_> {
     }
 }
 
-/// A rubric judged by a model behind an OpenAI-compatible endpoint.
-pub struct LlmJudge {
-    pub rubric: Rubric,
+/// A chat model behind an OpenAI-compatible endpoint, called with retries, a concurrency
+/// limit, accounting and tracing. Judges and experiment tasks both call through one.
+pub struct ChatClient {
     config: JudgeConfig,
     url: Url,
-    name: String,
     prices: PriceTable,
     permits: Permits,
     usage: Mutex<Usage>,
     tracer: Option<Tracer>,
 }
 
-impl std::fmt::Debug for LlmJudge {
+impl std::fmt::Debug for ChatClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LlmJudge")
-            .field("name", &self.name)
+        f.debug_struct("ChatClient")
             .field("model", &self.config.model)
             .field("url", &self.url)
             .finish_non_exhaustive()
@@ -419,35 +417,44 @@ struct Failure {
     retry_after: Option<Duration>,
 }
 
-impl LlmJudge {
-    /// A judge of `rubric`; the base URL must be `http://` (see [`encore_http::Url::parse`]).
+/// A completion: its text and what it cost.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Completion {
+    pub content: String,
+    pub input_tokens: Option<i64>,
+    pub output_tokens: Option<i64>,
+    pub cost_usd: Option<f64>,
+    /// over every attempt
+    pub latency_ms: f64,
+}
+
+impl ChatClient {
+    /// A client of `config`'s endpoint; the base URL must be `http://` (see
+    /// [`encore_http::Url::parse`]).
     pub fn new(
         config: JudgeConfig,
-        rubric: Rubric,
         prices: PriceTable,
         tracer: Option<Tracer>,
-    ) -> Result<LlmJudge, EvalError> {
-        let bad = |message: String| EvalError::Config {
-            evaluator: format!("judge_{}", rubric.name),
-            message,
-        };
-        let url = Url::parse(&config.base_url).map_err(|e| bad(format!("base_url {e}")))?;
+    ) -> Result<ChatClient, String> {
+        let url = Url::parse(&config.base_url).map_err(|e| format!("base_url {e}"))?;
         if config.model.is_empty() {
-            return Err(bad("model is empty".into()));
+            return Err("model is empty".into());
         }
-        Ok(LlmJudge {
-            name: format!("judge_{}", rubric.name),
+        Ok(ChatClient {
             permits: Permits {
                 free: Mutex::new(config.concurrency.max(1)),
                 freed: Condvar::new(),
             },
-            rubric,
             config,
             url,
             prices,
             usage: Mutex::default(),
             tracer,
         })
+    }
+
+    pub fn model(&self) -> &str {
+        &self.config.model
     }
 
     pub fn usage(&self) -> Usage {
@@ -458,13 +465,20 @@ impl LlmJudge {
         f(&mut self.usage.lock().unwrap_or_else(|e| e.into_inner()));
     }
 
-    /// One HTTP attempt: the verdict, or why not.
-    fn attempt(&self, prompt: &str, attempt: u32) -> Result<Verdict, Failure> {
+    /// One HTTP attempt: the checked completion, or why not.
+    fn attempt<T>(
+        &self,
+        label: &str,
+        system: &str,
+        prompt: &str,
+        attempt: u32,
+        check: &dyn Fn(&str) -> Result<T, String>,
+    ) -> Result<(T, JudgeCall), Failure> {
         let body = json!({
             "model": self.config.model,
             "temperature": 0,
             "messages": [
-                {"role": "system", "content": "You are a careful evaluator. Follow the output format exactly."},
+                {"role": "system", "content": system},
                 {"role": "user", "content": prompt},
             ],
         })
@@ -489,7 +503,7 @@ impl LlmJudge {
         };
         let end_ns = start_ns + t0.elapsed().as_nanos() as i64;
         let mut call = JudgeCall {
-            rubric: self.rubric.name.clone(),
+            rubric: label.to_owned(),
             model: self.config.model.clone(),
             start_ns,
             end_ns,
@@ -502,7 +516,9 @@ impl LlmJudge {
             prompt: prompt.to_owned(),
             reply: None,
         };
-        let result = self.read(sent, &mut call);
+        let result = self
+            .read(sent, &mut call)
+            .and_then(|content| check(&content).map_err(malformed));
         if let Err(f) = &result {
             call.error = Some(f.message.clone());
         }
@@ -513,16 +529,16 @@ impl LlmJudge {
             u.cost_usd += call.cost_usd.unwrap_or(0.0);
         });
         if let Some(t) = &self.tracer {
-            t(call);
+            t(call.clone());
         }
-        result
+        result.map(|v| (v, call))
     }
 
     fn read(
         &self,
         sent: std::io::Result<encore_http::Response>,
         call: &mut JudgeCall,
-    ) -> Result<Verdict, Failure> {
+    ) -> Result<String, Failure> {
         let r = sent.map_err(|e| Failure {
             message: format!("{}: {e}", self.url.authority),
             status: None,
@@ -545,12 +561,6 @@ impl LlmJudge {
                     .map(|s| Duration::from_secs_f64(s.clamp(0.0, 30.0))),
             });
         }
-        let malformed = |message: String| Failure {
-            message,
-            status: Some(200),
-            retryable: true,
-            retry_after: None,
-        };
         let v: Value = serde_json::from_str(&r.body)
             .map_err(|e| malformed(format!("reply is not JSON: {e}")))?;
         let usage = &v["usage"];
@@ -569,18 +579,36 @@ impl LlmJudge {
             .as_str()
             .ok_or_else(|| malformed("reply has no choices[0].message.content".into()))?;
         call.reply = Some(content.to_owned());
-        parse_verdict(content, &self.rubric).map_err(malformed)
+        Ok(content.to_owned())
     }
 
-    /// A verdict on `s`, retrying as configured.
-    pub fn judge(&self, s: &Sample<'_>) -> Result<Verdict, EvalError> {
-        let prompt = self.rubric.render(s);
+    /// Completes `prompt` and checks the reply with `check`, retrying as configured (a reply
+    /// that fails `check` is retried like a server error). `label` names the calls in traces.
+    pub fn complete<T>(
+        &self,
+        label: &str,
+        system: &str,
+        prompt: &str,
+        check: &dyn Fn(&str) -> Result<T, String>,
+    ) -> Result<(T, Completion), String> {
         self.account(|u| u.calls += 1);
+        let t0 = Instant::now();
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match self.attempt(&prompt, attempt) {
-                Ok(v) => return Ok(v),
+            match self.attempt(label, system, prompt, attempt, check) {
+                Ok((v, call)) => {
+                    return Ok((
+                        v,
+                        Completion {
+                            content: call.reply.unwrap_or_default(),
+                            input_tokens: call.input_tokens,
+                            output_tokens: call.output_tokens,
+                            cost_usd: call.cost_usd,
+                            latency_ms: t0.elapsed().as_secs_f64() * 1e3,
+                        },
+                    ));
+                }
                 Err(f) if f.retryable && attempt <= self.config.max_retries => {
                     self.account(|u| u.retries += 1);
                     let backoff = Duration::from_millis(
@@ -598,17 +626,75 @@ impl LlmJudge {
                     } else {
                         String::new()
                     };
-                    return Err(EvalError::Config {
-                        evaluator: self.name.clone(),
-                        message: format!(
-                            "{}{tries}{}",
-                            f.message,
-                            f.status.map_or(String::new(), |s| format!(" (status {s})"))
-                        ),
-                    });
+                    return Err(format!(
+                        "{}{tries}{}",
+                        f.message,
+                        f.status.map_or(String::new(), |s| format!(" (status {s})"))
+                    ));
                 }
             }
         }
+    }
+}
+
+fn malformed(message: String) -> Failure {
+    Failure {
+        message,
+        status: Some(200),
+        retryable: true,
+        retry_after: None,
+    }
+}
+
+/// A rubric judged by a model behind an OpenAI-compatible endpoint.
+#[derive(Debug)]
+pub struct LlmJudge {
+    pub rubric: Rubric,
+    name: String,
+    client: ChatClient,
+}
+
+impl LlmJudge {
+    /// A judge of `rubric`; the base URL must be `http://` (see [`encore_http::Url::parse`]).
+    pub fn new(
+        config: JudgeConfig,
+        rubric: Rubric,
+        prices: PriceTable,
+        tracer: Option<Tracer>,
+    ) -> Result<LlmJudge, EvalError> {
+        let name = format!("judge_{}", rubric.name);
+        let client = ChatClient::new(config, prices, tracer).map_err(|message| {
+            EvalError::Config {
+                evaluator: name.clone(),
+                message,
+            }
+        })?;
+        Ok(LlmJudge {
+            rubric,
+            name,
+            client,
+        })
+    }
+
+    pub fn usage(&self) -> Usage {
+        self.client.usage()
+    }
+
+    /// A verdict on `s`, retrying as configured.
+    pub fn judge(&self, s: &Sample<'_>) -> Result<Verdict, EvalError> {
+        let rubric = &self.rubric;
+        self.client
+            .complete(
+                &rubric.name,
+                "You are a careful evaluator. Follow the output format exactly.",
+                &rubric.render(s),
+                &|text| parse_verdict(text, rubric),
+            )
+            .map(|(v, _)| v)
+            .map_err(|message| EvalError::Config {
+                evaluator: self.name.clone(),
+                message,
+            })
     }
 }
 

@@ -12,6 +12,8 @@ pub mod calibration;
 pub mod catalog;
 pub mod heuristic;
 pub mod judge;
+pub mod online;
+pub mod quality;
 pub mod schema;
 pub mod spec;
 pub mod store;
