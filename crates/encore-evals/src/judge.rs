@@ -663,12 +663,11 @@ impl LlmJudge {
         tracer: Option<Tracer>,
     ) -> Result<LlmJudge, EvalError> {
         let name = format!("judge_{}", rubric.name);
-        let client = ChatClient::new(config, prices, tracer).map_err(|message| {
-            EvalError::Config {
+        let client =
+            ChatClient::new(config, prices, tracer).map_err(|message| EvalError::Config {
                 evaluator: name.clone(),
                 message,
-            }
-        })?;
+            })?;
         Ok(LlmJudge {
             rubric,
             name,

@@ -1,15 +1,31 @@
 //! `encore-evals`: is an LLM feature's output good? Evaluators score one sample (input, output,
 //! and optionally the expected output and the retrieved context) and say how they scored it.
 //!
-//! Heuristic evaluators ([`heuristic`]) are deterministic and free: exact match, contains, regex,
-//! JSON validity, length bounds, token F1, ROUGE-L, refusal detection, and lexical grounding in
-//! the retrieved context. Every score names its evaluator and version, so scores from different
-//! versions are never mixed. [`calibration`] measures a judge against human labels: agreement,
-//! Cohen's kappa, precision and recall, Brier score, expected calibration error and the
-//! reliability table.
+//! - [`heuristic`] and [`schema`]: deterministic, free evaluators (exact match, contains, regex,
+//!   JSON validity and JSON-schema conformance, length bounds, token F1, ROUGE-L, refusal,
+//!   lexical grounding in the retrieved context); [`catalog`]: tracks and artists named by an
+//!   output that are not in the catalog (the hallucination rate of music features).
+//! - [`judge`]: LLM-as-judge rubrics over any OpenAI-compatible endpoint, with retries,
+//!   timeouts, a concurrency limit, token and cost accounting, and traced calls.
+//! - [`spec`]: evaluators by description (JSON/TOML), as rules and runs name them.
+//! - [`store`]: scores linked to spans and traces, versioned datasets, annotation queues and
+//!   human labels, rules, runs and alert history, in SQLite.
+//! - [`online`]: rules that sample ingested spans and score them off the ingest path; backfill.
+//! - [`dataset`] and [`experiment`]: datasets from JSONL or traces; a task run over a dataset
+//!   and two runs compared with a paired t-test.
+//! - [`quality`] and [`calibration`]: rates with Wilson intervals; a judge against human labels
+//!   (agreement, Cohen's kappa, precision and recall, Brier, ECE, reliability table).
+//! - [`alerts`]: rules on trace and score metrics over rolling windows, per slice, with
+//!   for-duration, cooldown, webhooks and history.
+//!
+//! Every score names its evaluator and version, so scores from different versions are never
+//! mixed.
 
+pub mod alerts;
 pub mod calibration;
 pub mod catalog;
+pub mod dataset;
+pub mod experiment;
 pub mod heuristic;
 pub mod judge;
 pub mod online;

@@ -49,7 +49,10 @@ impl Rule {
             ));
         }
         if !(self.rate > 0.0 && self.rate <= 1.0) {
-            return Err(format!("rule {}: rate {} is not in (0, 1]", self.name, self.rate));
+            return Err(format!(
+                "rule {}: rate {} is not in (0, 1]",
+                self.name, self.rate
+            ));
         }
         if self.evaluators.is_empty() {
             return Err(format!("rule {}: names no evaluator", self.name));
@@ -376,7 +379,10 @@ mod tests {
                 .filter(|l| *l <= observed + 1e-9)
                 .map(f64::exp)
                 .sum();
-            assert!(p_value > 0.001, "rate {rate}: {k} of {n} sampled, p = {p_value}");
+            assert!(
+                p_value > 0.001,
+                "rate {rate}: {k} of {n} sampled, p = {p_value}"
+            );
         }
         // and a different rule name draws independently
         let a = rule(0.5);

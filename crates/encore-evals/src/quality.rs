@@ -172,13 +172,21 @@ mod tests {
     fn wilson_matches_reference_values() {
         // Newcombe (1998), table I: 81 / 263 gives 0.2553 to 0.3662
         let (lo, hi) = wilson(81, 263, 1.959963984540054);
-        assert!((lo - 0.2553).abs() < 5e-5 && (hi - 0.3662).abs() < 5e-5, "{lo} {hi}");
+        assert!(
+            (lo - 0.2553).abs() < 5e-5 && (hi - 0.3662).abs() < 5e-5,
+            "{lo} {hi}"
+        );
         // the closed form evaluated in Python
-        assert!((lo - 0.2552885198782742).abs() < 1e-12 && (hi - 0.36620957698280004).abs() < 1e-12);
+        assert!(
+            (lo - 0.2552885198782742).abs() < 1e-12 && (hi - 0.36620957698280004).abs() < 1e-12
+        );
         let (lo, hi) = wilson(0, 10, 1.959963984540054);
         assert!(lo == 0.0 && (hi - 0.2775327998628892).abs() < 1e-12, "{hi}");
         let (lo, hi) = wilson(10, 10, 1.959963984540054);
-        assert!((lo - 0.7224672001371107).abs() < 1e-12 && (hi - 1.0).abs() < 1e-12, "{lo}");
+        assert!(
+            (lo - 0.7224672001371107).abs() < 1e-12 && (hi - 1.0).abs() < 1e-12,
+            "{lo}"
+        );
         assert_eq!(wilson(0, 0, 1.96), (0.0, 1.0));
     }
 
@@ -197,7 +205,14 @@ mod tests {
                 evaluator: evaluator.into(),
                 version: 1,
                 value,
-                label: Some(if value >= 0.5 { "factual" } else { "hallucinated" }.into()),
+                label: Some(
+                    if value >= 0.5 {
+                        "factual"
+                    } else {
+                        "hallucinated"
+                    }
+                    .into(),
+                ),
                 explanation: None,
             },
             source: source.into(),
@@ -223,7 +238,10 @@ mod tests {
         assert_eq!(q[0].fail_ci, (1.0 - hi, 1.0 - lo));
         let by_model = quality(&scores, Some(Slice::Model));
         assert_eq!(by_model.len(), 3);
-        assert_eq!((by_model[0].slice.as_deref(), by_model[0].n), (Some("a"), 2));
+        assert_eq!(
+            (by_model[0].slice.as_deref(), by_model[0].n),
+            (Some("a"), 2)
+        );
     }
 
     #[test]

@@ -183,7 +183,9 @@ impl LabelSchema {
                 let x = label
                     .as_f64()
                     .filter(|x| (*min..=*max).contains(x))
-                    .ok_or_else(|| format!("{name}: expected a number in [{min}, {max}], got {label}"))?;
+                    .ok_or_else(|| {
+                        format!("{name}: expected a number in [{min}, {max}], got {label}")
+                    })?;
                 Ok(((x - min) / (max - min).max(f64::MIN_POSITIVE), None))
             }
         }
@@ -412,10 +414,11 @@ impl EvalStore {
             )));
         }
         let tx = self.conn.transaction()?;
-        let last: Option<u32> =
-            tx.query_row("SELECT MAX(version) FROM datasets WHERE name = ?1", [name], |r| {
-                r.get(0)
-            })?;
+        let last: Option<u32> = tx.query_row(
+            "SELECT MAX(version) FROM datasets WHERE name = ?1",
+            [name],
+            |r| r.get(0),
+        )?;
         let version = last.unwrap_or(0) + 1;
         let mut n = 0i64;
         if append && let Some(prev) = last {
@@ -477,9 +480,11 @@ impl EvalStore {
             Some(v) => v,
             None => self
                 .conn
-                .query_row("SELECT MAX(version) FROM datasets WHERE name = ?1", [name], |r| {
-                    r.get::<_, Option<u32>>(0)
-                })?
+                .query_row(
+                    "SELECT MAX(version) FROM datasets WHERE name = ?1",
+                    [name],
+                    |r| r.get::<_, Option<u32>>(0),
+                )?
                 .ok_or_else(|| not_found("dataset", name))?,
         };
         let exists: Option<i64> = self
@@ -513,7 +518,10 @@ impl EvalStore {
             params![q.name, serde_json::to_string(&q)?],
         )?;
         if n == 0 {
-            return Err(StoreError::Invalid(format!("queue {} already exists", q.name)));
+            return Err(StoreError::Invalid(format!(
+                "queue {} already exists",
+                q.name
+            )));
         }
         Ok(())
     }
@@ -521,7 +529,9 @@ impl EvalStore {
     pub fn queue(&self, name: &str) -> Result<Queue, StoreError> {
         let body: Option<String> = self
             .conn
-            .query_row("SELECT queue FROM queues WHERE name = ?1", [name], |r| r.get(0))
+            .query_row("SELECT queue FROM queues WHERE name = ?1", [name], |r| {
+                r.get(0)
+            })
             .optional()?;
         Ok(serde_json::from_str(
             &body.ok_or_else(|| not_found("queue", name))?,
@@ -543,9 +553,8 @@ impl EvalStore {
                 [name],
                 |r| r.get(0),
             )?;
-            let mut seen = tx.prepare_cached(
-                "SELECT 1 FROM queue_items WHERE queue = ?1 AND target = ?2",
-            )?;
+            let mut seen =
+                tx.prepare_cached("SELECT 1 FROM queue_items WHERE queue = ?1 AND target = ?2")?;
             let mut insert = tx.prepare_cached(
                 "INSERT INTO queue_items (queue, idx, target, input, output, status)
                  VALUES (?1, ?2, ?3, ?4, ?5, 'pending')",
@@ -615,7 +624,9 @@ impl EvalStore {
     ) -> Result<StoredScore, StoreError> {
         let q = self.queue(name)?;
         if labeller.trim().is_empty() {
-            return Err(StoreError::Invalid("labeller: expected a non-empty id".into()));
+            return Err(StoreError::Invalid(
+                "labeller: expected a non-empty id".into(),
+            ));
         }
         let (value, label_text) = q.schema.score(label).map_err(StoreError::Invalid)?;
         let target: String = self
@@ -663,7 +674,10 @@ impl EvalStore {
         Ok(())
     }
 
-    pub fn documents<T: for<'de> Deserialize<'de>>(&self, kind: &str) -> Result<Vec<T>, StoreError> {
+    pub fn documents<T: for<'de> Deserialize<'de>>(
+        &self,
+        kind: &str,
+    ) -> Result<Vec<T>, StoreError> {
         let mut stmt = self
             .conn
             .prepare("SELECT body FROM documents WHERE kind = ?1 ORDER BY name")?;
@@ -694,7 +708,9 @@ impl EvalStore {
             .conn
             .query_row("SELECT body FROM runs WHERE id = ?1", [id], |r| r.get(0))
             .optional()?;
-        Ok(serde_json::from_str(&body.ok_or_else(|| not_found("run", id))?)?)
+        Ok(serde_json::from_str(
+            &body.ok_or_else(|| not_found("run", id))?,
+        )?)
     }
 
     /// Run ids, newest first.
@@ -728,7 +744,11 @@ impl EvalStore {
     }
 
     /// Alert state changes, newest first.
-    pub fn alert_events(&self, rule: Option<&str>, limit: usize) -> Result<Vec<AlertEvent>, StoreError> {
+    pub fn alert_events(
+        &self,
+        rule: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<AlertEvent>, StoreError> {
         let mut stmt = self.conn.prepare(&format!(
             "SELECT rule, slice, state, value, threshold, at_ms, attempts, delivered, error
              FROM alert_events WHERE ?1 IS NULL OR rule = ?1 ORDER BY id DESC LIMIT {limit}"
@@ -779,8 +799,11 @@ mod tests {
     fn scores_replace_per_span_evaluator_and_source() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = EvalStore::open(dir.path()).unwrap();
-        s.put_scores(&[score("a", "x", 0.1, "rule:r"), score("a", "x", 0.9, "human:ann")])
-            .unwrap();
+        s.put_scores(&[
+            score("a", "x", 0.1, "rule:r"),
+            score("a", "x", 0.9, "human:ann"),
+        ])
+        .unwrap();
         s.put_scores(&[score("a", "x", 0.2, "rule:r")]).unwrap();
         let all = s.scores(&ScoreFilter::default(), 10).unwrap();
         assert_eq!(all.len(), 2);
@@ -816,16 +839,28 @@ mod tests {
             input: i.into(),
             ..Default::default()
         };
-        let v1 = s.add_dataset_version("golden", &[item("a"), item("b")], true, "jsonl").unwrap();
-        let v2 = s.add_dataset_version("golden", &[item("c")], true, "jsonl").unwrap();
-        let v3 = s.add_dataset_version("golden", &[item("d")], false, "jsonl").unwrap();
-        assert_eq!((v1.version, v1.items, v2.version, v2.items, v3.items), (1, 2, 2, 3, 1));
+        let v1 = s
+            .add_dataset_version("golden", &[item("a"), item("b")], true, "jsonl")
+            .unwrap();
+        let v2 = s
+            .add_dataset_version("golden", &[item("c")], true, "jsonl")
+            .unwrap();
+        let v3 = s
+            .add_dataset_version("golden", &[item("d")], false, "jsonl")
+            .unwrap();
+        assert_eq!(
+            (v1.version, v1.items, v2.version, v2.items, v3.items),
+            (1, 2, 2, 3, 1)
+        );
         let (v, items) = s.dataset_items("golden", Some(1)).unwrap();
         assert_eq!((v, items.len()), (1, 2));
         let (v, items) = s.dataset_items("golden", None).unwrap();
         assert_eq!((v, items[0].input.as_str()), (3, "d"));
         assert_eq!(s.dataset_items("golden", Some(2)).unwrap().1[2].input, "c");
-        assert!(matches!(s.dataset_items("golden", Some(9)), Err(StoreError::NotFound { .. })));
+        assert!(matches!(
+            s.dataset_items("golden", Some(9)),
+            Err(StoreError::NotFound { .. })
+        ));
         assert!(s.add_dataset_version("bad name", &[], true, "x").is_err());
         assert_eq!(s.datasets(None).unwrap().len(), 3);
     }
@@ -861,10 +896,17 @@ mod tests {
             .label("halluc", 0, "ann", &serde_json::json!("hallucinated"), None)
             .unwrap();
         assert_eq!((sc.score.value, sc.source.as_str()), (0.0, "human:ann"));
-        assert!(s.queue_items("halluc", Some("pending"), 10).unwrap().is_empty());
+        assert!(
+            s.queue_items("halluc", Some("pending"), 10)
+                .unwrap()
+                .is_empty()
+        );
         let done = s.queue_items("halluc", Some("labeled"), 10).unwrap();
         assert_eq!(done[0].label, Some(serde_json::json!("hallucinated")));
         assert_eq!(done[0].target, t);
-        assert!(matches!(s.label("halluc", 5, "ann", &serde_json::json!("factual"), None), Err(StoreError::NotFound { .. })));
+        assert!(matches!(
+            s.label("halluc", 5, "ann", &serde_json::json!("factual"), None),
+            Err(StoreError::NotFound { .. })
+        ));
     }
 }
