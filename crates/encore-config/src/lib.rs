@@ -46,6 +46,7 @@ pub struct Config {
     pub registry: RegistryConfig,
     pub serving: ServingConfig,
     pub telemetry: TelemetryConfig,
+    pub evals: EvalsConfig,
     pub demo: DemoConfig,
 }
 
@@ -270,6 +271,64 @@ pub struct TelemetryConfig {
     pub content_by_service: std::collections::BTreeMap<String, ContentPolicy>,
     /// Prices (USD per million tokens) that replace or extend the built-in table.
     pub prices: Vec<PriceConfig>,
+}
+
+/// Evaluation of LLM features by `encore serve`: online rules, judges and alerts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvalsConfig {
+    /// Spans waiting for online evaluation; past it, sampled spans are dropped (and counted).
+    pub queue: u32,
+    /// Threads scoring sampled spans.
+    pub workers: u32,
+    /// How often alert rules are evaluated, in milliseconds.
+    pub alert_interval_ms: u64,
+    /// Webhook delivery: retries after the first attempt, and the timeout of each.
+    pub webhook_retries: u32,
+    pub webhook_timeout_ms: u64,
+    pub judge: JudgeConfig,
+}
+
+impl Default for EvalsConfig {
+    fn default() -> Self {
+        Self {
+            queue: 10_000,
+            workers: 2,
+            alert_interval_ms: 15_000,
+            webhook_retries: 3,
+            webhook_timeout_ms: 5_000,
+            judge: JudgeConfig::default(),
+        }
+    }
+}
+
+/// The OpenAI-compatible endpoint LLM judges and chat tasks call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JudgeConfig {
+    /// e.g. `http://127.0.0.1:11434/v1` (plain http: a local server or proxy)
+    pub base_url: String,
+    pub model: String,
+    /// Sent as a bearer token; better set as ENCORE__EVALS__JUDGE__API_KEY.
+    pub api_key: String,
+    pub timeout_ms: u64,
+    pub max_retries: u32,
+    pub backoff_ms: u64,
+    pub concurrency: u32,
+}
+
+impl Default for JudgeConfig {
+    fn default() -> Self {
+        Self {
+            base_url: String::new(),
+            model: String::new(),
+            api_key: String::new(),
+            timeout_ms: 30_000,
+            max_retries: 3,
+            backoff_ms: 500,
+            concurrency: 4,
+        }
+    }
 }
 
 /// One model's prices, USD per million tokens.

@@ -101,6 +101,31 @@ compaction_sample_rate = 0.1
 # prices = [{ model = "my-finetune", input = 0.5, output = 1.5, cached_input = 0.25 }]
 prices = []
 
+[evals]
+# Spans waiting for online evaluation (rules: `encore evals rules add`); past it, sampled spans
+# are dropped and counted rather than slowing ingest. workers score them.
+queue = 10000
+workers = 2
+# How often alert rules (`encore alerts add`) are evaluated, in milliseconds.
+alert_interval_ms = 15000
+# Webhook delivery: retries after the first attempt (with backoff), and the timeout of each.
+webhook_retries = 3
+webhook_timeout_ms = 5000
+
+[evals.judge]
+# The OpenAI-compatible chat-completions endpoint of LLM judges and chat tasks, e.g. a local
+# vLLM, Ollama, llama.cpp or LiteLLM server: "http://127.0.0.1:11434/v1" (plain http only).
+base_url = ""
+model = ""
+# Sent as a bearer token; better set in the environment as ENCORE__EVALS__JUDGE__API_KEY.
+api_key = ""
+# Per attempt; failed attempts (connection, timeout, 408, 429, 5xx, unparseable reply) are
+# retried max_retries times with backoff doubling from backoff_ms. concurrency: calls in flight.
+timeout_ms = 30000
+max_retries = 3
+backoff_ms = 500
+concurrency = 4
+
 [demo]
 # Size of the simulated world `encore demo` creates: listeners, days of history, and the seed
 # (the same seed always gives the same world).

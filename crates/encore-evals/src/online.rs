@@ -130,6 +130,47 @@ impl SpanSample {
     }
 }
 
+impl SpanSample {
+    /// A stored span with its content.
+    pub fn from_row(r: &encore_telemetry::SpanRow, content: Option<&(Option<String>, Option<String>)>) -> SpanSample {
+        SpanSample {
+            target: Target {
+                project: r.project.clone(),
+                trace_id: r.trace_id.clone(),
+                span_id: r.span_id.clone(),
+                service: Some(r.service.clone()),
+                model: r.response_model.clone().or_else(|| r.request_model.clone()),
+                user: r.user_id.clone(),
+                span_ms: r.start_ns.div_euclid(1_000_000),
+                cost_usd: r.cost_usd,
+                latency_ms: Some(r.duration_ms),
+            },
+            operation: r.operation.clone(),
+            input: content.and_then(|c| c.0.clone()),
+            output: content.and_then(|c| c.1.clone()),
+        }
+    }
+}
+
+/// The newest `limit` stored spans matching `filter`, with their content.
+pub fn samples(
+    spans: &encore_telemetry::SpanStore,
+    filter: &encore_telemetry::Filter,
+    limit: usize,
+) -> Result<Vec<SpanSample>, encore_storage::StorageError> {
+    let rows = spans.list(filter, limit, None)?;
+    let lo = rows.iter().map(|r| r.start_ns.div_euclid(1_000_000)).min();
+    let hi = rows.iter().map(|r| r.start_ns.div_euclid(1_000_000)).max();
+    let content = match (lo, hi) {
+        (Some(lo), Some(hi)) => spans.contents(&rows, lo, hi)?,
+        _ => Default::default(),
+    };
+    Ok(rows
+        .iter()
+        .map(|r| SpanSample::from_row(r, content.get(&format!("{}{}", r.trace_id, r.span_id))))
+        .collect())
+}
+
 /// A rule with its evaluators built.
 #[derive(Debug)]
 pub struct CompiledRule {

@@ -447,6 +447,7 @@ const LIST_COLUMNS: &[&str] = &[
 /// One row of a listing.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SpanRow {
+    pub project: String,
     pub trace_id: String,
     pub span_id: String,
     pub parent_span_id: Option<String>,
@@ -637,27 +638,7 @@ impl SpanStore {
                 .unwrap_or(first)
                 .div_euclid(1_000_000),
         );
-        let wanted: std::collections::HashSet<String> = rows
-            .iter()
-            .map(|r| format!("{}{}", r.trace_id, r.span_id))
-            .collect();
-        let mut content: std::collections::HashMap<String, (Option<String>, Option<String>)> =
-            Default::default();
-        self.content
-            .scan_range(lo, hi, true, Some(&["key", "input", "output"]), |b| {
-                let key: &StringArray = col(b, "key")?;
-                let input: &StringArray = col(b, "input")?;
-                let output: &StringArray = col(b, "output")?;
-                for i in 0..b.num_rows() {
-                    if wanted.contains(key.value(i)) {
-                        content.insert(
-                            key.value(i).to_owned(),
-                            (opt_str(input, i), opt_str(output, i)),
-                        );
-                    }
-                }
-                Ok(())
-            })?;
+        let mut content = self.contents(&rows, lo, hi)?;
         // depth first from the roots (spans whose parent is not in the trace)
         let ids: std::collections::HashSet<&str> =
             rows.iter().map(|r| r.span_id.as_str()).collect();
@@ -694,6 +675,40 @@ impl SpanStore {
     }
 }
 
+/// The input and output of a span, by its key (trace id and span id).
+pub type Contents = std::collections::HashMap<String, (Option<String>, Option<String>)>;
+
+impl SpanStore {
+    /// The stored content of `rows` (spans that started in `[lo_ms, hi_ms]`), by span key; a
+    /// span without content is absent.
+    pub fn contents(&self, rows: &[SpanRow], lo_ms: i64, hi_ms: i64) -> Result<Contents, StorageError> {
+        let wanted: std::collections::HashSet<String> = rows
+            .iter()
+            .map(|r| format!("{}{}", r.trace_id, r.span_id))
+            .collect();
+        let mut content = Contents::default();
+        if wanted.is_empty() {
+            return Ok(content);
+        }
+        self.content
+            .scan_range(lo_ms, hi_ms, true, Some(&["key", "input", "output"]), |b| {
+                let key: &StringArray = col(b, "key")?;
+                let input: &StringArray = col(b, "input")?;
+                let output: &StringArray = col(b, "output")?;
+                for i in 0..b.num_rows() {
+                    if wanted.contains(key.value(i)) {
+                        content.insert(
+                            key.value(i).to_owned(),
+                            (opt_str(input, i), opt_str(output, i)),
+                        );
+                    }
+                }
+                Ok(())
+            })?;
+        Ok(content)
+    }
+}
+
 /// One span of [`SpanStore::trace`].
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TraceSpan {
@@ -714,6 +729,7 @@ fn row(b: &RecordBatch, i: usize) -> Result<SpanRow, StorageError> {
     };
     let cost: &Float64Array = col(b, "cost_usd")?;
     Ok(SpanRow {
+        project: s("project")?.unwrap_or_default(),
         trace_id: s("trace_id")?.unwrap_or_default(),
         span_id: s("span_id")?.unwrap_or_default(),
         parent_span_id: s("parent_span_id")?,
