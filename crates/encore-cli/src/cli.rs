@@ -88,6 +88,249 @@ pub enum Command {
     /// Traces of LLM features and model calls in the data directory (stored by `encore serve`)
     #[command(subcommand)]
     Traces(TracesCommand),
+    /// Evaluation of LLM features: scores, quality, judge calibration, online rules, experiment
+    /// runs, annotation queues
+    #[command(subcommand)]
+    Evals(EvalsCommand),
+    /// Evaluation datasets: versioned, from JSONL or from traces
+    #[command(subcommand)]
+    Datasets(DatasetsCommand),
+    /// Alerts on trace and score metrics: rules, current states, history
+    #[command(subcommand)]
+    Alerts(AlertsCommand),
+}
+
+/// Which stored scores.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ScoreFilterArgs {
+    #[arg(long)]
+    pub project: Option<String>,
+    #[arg(long)]
+    pub trace_id: Option<String>,
+    #[arg(long)]
+    pub span_id: Option<String>,
+    #[arg(long)]
+    pub evaluator: Option<String>,
+    /// A prefix of the source: human:, rule:NAME, backfill:, api
+    #[arg(long)]
+    pub source: Option<String>,
+    #[arg(long)]
+    pub service: Option<String>,
+    #[arg(long)]
+    pub model: Option<String>,
+    #[arg(long)]
+    pub from_ms: Option<i64>,
+    #[arg(long)]
+    pub to_ms: Option<i64>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EvalsCommand {
+    /// Score samples now: evaluators on an input and output given here
+    Score {
+        /// An evaluator: a name (exact_match, json_valid, refusal, catalog_grounding, ...),
+        /// judge:RUBRIC, or a JSON spec; repeatable
+        #[arg(long = "evaluator", required = true)]
+        evaluators: Vec<String>,
+        #[arg(long, default_value = "")]
+        input: String,
+        #[arg(long)]
+        output: String,
+        #[arg(long)]
+        expected: Option<String>,
+        #[arg(long)]
+        context: Option<String>,
+    },
+    /// Stored scores, newest span first
+    Scores {
+        #[command(flatten)]
+        filter: ScoreFilterArgs,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Pass and fail rates with Wilson 95 % intervals, per evaluator (and slice)
+    Quality {
+        #[command(flatten)]
+        filter: ScoreFilterArgs,
+        /// service, model or user
+        #[arg(long)]
+        slice: Option<String>,
+    },
+    /// A judge against the human labels on the same spans
+    Calibration {
+        /// The judge's evaluator name, e.g. judge_hallucination
+        #[arg(long)]
+        judge: String,
+        /// The label schema's name, e.g. hallucination
+        #[arg(long)]
+        human: String,
+        #[arg(long, default_value_t = 10)]
+        bins: usize,
+    },
+    /// Online evaluation rules
+    #[command(subcommand)]
+    Rules(RulesCommand),
+    /// Run a task over a dataset and score it
+    Run {
+        #[arg(long)]
+        dataset: String,
+        #[arg(long)]
+        version: Option<u32>,
+        /// JSON, or @FILE: {"kind": "chat", "prompt": "... {{input}} ..."} or
+        /// {"kind": "http", "url": "http://..."}
+        #[arg(long)]
+        task: String,
+        #[arg(long = "evaluator", required = true)]
+        evaluators: Vec<String>,
+        #[arg(long, default_value_t = 4)]
+        concurrency: usize,
+    },
+    /// Experiment runs, newest first
+    Runs,
+    /// Compare run B with run A: paired t-test per evaluator and the items that changed
+    Compare {
+        a: String,
+        b: String,
+        #[arg(long, default_value_t = 10)]
+        items: usize,
+    },
+    /// Annotation queues and human labels
+    #[command(subcommand)]
+    Queue(QueueCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RulesCommand {
+    List,
+    /// Add or replace a rule: JSON or @FILE, e.g. {"name": "halluc", "service": "chat",
+    /// "rate": 0.1, "evaluators": [{"kind": "judge", "rubric": "hallucination"}]}
+    Add { rule: String },
+    Delete { name: String },
+    /// Score the stored spans a rule picks in a time range, as online evaluation would have
+    Backfill {
+        name: String,
+        #[arg(long)]
+        from_ms: Option<i64>,
+        #[arg(long)]
+        to_ms: Option<i64>,
+        #[arg(long, default_value_t = 100_000)]
+        limit: usize,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QueueCommand {
+    /// A new queue: --schema JSON, e.g. {"kind": "categorical", "name": "hallucination",
+    /// "values": ["factual", "hallucinated"]}
+    Create {
+        name: String,
+        #[arg(long)]
+        schema: String,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// Add items: spans matching the filter, or a dataset's items
+    Fill {
+        name: String,
+        #[command(flatten)]
+        traces: TraceQueryArgs,
+        #[arg(long)]
+        dataset: Option<String>,
+        #[arg(long)]
+        version: Option<u32>,
+    },
+    /// Items of a queue
+    Items {
+        name: String,
+        /// pending or labeled
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Label an item; the label must fit the queue's schema
+    Label {
+        name: String,
+        idx: i64,
+        #[arg(long)]
+        labeller: String,
+        /// A value of the schema: a category, or a number
+        #[arg(long)]
+        label: String,
+        #[arg(long)]
+        explanation: Option<String>,
+    },
+}
+
+/// Spans to take (with their content).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct TraceQueryArgs {
+    #[arg(long)]
+    pub project: Option<String>,
+    #[arg(long)]
+    pub service: Option<String>,
+    #[arg(long)]
+    pub operation: Option<String>,
+    #[arg(long)]
+    pub model: Option<String>,
+    #[arg(long)]
+    pub status: Option<String>,
+    #[arg(long)]
+    pub from_ms: Option<i64>,
+    #[arg(long)]
+    pub to_ms: Option<i64>,
+    /// Text in the prompt or completion
+    #[arg(long)]
+    pub text: Option<String>,
+    /// Most spans taken (newest first)
+    #[arg(long)]
+    pub limit: Option<usize>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DatasetsCommand {
+    /// A new version from a JSON Lines file ({"input", "expected"?, "context"?, "metadata"?})
+    Import {
+        name: String,
+        #[arg(long)]
+        file: PathBuf,
+        /// Add to the previous version's items instead of replacing them
+        #[arg(long)]
+        append: bool,
+    },
+    /// A new version from stored spans: their input, and their output as the expected output
+    FromTraces {
+        name: String,
+        #[command(flatten)]
+        traces: TraceQueryArgs,
+        #[arg(long)]
+        append: bool,
+    },
+    /// Every version of every dataset
+    List,
+    /// A version's items (the newest by default)
+    Show {
+        name: String,
+        #[arg(long)]
+        version: Option<u32>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AlertsCommand {
+    /// Add or replace a rule: JSON or @FILE, e.g. {"name": "errors", "metric": {"kind":
+    /// "error_rate"}, "window_s": 300, "op": "above", "threshold": 0.05, "for_s": 60,
+    /// "webhook": "http://127.0.0.1:9000/hook"}
+    Add { rule: String },
+    List,
+    Delete { name: String },
+    /// Firings and resolutions, newest first
+    History {
+        #[arg(long)]
+        rule: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -110,6 +110,9 @@ fn run(cli: Cli, loaded: &Loaded) -> Result<(), CliError> {
         Command::Stats(cmd) => commands::stats::run(cmd, &out),
         Command::Experiments(cmd) => commands::experiments::run(loaded, cmd, &out),
         Command::Traces(cmd) => commands::traces::run(loaded, cmd, &out),
+        Command::Evals(cmd) => commands::llm_evals::evals(loaded, cmd, &out),
+        Command::Datasets(cmd) => commands::llm_evals::datasets(loaded, cmd, &out),
+        Command::Alerts(cmd) => commands::llm_evals::alerts(loaded, cmd, &out),
         Command::Bench(cmd) => commands::bench::run(cmd, &out),
     }
 }

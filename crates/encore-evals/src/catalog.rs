@@ -78,19 +78,32 @@ pub struct CatalogIndex {
 impl CatalogIndex {
     pub fn new(artists: &[Artist], tracks: &[Track]) -> CatalogIndex {
         let mut idx = CatalogIndex::default();
-        let mut names: HashMap<&str, String> = HashMap::new();
+        let names: HashMap<&str, &str> = artists
+            .iter()
+            .map(|a| (a.artist_id.as_str(), a.name.as_str()))
+            .collect();
         for a in artists {
-            let n = normalize(&a.name);
-            idx.ids.insert(a.artist_id.as_str().to_owned());
-            names.insert(a.artist_id.as_str(), n.clone());
-            idx.artists.insert(n);
+            idx.add_artist(a.artist_id.as_str(), &a.name);
         }
         for t in tracks {
-            idx.ids.insert(t.track_id.as_str().to_owned());
-            let by = names.get(t.artist_id.as_str()).cloned().unwrap_or_default();
-            idx.titles.entry(normalize(&t.title)).or_default().push(by);
+            let by = names.get(t.artist_id.as_str()).copied().unwrap_or("");
+            idx.add_track(t.track_id.as_str(), &t.title, by);
         }
         idx
+    }
+
+    pub fn add_artist(&mut self, id: &str, name: &str) {
+        self.ids.insert(id.to_owned());
+        self.artists.insert(normalize(name));
+    }
+
+    /// A track of `title` by the artist named `artist`.
+    pub fn add_track(&mut self, id: &str, title: &str, artist: &str) {
+        self.ids.insert(id.to_owned());
+        self.titles
+            .entry(normalize(title))
+            .or_default()
+            .push(normalize(artist));
     }
 
     pub fn tracks(&self) -> usize {

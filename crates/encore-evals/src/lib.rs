@@ -29,6 +29,7 @@ pub mod experiment;
 pub mod heuristic;
 pub mod judge;
 pub mod online;
+pub mod ops;
 pub mod quality;
 pub mod schema;
 pub mod spec;

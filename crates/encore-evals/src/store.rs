@@ -24,6 +24,8 @@ pub enum StoreError {
     Sqlite(#[from] rusqlite::Error),
     #[error("evals store: damaged JSON: {0}")]
     Json(#[from] serde_json::Error),
+    #[error("trace store: {0}")]
+    Spans(#[from] encore_storage::StorageError),
 }
 
 impl encore_core::Coded for StoreError {
@@ -34,6 +36,7 @@ impl encore_core::Coded for StoreError {
             StoreError::Invalid(_) => ErrorCode::InvalidArgument,
             StoreError::Sqlite(_) => ErrorCode::Unavailable,
             StoreError::Json(_) => ErrorCode::DataLoss,
+            StoreError::Spans(e) => e.code(),
         }
     }
 }

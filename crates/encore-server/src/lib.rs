@@ -13,6 +13,7 @@
 /// the blocking HTTP client of encore's tools and tests
 pub use encore_http as client;
 pub mod error;
+pub mod evals;
 mod events;
 pub mod experiments;
 mod health;
@@ -65,6 +66,8 @@ pub struct AppState {
     pub experiments: Option<Arc<experiments::ExperimentsAccess>>,
     /// the trace store, when this server takes traces
     pub telemetry: Option<Arc<traces::TelemetryAccess>>,
+    /// evaluation of LLM features and alerts, when this server runs them
+    pub evals: Option<Arc<evals::EvalsAccess>>,
     pub metrics: Arc<metrics::Metrics>,
     in_flight: Arc<Semaphore>,
 }
@@ -79,6 +82,7 @@ impl AppState {
             serving: None,
             experiments: None,
             telemetry: None,
+            evals: None,
             metrics: Arc::default(),
             in_flight,
         }
@@ -93,6 +97,12 @@ impl AppState {
     /// Takes OTLP traces into `telemetry` and answers span queries too.
     pub fn with_telemetry(mut self, telemetry: Arc<traces::TelemetryAccess>) -> Self {
         self.telemetry = Some(telemetry);
+        self
+    }
+
+    /// Evaluates, labels and alerts through `evals` too.
+    pub fn with_evals(mut self, evals: Arc<evals::EvalsAccess>) -> Self {
+        self.evals = Some(evals);
         self
     }
 
@@ -117,6 +127,7 @@ pub fn router(state: AppState) -> Router {
         .merge(recs::routes())
         .merge(experiments::routes())
         .merge(traces::routes())
+        .merge(evals::routes())
         .route("/metrics", axum::routing::get(metrics::render))
         .route("/openapi.json", axum::routing::get(openapi::openapi_json))
         .route_layer(axum::middleware::from_fn_with_state(

@@ -27,7 +27,7 @@ pub struct ErrorDetail {
 #[openapi(
     info(
         title = "encore",
-        description = "Personalization and ML operations for music streaming: events, models, serving, experiments, traces."
+        description = "Personalization and ML operations for music streaming: events, models, serving, experiments, traces, evaluation, alerts."
     ),
     paths(
         crate::health::healthz,
@@ -52,6 +52,32 @@ pub struct ErrorDetail {
         crate::traces::list,
         crate::traces::stats,
         crate::traces::trace,
+        crate::evals::scores,
+        crate::evals::post_score,
+        crate::evals::evaluate,
+        crate::evals::quality,
+        crate::evals::calibration,
+        crate::evals::rules,
+        crate::evals::put_rule,
+        crate::evals::delete_rule,
+        crate::evals::backfill,
+        crate::evals::online,
+        crate::evals::datasets,
+        crate::evals::add_dataset,
+        crate::evals::dataset,
+        crate::evals::runs,
+        crate::evals::run,
+        crate::evals::run_by_id,
+        crate::evals::compare,
+        crate::evals::create_queue,
+        crate::evals::fill_queue,
+        crate::evals::queue_items,
+        crate::evals::label,
+        crate::evals::alert_rules,
+        crate::evals::put_alert,
+        crate::evals::delete_alert,
+        crate::evals::alert_states,
+        crate::evals::alert_history,
     ),
     components(schemas(ErrorBody, ErrorDetail))
 )]

@@ -46,6 +46,8 @@ pub struct TelemetryAccess {
     pub redactions: Mutex<Redactions>,
     /// encore's own requests as spans, when sampled
     self_tracer: std::sync::OnceLock<SelfTracer>,
+    /// online evaluation, offered every stored span
+    pub online: std::sync::OnceLock<Arc<encore_evals::online::OnlineEvaluator>>,
 }
 
 /// Samples encore's own recommendation requests into the trace store (project `encore`), so
@@ -67,12 +69,22 @@ impl TelemetryAccess {
             max_in_flight: max_in_flight.max(1),
             redactions: Mutex::default(),
             self_tracer: std::sync::OnceLock::new(),
+            online: std::sync::OnceLock::new(),
         }
     }
 
-    /// Traces `rate` (0 to 1) of encore's own recommendation requests into the store.
+    /// Stores `span` (say, an LLM judge's call) through the background writer, dropping it
+    /// when the writer's queue is full.
+    pub fn record(&self, span: encore_telemetry::Span) {
+        if let Some(t) = self.self_tracer.get() {
+            let _ = t.queue.try_send(span);
+        }
+    }
+
+    /// Starts the background span writer, and traces `rate` (0 to 1) of encore's own
+    /// recommendation requests into the store through it.
     pub fn trace_own_requests(self: &Arc<Self>, rate: f64) {
-        if rate <= 0.0 {
+        if self.self_tracer.get().is_some() {
             return;
         }
         let (queue, rx) = std::sync::mpsc::sync_channel::<encore_telemetry::Span>(10_000);
@@ -103,7 +115,7 @@ impl TelemetryAccess {
             }
         });
         let _ = self.self_tracer.set(SelfTracer {
-            threshold: (rate.min(1.0) * f64::from(u32::MAX)) as u64,
+            threshold: (rate.clamp(0.0, 1.0) * f64::from(u32::MAX)) as u64,
             queue,
         });
     }
@@ -119,7 +131,7 @@ impl TelemetryAccess {
         started: (i64, std::time::Instant),
         cached: bool,
     ) {
-        let Some(tracer) = self.self_tracer.get() else {
+        let Some(tracer) = self.self_tracer.get().filter(|t| t.threshold > 0) else {
             return;
         };
         let h = encore_experiments::assignment::hash("encore-self-trace", request_id);
@@ -182,6 +194,9 @@ fn store_request(
     let dropped = t.normalizer.sampling.apply(&mut spans);
     metrics.spans_sampled_out.inc_by(dropped as u64);
     let stored = t.store.append(&spans)?;
+    if let Some(online) = t.online.get() {
+        online.offer(&spans);
+    }
     t.redactions
         .lock()
         .unwrap_or_else(|e| e.into_inner())

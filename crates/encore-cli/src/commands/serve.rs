@@ -101,6 +101,7 @@ pub fn serve_until(
     ));
     telemetry.trace_own_requests(loaded.config.telemetry.self_trace_rate);
     retain_spans(&telemetry, &loaded.config.telemetry);
+    let evals = crate::commands::llm_evals::start(loaded, dir.path(), &ingestor, &telemetry)?;
     let cache_users = if sc.cache_seconds == 0 {
         0
     } else {
@@ -159,7 +160,8 @@ pub fn serve_until(
         let gate = crate::cli::GateArgs::default().gate(&loaded.config.registry);
         let state = AppState::new(Arc::clone(&ingestor), limits)
             .with_registry(dir.path().to_path_buf(), gate)
-            .with_telemetry(Arc::clone(&telemetry));
+            .with_telemetry(Arc::clone(&telemetry))
+            .with_evals(evals);
         let impressions = sc.impressions.then(|| {
             encore_server::recs::ImpressionWriter::start(
                 Arc::clone(&ingestor),

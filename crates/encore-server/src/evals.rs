@@ -1,0 +1,764 @@
+//! Evaluation of LLM features over HTTP; `encore evals|datasets|alerts` do the same on a stopped
+//! server's data directory. Bodies and answers are JSON.
+//!
+//! - scores: `GET /v1/evals/scores?trace_id=&span_id=&evaluator=&source=&project=&service=&model=&from_ms=&to_ms=&limit=`,
+//!   `POST /v1/evals/scores` (a score or label from outside), `POST /v1/evals/evaluate`
+//!   (evaluators on ad-hoc samples), `GET /v1/evals/quality?evaluator=&slice=...` (rates with
+//!   Wilson intervals), `GET /v1/evals/calibration?judge=&human=&bins=`;
+//! - online rules: `GET|POST /v1/evals/rules`, `DELETE /v1/evals/rules/{name}`,
+//!   `POST /v1/evals/rules/{name}/backfill`, `GET /v1/evals/online` (counters);
+//! - datasets: `GET|POST /v1/datasets`, `GET /v1/datasets/{name}?version=`;
+//! - experiments: `GET|POST /v1/evals/runs`, `GET /v1/evals/runs/{id}`,
+//!   `GET /v1/evals/compare?a=&b=`;
+//! - annotation: `POST /v1/queues`, `POST /v1/queues/{name}/items` (fill),
+//!   `GET /v1/queues/{name}/items?status=`, `POST /v1/queues/{name}/items/{idx}/label`;
+//! - alerts: `GET|POST /v1/alerts/rules`, `DELETE /v1/alerts/rules/{name}`, `GET /v1/alerts`
+//!   (current states), `GET /v1/alerts/history?rule=&limit=`.
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::traces::TelemetryAccess;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use encore_core::ErrorCode;
+use encore_evals::alerts::{AlertRule, Engine};
+use encore_evals::online::{OnlineEvaluator, Rule};
+use encore_evals::ops::{self, Delivery};
+use encore_evals::quality::Slice;
+use encore_evals::spec::{Context, EvaluatorSpec};
+use encore_evals::store::{EvalStore, Queue, ScoreFilter, ScoreValue, StoredScore, Target};
+use encore_evals::{Evaluator, Sample};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+/// The evals store, online evaluation and alerting of a server.
+#[derive(Debug)]
+pub struct EvalsAccess {
+    pub store: Arc<Mutex<EvalStore>>,
+    pub ctx: Context,
+    pub online: Arc<OnlineEvaluator>,
+    pub engine: Mutex<Engine>,
+    pub delivery: Delivery,
+    pub telemetry: Option<Arc<TelemetryAccess>>,
+}
+
+impl EvalsAccess {
+    /// Rebuilds the online rules from the store; the rules that do not build are named.
+    pub fn reload_rules(&self) -> Result<Vec<String>, ApiError> {
+        let (rules, errors) = ops::compiled_rules(&self.store, &self.ctx)?;
+        for e in &errors {
+            tracing::warn!("online evaluation rule left out: {e}");
+        }
+        self.online.set_rules(rules);
+        Ok(errors)
+    }
+
+    /// Evaluates the alert rules every `interval` on a thread of its own, until the server's
+    /// state is dropped.
+    pub fn start_alerts(self: &Arc<Self>, interval: std::time::Duration) {
+        let weak = Arc::downgrade(self);
+        std::thread::spawn(move || {
+            loop {
+                std::thread::sleep(interval);
+                let Some(a) = weak.upgrade() else { return };
+                let spans = a.telemetry.as_ref().map(|t| &t.store);
+                if let Err(e) = ops::alerts_tick(
+                    &a.engine,
+                    &a.store,
+                    spans,
+                    encore_core::time::now_ms(),
+                    a.delivery,
+                ) {
+                    tracing::warn!("alerts not evaluated: {e}");
+                }
+            }
+        });
+    }
+}
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/evals/scores", get(scores).post(post_score))
+        .route("/v1/evals/evaluate", post(evaluate))
+        .route("/v1/evals/quality", get(quality))
+        .route("/v1/evals/calibration", get(calibration))
+        .route("/v1/evals/rules", get(rules).post(put_rule))
+        .route("/v1/evals/rules/{name}", axum::routing::delete(delete_rule))
+        .route("/v1/evals/rules/{name}/backfill", post(backfill))
+        .route("/v1/evals/online", get(online))
+        .route("/v1/datasets", get(datasets).post(add_dataset))
+        .route("/v1/datasets/{name}", get(dataset))
+        .route("/v1/evals/runs", get(runs).post(run))
+        .route("/v1/evals/runs/{id}", get(run_by_id))
+        .route("/v1/evals/compare", get(compare))
+        .route("/v1/queues", post(create_queue))
+        .route("/v1/queues/{name}/items", get(queue_items).post(fill_queue))
+        .route("/v1/queues/{name}/items/{idx}/label", post(label))
+        .route("/v1/alerts/rules", get(alert_rules).post(put_alert))
+        .route("/v1/alerts/rules/{name}", axum::routing::delete(delete_alert))
+        .route("/v1/alerts", get(alert_states))
+        .route("/v1/alerts/history", get(alert_history))
+}
+
+fn access(state: &AppState) -> Result<Arc<EvalsAccess>, ApiError> {
+    state.evals.clone().ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::FailedPrecondition,
+            "this server does not evaluate (no evals store)",
+        )
+    })
+}
+
+fn bad_query(e: QueryRejection) -> ApiError {
+    ApiError::new(ErrorCode::InvalidArgument, e.body_text())
+}
+
+fn bad_json(e: JsonRejection) -> ApiError {
+    ApiError::new(ErrorCode::InvalidArgument, e.body_text())
+}
+
+fn invalid(m: impl Into<String>) -> ApiError {
+    ApiError::new(ErrorCode::InvalidArgument, m)
+}
+
+/// Runs `f` with the evals access on a blocking thread.
+async fn blocking<T: Send + 'static>(
+    state: &AppState,
+    f: impl FnOnce(&EvalsAccess) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let a = access(state)?;
+    tokio::task::spawn_blocking(move || f(&a))
+        .await
+        .map_err(|e| ApiError::new(ErrorCode::Internal, format!("evals task failed: {e}")))?
+}
+
+fn lock(a: &EvalsAccess) -> std::sync::MutexGuard<'_, EvalStore> {
+    a.store.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn spans(a: &EvalsAccess) -> Option<&encore_telemetry::SpanStore> {
+    a.telemetry.as_ref().map(|t| &t.store)
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ScoreParams {
+    project: Option<String>,
+    trace_id: Option<String>,
+    span_id: Option<String>,
+    evaluator: Option<String>,
+    /// a prefix of the source: `human:`, `rule:NAME`, `backfill:`, `api`
+    source: Option<String>,
+    service: Option<String>,
+    model: Option<String>,
+    from_ms: Option<i64>,
+    to_ms: Option<i64>,
+    limit: Option<usize>,
+    /// `service`, `model` or `user` (quality only)
+    #[param(value_type = Option<String>)]
+    slice: Option<Slice>,
+}
+
+impl ScoreParams {
+    fn filter(&self) -> ScoreFilter {
+        ScoreFilter {
+            project: self.project.clone(),
+            trace_id: self.trace_id.clone(),
+            span_id: self.span_id.clone(),
+            evaluator: self.evaluator.clone(),
+            source: self.source.clone(),
+            service: self.service.clone(),
+            model: self.model.clone(),
+            from_ms: self.from_ms,
+            to_ms: self.to_ms,
+        }
+    }
+}
+
+#[utoipa::path(get, path = "/v1/evals/scores", tag = "evals", params(ScoreParams),
+    responses((status = 200, description = "`{\"scores\": [...]}`, each in the gen_ai.evaluation.result shape with its span, trace and source", body = Object)))]
+pub(crate) async fn scores(
+    State(state): State<AppState>,
+    params: Result<Query<ScoreParams>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(p) = params.map_err(bad_query)?;
+    let limit = p.limit.unwrap_or(100).clamp(1, 100_000);
+    let rows = blocking(&state, move |a| Ok(lock(a).scores(&p.filter(), limit)?)).await?;
+    Ok(Json(json!({ "scores": rows })))
+}
+
+/// A score from outside (an application's own evaluator, a user's thumbs-up).
+#[derive(Debug, Deserialize)]
+pub(crate) struct ScoreBody {
+    #[serde(flatten)]
+    target: Target,
+    evaluator: String,
+    #[serde(default = "one")]
+    version: u32,
+    value: f64,
+    #[serde(default)]
+    label: Option<String>,
+    #[serde(default)]
+    explanation: Option<String>,
+    /// `human:<labeller>` for a person's label; `api` when not given
+    #[serde(default)]
+    source: Option<String>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+#[utoipa::path(post, path = "/v1/evals/scores", tag = "evals",
+    request_body(content = Object, description = "`{project, trace_id, span_id, evaluator, value, label?, explanation?, source?}`"),
+    responses((status = 200, description = "the stored score", body = Object), (status = 400, body = crate::openapi::ErrorBody)))]
+pub(crate) async fn post_score(
+    State(state): State<AppState>,
+    body: Result<Json<ScoreBody>, JsonRejection>,
+) -> Result<Json<StoredScore>, ApiError> {
+    let Json(b) = body.map_err(bad_json)?;
+    if b.target.trace_id.is_empty() || b.target.span_id.is_empty() || b.evaluator.is_empty() {
+        return Err(invalid("trace_id, span_id and evaluator must not be empty"));
+    }
+    if !(0.0..=1.0).contains(&b.value) {
+        return Err(invalid(format!(
+            "value {} is outside 0 to 1 (1 is good)",
+            b.value
+        )));
+    }
+    let score = StoredScore {
+        target: b.target,
+        score: ScoreValue {
+            evaluator: b.evaluator,
+            version: b.version,
+            value: b.value,
+            label: b.label,
+            explanation: b.explanation,
+        },
+        source: b.source.unwrap_or_else(|| "api".into()),
+        created_ms: encore_core::time::now_ms(),
+    };
+    blocking(&state, move |a| {
+        lock(a).put_scores(std::slice::from_ref(&score))?;
+        Ok(Json(score))
+    })
+    .await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct EvaluateBody {
+    evaluators: Vec<EvaluatorSpec>,
+    samples: Vec<SampleBody>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SampleBody {
+    #[serde(default)]
+    input: String,
+    output: String,
+    #[serde(default)]
+    expected: Option<String>,
+    #[serde(default)]
+    context: Option<String>,
+}
+
+#[utoipa::path(post, path = "/v1/evals/evaluate", tag = "evals",
+    request_body(content = Object, description = "`{evaluators: [spec], samples: [{input, output, expected?, context?}]}`"),
+    responses((status = 200, description = "`{\"results\": [[score or {error}] per evaluator] per sample}`", body = Object), (status = 400, body = crate::openapi::ErrorBody)))]
+pub(crate) async fn evaluate(
+    State(state): State<AppState>,
+    body: Result<Json<EvaluateBody>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Json(b) = body.map_err(bad_json)?;
+    if b.samples.len() > 1000 {
+        return Err(invalid("at most 1000 samples per request"));
+    }
+    blocking(&state, move |a| {
+        let built: Vec<Box<dyn Evaluator>> = b
+            .evaluators
+            .iter()
+            .map(|e| e.build(&a.ctx))
+            .collect::<Result<_, _>>()
+            .map_err(|e| invalid(e.to_string()))?;
+        let results: Vec<Vec<Value>> = b
+            .samples
+            .iter()
+            .map(|s| {
+                let sample = Sample {
+                    input: &s.input,
+                    output: &s.output,
+                    expected: s.expected.as_deref(),
+                    context: s.context.as_deref(),
+                };
+                built
+                    .iter()
+                    .map(|e| match e.evaluate(&sample) {
+                        Ok(score) => serde_json::to_value(score).unwrap_or_default(),
+                        Err(err) => json!({"evaluator": e.name(), "error": err.to_string()}),
+                    })
+                    .collect()
+            })
+            .collect();
+        Ok(Json(json!({ "results": results })))
+    })
+    .await
+}
+
+#[utoipa::path(get, path = "/v1/evals/quality", tag = "evals", params(ScoreParams),
+    responses((status = 200, description = "`{\"quality\": [...]}`: per evaluator (and slice), n, mean, pass and fail rates with Wilson 95 % intervals, labels, cost and latency per item", body = Object)))]
+pub(crate) async fn quality(
+    State(state): State<AppState>,
+    params: Result<Query<ScoreParams>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(p) = params.map_err(bad_query)?;
+    blocking(&state, move |a| {
+        let rows = lock(a).scores(&p.filter(), p.limit.unwrap_or(1_000_000))?;
+        Ok(Json(
+            json!({ "quality": encore_evals::quality::quality(&rows, p.slice) }),
+        ))
+    })
+    .await
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CalibrationParams {
+    /// the judge's evaluator name, e.g. `judge_hallucination`
+    judge: String,
+    /// the human label schema's name, e.g. `hallucination`
+    human: String,
+    bins: Option<usize>,
+    project: Option<String>,
+}
+
+#[utoipa::path(get, path = "/v1/evals/calibration", tag = "evals", params(CalibrationParams),
+    responses((status = 200, description = "agreement, Cohen's kappa, precision and recall of the bad outcome, Brier score, ECE and the reliability table", body = Object)))]
+pub(crate) async fn calibration(
+    State(state): State<AppState>,
+    params: Result<Query<CalibrationParams>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(p) = params.map_err(bad_query)?;
+    blocking(&state, move |a| {
+        let filter = ScoreFilter {
+            project: p.project.clone(),
+            ..Default::default()
+        };
+        let rows = lock(a).scores(&filter, 10_000_000)?;
+        let c = encore_evals::quality::calibrate(&rows, &p.judge, &p.human, p.bins.unwrap_or(10));
+        Ok(Json(serde_json::to_value(c).unwrap_or_default()))
+    })
+    .await
+}
+
+#[utoipa::path(get, path = "/v1/evals/rules", tag = "evals",
+    responses((status = 200, description = "`{\"rules\": [...]}`", body = Object)))]
+pub(crate) async fn rules(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    blocking(&state, |a| {
+        let rules: Vec<Rule> = lock(a).documents(ops::RULE)?;
+        Ok(Json(json!({ "rules": rules })))
+    })
+    .await
+}
+
+#[utoipa::path(post, path = "/v1/evals/rules", tag = "evals",
+    request_body(content = Object, description = "`{name, project?, service?, operation?, model?, rate, evaluators: [spec]}`"),
+    responses((status = 200, description = "stored and applied to spans ingested from now on", body = Object), (status = 400, body = crate::openapi::ErrorBody)))]
+pub(crate) async fn put_rule(
+    State(state): State<AppState>,
+    body: Result<Json<Rule>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Json(rule) = body.map_err(bad_json)?;
+    blocking(&state, move |a| {
+        ops::put_rule(&a.store, &rule, &a.ctx)?;
+        a.reload_rules()?;
+        Ok(Json(json!({ "rule": rule })))
+    })
+    .await
+}
+
+#[utoipa::path(delete, path = "/v1/evals/rules/{name}", tag = "evals", params(("name" = String, Path)),
+    responses((status = 200, description = "deleted", body = Object), (status = 404, body = crate::openapi::ErrorBody)))]
+pub(crate) async fn delete_rule(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    blocking(&state, move |a| {
+        if !lock(a).delete_document(ops::RULE, &name)? {
+            return Err(ApiError::new(
+                ErrorCode::NotFound,
+                format!("rule {name} does not exist"),
+            ));
+        }
+        a.reload_rules()?;
+        Ok(Json(json!({ "deleted": name })))
+    })
+    .await
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BackfillBody {
+    #[serde(default)]
+    from_ms: Option<i64>,
+    #[serde(default)]
+    to_ms: Option<i64>,
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+#[utoipa::path(post, path = "/v1/evals/rules/{name}/backfill", tag = "evals", params(("name" = String, Path)),
+    request_body(content = Object, description = "`{from_ms?, to_ms?, limit?}`"),
+    responses((status = 200, description = "spans read, picked by the rule's sampling, scores stored, failures", body = Object), (status = 404, body = crate::openapi::ErrorBody)))]
+pub(crate) async fn backfill(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    body: Result<Json<BackfillBody>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Json(b) = body.map_err(bad_json)?;
+    blocking(&state, move |a| {
+        let spans = spans(a).ok_or_else(|| invalid("this server keeps no traces"))?;
+        let r = ops::backfill_rule(
+            &a.store,
+            spans,
+            &name,
+            b.from_ms,
+            b.to_ms,
+            b.limit.unwrap_or(100_000),
+            &a.ctx,
+        )?;
+        Ok(Json(serde_json::to_value(r).unwrap_or_default()))
+    })
+    .await
+}
+
+#[utoipa::path(get, path = "/v1/evals/online", tag = "evals",
+    responses((status = 200, description = "online evaluation counters: sampled, dropped (queue full), scores, failures", body = Object)))]
+pub(crate) async fn online(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let a = access(&state)?;
+    let s = &a.online.stats;
+    Ok(Json(json!({
+        "rules": a.online.rules().len(),
+        "sampled": s.sampled.load(Ordering::Relaxed),
+        "dropped": s.dropped.load(Ordering::Relaxed),
+        "scores": s.scores.load(Ordering::Relaxed),
+        "failures": s.failures.load(Ordering::Relaxed),
+    })))
+}
+
+#[utoipa::path(get, path = "/v1/datasets", tag = "evals",
+    responses((status = 200, description = "`{\"datasets\": [...]}`: every version", body = Object)))]
+pub(crate) async fn datasets(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    blocking(&state, |a| {
+        Ok(Json(json!({ "datasets": lock(a).datasets(None)? })))
+    })
+    .await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DatasetBody {
+    name: String,
+    #[serde(default)]
+    jsonl: Option<String>,
+    #[serde(default)]
+    traces: Option<ops::TraceQuery>,
+    #[serde(default)]
+    append: bool,
+}
+
+#[utoipa::path(post, path = "/v1/datasets", tag = "evals",
+    request_body(content = Object, description = "`{name, jsonl?: text, traces?: {project?, service?, model?, operation?, status?, from_ms?, to_ms?, text?, limit}, append?}`"),
+    responses((status = 200, description = "the new version, and the JSONL lines not imported with their reasons", body = Object), (status = 400, body = crate::openapi::ErrorBody)))]
+pub(crate) async fn add_dataset(
+    State(state): State<AppState>,
+    body: Result<Json<DatasetBody>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Json(b) = body.map_err(bad_json)?;
+    blocking(&state, move |a| {
+        let source = ops::DatasetSource {
+            jsonl: b.jsonl,
+            traces: b.traces,
+            append: b.append,
+        };
+        let r = ops::add_dataset(&a.store, spans(a), &b.name, &source, "body")?;
+        Ok(Json(serde_json::to_value(r).unwrap_or_default()))
+    })
+    .await
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct VersionParams {
+    /// the newest when absent
+    version: Option<u32>,
+}
+
+#[utoipa::path(get, path = "/v1/datasets/{name}", tag = "evals", params(("name" = String, Path), VersionParams),
+    responses((status = 200, description = "`{name, version, items}`", body = Object), (status = 404, body = crate::openapi::ErrorBody)))]
+pub(crate) async fn dataset(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    params: Result<Query<VersionParams>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(p) = params.map_err(bad_query)?;
+    blocking(&state, move |a| {
+        let (version, items) = lock(a).dataset_items(&name, p.version)?;
+        Ok(Json(
+            json!({ "name": name, "version": version, "items": items }),
+        ))
+    })
+    .await
+}
+
+#[utoipa::path(get, path = "/v1/evals/runs", tag = "evals",
+    responses((status = 200, description = "`{\"runs\": [ids, newest first]}`", body = Object)))]
+pub(crate) async fn runs(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    blocking(&state, |a| Ok(Json(json!({ "runs": lock(a).run_ids()? })))).await
+}
+
+#[utoipa::path(post, path = "/v1/evals/runs", tag = "evals",
+    request_body(content = Object, description = "`{dataset, version?, task: {kind: chat, prompt, model?, base_url?, system?} | {kind: http, url, timeout_ms?}, evaluators: [spec], concurrency?}`"),
+    responses((status = 200, description = "the run: per-item outputs and scores, and per-evaluator summaries", body = Object), (status = 400, body = crate::openapi::ErrorBody)))]
+pub(crate) async fn run(
+    State(state): State<AppState>,
+    body: Result<Json<ops::RunRequest>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Json(req) = body.map_err(bad_json)?;
+    blocking(&state, move |a| {
+        let r = ops::run_experiment(&a.store, &req, &a.ctx)?;
+        Ok(Json(serde_json::to_value(r).unwrap_or_default()))
+    })
+    .await
+}
+
+#[utoipa::path(get, path = "/v1/evals/runs/{id}", tag = "evals", params(("id" = String, Path)),
+    responses((status = 200, description = "the run", body = Object), (status = 404, body = crate::openapi::ErrorBody)))]
+pub(crate) async fn run_by_id(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    blocking(&state, move |a| {
+        Ok(Json(lock(a).run::<Value>(&id)?))
+    })
+    .await
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CompareParams {
+    /// the baseline run
+    a: String,
+    /// the run compared with it
+    b: String,
+    /// changed items listed per evaluator
+    items: Option<usize>,
+}
+
+#[utoipa::path(get, path = "/v1/evals/compare", tag = "evals", params(CompareParams),
+    responses((status = 200, description = "per evaluator: paired items, means, b − a with its 95 % interval and paired t-test, improved / regressed / unchanged, and the changed items", body = Object), (status = 404, body = crate::openapi::ErrorBody)))]
+pub(crate) async fn compare(
+    State(state): State<AppState>,
+    params: Result<Query<CompareParams>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(p) = params.map_err(bad_query)?;
+    blocking(&state, move |a| {
+        let store = lock(a);
+        let (ra, rb) = (store.run(&p.a)?, store.run(&p.b)?);
+        let c = encore_evals::experiment::compare(&ra, &rb, p.items.unwrap_or(20));
+        Ok(Json(json!({ "a": p.a, "b": p.b, "comparisons": c })))
+    })
+    .await
+}
+
+#[utoipa::path(post, path = "/v1/queues", tag = "evals",
+    request_body(content = Object, description = "`{name, schema: {kind: categorical, name, values} | {kind: numeric, name, min, max}, description?}`"),
+    responses((status = 200, description = "created", body = Object), (status = 400, body = crate::openapi::ErrorBody)))]
+pub(crate) async fn create_queue(
+    State(state): State<AppState>,
+    body: Result<Json<Queue>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Json(q) = body.map_err(bad_json)?;
+    blocking(&state, move |a| {
+        lock(a).create_queue(&q)?;
+        Ok(Json(json!({ "queue": q.name })))
+    })
+    .await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FillBody {
+    #[serde(default)]
+    traces: Option<ops::TraceQuery>,
+    #[serde(default)]
+    dataset: Option<String>,
+    #[serde(default)]
+    version: Option<u32>,
+}
+
+#[utoipa::path(post, path = "/v1/queues/{name}/items", tag = "evals", params(("name" = String, Path)),
+    request_body(content = Object, description = "`{traces: {filter..., limit}}` or `{dataset, version?}`"),
+    responses((status = 200, description = "`{\"added\": N}` (spans already queued are skipped)", body = Object), (status = 404, body = crate::openapi::ErrorBody)))]
+pub(crate) async fn fill_queue(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    body: Result<Json<FillBody>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Json(b) = body.map_err(bad_json)?;
+    blocking(&state, move |a| {
+        let n = ops::fill_queue(
+            &a.store,
+            spans(a),
+            &name,
+            b.traces.as_ref(),
+            b.dataset.as_deref().map(|d| (d, b.version)),
+        )?;
+        Ok(Json(json!({ "added": n })))
+    })
+    .await
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct QueueParams {
+    /// `pending`, `labeled`; every item when absent
+    status: Option<String>,
+    limit: Option<usize>,
+}
+
+#[utoipa::path(get, path = "/v1/queues/{name}/items", tag = "evals", params(("name" = String, Path), QueueParams),
+    responses((status = 200, description = "`{\"items\": [...]}` in queue order", body = Object), (status = 404, body = crate::openapi::ErrorBody)))]
+pub(crate) async fn queue_items(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    params: Result<Query<QueueParams>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(p) = params.map_err(bad_query)?;
+    blocking(&state, move |a| {
+        let items = lock(a).queue_items(&name, p.status.as_deref(), p.limit.unwrap_or(50))?;
+        Ok(Json(json!({ "items": items })))
+    })
+    .await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LabelBody {
+    labeller: String,
+    label: Value,
+    #[serde(default)]
+    explanation: Option<String>,
+}
+
+#[utoipa::path(post, path = "/v1/queues/{name}/items/{idx}/label", tag = "evals", params(("name" = String, Path), ("idx" = i64, Path)),
+    request_body(content = Object, description = "`{labeller, label, explanation?}`; the label must fit the queue's schema"),
+    responses((status = 200, description = "the human score stored on the item's span", body = Object), (status = 400, body = crate::openapi::ErrorBody), (status = 404, body = crate::openapi::ErrorBody)))]
+pub(crate) async fn label(
+    State(state): State<AppState>,
+    Path((name, idx)): Path<(String, i64)>,
+    body: Result<Json<LabelBody>, JsonRejection>,
+) -> Result<Json<StoredScore>, ApiError> {
+    let Json(b) = body.map_err(bad_json)?;
+    blocking(&state, move |a| {
+        Ok(Json(lock(a).label(
+            &name,
+            idx,
+            &b.labeller,
+            &b.label,
+            b.explanation,
+        )?))
+    })
+    .await
+}
+
+#[utoipa::path(get, path = "/v1/alerts/rules", tag = "alerts",
+    responses((status = 200, description = "`{\"rules\": [...]}`", body = Object)))]
+pub(crate) async fn alert_rules(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    blocking(&state, |a| {
+        let rules: Vec<AlertRule> = lock(a).documents(ops::ALERT)?;
+        Ok(Json(json!({ "rules": rules })))
+    })
+    .await
+}
+
+#[utoipa::path(post, path = "/v1/alerts/rules", tag = "alerts",
+    request_body(content = Object, description = "`{name, metric: {kind: error_rate | latency_p95_ms | cost | count | score_mean | fail_rate, evaluator?}, project?, service?, model?, slice_by?, window_s, op: above | below, threshold, for_s?, cooldown_s?, min_count?, webhook?}`"),
+    responses((status = 200, description = "stored; evaluated from the next tick", body = Object), (status = 400, body = crate::openapi::ErrorBody)))]
+pub(crate) async fn put_alert(
+    State(state): State<AppState>,
+    body: Result<Json<AlertRule>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Json(rule) = body.map_err(bad_json)?;
+    blocking(&state, move |a| {
+        ops::put_alert(&a.store, &rule)?;
+        Ok(Json(json!({ "rule": rule })))
+    })
+    .await
+}
+
+#[utoipa::path(delete, path = "/v1/alerts/rules/{name}", tag = "alerts", params(("name" = String, Path)),
+    responses((status = 200, description = "deleted", body = Object), (status = 404, body = crate::openapi::ErrorBody)))]
+pub(crate) async fn delete_alert(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    blocking(&state, move |a| {
+        if !lock(a).delete_document(ops::ALERT, &name)? {
+            return Err(ApiError::new(
+                ErrorCode::NotFound,
+                format!("alert {name} does not exist"),
+            ));
+        }
+        Ok(Json(json!({ "deleted": name })))
+    })
+    .await
+}
+
+#[utoipa::path(get, path = "/v1/alerts", tag = "alerts",
+    responses((status = 200, description = "`{\"alerts\": [{rule, slice, phase, value, ...}]}`: the current state of every rule and slice seen", body = Object)))]
+pub(crate) async fn alert_states(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let a = access(&state)?;
+    let states = a
+        .engine
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .states(None);
+    let alerts: Vec<Value> = states
+        .into_iter()
+        .map(|(rule, slice, st)| json!({ "rule": rule, "slice": slice, "state": st }))
+        .collect();
+    Ok(Json(json!({ "alerts": alerts })))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct HistoryParams {
+    rule: Option<String>,
+    limit: Option<usize>,
+}
+
+#[utoipa::path(get, path = "/v1/alerts/history", tag = "alerts", params(HistoryParams),
+    responses((status = 200, description = "`{\"events\": [...]}`: firings and resolutions, newest first, with webhook delivery", body = Object)))]
+pub(crate) async fn alert_history(
+    State(state): State<AppState>,
+    params: Result<Query<HistoryParams>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(p) = params.map_err(bad_query)?;
+    blocking(&state, move |a| {
+        let events = lock(a).alert_events(p.rule.as_deref(), p.limit.unwrap_or(100))?;
+        Ok(Json(json!({ "events": events })))
+    })
+    .await
+}
