@@ -204,8 +204,12 @@ pub enum RulesCommand {
     List,
     /// Add or replace a rule: JSON or @FILE, e.g. {"name": "halluc", "service": "chat",
     /// "rate": 0.1, "evaluators": [{"kind": "judge", "rubric": "hallucination"}]}
-    Add { rule: String },
-    Delete { name: String },
+    Add {
+        rule: String,
+    },
+    Delete {
+        name: String,
+    },
     /// Score the stored spans a rule picks in a time range, as online evaluation would have
     Backfill {
         name: String,
@@ -321,9 +325,13 @@ pub enum AlertsCommand {
     /// Add or replace a rule: JSON or @FILE, e.g. {"name": "errors", "metric": {"kind":
     /// "error_rate"}, "window_s": 300, "op": "above", "threshold": 0.05, "for_s": 60,
     /// "webhook": "http://127.0.0.1:9000/hook"}
-    Add { rule: String },
+    Add {
+        rule: String,
+    },
     List,
-    Delete { name: String },
+    Delete {
+        name: String,
+    },
     /// Firings and resolutions, newest first
     History {
         #[arg(long)]

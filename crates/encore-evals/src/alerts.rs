@@ -218,6 +218,7 @@ pub enum Phase {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SliceState {
+    #[serde(flatten)]
     pub phase: Phase,
     pub value: f64,
     pub last_notified_ms: Option<i64>,

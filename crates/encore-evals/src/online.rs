@@ -132,7 +132,10 @@ impl SpanSample {
 
 impl SpanSample {
     /// A stored span with its content.
-    pub fn from_row(r: &encore_telemetry::SpanRow, content: Option<&(Option<String>, Option<String>)>) -> SpanSample {
+    pub fn from_row(
+        r: &encore_telemetry::SpanRow,
+        content: Option<&(Option<String>, Option<String>)>,
+    ) -> SpanSample {
         SpanSample {
             target: Target {
                 project: r.project.clone(),

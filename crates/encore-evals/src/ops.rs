@@ -190,7 +190,9 @@ pub fn add_dataset(
         let why = rejected
             .first()
             .map_or("no items".to_owned(), |r| r.reason.clone());
-        return Err(invalid(format!("dataset {name}: nothing to import ({why})")));
+        return Err(invalid(format!(
+            "dataset {name}: nothing to import ({why})"
+        )));
     }
     let version = lock(store).add_dataset_version(name, &items, source.append, &how)?;
     Ok(Imported { version, rejected })
@@ -320,7 +322,13 @@ pub fn alerts_tick(
     }
     let mut events = Vec::new();
     for (rule, t) in transitions {
-        let e = notify(&t, &rule, delivery.retries, delivery.backoff, delivery.timeout);
+        let e = notify(
+            &t,
+            &rule,
+            delivery.retries,
+            delivery.backoff,
+            delivery.timeout,
+        );
         if rule.webhook.is_some() && t.notify && !e.delivered {
             tracing::warn!(
                 "alert {} ({}) {}: webhook not delivered after {} attempts: {}",

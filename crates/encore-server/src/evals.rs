@@ -99,7 +99,10 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/queues/{name}/items", get(queue_items).post(fill_queue))
         .route("/v1/queues/{name}/items/{idx}/label", post(label))
         .route("/v1/alerts/rules", get(alert_rules).post(put_alert))
-        .route("/v1/alerts/rules/{name}", axum::routing::delete(delete_alert))
+        .route(
+            "/v1/alerts/rules/{name}",
+            axum::routing::delete(delete_alert),
+        )
         .route("/v1/alerts", get(alert_states))
         .route("/v1/alerts/history", get(alert_history))
 }
@@ -546,10 +549,7 @@ pub(crate) async fn run_by_id(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    blocking(&state, move |a| {
-        Ok(Json(lock(a).run::<Value>(&id)?))
-    })
-    .await
+    blocking(&state, move |a| Ok(Json(lock(a).run::<Value>(&id)?))).await
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

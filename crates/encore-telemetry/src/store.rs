@@ -681,7 +681,12 @@ pub type Contents = std::collections::HashMap<String, (Option<String>, Option<St
 impl SpanStore {
     /// The stored content of `rows` (spans that started in `[lo_ms, hi_ms]`), by span key; a
     /// span without content is absent.
-    pub fn contents(&self, rows: &[SpanRow], lo_ms: i64, hi_ms: i64) -> Result<Contents, StorageError> {
+    pub fn contents(
+        &self,
+        rows: &[SpanRow],
+        lo_ms: i64,
+        hi_ms: i64,
+    ) -> Result<Contents, StorageError> {
         let wanted: std::collections::HashSet<String> = rows
             .iter()
             .map(|r| format!("{}{}", r.trace_id, r.span_id))

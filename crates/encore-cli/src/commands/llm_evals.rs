@@ -8,6 +8,7 @@ use crate::cli::{
 };
 use crate::error::CliError;
 use crate::output::Output;
+use encore_evals::Sample;
 use encore_evals::alerts::{AlertRule, Engine};
 use encore_evals::catalog::CatalogIndex;
 use encore_evals::judge::{JudgeCall, JudgeConfig, Tracer};
@@ -15,7 +16,6 @@ use encore_evals::online::{OnlineEvaluator, Rule};
 use encore_evals::ops::{self, Delivery};
 use encore_evals::spec::{Context, EvaluatorSpec};
 use encore_evals::store::{EvalStore, LabelSchema, Queue, ScoreFilter};
-use encore_evals::Sample;
 use encore_server::evals::EvalsAccess;
 use encore_server::traces::TelemetryAccess;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -247,12 +247,14 @@ pub fn evals(
             };
             let mut results = Vec::new();
             for spec in specs(&evaluators)? {
-                let e = spec
-                    .build(&o.ctx)
-                    .map_err(|e| CliError::usage(e.to_string(), "see `encore evals score --help`"))?;
+                let e = spec.build(&o.ctx).map_err(|e| {
+                    CliError::usage(e.to_string(), "see `encore evals score --help`")
+                })?;
                 results.push(match e.evaluate(&sample) {
                     Ok(s) => serde_json::to_value(s).unwrap_or_default(),
-                    Err(err) => serde_json::json!({"evaluator": e.name(), "error": err.to_string()}),
+                    Err(err) => {
+                        serde_json::json!({"evaluator": e.name(), "error": err.to_string()})
+                    }
                 });
             }
             out.emit(&results, || {
@@ -311,7 +313,14 @@ pub fn evals(
             out.emit(&q, || {
                 let mut t = format!(
                     "{:<22} {:<16} {:>7} {:>6} {:>8} {:>18} {:>12} {:>10}\n",
-                    "evaluator", "slice", "n", "mean", "fail", "fail 95 % CI", "cost/item", "ms/item"
+                    "evaluator",
+                    "slice",
+                    "n",
+                    "mean",
+                    "fail",
+                    "fail 95 % CI",
+                    "cost/item",
+                    "ms/item"
                 );
                 for r in &q {
                     t.push_str(&format!(
@@ -397,7 +406,8 @@ pub fn evals(
                 to_ms,
                 limit,
             } => {
-                let r = ops::backfill_rule(&o.store, &o.spans, &name, from_ms, to_ms, limit, &o.ctx)?;
+                let r =
+                    ops::backfill_rule(&o.store, &o.spans, &name, from_ms, to_ms, limit, &o.ctx)?;
                 out.emit(&r, || {
                     format!(
                         "rule {}: {} spans read, {} picked, {} scores stored, {} failed\n",
@@ -595,7 +605,10 @@ pub fn datasets(
     match cmd {
         DatasetsCommand::Import { name, file, append } => {
             let text = std::fs::read_to_string(&file).map_err(|e| {
-                CliError::usage(format!("cannot read {}: {e}", file.display()), "check the path")
+                CliError::usage(
+                    format!("cannot read {}: {e}", file.display()),
+                    "check the path",
+                )
             })?;
             let source = ops::DatasetSource {
                 jsonl: Some(text),
@@ -622,7 +635,12 @@ pub fn datasets(
             let v = lock(&o).datasets(None)?;
             out.emit(&v, || {
                 v.iter()
-                    .map(|d| format!("{}@{}  {} items  {}\n", d.name, d.version, d.items, d.source))
+                    .map(|d| {
+                        format!(
+                            "{}@{}  {} items  {}\n",
+                            d.name, d.version, d.items, d.source
+                        )
+                    })
                     .collect()
             });
         }
@@ -637,7 +655,12 @@ pub fn datasets(
                         format!(
                             "#{i:<5} {}  ->  {}\n",
                             it.input.chars().take(70).collect::<String>(),
-                            it.expected.as_deref().unwrap_or("-").chars().take(50).collect::<String>()
+                            it.expected
+                                .as_deref()
+                                .unwrap_or("-")
+                                .chars()
+                                .take(50)
+                                .collect::<String>()
                         )
                     })
                     .collect()
