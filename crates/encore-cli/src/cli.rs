@@ -172,10 +172,9 @@ pub enum EvalsCommand {
     Rules(RulesCommand),
     /// Run a task over a dataset and score it
     Run {
+        /// NAME or NAME@VERSION (the newest version by default)
         #[arg(long)]
         dataset: String,
-        #[arg(long)]
-        version: Option<u32>,
         /// JSON, or @FILE: {"kind": "chat", "prompt": "... {{input}} ..."} or
         /// {"kind": "http", "url": "http://..."}
         #[arg(long)]
@@ -238,10 +237,9 @@ pub enum QueueCommand {
         name: String,
         #[command(flatten)]
         traces: TraceQueryArgs,
+        /// NAME or NAME@VERSION: the dataset's items instead of spans
         #[arg(long)]
         dataset: Option<String>,
-        #[arg(long)]
-        version: Option<u32>,
     },
     /// Items of a queue
     Items {
@@ -312,12 +310,8 @@ pub enum DatasetsCommand {
     },
     /// Every version of every dataset
     List,
-    /// A version's items (the newest by default)
-    Show {
-        name: String,
-        #[arg(long)]
-        version: Option<u32>,
-    },
+    /// A version's items: NAME (the newest version) or NAME@VERSION
+    Show { name: String },
 }
 
 #[derive(Debug, Subcommand)]

@@ -405,6 +405,79 @@ mod tests {
         }
     }
 
+    /// An HTTP task endpoint on 127.0.0.1: echoes the input upper-cased; "flaky" fails once
+    /// with 503, "refused" always with 400.
+    #[test]
+    fn http_tasks_are_called_retried_and_scored() {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/answer", l.local_addr().unwrap());
+        std::thread::spawn(move || {
+            let mut flaky_seen = false;
+            for mut stream in l.incoming().flatten() {
+                let mut r = BufReader::new(stream.try_clone().unwrap());
+                let (mut line, mut len) = (String::new(), 0usize);
+                loop {
+                    line.clear();
+                    r.read_line(&mut line).unwrap();
+                    if line.trim().is_empty() {
+                        break;
+                    }
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        len = v.trim().parse().unwrap();
+                    }
+                }
+                let mut body = vec![0; len];
+                r.read_exact(&mut body).unwrap();
+                let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                let input = v["input"].as_str().unwrap().to_owned();
+                let (status, reply) = match input.as_str() {
+                    "flaky" if !flaky_seen => {
+                        flaky_seen = true;
+                        (503, String::new())
+                    }
+                    "refused" => (400, String::new()),
+                    _ => (
+                        200,
+                        serde_json::json!({"output": input.to_uppercase()}).to_string(),
+                    ),
+                };
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reply}",
+                    reply.len()
+                );
+            }
+        });
+        let items: Vec<DatasetItem> = ["abc", "flaky", "refused", "Low"]
+            .iter()
+            .map(|i| DatasetItem {
+                input: (*i).into(),
+                expected: Some(i.to_uppercase()),
+                ..Default::default()
+            })
+            .collect();
+        let task = Task::Http {
+            url,
+            timeout_ms: 5_000,
+        };
+        let r = run(
+            "d",
+            1,
+            &items,
+            &task,
+            &[EvaluatorSpec::ExactMatch],
+            &Context::default(),
+            1,
+        )
+        .unwrap();
+        let outputs: Vec<Option<&str>> = r.items.iter().map(|i| i.output.as_deref()).collect();
+        assert_eq!(outputs, vec![Some("ABC"), Some("FLAKY"), None, Some("LOW")]);
+        assert!(r.items[2].error.as_deref().unwrap().contains("HTTP 400"));
+        assert_eq!(r.errors, 1);
+        assert_eq!((r.summary[0].n, r.summary[0].mean), (3, 1.0));
+    }
+
     #[test]
     fn the_paired_test_matches_scipy() {
         // scipy 1.17.1 stats.ttest_rel(b, a): statistic 3.5032452487268526, pvalue 0.0172245496803414

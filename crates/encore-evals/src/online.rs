@@ -193,11 +193,12 @@ impl CompiledRule {
         Ok(CompiledRule { rule, evaluators })
     }
 
-    /// Scores `s` with every evaluator that can (one that needs what the span lacks is
-    /// skipped); `source` says where the scores came from.
+    /// Scores `s` with every evaluator that can; `source` says where the scores came from.
+    /// Returns the scores and the evaluator runs that failed. A span without an output (a
+    /// root or tool span, or content not kept) gives no scores.
     pub fn score(&self, s: &SpanSample, source: &str) -> (Vec<StoredScore>, usize) {
         let Some(output) = s.output.as_deref() else {
-            return (Vec::new(), self.evaluators.len());
+            return (Vec::new(), 0);
         };
         let sample = Sample {
             input: s.input.as_deref().unwrap_or(""),
@@ -236,11 +237,23 @@ pub struct OnlineStats {
     /// dropped because the queue was full
     pub dropped: AtomicU64,
     pub scores: AtomicU64,
-    /// evaluator runs that gave no score (a failing judge, missing content)
+    /// evaluator runs that gave no score (a failing judge, a sample without what the
+    /// evaluator needs)
     pub failures: AtomicU64,
+    /// picked spans without an output to score (root or tool spans, content not kept)
+    pub skipped: AtomicU64,
+    /// spans waiting in the queue
+    pub pending: AtomicU64,
+    /// when spans were last offered (ms since the epoch)
+    last_offer_ms: std::sync::atomic::AtomicI64,
 }
 
-type Job = (Arc<CompiledRule>, SpanSample);
+/// How long after the last offer ingest counts as busy, and how long a worker then waits.
+const BUSY_MS: i64 = 50;
+const YIELD: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// A span picked by a rule; the sample is shared by every rule that picked it.
+type Job = (Arc<CompiledRule>, Arc<SpanSample>);
 
 /// Rules, the queue to the workers, and the workers.
 #[derive(Debug)]
@@ -262,9 +275,13 @@ impl OnlineEvaluator {
         let (queue, rx) = std::sync::mpsc::sync_channel::<Job>(capacity.max(1));
         let rx = Arc::new(Mutex::new(rx));
         let stats = Arc::new(OnlineStats::default());
+        // workers yield to ingest: while spans were offered in the last BUSY_MS and the backlog
+        // is under half the queue, they wait; a sustained load fills the queue to half and
+        // they run flat out
+        let high = (capacity.max(1) / 2) as u64;
         for _ in 0..workers.max(1) {
             let (rx, store, stats) = (rx.clone(), store.clone(), stats.clone());
-            std::thread::spawn(move || work(&rx, &store, &stats));
+            std::thread::spawn(move || work(&rx, &store, &stats, high));
         }
         OnlineEvaluator {
             rules: RwLock::new(rules.into_iter().map(Arc::new).collect()),
@@ -294,19 +311,28 @@ impl OnlineEvaluator {
         if rules.is_empty() {
             return;
         }
+        self.stats
+            .last_offer_ms
+            .store(encore_core::time::now_ms(), Ordering::Relaxed);
         for span in spans {
-            let mut sample: Option<SpanSample> = None;
+            let mut sample: Option<Arc<SpanSample>> = None;
             for r in rules.iter() {
                 if !r.rule.sampled(&span.trace_id, &span.span_id) {
                     continue;
                 }
-                let s = sample.get_or_insert_with(|| SpanSample::from_span(span));
+                let s = sample.get_or_insert_with(|| Arc::new(SpanSample::from_span(span)));
                 if !r.rule.matches(s) {
                     continue;
                 }
                 self.stats.sampled.fetch_add(1, Ordering::Relaxed);
+                if s.output.is_none() {
+                    self.stats.skipped.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
                 match self.queue.try_send((r.clone(), s.clone())) {
-                    Ok(()) => {}
+                    Ok(()) => {
+                        self.stats.pending.fetch_add(1, Ordering::Relaxed);
+                    }
                     Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
                         self.stats.dropped.fetch_add(1, Ordering::Relaxed);
                     }
@@ -316,7 +342,7 @@ impl OnlineEvaluator {
     }
 }
 
-fn work(rx: &Mutex<Receiver<Job>>, store: &Mutex<EvalStore>, stats: &OnlineStats) {
+fn work(rx: &Mutex<Receiver<Job>>, store: &Mutex<EvalStore>, stats: &OnlineStats, high: u64) {
     loop {
         let mut jobs = Vec::new();
         {
@@ -325,23 +351,37 @@ fn work(rx: &Mutex<Receiver<Job>>, store: &Mutex<EvalStore>, stats: &OnlineStats
                 Ok(j) => jobs.push(j),
                 Err(_) => return,
             }
+            while stats.pending.load(Ordering::Relaxed) < high
+                && encore_core::time::now_ms() - stats.last_offer_ms.load(Ordering::Relaxed)
+                    < BUSY_MS
+            {
+                std::thread::sleep(YIELD);
+            }
             jobs.extend(rx.try_iter().take(255));
         }
-        let mut scores = Vec::new();
-        for (rule, s) in &jobs {
-            let (mut got, failed) = rule.score(s, &format!("rule:{}", rule.rule.name));
-            stats.failures.fetch_add(failed as u64, Ordering::Relaxed);
-            scores.append(&mut got);
-        }
-        if scores.is_empty() {
-            continue;
-        }
-        let mut store = store.lock().unwrap_or_else(|e| e.into_inner());
-        match store.put_scores(&scores) {
-            Ok(n) => {
-                stats.scores.fetch_add(n as u64, Ordering::Relaxed);
+        stats
+            .pending
+            .fetch_sub(jobs.len() as u64, Ordering::Relaxed);
+        // stored in chunks, so slow evaluators (judges) show progress as they go
+        for chunk in jobs.chunks(32) {
+            let mut scores = Vec::new();
+            for (rule, s) in chunk {
+                let (mut got, failed) = rule.score(s, &format!("rule:{}", rule.rule.name));
+                stats.failures.fetch_add(failed as u64, Ordering::Relaxed);
+                scores.append(&mut got);
             }
-            Err(e) => tracing::warn!("online evaluation: {} scores not stored: {e}", scores.len()),
+            if scores.is_empty() {
+                continue;
+            }
+            let mut store = store.lock().unwrap_or_else(|e| e.into_inner());
+            match store.put_scores(&scores) {
+                Ok(n) => {
+                    stats.scores.fetch_add(n as u64, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    tracing::warn!("online evaluation: {} scores not stored: {e}", scores.len())
+                }
+            }
         }
     }
 }

@@ -82,6 +82,31 @@ pub struct StoredScore {
     pub created_ms: i64,
 }
 
+impl StoredScore {
+    /// The score as an OpenTelemetry `gen_ai.evaluation.result` event on its span.
+    pub fn otel_event(&self) -> serde_json::Value {
+        let mut attributes = serde_json::json!({
+            "gen_ai.evaluation.name": self.score.evaluator,
+            "gen_ai.evaluation.score.value": self.score.value,
+            "encore.evaluation.version": self.score.version,
+            "encore.evaluation.source": self.source,
+        });
+        if let Some(l) = &self.score.label {
+            attributes["gen_ai.evaluation.score.label"] = l.clone().into();
+        }
+        if let Some(e) = &self.score.explanation {
+            attributes["gen_ai.evaluation.explanation"] = e.clone().into();
+        }
+        serde_json::json!({
+            "name": "gen_ai.evaluation.result",
+            "trace_id": self.target.trace_id,
+            "span_id": self.target.span_id,
+            "time_unix_nano": (self.created_ms as i128 * 1_000_000).to_string(),
+            "attributes": attributes,
+        })
+    }
+}
+
 /// The score proper (a [`crate::Score`] that can be read back).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ScoreValue {
@@ -260,8 +285,7 @@ impl EvalStore {
                 evaluator TEXT NOT NULL, version INTEGER NOT NULL, value REAL NOT NULL,
                 label TEXT, explanation TEXT, source TEXT NOT NULL, created_ms INTEGER NOT NULL,
                 PRIMARY KEY (trace_id, span_id, evaluator, version, source)
-            );
-            CREATE INDEX IF NOT EXISTS scores_by_time ON scores (project, span_ms);
+            ) WITHOUT ROWID;
             CREATE INDEX IF NOT EXISTS scores_by_evaluator ON scores (evaluator, span_ms);
             CREATE TABLE IF NOT EXISTS datasets (
                 name TEXT NOT NULL, version INTEGER NOT NULL, source TEXT NOT NULL,

@@ -162,6 +162,8 @@ pub(crate) struct ScoreParams {
     from_ms: Option<i64>,
     to_ms: Option<i64>,
     limit: Option<usize>,
+    /// `otel`: each score as a `gen_ai.evaluation.result` event (scores only)
+    format: Option<String>,
     /// `service`, `model` or `user` (quality only)
     #[param(value_type = Option<String>)]
     slice: Option<Slice>,
@@ -191,7 +193,21 @@ pub(crate) async fn scores(
 ) -> Result<Json<Value>, ApiError> {
     let Query(p) = params.map_err(bad_query)?;
     let limit = p.limit.unwrap_or(100).clamp(1, 100_000);
-    let rows = blocking(&state, move |a| Ok(lock(a).scores(&p.filter(), limit)?)).await?;
+    let otel = match p.format.as_deref() {
+        None | Some("") => false,
+        Some("otel") => true,
+        Some(f) => {
+            return Err(invalid(format!(
+                "bad parameter `format`: {f:?}, expected otel"
+            )));
+        }
+    };
+    let filter = p.filter();
+    let rows = blocking(&state, move |a| Ok(lock(a).scores(&filter, limit)?)).await?;
+    if otel {
+        let events: Vec<Value> = rows.iter().map(StoredScore::otel_event).collect();
+        return Ok(Json(json!({ "events": events })));
+    }
     Ok(Json(json!({ "scores": rows })))
 }
 
@@ -443,7 +459,7 @@ pub(crate) async fn backfill(
 }
 
 #[utoipa::path(get, path = "/v1/evals/online", tag = "evals",
-    responses((status = 200, description = "online evaluation counters: sampled, dropped (queue full), scores, failures", body = Object)))]
+    responses((status = 200, description = "online evaluation counters: sampled, skipped (no output to score), dropped (queue full), pending, scores, failures", body = Object)))]
 pub(crate) async fn online(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let a = access(&state)?;
     let s = &a.online.stats;
@@ -453,6 +469,8 @@ pub(crate) async fn online(State(state): State<AppState>) -> Result<Json<Value>,
         "dropped": s.dropped.load(Ordering::Relaxed),
         "scores": s.scores.load(Ordering::Relaxed),
         "failures": s.failures.load(Ordering::Relaxed),
+        "skipped": s.skipped.load(Ordering::Relaxed),
+        "pending": s.pending.load(Ordering::Relaxed),
     })))
 }
 

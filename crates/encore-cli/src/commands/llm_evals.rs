@@ -146,6 +146,19 @@ fn json_arg<T: serde::de::DeserializeOwned>(arg: &str, what: &str) -> Result<T, 
     })
 }
 
+/// `NAME` or `NAME@VERSION`.
+fn dataset_ref(arg: &str) -> Result<(String, Option<u32>), CliError> {
+    match arg.split_once('@') {
+        None => Ok((arg.to_owned(), None)),
+        Some((name, v)) => v.parse().map(|v| (name.to_owned(), Some(v))).map_err(|_| {
+            CliError::usage(
+                format!("dataset {arg:?}: the version after '@' is not a number"),
+                "write NAME or NAME@VERSION, e.g. golden@2",
+            )
+        }),
+    }
+}
+
 fn specs(args: &[String]) -> Result<Vec<EvaluatorSpec>, CliError> {
     args.iter()
         .map(|a| {
@@ -418,11 +431,11 @@ pub fn evals(
         },
         EvalsCommand::Run {
             dataset,
-            version,
             task,
             evaluators,
             concurrency,
         } => {
+            let (dataset, version) = dataset_ref(&dataset)?;
             let req = ops::RunRequest {
                 dataset,
                 version,
@@ -515,16 +528,16 @@ fn queue(o: &Opened, cmd: QueueCommand, out: &Output) -> Result<(), CliError> {
             name,
             traces,
             dataset,
-            version,
         } => {
             let q = traces.query();
             let from_traces = dataset.is_none().then_some(&q);
+            let dataset = dataset.as_deref().map(dataset_ref).transpose()?;
             let n = ops::fill_queue(
                 &o.store,
                 Some(&o.spans),
                 &name,
                 from_traces,
-                dataset.as_deref().map(|d| (d, version)),
+                dataset.as_ref().map(|(d, v)| (d.as_str(), *v)),
             )?;
             out.emit(&serde_json::json!({ "added": n }), || {
                 format!("{n} items added to {name}\n")
@@ -644,7 +657,8 @@ pub fn datasets(
                     .collect()
             });
         }
-        DatasetsCommand::Show { name, version } => {
+        DatasetsCommand::Show { name } => {
+            let (name, version) = dataset_ref(&name)?;
             let (v, items) = lock(&o).dataset_items(&name, version)?;
             let body = serde_json::json!({ "name": name, "version": v, "items": items });
             out.emit(&body, || {

@@ -17,6 +17,16 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// Stops the server when the test ends, passed or failed.
+struct Stop(std::process::Child);
+
+impl Drop for Stop {
+    fn drop(&mut self) {
+        terminate(&self.0);
+        let _ = self.0.wait();
+    }
+}
+
 fn now_ns() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -187,6 +197,7 @@ fn online_rules_judges_labels_datasets_and_runs() {
             ("ENCORE__TELEMETRY__SELF_TRACE_RATE", "0"),
         ],
     );
+    let _stop = Stop(child);
     let addr = format!("127.0.0.1:{port}");
 
     // a rule with a bad evaluator is refused with the reason
@@ -245,6 +256,19 @@ fn online_rules_judges_labels_datasets_and_runs() {
         assert_eq!(s["source"], "rule:halluc");
         assert!(s["span_id"].as_str().unwrap().starts_with("00000002"));
     }
+    let events = ok(
+        &addr,
+        "GET",
+        "/v1/evals/scores?evaluator=judge_hallucination&format=otel&limit=1",
+        Value::Null,
+    );
+    let e = &events["events"][0];
+    assert_eq!(e["name"], "gen_ai.evaluation.result");
+    assert_eq!(
+        e["attributes"]["gen_ai.evaluation.name"],
+        "judge_hallucination"
+    );
+    assert!(e["attributes"]["gen_ai.evaluation.score.label"].is_string());
     // quality: the hallucination rate with its Wilson interval
     let q = ok(
         &addr,
@@ -436,7 +460,6 @@ fn online_rules_judges_labels_datasets_and_runs() {
         "{cmp}"
     );
     assert_eq!(exact["difference"], 1.0);
-    terminate(&child);
 }
 
 #[test]
@@ -473,6 +496,7 @@ fn an_error_rate_alert_fires_notifies_and_resolves() {
             ("ENCORE__TELEMETRY__SELF_TRACE_RATE", "0"),
         ],
     );
+    let _stop = Stop(child);
     let addr = format!("127.0.0.1:{port}");
     let (status, e) = call(
         &addr,
@@ -536,5 +560,186 @@ fn an_error_rate_alert_fires_notifies_and_resolves() {
     assert_eq!(events[1]["attempts"], 2);
     assert_eq!(events[1]["delivered"], true);
     assert_eq!(received.lock().unwrap().len(), 2);
-    terminate(&child);
+}
+
+/// The command-line twins on a stopped server's data directory.
+#[test]
+fn the_cli_scores_imports_labels_and_keeps_alert_rules() {
+    use crate::cli::{encore, stderr, stdout};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let json = |o: &std::process::Output| -> Value {
+        assert!(o.status.success(), "{}", stderr(o));
+        serde_json::from_str(&stdout(o)).unwrap_or_else(|e| panic!("{e}: {}", stdout(o)))
+    };
+    // ad-hoc scores: a JSON schema and refusal
+    let schema = r#"{"kind": "json_schema", "schema": {"type": "object", "required": ["tracks"]}}"#;
+    let o = encore(
+        dir,
+        &[
+            "--json",
+            "evals",
+            "score",
+            "--evaluator",
+            schema,
+            "--evaluator",
+            "refusal",
+            "--output",
+            "{\"title\": \"x\"}",
+        ],
+        &[],
+    );
+    let v = json(&o);
+    assert_eq!(v[0]["value"], 0.0);
+    assert!(
+        v[0]["explanation"]
+            .as_str()
+            .unwrap()
+            .contains("\"tracks\" is missing")
+    );
+    assert_eq!(v[1]["evaluator"], "refusal");
+    let o = encore(
+        dir,
+        &["evals", "score", "--evaluator", "vibes", "--output", "x"],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("\"vibes\""));
+    // a dataset from JSONL: the bad line named by file and line, the rest kept; versions
+    let file = dir.join("golden.jsonl");
+    std::fs::write(
+        &file,
+        "{\"input\": \"a\", \"expected\": \"A\"}\nnot json\n{\"input\": \"b\"}\n",
+    )
+    .unwrap();
+    let f = file.to_str().unwrap();
+    let v = json(&encore(
+        dir,
+        &["--json", "datasets", "import", "golden", "--file", f],
+        &[],
+    ));
+    assert_eq!(
+        (v["version"].as_u64(), v["items"].as_u64()),
+        (Some(1), Some(2))
+    );
+    assert!(
+        v["rejected"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("golden.jsonl:2: not JSON")
+    );
+    let v = json(&encore(
+        dir,
+        &[
+            "--json", "datasets", "import", "golden", "--file", f, "--append",
+        ],
+        &[],
+    ));
+    assert_eq!(
+        (v["version"].as_u64(), v["items"].as_u64()),
+        (Some(2), Some(4))
+    );
+    let v = json(&encore(
+        dir,
+        &["--json", "datasets", "show", "golden@1"],
+        &[],
+    ));
+    assert_eq!(v["items"].as_array().unwrap().len(), 2);
+    // a queue of the dataset's items, labelled on a numeric schema
+    let o = encore(
+        dir,
+        &[
+            "evals",
+            "queue",
+            "create",
+            "rel",
+            "--schema",
+            r#"{"kind": "numeric", "name": "relevance", "min": 1, "max": 5}"#,
+        ],
+        &[],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v = json(&encore(
+        dir,
+        &[
+            "--json",
+            "evals",
+            "queue",
+            "fill",
+            "rel",
+            "--dataset",
+            "golden@1",
+        ],
+        &[],
+    ));
+    assert_eq!(v["added"], 2);
+    let o = encore(
+        dir,
+        &[
+            "evals",
+            "queue",
+            "label",
+            "rel",
+            "0",
+            "--labeller",
+            "bob",
+            "--label",
+            "9",
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("expected a number in [1, 5]"),
+        "{}",
+        stderr(&o)
+    );
+    let v = json(&encore(
+        dir,
+        &[
+            "--json",
+            "evals",
+            "queue",
+            "label",
+            "rel",
+            "1",
+            "--labeller",
+            "bob",
+            "--label",
+            "4",
+        ],
+        &[],
+    ));
+    assert_eq!(
+        (v["value"].as_f64(), v["source"].as_str()),
+        (Some(0.75), Some("human:bob"))
+    );
+    let v = json(&encore(
+        dir,
+        &["--json", "evals", "scores", "--source", "human:"],
+        &[],
+    ));
+    assert_eq!(v.as_array().unwrap().len(), 1);
+    // alert rules are checked, stored and listed
+    let o = encore(
+        dir,
+        &[
+            "alerts",
+            "add",
+            r#"{"name": "x", "metric": {"kind": "error_rate"}, "window_s": 0, "op": "above", "threshold": 1}"#,
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("window_s"), "{}", stderr(&o));
+    let rule = r#"{"name": "halluc", "metric": {"kind": "fail_rate", "evaluator": "judge_hallucination"}, "window_s": 3600, "op": "above", "threshold": 0.1, "min_count": 50}"#;
+    assert!(encore(dir, &["alerts", "add", rule], &[]).status.success());
+    let v = json(&encore(dir, &["--json", "alerts", "list"], &[]));
+    assert_eq!(v[0]["metric"]["evaluator"], "judge_hallucination");
+    assert!(
+        json(&encore(dir, &["--json", "alerts", "history"], &[]))
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
 }
