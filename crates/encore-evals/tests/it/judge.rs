@@ -108,9 +108,10 @@ fn serve(seen: Arc<Seen>) -> String {
                 };
                 let (status, body, delay) = respond(&answer, n);
                 std::thread::sleep(delay);
+                // done before the client can see the reply (and start its next request)
+                seen.in_flight.fetch_sub(1, Ordering::SeqCst);
                 // a reader that gave up (timeout) makes this write fail: fine
                 let _ = stream.write_all(reply(status, &body).as_bytes());
-                seen.in_flight.fetch_sub(1, Ordering::SeqCst);
             });
         }
     });
