@@ -98,6 +98,45 @@ pub enum Command {
     /// Alerts on trace and score metrics: rules, current states, history
     #[command(subcommand)]
     Alerts(AlertsCommand),
+    /// The feature store: definitions, materialization, training sets, online values
+    #[command(subcommand)]
+    Features(FeaturesCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FeaturesCommand {
+    /// Check a definitions file (TOML) and make it the current version
+    Apply { file: PathBuf },
+    /// Views, features and services of the current definitions
+    List,
+    /// A view or a service in detail
+    Describe { name: String },
+    /// Load the online store from the event log: plays ending in (start, end]; from where the
+    /// last run stopped, up to now, by default
+    Materialize {
+        #[arg(long)]
+        start_ms: Option<i64>,
+        #[arg(long)]
+        end_ms: Option<i64>,
+    },
+    /// A point-in-time correct training set: every feature of a service as of each row's `ts`
+    TrainingSet {
+        /// CSV with a header: the service's key columns and `ts` (ms since the epoch)
+        #[arg(long)]
+        entities: PathBuf,
+        #[arg(long)]
+        service: String,
+        /// Parquet output
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Online values of a service as of now, e.g. --entity user_id=u1,artist_id=a2 (repeatable)
+    Get {
+        #[arg(long)]
+        service: String,
+        #[arg(long = "entity", required = true)]
+        entities: Vec<String>,
+    },
 }
 
 /// Which stored scores.

@@ -113,6 +113,7 @@ fn run(cli: Cli, loaded: &Loaded) -> Result<(), CliError> {
         Command::Evals(cmd) => commands::llm_evals::evals(loaded, cmd, &out),
         Command::Datasets(cmd) => commands::llm_evals::datasets(loaded, cmd, &out),
         Command::Alerts(cmd) => commands::llm_evals::alerts(loaded, cmd, &out),
+        Command::Features(cmd) => commands::features::run(loaded, cmd, &out),
         Command::Bench(cmd) => commands::bench::run(cmd, &out),
     }
 }

@@ -73,6 +73,7 @@ pub(crate) async fn post_events(
     let ingestor = state.ingestor.clone();
     let max_rows = state.limits.max_batch_rows;
     let served = state.serving.as_ref().map(|s| s.served.clone());
+    let features = state.features.clone();
     let outcome = tokio::task::spawn_blocking(move || {
         let chunk = ingestor.parse_body(&bytes, max_rows)?;
         let outcome = ingestor.submit_body(&chunk, params.strict)?.wait()?;
@@ -82,6 +83,13 @@ pub(crate) async fn post_events(
             && outcome.accepted > 0
         {
             crate::recs::record_recent(&served, &bytes);
+        }
+        // and windowed features stay fresh
+        if let Some(f) = features
+            && outcome.table == encore_ingest::Table::Playback
+            && outcome.accepted > 0
+        {
+            f.record(&bytes);
         }
         Ok::<_, IngestError>(outcome)
     })

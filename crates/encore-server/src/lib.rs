@@ -16,6 +16,7 @@ pub mod error;
 pub mod evals;
 mod events;
 pub mod experiments;
+pub mod features;
 mod health;
 pub mod metrics;
 mod models;
@@ -68,6 +69,8 @@ pub struct AppState {
     pub telemetry: Option<Arc<traces::TelemetryAccess>>,
     /// evaluation of LLM features and alerts, when this server runs them
     pub evals: Option<Arc<evals::EvalsAccess>>,
+    /// the online feature store, when definitions are applied
+    pub features: Option<Arc<features::FeaturesAccess>>,
     pub metrics: Arc<metrics::Metrics>,
     in_flight: Arc<Semaphore>,
 }
@@ -83,6 +86,7 @@ impl AppState {
             experiments: None,
             telemetry: None,
             evals: None,
+            features: None,
             metrics: Arc::default(),
             in_flight,
         }
@@ -103,6 +107,12 @@ impl AppState {
     /// Evaluates, labels and alerts through `evals` too.
     pub fn with_evals(mut self, evals: Arc<evals::EvalsAccess>) -> Self {
         self.evals = Some(evals);
+        self
+    }
+
+    /// Serves online features from `features` too (and feeds it ingested events).
+    pub fn with_features(mut self, features: Arc<features::FeaturesAccess>) -> Self {
+        self.features = Some(features);
         self
     }
 
@@ -128,6 +138,7 @@ pub fn router(state: AppState) -> Router {
         .merge(experiments::routes())
         .merge(traces::routes())
         .merge(evals::routes())
+        .merge(features::routes())
         .route("/metrics", axum::routing::get(metrics::render))
         .route("/openapi.json", axum::routing::get(openapi::openapi_json))
         .route_layer(axum::middleware::from_fn_with_state(

@@ -27,7 +27,7 @@ pub struct ErrorDetail {
 #[openapi(
     info(
         title = "encore",
-        description = "Personalization and ML operations for music streaming: events, models, serving, experiments, traces, evaluation, alerts."
+        description = "Personalization and ML operations for music streaming: events, models, serving, experiments, traces, evaluation, alerts, features."
     ),
     paths(
         crate::health::healthz,
@@ -78,6 +78,8 @@ pub struct ErrorDetail {
         crate::evals::delete_alert,
         crate::evals::alert_states,
         crate::evals::alert_history,
+        crate::features::read,
+        crate::features::services,
     ),
     components(schemas(ErrorBody, ErrorDetail))
 )]

@@ -5,6 +5,7 @@ pub mod demo;
 pub mod eval;
 pub mod events;
 pub mod experiments;
+pub mod features;
 pub mod llm_evals;
 pub mod models;
 pub mod serve;

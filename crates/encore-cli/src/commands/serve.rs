@@ -162,6 +162,10 @@ pub fn serve_until(
             .with_registry(dir.path().to_path_buf(), gate)
             .with_telemetry(Arc::clone(&telemetry))
             .with_evals(evals);
+        let state = match features(dir.path(), &ingestor)? {
+            Some(f) => state.with_features(f),
+            None => state,
+        };
         let impressions = sc.impressions.then(|| {
             encore_server::recs::ImpressionWriter::start(
                 Arc::clone(&ingestor),
@@ -233,6 +237,28 @@ pub fn serve_until(
     }
     telemetry.store.seal()?;
     Ok(())
+}
+
+/// The online feature store with the current definitions, when some are applied.
+fn features(
+    root: &std::path::Path,
+    ingestor: &encore_ingest::Ingestor,
+) -> Result<Option<Arc<encore_server::features::FeaturesAccess>>, CliError> {
+    let Some(cur) = encore_features::versions::Versions::new(root).current()? else {
+        return Ok(None);
+    };
+    let store = encore_features::online::OnlineStore::open(root)?;
+    tracing::info!(
+        version = cur.version,
+        views = cur.definitions.views.len(),
+        "online features"
+    );
+    Ok(Some(encore_server::features::FeaturesAccess::start(
+        store,
+        cur.version,
+        cur.definitions,
+        crate::commands::features::artists(&ingestor.catalog()),
+    )))
 }
 
 /// Logs every alias move (from this server or any other process) and posts it to the configured

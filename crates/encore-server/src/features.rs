@@ -1,0 +1,202 @@
+//! Online features over HTTP:
+//!
+//! - `POST /v1/features` `{"service": "reranker", "entities": [{"user_id": "u1", "artist_id": "a2"}, ...]}`:
+//!   every view of the service for every entity in one round trip, through a compiled plan
+//!   cached per service. An unknown entity gives nulls with `missing: true`, not an error; an
+//!   expired view gives nulls with its status `expired`.
+//! - `GET /v1/features/services`: the current definitions' services and views.
+//!
+//! Playback events accepted by `POST /v1/events` reach the online store within a fraction of a
+//! second: the handler hands them to a writer thread that applies them in batches.
+
+use crate::AppState;
+use crate::error::ApiError;
+use axum::extract::State;
+use axum::extract::rejection::JsonRejection;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use encore_core::ErrorCode;
+use encore_features::Definitions;
+use encore_features::online::{Keyed, OnlineStore, Plan};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::mpsc::SyncSender;
+use std::sync::{Arc, Mutex};
+
+/// The online store, the definitions in use, and the writer fed by ingestion.
+#[derive(Debug)]
+pub struct FeaturesAccess {
+    pub store: Arc<OnlineStore>,
+    pub version: u32,
+    pub definitions: Arc<Definitions>,
+    plans: Mutex<HashMap<String, Arc<Plan>>>,
+    /// each catalog item's artist
+    artists: Arc<HashMap<String, String>>,
+    writer: SyncSender<Vec<Keyed>>,
+}
+
+impl FeaturesAccess {
+    /// Starts the writer thread: batches of ingested events are coalesced for up to 100 ms and
+    /// applied in one transaction.
+    pub fn start(
+        store: OnlineStore,
+        version: u32,
+        definitions: Definitions,
+        artists: HashMap<String, String>,
+    ) -> Arc<FeaturesAccess> {
+        let (writer, rx) = std::sync::mpsc::sync_channel::<Vec<Keyed>>(1024);
+        let access = Arc::new(FeaturesAccess {
+            store: Arc::new(store),
+            version,
+            definitions: Arc::new(definitions),
+            plans: Mutex::default(),
+            artists: Arc::new(artists),
+            writer,
+        });
+        let (store, defs) = (Arc::clone(&access.store), Arc::clone(&access.definitions));
+        std::thread::Builder::new()
+            .name("features-writer".into())
+            .spawn(move || {
+                while let Ok(mut batch) = rx.recv() {
+                    let deadline =
+                        std::time::Instant::now() + std::time::Duration::from_millis(100);
+                    while let Some(left) =
+                        deadline.checked_duration_since(std::time::Instant::now())
+                    {
+                        match rx.recv_timeout(left) {
+                            Ok(mut more) => batch.append(&mut more),
+                            Err(_) => break,
+                        }
+                    }
+                    if let Err(e) = store.apply(&defs, &batch, encore_core::time::now_ms()) {
+                        tracing::warn!("online features not updated: {e}");
+                    }
+                }
+            })
+            .ok();
+        access
+    }
+
+    fn plan(&self, service: &str) -> Result<Arc<Plan>, ApiError> {
+        let mut plans = self.plans.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(p) = plans.get(service) {
+            return Ok(Arc::clone(p));
+        }
+        let p = Arc::new(Plan::new(&self.definitions, service)?);
+        plans.insert(service.to_owned(), Arc::clone(&p));
+        Ok(p)
+    }
+
+    /// Hands the playback events of an accepted `/v1/events` body to the writer.
+    pub fn record(&self, body: &[u8]) {
+        let text = String::from_utf8_lossy(body);
+        let trimmed = text.trim_start();
+        let events: Vec<encore_core::event::PlaybackEvent> = if trimmed.starts_with('[') {
+            serde_json::from_str::<Vec<Value>>(trimmed)
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|v| serde_json::from_value(v).ok())
+                .collect()
+        } else {
+            trimmed
+                .lines()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .collect()
+        };
+        let keyed: Vec<Keyed> = events
+            .iter()
+            .map(|e| {
+                let artist = self.artists.get(e.item_id.as_str()).cloned();
+                Keyed {
+                    user_id: e.user_id.as_str().to_owned(),
+                    item_id: e.item_id.as_str().to_owned(),
+                    event: encore_features::event::FeatureEvent::from_playback(
+                        e,
+                        artist.as_deref(),
+                    ),
+                    artist_id: artist,
+                }
+            })
+            .collect();
+        if !keyed.is_empty() && self.writer.try_send(keyed).is_err() {
+            tracing::warn!(
+                "online features: the writer is behind; a batch waits for materialization"
+            );
+        }
+    }
+}
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/features", post(read))
+        .route("/v1/features/services", get(services))
+}
+
+fn access(state: &AppState) -> Result<Arc<FeaturesAccess>, ApiError> {
+    state.features.clone().ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::FailedPrecondition,
+            "no feature definitions are applied (run `encore features apply FILE` and restart)",
+        )
+    })
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ReadBody {
+    service: String,
+    entities: Vec<BTreeMap<String, Value>>,
+}
+
+#[utoipa::path(post, path = "/v1/features", tag = "features",
+    request_body(content = Object, description = "`{service, entities: [{user_id, artist_id, ...}]}` (at most 10,000 entities)"),
+    responses((status = 200, description = "`{service, version, rows: [{values: {view__feature: number|null}, status: {view: live|expired|missing}, age_ms: {view: ms}, missing}]}`", body = Object),
+        (status = 400, body = crate::openapi::ErrorBody), (status = 404, description = "unknown service", body = crate::openapi::ErrorBody)))]
+pub(crate) async fn read(
+    State(state): State<AppState>,
+    body: Result<Json<ReadBody>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Json(b) = body.map_err(|e| ApiError::new(ErrorCode::InvalidArgument, e.body_text()))?;
+    if b.entities.len() > 10_000 {
+        return Err(ApiError::new(
+            ErrorCode::TooLarge,
+            format!("{} entities: at most 10,000 per request", b.entities.len()),
+        ));
+    }
+    let a = access(&state)?;
+    let plan = a.plan(&b.service)?;
+    let rows: Vec<BTreeMap<String, String>> = b
+        .entities
+        .into_iter()
+        .map(|m| {
+            m.into_iter()
+                .map(|(k, v)| {
+                    let s = match v {
+                        Value::String(s) => s,
+                        other => other.to_string(),
+                    };
+                    (k, s)
+                })
+                .collect()
+        })
+        .collect();
+    let version = a.version;
+    let got = tokio::task::spawn_blocking(move || {
+        a.store.read(&plan, &rows, encore_core::time::now_ms())
+    })
+    .await
+    .map_err(|e| ApiError::new(ErrorCode::Internal, format!("features task failed: {e}")))??;
+    Ok(Json(
+        json!({ "service": b.service, "version": version, "rows": got }),
+    ))
+}
+
+#[utoipa::path(get, path = "/v1/features/services", tag = "features",
+    responses((status = 200, description = "`{version, services: {name: [views]}}`", body = Object)))]
+pub(crate) async fn services(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let a = access(&state)?;
+    Ok(Json(
+        json!({ "version": a.version, "services": a.definitions.services }),
+    ))
+}
