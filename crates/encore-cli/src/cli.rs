@@ -434,11 +434,25 @@ pub enum BenchCommand {
     },
     /// GET paths from a file at a fixed rate (open loop) and report latency measured from each
     /// request's scheduled time, so queueing counts (no coordinated omission)
+    /// A training set of 20 features over synthetic plays, timed by stage, with peak memory
+    FeaturesOffline {
+        #[arg(long, default_value_t = 10_000_000)]
+        events: usize,
+        #[arg(long, default_value_t = 1_000_000)]
+        rows: usize,
+        #[arg(long, default_value_t = 100_000)]
+        users: usize,
+        #[arg(long, default_value_t = 20_000)]
+        artists: usize,
+        #[arg(long, default_value_t = 90)]
+        days: i64,
+    },
     HttpGet {
         /// The server, e.g. 127.0.0.1:7878 (loopback only)
         #[arg(long)]
         addr: String,
-        /// One request path per line (e.g. /v1/users/u1/recommendations?n=10), used round-robin
+        /// One request path per line (e.g. /v1/users/u1/recommendations?n=10), used round-robin;
+        /// a line `POST PATH BODY` posts BODY instead
         paths: PathBuf,
         /// Requests per second in all
         #[arg(long)]

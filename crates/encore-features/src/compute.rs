@@ -115,19 +115,16 @@ impl Window {
                     _ => 0.0,
                 };
                 step(&mut self.n, &mut self.sum, x, sign);
-                match agg {
-                    Agg::Distinct(i) => {
-                        let c = self.distinct.entry(e.cat[*i]).or_default();
-                        if sign > 0.0 {
-                            *c += 1;
-                        } else {
-                            *c -= 1;
-                            if *c == 0 {
-                                self.distinct.remove(&e.cat[*i]);
-                            }
+                if let Agg::Distinct(i) = agg {
+                    let c = self.distinct.entry(e.cat[*i]).or_default();
+                    if sign > 0.0 {
+                        *c += 1;
+                    } else {
+                        *c -= 1;
+                        if *c == 0 {
+                            self.distinct.remove(&e.cat[*i]);
                         }
                     }
-                    _ => {}
                 }
             }
         }

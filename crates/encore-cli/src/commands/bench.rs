@@ -59,6 +59,13 @@ pub fn run(cmd: BenchCommand, out: &Output) -> Result<(), CliError> {
             connections,
         } => return http_get(&addr, &paths, rate, seconds, connections, out),
         BenchCommand::Assign { users, domains } => return assign(users, domains, out),
+        BenchCommand::FeaturesOffline {
+            events,
+            rows,
+            users,
+            artists,
+            days,
+        } => return features_offline(events, rows, users, artists, days, out),
         BenchCommand::Ann {
             artifact,
             synthetic,
@@ -305,11 +312,19 @@ fn http_get(
                         if let Some(wait) = due.checked_sub(start.elapsed()) {
                             std::thread::sleep(wait);
                         }
-                        let path = paths[k as usize % paths.len()];
+                        let line = paths[k as usize % paths.len()];
+                        // `POST PATH BODY` lines post a body; others are GET paths
+                        let (method, path, body) = match line.strip_prefix("POST ") {
+                            Some(rest) => {
+                                let (p, b) = rest.split_once(' ').unwrap_or((rest, ""));
+                                ("POST", p, b.as_bytes())
+                            }
+                            None => ("GET", line, &b""[..]),
+                        };
                         sent += 1;
                         let sent_at = Instant::now();
                         let reply = match conn.as_mut() {
-                            Some(cn) => cn.request("GET", path, b""),
+                            Some(cn) => cn.request(method, path, body),
                             None => Err(std::io::Error::other("not connected")),
                         };
                         match reply {
@@ -605,3 +620,147 @@ fn assign(users: usize, domains: usize, out: &Output) -> Result<(), CliError> {
     });
     Ok(())
 }
+
+/// A training set of 20 features from `events` synthetic plays of `users` listeners over `days`
+/// days, as of `rows` random (listener, time) rows: grouping and sorting the events, the sweep
+/// per view, and the Parquet write, timed apart; peak RSS from the kernel.
+fn features_offline(
+    events: usize,
+    rows: usize,
+    users: usize,
+    artists: usize,
+    days: i64,
+    out: &Output,
+) -> Result<(), CliError> {
+    use encore_features::event::{FeatureEvent, Raw};
+    use encore_features::offline::{EntityRows, compute_view, group_events, write_parquet};
+    use encore_features::online::{Keyed, kinds};
+    let defs = encore_features::Definitions::parse(BENCH_FEATURES, "bench")
+        .map_err(|e| CliError::failed(e.to_string(), "the benchmark's definitions are built in"))?;
+    let span = days * 86_400_000;
+    let start = 1_790_000_000_000i64;
+    let mut rng = encore_sim::rng::Rng::new(42);
+    let t0 = Instant::now();
+    let platforms = ["ios", "android", "web"];
+    let reasons = ["trackdone", "fwdbtn", "trackdone", "endplay"];
+    let keyed: Vec<Keyed> = (0..events)
+        .map(|_| {
+            let user = rng.below(users);
+            let artist = rng.below(artists);
+            let ms = rng.below(240_000) as u32;
+            let artist_id = format!("a{artist}");
+            Keyed {
+                user_id: format!("u{user}"),
+                item_id: format!("t{}", artist * 10 + rng.below(10)),
+                event: FeatureEvent::new(&Raw {
+                    ts_end_ms: start + rng.below(span as usize) as i64,
+                    ms_played: ms,
+                    item_duration_ms: 240_000,
+                    shuffle: false,
+                    offline: false,
+                    item_id: "t",
+                    artist_id: Some(&artist_id),
+                    platform: platforms[rng.below(3)],
+                    country: "SE",
+                    context_type: "album",
+                    reason_start: "clickrow",
+                    reason_end: reasons[rng.below(4)],
+                }),
+                artist_id: Some(artist_id),
+            }
+        })
+        .collect();
+    let generated_s = t0.elapsed().as_secs_f64();
+    let t1 = Instant::now();
+    let grouped = group_events(&keyed, &kinds(&defs));
+    drop(keyed);
+    let group_s = t1.elapsed().as_secs_f64();
+    let mut er = EntityRows {
+        columns: vec!["user_id".into(), "artist_id".into()],
+        ..Default::default()
+    };
+    for _ in 0..rows {
+        er.keys.push(vec![
+            format!("u{}", rng.below(users)),
+            format!("a{}", rng.below(artists)),
+        ]);
+        er.ts.push(start + rng.below(span as usize) as i64);
+    }
+    let t2 = Instant::now();
+    let mut computed = Vec::new();
+    for v in defs.views.values() {
+        computed.push((v, compute_view(v, &grouped[&v.kind], &er)?));
+    }
+    let compute_s = t2.elapsed().as_secs_f64();
+    let t3 = Instant::now();
+    let path = std::env::temp_dir().join(format!(
+        "encore-bench-training-{}.parquet",
+        std::process::id()
+    ));
+    let n = write_parquet(&path, &er, &computed)?;
+    let write_s = t3.elapsed().as_secs_f64();
+    let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    let _ = std::fs::remove_file(&path);
+    let features: usize = defs.views.values().map(|v| v.features.len()).sum();
+    let peak_mb = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1024.0);
+    let body = serde_json::json!({
+        "events": events, "rows": n, "features": features, "users": users, "artists": artists,
+        "generate_s": generated_s, "group_sort_s": group_s, "compute_s": compute_s,
+        "write_parquet_s": write_s, "training_set_s": group_s + compute_s + write_s,
+        "parquet_bytes": bytes, "peak_rss_mb": peak_mb,
+    });
+    out.emit(&body, || {
+        format!(
+            "{}\n",
+            serde_json::to_string_pretty(&body).unwrap_or_default()
+        )
+    });
+    Ok(())
+}
+
+/// Twenty features over two views (listener; listener and artist), as a re-ranker would use.
+pub const BENCH_FEATURES: &str = r#"
+[entities.user]
+keys = ["user_id"]
+[entities.user_artist]
+keys = ["user_id", "artist_id"]
+[views.user]
+entity = "user"
+ttl = "30d"
+features = [
+  { name = "plays_1h", agg = "count", window = "1h" },
+  { name = "plays_1d", agg = "count", window = "1d" },
+  { name = "plays_7d", agg = "count", window = "7d" },
+  { name = "plays_30d", agg = "count", window = "30d" },
+  { name = "streams_1d", agg = "count", window = "1d", filter = "stream" },
+  { name = "streams_7d", agg = "count", window = "7d", filter = "stream" },
+  { name = "ms_7d", agg = "sum", field = "ms_played", window = "7d" },
+  { name = "ms_30d", agg = "sum", field = "ms_played", window = "30d" },
+  { name = "completion_7d", agg = "mean", field = "completion", window = "7d" },
+  { name = "skip_rate_1d", agg = "ratio", window = "1d", numerator = { agg = "count", filter = "skip" }, denominator = { agg = "count" } },
+  { name = "skip_rate_7d", agg = "ratio", window = "7d", numerator = { agg = "count", filter = "skip" }, denominator = { agg = "count" } },
+  { name = "artists_7d", agg = "distinct", field = "artist_id", window = "7d" },
+  { name = "ios_share_7d", agg = "ratio", window = "7d", numerator = { agg = "count", filter = "platform == ios" }, denominator = { agg = "count" } },
+  { name = "last_completion", agg = "last", field = "completion" },
+]
+[views.user_artist]
+entity = "user_artist"
+ttl = "90d"
+features = [
+  { name = "plays_7d", agg = "count", window = "7d" },
+  { name = "plays_90d", agg = "count", window = "90d" },
+  { name = "streams_30d", agg = "count", window = "30d", filter = "stream" },
+  { name = "skip_rate_30d", agg = "ratio", window = "30d", numerator = { agg = "count", filter = "skip" }, denominator = { agg = "count" } },
+  { name = "ms_30d", agg = "sum", field = "ms_played", window = "30d" },
+  { name = "last_ms", agg = "last", field = "ms_played" },
+]
+[services.reranker]
+views = ["user", "user_artist"]
+"#;

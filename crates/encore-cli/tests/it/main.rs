@@ -3,6 +3,7 @@
 mod cli;
 mod evals;
 mod experiments;
+mod features;
 mod serve;
 mod sim;
 mod traces;

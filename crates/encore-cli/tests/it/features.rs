@@ -1,0 +1,260 @@
+//! The feature store end to end: definitions applied with the CLI, a real `encore serve` whose
+//! online values follow ingested plays within 2 s and null out past the TTL, and a training set
+//! written by the CLI that agrees.
+
+use crate::cli::{encore, stderr, stdout};
+use crate::serve::{start_full, terminate};
+use encore_server::client::request;
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+
+const DEFS: &str = r#"
+[entities.user]
+keys = ["user_id"]
+
+[views.listening]
+entity = "user"
+ttl = "3d"
+features = [
+  { name = "plays_1d", agg = "count", window = "1d" },
+  { name = "streams_1d", agg = "count", window = "1d", filter = "stream" },
+  { name = "skip_rate_1d", agg = "ratio", window = "1d", numerator = { agg = "count", filter = "skip" }, denominator = { agg = "count" } },
+]
+
+[services.home]
+views = ["listening"]
+"#;
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+fn play(id: &str, user: &str, end_ms: i64, ms_played: u32, reason_end: &str) -> Value {
+    json!({"event_id": format!("0b7f6c1e-9d2a-4c8e-8f3a-2d1e5b6a7c9{id}"), "schema_version": 1, "user_id": user, "session_id": "s1",
+        "ts_start_ms": end_ms - i64::from(ms_played) - 1, "ts_end_ms": end_ms, "item_id": "t1",
+        "item_type": "track", "item_duration_ms": 200000, "ms_played": ms_played,
+        "reason_start": "clickrow", "reason_end": reason_end, "context_type": "album",
+        "platform": "ios", "country": "SE", "tier": "premium"})
+}
+
+fn features(addr: &str, users: &[&str]) -> Value {
+    let entities: Vec<Value> = users.iter().map(|u| json!({"user_id": u})).collect();
+    let body = json!({"service": "home", "entities": entities}).to_string();
+    let r = request(addr, "POST", "/v1/features", body.as_bytes()).unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    serde_json::from_str(&r.body).unwrap()
+}
+
+#[test]
+fn online_features_follow_ingestion_within_2s_and_expire_with_the_ttl() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let data = dir.join("data");
+    let data_s = data.to_str().unwrap();
+    // a bad definition is refused with its file and line
+    std::fs::write(
+        dir.join("bad.toml"),
+        DEFS.replace(
+            "window = \"1d\" },\n  { name = \"streams",
+            "window = \"1 day\" },\n  { name = \"streams",
+        ),
+    )
+    .unwrap();
+    let o = encore(
+        dir,
+        &["features", "apply", "bad.toml", "--data-dir", data_s],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("bad.toml:9: view listening: feature plays_1d: duration"),
+        "{}",
+        stderr(&o)
+    );
+    std::fs::write(dir.join("features.toml"), DEFS).unwrap();
+    let o = encore(
+        dir,
+        &[
+            "--json",
+            "features",
+            "apply",
+            "features.toml",
+            "--data-dir",
+            data_s,
+        ],
+        &[],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(
+        (v["version"].as_u64(), v["changed"].as_bool()),
+        (Some(1), Some(true))
+    );
+    let o = encore(
+        dir,
+        &[
+            "--json",
+            "features",
+            "apply",
+            "features.toml",
+            "--data-dir",
+            data_s,
+        ],
+        &[],
+    );
+    let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(
+        (v["version"].as_u64(), v["changed"].as_bool()),
+        (Some(1), Some(false))
+    );
+
+    let (child, port, _) = start_full(&data, &[]);
+    let addr = format!("127.0.0.1:{port}");
+    // an entity never seen: nulls, flagged missing, not an error
+    let f = features(&addr, &["u1"]);
+    assert_eq!(f["rows"][0]["missing"], true, "{f}");
+    assert_eq!(f["rows"][0]["values"]["listening__plays_1d"], Value::Null);
+    let r = request(
+        &addr,
+        "POST",
+        "/v1/features",
+        br#"{"service": "nope", "entities": []}"#,
+    )
+    .unwrap();
+    assert_eq!(r.status, 404, "{}", r.body);
+    let r = request(
+        &addr,
+        "POST",
+        "/v1/features",
+        br#"{"service": "home", "entities": [{"artist_id": "a"}]}"#,
+    )
+    .unwrap();
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("user_id"), "{}", r.body);
+
+    // plays of u1, and of a listener last heard 4 days ago (past the 3-day TTL)
+    let now = now_ms();
+    let body = [
+        play("1", "u1", now - 60_000, 199_000, "trackdone"),
+        play("2", "u1", now - 30_000, 4_000, "fwdbtn"),
+        play("3", "old", now - 4 * 86_400_000, 199_000, "trackdone"),
+    ]
+    .iter()
+    .map(Value::to_string)
+    .collect::<Vec<_>>()
+    .join("\n");
+    let r = request(&addr, "POST", "/v1/events", body.as_bytes()).unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("\"accepted\":3"), "{}", r.body);
+    let acked = Instant::now();
+    let fresh = loop {
+        let f = features(&addr, &["u1", "old"]);
+        if f["rows"][0]["values"]["listening__plays_1d"] == 2.0 {
+            break f;
+        }
+        assert!(
+            acked.elapsed() < Duration::from_secs(2),
+            "not fresh within 2 s: {f}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    #[allow(clippy::print_stderr)]
+    {
+        eprintln!(
+            "online features fresh {} ms after the ingest acknowledgement",
+            acked.elapsed().as_millis()
+        );
+    }
+    let row = &fresh["rows"][0];
+    assert_eq!(row["values"]["listening__streams_1d"], 1.0);
+    assert_eq!(row["values"]["listening__skip_rate_1d"], 0.5);
+    assert_eq!(row["status"]["listening"], "live");
+    assert!(row["age_ms"]["listening"].as_i64().unwrap() < 2_000);
+    let old = &fresh["rows"][1];
+    assert_eq!(old["status"]["listening"], "expired", "{old}");
+    assert_eq!(old["values"]["listening__plays_1d"], Value::Null);
+    assert_eq!(old["missing"], false);
+    terminate(&child);
+    let mut child = child;
+    let _ = child.wait();
+
+    // offline: a training set as of now agrees, the stale listener expired there too
+    std::fs::write(
+        dir.join("entities.csv"),
+        format!(
+            "user_id,ts\nu1,{now}\nold,{now}\nu1,{}\nnobody,{now}\n",
+            now - 45_000
+        ),
+    )
+    .unwrap();
+    let o = encore(
+        dir,
+        &[
+            "--json",
+            "features",
+            "training-set",
+            "--entities",
+            "entities.csv",
+            "--service",
+            "home",
+            "--out",
+            "train.parquet",
+            "--data-dir",
+            data_s,
+        ],
+        &[],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let file = std::fs::File::open(dir.join("train.parquet")).unwrap();
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .unwrap()
+        .build()
+        .unwrap();
+    let batch = reader.map(Result::unwrap).next().unwrap();
+    let plays = batch
+        .column_by_name("listening__plays_1d")
+        .unwrap()
+        .as_any()
+        .downcast_ref::<arrow::array::Float64Array>()
+        .unwrap();
+    let status = batch
+        .column_by_name("listening__status")
+        .unwrap()
+        .as_any()
+        .downcast_ref::<arrow::array::StringArray>()
+        .unwrap();
+    use arrow::array::Array;
+    assert_eq!(plays.value(0), 2.0);
+    assert!(plays.is_null(1));
+    assert_eq!(status.value(1), "expired");
+    // 45 s ago only the first play had ended: point in time
+    assert_eq!(plays.value(2), 1.0);
+    assert_eq!(status.value(3), "missing");
+    // a bad entities file names its line
+    std::fs::write(dir.join("bad.csv"), "user_id,ts\nu1,yesterday\n").unwrap();
+    let o = encore(
+        dir,
+        &[
+            "features",
+            "training-set",
+            "--entities",
+            "bad.csv",
+            "--service",
+            "home",
+            "--out",
+            "x.parquet",
+            "--data-dir",
+            data_s,
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("bad.csv:2: ts \"yesterday\""),
+        "{}",
+        stderr(&o)
+    );
+}
