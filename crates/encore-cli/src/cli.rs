@@ -130,6 +130,15 @@ pub enum FeaturesCommand {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Train/serve skew: online values of a sample of each view's entities against the same
+    /// features recomputed offline from the event log, as of now
+    Skew {
+        #[arg(long)]
+        service: String,
+        /// Entities sampled per view
+        #[arg(long, default_value_t = 200)]
+        sample: usize,
+    },
     /// Online values of a service as of now, e.g. --entity user_id=u1,artist_id=a2 (repeatable)
     Get {
         #[arg(long)]
@@ -446,6 +455,9 @@ pub enum BenchCommand {
         artists: usize,
         #[arg(long, default_value_t = 90)]
         days: i64,
+        /// Write the benchmark's feature definitions to this file and stop
+        #[arg(long)]
+        write_definitions: Option<PathBuf>,
     },
     HttpGet {
         /// The server, e.g. 127.0.0.1:7878 (loopback only)

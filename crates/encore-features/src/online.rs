@@ -251,6 +251,22 @@ impl OnlineStore {
         Ok(events.len())
     }
 
+    /// Up to `limit` entity keys the store holds for `view` (key fields joined by U+001F).
+    pub fn entities(&self, view: &str, limit: usize) -> Result<Vec<String>, OnlineError> {
+        let tx = self.db.begin_read().map_err(dberr)?;
+        let t = tx.open_table(BUFFERS).map_err(dberr)?;
+        let (lo, hi) = (format!("{view}\u{0}"), format!("{view}\u{1}"));
+        let mut out = Vec::new();
+        for item in t.range(lo.as_str()..hi.as_str()).map_err(dberr)? {
+            let (k, _) = item.map_err(dberr)?;
+            out.push(k.value()[lo.len()..].to_owned());
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
     /// The time materialization has reached (0 when never run).
     pub fn watermark(&self) -> Result<i64, OnlineError> {
         let tx = self.db.begin_read().map_err(dberr)?;

@@ -65,7 +65,16 @@ pub fn run(cmd: BenchCommand, out: &Output) -> Result<(), CliError> {
             users,
             artists,
             days,
-        } => return features_offline(events, rows, users, artists, days, out),
+            write_definitions,
+        } => {
+            if let Some(path) = write_definitions {
+                std::fs::write(&path, BENCH_FEATURES).map_err(|e| {
+                    CliError::failed(format!("{}: {e}", path.display()), "check the path")
+                })?;
+                return Ok(());
+            }
+            return features_offline(events, rows, users, artists, days, out);
+        }
         BenchCommand::Ann {
             artifact,
             synthetic,

@@ -223,6 +223,83 @@ pub fn run(
                 )
             });
         }
+        FeaturesCommand::Skew { service, sample } => {
+            let cur = versions.require()?;
+            let plan = Plan::new(&cur.definitions, &service)?;
+            let store = OnlineStore::open(dir.path())?;
+            let now = encore_core::time::now_ms();
+            let ingestor = encore_ingest::Ingestor::open(dir.path(), Default::default())?;
+            let grouped = load_events(
+                ingestor.log(encore_ingest::Table::Playback),
+                &artists(&ingestor.catalog()),
+                &kinds(&cur.definitions),
+                now,
+            )?;
+            let mut report = Vec::new();
+            for (v, keys) in &plan.views {
+                let entities = store.entities(&v.name, sample)?;
+                let maps: Vec<BTreeMap<String, String>> = entities
+                    .iter()
+                    .map(|e| {
+                        keys.iter()
+                            .zip(e.split('\u{1f}'))
+                            .map(|(k, x)| ((*k).to_owned(), x.to_owned()))
+                            .collect()
+                    })
+                    .collect();
+                let single = Plan {
+                    service: service.clone(),
+                    views: vec![(v.clone(), keys.clone())],
+                    fields: keys.clone(),
+                };
+                let online = store.read(&single, &maps, now)?;
+                let rows = EntityRows {
+                    columns: keys.iter().map(|k| (*k).to_owned()).collect(),
+                    keys: entities
+                        .iter()
+                        .map(|e| e.split('\u{1f}').map(str::to_owned).collect())
+                        .collect(),
+                    ts: vec![now; entities.len()],
+                };
+                let events = grouped.get(&v.kind).cloned().unwrap_or_default();
+                let offline = compute_view(v, &events, &rows)?;
+                for (fi, f) in v.features.iter().enumerate() {
+                    let name = format!("{}__{}", v.name, f.name);
+                    let (mut differ, mut max_diff) = (0usize, 0f64);
+                    for (r, on) in online.iter().enumerate() {
+                        let (a, b) = (
+                            on.values.get(&name).copied().flatten(),
+                            offline.values[fi][r],
+                        );
+                        let same = match (a, b) {
+                            (None, None) => true,
+                            (Some(x), Some(y)) => {
+                                max_diff = max_diff.max((x - y).abs());
+                                (x - y).abs() <= 1e-9 * (1.0 + x.abs())
+                            }
+                            _ => false,
+                        };
+                        differ += usize::from(!same);
+                    }
+                    report.push(json!({"feature": name, "entities": online.len(),
+                        "differ": differ, "max_abs_diff": max_diff}));
+                }
+            }
+            out.emit(&report, || {
+                report
+                    .iter()
+                    .map(|r| {
+                        format!(
+                            "{:<40} {:>5} entities  {:>4} differ  max |diff| {}\n",
+                            r["feature"].as_str().unwrap_or(""),
+                            r["entities"],
+                            r["differ"],
+                            r["max_abs_diff"]
+                        )
+                    })
+                    .collect()
+            });
+        }
         FeaturesCommand::Get { service, entities } => {
             let cur = versions.require()?;
             let plan = Plan::new(&cur.definitions, &service)?;

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# The feature store (issue: feature store), release build:
+#   1. offline: a training set of 20 features (two views: listener; listener x artist) for
+#      ROWS entity rows over EVENTS synthetic plays (`encore bench features-offline`: grouping
+#      and sorting, the point-in-time sweep, the Parquet write, peak RSS);
+#   2. online: a simulated world (USERS listeners, 30 days ending today) ingested, the same
+#      definitions applied and materialized, `encore serve` on loopback; POST /v1/features with
+#      100 entities (listener, artist) x 20 features per request:
+#        - saturation: wrk, 2 threads, 16 connections, 20 s;
+#        - latency at 50 % of saturation: `encore bench http-get` (open loop, p50/p99).
+#
+#   benches/features.sh [EVENTS] [ROWS] [USERS]
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+events="${1:-10000000}"; rows="${2:-1000000}"; users="${3:-5000}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/encore-target}"
+command -v wrk >/dev/null || { apt-get install -y -q wrk >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q wrk >/dev/null; }; }
+cargo build --release --locked -q -p encore-cli
+bin="$CARGO_TARGET_DIR/release/encore"
+work="$(mktemp -d)"
+server=""
+trap '[ -n "$server" ] && kill "$server" 2>/dev/null; rm -rf "$work"' EXIT
+data="$work/data"
+
+echo "== offline: $rows rows x 20 features over $events plays"
+"$bin" bench features-offline --events "$events" --rows "$rows" --json | tee "$work/offline.json"
+
+echo "== online: a world of $users listeners, 30 days to today"
+start="$(date -u -d '-29 days' +%F)"
+/usr/bin/time -f "sim %e s" "$bin" sim generate --users "$users" --days 30 --start "$start" --format parquet --out "$work/world" >/dev/null
+/usr/bin/time -f "ingest %e s" "$bin" ingest "$work/world" --data-dir "$data" >/dev/null
+"$bin" bench features-offline --write-definitions "$work/features.toml"
+"$bin" features apply "$work/features.toml" --data-dir "$data"
+"$bin" --json features materialize --data-dir "$data" | tee "$work/materialize.json"
+"$bin" serve --bind 127.0.0.1:0 --data-dir "$data" >"$work/serve.log" 2>&1 &
+server=$!
+for _ in $(seq 300); do grep -q "^listening on " "$work/serve.log" && break; sleep 0.1; done
+addr="$(sed -n 's|^listening on http://\([^ ]*\).*|\1|p' "$work/serve.log" | head -1)"
+# request bodies: 100 random (listener, artist) pairs each
+python3 - "$work/world" "$work/bodies.txt" "$work/req.lua" <<'PY'
+import json, random, sys
+world, bodies, lua = sys.argv[1:4]
+users = [json.loads(l)["user_id"] for l in open(f"{world}/users.jsonl")]
+artists = [json.loads(l)["artist_id"] for l in open(f"{world}/catalog/artists.jsonl")]
+rng = random.Random(7)
+with open(bodies, "w") as f, open(lua, "w") as g:
+    g.write("local bodies = {}\n")
+    for _ in range(500):
+        b = json.dumps({"service": "reranker", "entities": [
+            {"user_id": rng.choice(users), "artist_id": rng.choice(artists)} for _ in range(100)]},
+            separators=(",", ":"))
+        f.write("POST /v1/features " + b + "\n")
+        g.write("bodies[#bodies + 1] = [[" + b + "]]\n")
+    g.write('local i = 0\nwrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+            'request = function()\n  i = i + 1\n  return wrk.format(nil, "/v1/features", nil, bodies[(i % #bodies) + 1])\nend\n')
+PY
+curl -sf -XPOST -H 'Content-Type: application/json' --data-binary "$(head -1 "$work/bodies.txt" | cut -d' ' -f3-)" "http://$addr/v1/features" \
+  | python3 -c "import json,sys; d=json.load(sys.stdin); r=d['rows']; print('rows', len(r), 'values per row', len(r[0]['values']), 'live user views', sum(x['status']['user']=='live' for x in r), 'live user_artist views', sum(x['status']['user_artist']=='live' for x in r))"
+wrk -t2 -c16 -d3s -s "$work/req.lua" "http://$addr" >/dev/null
+wrk -t2 -c16 -d20s --latency -s "$work/req.lua" "http://$addr" | tee "$work/wrk.txt"
+saturation="$(sed -n 's/^Requests\/sec: *\([0-9.]*\)/\1/p' "$work/wrk.txt")"
+half="$(python3 -c "print(round($saturation / 2))")"
+echo "== fixed rate at 50 % of saturation: $half req/s"
+"$bin" bench http-get --addr "$addr" "$work/bodies.txt" --rate "$half" --seconds 20 --connections 16 --json | tee "$work/half.json"
+python3 - "$saturation" "$work/half.json" "$work/offline.json" <<'PY'
+import json, sys
+sat = float(sys.argv[1]); half = json.load(open(sys.argv[2])); off = json.load(open(sys.argv[3]))
+print(json.dumps({"offline_training_set_s": round(off["training_set_s"], 2), "offline_peak_rss_mb": round(off["peak_rss_mb"]),
+  "online_saturation_req_per_s": round(sat), "online_entities_per_s": round(sat * 100),
+  "half_rate": half["target_rate"], "half_p50_ms": round(half["p50_ms"], 3), "half_p99_ms": round(half["p99_ms"], 3),
+  "half_service_p99_ms": round(half["service_p99_ms"], 3), "half_errors": half["errors"] + half["shed_503"]}))
+PY
