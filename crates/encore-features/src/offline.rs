@@ -37,8 +37,82 @@ impl encore_core::Coded for OfflineError {
     }
 }
 
-/// Events by entity key, each list sorted by time.
-pub type ByEntity = HashMap<String, Vec<FeatureEvent>>;
+/// Events by entity key, each entity's events contiguous and sorted by time: keys interned to
+/// dense ids, one flat array of events (no allocation per entity).
+#[derive(Debug, Clone, Default)]
+pub struct ByEntity {
+    ids: HashMap<String, u32>,
+    /// while building: the entity id of each event
+    owner: Vec<u32>,
+    /// after [`ByEntity::finish`]: entity `i`'s events are `events[offsets[i]..offsets[i + 1]]`
+    offsets: Vec<usize>,
+    events: Vec<FeatureEvent>,
+}
+
+impl ByEntity {
+    fn push(&mut self, key: &str, e: FeatureEvent) {
+        let id = match self.ids.get(key) {
+            Some(&id) => id,
+            None => {
+                let id = self.ids.len() as u32;
+                self.ids.insert(key.to_owned(), id);
+                id
+            }
+        };
+        self.owner.push(id);
+        self.events.push(e);
+    }
+
+    /// Orders events by (entity, time), stably: events at the same time keep their arrival
+    /// order.
+    fn finish(&mut self) {
+        let n = self.ids.len();
+        let mut counts = vec![0usize; n + 1];
+        for &o in &self.owner {
+            counts[o as usize + 1] += 1;
+        }
+        for i in 0..n {
+            counts[i + 1] += counts[i];
+        }
+        let mut next = counts.clone();
+        let mut sorted = vec![
+            FeatureEvent {
+                ts: 0,
+                num: [0.0; 3],
+                flags: 0,
+                cat: [0; 7],
+            };
+            self.events.len()
+        ];
+        for (e, &o) in self.events.iter().zip(&self.owner) {
+            sorted[next[o as usize]] = *e;
+            next[o as usize] += 1;
+        }
+        for i in 0..n {
+            sorted[counts[i]..counts[i + 1]].sort_by_key(|e| e.ts);
+        }
+        self.events = sorted;
+        self.offsets = counts;
+        self.owner = Vec::new();
+    }
+
+    /// The events of entity `key`, sorted by time (empty when unknown).
+    pub fn get(&self, key: &str) -> &[FeatureEvent] {
+        match self.ids.get(key) {
+            Some(&id) => &self.events[self.offsets[id as usize]..self.offsets[id as usize + 1]],
+            None => &[],
+        }
+    }
+
+    /// Entities, and events in all.
+    pub fn len(&self) -> (usize, usize) {
+        (self.ids.len(), self.events.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+}
 
 fn col<'a, T: 'static>(b: &'a RecordBatch, name: &str) -> Result<&'a T, OfflineError> {
     b.column_by_name(name)
@@ -55,7 +129,7 @@ pub fn load_events(
     to_ms: i64,
 ) -> Result<HashMap<EntityKind, ByEntity>, OfflineError> {
     let mut out: HashMap<EntityKind, ByEntity> =
-        kinds.iter().map(|k| (*k, HashMap::new())).collect();
+        kinds.iter().map(|k| (*k, ByEntity::default())).collect();
     scan_events(log, artists, i64::MIN, to_ms, |user, item, artist, e| {
         add(&mut out, user, item, artist, e)
     })?;
@@ -167,17 +241,34 @@ fn add(
 ) {
     for (kind, by) in out.iter_mut() {
         if let Some(k) = kind.key(user, item, artist) {
-            by.entry(k).or_default().push(e);
+            by.push(&k, e);
         }
     }
 }
 
 fn sort(out: &mut HashMap<EntityKind, ByEntity>) {
     for by in out.values_mut() {
-        for v in by.values_mut() {
-            // stable: events at the same time keep their arrival order
-            v.sort_by_key(|e| e.ts);
-        }
+        by.finish();
+    }
+}
+
+/// Groups events one at a time, in any order, by the keys of each of `kinds`.
+#[derive(Debug)]
+pub struct Grouper(HashMap<EntityKind, ByEntity>);
+
+impl Grouper {
+    pub fn new(kinds: &[EntityKind]) -> Grouper {
+        Grouper(kinds.iter().map(|k| (*k, ByEntity::default())).collect())
+    }
+
+    pub fn add(&mut self, user: &str, item: &str, artist: Option<&str>, e: FeatureEvent) {
+        add(&mut self.0, user, item, artist, e);
+    }
+
+    /// Each entity's events, sorted by time.
+    pub fn finish(mut self) -> HashMap<EntityKind, ByEntity> {
+        sort(&mut self.0);
+        self.0
     }
 }
 
@@ -187,7 +278,7 @@ pub fn group_events(
     kinds: &[EntityKind],
 ) -> HashMap<EntityKind, ByEntity> {
     let mut out: HashMap<EntityKind, ByEntity> =
-        kinds.iter().map(|k| (*k, HashMap::new())).collect();
+        kinds.iter().map(|k| (*k, ByEntity::default())).collect();
     for k in events {
         add(
             &mut out,
@@ -299,11 +390,10 @@ pub fn compute_view(
     }
     let mut values = vec![vec![None; n]; view.features.len()];
     let mut status = vec![Status::Missing; n];
-    let empty = Vec::new();
     for (key, mut idx) in groups {
         idx.sort_by_key(|&i| rows.ts[i]);
         let times: Vec<i64> = idx.iter().map(|&i| rows.ts[i]).collect();
-        let ev = events.get(&key).unwrap_or(&empty);
+        let ev = events.get(&key);
         let st = statuses(ev, &times, view.ttl_ms);
         for (j, &i) in idx.iter().enumerate() {
             status[i] = st[j];

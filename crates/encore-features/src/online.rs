@@ -8,7 +8,7 @@
 //! watermark) and from ingestion as events arrive; both merge into the buffers, dropping exact
 //! duplicates, so replaying a range is harmless.
 
-use crate::compute::{Status, status, value};
+use crate::compute::{Status, status, values};
 use crate::def::{Definitions, EntityKind, View};
 use crate::event::FeatureEvent;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
@@ -128,6 +128,8 @@ pub struct Plan {
     pub views: Vec<(View, Vec<&'static str>)>,
     /// every request field the plan needs
     pub fields: Vec<&'static str>,
+    /// per view, its features' output names (`<view>__<feature>`)
+    pub names: Vec<Vec<String>>,
 }
 
 impl Plan {
@@ -148,10 +150,21 @@ impl Plan {
                 (v.clone(), keys)
             })
             .collect();
+        let views: Vec<(View, Vec<&'static str>)> = views;
+        let names = views
+            .iter()
+            .map(|(v, _)| {
+                v.features
+                    .iter()
+                    .map(|f| format!("{}__{}", v.name, f.name))
+                    .collect()
+            })
+            .collect();
         Ok(Plan {
             service: service.into(),
             views,
             fields,
+            names,
         })
     }
 }
@@ -301,56 +314,79 @@ impl OnlineStore {
                 )));
             }
         }
+        // fetch and decode in one read transaction; then compute, rows in parallel
         let tx = self.db.begin_read().map_err(dberr)?;
         let t = tx.open_table(BUFFERS).map_err(dberr)?;
-        let mut out = Vec::with_capacity(rows.len());
+        let mut fetched: Vec<Vec<(i64, Vec<FeatureEvent>)>> = Vec::with_capacity(rows.len());
+        let mut key = String::new();
         for r in rows {
+            let mut per_view = Vec::with_capacity(plan.views.len());
+            for (v, keys) in &plan.views {
+                key.clear();
+                key.push_str(&v.name);
+                key.push('\u{0}');
+                for (i, k) in keys.iter().enumerate() {
+                    if i > 0 {
+                        key.push('\u{1f}');
+                    }
+                    key.push_str(&r[*k]);
+                }
+                let from = now_ms - v.horizon_ms();
+                per_view.push(match t.get(key.as_str()).map_err(dberr)? {
+                    Some(g) => decode(g.value(), from),
+                    None => (0, Vec::new()),
+                });
+            }
+            fetched.push(per_view);
+        }
+        let compute = |per_view: &Vec<(i64, Vec<FeatureEvent>)>| -> FeatureRow {
             let mut row = FeatureRow {
                 values: BTreeMap::new(),
                 status: BTreeMap::new(),
                 age_ms: BTreeMap::new(),
                 missing: true,
             };
-            for (v, keys) in &plan.views {
-                let parts: Vec<&str> = keys.iter().map(|k| r[*k].as_str()).collect();
-                let entity = parts.join("\u{1f}");
-                let from = now_ms - v.horizon_ms();
-                let (updated, events) = match t
-                    .get(buffer_key(&v.name, &entity).as_str())
-                    .map_err(dberr)?
-                {
-                    Some(g) => decode(g.value(), from),
-                    None => (0, Vec::new()),
-                };
-                let mut st = status(&events, now_ms, v.ttl_ms);
+            for (((v, _), (updated, events)), names) in
+                plan.views.iter().zip(per_view).zip(&plan.names)
+            {
+                let mut st = status(events, now_ms, v.ttl_ms);
                 // a buffer pruned to nothing still knows the entity: expired, not missing
-                if st == Status::Missing && updated > 0 {
+                if st == Status::Missing && *updated > 0 {
                     st = Status::Expired;
                 }
                 match st {
-                    Status::Live => row.missing = false,
-                    Status::Expired => {
-                        row.missing = false;
-                        self.stats.expired.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Status::Missing => {
-                        self.stats.missing.fetch_add(1, Ordering::Relaxed);
-                    }
+                    Status::Live | Status::Expired => row.missing = false,
+                    Status::Missing => {}
                 }
-                if updated > 0 {
+                if *updated > 0 {
                     row.age_ms.insert(v.name.clone(), now_ms - updated);
                 }
-                for f in &v.features {
-                    let x = if st == Status::Live {
-                        value(f, &events, now_ms)
-                    } else {
-                        None
-                    };
-                    row.values.insert(format!("{}__{}", v.name, f.name), x);
+                let vals = if st == Status::Live {
+                    values(&v.features, events, now_ms)
+                } else {
+                    vec![None; v.features.len()]
+                };
+                for (name, x) in names.iter().zip(vals) {
+                    row.values.insert(name.clone(), x);
                 }
                 row.status.insert(v.name.clone(), st);
             }
-            out.push(row);
+            row
+        };
+        let out: Vec<FeatureRow> = if fetched.len() >= 16 {
+            use rayon::prelude::*;
+            fetched.par_iter().map(compute).collect()
+        } else {
+            fetched.iter().map(compute).collect()
+        };
+        for row in &out {
+            for st in row.status.values() {
+                match st {
+                    Status::Expired => self.stats.expired.fetch_add(1, Ordering::Relaxed),
+                    Status::Missing => self.stats.missing.fetch_add(1, Ordering::Relaxed),
+                    Status::Live => 0,
+                };
+            }
         }
         self.stats
             .reads

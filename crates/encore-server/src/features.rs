@@ -156,7 +156,7 @@ pub(crate) struct ReadBody {
 pub(crate) async fn read(
     State(state): State<AppState>,
     body: Result<Json<ReadBody>, JsonRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Features>, ApiError> {
     let Json(b) = body.map_err(|e| ApiError::new(ErrorCode::InvalidArgument, e.body_text()))?;
     if b.entities.len() > 10_000 {
         return Err(ApiError::new(
@@ -182,14 +182,23 @@ pub(crate) async fn read(
         })
         .collect();
     let version = a.version;
-    let got = tokio::task::spawn_blocking(move || {
+    let rows = tokio::task::spawn_blocking(move || {
         a.store.read(&plan, &rows, encore_core::time::now_ms())
     })
     .await
     .map_err(|e| ApiError::new(ErrorCode::Internal, format!("features task failed: {e}")))??;
-    Ok(Json(
-        json!({ "service": b.service, "version": version, "rows": got }),
-    ))
+    Ok(Json(Features {
+        service: b.service,
+        version,
+        rows,
+    }))
+}
+
+#[derive(Debug, serde::Serialize)]
+pub(crate) struct Features {
+    service: String,
+    version: u32,
+    rows: Vec<encore_features::online::FeatureRow>,
 }
 
 #[utoipa::path(get, path = "/v1/features/services", tag = "features",

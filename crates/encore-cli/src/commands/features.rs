@@ -208,8 +208,9 @@ pub fn run(
             let loaded_s = t0.elapsed().as_secs_f64();
             let mut computed = Vec::new();
             for (v, _) in &plan.views {
-                let events = grouped.get(&v.kind).cloned().unwrap_or_default();
-                computed.push((v, compute_view(v, &events, &rows)?));
+                let empty = Default::default();
+                let events = grouped.get(&v.kind).unwrap_or(&empty);
+                computed.push((v, compute_view(v, events, &rows)?));
             }
             let n = write_parquet(&path, &rows, &computed)?;
             let features: usize = plan.views.iter().map(|(v, _)| v.features.len()).sum();
@@ -251,6 +252,12 @@ pub fn run(
                     service: service.clone(),
                     views: vec![(v.clone(), keys.clone())],
                     fields: keys.clone(),
+                    names: vec![
+                        v.features
+                            .iter()
+                            .map(|f| format!("{}__{}", v.name, f.name))
+                            .collect(),
+                    ],
                 };
                 let online = store.read(&single, &maps, now)?;
                 let rows = EntityRows {
@@ -261,8 +268,9 @@ pub fn run(
                         .collect(),
                     ts: vec![now; entities.len()],
                 };
-                let events = grouped.get(&v.kind).cloned().unwrap_or_default();
-                let offline = compute_view(v, &events, &rows)?;
+                let empty = Default::default();
+                let events = grouped.get(&v.kind).unwrap_or(&empty);
+                let offline = compute_view(v, events, &rows)?;
                 for (fi, f) in v.features.iter().enumerate() {
                     let name = format!("{}__{}", v.name, f.name);
                     let (mut differ, mut max_diff) = (0usize, 0f64);

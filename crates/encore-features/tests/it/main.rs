@@ -172,11 +172,14 @@ proptest! {
                 for (fi, f) in view.features.iter().enumerate() {
                     let want = if st == Status::Live { naive(f, &all, t) } else { None };
                     prop_assert!(close(cols.values[fi][r], want), "{}.{} for {:?} at {}: {:?} vs naive {:?}", view.name, f.name, key, t, cols.values[fi][r], want);
-                    // the online path (one value by binary search) agrees too
+                    // the online paths (one value by binary search; every value in one pass)
+                    // agree too
                     if st == Status::Live {
                         let mut sorted = all.clone();
                         sorted.sort_by_key(|e| e.ts);
                         prop_assert!(close(compute::value(f, &sorted, t), want), "online {}.{}", view.name, f.name);
+                        let one_pass = compute::values(&view.features, &sorted, t);
+                        prop_assert!(close(one_pass[fi], want), "one pass {}.{}: {:?} vs {:?}", view.name, f.name, one_pass[fi], want);
                     }
                 }
             }
