@@ -214,6 +214,10 @@ pub struct ServingConfig {
     pub cache_seconds: u32,
     /// Listeners whose home lists are cached.
     pub cache_users: u32,
+    /// A user-artist feature (`<view>__<feature>`, e.g. `user_artist__skip_rate_30d`) that
+    /// demotes artists in home lists by `rerank_weight × value`; empty: none.
+    pub rerank_feature: String,
+    pub rerank_weight: f32,
 }
 
 /// How serving finds candidates.
@@ -236,6 +240,8 @@ impl Default for ServingConfig {
             hnsw_threshold: 250_000,
             cache_seconds: 30,
             cache_users: 100_000,
+            rerank_feature: String::new(),
+            rerank_weight: 0.5,
         }
     }
 }

@@ -68,6 +68,11 @@ hnsw_threshold = 250000
 # as the listener plays something; at most cache_users listeners are kept.
 cache_seconds = 30
 cache_users = 100000
+# A user-artist feature of the applied feature definitions (`encore features apply`), e.g.
+# "user_artist__skip_rate_30d", that demotes artists in home lists by rerank_weight x value
+# (the same definition computes it for training sets). Empty: none.
+rerank_feature = ""
+rerank_weight = 0.5
 
 [telemetry]
 # What is stored of prompts and completions: "full" (after redaction), "metadata_only" or "none".

@@ -86,16 +86,20 @@ pub fn values(features: &[Feature], events: &[FeatureEvent], t: i64) -> Vec<Opti
         seen: Vec<u64>,
     }
     let hi = upto(events, t);
-    let oldest = features.iter().map(|f| t - f.span_ms).min().unwrap_or(t);
+    // features by look-back, longest first: as events get older, only a prefix is still open
+    let mut order: Vec<usize> = (0..features.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(features[i].span_ms));
+    let mut open = order.len();
     let mut acc = vec![Acc::default(); features.len()];
     for e in events[..hi].iter().rev() {
-        if e.ts <= oldest {
+        while open > 0 && e.ts <= t - features[order[open - 1]].span_ms {
+            open -= 1;
+        }
+        if open == 0 {
             break;
         }
-        for (f, a) in features.iter().zip(acc.iter_mut()) {
-            if e.ts <= t - f.span_ms {
-                continue;
-            }
+        for &k in &order[..open] {
+            let (f, a) = (&features[k], &mut acc[k]);
             match &f.agg {
                 Agg::Ratio { num, den } => {
                     if num.1.accepts(e) {

@@ -302,6 +302,34 @@ impl EntityKind {
         .find(|e| e.keys() == k.as_slice())
     }
 
+    /// Writes the entity key of an event's fields into `buf` (cleared first); false when a
+    /// needed field is unknown.
+    pub fn write_key(self, buf: &mut String, user: &str, item: &str, artist: Option<&str>) -> bool {
+        buf.clear();
+        match self {
+            EntityKind::User => buf.push_str(user),
+            EntityKind::Item => buf.push_str(item),
+            EntityKind::Artist => match artist {
+                Some(a) => buf.push_str(a),
+                None => return false,
+            },
+            EntityKind::UserArtist => match artist {
+                Some(a) => {
+                    buf.push_str(user);
+                    buf.push('\u{1f}');
+                    buf.push_str(a);
+                }
+                None => return false,
+            },
+            EntityKind::UserItem => {
+                buf.push_str(user);
+                buf.push('\u{1f}');
+                buf.push_str(item);
+            }
+        }
+        true
+    }
+
     /// The entity key of an event's fields (None when a needed field is unknown).
     pub fn key(self, user: &str, item: &str, artist: Option<&str>) -> Option<String> {
         Some(match self {

@@ -239,11 +239,17 @@ fn add(
     artist: Option<&str>,
     e: FeatureEvent,
 ) {
-    for (kind, by) in out.iter_mut() {
-        if let Some(k) = kind.key(user, item, artist) {
-            by.push(&k, e);
-        }
+    thread_local! {
+        static KEY: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
     }
+    KEY.with(|k| {
+        let mut k = k.borrow_mut();
+        for (kind, by) in out.iter_mut() {
+            if kind.write_key(&mut k, user, item, artist) {
+                by.push(&k, e);
+            }
+        }
+    });
 }
 
 fn sort(out: &mut HashMap<EntityKind, ByEntity>) {

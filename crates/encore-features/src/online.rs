@@ -280,6 +280,35 @@ impl OnlineStore {
         Ok(out)
     }
 
+    /// Feature `feature` of `view` for every entity whose key starts with `prefix` (e.g. a
+    /// listener's user-artist pairs): the rest of each key and the value, live entities only.
+    pub fn prefix_values(
+        &self,
+        view: &View,
+        feature: usize,
+        prefix: &str,
+        now_ms: i64,
+    ) -> Result<Vec<(String, f64)>, OnlineError> {
+        let tx = self.db.begin_read().map_err(dberr)?;
+        let t = tx.open_table(BUFFERS).map_err(dberr)?;
+        let lo = format!("{}\u{0}{prefix}\u{1f}", view.name);
+        let hi = format!("{}\u{0}{prefix}\u{20}", view.name);
+        let from = now_ms - view.horizon_ms();
+        let f = std::slice::from_ref(&view.features[feature]);
+        let mut out = Vec::new();
+        for item in t.range(lo.as_str()..hi.as_str()).map_err(dberr)? {
+            let (k, v) = item.map_err(dberr)?;
+            let (_, events) = decode(v.value(), from);
+            if status(&events, now_ms, view.ttl_ms) != Status::Live {
+                continue;
+            }
+            if let Some(x) = values(f, &events, now_ms)[0] {
+                out.push((k.value()[lo.len()..].to_owned(), x));
+            }
+        }
+        Ok(out)
+    }
+
     /// The time materialization has reached (0 when never run).
     pub fn watermark(&self) -> Result<i64, OnlineError> {
         let tx = self.db.begin_read().map_err(dberr)?;

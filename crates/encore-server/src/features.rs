@@ -34,6 +34,45 @@ pub struct FeaturesAccess {
     /// each catalog item's artist
     artists: Arc<HashMap<String, String>>,
     writer: SyncSender<Vec<Keyed>>,
+    /// the user-artist feature that demotes artists in home lists, and its weight
+    rerank: Option<Rerank>,
+}
+
+/// A user-artist feature feeding the re-ranking of home lists: an artist is demoted by
+/// `weight × value` (clamped to [0, 1]).
+#[derive(Debug, Clone)]
+pub struct Rerank {
+    pub view: encore_features::def::View,
+    pub feature: usize,
+    pub weight: f32,
+}
+
+impl Rerank {
+    /// `<view>__<feature>` of a user-artist view of `defs`, or why not.
+    pub fn new(defs: &Definitions, name: &str, weight: f32) -> Result<Rerank, String> {
+        let (view, feature) = name
+            .split_once("__")
+            .ok_or_else(|| format!("rerank feature {name:?}: expected <view>__<feature>"))?;
+        let v = defs
+            .views
+            .get(view)
+            .ok_or_else(|| format!("rerank feature {name:?}: no view {view}"))?;
+        if v.kind != encore_features::def::EntityKind::UserArtist {
+            return Err(format!(
+                "rerank feature {name:?}: view {view} is not keyed by user_id and artist_id"
+            ));
+        }
+        let feature = v
+            .features
+            .iter()
+            .position(|f| f.name == feature)
+            .ok_or_else(|| format!("rerank feature {name:?}: view {view} has no {feature}"))?;
+        Ok(Rerank {
+            view: v.clone(),
+            feature,
+            weight,
+        })
+    }
 }
 
 impl FeaturesAccess {
@@ -44,6 +83,7 @@ impl FeaturesAccess {
         version: u32,
         definitions: Definitions,
         artists: HashMap<String, String>,
+        rerank: Option<Rerank>,
     ) -> Arc<FeaturesAccess> {
         let (writer, rx) = std::sync::mpsc::sync_channel::<Vec<Keyed>>(1024);
         let access = Arc::new(FeaturesAccess {
@@ -53,6 +93,7 @@ impl FeaturesAccess {
             plans: Mutex::default(),
             artists: Arc::new(artists),
             writer,
+            rerank,
         });
         let (store, defs) = (Arc::clone(&access.store), Arc::clone(&access.definitions));
         std::thread::Builder::new()
@@ -86,6 +127,27 @@ impl FeaturesAccess {
         let p = Arc::new(Plan::new(&self.definitions, service)?);
         plans.insert(service.to_owned(), Arc::clone(&p));
         Ok(p)
+    }
+
+    /// The demotion of each artist for `user` in home lists (empty without a rerank feature).
+    pub fn demotions(&self, user: &str) -> HashMap<String, f32> {
+        let Some(r) = &self.rerank else {
+            return HashMap::new();
+        };
+        match self
+            .store
+            .prefix_values(&r.view, r.feature, user, encore_core::time::now_ms())
+        {
+            Ok(v) => v
+                .into_iter()
+                .map(|(artist, x)| (artist, (r.weight * x as f32).clamp(0.0, 1.0)))
+                .filter(|(_, d)| *d > 0.0)
+                .collect(),
+            Err(e) => {
+                tracing::warn!("home list without feature demotions: {e}");
+                HashMap::new()
+            }
+        }
     }
 
     /// Hands the playback events of an accepted `/v1/events` body to the writer.

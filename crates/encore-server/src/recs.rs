@@ -348,8 +348,14 @@ pub(crate) async fn user_recommendations(
         return Ok(Json(slate));
     }
     let who = user.clone();
+    let features = state.features.clone();
     let slate = compute_on(&state, model, move |m, served| {
         let recent = served.recent.get(&who);
+        // the listener's feature-driven demotions (e.g. artists they skip)
+        let mut rules = rules;
+        if let Some(f) = &features {
+            rules.artist_demotion = f.demotions(&who);
+        }
         m.home(&who, &recent, n, exclude_seen, &rules)
     })
     .await?;

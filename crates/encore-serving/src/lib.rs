@@ -123,6 +123,10 @@ pub struct Rules {
     pub allow_explicit: bool,
     pub banned_items: Vec<String>,
     pub banned_artists: Vec<String>,
+    /// per artist id, a demotion in [0, 1]: the candidate's relevance is scaled by
+    /// `1 − demotion` (fed by a feature service, e.g. the listener's recent skip rate of the
+    /// artist)
+    pub artist_demotion: HashMap<String, f32>,
 }
 
 impl Default for Rules {
@@ -134,6 +138,7 @@ impl Default for Rules {
             allow_explicit: true,
             banned_items: Vec::new(),
             banned_artists: Vec::new(),
+            artist_demotion: HashMap::new(),
         }
     }
 }
@@ -340,6 +345,14 @@ impl Ranking<'_> {
         };
         let span = (hi - lo).max(1e-12);
         let lambda = self.rules.relevance_weight.clamp(0.0, 1.0);
+        let demotion = |artist: Option<u32>| -> f32 {
+            if self.rules.artist_demotion.is_empty() {
+                return 0.0;
+            }
+            artist
+                .and_then(|a| self.rules.artist_demotion.get(&m.artists[a as usize]))
+                .map_or(0.0, |d| d.clamp(0.0, 1.0))
+        };
         let mut taken = vec![false; candidates.len()];
         let mut chosen: Vec<(f32, u32)> = Vec::with_capacity(n);
         let mut per_artist: HashMap<u32, usize> = Default::default();
@@ -367,7 +380,7 @@ impl Ranking<'_> {
                         continue;
                     }
                 }
-                let mut value = (score - lo) / span;
+                let mut value = (score - lo) / span * (1.0 - demotion(artist));
                 if lambda < 1.0 && !chosen.is_empty() {
                     let v = m.unit_vector(item);
                     let redundancy = chosen

@@ -162,7 +162,7 @@ pub fn serve_until(
             .with_registry(dir.path().to_path_buf(), gate)
             .with_telemetry(Arc::clone(&telemetry))
             .with_evals(evals);
-        let state = match features(dir.path(), &ingestor)? {
+        let state = match features(loaded, dir.path(), &ingestor)? {
             Some(f) => state.with_features(f),
             None => state,
         };
@@ -241,11 +241,25 @@ pub fn serve_until(
 
 /// The online feature store with the current definitions, when some are applied.
 fn features(
+    loaded: &Loaded,
     root: &std::path::Path,
     ingestor: &encore_ingest::Ingestor,
 ) -> Result<Option<Arc<encore_server::features::FeaturesAccess>>, CliError> {
     let Some(cur) = encore_features::versions::Versions::new(root).current()? else {
         return Ok(None);
+    };
+    let sc = &loaded.config.serving;
+    let rerank = match sc.rerank_feature.as_str() {
+        "" => None,
+        name => Some(
+            encore_server::features::Rerank::new(&cur.definitions, name, sc.rerank_weight)
+                .map_err(|e| {
+                    CliError::usage(
+                        format!("[serving] rerank_feature: {e}"),
+                        "name a feature of a view keyed by user_id and artist_id, or set \"\"",
+                    )
+                })?,
+        ),
     };
     let store = encore_features::online::OnlineStore::open(root)?;
     tracing::info!(
@@ -258,6 +272,7 @@ fn features(
         cur.version,
         cur.definitions,
         crate::commands::features::artists(&ingestor.catalog()),
+        rerank,
     )))
 }
 

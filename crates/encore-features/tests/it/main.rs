@@ -308,6 +308,22 @@ fn online_reads_match_offline_values_and_enforce_ttl() {
             .load(std::sync::atomic::Ordering::Relaxed)
             >= 1
     );
+    // one listener's artists with a feature (what demotes artists in home lists)
+    let mut per_artist = store
+        .prefix_values(&defs.views["user_artist"], 0, "fresh", now)
+        .unwrap();
+    per_artist.sort_by(|a, b| a.0.cmp(&b.0));
+    // user_artist's TTL is 1 day: the 30-hour-old play of a0 is out, a0's 2-hour one is in
+    assert_eq!(
+        per_artist,
+        vec![("a0".to_owned(), 1.0), ("a1".to_owned(), 1.0)]
+    );
+    assert!(
+        store
+            .prefix_values(&defs.views["user_artist"], 0, "stale", now)
+            .unwrap()
+            .is_empty()
+    );
     // a request without a field the plan needs names it
     let e = store
         .read(

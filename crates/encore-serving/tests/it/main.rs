@@ -115,6 +115,42 @@ fn home_is_personal_unseen_capped_and_filtered() {
     assert!(s.items.iter().any(|i| seen.contains(&index(&i.id))));
 }
 
+/// A feature service's demotion of an artist (say, the listener skips it) moves its tracks
+/// down the list; a full demotion puts them below every other candidate.
+#[test]
+fn demoted_artists_move_down() {
+    let m = world();
+    let plain = m.home("u4", &[], 10, true, &Rules::default()).unwrap();
+    let top_artist = plain.items[0].artist_id.clone().unwrap();
+    let rules = Rules {
+        artist_demotion: [(top_artist.clone(), 1.0)].into(),
+        ..Rules::default()
+    };
+    let demoted = m.home("u4", &[], 10, true, &rules).unwrap();
+    let first = |s: &encore_serving::Slate| {
+        s.items
+            .iter()
+            .position(|i| i.artist_id.as_deref() == Some(top_artist.as_str()))
+    };
+    assert_eq!(first(&plain), Some(0));
+    assert!(
+        first(&demoted).is_none_or(|p| p >= 5),
+        "{top_artist} still at {:?}",
+        first(&demoted)
+    );
+    // a slight demotion keeps the artist in the list
+    let rules = Rules {
+        artist_demotion: [(top_artist.clone(), 0.1)].into(),
+        ..Rules::default()
+    };
+    let partial = m.home("u4", &[], 10, true, &rules).unwrap();
+    assert!(
+        first(&partial).is_some_and(|p| p < 5),
+        "{:?}",
+        first(&partial)
+    );
+}
+
 #[test]
 fn new_listeners_are_folded_in_and_unknown_ones_refused() {
     let m = world();
