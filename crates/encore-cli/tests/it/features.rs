@@ -258,3 +258,100 @@ fn online_features_follow_ingestion_within_2s_and_expire_with_the_ttl() {
         stderr(&o)
     );
 }
+
+/// The same definitions serve training sets and the home list: with `[serving] rerank_feature`
+/// set to a listener-artist skip rate, skipping an artist's tracks moves the artist down the
+/// listener's next home list.
+#[test]
+fn a_skip_rate_feature_demotes_the_artist_in_home_lists() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let data = dir.join("d");
+    let data_s = data.to_str().unwrap();
+    let run = |args: &[&str]| {
+        let mut full = vec!["--json"];
+        full.extend_from_slice(args);
+        full.extend_from_slice(&["--data-dir", data_s]);
+        let o = encore(dir, &full, &[]);
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+    };
+    run(&["demo", "--users", "120", "--days", "2", "--no-serve"]);
+    std::fs::write(
+        dir.join("features.toml"),
+        r#"
+[entities.user_artist]
+keys = ["user_id", "artist_id"]
+
+[views.user_artist]
+entity = "user_artist"
+ttl = "30d"
+features = [{ name = "skip_rate_30d", agg = "ratio", window = "30d", numerator = { agg = "count", filter = "skip" }, denominator = { agg = "count" } }]
+
+[services.reranker]
+views = ["user_artist"]
+"#,
+    )
+    .unwrap();
+    run(&["features", "apply", "features.toml"]);
+    let (child, port, _) = start_full(
+        &data,
+        &[
+            (
+                "ENCORE__SERVING__RERANK_FEATURE",
+                "user_artist__skip_rate_30d",
+            ),
+            ("ENCORE__SERVING__RERANK_WEIGHT", "1"),
+            ("ENCORE__SERVING__CACHE_SECONDS", "0"),
+        ],
+    );
+    let addr = format!("127.0.0.1:{port}");
+    let home = || -> Value {
+        let r = request(&addr, "GET", "/v1/users/u1/recommendations?n=10", b"").unwrap();
+        assert_eq!(r.status, 200, "{}", r.body);
+        serde_json::from_str(&r.body).unwrap()
+    };
+    let before = home();
+    let top = &before["items"][0];
+    let artist = top["artist_id"].as_str().unwrap().to_owned();
+    let item = top["id"].as_str().unwrap().to_owned();
+    let position = |s: &Value| {
+        s["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .position(|i| i["artist_id"] == artist.as_str())
+    };
+    assert_eq!(position(&before), Some(0));
+    // u1 skips that artist's track three times
+    let now = now_ms();
+    let body = (1..=3)
+        .map(|k| play(&k.to_string(), "u1", now - 10_000 * k, 3_000, "fwdbtn"))
+        .map(|mut v| {
+            v["item_id"] = Value::from(item.clone());
+            v.to_string()
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let r = request(&addr, "POST", "/v1/events", body.as_bytes()).unwrap();
+    assert!(r.body.contains("\"accepted\":3"), "{}", r.body);
+    let t0 = Instant::now();
+    let after = loop {
+        let s = home();
+        if position(&s) != Some(0) {
+            break s;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "{artist} still first: {s}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        position(&after).is_none_or(|p| p >= 3),
+        "{artist} at {:?}",
+        position(&after)
+    );
+    terminate(&child);
+    let mut child = child;
+    let _ = child.wait();
+}
