@@ -9,7 +9,7 @@
 //! duplicates, so replaying a range is harmless.
 
 use crate::compute::{Status, status, values};
-use crate::def::{Definitions, EntityKind, View};
+use crate::def::{Agg, Definitions, EntityKind, Feature, View};
 use crate::event::FeatureEvent;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::Serialize;
@@ -45,10 +45,15 @@ fn dberr<E: Into<redb::Error>>(e: E) -> OnlineError {
 }
 
 const EVENT_BYTES: usize = 8 + 3 * 8 + 1 + 7 * 8;
+/// after each event: running sums of the numeric fields and running counts of the flags, up to
+/// and including it, so counts and sums over any window are two lookups
+const CUM_BYTES: usize = 3 * 8 + 4 * 4;
+const RECORD: usize = EVENT_BYTES + CUM_BYTES;
 
 fn encode(updated_ms: i64, events: &[FeatureEvent]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(8 + events.len() * EVENT_BYTES);
+    let mut out = Vec::with_capacity(8 + events.len() * RECORD);
     out.extend_from_slice(&updated_ms.to_le_bytes());
+    let (mut sums, mut flags) = ([0f64; 3], [0u32; 4]);
     for e in events {
         out.extend_from_slice(&e.ts.to_le_bytes());
         for x in e.num {
@@ -58,43 +63,195 @@ fn encode(updated_ms: i64, events: &[FeatureEvent]) -> Vec<u8> {
         for c in e.cat {
             out.extend_from_slice(&c.to_le_bytes());
         }
+        for (k, s) in sums.iter_mut().enumerate() {
+            *s += e.num[k];
+            out.extend_from_slice(&s.to_le_bytes());
+        }
+        for (k, c) in flags.iter_mut().enumerate() {
+            *c += u32::from(e.flag(k));
+            out.extend_from_slice(&c.to_le_bytes());
+        }
     }
     out
 }
 
-/// The buffer's update time and its events with `ts > from_ms`.
-fn decode(bytes: &[u8], from_ms: i64) -> (i64, Vec<FeatureEvent>) {
-    let word = |b: &[u8], at: usize| -> [u8; 8] {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(&b[at..at + 8]);
-        w
-    };
-    if bytes.len() < 8 {
-        return (0, Vec::new());
+/// A stored buffer read in place: events by index, binary search by time, running sums.
+struct Buf<'a> {
+    body: &'a [u8],
+    n: usize,
+}
+
+impl<'a> Buf<'a> {
+    /// The update time and the events.
+    fn new(bytes: &'a [u8]) -> (i64, Buf<'a>) {
+        if bytes.len() < 8 {
+            return (0, Buf { body: &[], n: 0 });
+        }
+        let body = &bytes[8..];
+        (
+            i64::from_le_bytes(word(bytes, 0)),
+            Buf {
+                body,
+                n: body.len() / RECORD,
+            },
+        )
     }
-    let updated = i64::from_le_bytes(word(bytes, 0));
-    let body = &bytes[8..];
-    let n = body.len() / EVENT_BYTES;
-    // events are sorted: skip the old ones by their time alone
-    let first = (0..n)
-        .find(|&i| i64::from_le_bytes(word(body, i * EVENT_BYTES)) > from_ms)
-        .unwrap_or(n);
-    let mut out = Vec::with_capacity(n - first);
-    for i in first..n {
-        let b = &body[i * EVENT_BYTES..(i + 1) * EVENT_BYTES];
+
+    fn ts(&self, i: usize) -> i64 {
+        i64::from_le_bytes(word(self.body, i * RECORD))
+    }
+
+    /// Events with `ts <= t`: the end of the prefix.
+    fn upto(&self, t: i64) -> usize {
+        let (mut lo, mut hi) = (0, self.n);
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            if self.ts(mid) <= t {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
+    }
+
+    fn event(&self, i: usize) -> FeatureEvent {
+        let b = &self.body[i * RECORD..i * RECORD + EVENT_BYTES];
         let f = |k: usize| f64::from_le_bytes(word(b, 8 + k * 8));
         let mut cat = [0u64; 7];
         for (k, c) in cat.iter_mut().enumerate() {
             *c = u64::from_le_bytes(word(b, 33 + k * 8));
         }
-        out.push(FeatureEvent {
+        FeatureEvent {
             ts: i64::from_le_bytes(word(b, 0)),
             num: [f(0), f(1), f(2)],
             flags: b[32],
             cat,
-        });
+        }
     }
-    (updated, out)
+
+    /// The sum of numeric field `k` over events `[0, end)`.
+    fn sum(&self, end: usize, k: usize) -> f64 {
+        if end == 0 {
+            return 0.0;
+        }
+        f64::from_le_bytes(word(self.body, (end - 1) * RECORD + EVENT_BYTES + k * 8))
+    }
+
+    /// How many of events `[0, end)` have flag `k`.
+    fn flagged(&self, end: usize, k: usize) -> u64 {
+        if end == 0 {
+            return 0;
+        }
+        let at = (end - 1) * RECORD + EVENT_BYTES + 24 + k * 4;
+        let mut w = [0u8; 4];
+        w.copy_from_slice(&self.body[at..at + 4]);
+        u64::from(u32::from_le_bytes(w))
+    }
+
+    /// Events `[lo, hi)` passing `filter`, if it is answerable from the running counts
+    /// (no filter, or one flag).
+    fn count(&self, filter: &crate::def::Filter, lo: usize, hi: usize) -> Option<u64> {
+        use crate::def::Term;
+        match filter.terms.as_slice() {
+            [] => Some((hi - lo) as u64),
+            [Term::Flag { index, want }] => {
+                let with = self.flagged(hi, *index) - self.flagged(lo, *index);
+                Some(if *want { with } else { (hi - lo) as u64 - with })
+            }
+            _ => None,
+        }
+    }
+}
+
+fn word(b: &[u8], at: usize) -> [u8; 8] {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&b[at..at + 8]);
+    w
+}
+
+/// The buffer's update time and its events with `ts > from_ms`.
+fn decode(bytes: &[u8], from_ms: i64) -> (i64, Vec<FeatureEvent>) {
+    let (updated, buf) = Buf::new(bytes);
+    let first = buf.upto(from_ms);
+    (updated, (first..buf.n).map(|i| buf.event(i)).collect())
+}
+
+/// `f` over events `[lo, hi)` of `buf` from the running sums, when it can be (counts with no
+/// filter or one flag; sums and means without a filter; ratios of those).
+fn from_sums(f: &Feature, buf: &Buf<'_>, lo: usize, hi: usize) -> Option<Option<f64>> {
+    let part = |(field, filter): &(Option<usize>, crate::def::Filter)| -> Option<(u64, f64)> {
+        let n = buf.count(filter, lo, hi)?;
+        match field {
+            None => Some((n, n as f64)),
+            Some(k) if filter.terms.is_empty() => Some((n, buf.sum(hi, *k) - buf.sum(lo, *k))),
+            Some(_) => None,
+        }
+    };
+    Some(match &f.agg {
+        Agg::Count => Some(buf.count(&f.filter, lo, hi)? as f64),
+        Agg::Sum(k) if f.filter.terms.is_empty() => Some(buf.sum(hi, *k) - buf.sum(lo, *k)),
+        Agg::Mean(k) if f.filter.terms.is_empty() => {
+            let n = hi - lo;
+            (n > 0).then(|| (buf.sum(hi, *k) - buf.sum(lo, *k)) / n as f64)
+        }
+        Agg::Ratio { num, den } => {
+            let (_, x) = part(num)?;
+            let (dn, d) = part(den)?;
+            (dn > 0 && d != 0.0).then(|| x / d)
+        }
+        _ => return None,
+    })
+}
+
+/// Every feature of `view` as of `t` straight from a stored buffer: counts, sums, means and
+/// ratios from the running sums by binary search; the rest from the events of their windows.
+/// The status says whether the view is live (values are null otherwise).
+fn view_values(view: &View, bytes: &[u8], t: i64) -> (i64, Status, Vec<Option<f64>>) {
+    let (updated, buf) = Buf::new(bytes);
+    let hi = buf.upto(t);
+    let mut st = match hi {
+        0 => Status::Missing,
+        h if buf.ts(h - 1) <= t - view.ttl_ms => Status::Expired,
+        _ => Status::Live,
+    };
+    // a buffer pruned to nothing still knows the entity: expired, not missing
+    if st == Status::Missing && updated > 0 {
+        st = Status::Expired;
+    }
+    if st != Status::Live {
+        return (updated, st, vec![None; view.features.len()]);
+    }
+    let mut out = vec![None; view.features.len()];
+    let mut rest: Vec<usize> = Vec::new();
+    for (i, f) in view.features.iter().enumerate() {
+        let lo = buf.upto(t - f.span_ms);
+        match from_sums(f, &buf, lo, hi) {
+            Some(v) => out[i] = v,
+            None => rest.push(i),
+        }
+    }
+    if !rest.is_empty() {
+        let span = rest
+            .iter()
+            .map(|&i| view.features[i].span_ms)
+            .max()
+            .unwrap_or(0);
+        let lo = buf.upto(t - span);
+        let events: Vec<FeatureEvent> = (lo..hi).map(|i| buf.event(i)).collect();
+        let features: Vec<Feature> = rest.iter().map(|&i| view.features[i].clone()).collect();
+        for (&i, v) in rest.iter().zip(values(&features, &events, t)) {
+            out[i] = v;
+        }
+    }
+    (updated, st, out)
+}
+
+/// What an online read of `view` computes as of `t` from a buffer holding `events` (sorted by
+/// time): the status and every feature's value.
+pub fn read_as_of(view: &View, events: &[FeatureEvent], t: i64) -> (Status, Vec<Option<f64>>) {
+    let (_, st, v) = view_values(view, &encode(0, events), t);
+    (st, v)
 }
 
 fn buffer_key(view: &str, entity: &str) -> String {
@@ -346,11 +503,18 @@ impl OnlineStore {
         // fetch and decode in one read transaction; then compute, rows in parallel
         let tx = self.db.begin_read().map_err(dberr)?;
         let t = tx.open_table(BUFFERS).map_err(dberr)?;
-        let mut fetched: Vec<Vec<(i64, Vec<FeatureEvent>)>> = Vec::with_capacity(rows.len());
+        // each buffer is read in place, inside the transaction: counts and sums come from its
+        // running sums, the other features from the events of their windows
+        let mut out = Vec::with_capacity(rows.len());
         let mut key = String::new();
         for r in rows {
-            let mut per_view = Vec::with_capacity(plan.views.len());
-            for (v, keys) in &plan.views {
+            let mut row = FeatureRow {
+                values: BTreeMap::new(),
+                status: BTreeMap::new(),
+                age_ms: BTreeMap::new(),
+                missing: true,
+            };
+            for ((v, keys), names) in plan.views.iter().zip(&plan.names) {
                 key.clear();
                 key.push_str(&v.name);
                 key.push('\u{0}');
@@ -360,54 +524,22 @@ impl OnlineStore {
                     }
                     key.push_str(&r[*k]);
                 }
-                let from = now_ms - v.horizon_ms();
-                per_view.push(match t.get(key.as_str()).map_err(dberr)? {
-                    Some(g) => decode(g.value(), from),
-                    None => (0, Vec::new()),
-                });
-            }
-            fetched.push(per_view);
-        }
-        let compute = |per_view: &Vec<(i64, Vec<FeatureEvent>)>| -> FeatureRow {
-            let mut row = FeatureRow {
-                values: BTreeMap::new(),
-                status: BTreeMap::new(),
-                age_ms: BTreeMap::new(),
-                missing: true,
-            };
-            for (((v, _), (updated, events)), names) in
-                plan.views.iter().zip(per_view).zip(&plan.names)
-            {
-                let mut st = status(events, now_ms, v.ttl_ms);
-                // a buffer pruned to nothing still knows the entity: expired, not missing
-                if st == Status::Missing && *updated > 0 {
-                    st = Status::Expired;
+                let guard = t.get(key.as_str()).map_err(dberr)?;
+                let (updated, st, vals) =
+                    view_values(v, guard.as_ref().map_or(&[], |g| g.value()), now_ms);
+                if st != Status::Missing {
+                    row.missing = false;
                 }
-                match st {
-                    Status::Live | Status::Expired => row.missing = false,
-                    Status::Missing => {}
-                }
-                if *updated > 0 {
+                if updated > 0 {
                     row.age_ms.insert(v.name.clone(), now_ms - updated);
                 }
-                let vals = if st == Status::Live {
-                    values(&v.features, events, now_ms)
-                } else {
-                    vec![None; v.features.len()]
-                };
                 for (name, x) in names.iter().zip(vals) {
                     row.values.insert(name.clone(), x);
                 }
                 row.status.insert(v.name.clone(), st);
             }
-            row
-        };
-        let out: Vec<FeatureRow> = if fetched.len() >= 16 {
-            use rayon::prelude::*;
-            fetched.par_iter().map(compute).collect()
-        } else {
-            fetched.iter().map(compute).collect()
-        };
+            out.push(row);
+        }
         for row in &out {
             for st in row.status.values() {
                 match st {

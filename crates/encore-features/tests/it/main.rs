@@ -30,6 +30,7 @@ features = [
   { name = "artists_1d", agg = "distinct", field = "artist_id", window = "1d" },
   { name = "ios_plays_1d", agg = "count", window = "1d", filter = "platform == ios and ms_played >= 60000" },
   { name = "last_ms", agg = "last", field = "ms_played" },
+  { name = "non_skips_1d", agg = "count", window = "1d", filter = "not skip" },
 ]
 
 [views.user_artist]
@@ -169,14 +170,18 @@ proptest! {
                     .collect();
                 let st = naive_status(view, &all, t);
                 prop_assert_eq!(cols.status[r], st, "view {} row {:?} at {}", view.name, key, t);
+                // an online read of a stored buffer of the same events
+                let mut sorted = all.clone();
+                sorted.sort_by_key(|e| e.ts);
+                let (online_status, online_values) = encore_features::online::read_as_of(view, &sorted, t);
+                prop_assert_eq!(online_status, st, "online status of {} {:?} at {}", view.name, key, t);
                 for (fi, f) in view.features.iter().enumerate() {
                     let want = if st == Status::Live { naive(f, &all, t) } else { None };
+                    prop_assert!(close(online_values[fi], want), "online read {}.{} for {:?} at {}: {:?} vs naive {:?}", view.name, f.name, key, t, online_values[fi], want);
                     prop_assert!(close(cols.values[fi][r], want), "{}.{} for {:?} at {}: {:?} vs naive {:?}", view.name, f.name, key, t, cols.values[fi][r], want);
                     // the online paths (one value by binary search; every value in one pass)
                     // agree too
                     if st == Status::Live {
-                        let mut sorted = all.clone();
-                        sorted.sort_by_key(|e| e.ts);
                         prop_assert!(close(compute::value(f, &sorted, t), want), "online {}.{}", view.name, f.name);
                         let one_pass = compute::values(&view.features, &sorted, t);
                         prop_assert!(close(one_pass[fi], want), "one pass {}.{}: {:?} vs {:?}", view.name, f.name, one_pass[fi], want);
