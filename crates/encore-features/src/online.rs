@@ -226,6 +226,15 @@ fn view_values(view: &View, bytes: &[u8], t: i64) -> (i64, Status, Vec<Option<f6
     let mut rest: Vec<usize> = Vec::new();
     for (i, f) in view.features.iter().enumerate() {
         let lo = buf.upto(t - f.span_ms);
+        if let Agg::Last(k) = f.agg {
+            // the newest event of the window that passes the filter: usually the newest
+            out[i] = (lo..hi)
+                .rev()
+                .map(|j| buf.event(j))
+                .find(|e| f.filter.accepts(e))
+                .map(|e| e.num[k]);
+            continue;
+        }
         match from_sums(f, &buf, lo, hi) {
             Some(v) => out[i] = v,
             None => rest.push(i),
