@@ -264,10 +264,19 @@ pub(crate) struct Features {
 }
 
 #[utoipa::path(get, path = "/v1/features/services", tag = "features",
-    responses((status = 200, description = "`{version, services: {name: [views]}}`", body = Object)))]
+    responses((status = 200, description = "`{version, services: {name: [views]}, reads: {entities, expired, missing, events_applied}}`", body = Object)))]
 pub(crate) async fn services(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let a = access(&state)?;
-    Ok(Json(
-        json!({ "version": a.version, "services": a.definitions.services }),
-    ))
+    let s = &a.store.stats;
+    let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    Ok(Json(json!({
+        "version": a.version,
+        "services": a.definitions.services,
+        "reads": {
+            "entities": load(&s.reads),
+            "expired": load(&s.expired),
+            "missing": load(&s.missing),
+            "events_applied": load(&s.events_applied),
+        },
+    })))
 }

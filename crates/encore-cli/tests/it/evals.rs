@@ -8,7 +8,7 @@
 //! - an alert on error rate fires when failing spans come in, notifies the webhook (which fails
 //!   its first delivery), and resolves when the errors stop.
 
-use crate::serve::{start_full, terminate};
+use crate::serve::{Stop, start_full};
 use encore_server::client::request;
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -16,16 +16,6 @@ use std::net::TcpListener;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-/// Stops the server when the test ends, passed or failed.
-struct Stop(std::process::Child);
-
-impl Drop for Stop {
-    fn drop(&mut self) {
-        terminate(&self.0);
-        let _ = self.0.wait();
-    }
-}
 
 fn now_ns() -> u64 {
     std::time::SystemTime::now()

@@ -3,7 +3,7 @@
 //! written by the CLI that agrees.
 
 use crate::cli::{encore, stderr, stdout};
-use crate::serve::{start_full, terminate};
+use crate::serve::{Stop, start_full};
 use encore_server::client::request;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -112,6 +112,7 @@ fn online_features_follow_ingestion_within_2s_and_expire_with_the_ttl() {
     );
 
     let (child, port, _) = start_full(&data, &[]);
+    let server = Stop(child);
     let addr = format!("127.0.0.1:{port}");
     // an entity never seen: nulls, flagged missing, not an error
     let f = features(&addr, &["u1"]);
@@ -177,9 +178,33 @@ fn online_features_follow_ingestion_within_2s_and_expire_with_the_ttl() {
     assert_eq!(old["status"]["listening"], "expired", "{old}");
     assert_eq!(old["values"]["listening__plays_1d"], Value::Null);
     assert_eq!(old["missing"], false);
-    terminate(&child);
-    let mut child = child;
-    let _ = child.wait();
+    // expired and missing reads are counted
+    let r = request(&addr, "GET", "/v1/features/services", b"").unwrap();
+    let v: Value = serde_json::from_str(&r.body).unwrap();
+    assert!(v["reads"]["expired"].as_u64().unwrap() >= 1, "{v}");
+    assert!(v["reads"]["missing"].as_u64().unwrap() >= 1, "{v}");
+    // stopped: the data directory is the CLI's again
+    drop(server);
+    // no skew between what the server stored and the offline recomputation
+    let o = encore(
+        dir,
+        &[
+            "--json",
+            "features",
+            "skew",
+            "--service",
+            "home",
+            "--data-dir",
+            data_s,
+        ],
+        &[],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let skew: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    for f in skew.as_array().unwrap() {
+        assert_eq!(f["entities"], 2, "{f}");
+        assert_eq!(f["differ"], 0, "{f}");
+    }
 
     // offline: a training set as of now agrees, the stale listener expired there too
     std::fs::write(
@@ -304,6 +329,7 @@ views = ["user_artist"]
             ("ENCORE__SERVING__CACHE_SECONDS", "0"),
         ],
     );
+    let _server = Stop(child);
     let addr = format!("127.0.0.1:{port}");
     let home = || -> Value {
         let r = request(&addr, "GET", "/v1/users/u1/recommendations?n=10", b"").unwrap();
@@ -351,7 +377,4 @@ views = ["user_artist"]
         "{artist} at {:?}",
         position(&after)
     );
-    terminate(&child);
-    let mut child = child;
-    let _ = child.wait();
 }

@@ -182,6 +182,16 @@ fn acknowledged_events_survive_sigkill_exactly_once() {
 }
 
 /// SIGTERM through the `kill` command (no libc binding needed).
+/// Stops a server when the test ends, passed or failed, and waits for it to exit.
+pub(crate) struct Stop(pub(crate) Child);
+
+impl Drop for Stop {
+    fn drop(&mut self) {
+        terminate(&self.0);
+        let _ = self.0.wait();
+    }
+}
+
 pub(crate) fn terminate(child: &Child) {
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
