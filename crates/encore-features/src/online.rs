@@ -509,32 +509,7 @@ impl OnlineStore {
                 )));
             }
         }
-        // a large batch is read in two halves at once, each in its own read transaction
-        let out = if rows.len() >= 32 {
-            let (a, b) = rows.split_at(rows.len() / 2);
-            let (ra, rb) = rayon::join(
-                || self.read_rows(plan, a, now_ms),
-                || self.read_rows(plan, b, now_ms),
-            );
-            let mut out = ra?;
-            out.extend(rb?);
-            out
-        } else {
-            self.read_rows(plan, rows, now_ms)?
-        };
-        self.stats
-            .reads
-            .fetch_add(rows.len() as u64, Ordering::Relaxed);
-        Ok(out)
-    }
-
-    /// [`OnlineStore::read`] of checked rows in one read transaction.
-    fn read_rows(
-        &self,
-        plan: &Plan,
-        rows: &[BTreeMap<String, String>],
-        now_ms: i64,
-    ) -> Result<Vec<FeatureRow>, OnlineError> {
+        // fetch and decode in one read transaction; then compute, rows in parallel
         let tx = self.db.begin_read().map_err(dberr)?;
         let t = tx.open_table(BUFFERS).map_err(dberr)?;
         // each buffer is read in place, inside the transaction: counts and sums come from its
@@ -583,6 +558,9 @@ impl OnlineStore {
                 };
             }
         }
+        self.stats
+            .reads
+            .fetch_add(rows.len() as u64, Ordering::Relaxed);
         Ok(out)
     }
 }
