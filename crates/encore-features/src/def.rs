@@ -329,17 +329,6 @@ impl EntityKind {
         }
         true
     }
-
-    /// The entity key of an event's fields (None when a needed field is unknown).
-    pub fn key(self, user: &str, item: &str, artist: Option<&str>) -> Option<String> {
-        Some(match self {
-            EntityKind::User => user.to_owned(),
-            EntityKind::Item => item.to_owned(),
-            EntityKind::Artist => artist?.to_owned(),
-            EntityKind::UserArtist => format!("{user}\u{1f}{}", artist?),
-            EntityKind::UserItem => format!("{user}\u{1f}{item}"),
-        })
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

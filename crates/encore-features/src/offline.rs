@@ -477,18 +477,3 @@ pub fn write_parquet(
     w.close().map_err(|e| out_err(e.to_string()))?;
     Ok(batch.num_rows())
 }
-
-/// Rows whose entity key fields exist (for sanity reports).
-pub fn null_share(cols: &ViewColumns) -> f64 {
-    let total: usize = cols.values.iter().map(Vec::len).sum();
-    let nulls: usize = cols
-        .values
-        .iter()
-        .map(|c| c.iter().filter(|v| v.is_none()).count())
-        .sum();
-    if total == 0 {
-        0.0
-    } else {
-        nulls as f64 / total as f64
-    }
-}

@@ -382,10 +382,13 @@ impl OnlineStore {
         }
         // (view, entity) -> new events
         let mut groups: HashMap<String, (i64, Vec<FeatureEvent>)> = HashMap::new();
+        let mut entity = String::new();
         for v in defs.views.values() {
             let from = now_ms - v.horizon_ms();
             for k in events {
-                if let Some(entity) = v.kind.key(&k.user_id, &k.item_id, k.artist_id.as_deref()) {
+                if v.kind
+                    .write_key(&mut entity, &k.user_id, &k.item_id, k.artist_id.as_deref())
+                {
                     let g = groups
                         .entry(buffer_key(&v.name, &entity))
                         .or_insert_with(|| (from, Vec::new()));
