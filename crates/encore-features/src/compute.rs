@@ -76,6 +76,11 @@ pub fn value(f: &Feature, events: &[FeatureEvent], t: i64) -> Option<f64> {
 /// Every feature of `features` as of `t`, in one pass over the events from the newest back
 /// (what online reads do): the same values as [`value`] per feature.
 pub fn values(features: &[Feature], events: &[FeatureEvent], t: i64) -> Vec<Option<f64>> {
+    values_of(&features.iter().collect::<Vec<_>>(), events, t)
+}
+
+/// [`values`] of some features.
+pub fn values_of(features: &[&Feature], events: &[FeatureEvent], t: i64) -> Vec<Option<f64>> {
     #[derive(Default, Clone)]
     struct Acc {
         n: u64,
@@ -99,7 +104,7 @@ pub fn values(features: &[Feature], events: &[FeatureEvent], t: i64) -> Vec<Opti
             break;
         }
         for &k in &order[..open] {
-            let (f, a) = (&features[k], &mut acc[k]);
+            let (f, a) = (features[k], &mut acc[k]);
             match &f.agg {
                 Agg::Ratio { num, den } => {
                     if num.1.accepts(e) {

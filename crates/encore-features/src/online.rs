@@ -8,12 +8,13 @@
 //! watermark) and from ingestion as events arrive; both merge into the buffers, dropping exact
 //! duplicates, so replaying a range is harmless.
 
-use crate::compute::{Status, status, values};
+use crate::compute::{Status, status, values, values_of};
 use crate::def::{Agg, Definitions, EntityKind, Feature, View};
 use crate::event::FeatureEvent;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 const BUFFERS: TableDefinition<&str, &[u8]> = TableDefinition::new("buffers");
@@ -248,8 +249,8 @@ fn view_values(view: &View, bytes: &[u8], t: i64) -> (i64, Status, Vec<Option<f6
             .unwrap_or(0);
         let lo = buf.upto(t - span);
         let events: Vec<FeatureEvent> = (lo..hi).map(|i| buf.event(i)).collect();
-        let features: Vec<Feature> = rest.iter().map(|&i| view.features[i].clone()).collect();
-        for (&i, v) in rest.iter().zip(values(&features, &events, t)) {
+        let features: Vec<&Feature> = rest.iter().map(|&i| &view.features[i]).collect();
+        for (&i, v) in rest.iter().zip(values_of(&features, &events, t)) {
             out[i] = v;
         }
     }
@@ -294,8 +295,10 @@ pub struct Plan {
     pub views: Vec<(View, Vec<&'static str>)>,
     /// every request field the plan needs
     pub fields: Vec<&'static str>,
-    /// per view, its features' output names (`<view>__<feature>`)
-    pub names: Vec<Vec<String>>,
+    /// every feature's output name (`<view>__<feature>`), views in order
+    pub names: Arc<Vec<String>>,
+    /// the views' names, in order
+    pub view_names: Arc<Vec<String>>,
 }
 
 impl Plan {
@@ -316,36 +319,109 @@ impl Plan {
                 (v.clone(), keys)
             })
             .collect();
-        let views: Vec<(View, Vec<&'static str>)> = views;
+        Ok(Plan::of(service, views, fields))
+    }
+
+    /// A plan of `views` (each with the request fields that key it).
+    pub fn of(
+        service: &str,
+        views: Vec<(View, Vec<&'static str>)>,
+        fields: Vec<&'static str>,
+    ) -> Plan {
         let names = views
             .iter()
-            .map(|(v, _)| {
+            .flat_map(|(v, _)| {
                 v.features
                     .iter()
-                    .map(|f| format!("{}__{}", v.name, f.name))
-                    .collect()
+                    .map(move |f| format!("{}__{}", v.name, f.name))
             })
             .collect();
-        Ok(Plan {
+        let view_names = views.iter().map(|(v, _)| v.name.clone()).collect();
+        Plan {
             service: service.into(),
             views,
             fields,
-            names,
-        })
+            names: Arc::new(names),
+            view_names: Arc::new(view_names),
+        }
     }
 }
 
-/// The features of one entity row.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// The features of one entity row. Serialized as
+/// `{"values": {"<view>__<feature>": number|null}, "status": {"<view>": ...}, "age_ms": {...},
+/// "missing": bool}`; names are shared with the plan, not copied per row.
+#[derive(Debug, Clone, PartialEq)]
 pub struct FeatureRow {
-    /// `<view>__<feature>` → value (null when undefined, expired or missing)
-    pub values: BTreeMap<String, Option<f64>>,
-    /// per view
-    pub status: BTreeMap<String, Status>,
-    /// per view: ms since the entity's buffer was last updated (absent when missing)
-    pub age_ms: BTreeMap<String, i64>,
+    names: Arc<Vec<String>>,
+    views: Arc<Vec<String>>,
+    /// in the plan's order of features
+    pub values: Vec<Option<f64>>,
+    /// per view, in the plan's order
+    pub status: Vec<Status>,
+    /// per view: ms since the entity's buffer was last updated (None when missing)
+    pub age_ms: Vec<Option<i64>>,
     /// true when no view knows the entity
     pub missing: bool,
+}
+
+impl FeatureRow {
+    /// The value of `<view>__<feature>` (None when null or not in the plan).
+    pub fn value(&self, name: &str) -> Option<f64> {
+        self.names
+            .iter()
+            .position(|n| n == name)
+            .and_then(|i| self.values[i])
+    }
+
+    /// The status of `view`.
+    pub fn status_of(&self, view: &str) -> Option<Status> {
+        self.views
+            .iter()
+            .position(|v| v == view)
+            .map(|i| self.status[i])
+    }
+
+    /// `(name, value)` in the plan's order.
+    pub fn named(&self) -> impl Iterator<Item = (&str, Option<f64>)> {
+        self.names
+            .iter()
+            .map(String::as_str)
+            .zip(self.values.iter().copied())
+    }
+}
+
+impl Serialize for FeatureRow {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        struct Pairs<'a, K, V>(&'a [K], &'a [V]);
+        impl<K: Serialize, V: Serialize> Serialize for Pairs<'_, K, V> {
+            fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+                let mut m = ser.serialize_map(Some(self.0.len()))?;
+                for (k, v) in self.0.iter().zip(self.1) {
+                    m.serialize_entry(k, v)?;
+                }
+                m.end()
+            }
+        }
+        struct Ages<'a>(&'a [String], &'a [Option<i64>]);
+        impl Serialize for Ages<'_> {
+            fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+                let mut m = ser.serialize_map(None)?;
+                for (k, v) in self.0.iter().zip(self.1) {
+                    if let Some(v) = v {
+                        m.serialize_entry(k, v)?;
+                    }
+                }
+                m.end()
+            }
+        }
+        let mut m = ser.serialize_map(Some(4))?;
+        m.serialize_entry("values", &Pairs(&self.names, &self.values))?;
+        m.serialize_entry("status", &Pairs(&self.views, &self.status))?;
+        m.serialize_entry("age_ms", &Ages(&self.views, &self.age_ms))?;
+        m.serialize_entry("missing", &self.missing)?;
+        m.end()
+    }
 }
 
 #[derive(Debug)]
@@ -519,14 +595,17 @@ impl OnlineStore {
         // running sums, the other features from the events of their windows
         let mut out = Vec::with_capacity(rows.len());
         let mut key = String::new();
+        let n_features = plan.names.len();
         for r in rows {
             let mut row = FeatureRow {
-                values: BTreeMap::new(),
-                status: BTreeMap::new(),
-                age_ms: BTreeMap::new(),
+                names: Arc::clone(&plan.names),
+                views: Arc::clone(&plan.view_names),
+                values: Vec::with_capacity(n_features),
+                status: Vec::with_capacity(plan.views.len()),
+                age_ms: Vec::with_capacity(plan.views.len()),
                 missing: true,
             };
-            for ((v, keys), names) in plan.views.iter().zip(&plan.names) {
+            for (v, keys) in &plan.views {
                 key.clear();
                 key.push_str(&v.name);
                 key.push('\u{0}');
@@ -542,18 +621,14 @@ impl OnlineStore {
                 if st != Status::Missing {
                     row.missing = false;
                 }
-                if updated > 0 {
-                    row.age_ms.insert(v.name.clone(), now_ms - updated);
-                }
-                for (name, x) in names.iter().zip(vals) {
-                    row.values.insert(name.clone(), x);
-                }
-                row.status.insert(v.name.clone(), st);
+                row.age_ms.push((updated > 0).then(|| now_ms - updated));
+                row.values.extend(vals);
+                row.status.push(st);
             }
             out.push(row);
         }
         for row in &out {
-            for st in row.status.values() {
+            for st in &row.status {
                 match st {
                     Status::Expired => self.stats.expired.fetch_add(1, Ordering::Relaxed),
                     Status::Missing => self.stats.missing.fetch_add(1, Ordering::Relaxed),

@@ -248,17 +248,7 @@ pub fn run(
                             .collect()
                     })
                     .collect();
-                let single = Plan {
-                    service: service.clone(),
-                    views: vec![(v.clone(), keys.clone())],
-                    fields: keys.clone(),
-                    names: vec![
-                        v.features
-                            .iter()
-                            .map(|f| format!("{}__{}", v.name, f.name))
-                            .collect(),
-                    ],
-                };
+                let single = Plan::of(&service, vec![(v.clone(), keys.clone())], keys.clone());
                 let online = store.read(&single, &maps, now)?;
                 let rows = EntityRows {
                     columns: keys.iter().map(|k| (*k).to_owned()).collect(),
@@ -275,10 +265,7 @@ pub fn run(
                     let name = format!("{}__{}", v.name, f.name);
                     let (mut differ, mut max_diff) = (0usize, 0f64);
                     for (r, on) in online.iter().enumerate() {
-                        let (a, b) = (
-                            on.values.get(&name).copied().flatten(),
-                            offline.values[fi][r],
-                        );
+                        let (a, b) = (on.value(&name), offline.values[fi][r]);
                         let same = match (a, b) {
                             (None, None) => true,
                             (Some(x), Some(y)) => {
@@ -324,7 +311,7 @@ pub fn run(
                         "{r:?}{}\n",
                         if g.missing { " (missing)" } else { "" }
                     ));
-                    for (k, v) in &g.values {
+                    for (k, v) in g.named() {
                         t.push_str(&format!(
                             "  {k:<36} {}\n",
                             v.map_or("null".into(), |x| format!("{x}"))

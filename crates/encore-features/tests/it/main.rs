@@ -281,31 +281,32 @@ fn online_reads_match_offline_values_and_enforce_ttl() {
         let cols = compute_view(view, &grouped[&view.kind], &rows).unwrap();
         let online = &got[if key[0] == "fresh" { 0 } else { 1 }];
         assert_eq!(
-            online.status[view_name], cols.status[0],
+            online.status_of(view_name).unwrap(),
+            cols.status[0],
             "{view_name} {key:?}"
         );
         for (fi, f) in view.features.iter().enumerate() {
             let name = format!("{view_name}__{}", f.name);
             assert!(
-                close(online.values[&name], cols.values[fi][0]),
+                close(online.value(&name), cols.values[fi][0]),
                 "{name}: online {:?} offline {:?}",
-                online.values[&name],
+                online.value(&name),
                 cols.values[fi][0]
             );
         }
     }
-    assert_eq!(got[0].values["user__plays_1h"], Some(0.0));
+    assert_eq!(got[0].value("user__plays_1h"), Some(0.0));
     assert_eq!(
-        got[0].values["user__ms_7d"],
+        got[0].value("user__ms_7d"),
         Some(330_000.0),
         "the replayed batch is counted once"
     );
-    assert_eq!(got[0].values["user__skip_rate_1d"], Some(0.5));
-    assert_eq!(got[1].status["user"], Status::Expired);
-    assert_eq!(got[1].values["user__ms_7d"], None);
+    assert_eq!(got[0].value("user__skip_rate_1d"), Some(0.5));
+    assert_eq!(got[1].status_of("user").unwrap(), Status::Expired);
+    assert_eq!(got[1].value("user__ms_7d"), None);
     assert!(!got[1].missing);
     assert!(got[2].missing);
-    assert_eq!(got[2].status["user"], Status::Missing);
+    assert_eq!(got[2].status_of("user").unwrap(), Status::Missing);
     assert!(
         store
             .stats
