@@ -13,18 +13,30 @@ use encore_features::versions::Versions;
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
 
+/// The catalog's items (tracks, artists, generic items) with their titles and artists; empty,
+/// with a warning, when the catalog cannot be read.
+pub fn catalog_items(
+    catalog: &encore_ingest::catalog::CatalogStore,
+) -> HashMap<String, encore_ingest::catalog::ItemInfo> {
+    catalog.item_info().unwrap_or_else(|e| {
+        tracing::warn!("features and catalog grounding without the catalog: {e}");
+        HashMap::new()
+    })
+}
+
 /// Each catalog item's artist.
-pub fn artists(catalog: &encore_ingest::catalog::CatalogStore) -> HashMap<String, String> {
-    match catalog.item_info() {
-        Ok(info) => info
-            .into_iter()
-            .filter_map(|(id, i)| i.artist_id.filter(|a| *a != id).map(|a| (id, a)))
-            .collect(),
-        Err(e) => {
-            tracing::warn!("features without artists: {e}");
-            HashMap::new()
-        }
-    }
+pub fn artists(
+    items: &HashMap<String, encore_ingest::catalog::ItemInfo>,
+) -> HashMap<String, String> {
+    items
+        .iter()
+        .filter_map(|(id, i)| {
+            i.artist_id
+                .as_ref()
+                .filter(|a| *a != id)
+                .map(|a| (id.clone(), a.clone()))
+        })
+        .collect()
 }
 
 fn describe_agg(a: &Agg) -> String {
@@ -161,7 +173,7 @@ pub fn run(
             let t0 = std::time::Instant::now();
             let events = load_keyed(
                 ingestor.log(encore_ingest::Table::Playback),
-                &artists(&ingestor.catalog()),
+                &artists(&catalog_items(&ingestor.catalog())),
                 start,
                 end,
             )?;
@@ -201,7 +213,7 @@ pub fn run(
             let defs = &cur.definitions;
             let grouped = load_events(
                 ingestor.log(encore_ingest::Table::Playback),
-                &artists(&ingestor.catalog()),
+                &artists(&catalog_items(&ingestor.catalog())),
                 &kinds(defs),
                 to,
             )?;
@@ -232,7 +244,7 @@ pub fn run(
             let ingestor = encore_ingest::Ingestor::open(dir.path(), Default::default())?;
             let grouped = load_events(
                 ingestor.log(encore_ingest::Table::Playback),
-                &artists(&ingestor.catalog()),
+                &artists(&catalog_items(&ingestor.catalog())),
                 &kinds(&cur.definitions),
                 now,
             )?;

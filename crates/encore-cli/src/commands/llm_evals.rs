@@ -23,24 +23,19 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// The catalog as catalog grounding sees it: artists by name, tracks by title and artist.
-pub fn catalog_index(catalog: &encore_ingest::catalog::CatalogStore) -> Option<Arc<CatalogIndex>> {
-    let info = match catalog.item_info() {
-        Ok(i) => i,
-        Err(e) => {
-            tracing::warn!("catalog grounding without a catalog: {e}");
-            return None;
-        }
-    };
+pub fn catalog_index(
+    info: &std::collections::HashMap<String, encore_ingest::catalog::ItemInfo>,
+) -> Option<Arc<CatalogIndex>> {
     if info.is_empty() {
         return None;
     }
     let mut idx = CatalogIndex::default();
-    for (id, i) in &info {
+    for (id, i) in info {
         if i.artist_id.as_deref() == Some(id) {
             idx.add_artist(id, &i.title);
         }
     }
-    for (id, i) in &info {
+    for (id, i) in info {
         match i.artist_id.as_deref() {
             Some(a) if a != id => {
                 let by = info.get(a).map_or("", |x| x.title.as_str());
@@ -91,7 +86,7 @@ fn delivery(loaded: &encore_config::Loaded) -> Delivery {
 pub fn start(
     loaded: &encore_config::Loaded,
     root: &std::path::Path,
-    ingestor: &encore_ingest::Ingestor,
+    catalog: Option<Arc<CatalogIndex>>,
     telemetry: &Arc<TelemetryAccess>,
 ) -> Result<Arc<EvalsAccess>, CliError> {
     let store = Arc::new(Mutex::new(EvalStore::open(root)?));
@@ -102,7 +97,7 @@ pub fn start(
             t.record(call.span("encore", seq.fetch_add(1, Ordering::Relaxed)));
         }
     });
-    let ctx = context(loaded, catalog_index(&ingestor.catalog()), Some(tracer));
+    let ctx = context(loaded, catalog, Some(tracer));
     let (rules, errors) = ops::compiled_rules(&store, &ctx)?;
     for e in errors {
         tracing::warn!("online evaluation rule left out: {e}");
@@ -214,7 +209,7 @@ fn open(loaded: &encore_config::Loaded, with_catalog: bool) -> Result<Opened, Cl
     let dir = encore_storage::DataDir::open(&loaded.config.data.dir)?;
     let catalog = if with_catalog {
         let catalog = encore_ingest::catalog::CatalogStore::open(&dir.path().join("catalog"))?;
-        catalog_index(&catalog)
+        catalog_index(&crate::commands::features::catalog_items(&catalog))
     } else {
         None
     };

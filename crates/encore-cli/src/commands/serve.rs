@@ -101,7 +101,16 @@ pub fn serve_until(
     ));
     telemetry.trace_own_requests(loaded.config.telemetry.self_trace_rate);
     retain_spans(&telemetry, &loaded.config.telemetry);
-    let evals = crate::commands::llm_evals::start(loaded, dir.path(), &ingestor, &telemetry)?;
+    // the catalog, read once for catalog grounding and for features keyed by artist
+    let items = crate::commands::features::catalog_items(&ingestor.catalog());
+    let evals = crate::commands::llm_evals::start(
+        loaded,
+        dir.path(),
+        crate::commands::llm_evals::catalog_index(&items),
+        &telemetry,
+    )?;
+    let artists = crate::commands::features::artists(&items);
+    drop(items);
     let cache_users = if sc.cache_seconds == 0 {
         0
     } else {
@@ -162,7 +171,7 @@ pub fn serve_until(
             .with_registry(dir.path().to_path_buf(), gate)
             .with_telemetry(Arc::clone(&telemetry))
             .with_evals(evals);
-        let state = match features(loaded, dir.path(), &ingestor)? {
+        let state = match features(loaded, dir.path(), artists)? {
             Some(f) => state.with_features(f),
             None => state,
         };
@@ -243,7 +252,7 @@ pub fn serve_until(
 fn features(
     loaded: &Loaded,
     root: &std::path::Path,
-    ingestor: &encore_ingest::Ingestor,
+    artists: std::collections::HashMap<String, String>,
 ) -> Result<Option<Arc<encore_server::features::FeaturesAccess>>, CliError> {
     let Some(cur) = encore_features::versions::Versions::new(root).current()? else {
         return Ok(None);
@@ -271,7 +280,7 @@ fn features(
         store,
         cur.version,
         cur.definitions,
-        crate::commands::features::artists(&ingestor.catalog()),
+        artists,
         rerank,
     )))
 }

@@ -2,8 +2,8 @@
 //! online values follow ingested plays within 2 s and null out past the TTL, and a training set
 //! written by the CLI that agrees.
 
-use crate::cli::{encore, stderr, stdout};
-use crate::serve::{Stop, start_full};
+use crate::cli::{encore, stderr};
+use crate::serve::{Stop, encore_json, start_full};
 use encore_server::client::request;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -75,37 +75,12 @@ fn online_features_follow_ingestion_within_2s_and_expire_with_the_ttl() {
         stderr(&o)
     );
     std::fs::write(dir.join("features.toml"), DEFS).unwrap();
-    let o = encore(
-        dir,
-        &[
-            "--json",
-            "features",
-            "apply",
-            "features.toml",
-            "--data-dir",
-            data_s,
-        ],
-        &[],
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
-    let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let v = encore_json(dir, data_s, &["features", "apply", "features.toml"]);
     assert_eq!(
         (v["version"].as_u64(), v["changed"].as_bool()),
         (Some(1), Some(true))
     );
-    let o = encore(
-        dir,
-        &[
-            "--json",
-            "features",
-            "apply",
-            "features.toml",
-            "--data-dir",
-            data_s,
-        ],
-        &[],
-    );
-    let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let v = encore_json(dir, data_s, &["features", "apply", "features.toml"]);
     assert_eq!(
         (v["version"].as_u64(), v["changed"].as_bool()),
         (Some(1), Some(false))
@@ -186,21 +161,7 @@ fn online_features_follow_ingestion_within_2s_and_expire_with_the_ttl() {
     // stopped: the data directory is the CLI's again
     drop(server);
     // no skew between what the server stored and the offline recomputation
-    let o = encore(
-        dir,
-        &[
-            "--json",
-            "features",
-            "skew",
-            "--service",
-            "home",
-            "--data-dir",
-            data_s,
-        ],
-        &[],
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
-    let skew: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let skew = encore_json(dir, data_s, &["features", "skew", "--service", "home"]);
     for f in skew.as_array().unwrap() {
         assert_eq!(f["entities"], 2, "{f}");
         assert_eq!(f["differ"], 0, "{f}");
@@ -215,10 +176,10 @@ fn online_features_follow_ingestion_within_2s_and_expire_with_the_ttl() {
         ),
     )
     .unwrap();
-    let o = encore(
+    encore_json(
         dir,
+        data_s,
         &[
-            "--json",
             "features",
             "training-set",
             "--entities",
@@ -227,12 +188,8 @@ fn online_features_follow_ingestion_within_2s_and_expire_with_the_ttl() {
             "home",
             "--out",
             "train.parquet",
-            "--data-dir",
-            data_s,
         ],
-        &[],
     );
-    assert!(o.status.success(), "{}", stderr(&o));
     let file = std::fs::File::open(dir.join("train.parquet")).unwrap();
     let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
         .unwrap()
@@ -293,13 +250,7 @@ fn a_skip_rate_feature_demotes_the_artist_in_home_lists() {
     let dir = tmp.path();
     let data = dir.join("d");
     let data_s = data.to_str().unwrap();
-    let run = |args: &[&str]| {
-        let mut full = vec!["--json"];
-        full.extend_from_slice(args);
-        full.extend_from_slice(&["--data-dir", data_s]);
-        let o = encore(dir, &full, &[]);
-        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
-    };
+    let run = |args: &[&str]| encore_json(dir, data_s, args);
     run(&["demo", "--users", "120", "--days", "2", "--no-serve"]);
     std::fs::write(
         dir.join("features.toml"),

@@ -220,7 +220,7 @@ fn receive_hook(conn: &mut std::net::TcpStream, status: &str) -> String {
 }
 
 /// Runs `encore ARGS --data-dir DATA --json` in `cwd`, which must succeed, and parses its output.
-fn encore_json(cwd: &Path, data: &str, args: &[&str]) -> serde_json::Value {
+pub(crate) fn encore_json(cwd: &Path, data: &str, args: &[&str]) -> serde_json::Value {
     let o = Command::new(env!("CARGO_BIN_EXE_encore"))
         .args(args)
         .args(["--data-dir", data, "--json"])
