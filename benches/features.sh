@@ -7,7 +7,9 @@
 #      definitions applied and materialized, `encore serve` on loopback; POST /v1/features with
 #      100 entities (listener, artist) x 20 features per request:
 #        - saturation: wrk, 2 threads, 16 connections, 20 s;
-#        - latency at 50 % of saturation: `encore bench http-get` (open loop, p50/p99).
+#        - latency at 50 % of saturation: `encore bench http-get` (open loop, p50/p99);
+#      three cases: named values (`maps`, the default response), `arrays` (names once), and
+#      `maps` with the in-memory cache off (every read from redb).
 #
 #   benches/features.sh [EVENTS] [ROWS] [USERS]
 set -euo pipefail
@@ -32,41 +34,60 @@ start="$(date -u -d '-29 days' +%F)"
 "$bin" bench features-offline --write-definitions "$work/features.toml"
 "$bin" features apply "$work/features.toml" --data-dir "$data"
 "$bin" --json features materialize --data-dir "$data" | tee "$work/materialize.json"
-"$bin" serve --bind 127.0.0.1:0 --data-dir "$data" >"$work/serve.log" 2>&1 &
-server=$!
-for _ in $(seq 300); do grep -q "^listening on " "$work/serve.log" && break; sleep 0.1; done
-addr="$(sed -n 's|^listening on http://\([^ ]*\).*|\1|p' "$work/serve.log" | head -1)"
-# request bodies: 100 random (listener, artist) pairs each
-python3 - "$work/world" "$work/bodies.txt" "$work/req.lua" <<'PY'
+# request bodies: 100 random (listener, artist) pairs each, in both response formats
+python3 - "$work/world" "$work" <<'PY'
 import json, random, sys
-world, bodies, lua = sys.argv[1:4]
+world, work = sys.argv[1:3]
 users = [json.loads(l)["user_id"] for l in open(f"{world}/users.jsonl")]
 artists = [json.loads(l)["artist_id"] for l in open(f"{world}/catalog/artists.jsonl")]
 rng = random.Random(7)
-with open(bodies, "w") as f, open(lua, "w") as g:
-    g.write("local bodies = {}\n")
-    for _ in range(500):
-        b = json.dumps({"service": "reranker", "entities": [
-            {"user_id": rng.choice(users), "artist_id": rng.choice(artists)} for _ in range(100)]},
-            separators=(",", ":"))
-        f.write("POST /v1/features " + b + "\n")
-        g.write("bodies[#bodies + 1] = [[" + b + "]]\n")
-    g.write('local i = 0\nwrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
-            'request = function()\n  i = i + 1\n  return wrk.format(nil, "/v1/features", nil, bodies[(i % #bodies) + 1])\nend\n')
+batches = [[{"user_id": rng.choice(users), "artist_id": rng.choice(artists)} for _ in range(100)] for _ in range(500)]
+for fmt in ("maps", "arrays"):
+    with open(f"{work}/bodies-{fmt}.txt", "w") as f, open(f"{work}/req-{fmt}.lua", "w") as g:
+        g.write("local bodies = {}\n")
+        for entities in batches:
+            b = json.dumps({"service": "reranker", "format": fmt, "entities": entities}, separators=(",", ":"))
+            f.write("POST /v1/features " + b + "\n")
+            g.write("bodies[#bodies + 1] = [[" + b + "]]\n")
+        g.write('local i = 0\nwrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+                'request = function()\n  i = i + 1\n  return wrk.format(nil, "/v1/features", nil, bodies[(i % #bodies) + 1])\nend\n')
 PY
-curl -sf -XPOST -H 'Content-Type: application/json' --data-binary "$(head -1 "$work/bodies.txt" | cut -d' ' -f3-)" "http://$addr/v1/features" \
-  | python3 -c "import json,sys; d=json.load(sys.stdin); r=d['rows']; print('rows', len(r), 'values per row', len(r[0]['values']), 'live user views', sum(x['status']['user']=='live' for x in r), 'live user_artist views', sum(x['status']['user_artist']=='live' for x in r))"
-wrk -t2 -c16 -d3s -s "$work/req.lua" "http://$addr" >/dev/null
-wrk -t2 -c16 -d20s --latency -s "$work/req.lua" "http://$addr" | tee "$work/wrk.txt"
-saturation="$(sed -n 's/^Requests\/sec: *\([0-9.]*\)/\1/p' "$work/wrk.txt")"
-half="$(python3 -c "print(round($saturation / 2))")"
-echo "== fixed rate at 50 % of saturation: $half req/s"
-"$bin" bench http-get --addr "$addr" "$work/bodies.txt" --rate "$half" --seconds 20 --connections 16 --json | tee "$work/half.json"
-python3 - "$saturation" "$work/half.json" "$work/offline.json" <<'PY'
+
+# one case: the server with its in-memory cache of CACHE_MB (0: every read from redb), requests
+# in FORMAT; saturation, then the 50 % rate
+online_case() {
+  local name="$1" fmt="$2" cache_mb="$3"
+  ENCORE__SERVING__FEATURE_CACHE_MB="$cache_mb" "$bin" serve --bind 127.0.0.1:0 --data-dir "$data" >"$work/serve.log" 2>&1 &
+  server=$!
+  for _ in $(seq 300); do grep -q "^listening on " "$work/serve.log" && break; sleep 0.1; done
+  local addr
+  addr="$(sed -n 's|^listening on http://\([^ ]*\).*|\1|p' "$work/serve.log" | head -1)"
+  if [ "$name" = maps ]; then
+    curl -sf -XPOST -H 'Content-Type: application/json' --data-binary "$(head -1 "$work/bodies-maps.txt" | cut -d' ' -f3-)" "http://$addr/v1/features" \
+      | python3 -c "import json,sys; d=json.load(sys.stdin); r=d['rows']; print('rows', len(r), 'values per row', len(r[0]['values']), 'live user views', sum(x['status']['user']=='live' for x in r), 'live user_artist views', sum(x['status']['user_artist']=='live' for x in r))"
+  fi
+  wrk -t2 -c16 -d3s -s "$work/req-$fmt.lua" "http://$addr" >/dev/null
+  wrk -t2 -c16 -d20s --latency -s "$work/req-$fmt.lua" "http://$addr" > "$work/wrk-$name.txt"
+  local saturation half
+  saturation="$(sed -n 's/^Requests\/sec: *\([0-9.]*\)/\1/p' "$work/wrk-$name.txt")"
+  half="$(python3 -c "print(round($saturation / 2))")"
+  "$bin" bench http-get --addr "$addr" "$work/bodies-$fmt.txt" --rate "$half" --seconds 20 --connections 16 --json > "$work/half-$name.json"
+  curl -sf "http://$addr/v1/features/services" > "$work/services-$name.json"
+  kill "$server"; wait "$server" 2>/dev/null || true; server=""
+  python3 - "$name" "$saturation" "$work/half-$name.json" "$work/services-$name.json" <<'PY'
 import json, sys
-sat = float(sys.argv[1]); half = json.load(open(sys.argv[2])); off = json.load(open(sys.argv[3]))
-print(json.dumps({"offline_training_set_s": round(off["training_set_s"], 2), "offline_peak_rss_mb": round(off["peak_rss_mb"]),
-  "online_saturation_req_per_s": round(sat), "online_entities_per_s": round(sat * 100),
+name, sat = sys.argv[1], float(sys.argv[2]); half = json.load(open(sys.argv[3])); svc = json.load(open(sys.argv[4]))
+cache = svc.get("cache") or {}
+hits, misses = cache.get("hits", 0), cache.get("misses", 0)
+print(json.dumps({"case": name, "saturation_req_per_s": round(sat), "entities_per_s": round(sat * 100),
   "half_rate": half["target_rate"], "half_p50_ms": round(half["p50_ms"], 3), "half_p99_ms": round(half["p99_ms"], 3),
-  "half_service_p99_ms": round(half["service_p99_ms"], 3), "half_errors": half["errors"] + half["shed_503"]}))
+  "half_service_p99_ms": round(half["service_p99_ms"], 3), "errors": half["errors"] + half["shed_503"],
+  "cache_hit_rate": round(hits / (hits + misses), 4) if hits + misses else None}))
 PY
+}
+
+echo "== online: 100 entities x 20 features per request"
+online_case maps maps 256
+online_case arrays arrays 256
+online_case no-cache maps 0
+python3 -c "import json; o=json.load(open('$work/offline.json')); print(json.dumps({'offline_training_set_s': round(o['training_set_s'], 2), 'offline_peak_rss_mb': round(o['peak_rss_mb'])}))"

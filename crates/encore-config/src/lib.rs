@@ -218,6 +218,8 @@ pub struct ServingConfig {
     /// demotes artists in home lists by `rerank_weight × value`; empty: none.
     pub rerank_feature: String,
     pub rerank_weight: f32,
+    /// Online feature reads keep up to this many MB of entities in memory (0: no cache).
+    pub feature_cache_mb: u32,
 }
 
 /// How serving finds candidates.
@@ -242,6 +244,7 @@ impl Default for ServingConfig {
             cache_users: 100_000,
             rerank_feature: String::new(),
             rerank_weight: 0.5,
+            feature_cache_mb: 256,
         }
     }
 }

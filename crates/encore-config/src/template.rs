@@ -73,6 +73,9 @@ cache_users = 100000
 # (the same definition computes it for training sets). Empty: none.
 rerank_feature = ""
 rerank_weight = 0.5
+# Online feature reads (`POST /v1/features`) keep up to this many MB of entities in memory,
+# kept current by the writer; 0 reads the store every time.
+feature_cache_mb = 256
 
 [telemetry]
 # What is stored of prompts and completions: "full" (after redaction), "metadata_only" or "none".

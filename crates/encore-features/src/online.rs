@@ -8,8 +8,10 @@
 //! watermark) and from ingestion as events arrive; both merge into the buffers, dropping exact
 //! duplicates, so replaying a range is harmless.
 
-use crate::compute::{Status, status, values, values_of};
-use crate::def::{Agg, Definitions, EntityKind, Feature, View};
+use crate::cache::Cache;
+use crate::columns::Layout;
+use crate::compute::{Status, status, values};
+use crate::def::{Definitions, EntityKind, View};
 use crate::event::FeatureEvent;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::Serialize;
@@ -17,7 +19,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-const BUFFERS: TableDefinition<&str, &[u8]> = TableDefinition::new("buffers");
+/// per view and entity: the events within the view's horizon (the source of truth)
+const EVENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("events");
+/// per view and entity: the prefix columns reads use ([`Layout`])
+const COLUMNS: TableDefinition<&str, &[u8]> = TableDefinition::new("columns");
+/// the store's first layout (events with running sums in one table), replaced by the two above
+const OLD_BUFFERS: TableDefinition<&str, &[u8]> = TableDefinition::new("buffers");
 const META: TableDefinition<&str, i64> = TableDefinition::new("meta");
 const WATERMARK: &str = "materialized_to_ms";
 
@@ -45,16 +52,11 @@ fn dberr<E: Into<redb::Error>>(e: E) -> OnlineError {
     OnlineError::Store(e.into().to_string())
 }
 
-const EVENT_BYTES: usize = 8 + 3 * 8 + 1 + 7 * 8;
-/// after each event: running sums of the numeric fields and running counts of the flags, up to
-/// and including it, so counts and sums over any window are two lookups
-const CUM_BYTES: usize = 3 * 8 + 4 * 4;
-const RECORD: usize = EVENT_BYTES + CUM_BYTES;
+const RECORD: usize = 8 + 3 * 8 + 1 + 7 * 8;
 
 fn encode(updated_ms: i64, events: &[FeatureEvent]) -> Vec<u8> {
     let mut out = Vec::with_capacity(8 + events.len() * RECORD);
     out.extend_from_slice(&updated_ms.to_le_bytes());
-    let (mut sums, mut flags) = ([0f64; 3], [0u32; 4]);
     for e in events {
         out.extend_from_slice(&e.ts.to_le_bytes());
         for x in e.num {
@@ -64,105 +66,44 @@ fn encode(updated_ms: i64, events: &[FeatureEvent]) -> Vec<u8> {
         for c in e.cat {
             out.extend_from_slice(&c.to_le_bytes());
         }
-        for (k, s) in sums.iter_mut().enumerate() {
-            *s += e.num[k];
-            out.extend_from_slice(&s.to_le_bytes());
-        }
-        for (k, c) in flags.iter_mut().enumerate() {
-            *c += u32::from(e.flag(k));
-            out.extend_from_slice(&c.to_le_bytes());
-        }
     }
     out
 }
 
-/// A stored buffer read in place: events by index, binary search by time, running sums.
-struct Buf<'a> {
-    body: &'a [u8],
-    n: usize,
-}
-
-impl<'a> Buf<'a> {
-    /// The update time and the events.
-    fn new(bytes: &'a [u8]) -> (i64, Buf<'a>) {
-        if bytes.len() < 8 {
-            return (0, Buf { body: &[], n: 0 });
+/// The buffer's update time and its events with `ts > from_ms`.
+fn decode(bytes: &[u8], from_ms: i64) -> (i64, Vec<FeatureEvent>) {
+    if bytes.len() < 8 {
+        return (0, Vec::new());
+    }
+    let body = &bytes[8..];
+    let n = body.len() / RECORD;
+    let ts = |i: usize| i64::from_le_bytes(word(body, i * RECORD));
+    let (mut first, mut end) = (0, n);
+    while first < end {
+        let mid = (first + end) / 2;
+        if ts(mid) <= from_ms {
+            first = mid + 1;
+        } else {
+            end = mid;
         }
-        let body = &bytes[8..];
-        (
-            i64::from_le_bytes(word(bytes, 0)),
-            Buf {
-                body,
-                n: body.len() / RECORD,
-            },
-        )
     }
-
-    fn ts(&self, i: usize) -> i64 {
-        i64::from_le_bytes(word(self.body, i * RECORD))
-    }
-
-    /// Events with `ts <= t`: the end of the prefix.
-    fn upto(&self, t: i64) -> usize {
-        let (mut lo, mut hi) = (0, self.n);
-        while lo < hi {
-            let mid = (lo + hi) / 2;
-            if self.ts(mid) <= t {
-                lo = mid + 1;
-            } else {
-                hi = mid;
+    let events = (first..n)
+        .map(|i| {
+            let b = &body[i * RECORD..(i + 1) * RECORD];
+            let f = |k: usize| f64::from_le_bytes(word(b, 8 + k * 8));
+            let mut cat = [0u64; 7];
+            for (k, c) in cat.iter_mut().enumerate() {
+                *c = u64::from_le_bytes(word(b, 33 + k * 8));
             }
-        }
-        lo
-    }
-
-    fn event(&self, i: usize) -> FeatureEvent {
-        let b = &self.body[i * RECORD..i * RECORD + EVENT_BYTES];
-        let f = |k: usize| f64::from_le_bytes(word(b, 8 + k * 8));
-        let mut cat = [0u64; 7];
-        for (k, c) in cat.iter_mut().enumerate() {
-            *c = u64::from_le_bytes(word(b, 33 + k * 8));
-        }
-        FeatureEvent {
-            ts: i64::from_le_bytes(word(b, 0)),
-            num: [f(0), f(1), f(2)],
-            flags: b[32],
-            cat,
-        }
-    }
-
-    /// The sum of numeric field `k` over events `[0, end)`.
-    fn sum(&self, end: usize, k: usize) -> f64 {
-        if end == 0 {
-            return 0.0;
-        }
-        f64::from_le_bytes(word(self.body, (end - 1) * RECORD + EVENT_BYTES + k * 8))
-    }
-
-    /// How many of events `[0, end)` have flag `k`.
-    fn flagged(&self, end: usize, k: usize) -> u64 {
-        if end == 0 {
-            return 0;
-        }
-        let at = (end - 1) * RECORD + EVENT_BYTES + 24 + k * 4;
-        let mut w = [0u8; 4];
-        w.copy_from_slice(&self.body[at..at + 4]);
-        u64::from(u32::from_le_bytes(w))
-    }
-
-    /// Events `[lo, hi)` passing `filter`, if it is answerable from the running counts
-    /// (no filter, or one flag).
-    fn count(&self, filter: &crate::def::Filter, lo: usize, hi: usize) -> Option<u64> {
-        use crate::def::Term;
-        match filter.terms.as_slice() {
-            [] => Some((hi - lo) as u64),
-            [Term::Flag { index, want }] => {
-                let with = self.flagged(hi, *index) - self.flagged(lo, *index);
-                Some(if *want { with } else { (hi - lo) as u64 - with })
+            FeatureEvent {
+                ts: ts(i),
+                num: [f(0), f(1), f(2)],
+                flags: b[32],
+                cat,
             }
-            _ => None,
-        }
-    }
+        })
+        .collect();
+    (i64::from_le_bytes(word(bytes, 0)), events)
 }
 
 fn word(b: &[u8], at: usize) -> [u8; 8] {
@@ -171,97 +112,33 @@ fn word(b: &[u8], at: usize) -> [u8; 8] {
     w
 }
 
-/// The buffer's update time and its events with `ts > from_ms`.
-fn decode(bytes: &[u8], from_ms: i64) -> (i64, Vec<FeatureEvent>) {
-    let (updated, buf) = Buf::new(bytes);
-    let first = buf.upto(from_ms);
-    (updated, (first..buf.n).map(|i| buf.event(i)).collect())
-}
-
-/// `f` over events `[lo, hi)` of `buf` from the running sums, when it can be (counts with no
-/// filter or one flag; sums and means without a filter; ratios of those).
-fn from_sums(f: &Feature, buf: &Buf<'_>, lo: usize, hi: usize) -> Option<Option<f64>> {
-    let part = |(field, filter): &(Option<usize>, crate::def::Filter)| -> Option<(u64, f64)> {
-        let n = buf.count(filter, lo, hi)?;
-        match field {
-            None => Some((n, n as f64)),
-            Some(k) if filter.terms.is_empty() => Some((n, buf.sum(hi, *k) - buf.sum(lo, *k))),
-            Some(_) => None,
-        }
-    };
-    Some(match &f.agg {
-        Agg::Count => Some(buf.count(&f.filter, lo, hi)? as f64),
-        Agg::Sum(k) if f.filter.terms.is_empty() => Some(buf.sum(hi, *k) - buf.sum(lo, *k)),
-        Agg::Mean(k) if f.filter.terms.is_empty() => {
-            let n = hi - lo;
-            (n > 0).then(|| (buf.sum(hi, *k) - buf.sum(lo, *k)) / n as f64)
-        }
-        Agg::Ratio { num, den } => {
-            let (_, x) = part(num)?;
-            let (dn, d) = part(den)?;
-            (dn > 0 && d != 0.0).then(|| x / d)
-        }
-        _ => return None,
-    })
-}
-
-/// Every feature of `view` as of `t` straight from a stored buffer: counts, sums, means and
-/// ratios from the running sums by binary search; the rest from the events of their windows.
-/// The status says whether the view is live (values are null otherwise).
-fn view_values(view: &View, bytes: &[u8], t: i64) -> (i64, Status, Vec<Option<f64>>) {
-    let (updated, buf) = Buf::new(bytes);
-    let hi = buf.upto(t);
-    let mut st = match hi {
-        0 => Status::Missing,
-        h if buf.ts(h - 1) <= t - view.ttl_ms => Status::Expired,
-        _ => Status::Live,
-    };
+/// Every feature of `view` as of `t` from an entity's stored events (the slow path: a buffer
+/// written under other definitions), appended to `out`, with the view's status.
+fn from_events(view: &View, bytes: &[u8], t: i64, out: &mut Vec<Option<f64>>) -> (i64, Status) {
+    let (updated, events) = decode(bytes, t - view.horizon_ms());
+    let mut st = status(&events, t, view.ttl_ms);
     // a buffer pruned to nothing still knows the entity: expired, not missing
     if st == Status::Missing && updated > 0 {
         st = Status::Expired;
     }
-    if st != Status::Live {
-        return (updated, st, vec![None; view.features.len()]);
+    if st == Status::Live {
+        out.extend(values(&view.features, &events, t));
+    } else {
+        out.extend(std::iter::repeat_n(None, view.features.len()));
     }
-    let mut out = vec![None; view.features.len()];
-    let mut rest: Vec<usize> = Vec::new();
-    for (i, f) in view.features.iter().enumerate() {
-        let lo = buf.upto(t - f.span_ms);
-        if let Agg::Last(k) = f.agg {
-            // the newest event of the window that passes the filter: usually the newest
-            out[i] = (lo..hi)
-                .rev()
-                .map(|j| buf.event(j))
-                .find(|e| f.filter.accepts(e))
-                .map(|e| e.num[k]);
-            continue;
-        }
-        match from_sums(f, &buf, lo, hi) {
-            Some(v) => out[i] = v,
-            None => rest.push(i),
-        }
-    }
-    if !rest.is_empty() {
-        let span = rest
-            .iter()
-            .map(|&i| view.features[i].span_ms)
-            .max()
-            .unwrap_or(0);
-        let lo = buf.upto(t - span);
-        let events: Vec<FeatureEvent> = (lo..hi).map(|i| buf.event(i)).collect();
-        let features: Vec<&Feature> = rest.iter().map(|&i| &view.features[i]).collect();
-        for (&i, v) in rest.iter().zip(values_of(&features, &events, t)) {
-            out[i] = v;
-        }
-    }
-    (updated, st, out)
+    (updated, st)
 }
 
 /// What an online read of `view` computes as of `t` from a buffer holding `events` (sorted by
 /// time): the status and every feature's value.
 pub fn read_as_of(view: &View, events: &[FeatureEvent], t: i64) -> (Status, Vec<Option<f64>>) {
-    let (_, st, v) = view_values(view, &encode(0, events), t);
-    (st, v)
+    let layout = Layout::of(view);
+    let mut out = Vec::new();
+    let (_, st) = match layout.read(&layout.encode(0, events), t, &mut out) {
+        Some(r) => r,
+        None => from_events(view, &encode(0, events), t, &mut out),
+    };
+    (st, out)
 }
 
 fn buffer_key(view: &str, entity: &str) -> String {
@@ -299,6 +176,8 @@ pub struct Plan {
     pub names: Arc<Vec<String>>,
     /// the views' names, in order
     pub view_names: Arc<Vec<String>>,
+    /// the views' read layouts, in order
+    pub layouts: Vec<Layout>,
 }
 
 impl Plan {
@@ -337,7 +216,9 @@ impl Plan {
             })
             .collect();
         let view_names = views.iter().map(|(v, _)| v.name.clone()).collect();
+        let layouts = views.iter().map(|(v, _)| Layout::of(v)).collect();
         Plan {
+            layouts,
             service: service.into(),
             views,
             fields,
@@ -428,6 +309,8 @@ impl Serialize for FeatureRow {
 pub struct OnlineStore {
     db: Database,
     pub stats: OnlineStats,
+    /// hot entities' columns in memory ([`OnlineStore::with_cache`])
+    pub cache: Option<Cache>,
 }
 
 impl OnlineStore {
@@ -435,14 +318,30 @@ impl OnlineStore {
         let db = Database::create(root.join("features.redb")).map_err(dberr)?;
         let tx = db.begin_write().map_err(dberr)?;
         {
-            tx.open_table(BUFFERS).map_err(dberr)?;
-            tx.open_table(META).map_err(dberr)?;
+            tx.open_table(EVENTS).map_err(dberr)?;
+            tx.open_table(COLUMNS).map_err(dberr)?;
+            let mut meta = tx.open_table(META).map_err(dberr)?;
+            if tx.delete_table(OLD_BUFFERS).map_err(dberr)? {
+                // a store of the first layout is rebuilt by materializing again
+                meta.remove(WATERMARK).map_err(dberr)?;
+                tracing::warn!(
+                    "the online feature store was rebuilt for a new layout: run `encore features materialize`"
+                );
+            }
         }
         tx.commit().map_err(dberr)?;
         Ok(OnlineStore {
             db,
             stats: OnlineStats::default(),
+            cache: None,
         })
+    }
+
+    /// Keeps up to `bytes` of hot entities' columns in memory for reads (0: none). The store
+    /// must then be written only through this handle, which keeps the cache current.
+    pub fn with_cache(mut self, bytes: usize) -> OnlineStore {
+        self.cache = (bytes > 0).then(|| Cache::new(bytes));
+        self
     }
 
     /// Merges `events` into the buffers of every view of `defs` (one transaction), pruning each
@@ -457,9 +356,10 @@ impl OnlineStore {
             return Ok(0);
         }
         // (view, entity) -> new events
-        let mut groups: HashMap<String, (i64, Vec<FeatureEvent>)> = HashMap::new();
+        let mut groups: HashMap<String, (i64, usize, Vec<FeatureEvent>)> = HashMap::new();
         let mut entity = String::new();
-        for v in defs.views.values() {
+        let layouts: Vec<Layout> = defs.views.values().map(Layout::of).collect();
+        for (vi, v) in defs.views.values().enumerate() {
             let from = now_ms - v.horizon_ms();
             for k in events {
                 if v.kind
@@ -467,19 +367,47 @@ impl OnlineStore {
                 {
                     let g = groups
                         .entry(buffer_key(&v.name, &entity))
-                        .or_insert_with(|| (from, Vec::new()));
+                        .or_insert_with(|| (from, vi, Vec::new()));
                     // an event past the horizon is not kept, but the entity is known: its
                     // values read as expired, not missing
                     if k.event.ts > from {
-                        g.1.push(k.event);
+                        g.2.push(k.event);
                     }
                 }
             }
         }
+        if let Some(c) = &self.cache {
+            c.begin_write();
+        }
+        let mut written = Vec::new();
+        let done = self.write(groups, &layouts, now_ms, &mut written);
+        if let Some(c) = &self.cache {
+            match done {
+                Ok(()) => c.end_write(written.iter().map(|(k, v)| (k.as_str(), v.as_slice()))),
+                Err(_) => c.abort_write(),
+            }
+        }
+        done?;
+        self.stats
+            .events_applied
+            .fetch_add(events.len() as u64, Ordering::Relaxed);
+        Ok(events.len())
+    }
+
+    /// Merges grouped events into the store in one transaction; with a cache, `written` gets
+    /// each written key's columns.
+    fn write(
+        &self,
+        groups: HashMap<String, (i64, usize, Vec<FeatureEvent>)>,
+        layouts: &[Layout],
+        now_ms: i64,
+        written: &mut Vec<(String, Vec<u8>)>,
+    ) -> Result<(), OnlineError> {
         let tx = self.db.begin_write().map_err(dberr)?;
         {
-            let mut t = tx.open_table(BUFFERS).map_err(dberr)?;
-            for (key, (from, mut new)) in groups {
+            let mut t = tx.open_table(EVENTS).map_err(dberr)?;
+            let mut cols = tx.open_table(COLUMNS).map_err(dberr)?;
+            for (key, (from, vi, mut new)) in groups {
                 let (_, mut have) = match t.get(key.as_str()).map_err(dberr)? {
                     Some(g) => decode(g.value(), from),
                     None => (0, Vec::new()),
@@ -500,19 +428,21 @@ impl OnlineStore {
                 }
                 t.insert(key.as_str(), encode(now_ms, &have).as_slice())
                     .map_err(dberr)?;
+                let columns = layouts[vi].encode(now_ms, &have);
+                cols.insert(key.as_str(), columns.as_slice())
+                    .map_err(dberr)?;
+                if self.cache.is_some() {
+                    written.push((key, columns));
+                }
             }
         }
-        tx.commit().map_err(dberr)?;
-        self.stats
-            .events_applied
-            .fetch_add(events.len() as u64, Ordering::Relaxed);
-        Ok(events.len())
+        tx.commit().map_err(dberr)
     }
 
     /// Up to `limit` entity keys the store holds for `view` (key fields joined by U+001F).
     pub fn entities(&self, view: &str, limit: usize) -> Result<Vec<String>, OnlineError> {
         let tx = self.db.begin_read().map_err(dberr)?;
-        let t = tx.open_table(BUFFERS).map_err(dberr)?;
+        let t = tx.open_table(EVENTS).map_err(dberr)?;
         let (lo, hi) = (format!("{view}\u{0}"), format!("{view}\u{1}"));
         let mut out = Vec::new();
         for item in t.range(lo.as_str()..hi.as_str()).map_err(dberr)? {
@@ -535,19 +465,30 @@ impl OnlineStore {
         now_ms: i64,
     ) -> Result<Vec<(String, f64)>, OnlineError> {
         let tx = self.db.begin_read().map_err(dberr)?;
-        let t = tx.open_table(BUFFERS).map_err(dberr)?;
+        let t = tx.open_table(COLUMNS).map_err(dberr)?;
+        let events = tx.open_table(EVENTS).map_err(dberr)?;
         let lo = format!("{}\u{0}{prefix}\u{1f}", view.name);
         let hi = format!("{}\u{0}{prefix}\u{20}", view.name);
-        let from = now_ms - view.horizon_ms();
-        let f = std::slice::from_ref(&view.features[feature]);
+        let layout = Layout::of(view);
         let mut out = Vec::new();
+        let mut vals = Vec::with_capacity(view.features.len());
         for item in t.range(lo.as_str()..hi.as_str()).map_err(dberr)? {
             let (k, v) = item.map_err(dberr)?;
-            let (_, events) = decode(v.value(), from);
-            if status(&events, now_ms, view.ttl_ms) != Status::Live {
-                continue;
-            }
-            if let Some(x) = values(f, &events, now_ms)[0] {
+            vals.clear();
+            let st = match layout.read(v.value(), now_ms, &mut vals) {
+                Some((_, st)) => st,
+                None => {
+                    let g = events.get(k.value()).map_err(dberr)?;
+                    from_events(
+                        view,
+                        g.as_ref().map_or(&[], |g| g.value()),
+                        now_ms,
+                        &mut vals,
+                    )
+                    .1
+                }
+            };
+            if let (Status::Live, Some(x)) = (st, vals[feature]) {
                 out.push((k.value()[lo.len()..].to_owned(), x));
             }
         }
@@ -573,10 +514,10 @@ impl OnlineStore {
 
     /// The features of `plan` for each row of `rows` (request field → value), as of `now_ms`,
     /// in one read transaction. A row without a field the plan needs is an error naming it.
-    pub fn read(
+    pub fn read<V: AsRef<str>>(
         &self,
         plan: &Plan,
-        rows: &[BTreeMap<String, String>],
+        rows: &[BTreeMap<String, V>],
         now_ms: i64,
     ) -> Result<Vec<FeatureRow>, OnlineError> {
         for (i, r) in rows.iter().enumerate() {
@@ -588,11 +529,8 @@ impl OnlineStore {
                 )));
             }
         }
-        // fetch and decode in one read transaction; then compute, rows in parallel
-        let tx = self.db.begin_read().map_err(dberr)?;
-        let t = tx.open_table(BUFFERS).map_err(dberr)?;
-        // each buffer is read in place, inside the transaction: counts and sums come from its
-        // running sums, the other features from the events of their windows
+        // entities missing from the cache are read in one transaction, opened at the first
+        let mut txn = None;
         let mut out = Vec::with_capacity(rows.len());
         let mut key = String::new();
         let n_features = plan.names.len();
@@ -605,7 +543,7 @@ impl OnlineStore {
                 age_ms: Vec::with_capacity(plan.views.len()),
                 missing: true,
             };
-            for (v, keys) in &plan.views {
+            for ((v, keys), layout) in plan.views.iter().zip(&plan.layouts) {
                 key.clear();
                 key.push_str(&v.name);
                 key.push('\u{0}');
@@ -613,16 +551,14 @@ impl OnlineStore {
                     if i > 0 {
                         key.push('\u{1f}');
                     }
-                    key.push_str(&r[*k]);
+                    key.push_str(r[*k].as_ref());
                 }
-                let guard = t.get(key.as_str()).map_err(dberr)?;
-                let (updated, st, vals) =
-                    view_values(v, guard.as_ref().map_or(&[], |g| g.value()), now_ms);
+                let (updated, st) =
+                    self.read_view(&mut txn, v, layout, &key, now_ms, &mut row.values)?;
                 if st != Status::Missing {
                     row.missing = false;
                 }
                 row.age_ms.push((updated > 0).then(|| now_ms - updated));
-                row.values.extend(vals);
                 row.status.push(st);
             }
             out.push(row);
@@ -640,6 +576,85 @@ impl OnlineStore {
             .reads
             .fetch_add(rows.len() as u64, Ordering::Relaxed);
         Ok(out)
+    }
+}
+
+/// A read transaction of the online store, with the epoch of the cache when it began.
+struct Txn {
+    epoch: u64,
+    columns: redb::ReadOnlyTable<&'static str, &'static [u8]>,
+    events: redb::ReadOnlyTable<&'static str, &'static [u8]>,
+}
+
+impl OnlineStore {
+    fn txn<'a>(&self, slot: &'a mut Option<Txn>) -> Result<&'a Txn, OnlineError> {
+        if slot.is_none() {
+            let epoch = self.cache.as_ref().map_or(0, Cache::epoch);
+            let tx = self.db.begin_read().map_err(dberr)?;
+            *slot = Some(Txn {
+                epoch,
+                columns: tx.open_table(COLUMNS).map_err(dberr)?,
+                events: tx.open_table(EVENTS).map_err(dberr)?,
+            });
+        }
+        Ok(slot.as_ref().expect("opened above"))
+    }
+
+    /// `view` of the entity `key` as of `now_ms`, appended to `out`: from the cache, else the
+    /// store's columns, else (written under other definitions) its events.
+    fn read_view(
+        &self,
+        txn: &mut Option<Txn>,
+        view: &View,
+        layout: &Layout,
+        key: &str,
+        now_ms: i64,
+        out: &mut Vec<Option<f64>>,
+    ) -> Result<(i64, Status), OnlineError> {
+        let missing = |out: &mut Vec<Option<f64>>| {
+            out.extend(std::iter::repeat_n(None, view.features.len()));
+            (0, Status::Missing)
+        };
+        if let Some(c) = &self.cache {
+            let g = c.lock(key);
+            if let Some(cached) = g.get(key) {
+                c.hits.fetch_add(1, Ordering::Relaxed);
+                return match cached {
+                    None => Ok(missing(out)),
+                    Some(b) => match layout.read(b, now_ms, out) {
+                        Some(r) => Ok(r),
+                        None => self.read_events(self.txn(txn)?, view, key, now_ms, out),
+                    },
+                };
+            }
+            c.misses.fetch_add(1, Ordering::Relaxed);
+        }
+        let t = self.txn(txn)?;
+        let g = t.columns.get(key).map_err(dberr)?;
+        let bytes = g.as_ref().map(|g| g.value());
+        if let Some(c) = &self.cache {
+            c.insert(t.epoch, key, bytes);
+        }
+        match bytes {
+            None => Ok(missing(out)),
+            Some(b) => match layout.read(b, now_ms, out) {
+                Some(r) => Ok(r),
+                None => self.read_events(t, view, key, now_ms, out),
+            },
+        }
+    }
+
+    fn read_events(
+        &self,
+        t: &Txn,
+        view: &View,
+        key: &str,
+        now_ms: i64,
+        out: &mut Vec<Option<f64>>,
+    ) -> Result<(i64, Status), OnlineError> {
+        let g = t.events.get(key).map_err(dberr)?;
+        let bytes = g.as_ref().map_or(&[][..], |g| g.value());
+        Ok(from_events(view, bytes, now_ms, out))
     }
 }
 

@@ -270,7 +270,8 @@ fn features(
                 })?,
         ),
     };
-    let store = encore_features::online::OnlineStore::open(root)?;
+    let store = encore_features::online::OnlineStore::open(root)?
+        .with_cache(loaded.config.serving.feature_cache_mb as usize * (1 << 20));
     tracing::info!(
         version = cur.version,
         views = cur.definitions.views.len(),

@@ -153,11 +153,55 @@ fn online_features_follow_ingestion_within_2s_and_expire_with_the_ttl() {
     assert_eq!(old["status"]["listening"], "expired", "{old}");
     assert_eq!(old["values"]["listening__plays_1d"], Value::Null);
     assert_eq!(old["missing"], false);
-    // expired and missing reads are counted
+    // u1 is now in the read cache; the next play replaces it there too
+    let r = request(
+        &addr,
+        "POST",
+        "/v1/events",
+        play("4", "u1", now - 10_000, 199_000, "trackdone")
+            .to_string()
+            .as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    let acked = Instant::now();
+    while features(&addr, &["u1"])["rows"][0]["values"]["listening__plays_1d"] != 3.0 {
+        assert!(
+            acked.elapsed() < Duration::from_secs(2),
+            "a cached entity went stale"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // the arrays format: names once, values in their order
+    let r = request(
+        &addr,
+        "POST",
+        "/v1/features",
+        br#"{"service": "home", "format": "arrays", "entities": [{"user_id": "u1"}, {"user_id": "nobody"}]}"#,
+    )
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    let a: Value = serde_json::from_str(&r.body).unwrap();
+    let names: Vec<&str> = a["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap())
+        .collect();
+    let at = names
+        .iter()
+        .position(|n| *n == "listening__plays_1d")
+        .unwrap();
+    assert_eq!(a["rows"][0]["values"][at], 3.0, "{a}");
+    assert_eq!(a["rows"][0]["status"][0], "live", "{a}");
+    assert_eq!(a["rows"][1]["missing"], true, "{a}");
+    assert_eq!(a["rows"][1]["values"][at], Value::Null, "{a}");
+    // expired and missing reads are counted, and the cache served repeated reads
     let r = request(&addr, "GET", "/v1/features/services", b"").unwrap();
     let v: Value = serde_json::from_str(&r.body).unwrap();
     assert!(v["reads"]["expired"].as_u64().unwrap() >= 1, "{v}");
     assert!(v["reads"]["missing"].as_u64().unwrap() >= 1, "{v}");
+    assert!(v["cache"]["hits"].as_u64().unwrap() >= 1, "{v}");
     // stopped: the data directory is the CLI's again
     drop(server);
     // no skew between what the server stored and the offline recomputation
@@ -209,7 +253,7 @@ fn online_features_follow_ingestion_within_2s_and_expire_with_the_ttl() {
         .downcast_ref::<arrow::array::StringArray>()
         .unwrap();
     use arrow::array::Array;
-    assert_eq!(plays.value(0), 2.0);
+    assert_eq!(plays.value(0), 3.0);
     assert!(plays.is_null(1));
     assert_eq!(status.value(1), "expired");
     // 45 s ago only the first play had ended: point in time

@@ -31,6 +31,8 @@ features = [
   { name = "ios_plays_1d", agg = "count", window = "1d", filter = "platform == ios and ms_played >= 60000" },
   { name = "last_ms", agg = "last", field = "ms_played" },
   { name = "non_skips_1d", agg = "count", window = "1d", filter = "not skip" },
+  { name = "streamed_artists_1d", agg = "distinct", field = "artist_id", window = "1d", filter = "stream" },
+  { name = "streamed_share_1d", agg = "ratio", window = "1d", numerator = { agg = "sum", field = "ms_played", filter = "stream" }, denominator = { agg = "sum", field = "ms_played" } },
 ]
 
 [views.user_artist]
@@ -173,6 +175,16 @@ proptest! {
                 // an online read of a stored buffer of the same events
                 let mut sorted = all.clone();
                 sorted.sort_by_key(|e| e.ts);
+                // as of the newest event too (windows reaching the buffer's end, the usual
+                // online read)
+                if let Some(n) = sorted.last().map(|e| e.ts) {
+                    let (st, got) = encore_features::online::read_as_of(view, &sorted, n);
+                    prop_assert_eq!(st, naive_status(view, &all, n));
+                    for (fi, f) in view.features.iter().enumerate() {
+                        let want = if st == Status::Live { naive(f, &all, n) } else { None };
+                        prop_assert!(close(got[fi], want), "online read {}.{} for {:?} as of its newest event {}: {:?} vs naive {:?}", view.name, f.name, key, n, got[fi], want);
+                    }
+                }
                 let (online_status, online_values) = encore_features::online::read_as_of(view, &sorted, t);
                 prop_assert_eq!(online_status, st, "online status of {} {:?} at {}", view.name, key, t);
                 for (fi, f) in view.features.iter().enumerate() {

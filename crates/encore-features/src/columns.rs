@@ -1,0 +1,339 @@
+//! A view's read layout: what the online store keeps per entity so that a read as of now is a
+//! few binary searches and array lookups, whatever the features.
+//!
+//! The view's features are compiled into prefix columns over the entity's events (sorted by
+//! time), each holding the aggregate of events `[0, i]`:
+//! - a count per distinct filter (no filter needs none: it is the index);
+//! - a sum per distinct (field, filter);
+//! - for a distinct count, how many events so far are the last occurrence of their value in
+//!   the buffer, so the distinct values of a window that reaches the newest event are the last
+//!   occurrences in it;
+//! - for a last value, the newest passing event so far and its value.
+//!
+//! A window `(t - span, t]` is then `[lo, hi)` by binary search on the times, and each feature
+//! is a difference of two prefix values. The result equals [`crate::compute::values`] over the
+//! same events. Two cases fall back to the events (the caller's job, when [`Layout::read`]
+//! answers `None`): a buffer written under other definitions (its fingerprint differs), and a
+//! distinct count as of a time before the buffer's newest event.
+
+use crate::compute::Status;
+use crate::def::{Agg, Filter, View};
+use crate::event::FeatureEvent;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Counter {
+    /// every event: the window's length
+    All,
+    Col(usize),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Part {
+    Count(Counter),
+    Sum(usize),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Read {
+    Count(Counter),
+    Sum(usize),
+    Mean {
+        sum: usize,
+        n: Counter,
+    },
+    Distinct(usize),
+    Last(usize),
+    Ratio {
+        num: Part,
+        den: Part,
+        den_n: Counter,
+    },
+}
+
+/// The compiled layout of one view.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    /// identifies the definitions a stored buffer was written under
+    pub fingerprint: u64,
+    ttl_ms: i64,
+    counters: Vec<Filter>,
+    sums: Vec<(usize, Filter)>,
+    distincts: Vec<(usize, Filter)>,
+    lasts: Vec<(usize, Filter)>,
+    reads: Vec<Read>,
+    /// the features' look-backs, deduplicated, and each feature's index into them
+    spans: Vec<i64>,
+    span_of: Vec<usize>,
+}
+
+const HEADER: usize = 24;
+
+fn index_of<T: PartialEq + Clone>(list: &mut Vec<T>, x: &T) -> usize {
+    list.iter().position(|y| y == x).unwrap_or_else(|| {
+        list.push(x.clone());
+        list.len() - 1
+    })
+}
+
+impl Layout {
+    pub fn of(view: &View) -> Layout {
+        let mut l = Layout {
+            fingerprint: 0,
+            ttl_ms: view.ttl_ms,
+            counters: Vec::new(),
+            sums: Vec::new(),
+            distincts: Vec::new(),
+            lasts: Vec::new(),
+            reads: Vec::new(),
+            spans: Vec::new(),
+            span_of: Vec::new(),
+        };
+        let counter = |l: &mut Layout, f: &Filter| {
+            if f.terms.is_empty() {
+                Counter::All
+            } else {
+                Counter::Col(index_of(&mut l.counters, f))
+            }
+        };
+        let part = |l: &mut Layout, (field, filter): &(Option<usize>, Filter)| match field {
+            None => Part::Count(counter(l, filter)),
+            Some(k) => Part::Sum(index_of(&mut l.sums, &(*k, filter.clone()))),
+        };
+        for f in &view.features {
+            let read = match &f.agg {
+                Agg::Count => Read::Count(counter(&mut l, &f.filter)),
+                Agg::Sum(k) => Read::Sum(index_of(&mut l.sums, &(*k, f.filter.clone()))),
+                Agg::Mean(k) => Read::Mean {
+                    sum: index_of(&mut l.sums, &(*k, f.filter.clone())),
+                    n: counter(&mut l, &f.filter),
+                },
+                Agg::Distinct(k) => {
+                    Read::Distinct(index_of(&mut l.distincts, &(*k, f.filter.clone())))
+                }
+                Agg::Last(k) => Read::Last(index_of(&mut l.lasts, &(*k, f.filter.clone()))),
+                Agg::Ratio { num, den } => Read::Ratio {
+                    num: part(&mut l, num),
+                    den: part(&mut l, den),
+                    den_n: counter(&mut l, &den.1),
+                },
+            };
+            l.reads.push(read);
+            let s = index_of(&mut l.spans, &f.span_ms);
+            l.span_of.push(s);
+        }
+        let text = serde_json::to_string(&(&view.features, view.ttl_ms)).unwrap_or_default();
+        l.fingerprint = crate::event::hash(&text);
+        l
+    }
+
+    /// The stored form of `events` (sorted by time), updated at `updated_ms`.
+    pub fn encode(&self, updated_ms: i64, events: &[FeatureEvent]) -> Vec<u8> {
+        let n = events.len();
+        let per_event = 8
+            + 4 * self.counters.len()
+            + 8 * self.sums.len()
+            + 4 * self.distincts.len()
+            + 12 * self.lasts.len();
+        let mut out = Vec::with_capacity(HEADER + n * per_event);
+        out.extend_from_slice(&self.fingerprint.to_le_bytes());
+        out.extend_from_slice(&updated_ms.to_le_bytes());
+        out.extend_from_slice(&(n as u64).to_le_bytes());
+        for e in events {
+            out.extend_from_slice(&e.ts.to_le_bytes());
+        }
+        for f in &self.counters {
+            let mut c = 0u32;
+            for e in events {
+                c += u32::from(f.accepts(e));
+                out.extend_from_slice(&c.to_le_bytes());
+            }
+        }
+        for (k, f) in &self.sums {
+            let mut s = 0f64;
+            for e in events {
+                if f.accepts(e) {
+                    s += e.num[*k];
+                }
+                out.extend_from_slice(&s.to_le_bytes());
+            }
+        }
+        for (k, f) in &self.distincts {
+            // which passing events are the last of their value, from the newest back
+            let mut seen = std::collections::HashSet::new();
+            let mut last = vec![false; n];
+            for (i, e) in events.iter().enumerate().rev() {
+                if f.accepts(e) && seen.insert(e.cat[*k]) {
+                    last[i] = true;
+                }
+            }
+            let mut c = 0u32;
+            for x in last {
+                c += u32::from(x);
+                out.extend_from_slice(&c.to_le_bytes());
+            }
+        }
+        for (k, f) in &self.lasts {
+            // 1 + the index of the newest passing event so far (0: none), then its value
+            let mut at = 0u32;
+            let mut vals = Vec::with_capacity(n);
+            let mut v = 0f64;
+            for (i, e) in events.iter().enumerate() {
+                if f.accepts(e) {
+                    at = i as u32 + 1;
+                    v = e.num[*k];
+                }
+                out.extend_from_slice(&at.to_le_bytes());
+                vals.push(v);
+            }
+            for v in vals {
+                out.extend_from_slice(&v.to_le_bytes());
+            }
+        }
+        out
+    }
+
+    /// Every feature of the view as of `t` from a stored buffer, appended to `out`, with the
+    /// buffer's update time and the view's status (values are null unless live). `None` (and
+    /// nothing appended) when the buffer must be read from its events instead.
+    pub fn read(&self, bytes: &[u8], t: i64, out: &mut Vec<Option<f64>>) -> Option<(i64, Status)> {
+        if bytes.len() < HEADER || u64::from_le_bytes(word(bytes, 0)) != self.fingerprint {
+            return None;
+        }
+        let updated = i64::from_le_bytes(word(bytes, 8));
+        let n = u64::from_le_bytes(word(bytes, 16)) as usize;
+        let c = Cols { b: bytes, n };
+        let hi = c.upto(n, t);
+        let st = match hi {
+            0 if updated > 0 => Status::Expired,
+            0 => Status::Missing,
+            h if c.ts(h - 1) <= t - self.ttl_ms => Status::Expired,
+            _ => Status::Live,
+        };
+        if st != Status::Live {
+            out.extend(std::iter::repeat_n(None, self.reads.len()));
+            return Some((updated, st));
+        }
+        if hi < n && !self.distincts.is_empty() {
+            return None;
+        }
+        // offsets of the column groups
+        let counters = HEADER + 8 * n;
+        let sums = counters + 4 * n * self.counters.len();
+        let distincts = sums + 8 * n * self.sums.len();
+        let lasts = distincts + 4 * n * self.distincts.len();
+        let mut los = [0usize; 16];
+        let mut los_vec = Vec::new();
+        let los: &mut [usize] = if self.spans.len() <= los.len() {
+            &mut los[..self.spans.len()]
+        } else {
+            los_vec.resize(self.spans.len(), 0);
+            &mut los_vec
+        };
+        for (lo, span) in los.iter_mut().zip(&self.spans) {
+            *lo = c.upto(hi, t - span);
+        }
+        // a prefix value at `end` (events [0, end))
+        let count = |k: Counter, lo: usize| -> u64 {
+            match k {
+                Counter::All => (hi - lo) as u64,
+                Counter::Col(j) => {
+                    let at = counters + 4 * n * j;
+                    c.u32_at(at, hi) - c.u32_at(at, lo)
+                }
+            }
+        };
+        let sum = |j: usize, lo: usize| -> f64 {
+            let at = sums + 8 * n * j;
+            c.f64_at(at, hi) - c.f64_at(at, lo)
+        };
+        for (r, &s) in self.reads.iter().zip(&self.span_of) {
+            let lo = los[s];
+            out.push(match *r {
+                Read::Count(k) => Some(count(k, lo) as f64),
+                Read::Sum(j) => Some(sum(j, lo)),
+                Read::Mean { sum: j, n } => {
+                    let m = count(n, lo);
+                    (m > 0).then(|| sum(j, lo) / m as f64)
+                }
+                Read::Distinct(j) => {
+                    let at = distincts + 4 * n * j;
+                    Some((c.u32_at(at, hi) - c.u32_at(at, lo)) as f64)
+                }
+                Read::Last(j) => {
+                    let at = lasts + 12 * n * j;
+                    let newest = c.u32_at(at, hi) as usize;
+                    (newest > lo).then(|| c.f64_at(at + 4 * n, hi))
+                }
+                Read::Ratio { num, den, den_n } => {
+                    let part = |p: Part| match p {
+                        Part::Count(k) => count(k, lo) as f64,
+                        Part::Sum(j) => sum(j, lo),
+                    };
+                    let d = part(den);
+                    (count(den_n, lo) > 0 && d != 0.0).then(|| part(num) / d)
+                }
+            });
+        }
+        Some((updated, st))
+    }
+}
+
+/// The columns of a stored buffer of `n` events.
+struct Cols<'a> {
+    b: &'a [u8],
+    n: usize,
+}
+
+impl Cols<'_> {
+    fn ts(&self, i: usize) -> i64 {
+        i64::from_le_bytes(word(self.b, HEADER + 8 * i))
+    }
+
+    /// Events of `[0, end)` with `ts <= t`. Reads as of now mostly have every event (the
+    /// newest is not after now) or none (a window longer than the buffer), so both ends are
+    /// tried before the binary search.
+    fn upto(&self, end: usize, t: i64) -> usize {
+        let end = end.min(self.n);
+        if end == 0 || self.ts(end - 1) <= t {
+            return end;
+        }
+        if self.ts(0) > t {
+            return 0;
+        }
+        let (mut lo, mut hi) = (1, end - 1);
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            if self.ts(mid) <= t {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
+    }
+
+    /// The prefix value of a u32 column at `at` over events `[0, end)`.
+    fn u32_at(&self, at: usize, end: usize) -> u64 {
+        if end == 0 {
+            return 0;
+        }
+        let p = at + 4 * (end - 1);
+        let mut w = [0u8; 4];
+        w.copy_from_slice(&self.b[p..p + 4]);
+        u64::from(u32::from_le_bytes(w))
+    }
+
+    /// The prefix value of an f64 column at `at` over events `[0, end)`.
+    fn f64_at(&self, at: usize, end: usize) -> f64 {
+        if end == 0 {
+            return 0.0;
+        }
+        f64::from_le_bytes(word(self.b, at + 8 * (end - 1)))
+    }
+}
+
+fn word(b: &[u8], at: usize) -> [u8; 8] {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&b[at..at + 8]);
+    w
+}
