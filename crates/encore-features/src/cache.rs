@@ -109,13 +109,18 @@ impl Cache {
     }
 
     /// After the commit: the written keys' new values replace cached ones, and the write ends.
-    pub(crate) fn end_write<'a>(&self, written: impl IntoIterator<Item = (&'a str, &'a [u8])>) {
+    /// A value of `None`: the key was removed.
+    pub(crate) fn end_write<'a>(
+        &self,
+        written: impl IntoIterator<Item = (&'a str, Option<&'a [u8]>)>,
+    ) {
         for (key, value) in written {
             let mut s = self.shard(key).write().unwrap_or_else(|e| e.into_inner());
             let Shard { map, bytes } = &mut *s;
             if let Some(v) = map.get_mut(key) {
-                *bytes = *bytes + value.len() - v.as_deref().map_or(0, <[u8]>::len);
-                *v = Some(value.into());
+                let len = |x: Option<&[u8]>| x.map_or(0, <[u8]>::len);
+                *bytes = *bytes + len(value) - len(v.as_deref());
+                *v = value.map(Into::into);
             }
         }
         self.epoch.fetch_add(1, Ordering::AcqRel);
@@ -138,20 +143,20 @@ mod tests {
         c.begin_write();
         // the write's commit happens here; a reader's older snapshot must not land
         c.insert(e, "k", Some(b"old"));
-        c.end_write([("k", &b"new"[..])]);
+        c.end_write([("k", Some(&b"new"[..]))]);
         assert_eq!(c.lock("k").get("k"), None);
         // a read begun after the write is cached, and the next write replaces it
         let e = c.epoch();
         c.insert(e, "k", Some(b"new"));
         c.begin_write();
-        c.end_write([("k", &b"newer"[..])]);
+        c.end_write([("k", Some(&b"newer"[..]))]);
         assert_eq!(c.lock("k").get("k"), Some(Some(&b"newer"[..])));
         // absent keys are cached as absent, and a write of them replaces that
         let e = c.epoch();
         c.insert(e, "gone", None);
         assert_eq!(c.lock("gone").get("gone"), Some(None));
         c.begin_write();
-        c.end_write([("gone", &b"here"[..])]);
+        c.end_write([("gone", Some(&b"here"[..]))]);
         assert_eq!(c.lock("gone").get("gone"), Some(Some(&b"here"[..])));
     }
 

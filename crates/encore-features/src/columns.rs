@@ -48,6 +48,8 @@ enum Read {
         den: Part,
         den_n: Counter,
     },
+    /// an attribute view's column
+    Value(usize),
 }
 
 /// The compiled layout of one view.
@@ -64,6 +66,8 @@ pub struct Layout {
     /// the features' look-backs, deduplicated, and each feature's index into them
     spans: Vec<i64>,
     span_of: Vec<usize>,
+    /// an attribute view: rows of values in effect from their times, not events
+    attributes: bool,
 }
 
 const HEADER: usize = 24;
@@ -87,6 +91,7 @@ impl Layout {
             reads: Vec::new(),
             spans: Vec::new(),
             span_of: Vec::new(),
+            attributes: !view.source.is_events(),
         };
         let counter = |l: &mut Layout, f: &Filter| {
             if f.terms.is_empty() {
@@ -99,8 +104,9 @@ impl Layout {
             None => Part::Count(counter(l, filter)),
             Some(k) => Part::Sum(index_of(&mut l.sums, &(*k, filter.clone()))),
         };
-        for f in &view.features {
+        for (i, f) in view.features.iter().enumerate() {
             let read = match &f.agg {
+                Agg::Value(_) => Read::Value(i),
                 Agg::Count => Read::Count(counter(&mut l, &f.filter)),
                 Agg::Sum(k) => Read::Sum(index_of(&mut l.sums, &(*k, f.filter.clone()))),
                 Agg::Mean(k) => Read::Mean {
@@ -121,7 +127,8 @@ impl Layout {
             let s = index_of(&mut l.spans, &f.span_ms);
             l.span_of.push(s);
         }
-        let text = serde_json::to_string(&(&view.features, view.ttl_ms)).unwrap_or_default();
+        let text =
+            serde_json::to_string(&(&view.features, view.ttl_ms, &view.source)).unwrap_or_default();
         l.fingerprint = crate::event::hash(&text);
         l
     }
@@ -192,6 +199,53 @@ impl Layout {
         out
     }
 
+    /// The stored form of an attribute view's rows for one entity: `(time, values)` sorted by
+    /// time, a value per feature (null as NaN).
+    pub fn encode_rows(&self, updated_ms: i64, rows: &[(i64, Vec<Option<f64>>)]) -> Vec<u8> {
+        let k = self.reads.len();
+        let mut out = Vec::with_capacity(HEADER + rows.len() * 8 * (1 + k));
+        out.extend_from_slice(&self.fingerprint.to_le_bytes());
+        out.extend_from_slice(&updated_ms.to_le_bytes());
+        out.extend_from_slice(&(rows.len() as u64).to_le_bytes());
+        for (ts, _) in rows {
+            out.extend_from_slice(&ts.to_le_bytes());
+        }
+        for (_, values) in rows {
+            for i in 0..k {
+                let v = values.get(i).copied().flatten().unwrap_or(f64::NAN);
+                out.extend_from_slice(&v.to_le_bytes());
+            }
+        }
+        out
+    }
+
+    /// An attribute view as of `t`: the newest row at or before `t`.
+    fn read_row(
+        &self,
+        c: &Cols<'_>,
+        updated: i64,
+        t: i64,
+        out: &mut Vec<Option<f64>>,
+    ) -> (i64, Status) {
+        let k = self.reads.len();
+        let hi = c.upto(c.n, t);
+        let st = match hi {
+            0 => Status::Missing,
+            h if c.ts(h - 1) <= t.saturating_sub(self.ttl_ms) => Status::Expired,
+            _ => Status::Live,
+        };
+        if st != Status::Live {
+            out.extend(std::iter::repeat_n(None, k));
+            return (updated, st);
+        }
+        let at = HEADER + 8 * c.n + 8 * k * (hi - 1);
+        out.extend((0..k).map(|i| {
+            let v = f64::from_le_bytes(word(c.b, at + 8 * i));
+            (!v.is_nan()).then_some(v)
+        }));
+        (updated, st)
+    }
+
     /// Every feature of the view as of `t` from a stored buffer, appended to `out`, with the
     /// buffer's update time and the view's status (values are null unless live). `None` (and
     /// nothing appended) when the buffer must be read from its events instead.
@@ -202,6 +256,9 @@ impl Layout {
         let updated = i64::from_le_bytes(word(bytes, 8));
         let n = u64::from_le_bytes(word(bytes, 16)) as usize;
         let c = Cols { b: bytes, n };
+        if self.attributes {
+            return Some(self.read_row(&c, updated, t, out));
+        }
         let hi = c.upto(n, t);
         let st = match hi {
             0 if updated > 0 => Status::Expired,
@@ -272,6 +329,7 @@ impl Layout {
                     let d = part(den);
                     (count(den_n, lo) > 0 && d != 0.0).then(|| part(num) / d)
                 }
+                Read::Value(_) => None,
             });
         }
         Some((updated, st))

@@ -60,6 +60,8 @@ pub fn value(f: &Feature, events: &[FeatureEvent], t: i64) -> Option<f64> {
             Some(set.len() as f64)
         }
         Agg::Last(i) => w.iter().rev().find(pass).map(|e| e.num[*i]),
+        // attributes come from tables, not events
+        Agg::Value(_) => None,
         Agg::Ratio { num, den } => {
             let sum = |(field, filter): &(Option<usize>, Filter)| -> f64 {
                 w.iter()
@@ -145,6 +147,7 @@ pub fn values_of(features: &[&Feature], events: &[FeatureEvent], t: i64) -> Vec<
                 Some(seen.len() as f64)
             }
             Agg::Last(_) => a.last,
+            Agg::Value(_) => None,
             Agg::Ratio { .. } => (a.den_n > 0 && a.den != 0.0).then(|| a.sum / a.den),
         })
         .collect()
@@ -235,6 +238,7 @@ pub fn column(f: &Feature, events: &[FeatureEvent], times: &[i64]) -> Vec<Option
             Agg::Mean(_) => (w.n > 0).then(|| w.sum / w.n as f64),
             Agg::Distinct(_) => Some(w.distinct.len() as f64),
             Agg::Last(i) => last_pass.filter(|&j| j >= lo).map(|j| events[j].num[*i]),
+            Agg::Value(_) => None,
             Agg::Ratio { .. } => (w.den_n > 0 && w.den != 0.0).then(|| w.sum / w.den),
         });
     }

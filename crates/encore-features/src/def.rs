@@ -73,7 +73,14 @@ struct ViewDef {
     entity: String,
     #[serde(default = "events")]
     source: String,
-    ttl: String,
+    /// a file source's table
+    #[serde(default)]
+    path: Option<String>,
+    /// a file source's column of times (ms since the epoch) at which each row took effect
+    #[serde(default)]
+    timestamp: Option<String>,
+    #[serde(default)]
+    ttl: Option<String>,
     features: Vec<toml::Spanned<FeatureDef>>,
 }
 
@@ -85,7 +92,8 @@ fn events() -> String {
 #[serde(deny_unknown_fields)]
 struct FeatureDef {
     name: String,
-    agg: String,
+    #[serde(default)]
+    agg: Option<String>,
     #[serde(default)]
     field: Option<String>,
     #[serde(default)]
@@ -251,6 +259,8 @@ pub enum Agg {
     Mean(usize),
     Distinct(usize),
     Last(usize),
+    /// an attribute view's value: the source's column (or catalog attribute) of this name
+    Value(String),
     /// numerator and denominator: each a count (None) or a sum of a numeric field, filtered
     Ratio {
         num: (Option<usize>, Filter),
@@ -336,8 +346,38 @@ pub struct View {
     pub name: String,
     pub entity: String,
     pub kind: EntityKind,
+    #[serde(default)]
+    pub source: Source,
+    /// [`NO_TTL`] when the view's values never expire
     pub ttl_ms: i64,
     pub features: Vec<Feature>,
+}
+
+/// The TTL of an attribute view without one: its values never expire.
+pub const NO_TTL: i64 = i64::MAX / 4;
+
+/// Where a view's values come from.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// windowed aggregations over the playback log
+    #[default]
+    Events,
+    /// attributes of the imported catalog's items or artists (numbers, booleans as 0 or 1,
+    /// lists as their length), as of now: the catalog keeps no history
+    Catalog,
+    /// a Parquet or CSV table with the entity's key columns and the features' columns; with a
+    /// `timestamp` column, a row holds from its time on (point in time), else always
+    File {
+        path: String,
+        timestamp: Option<String>,
+    },
+}
+
+impl Source {
+    pub fn is_events(&self) -> bool {
+        matches!(self, Source::Events)
+    }
 }
 
 impl View {
@@ -404,8 +444,88 @@ fn part(p: &PartDef, what: &str) -> Result<(Option<usize>, Filter), String> {
     }
 }
 
+/// A view's source; a relative file path is taken from the definitions file's directory.
+fn source(name: &str, v: &ViewDef, kind: EntityKind, file: &str) -> Result<Source, String> {
+    let only_files = |what: &str| format!("view {name}: `{what}` is for file sources");
+    match v.source.as_str() {
+        "events" | "catalog" if v.path.is_some() => Err(only_files("path")),
+        "events" | "catalog" if v.timestamp.is_some() => Err(only_files("timestamp")),
+        "events" => Ok(Source::Events),
+        "catalog" if matches!(kind, EntityKind::Item | EntityKind::Artist) => Ok(Source::Catalog),
+        "catalog" => Err(format!(
+            "view {name}: the catalog describes items and artists: its entity must be keyed by item_id or artist_id"
+        )),
+        "file" => {
+            let path = v
+                .path
+                .as_deref()
+                .filter(|p| !p.trim().is_empty())
+                .ok_or_else(|| {
+                    format!("view {name}: a file source needs `path` (a .parquet or .csv table)")
+                })?;
+            if !(path.ends_with(".parquet") || path.ends_with(".csv")) {
+                return Err(format!(
+                    "view {name}: path {path:?}: expected a .parquet or .csv file"
+                ));
+            }
+            let p = std::path::Path::new(path);
+            let path = if p.is_absolute() {
+                path.to_owned()
+            } else {
+                let base = std::path::Path::new(file)
+                    .parent()
+                    .unwrap_or(std::path::Path::new(""));
+                base.join(p).display().to_string()
+            };
+            Ok(Source::File {
+                path,
+                timestamp: v.timestamp.clone(),
+            })
+        }
+        other => Err(format!(
+            "view {name}: source {other:?} is not one of events (the playback log), catalog, file"
+        )),
+    }
+}
+
+/// A feature of an attribute view: a column (`field`, by default the feature's name).
+fn attribute(f: &FeatureDef, ttl_ms: i64) -> Result<Feature, String> {
+    let what = format!("feature {}", f.name);
+    if let Some(a) = f.agg.as_deref().filter(|a| *a != "value") {
+        return Err(format!(
+            "{what}: agg {a:?}: an attribute view's features are values (agg = \"value\" or none); aggregations need source = \"events\""
+        ));
+    }
+    if f.window.is_some() || f.filter.is_some() || f.numerator.is_some() || f.denominator.is_some()
+    {
+        return Err(format!(
+            "{what}: windows and filters apply to views of events, not attributes"
+        ));
+    }
+    check_name(&f.name)?;
+    Ok(Feature {
+        name: f.name.clone(),
+        agg: Agg::Value(f.field.clone().unwrap_or_else(|| f.name.clone())),
+        span_ms: ttl_ms,
+        filter: Filter::default(),
+    })
+}
+
+fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(format!(
+            "feature name {name:?}: expected letters, digits and _"
+        ));
+    }
+    Ok(())
+}
+
 fn feature(f: &FeatureDef, ttl_ms: i64) -> Result<Feature, String> {
     let what = format!("feature {}", f.name);
+    let agg_name = f
+        .agg
+        .as_deref()
+        .ok_or_else(|| format!("{what}: no `agg` (count, sum, mean, distinct, last or ratio)"))?;
     let filter = match &f.filter {
         None => Filter::default(),
         Some(t) => Filter::parse(t)?,
@@ -414,12 +534,12 @@ fn feature(f: &FeatureDef, ttl_ms: i64) -> Result<Feature, String> {
         let fld = f
             .field
             .as_deref()
-            .ok_or_else(|| format!("{what}: agg {} needs a `field`", f.agg))?;
+            .ok_or_else(|| format!("{what}: agg {agg_name} needs a `field`"))?;
         all.iter()
             .position(|n| *n == fld)
             .ok_or_else(|| format!("{what}: field {fld:?} is not one of {}", kinds.join(", ")))
     };
-    let agg = match f.agg.as_str() {
+    let agg = match agg_name {
         "count" => Agg::Count,
         "sum" => Agg::Sum(field_of(&NUMERIC, &NUMERIC)?),
         "mean" => Agg::Mean(field_of(&NUMERIC, &NUMERIC)?),
@@ -456,17 +576,7 @@ fn feature(f: &FeatureDef, ttl_ms: i64) -> Result<Feature, String> {
             .min(ttl_ms),
         None => ttl_ms,
     };
-    if f.name.is_empty()
-        || !f
-            .name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_')
-    {
-        return Err(format!(
-            "feature name {:?}: expected letters, digits and _",
-            f.name
-        ));
-    }
+    check_name(&f.name)?;
     Ok(Feature {
         name: f.name.clone(),
         agg,
@@ -511,21 +621,35 @@ impl Definitions {
                     format!("view {name}: entity {:?} is not defined", view.entity),
                 )
             })?;
-            if view.source != "events" {
-                return Err(err(
-                    at,
-                    format!(
-                        "view {name}: source {:?} is not supported (only \"events\", the playback log)",
-                        view.source
-                    ),
-                ));
-            }
-            let ttl_ms =
-                duration_ms(&view.ttl).map_err(|e| err(at, format!("view {name}: ttl: {e}")))?;
+            let source = source(name, view, kind, file).map_err(|m| err(at, m))?;
+            let ttl_ms = match (&view.ttl, &source) {
+                (Some(t), Source::Catalog) => {
+                    return Err(err(
+                        at,
+                        format!(
+                            "view {name}: ttl {t:?}: catalog attributes have no time to expire from"
+                        ),
+                    ));
+                }
+                (Some(t), _) => {
+                    duration_ms(t).map_err(|e| err(at, format!("view {name}: ttl: {e}")))?
+                }
+                (None, Source::Events) => {
+                    return Err(err(
+                        at,
+                        format!("view {name}: a view of events needs a ttl (e.g. ttl = \"30d\")"),
+                    ));
+                }
+                (None, _) => NO_TTL,
+            };
             let mut features = Vec::new();
             for f in &view.features {
-                let feat = feature(f.get_ref(), ttl_ms)
-                    .map_err(|e| err(f.span().start, format!("view {name}: {e}")))?;
+                let feat = if source.is_events() {
+                    feature(f.get_ref(), ttl_ms)
+                } else {
+                    attribute(f.get_ref(), ttl_ms)
+                }
+                .map_err(|e| err(f.span().start, format!("view {name}: {e}")))?;
                 if features.iter().any(|x: &Feature| x.name == feat.name) {
                     return Err(err(
                         f.span().start,
@@ -543,6 +667,7 @@ impl Definitions {
                     name: name.clone(),
                     entity: view.entity.clone(),
                     kind,
+                    source,
                     ttl_ms,
                     features,
                 },

@@ -11,6 +11,7 @@
 //!   materialization and by ingestion, read as of now with TTL enforced.
 //! - [`versions`]: applied definitions, versioned in the data directory.
 
+pub mod attrs;
 pub mod cache;
 pub mod columns;
 pub mod compute;

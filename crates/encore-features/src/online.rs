@@ -360,6 +360,9 @@ impl OnlineStore {
         let mut entity = String::new();
         let layouts: Vec<Layout> = defs.views.values().map(Layout::of).collect();
         for (vi, v) in defs.views.values().enumerate() {
+            if !v.source.is_events() {
+                continue;
+            }
             let from = now_ms - v.horizon_ms();
             for k in events {
                 if v.kind
@@ -383,7 +386,11 @@ impl OnlineStore {
         let done = self.write(groups, &layouts, now_ms, &mut written);
         if let Some(c) = &self.cache {
             match done {
-                Ok(()) => c.end_write(written.iter().map(|(k, v)| (k.as_str(), v.as_slice()))),
+                Ok(()) => c.end_write(
+                    written
+                        .iter()
+                        .map(|(k, v)| (k.as_str(), Some(v.as_slice()))),
+                ),
                 Err(_) => c.abort_write(),
             }
         }
@@ -439,10 +446,60 @@ impl OnlineStore {
         tx.commit().map_err(dberr)
     }
 
+    /// Replaces the stored rows of attribute view `view` with `table`: entities no longer in
+    /// it are removed (so a churned entity reads as missing, not as its last values).
+    pub fn put_attributes(
+        &self,
+        view: &View,
+        table: &crate::attrs::AttrTable,
+        now_ms: i64,
+    ) -> Result<usize, OnlineError> {
+        let layout = Layout::of(view);
+        let (lo, hi) = (format!("{}\u{0}", view.name), format!("{}\u{1}", view.name));
+        if let Some(c) = &self.cache {
+            c.begin_write();
+        }
+        let mut written: Vec<(String, Option<Vec<u8>>)> = Vec::new();
+        let done = (|| -> Result<(), OnlineError> {
+            let tx = self.db.begin_write().map_err(dberr)?;
+            {
+                let mut cols = tx.open_table(COLUMNS).map_err(dberr)?;
+                let stale: Vec<String> = cols
+                    .range(lo.as_str()..hi.as_str())
+                    .map_err(dberr)?
+                    .filter_map(Result::ok)
+                    .map(|(k, _)| k.value().to_owned())
+                    .filter(|k| !table.rows.contains_key(&k[lo.len()..]))
+                    .collect();
+                for k in stale {
+                    cols.remove(k.as_str()).map_err(dberr)?;
+                    written.push((k, None));
+                }
+                for (entity, rows) in &table.rows {
+                    let key = format!("{lo}{entity}");
+                    let bytes = layout.encode_rows(now_ms, rows);
+                    cols.insert(key.as_str(), bytes.as_slice()).map_err(dberr)?;
+                    if self.cache.is_some() {
+                        written.push((key, Some(bytes)));
+                    }
+                }
+            }
+            tx.commit().map_err(dberr)
+        })();
+        if let Some(c) = &self.cache {
+            match done {
+                Ok(()) => c.end_write(written.iter().map(|(k, v)| (k.as_str(), v.as_deref()))),
+                Err(_) => c.abort_write(),
+            }
+        }
+        done?;
+        Ok(table.rows.len())
+    }
+
     /// Up to `limit` entity keys the store holds for `view` (key fields joined by U+001F).
     pub fn entities(&self, view: &str, limit: usize) -> Result<Vec<String>, OnlineError> {
         let tx = self.db.begin_read().map_err(dberr)?;
-        let t = tx.open_table(EVENTS).map_err(dberr)?;
+        let t = tx.open_table(COLUMNS).map_err(dberr)?;
         let (lo, hi) = (format!("{view}\u{0}"), format!("{view}\u{1}"));
         let mut out = Vec::new();
         for item in t.range(lo.as_str()..hi.as_str()).map_err(dberr)? {
@@ -658,9 +715,14 @@ impl OnlineStore {
     }
 }
 
-/// The entity kinds of `defs`' views.
+/// The entity kinds of `defs`' views of events.
 pub fn kinds(defs: &Definitions) -> Vec<EntityKind> {
-    let mut k: Vec<EntityKind> = defs.views.values().map(|v| v.kind).collect();
+    let mut k: Vec<EntityKind> = defs
+        .views
+        .values()
+        .filter(|v| v.source.is_events())
+        .map(|v| v.kind)
+        .collect();
     k.sort_by_key(|k| *k as u8);
     k.dedup();
     k

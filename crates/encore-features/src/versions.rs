@@ -1,15 +1,19 @@
-//! Applied definitions, versioned under `<data dir>/features/`: `v000001.toml`, ... and `CURRENT`
-//! naming the version in use. Applying text equal to the current version changes nothing.
+//! Applied definitions, versioned in the model registry (`registry.sqlite`, beside the models
+//! they feed): each apply keeps the file's text and where it was applied from (relative source
+//! paths are taken from its directory). Applying the current text from the same file changes
+//! nothing. Data directories of the first layout (`features/v000001.toml` and `CURRENT`) are
+//! carried over on first use.
 
 use crate::def::{DefError, Definitions};
+use encore_registry::Registry;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum VersionError {
     #[error(transparent)]
     Def(#[from] DefError),
-    #[error("feature definitions at {path}: {message}")]
-    Io { path: String, message: String },
+    #[error("feature definitions: {0}")]
+    Registry(#[from] encore_registry::RegistryError),
     #[error("no feature definitions are applied (run `encore features apply FILE`)")]
     None,
 }
@@ -18,61 +22,58 @@ impl encore_core::Coded for VersionError {
     fn code(&self) -> encore_core::ErrorCode {
         match self {
             VersionError::Def(_) => encore_core::ErrorCode::InvalidArgument,
-            VersionError::Io { .. } => encore_core::ErrorCode::Unavailable,
+            VersionError::Registry(_) => encore_core::ErrorCode::Unavailable,
             VersionError::None => encore_core::ErrorCode::FailedPrecondition,
         }
     }
 }
 
-fn io(path: &Path, e: std::io::Error) -> VersionError {
-    VersionError::Io {
-        path: path.display().to_string(),
-        message: e.to_string(),
-    }
-}
-
-/// The applied definitions of a data directory.
 #[derive(Debug, Clone)]
 pub struct Versions {
-    dir: PathBuf,
+    root: PathBuf,
 }
 
-/// A version in use.
 #[derive(Debug, Clone)]
 pub struct Current {
     pub version: u32,
     pub text: String,
+    /// the file the definitions were applied from
+    pub origin: String,
     pub definitions: Definitions,
 }
 
 impl Versions {
     pub fn new(root: &Path) -> Versions {
         Versions {
-            dir: root.join("features"),
+            root: root.to_path_buf(),
         }
     }
 
-    fn file(&self, v: u32) -> PathBuf {
-        self.dir.join(format!("v{v:06}.toml"))
+    fn registry(&self) -> Result<Registry, VersionError> {
+        let mut r = Registry::open(&self.root)?;
+        // the first layout kept versions as files; the current one moves into the registry
+        let old = self.root.join("features");
+        if r.feature_definitions()?.is_none()
+            && let Ok(v) = std::fs::read_to_string(old.join("CURRENT"))
+            && let Ok(v) = v.trim().parse::<u32>()
+        {
+            let path = old.join(format!("v{v:06}.toml"));
+            if let Ok(text) = std::fs::read_to_string(&path) {
+                r.put_feature_definitions(&text, &path.display().to_string())?;
+            }
+        }
+        Ok(r)
     }
 
-    /// The version in use, if any.
     pub fn current(&self) -> Result<Option<Current>, VersionError> {
-        let cur = self.dir.join("CURRENT");
-        let v: u32 = match std::fs::read_to_string(&cur) {
-            Ok(s) => s.trim().parse().map_err(|_| VersionError::Io {
-                path: cur.display().to_string(),
-                message: format!("{s:?} is not a version number"),
-            })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(io(&cur, e)),
+        let Some(d) = self.registry()?.feature_definitions()? else {
+            return Ok(None);
         };
-        let path = self.file(v);
-        let text = std::fs::read_to_string(&path).map_err(|e| io(&path, e))?;
-        let definitions = Definitions::parse(&text, &path.display().to_string())?;
+        let definitions = Definitions::parse(&d.text, &d.origin)?;
         Ok(Some(Current {
-            version: v,
-            text,
+            version: d.version,
+            text: d.text,
+            origin: d.origin,
             definitions,
         }))
     }
@@ -81,31 +82,28 @@ impl Versions {
         self.current()?.ok_or(VersionError::None)
     }
 
+    /// Every version: number, time applied (ms) and origin, oldest first.
+    pub fn history(&self) -> Result<Vec<(u32, i64, String)>, VersionError> {
+        Ok(self.registry()?.feature_definition_versions()?)
+    }
+
     /// Checks `text` (from `file`) and makes it the current version; returns the version and
     /// whether it is new.
-    pub fn apply(&self, text: &str, file: &str) -> Result<(Current, bool), VersionError> {
-        let definitions = Definitions::parse(text, file)?;
-        let current = self.current()?;
-        if let Some(c) = &current
-            && c.text == text
-        {
-            return Ok((c.clone(), false));
-        }
-        std::fs::create_dir_all(&self.dir).map_err(|e| io(&self.dir, e))?;
-        let version = current.map_or(1, |c| c.version + 1);
-        let path = self.file(version);
-        std::fs::write(&path, text).map_err(|e| io(&path, e))?;
-        let cur = self.dir.join("CURRENT");
-        let tmp = self.dir.join("CURRENT.tmp");
-        std::fs::write(&tmp, format!("{version}\n")).map_err(|e| io(&tmp, e))?;
-        std::fs::rename(&tmp, &cur).map_err(|e| io(&cur, e))?;
+    pub fn apply(&self, text: &str, file: &Path) -> Result<(Current, bool), VersionError> {
+        let origin = std::path::absolute(file)
+            .unwrap_or_else(|_| file.to_path_buf())
+            .display()
+            .to_string();
+        let definitions = Definitions::parse(text, &origin)?;
+        let (d, new) = self.registry()?.put_feature_definitions(text, &origin)?;
         Ok((
             Current {
-                version,
-                text: text.to_owned(),
+                version: d.version,
+                text: d.text,
+                origin: d.origin,
                 definitions,
             },
-            true,
+            new,
         ))
     }
 }

@@ -143,6 +143,30 @@ impl CatalogStore {
         Ok(out)
     }
 
+    /// Every record of the given kinds (`tracks`, `items`, `artists`, `albums`) across sources,
+    /// with its id (a later source's record of an id replaces an earlier one's).
+    pub fn records(&self, kinds: &[&str]) -> Result<Vec<(String, serde_json::Value)>, IngestError> {
+        let mut out: HashMap<String, serde_json::Value> = HashMap::new();
+        for source in self.sources()? {
+            for kind in kinds {
+                let Some(id) = id_field(kind) else { continue };
+                let path = self.dir.join(&source).join(format!("{kind}.jsonl"));
+                let Ok(text) = std::fs::read_to_string(&path) else {
+                    continue;
+                };
+                for line in text.lines() {
+                    let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+                        continue;
+                    };
+                    if let Some(k) = v.get(id).and_then(|x| x.as_str()) {
+                        out.insert(k.to_owned(), v);
+                    }
+                }
+            }
+        }
+        Ok(out.into_iter().collect())
+    }
+
     pub fn sources(&self) -> Result<Vec<String>, IngestError> {
         let mut out: Vec<String> = std::fs::read_dir(&self.dir)
             .map_err(IngestError::io(&self.dir))?

@@ -9,10 +9,12 @@
 
 mod card;
 mod error;
+mod features;
 mod watch;
 
 pub use card::Card;
 pub use error::RegistryError;
+pub use features::FeatureDefinitions;
 pub use watch::{Watcher, WebhookConfig, post_json, webhooks};
 
 use encore_core::time::now_ms;
@@ -183,6 +185,7 @@ impl Registry {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.execute_batch(SCHEMA)?;
+        conn.execute_batch(features::SCHEMA)?;
         Ok(Registry {
             conn,
             root: root.to_path_buf(),

@@ -4,7 +4,8 @@
 use crate::cli::FeaturesCommand;
 use crate::error::CliError;
 use crate::output::Output;
-use encore_features::def::{Agg, View};
+use encore_features::attrs::AttrTable;
+use encore_features::def::{Agg, NO_TTL, View};
 use encore_features::offline::{
     EntityRows, compute_view, load_events, load_keyed, read_entities_csv, write_parquet,
 };
@@ -39,6 +40,41 @@ pub fn artists(
         .collect()
 }
 
+/// The rows of attribute view `v` from its source (the catalog, or its file).
+fn attr_table(v: &View, ingestor: &encore_ingest::Ingestor) -> Result<AttrTable, CliError> {
+    use encore_features::def::{EntityKind, Source};
+    Ok(match &v.source {
+        Source::Catalog => {
+            let kinds: &[&str] = if v.kind == EntityKind::Artist {
+                &["artists"]
+            } else {
+                &["tracks", "items"]
+            };
+            AttrTable::from_catalog(v, &ingestor.catalog().records(kinds)?)?
+        }
+        _ => AttrTable::from_file(v)?,
+    })
+}
+
+/// `v` for entity `rows`: aggregated from the grouped events, or from its attribute table.
+fn compute_any(
+    v: &View,
+    grouped: &HashMap<encore_features::def::EntityKind, encore_features::offline::ByEntity>,
+    ingestor: &encore_ingest::Ingestor,
+    rows: &EntityRows,
+) -> Result<encore_features::offline::ViewColumns, CliError> {
+    if v.source.is_events() {
+        let empty = Default::default();
+        Ok(compute_view(
+            v,
+            grouped.get(&v.kind).unwrap_or(&empty),
+            rows,
+        )?)
+    } else {
+        Ok(attr_table(v, ingestor)?.compute(v, rows)?)
+    }
+}
+
 fn describe_agg(a: &Agg) -> String {
     use encore_features::event::{CATEGORICAL, NUMERIC};
     match a {
@@ -47,6 +83,7 @@ fn describe_agg(a: &Agg) -> String {
         Agg::Mean(i) => format!("mean({})", NUMERIC[*i]),
         Agg::Distinct(i) => format!("distinct({})", CATEGORICAL[*i]),
         Agg::Last(i) => format!("last({})", NUMERIC[*i]),
+        Agg::Value(c) => format!("value({c})"),
         Agg::Ratio { num, den } => {
             let p = |(f, filt): &(Option<usize>, encore_features::def::Filter)| {
                 let base = f.map_or("count".to_owned(), |i| format!("sum({})", NUMERIC[i]));
@@ -63,7 +100,8 @@ fn describe_agg(a: &Agg) -> String {
 
 fn view_json(v: &View) -> serde_json::Value {
     json!({
-        "name": v.name, "entity": v.entity, "keys": v.kind.keys(), "ttl_ms": v.ttl_ms,
+        "name": v.name, "entity": v.entity, "keys": v.kind.keys(), "source": v.source,
+        "ttl_ms": (v.ttl_ms != NO_TTL).then_some(v.ttl_ms),
         "features": v.features.iter().map(|f| json!({
             "name": f.name, "agg": describe_agg(&f.agg), "span_ms": f.span_ms,
             "filter": (!f.filter.text.is_empty()).then_some(&f.filter.text),
@@ -101,7 +139,7 @@ pub fn run(
                     "check the path",
                 )
             })?;
-            let (cur, new) = versions.apply(&text, &file.display().to_string())?;
+            let (cur, new) = versions.apply(&text, &file)?;
             let d = &cur.definitions;
             let body = json!({
                 "version": cur.version, "changed": new,
@@ -122,19 +160,31 @@ pub fn run(
         FeaturesCommand::List => {
             let cur = versions.require()?;
             let d = &cur.definitions;
+            let history: Vec<serde_json::Value> = versions
+                .history()?
+                .into_iter()
+                .map(|(v, at, origin)| json!({"version": v, "applied_ms": at, "origin": origin}))
+                .collect();
             let body = json!({
                 "version": cur.version,
+                "origin": cur.origin,
                 "views": d.views.values().map(view_json).collect::<Vec<_>>(),
                 "services": d.services,
+                "history": history,
             });
             out.emit(&body, || {
-                let mut t = format!("definitions v{}\n", cur.version);
+                let mut t = format!("definitions v{} (from {})\n", cur.version, cur.origin);
                 for v in d.views.values() {
+                    let ttl = if v.ttl_ms == NO_TTL {
+                        "none".to_owned()
+                    } else {
+                        format!("{} h", v.ttl_ms / 3_600_000)
+                    };
                     t.push_str(&format!(
-                        "view {:<24} entity {:<14} ttl {:>5} h  {} features\n",
+                        "view {:<24} entity {:<14} ttl {:>7}  {} features\n",
                         v.name,
                         v.entity,
-                        v.ttl_ms / 3_600_000,
+                        ttl,
                         v.features.len()
                     ));
                 }
@@ -182,8 +232,16 @@ pub fn run(
                 store.apply(&cur.definitions, chunk, now)?;
             }
             store.set_watermark(end.max(start))?;
+            // attribute views are loaded whole from their sources
+            let mut attributes = serde_json::Map::new();
+            for v in cur.definitions.views.values() {
+                if !v.source.is_events() {
+                    let n = store.put_attributes(v, &attr_table(v, &ingestor)?, now)?;
+                    attributes.insert(v.name.clone(), json!(n));
+                }
+            }
             let body = json!({"events": events.len(), "start_ms": start, "end_ms": end,
-                "seconds": t0.elapsed().as_secs_f64()});
+                "attribute_entities": attributes, "seconds": t0.elapsed().as_secs_f64()});
             out.emit(&body, || {
                 format!(
                     "{} plays ending in ({start}, {end}] materialized in {:.1} s\n",
@@ -220,9 +278,7 @@ pub fn run(
             let loaded_s = t0.elapsed().as_secs_f64();
             let mut computed = Vec::new();
             for (v, _) in &plan.views {
-                let empty = Default::default();
-                let events = grouped.get(&v.kind).unwrap_or(&empty);
-                computed.push((v, compute_view(v, events, &rows)?));
+                computed.push((v, compute_any(v, &grouped, &ingestor, &rows)?));
             }
             let n = write_parquet(&path, &rows, &computed)?;
             let features: usize = plan.views.iter().map(|(v, _)| v.features.len()).sum();
@@ -270,9 +326,7 @@ pub fn run(
                         .collect(),
                     ts: vec![now; entities.len()],
                 };
-                let empty = Default::default();
-                let events = grouped.get(&v.kind).unwrap_or(&empty);
-                let offline = compute_view(v, events, &rows)?;
+                let offline = compute_any(v, &grouped, &ingestor, &rows)?;
                 for (fi, f) in v.features.iter().enumerate() {
                     let name = format!("{}__{}", v.name, f.name);
                     let (mut differ, mut max_diff) = (0usize, 0f64);

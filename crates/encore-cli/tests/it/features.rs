@@ -372,4 +372,95 @@ views = ["user_artist"]
         "{artist} at {:?}",
         position(&after)
     );
+    drop(_server);
+
+    // attribute views: the catalog's track attributes, and a listener file (relative to the
+    // definitions), materialized online; the online values, the training set and the skew
+    // check agree
+    std::fs::write(
+        dir.join("plans.csv"),
+        "user_id,premium\nu1,true\nu2,false\n",
+    )
+    .unwrap();
+    let text = std::fs::read_to_string(dir.join("features.toml")).unwrap()
+        + r#"
+[entities.item]
+keys = ["item_id"]
+[entities.user]
+keys = ["user_id"]
+[views.track]
+entity = "item"
+source = "catalog"
+features = [{ name = "duration_ms" }, { name = "popularity" }]
+[views.plan]
+entity = "user"
+source = "file"
+path = "plans.csv"
+features = [{ name = "premium" }]
+[services.items]
+views = ["track"]
+[services.profile]
+views = ["plan"]
+"#;
+    std::fs::write(dir.join("more.toml"), text).unwrap();
+    let v = run(&["features", "apply", "more.toml"]);
+    assert_eq!(v["version"], 2, "{v}");
+    let m = run(&["features", "materialize"]);
+    assert_eq!(m["attribute_entities"]["plan"], 2, "{m}");
+    assert!(
+        m["attribute_entities"]["track"].as_u64().unwrap() > 10,
+        "{m}"
+    );
+    let entity = format!("item_id={item}");
+    let got = run(&["features", "get", "--service", "items", "--entity", &entity]);
+    let duration = got[0]["values"]["track__duration_ms"].as_f64().unwrap();
+    assert!(duration > 10_000.0, "{got}");
+    let got = run(&[
+        "features",
+        "get",
+        "--service",
+        "profile",
+        "--entity",
+        "user_id=u2",
+    ]);
+    assert_eq!(got[0]["values"]["plan__premium"], 0.0, "{got}");
+    for service in ["items", "profile"] {
+        for f in run(&["features", "skew", "--service", service])
+            .as_array()
+            .unwrap()
+        {
+            assert!(f["entities"].as_u64().unwrap() >= 2, "{f}");
+            assert_eq!(f["differ"], 0, "{f}");
+        }
+    }
+    std::fs::write(dir.join("items.csv"), format!("item_id,ts\n{item},{now}\n")).unwrap();
+    run(&[
+        "features",
+        "training-set",
+        "--entities",
+        "items.csv",
+        "--service",
+        "items",
+        "--out",
+        "items.parquet",
+    ]);
+    let file = std::fs::File::open(dir.join("items.parquet")).unwrap();
+    let batch = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .unwrap()
+        .build()
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap();
+    let col = batch
+        .column_by_name("track__duration_ms")
+        .unwrap()
+        .as_any()
+        .downcast_ref::<arrow::array::Float64Array>()
+        .unwrap()
+        .value(0);
+    assert_eq!(col, duration);
+    // the versions are kept in the registry
+    let listed = run(&["features", "list"]);
+    assert_eq!(listed["version"], 2, "{listed}");
 }

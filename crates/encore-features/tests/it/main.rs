@@ -87,6 +87,7 @@ fn naive(f: &Feature, all: &[FeatureEvent], t: i64) -> Option<f64> {
             Some(v.len() as f64)
         }
         // the newest passing event; among events at the same time, the one that arrived last
+        Agg::Value(_) => None,
         Agg::Last(i) => {
             let newest = pass.iter().map(|e| e.ts).max()?;
             pass.iter()
@@ -351,4 +352,194 @@ fn online_reads_match_offline_values_and_enforce_ttl() {
         )
         .unwrap_err();
     assert!(e.to_string().contains("\"artist_id\" is missing"), "{e}");
+}
+
+const ATTR_DEFS: &str = r#"
+[entities.user]
+keys = ["user_id"]
+
+[entities.item]
+keys = ["item_id"]
+
+# a listener's profile from a file: each row holds from its time, for at most 10 s
+[views.profile]
+entity = "user"
+source = "file"
+path = "profiles.csv"
+timestamp = "updated_ms"
+ttl = "1m"
+features = [{ name = "age" }, { name = "premium", field = "is_premium" }]
+
+[views.track]
+entity = "item"
+source = "catalog"
+features = [{ name = "duration_ms" }, { name = "genres" }, { name = "explicit" }]
+
+[services.profile]
+views = ["profile"]
+"#;
+
+/// Attribute views from a file with a timestamp column: as of each time, the entity's newest
+/// row at or before it, expired past the TTL; the same offline, online (at any read time), and
+/// from Parquet as from CSV. A later load without an entity removes it, cached or not.
+#[test]
+fn attribute_views_are_point_in_time_from_files_and_the_catalog() {
+    use encore_features::attrs::AttrTable;
+    let dir = tempfile::tempdir().unwrap();
+    let defs_path = dir.path().join("features.toml");
+    let defs = Definitions::parse(ATTR_DEFS, &defs_path.display().to_string()).unwrap();
+    std::fs::write(
+        dir.path().join("profiles.csv"),
+        "user_id,updated_ms,age,is_premium\nu1,1000,30,false\nu1,5000,31,true\nu2,2000,,true\n",
+    )
+    .unwrap();
+    let view = &defs.views["profile"];
+    let table = AttrTable::from_file(view).unwrap();
+    // the reference: the newest row at or before t, live within the 60 s TTL
+    let rows_of = |u: &str| -> Vec<(i64, Vec<Option<f64>>)> {
+        match u {
+            "u1" => vec![
+                (1000, vec![Some(30.0), Some(0.0)]),
+                (5000, vec![Some(31.0), Some(1.0)]),
+            ],
+            "u2" => vec![(2000, vec![None, Some(1.0)])],
+            _ => vec![],
+        }
+    };
+    let store = OnlineStore::open(dir.path()).unwrap().with_cache(1 << 20);
+    assert_eq!(store.put_attributes(view, &table, 1).unwrap(), 2);
+    let plan = Plan::new(&defs, "profile").unwrap();
+    let times = [
+        0, 999, 1000, 1001, 4999, 5000, 61_000, 62_000, 64_999, 65_000,
+    ];
+    let users = ["u1", "u2", "u3"];
+    let rows = EntityRows {
+        columns: vec!["user_id".into()],
+        keys: times
+            .iter()
+            .flat_map(|_| users.iter().map(|u| vec![(*u).to_owned()]))
+            .collect(),
+        ts: times
+            .iter()
+            .flat_map(|t| users.iter().map(move |_| *t))
+            .collect(),
+    };
+    let offline = table.compute(view, &rows).unwrap();
+    for (r, (key, &t)) in rows.keys.iter().zip(&rows.ts).enumerate() {
+        let all = rows_of(&key[0]);
+        let newest = all.iter().rev().find(|(ts, _)| *ts <= t);
+        let (st, want) = match newest {
+            None => (Status::Missing, vec![None, None]),
+            Some((ts, _)) if *ts <= t - 60_000 => (Status::Expired, vec![None, None]),
+            Some((_, v)) => (Status::Live, v.clone()),
+        };
+        assert_eq!(offline.status[r], st, "{key:?} at {t}");
+        assert_eq!(
+            vec![offline.values[0][r], offline.values[1][r]],
+            want,
+            "{key:?} at {t}"
+        );
+        // online, read as of t (twice: the second from the cache)
+        let entity: BTreeMap<String, String> = [("user_id".to_owned(), key[0].clone())].into();
+        for _ in 0..2 {
+            let got = &store.read(&plan, std::slice::from_ref(&entity), t).unwrap()[0];
+            assert_eq!(got.status_of("profile"), Some(st), "online {key:?} at {t}");
+            assert_eq!(got.values, want, "online {key:?} at {t}");
+        }
+    }
+    // Parquet gives the same table
+    {
+        use arrow::array::{ArrayRef, Float64Array, Int64Array, StringArray};
+        let batch = arrow::record_batch::RecordBatch::try_from_iter([
+            (
+                "user_id",
+                std::sync::Arc::new(StringArray::from(vec!["u1", "u1", "u2"])) as ArrayRef,
+            ),
+            (
+                "updated_ms",
+                std::sync::Arc::new(Int64Array::from(vec![1000, 5000, 2000])) as ArrayRef,
+            ),
+            (
+                "age",
+                std::sync::Arc::new(Float64Array::from(vec![Some(30.0), Some(31.0), None]))
+                    as ArrayRef,
+            ),
+            (
+                "is_premium",
+                std::sync::Arc::new(arrow::array::BooleanArray::from(vec![false, true, true]))
+                    as ArrayRef,
+            ),
+        ])
+        .unwrap();
+        let f = std::fs::File::create(dir.path().join("profiles.parquet")).unwrap();
+        let mut w = parquet::arrow::ArrowWriter::try_new(f, batch.schema(), None).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        let text = ATTR_DEFS.replace("profiles.csv", "profiles.parquet");
+        let d = Definitions::parse(&text, &defs_path.display().to_string()).unwrap();
+        assert_eq!(AttrTable::from_file(&d.views["profile"]).unwrap(), table);
+    }
+    // u2 leaves the file: after the next load it reads missing, though it was cached
+    std::fs::write(
+        dir.path().join("profiles.csv"),
+        "user_id,updated_ms,age,is_premium\nu1,1000,30,false\n",
+    )
+    .unwrap();
+    store
+        .put_attributes(view, &AttrTable::from_file(view).unwrap(), 2)
+        .unwrap();
+    let u2: BTreeMap<String, String> = [("user_id".to_owned(), "u2".to_owned())].into();
+    let got = &store.read(&plan, &[u2], 2500).unwrap()[0];
+    assert!(got.missing, "{got:?}");
+    // a bad cell is named by file, line and column
+    std::fs::write(
+        dir.path().join("profiles.csv"),
+        "user_id,updated_ms,age,is_premium\nu1,1000,thirty,false\n",
+    )
+    .unwrap();
+    let e = AttrTable::from_file(view).unwrap_err().to_string();
+    assert!(
+        e.contains("profiles.csv:2: column age: \"thirty\" is not a number"),
+        "{e}"
+    );
+
+    // catalog attributes: numbers, lists as their length, booleans as 0 or 1
+    let track = &defs.views["track"];
+    let records = vec![(
+        "t1".to_owned(),
+        serde_json::json!({"track_id": "t1", "duration_ms": 200000, "genres": ["rock", "indie"], "explicit": true}),
+    )];
+    let t = AttrTable::from_catalog(track, &records).unwrap();
+    assert_eq!(
+        t.rows["t1"],
+        vec![(0, vec![Some(200_000.0), Some(2.0), Some(1.0)])]
+    );
+    let bad = Definitions::parse(
+        &ATTR_DEFS.replace("name = \"genres\"", "name = \"tempo\""),
+        "f.toml",
+    )
+    .unwrap();
+    let e = AttrTable::from_catalog(&bad.views["track"], &records)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("no catalog record has the attribute \"tempo\""),
+        "{e}"
+    );
+    // definitions: an attribute view cannot aggregate, a catalog view has no TTL
+    let e = Definitions::parse(
+        &ATTR_DEFS.replace("{ name = \"age\" }", "{ name = \"age\", agg = \"sum\" }"),
+        "f.toml",
+    )
+    .unwrap_err();
+    assert!(
+        e.message.contains("aggregations need source = \"events\""),
+        "{e}"
+    );
+    let e = Definitions::parse(
+        &ATTR_DEFS.replace("source = \"catalog\"", "source = \"catalog\"\nttl = \"1d\""),
+        "f.toml",
+    )
+    .unwrap_err();
+    assert!(e.message.contains("catalog attributes have no time"), "{e}");
 }
