@@ -71,6 +71,9 @@ pub struct Layout {
 }
 
 const HEADER: usize = 24;
+/// The version of the stored form, part of every fingerprint: buffers of an older form are read
+/// from their events until rewritten.
+const LAYOUT: u32 = 2;
 
 fn index_of<T: PartialEq + Clone>(list: &mut Vec<T>, x: &T) -> usize {
     list.iter().position(|y| y == x).unwrap_or_else(|| {
@@ -127,73 +130,71 @@ impl Layout {
             let s = index_of(&mut l.spans, &f.span_ms);
             l.span_of.push(s);
         }
-        let text =
-            serde_json::to_string(&(&view.features, view.ttl_ms, &view.source)).unwrap_or_default();
+        let text = serde_json::to_string(&(LAYOUT, &view.features, view.ttl_ms, &view.source))
+            .unwrap_or_default();
         l.fingerprint = crate::event::hash(&text);
         l
     }
 
-    /// The stored form of `events` (sorted by time), updated at `updated_ms`.
+    /// The bytes of one event's prefix record: sums (f64), counts and distinct counts (u32),
+    /// then per last value the newest passing index + 1 (u32) and its value (f64).
+    fn record_width(&self) -> usize {
+        8 * self.sums.len()
+            + 4 * (self.counters.len() + self.distincts.len())
+            + 12 * self.lasts.len()
+    }
+
+    /// The stored form of `events` (sorted by time), updated at `updated_ms`: the times, then
+    /// per event a record of every prefix value (so a read at one index touches one record).
     pub fn encode(&self, updated_ms: i64, events: &[FeatureEvent]) -> Vec<u8> {
         let n = events.len();
-        let per_event = 8
-            + 4 * self.counters.len()
-            + 8 * self.sums.len()
-            + 4 * self.distincts.len()
-            + 12 * self.lasts.len();
-        let mut out = Vec::with_capacity(HEADER + n * per_event);
+        let mut out = Vec::with_capacity(HEADER + n * (8 + self.record_width()));
         out.extend_from_slice(&self.fingerprint.to_le_bytes());
         out.extend_from_slice(&updated_ms.to_le_bytes());
         out.extend_from_slice(&(n as u64).to_le_bytes());
         for e in events {
             out.extend_from_slice(&e.ts.to_le_bytes());
         }
-        for f in &self.counters {
-            let mut c = 0u32;
-            for e in events {
-                c += u32::from(f.accepts(e));
-                out.extend_from_slice(&c.to_le_bytes());
-            }
-        }
-        for (k, f) in &self.sums {
-            let mut s = 0f64;
-            for e in events {
+        // for distinct counts: which passing events are the last of their value, newest back
+        let last_of_value: Vec<Vec<bool>> = self
+            .distincts
+            .iter()
+            .map(|(k, f)| {
+                let mut seen = std::collections::HashSet::new();
+                let mut last = vec![false; n];
+                for (i, e) in events.iter().enumerate().rev() {
+                    if f.accepts(e) && seen.insert(e.cat[*k]) {
+                        last[i] = true;
+                    }
+                }
+                last
+            })
+            .collect();
+        let mut sums = vec![0f64; self.sums.len()];
+        let mut counts = vec![0u32; self.counters.len()];
+        let mut distinct = vec![0u32; self.distincts.len()];
+        let mut lasts = vec![(0u32, 0f64); self.lasts.len()];
+        for (i, e) in events.iter().enumerate() {
+            for (s, (k, f)) in sums.iter_mut().zip(&self.sums) {
                 if f.accepts(e) {
-                    s += e.num[*k];
+                    *s += e.num[*k];
                 }
                 out.extend_from_slice(&s.to_le_bytes());
             }
-        }
-        for (k, f) in &self.distincts {
-            // which passing events are the last of their value, from the newest back
-            let mut seen = std::collections::HashSet::new();
-            let mut last = vec![false; n];
-            for (i, e) in events.iter().enumerate().rev() {
-                if f.accepts(e) && seen.insert(e.cat[*k]) {
-                    last[i] = true;
-                }
-            }
-            let mut c = 0u32;
-            for x in last {
-                c += u32::from(x);
+            for (c, f) in counts.iter_mut().zip(&self.counters) {
+                *c += u32::from(f.accepts(e));
                 out.extend_from_slice(&c.to_le_bytes());
             }
-        }
-        for (k, f) in &self.lasts {
-            // 1 + the index of the newest passing event so far (0: none), then its value
-            let mut at = 0u32;
-            let mut vals = Vec::with_capacity(n);
-            let mut v = 0f64;
-            for (i, e) in events.iter().enumerate() {
-                if f.accepts(e) {
-                    at = i as u32 + 1;
-                    v = e.num[*k];
-                }
-                out.extend_from_slice(&at.to_le_bytes());
-                vals.push(v);
+            for (c, last) in distinct.iter_mut().zip(&last_of_value) {
+                *c += u32::from(last[i]);
+                out.extend_from_slice(&c.to_le_bytes());
             }
-            for v in vals {
-                out.extend_from_slice(&v.to_le_bytes());
+            for (l, (k, f)) in lasts.iter_mut().zip(&self.lasts) {
+                if f.accepts(e) {
+                    *l = (i as u32 + 1, e.num[*k]);
+                }
+                out.extend_from_slice(&l.0.to_le_bytes());
+                out.extend_from_slice(&l.1.to_le_bytes());
             }
         }
         out
@@ -273,11 +274,26 @@ impl Layout {
         if hi < n && !self.distincts.is_empty() {
             return None;
         }
-        // offsets of the column groups
-        let counters = HEADER + 8 * n;
-        let sums = counters + 4 * n * self.counters.len();
-        let distincts = sums + 8 * n * self.sums.len();
-        let lasts = distincts + 4 * n * self.distincts.len();
+        // a prefix value over events [0, end): field `at` of record end - 1
+        let width = self.record_width();
+        let records = HEADER + 8 * n;
+        let (counters, distincts) = (
+            8 * self.sums.len(),
+            8 * self.sums.len() + 4 * self.counters.len(),
+        );
+        let lasts = distincts + 4 * self.distincts.len();
+        let u32_at = |at: usize, end: usize| -> u64 {
+            if end == 0 {
+                return 0;
+            }
+            c.u32(records + width * (end - 1) + at)
+        };
+        let f64_at = |at: usize, end: usize| -> f64 {
+            if end == 0 {
+                return 0.0;
+            }
+            f64::from_le_bytes(word(bytes, records + width * (end - 1) + at))
+        };
         let mut los = [0usize; 16];
         let mut los_vec = Vec::new();
         let los: &mut [usize] = if self.spans.len() <= los.len() {
@@ -289,20 +305,13 @@ impl Layout {
         for (lo, span) in los.iter_mut().zip(&self.spans) {
             *lo = c.upto(hi, t - span);
         }
-        // a prefix value at `end` (events [0, end))
         let count = |k: Counter, lo: usize| -> u64 {
             match k {
                 Counter::All => (hi - lo) as u64,
-                Counter::Col(j) => {
-                    let at = counters + 4 * n * j;
-                    c.u32_at(at, hi) - c.u32_at(at, lo)
-                }
+                Counter::Col(j) => u32_at(counters + 4 * j, hi) - u32_at(counters + 4 * j, lo),
             }
         };
-        let sum = |j: usize, lo: usize| -> f64 {
-            let at = sums + 8 * n * j;
-            c.f64_at(at, hi) - c.f64_at(at, lo)
-        };
+        let sum = |j: usize, lo: usize| -> f64 { f64_at(8 * j, hi) - f64_at(8 * j, lo) };
         for (r, &s) in self.reads.iter().zip(&self.span_of) {
             let lo = los[s];
             out.push(match *r {
@@ -313,13 +322,13 @@ impl Layout {
                     (m > 0).then(|| sum(j, lo) / m as f64)
                 }
                 Read::Distinct(j) => {
-                    let at = distincts + 4 * n * j;
-                    Some((c.u32_at(at, hi) - c.u32_at(at, lo)) as f64)
+                    let at = distincts + 4 * j;
+                    Some((u32_at(at, hi) - u32_at(at, lo)) as f64)
                 }
                 Read::Last(j) => {
-                    let at = lasts + 12 * n * j;
-                    let newest = c.u32_at(at, hi) as usize;
-                    (newest > lo).then(|| c.f64_at(at + 4 * n, hi))
+                    let at = lasts + 12 * j;
+                    let newest = u32_at(at, hi) as usize;
+                    (newest > lo).then(|| f64_at(at + 4, hi))
                 }
                 Read::Ratio { num, den, den_n } => {
                     let part = |p: Part| match p {
@@ -348,8 +357,8 @@ impl Cols<'_> {
     }
 
     /// Events of `[0, end)` with `ts <= t`. Reads as of now mostly have every event (the
-    /// newest is not after now) or none (a window longer than the buffer), so both ends are
-    /// tried before the binary search.
+    /// newest is not after now), none (a window longer than the buffer) or a few of the newest
+    /// off (a short window): both ends are tried, then the search gallops back from the end.
     fn upto(&self, end: usize, t: i64) -> usize {
         let end = end.min(self.n);
         if end == 0 || self.ts(end - 1) <= t {
@@ -358,7 +367,17 @@ impl Cols<'_> {
         if self.ts(0) > t {
             return 0;
         }
-        let (mut lo, mut hi) = (1, end - 1);
+        // the answer is in [lo, hi]: ts(lo - 1) <= t < ts(hi)
+        let (mut lo, mut hi, mut step) = (1, end - 1, 1);
+        while lo + step < hi {
+            let probe = hi - step;
+            if self.ts(probe) <= t {
+                lo = probe + 1;
+                break;
+            }
+            hi = probe;
+            step *= 2;
+        }
         while lo < hi {
             let mid = (lo + hi) / 2;
             if self.ts(mid) <= t {
@@ -370,23 +389,10 @@ impl Cols<'_> {
         lo
     }
 
-    /// The prefix value of a u32 column at `at` over events `[0, end)`.
-    fn u32_at(&self, at: usize, end: usize) -> u64 {
-        if end == 0 {
-            return 0;
-        }
-        let p = at + 4 * (end - 1);
+    fn u32(&self, at: usize) -> u64 {
         let mut w = [0u8; 4];
-        w.copy_from_slice(&self.b[p..p + 4]);
+        w.copy_from_slice(&self.b[at..at + 4]);
         u64::from(u32::from_le_bytes(w))
-    }
-
-    /// The prefix value of an f64 column at `at` over events `[0, end)`.
-    fn f64_at(&self, at: usize, end: usize) -> f64 {
-        if end == 0 {
-            return 0.0;
-        }
-        f64::from_le_bytes(word(self.b, at + 8 * (end - 1)))
     }
 }
 

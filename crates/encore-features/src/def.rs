@@ -25,7 +25,10 @@
 //! ```
 //!
 //! Entities are keyed by `user_id`, `item_id` and `artist_id` (an item's artist comes from the
-//! catalog). The source of every view is the playback event log. Aggregations: `count`, `sum`,
+//! catalog). A view's `source` is the playback event log (the default), `catalog` (attributes of
+//! items or artists) or `file` (a Parquet or CSV table at `path`, with an optional `timestamp`
+//! column): see [`crate::attrs`]. An attribute view's features are values (`field`: the column,
+//! by default the feature's name). For views of events, aggregations: `count`, `sum`,
 //! `mean`, `distinct`, `last`, and `ratio` of two counts or sums. Windows are `<n>m`, `<n>h` or
 //! `<n>d`. A filter is a conjunction (`and`) of terms: a flag (`stream`, `skip`, `shuffle`,
 //! `offline`, optionally `not`), a numeric comparison (`ms_played >= 60000`), or a categorical

@@ -7,9 +7,11 @@
 //!   search (online), or a column of values in one sweep (offline).
 //! - [`offline`]: training sets: every feature of a service as of each entity row's time,
 //!   written as Parquet.
-//! - [`online`]: the online store (redb): recent events per view and entity, updated by
-//!   materialization and by ingestion, read as of now with TTL enforced.
-//! - [`versions`]: applied definitions, versioned in the data directory.
+//! - [`online`]: the online store (redb): recent events per view and entity with the view's
+//!   compiled prefix columns ([`columns`]), updated by materialization and by ingestion, read as
+//!   of now with TTL enforced, hot entities cached in memory ([`cache`]).
+//! - [`attrs`]: attribute views, from the catalog or a Parquet or CSV file.
+//! - [`versions`]: applied definitions, versioned in the model registry.
 
 pub mod attrs;
 pub mod cache;
