@@ -571,10 +571,10 @@ impl OnlineStore {
 
     /// The features of `plan` for each row of `rows` (request field → value), as of `now_ms`,
     /// in one read transaction. A row without a field the plan needs is an error naming it.
-    pub fn read<V: AsRef<str>>(
+    pub fn read<K: std::borrow::Borrow<str> + Ord, V: AsRef<str>>(
         &self,
         plan: &Plan,
-        rows: &[BTreeMap<String, V>],
+        rows: &[BTreeMap<K, V>],
         now_ms: i64,
     ) -> Result<Vec<FeatureRow>, OnlineError> {
         for (i, r) in rows.iter().enumerate() {

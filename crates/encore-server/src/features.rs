@@ -206,9 +206,11 @@ fn access(state: &AppState) -> Result<Arc<FeaturesAccess>, ApiError> {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct ReadBody {
+pub(crate) struct ReadBody<'a> {
     service: String,
-    entities: Vec<BTreeMap<String, KeyValue>>,
+    /// keys and values borrowed from the request body where they need no unescaping
+    #[serde(borrow)]
+    entities: Vec<BTreeMap<Text<'a>, Text<'a>>>,
     #[serde(default)]
     format: Format,
 }
@@ -224,41 +226,51 @@ pub(crate) enum Format {
     Arrays,
 }
 
-/// An entity key's value: a string, or a number or boolean taken as its text.
-#[derive(Debug)]
-pub(crate) struct KeyValue(String);
+/// An entity key or key value: a string, or a number or boolean taken as its text.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Text<'a>(std::borrow::Cow<'a, str>);
 
-impl AsRef<str> for KeyValue {
+impl AsRef<str> for Text<'_> {
     fn as_ref(&self) -> &str {
         &self.0
     }
 }
 
-impl<'de> Deserialize<'de> for KeyValue {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<KeyValue, D::Error> {
+impl std::borrow::Borrow<str> for Text<'_> {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Text<'a>, D::Error> {
+        use std::borrow::Cow;
         struct V;
-        impl serde::de::Visitor<'_> for V {
-            type Value = KeyValue;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Text<'de>;
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str("a string or a number")
             }
-            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<KeyValue, E> {
-                Ok(KeyValue(s.to_owned()))
+            fn visit_borrowed_str<E: serde::de::Error>(self, s: &'de str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Borrowed(s)))
             }
-            fn visit_string<E: serde::de::Error>(self, s: String) -> Result<KeyValue, E> {
-                Ok(KeyValue(s))
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(s.to_owned())))
             }
-            fn visit_u64<E: serde::de::Error>(self, x: u64) -> Result<KeyValue, E> {
-                Ok(KeyValue(x.to_string()))
+            fn visit_string<E: serde::de::Error>(self, s: String) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(s)))
             }
-            fn visit_i64<E: serde::de::Error>(self, x: i64) -> Result<KeyValue, E> {
-                Ok(KeyValue(x.to_string()))
+            fn visit_u64<E: serde::de::Error>(self, x: u64) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(x.to_string())))
             }
-            fn visit_f64<E: serde::de::Error>(self, x: f64) -> Result<KeyValue, E> {
-                Ok(KeyValue(x.to_string()))
+            fn visit_i64<E: serde::de::Error>(self, x: i64) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(x.to_string())))
             }
-            fn visit_bool<E: serde::de::Error>(self, x: bool) -> Result<KeyValue, E> {
-                Ok(KeyValue(x.to_string()))
+            fn visit_f64<E: serde::de::Error>(self, x: f64) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(x.to_string())))
+            }
+            fn visit_bool<E: serde::de::Error>(self, x: bool) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(x.to_string())))
             }
         }
         d.deserialize_any(V)
@@ -292,11 +304,20 @@ pub(crate) async fn read(
     }
     let a = access(&state)?;
     let plan = a.plan(&b.service)?;
-    let rows = b.entities;
     let version = a.version;
-    let rows = if rows.len() <= INLINE_ENTITIES {
-        a.store.read(&plan, &rows, encore_core::time::now_ms())?
+    let rows = if b.entities.len() <= INLINE_ENTITIES {
+        a.store
+            .read(&plan, &b.entities, encore_core::time::now_ms())?
     } else {
+        let rows: Vec<BTreeMap<String, String>> = b
+            .entities
+            .iter()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| (k.0.to_string(), v.0.to_string()))
+                    .collect()
+            })
+            .collect();
         let plan = Arc::clone(&plan);
         tokio::task::spawn_blocking(move || a.store.read(&plan, &rows, encore_core::time::now_ms()))
             .await
