@@ -145,19 +145,7 @@ impl AttrTable {
 
     /// `view` for each entity row: the newest row of the entity at or before the row's time.
     pub fn compute(&self, view: &View, rows: &EntityRows) -> Result<ViewColumns, OfflineError> {
-        let cols: Vec<usize> = view
-            .kind
-            .keys()
-            .iter()
-            .map(|k| {
-                rows.columns.iter().position(|c| c == k).ok_or_else(|| {
-                    input(format!(
-                        "view {}: the entity rows have no column {k:?}",
-                        view.name
-                    ))
-                })
-            })
-            .collect::<Result<_, _>>()?;
+        let cols = rows.key_columns(view)?;
         let n = rows.ts.len();
         let mut values = vec![vec![None; n]; view.features.len()];
         let mut status = vec![Status::Missing; n];

@@ -307,6 +307,24 @@ pub struct EntityRows {
     pub ts: Vec<i64>,
 }
 
+impl EntityRows {
+    /// Where `view`'s key fields are among the columns, or which one is missing.
+    pub fn key_columns(&self, view: &View) -> Result<Vec<usize>, OfflineError> {
+        view.kind
+            .keys()
+            .iter()
+            .map(|k| {
+                self.columns.iter().position(|c| c == k).ok_or_else(|| {
+                    OfflineError::Input(format!(
+                        "view {}: the entity rows have no column {k:?}",
+                        view.name
+                    ))
+                })
+            })
+            .collect()
+    }
+}
+
 /// Reads entity rows from CSV with a header: the key columns `keys` and `ts` (ms since the
 /// epoch). A bad row is an error naming its line.
 pub fn read_entities_csv(
@@ -370,19 +388,7 @@ pub fn compute_view(
     rows: &EntityRows,
 ) -> Result<ViewColumns, OfflineError> {
     let n = rows.ts.len();
-    let cols: Vec<usize> = view
-        .kind
-        .keys()
-        .iter()
-        .map(|k| {
-            rows.columns.iter().position(|c| c == k).ok_or_else(|| {
-                OfflineError::Input(format!(
-                    "view {}: the entity rows have no column {k:?}",
-                    view.name
-                ))
-            })
-        })
-        .collect::<Result<_, _>>()?;
+    let cols = rows.key_columns(view)?;
     let key_of = |i: usize| -> String {
         cols.iter()
             .map(|&c| rows.keys[i][c].as_str())

@@ -94,52 +94,63 @@ impl CatalogStore {
 
     /// What serving needs to know of each item (track, artist-as-item or generic item), across
     /// every source: title, artist and the explicit flag. Later sources override earlier ones.
-    pub fn item_info(&self) -> Result<HashMap<String, ItemInfo>, IngestError> {
-        let mut out = HashMap::new();
+    /// Calls `f` with each parseable record of the given kinds, source by source.
+    fn each_record(
+        &self,
+        kinds: &[&str],
+        mut f: impl FnMut(&str, serde_json::Value),
+    ) -> Result<(), IngestError> {
         for source in self.sources()? {
-            for kind in ["artists", "items", "tracks"] {
+            for kind in kinds {
                 let path = self.dir.join(&source).join(format!("{kind}.jsonl"));
                 let Ok(text) = std::fs::read_to_string(&path) else {
                     continue;
                 };
                 for line in text.lines() {
-                    let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
-                        continue;
-                    };
-                    let text_of = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_owned);
-                    let (id, info) = match kind {
-                        "tracks" => (
-                            text_of("track_id"),
-                            ItemInfo {
-                                title: text_of("title").unwrap_or_default(),
-                                artist_id: text_of("artist_id"),
-                                explicit: v.get("explicit").and_then(|x| x.as_bool()) == Some(true),
-                            },
-                        ),
-                        // an artist recommended as an item is its own artist
-                        "artists" => (
-                            text_of("artist_id"),
-                            ItemInfo {
-                                title: text_of("name").unwrap_or_default(),
-                                artist_id: text_of("artist_id"),
-                                explicit: false,
-                            },
-                        ),
-                        _ => (
-                            text_of("item_id"),
-                            ItemInfo {
-                                title: text_of("title").unwrap_or_default(),
-                                artist_id: None,
-                                explicit: false,
-                            },
-                        ),
-                    };
-                    if let Some(id) = id {
-                        out.insert(id, info);
+                    if let Ok(v) = serde_json::from_str::<serde_json::Value>(line) {
+                        f(kind, v);
                     }
                 }
             }
         }
+        Ok(())
+    }
+
+    pub fn item_info(&self) -> Result<HashMap<String, ItemInfo>, IngestError> {
+        let mut out = HashMap::new();
+        self.each_record(&["artists", "items", "tracks"], |kind, v| {
+            let text_of = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_owned);
+            let (id, info) = match kind {
+                "tracks" => (
+                    text_of("track_id"),
+                    ItemInfo {
+                        title: text_of("title").unwrap_or_default(),
+                        artist_id: text_of("artist_id"),
+                        explicit: v.get("explicit").and_then(|x| x.as_bool()) == Some(true),
+                    },
+                ),
+                // an artist recommended as an item is its own artist
+                "artists" => (
+                    text_of("artist_id"),
+                    ItemInfo {
+                        title: text_of("name").unwrap_or_default(),
+                        artist_id: text_of("artist_id"),
+                        explicit: false,
+                    },
+                ),
+                _ => (
+                    text_of("item_id"),
+                    ItemInfo {
+                        title: text_of("title").unwrap_or_default(),
+                        artist_id: None,
+                        explicit: false,
+                    },
+                ),
+            };
+            if let Some(id) = id {
+                out.insert(id, info);
+            }
+        })?;
         Ok(out)
     }
 
@@ -147,23 +158,14 @@ impl CatalogStore {
     /// with its id (a later source's record of an id replaces an earlier one's).
     pub fn records(&self, kinds: &[&str]) -> Result<Vec<(String, serde_json::Value)>, IngestError> {
         let mut out: HashMap<String, serde_json::Value> = HashMap::new();
-        for source in self.sources()? {
-            for kind in kinds {
-                let Some(id) = id_field(kind) else { continue };
-                let path = self.dir.join(&source).join(format!("{kind}.jsonl"));
-                let Ok(text) = std::fs::read_to_string(&path) else {
-                    continue;
-                };
-                for line in text.lines() {
-                    let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
-                        continue;
-                    };
-                    if let Some(k) = v.get(id).and_then(|x| x.as_str()) {
-                        out.insert(k.to_owned(), v);
-                    }
-                }
+        self.each_record(kinds, |kind, v| {
+            let id = id_field(kind)
+                .and_then(|f| v.get(f))
+                .and_then(|x| x.as_str());
+            if let Some(k) = id.map(str::to_owned) {
+                out.insert(k, v);
             }
-        }
+        })?;
         Ok(out.into_iter().collect())
     }
 
