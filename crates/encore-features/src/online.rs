@@ -517,6 +517,7 @@ impl OnlineStore {
     pub fn prefix_values(
         &self,
         view: &View,
+        layout: &Layout,
         feature: usize,
         prefix: &str,
         now_ms: i64,
@@ -526,7 +527,6 @@ impl OnlineStore {
         let events = tx.open_table(EVENTS).map_err(dberr)?;
         let lo = format!("{}\u{0}{prefix}\u{1f}", view.name);
         let hi = format!("{}\u{0}{prefix}\u{20}", view.name);
-        let layout = Layout::of(view);
         let mut out = Vec::new();
         let mut vals = Vec::with_capacity(view.features.len());
         for item in t.range(lo.as_str()..hi.as_str()).map_err(dberr)? {

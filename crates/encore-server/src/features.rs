@@ -43,6 +43,8 @@ pub struct FeaturesAccess {
 #[derive(Debug, Clone)]
 pub struct Rerank {
     pub view: encore_features::def::View,
+    /// the view's read layout, compiled once
+    pub layout: encore_features::columns::Layout,
     pub feature: usize,
     pub weight: f32,
 }
@@ -68,6 +70,7 @@ impl Rerank {
             .position(|f| f.name == feature)
             .ok_or_else(|| format!("rerank feature {name:?}: view {view} has no {feature}"))?;
         Ok(Rerank {
+            layout: encore_features::columns::Layout::of(v),
             view: v.clone(),
             feature,
             weight,
@@ -134,10 +137,13 @@ impl FeaturesAccess {
         let Some(r) = &self.rerank else {
             return HashMap::new();
         };
-        match self
-            .store
-            .prefix_values(&r.view, r.feature, user, encore_core::time::now_ms())
-        {
+        match self.store.prefix_values(
+            &r.view,
+            &r.layout,
+            r.feature,
+            user,
+            encore_core::time::now_ms(),
+        ) {
             Ok(v) => v
                 .into_iter()
                 .map(|(artist, x)| (artist, (r.weight * x as f32).clamp(0.0, 1.0)))

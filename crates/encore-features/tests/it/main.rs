@@ -2,6 +2,7 @@
 //! the online store against the offline computation.
 
 use encore_features::Definitions;
+use encore_features::columns::Layout;
 use encore_features::compute::{self, Status};
 use encore_features::def::{Agg, Feature, View};
 use encore_features::event::{FeatureEvent, Raw};
@@ -329,7 +330,13 @@ fn online_reads_match_offline_values_and_enforce_ttl() {
     );
     // one listener's artists with a feature (what demotes artists in home lists)
     let mut per_artist = store
-        .prefix_values(&defs.views["user_artist"], 0, "fresh", now)
+        .prefix_values(
+            &defs.views["user_artist"],
+            &Layout::of(&defs.views["user_artist"]),
+            0,
+            "fresh",
+            now,
+        )
         .unwrap();
     per_artist.sort_by(|a, b| a.0.cmp(&b.0));
     // user_artist's TTL is 1 day: the 30-hour-old play of a0 is out, a0's 2-hour one is in
@@ -339,7 +346,13 @@ fn online_reads_match_offline_values_and_enforce_ttl() {
     );
     assert!(
         store
-            .prefix_values(&defs.views["user_artist"], 0, "stale", now)
+            .prefix_values(
+                &defs.views["user_artist"],
+                &Layout::of(&defs.views["user_artist"]),
+                0,
+                "stale",
+                now
+            )
             .unwrap()
             .is_empty()
     );
