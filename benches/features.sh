@@ -2,7 +2,9 @@
 # The feature store (issue: feature store), release build:
 #   1. offline: a training set of 20 features (two views: listener; listener x artist) for
 #      ROWS entity rows over EVENTS synthetic plays (`encore bench features-offline`: grouping
-#      and sorting, the point-in-time sweep, the Parquet write, peak RSS);
+#      and sorting, the point-in-time sweep, the Parquet write, peak RSS); then the same
+#      definitions through `encore features training-set` for ROWS rows over the world below,
+#      read from its event log;
 #   2. online: a simulated world (USERS listeners, 30 days ending today) ingested, the same
 #      definitions applied and materialized, `encore serve` on loopback; POST /v1/features with
 #      100 entities (listener, artist) x 20 features per request:
@@ -35,6 +37,21 @@ start="$(date -u -d '-29 days' +%F)"
 "$bin" bench features-offline --write-definitions "$work/features.toml"
 "$bin" features apply "$work/features.toml" --data-dir "$data"
 "$bin" --json features materialize --data-dir "$data" | tee "$work/materialize.json"
+echo "== offline from the event log: $rows (listener, artist, time) rows x 20 features over the world's plays"
+python3 - "$work/world" "$work/rows.csv" "$rows" <<'PY'
+import json, random, sys, time
+world, out, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+users = [json.loads(l)["user_id"] for l in open(f"{world}/users.jsonl")]
+artists = [json.loads(l)["artist_id"] for l in open(f"{world}/catalog/artists.jsonl")]
+rng, now = random.Random(11), int(time.time() * 1000)
+with open(out, "w") as f:
+    f.write("user_id,artist_id,ts\n")
+    for _ in range(n):
+        f.write(f"{rng.choice(users)},{rng.choice(artists)},{now - rng.randrange(30 * 86_400_000)}\n")
+PY
+/usr/bin/time -f "training set from the log: peak RSS %M KB, %e s" "$bin" --json features training-set \
+  --entities "$work/rows.csv" --service reranker --out "$work/train.parquet" --data-dir "$data"
+
 # request bodies: 100 random (listener, artist) pairs each, in both response formats
 python3 - "$work/world" "$work" <<'PY'
 import json, random, sys
