@@ -15,6 +15,25 @@ use encore_core::ErrorCode;
 use encore_ingest::{BatchOutcome, IngestError, Reject};
 use serde::{Deserialize, Serialize};
 
+/// The rows of an accepted `/v1/events` body (a JSON array or JSON lines) that parse as `T`; the
+/// rest are skipped (the ingest path has reported them).
+pub(crate) fn parsed_rows<T: serde::de::DeserializeOwned>(body: &[u8]) -> Vec<T> {
+    let text = String::from_utf8_lossy(body);
+    let trimmed = text.trim_start();
+    if trimmed.starts_with('[') {
+        serde_json::from_str::<Vec<serde_json::Value>>(trimmed)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|v| serde_json::from_value(v).ok())
+            .collect()
+    } else {
+        trimmed
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+}
+
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/events", post(post_events))

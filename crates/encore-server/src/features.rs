@@ -158,20 +158,7 @@ impl FeaturesAccess {
 
     /// Hands the playback events of an accepted `/v1/events` body to the writer.
     pub fn record(&self, body: &[u8]) {
-        let text = String::from_utf8_lossy(body);
-        let trimmed = text.trim_start();
-        let events: Vec<encore_core::event::PlaybackEvent> = if trimmed.starts_with('[') {
-            serde_json::from_str::<Vec<Value>>(trimmed)
-                .unwrap_or_default()
-                .into_iter()
-                .filter_map(|v| serde_json::from_value(v).ok())
-                .collect()
-        } else {
-            trimmed
-                .lines()
-                .filter_map(|l| serde_json::from_str(l).ok())
-                .collect()
-        };
+        let events: Vec<encore_core::event::PlaybackEvent> = crate::events::parsed_rows(body);
         let keyed: Vec<Keyed> = events
             .iter()
             .map(|e| {

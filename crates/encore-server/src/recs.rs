@@ -697,21 +697,7 @@ pub fn record_recent(served: &Served, body: &[u8]) {
         #[serde(default)]
         ms_played: u64,
     }
-    let text = String::from_utf8_lossy(body);
-    let trimmed = text.trim_start();
-    let plays: Vec<Play> = if trimmed.starts_with('[') {
-        serde_json::from_str::<Vec<serde_json::Value>>(trimmed)
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|v| serde_json::from_value(v).ok())
-            .collect()
-    } else {
-        trimmed
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
-    };
-    for p in plays {
+    for p in crate::events::parsed_rows::<Play>(body) {
         if p.ms_played >= u64::from(encore_core::event::STREAM_THRESHOLD_MS) {
             served.recent.record(&p.user_id, &p.item_id);
             served.cache.invalidate(&p.user_id);
