@@ -27,6 +27,14 @@ pub enum StorageError {
     #[error("{} is corrupt: {message}", path.display())]
     Corrupt { path: PathBuf, message: String },
 
+    #[error("{} is damaged: {bytes} byte(s) at offset {offset} cannot be read ({detail})", path.display())]
+    DataLoss {
+        path: PathBuf,
+        offset: u64,
+        bytes: u64,
+        detail: String,
+    },
+
     #[error("parquet error on {}: {message}", path.display())]
     Parquet { path: PathBuf, message: String },
 
@@ -77,7 +85,7 @@ impl Coded for StorageError {
             StorageError::Io { .. } | StorageError::WriteFailed { .. } | StorageError::Closed => {
                 ErrorCode::Unavailable
             }
-            StorageError::Corrupt { .. } => ErrorCode::DataLoss,
+            StorageError::Corrupt { .. } | StorageError::DataLoss { .. } => ErrorCode::DataLoss,
             StorageError::Parquet { .. } | StorageError::Arrow { .. } => ErrorCode::Internal,
             StorageError::SchemaMismatch { .. } | StorageError::UnknownColumn { .. } => {
                 ErrorCode::InvalidArgument
@@ -99,6 +107,12 @@ impl Coded for StorageError {
             StorageError::Corrupt { .. } => {
                 Some("restore the file from a backup, or move it aside to recover the rest".into())
             }
+            StorageError::DataLoss { .. } => Some(
+                "run `encore events repair` (or `encore traces repair`): it keeps every intact \
+                 record, moves the damaged file unchanged into <data>/quarantine/ and reports \
+                 what was lost; or restore the file from a backup"
+                    .into(),
+            ),
             StorageError::Io { .. }
             | StorageError::Parquet { .. }
             | StorageError::Arrow { .. }

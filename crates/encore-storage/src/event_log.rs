@@ -10,7 +10,14 @@
 //! Recovery on open: WAL files already covered by `segments.json` are deleted; the others are
 //! replayed into memory; a torn record at the tail is truncated (it was never acknowledged);
 //! segment files not in `segments.json` (a crash mid-seal) are removed, their rows still being in
-//! the WAL.
+//! the WAL. Damage (a bad checksum with intact records after it) is never cut silently: the log
+//! refuses to open with a `data_loss` error naming the file and offset, unless it was opened to
+//! repair ([`LogOptions::repair_into`], or [`EventLog::repair`] offline), which keeps every intact
+//! record and moves the damaged file, unchanged, into quarantine.
+//!
+//! Every segment's CRC-32 (of the file, and of each row group) is in the manifest: the first read
+//! of a segment in a process checks it, [`inspect`] checks every one, and repair keeps the intact
+//! row groups of a damaged segment.
 //!
 //! ```text
 //! <table>/wal/000000000007.wal
@@ -19,7 +26,8 @@
 //! ```
 
 use crate::StorageError;
-use crate::wal::{WalWriter, read_wal, sync_dir, truncate};
+use crate::fs::{self, Fs};
+use crate::wal::{self, Damage, WalContents, WalRepair, WalWriter, read_wal, truncate};
 use arrow::array::{Array, Int64Array, RecordBatch, StringArray};
 use arrow::compute::{sort_to_indices, take_record_batch};
 use arrow::datatypes::SchemaRef;
@@ -35,12 +43,13 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
 const MANIFEST: &str = "segments.json";
-const MANIFEST_VERSION: u32 = 1;
+/// 2: segments carry CRC-32s (format 1 manifests are read; their segments go unchecked)
+const MANIFEST_VERSION: u32 = 2;
 
 /// What a table stores and how its rows are keyed.
 #[derive(Debug, Clone)]
@@ -64,6 +73,11 @@ pub struct LogOptions {
     /// appends waiting for the writer; beyond it [`EventLog::try_submit`] reports the queue full
     pub queue_capacity: usize,
     pub zstd_level: i32,
+    /// where every write goes (faults are injected here in tests)
+    pub fs: Arc<dyn Fs>,
+    /// open even when a WAL file is damaged: repair it, moving the original into this directory
+    /// (`None`: refuse to open with a `data_loss` error)
+    pub repair_into: Option<PathBuf>,
 }
 
 impl Default for LogOptions {
@@ -72,6 +86,8 @@ impl Default for LogOptions {
             seal_rows: 1_000_000,
             queue_capacity: 64,
             zstd_level: 1,
+            fs: fs::real(),
+            repair_into: None,
         }
     }
 }
@@ -98,6 +114,20 @@ pub struct SegmentInfo {
     pub bytes: u64,
     pub min_ts_ms: i64,
     pub max_ts_ms: i64,
+    /// CRC-32 of the whole file (absent in segments written by format 1)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crc32: Option<u32>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub row_groups: Vec<RowGroupSum>,
+}
+
+/// Where one row group of a segment lies and its CRC-32, so repair keeps the intact ones.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RowGroupSum {
+    pub offset: u64,
+    pub bytes: u64,
+    pub rows: u64,
+    pub crc32: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -118,6 +148,47 @@ pub struct Recovery {
     /// bytes of a torn tail that were cut (never acknowledged)
     pub torn_bytes_truncated: u64,
     pub orphan_segments_removed: usize,
+    /// damaged WAL files repaired on open ([`LogOptions::repair_into`])
+    pub repaired: Vec<WalRepairReport>,
+}
+
+/// What repairing one damaged WAL file kept and lost.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WalRepairReport {
+    #[serde(flatten)]
+    pub wal: WalRepair,
+    /// rows that could still be decoded from the damaged bytes (their values may be wrong), and
+    /// up to 20 of their ids: what the damage took
+    pub damaged_rows_readable: u64,
+    pub damaged_ids: Vec<String>,
+    /// rows of the intact records kept
+    pub rows_kept: u64,
+}
+
+/// What repairing one damaged segment kept and lost.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SegmentRepairReport {
+    pub segment: String,
+    pub quarantined: PathBuf,
+    pub rows_kept: u64,
+    pub rows_lost: u64,
+    /// byte ranges of the damaged row groups (the whole file when its footer is unreadable)
+    pub damage: Vec<Damage>,
+    /// up to 20 ids of lost rows, where the id column could still be read
+    pub lost_ids: Vec<String>,
+}
+
+/// Everything [`EventLog::repair`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RepairReport {
+    pub wal: Vec<WalRepairReport>,
+    pub segments: Vec<SegmentRepairReport>,
+}
+
+impl RepairReport {
+    pub fn is_empty(&self) -> bool {
+        self.wal.is_empty() && self.segments.is_empty()
+    }
 }
 
 /// Row counts of the log.
@@ -133,6 +204,10 @@ struct State {
     manifest: Manifest,
     memtable: Vec<RecordBatch>,
     memtable_rows: usize,
+    /// why the last WAL write failed (cleared by the next write or probe that succeeds)
+    write_error: Option<String>,
+    /// why the last seal failed (cleared by the next seal that succeeds)
+    seal_error: Option<String>,
 }
 
 struct Shared {
@@ -140,6 +215,8 @@ struct Shared {
     spec: TableSpec,
     options: LogOptions,
     state: Mutex<State>,
+    /// segments whose checksum was checked by this process
+    checked: Mutex<HashSet<u64>>,
 }
 
 impl Shared {
@@ -216,14 +293,11 @@ fn wal_name(seq: u64) -> String {
     format!("{seq:012}.wal")
 }
 
-fn encode_ipc(batch: &RecordBatch) -> Result<Vec<u8>, StorageError> {
-    let mut buf = Vec::new();
-    let mut w = arrow::ipc::writer::StreamWriter::try_new(&mut buf, &batch.schema())
+fn encode_ipc_into(batch: &RecordBatch, buf: &mut Vec<u8>) -> Result<(), StorageError> {
+    let mut w = arrow::ipc::writer::StreamWriter::try_new(buf, &batch.schema())
         .map_err(StorageError::arrow)?;
     w.write(batch).map_err(StorageError::arrow)?;
-    w.finish().map_err(StorageError::arrow)?;
-    drop(w);
-    Ok(buf)
+    w.finish().map_err(StorageError::arrow)
 }
 
 fn decode_ipc(bytes: &[u8], path: &Path) -> Result<Vec<RecordBatch>, StorageError> {
@@ -242,20 +316,20 @@ fn decode_ipc(bytes: &[u8], path: &Path) -> Result<Vec<RecordBatch>, StorageErro
         .collect()
 }
 
-fn write_json_atomic(path: &Path, value: &impl Serialize) -> Result<(), StorageError> {
+fn write_json_atomic(fs: &dyn Fs, path: &Path, value: &impl Serialize) -> Result<(), StorageError> {
     let tmp = path.with_extension("json.tmp");
     let text = serde_json::to_vec_pretty(value).map_err(|e| StorageError::Corrupt {
         path: path.to_path_buf(),
         message: e.to_string(),
     })?;
-    {
-        let mut f = File::create(&tmp).map_err(StorageError::io(&tmp))?;
-        std::io::Write::write_all(&mut f, &text).map_err(StorageError::io(&tmp))?;
-        f.sync_all().map_err(StorageError::io(&tmp))?;
-    }
-    std::fs::rename(&tmp, path).map_err(StorageError::io(path))?;
+    let mut f = fs.create(&tmp).map_err(StorageError::io(&tmp))?;
+    f.write_all_at(&text, 0)
+        .and_then(|()| f.sync_all())
+        .map_err(StorageError::io(&tmp))?;
+    drop(f);
+    fs.rename(&tmp, path).map_err(StorageError::io(path))?;
     if let Some(dir) = path.parent() {
-        sync_dir(dir)?;
+        fs.sync_dir(dir).map_err(StorageError::io(dir))?;
     }
     Ok(())
 }
@@ -277,6 +351,146 @@ fn list_wal(dir: &Path) -> Result<Vec<(u64, PathBuf)>, StorageError> {
     Ok(out)
 }
 
+fn read_manifest(dir: &Path, spec: &TableSpec) -> Result<Manifest, StorageError> {
+    let manifest_path = dir.join(MANIFEST);
+    let manifest: Manifest = match std::fs::read(&manifest_path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| StorageError::Corrupt {
+            path: manifest_path.clone(),
+            message: e.to_string(),
+        })?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Manifest {
+            version: MANIFEST_VERSION,
+            table: spec.name.to_owned(),
+            next_segment: 1,
+            sealed_through_wal: 0,
+            segments: Vec::new(),
+        },
+        Err(e) => {
+            return Err(StorageError::Io {
+                path: manifest_path,
+                source: e,
+            });
+        }
+    };
+    if manifest.version > MANIFEST_VERSION {
+        return Err(StorageError::UnsupportedFormat {
+            path: manifest_path,
+            found: manifest.version,
+            supported: MANIFEST_VERSION,
+        });
+    }
+    // written back in the current version at the next change
+    let mut manifest = manifest;
+    manifest.version = MANIFEST_VERSION;
+    Ok(manifest)
+}
+
+/// The WAL files of a log that are not yet covered by its segments, each with what it holds.
+/// `last` marks the newest file, the only one where a torn tail is expected.
+struct WalFile {
+    seq: u64,
+    path: PathBuf,
+    contents: WalContents,
+    last: bool,
+}
+
+impl WalFile {
+    /// Damage, or a torn tail where none can be (before the newest file).
+    fn damaged(&self) -> bool {
+        !self.contents.damage.is_empty() || (self.contents.torn_bytes > 0 && !self.last)
+    }
+
+    fn data_loss(&self) -> StorageError {
+        let (offset, bytes) = match self.contents.damage.first() {
+            Some(d) => (d.offset, d.bytes),
+            None => (self.contents.valid_len, self.contents.torn_bytes),
+        };
+        StorageError::DataLoss {
+            path: self.path.clone(),
+            offset,
+            bytes,
+            detail: format!(
+                "{} damaged range(s), {} intact record(s) readable",
+                self.contents.damage.len().max(1),
+                self.contents.len()
+            ),
+        }
+    }
+}
+
+fn unsealed_wal(dir: &Path, manifest: &Manifest) -> Result<Vec<WalFile>, StorageError> {
+    let files = list_wal(&dir.join("wal"))?;
+    let newest = files.last().map(|(s, _)| *s);
+    let mut out = Vec::new();
+    for (seq, path) in files {
+        if seq <= manifest.sealed_through_wal {
+            continue;
+        }
+        let contents = read_wal(&path)?;
+        out.push(WalFile {
+            seq,
+            path,
+            contents,
+            last: Some(seq) == newest,
+        });
+    }
+    Ok(out)
+}
+
+/// Repairs one damaged WAL file, reporting the rows kept and what can still be read of the lost.
+fn repair_wal_file(
+    fs: &dyn Fs,
+    spec: &TableSpec,
+    file: &WalFile,
+    quarantine: &Path,
+) -> Result<WalRepairReport, StorageError> {
+    let mut rows_kept = 0u64;
+    for record in file.contents.records() {
+        for b in decode_ipc(record, &file.path)? {
+            rows_kept += b.num_rows() as u64;
+        }
+    }
+    let (mut damaged_rows_readable, mut damaged_ids) = (0u64, Vec::new());
+    for d in &file.contents.damage {
+        // a damaged record whose header still frames it may decode (with wrong values)
+        let bytes = file.contents.damaged_bytes(d);
+        let Some(payload) = bytes.get(12..) else {
+            continue;
+        };
+        if let Ok(batches) = decode_ipc(payload, &file.path) {
+            for b in batches {
+                damaged_rows_readable += b.num_rows() as u64;
+                if let Some(ids) = b
+                    .column_by_name(spec.id_column)
+                    .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+                {
+                    damaged_ids.extend(
+                        ids.iter()
+                            .flatten()
+                            .take(20 - damaged_ids.len().min(20))
+                            .map(str::to_owned),
+                    );
+                }
+            }
+        }
+    }
+    let wal = wal::repair(fs, &file.path, &file.contents, quarantine)?;
+    tracing::error!(
+        path = %file.path.display(),
+        quarantined = %wal.quarantined.display(),
+        damaged_bytes = file.contents.damage.iter().map(|d| d.bytes).sum::<u64>(),
+        rows_kept,
+        damaged_rows_readable,
+        "repaired a damaged WAL file: intact records kept, the original moved to quarantine"
+    );
+    Ok(WalRepairReport {
+        wal,
+        damaged_rows_readable,
+        damaged_ids,
+        rows_kept,
+    })
+}
+
 impl EventLog {
     /// Opens (creating if needed) the table's log under `dir`, recovering from the WAL.
     pub fn open(
@@ -284,40 +498,29 @@ impl EventLog {
         spec: TableSpec,
         options: LogOptions,
     ) -> Result<EventLog, StorageError> {
+        let fs = Arc::clone(&options.fs);
         let wal_dir = dir.join("wal");
         let seg_dir = dir.join("segments");
         for d in [dir, &wal_dir, &seg_dir] {
             std::fs::create_dir_all(d).map_err(StorageError::io(d))?;
         }
-        let manifest_path = dir.join(MANIFEST);
-        let manifest: Manifest = match std::fs::read(&manifest_path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| StorageError::Corrupt {
-                path: manifest_path.clone(),
-                message: e.to_string(),
-            })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Manifest {
-                version: MANIFEST_VERSION,
-                table: spec.name.to_owned(),
-                next_segment: 1,
-                sealed_through_wal: 0,
-                segments: Vec::new(),
-            },
-            Err(e) => {
-                return Err(StorageError::Io {
-                    path: manifest_path,
-                    source: e,
-                });
-            }
-        };
-        if manifest.version > MANIFEST_VERSION {
-            return Err(StorageError::UnsupportedFormat {
-                path: manifest_path,
-                found: manifest.version,
-                supported: MANIFEST_VERSION,
-            });
-        }
+        let manifest = read_manifest(dir, &spec)?;
 
         let mut recovery = Recovery::default();
+        // damage first: a log that refuses to open must not have changed anything
+        let mut wal_files = unsealed_wal(dir, &manifest)?;
+        if let Some(bad) = wal_files.iter().find(|f| f.damaged()) {
+            let Some(quarantine) = &options.repair_into else {
+                return Err(bad.data_loss());
+            };
+            for f in wal_files.iter().filter(|f| f.damaged()) {
+                recovery
+                    .repaired
+                    .push(repair_wal_file(&*fs, &spec, f, quarantine)?);
+            }
+            wal_files = unsealed_wal(dir, &manifest)?;
+        }
+
         // segments written by a seal that crashed before its manifest update
         let known: HashSet<&str> = manifest.segments.iter().map(|s| s.path.as_str()).collect();
         for day_dir in std::fs::read_dir(&seg_dir).map_err(StorageError::io(&seg_dir))? {
@@ -333,55 +536,44 @@ impl EventLog {
                     .to_string_lossy()
                     .replace('\\', "/");
                 if !known.contains(rel.as_str()) {
-                    std::fs::remove_file(&path).map_err(StorageError::io(&path))?;
+                    fs.remove_file(&path).map_err(StorageError::io(&path))?;
                     recovery.orphan_segments_removed += 1;
                 }
+            }
+        }
+        for (seq, path) in list_wal(&wal_dir)? {
+            if seq <= manifest.sealed_through_wal {
+                fs.remove_file(&path).map_err(StorageError::io(&path))?;
             }
         }
 
         let mut memtable = Vec::new();
         let mut memtable_rows = 0;
-        let wal_files = list_wal(&wal_dir)?;
         let last_seq = wal_files
             .last()
-            .map_or(manifest.sealed_through_wal, |(s, _)| *s);
-        let n_files = wal_files.len();
-        for (i, (seq, path)) in wal_files.into_iter().enumerate() {
-            if seq <= manifest.sealed_through_wal {
-                std::fs::remove_file(&path).map_err(StorageError::io(&path))?;
-                continue;
-            }
-            let contents = read_wal(&path)?;
-            if contents.torn_bytes > 0 {
-                if i + 1 != n_files {
-                    return Err(StorageError::Corrupt {
-                        path,
-                        message: format!(
-                            "{} bytes after offset {} are not valid records, and this is not the \
-                             last WAL file",
-                            contents.torn_bytes, contents.valid_len
-                        ),
-                    });
-                }
+            .map_or(manifest.sealed_through_wal, |f| f.seq);
+        for f in &wal_files {
+            if f.contents.torn_bytes > 0 {
                 tracing::warn!(
-                    path = %path.display(),
-                    bytes = contents.torn_bytes,
-                    "truncating a torn WAL tail (never acknowledged)"
+                    path = %f.path.display(),
+                    bytes = f.contents.torn_bytes,
+                    "truncating a torn WAL tail (an incomplete write, never acknowledged)"
                 );
-                truncate(&path, contents.valid_len)?;
-                recovery.torn_bytes_truncated += contents.torn_bytes;
+                truncate(&*fs, &f.path, f.contents.valid_len)?;
+                recovery.torn_bytes_truncated += f.contents.torn_bytes;
             }
             recovery.wal_files_replayed += 1;
-            for record in &contents.records {
-                for batch in decode_ipc(record, &path)? {
+            for record in f.contents.records() {
+                for batch in decode_ipc(record, &f.path)? {
                     memtable_rows += batch.num_rows();
                     recovery.rows_replayed += batch.num_rows() as u64;
                     memtable.push(batch);
                 }
             }
         }
+        drop(wal_files);
 
-        let wal = WalWriter::create(&wal_dir.join(wal_name(last_seq + 1)))?;
+        let wal = WalWriter::create(&fs, &wal_dir.join(wal_name(last_seq + 1)))?;
         let shared = Arc::new(Shared {
             dir: dir.to_path_buf(),
             spec,
@@ -390,7 +582,10 @@ impl EventLog {
                 manifest,
                 memtable,
                 memtable_rows,
+                write_error: None,
+                seal_error: None,
             }),
+            checked: Mutex::new(HashSet::new()),
         });
         let (tx, rx) = sync_channel(options.queue_capacity);
         let writer_shared = Arc::clone(&shared);
@@ -412,6 +607,71 @@ impl EventLog {
             writer: Some(writer),
             recovery,
         })
+    }
+
+    /// Repairs the log under `dir` without opening it (the caller holds the data directory):
+    /// every damaged WAL file is rewritten with its intact records and every damaged segment with
+    /// its intact row groups; the originals move, unchanged, into `quarantine`. Reports exactly
+    /// what was kept and lost. A log without damage is left as it is.
+    pub fn repair(
+        dir: &Path,
+        spec: &TableSpec,
+        quarantine: &Path,
+        fs: &dyn Fs,
+    ) -> Result<RepairReport, StorageError> {
+        let mut report = RepairReport::default();
+        if !dir.join(MANIFEST).exists() && !dir.join("wal").exists() {
+            return Ok(report);
+        }
+        let mut manifest = read_manifest(dir, spec)?;
+        for f in unsealed_wal(dir, &manifest)?.iter().filter(|f| f.damaged()) {
+            report
+                .wal
+                .push(repair_wal_file(fs, spec, f, &quarantine.join("wal"))?);
+        }
+        let mut segments = Vec::with_capacity(manifest.segments.len());
+        let mut replaced = false;
+        for seg in std::mem::take(&mut manifest.segments) {
+            if check_segment(dir, &seg).is_ok() {
+                segments.push(seg);
+                continue;
+            }
+            let (kept, r) = repair_segment(
+                fs,
+                dir,
+                spec,
+                &seg,
+                manifest.next_segment,
+                &quarantine.join("segments"),
+            )?;
+            manifest.next_segment += 1;
+            segments.extend(kept);
+            report.segments.push(r);
+            replaced = true;
+        }
+        if replaced {
+            manifest.segments = segments;
+            manifest.version = MANIFEST_VERSION;
+            write_json_atomic(fs, &dir.join(MANIFEST), &manifest)?;
+            for r in &report.segments {
+                let path = dir.join(&r.segment);
+                if let Err(e) = fs.remove_file(&path) {
+                    tracing::warn!(path = %path.display(), "damaged segment not removed: {e}");
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// Why writes fail right now (a WAL write, or sealing), if they do. Clears by itself once a
+    /// write, a probe of the disk, or a seal succeeds again.
+    pub fn health(&self) -> Option<String> {
+        let state = self.shared.lock();
+        match (&state.write_error, &state.seal_error) {
+            (Some(w), _) => Some(format!("writes to the {} log fail: {w}", self.shared.spec.name)),
+            (None, Some(s)) => Some(format!("sealing the {} log fails: {s}", self.shared.spec.name)),
+            (None, None) => None,
+        }
     }
 
     pub fn recovery(&self) -> &Recovery {
@@ -665,6 +925,14 @@ impl EventLog {
         f: &mut dyn FnMut(&RecordBatch) -> Result<(), StorageError>,
     ) -> Result<(), StorageError> {
         let path = self.shared.dir.join(&seg.path);
+        if seg.crc32.is_some() && !self.shared.checked_contains(seg.id) {
+            // once per segment and process: a full read at page-cache speed, small beside decoding
+            let data = std::fs::read(&path).map_err(StorageError::io(&path))?;
+            if let Some(damage) = segment_damage(&data, seg) {
+                return Err(segment_data_loss(&path, seg, &damage));
+            }
+            self.shared.checked_insert(seg.id);
+        }
         let file = File::open(&path).map_err(StorageError::io(&path))?;
         let builder = ParquetRecordBatchReaderBuilder::try_new(file)
             .map_err(|e| StorageError::parquet(&path, &e))?
@@ -696,72 +964,424 @@ impl EventLog {
         Ok(())
     }
 
-    /// Checks the log: every segment readable with the rows and day the manifest says, and every
-    /// row id unique. Returns the problems found.
+    /// Checks the log: every segment as the manifest records it (size, checksum, rows, day), and
+    /// every row id once. Returns the problems found.
     pub fn verify(&self) -> Result<Vec<String>, StorageError> {
-        let mut problems = Vec::new();
-        let segments = self.segments();
-        for seg in &segments {
-            let path = self.shared.dir.join(&seg.path);
-            let check = || -> Result<(), String> {
-                let meta = std::fs::metadata(&path).map_err(|e| format!("{}: {e}", seg.path))?;
-                if meta.len() != seg.bytes {
-                    return Err(format!(
-                        "{}: {} bytes, manifest says {}",
-                        seg.path,
-                        meta.len(),
-                        seg.bytes
-                    ));
-                }
-                let file = File::open(&path).map_err(|e| format!("{}: {e}", seg.path))?;
-                let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-                    .map_err(|e| format!("{}: {e}", seg.path))?;
-                let rows = reader.metadata().file_metadata().num_rows() as u64;
-                if rows != seg.rows {
-                    return Err(format!(
-                        "{}: {rows} rows, manifest says {}",
-                        seg.path, seg.rows
-                    ));
-                }
-                let day = Date::from_epoch_ms(seg.min_ts_ms).to_string();
-                if day != seg.day || Date::from_epoch_ms(seg.max_ts_ms).to_string() != seg.day {
-                    return Err(format!("{}: rows outside day {}", seg.path, seg.day));
-                }
-                Ok(())
-            };
-            if let Err(p) = check() {
-                problems.push(p);
-            }
-        }
+        let mut problems: Vec<String> = self
+            .segments()
+            .iter()
+            .filter_map(|seg| check_segment(&self.shared.dir, seg).err())
+            .collect();
         if !problems.is_empty() {
             return Ok(problems);
         }
-        let id_column = self.shared.spec.id_column;
-        let mut seen: HashSet<String> = HashSet::new();
-        let mut duplicates = 0u64;
-        self.scan(Some(&[id_column]), |batch| {
-            let ids = batch
-                .column(0)
-                .as_any()
-                .downcast_ref::<StringArray>()
-                .ok_or_else(|| StorageError::UnknownColumn {
-                    table: self.shared.spec.name.to_owned(),
-                    column: id_column.to_owned(),
-                })?;
-            for id in ids.iter().flatten() {
-                if !seen.insert(id.to_owned()) {
-                    duplicates += 1;
-                }
-            }
-            Ok(())
-        })?;
-        if duplicates > 0 {
-            problems.push(format!(
-                "{duplicates} rows share an {id_column} with another row"
-            ));
-        }
+        let spec = &self.shared.spec;
+        let mut ids = IdCheck::new(spec, None);
+        self.scan(Some(&[spec.id_column, spec.ts_column]), |b| ids.add(b))?;
+        problems.extend(ids.problems());
         Ok(problems)
     }
+}
+
+impl Shared {
+    fn checked_contains(&self, id: u64) -> bool {
+        self.checked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&id)
+    }
+
+    fn checked_insert(&self, id: u64) {
+        self.checked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id);
+    }
+}
+
+/// Ids seen across a log, and the rows that share one within the deduplication window (a
+/// violation) or outside it (the contract allows an id to come back after the window).
+struct IdCheck {
+    id_column: String,
+    window_ms: Option<i64>,
+    seen: std::collections::HashMap<String, i64>,
+    duplicates: u64,
+    reused: u64,
+}
+
+impl IdCheck {
+    fn new(spec: &TableSpec, window_ms: Option<i64>) -> IdCheck {
+        IdCheck {
+            id_column: spec.id_column.to_owned(),
+            window_ms,
+            seen: std::collections::HashMap::new(),
+            duplicates: 0,
+            reused: 0,
+        }
+    }
+
+    /// `batch`: the id column, then the time column.
+    fn add(&mut self, batch: &RecordBatch) -> Result<(), StorageError> {
+        let bad = || StorageError::UnknownColumn {
+            table: String::new(),
+            column: "id or time".into(),
+        };
+        let ids = batch
+            .column(0)
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .ok_or_else(bad)?;
+        let ts = batch
+            .column(1)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .ok_or_else(bad)?;
+        for (id, t) in ids.iter().zip(ts.values()) {
+            let Some(id) = id else { continue };
+            match self.seen.get_mut(id) {
+                None => {
+                    self.seen.insert(id.to_owned(), *t);
+                }
+                Some(prev) => match self.window_ms {
+                    Some(w) if (*t - *prev).abs() > w => {
+                        self.reused += 1;
+                        *prev = *t;
+                    }
+                    _ => self.duplicates += 1,
+                },
+            }
+        }
+        Ok(())
+    }
+
+    fn problems(&self) -> Option<String> {
+        (self.duplicates > 0).then(|| {
+            format!(
+                "{} rows share an {} with another row{}",
+                self.duplicates,
+                self.id_column,
+                if self.window_ms.is_some() {
+                    " within the deduplication window"
+                } else {
+                    ""
+                }
+            )
+        })
+    }
+}
+
+/// What [`inspect`] found in a log, without changing anything.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Inspection {
+    /// damage, and broken promises (a duplicate id within the window): `verify` fails on these
+    pub problems: Vec<String>,
+    /// worth knowing, not wrong (a torn tail that the next open cuts; ids reused after the window)
+    pub notes: Vec<String>,
+    pub segments: usize,
+    pub sealed_rows: u64,
+    pub unsealed_rows: u64,
+}
+
+/// Checks the log under `dir` read-only: every segment's size, checksum, rows and day against the
+/// manifest; every WAL file's records (damage is a problem, a torn tail of the newest file only
+/// a note); and every id once within `dedup_window_ms` (every id once at all when `None`).
+pub fn inspect(
+    dir: &Path,
+    spec: &TableSpec,
+    dedup_window_ms: Option<i64>,
+) -> Result<Inspection, StorageError> {
+    let mut out = Inspection::default();
+    if !dir.join(MANIFEST).exists() && !dir.join("wal").exists() {
+        return Ok(out);
+    }
+    let manifest = read_manifest(dir, spec)?;
+    let mut ids = IdCheck::new(spec, dedup_window_ms);
+    let cols = [spec.id_column, spec.ts_column];
+    let mut readable = Vec::new();
+    for seg in &manifest.segments {
+        out.segments += 1;
+        out.sealed_rows += seg.rows;
+        match check_segment(dir, seg) {
+            Ok(()) => readable.push(seg),
+            Err(p) => out.problems.push(p),
+        }
+    }
+    for seg in readable {
+        let path = dir.join(&seg.path);
+        let file = File::open(&path).map_err(StorageError::io(&path))?;
+        let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+            .map_err(|e| StorageError::parquet(&path, &e))?;
+        let indices: Vec<usize> = cols
+            .iter()
+            .map(|c| spec.schema.index_of(c).map_err(StorageError::arrow))
+            .collect::<Result<_, _>>()?;
+        let mask = ProjectionMask::roots(builder.parquet_schema(), indices);
+        for b in builder
+            .with_projection(mask)
+            .build()
+            .map_err(|e| StorageError::parquet(&path, &e))?
+        {
+            let b = b.map_err(|e| StorageError::parquet(&path, &e))?;
+            let order: Vec<usize> = cols
+                .iter()
+                .map(|c| b.schema().index_of(c).map_err(StorageError::arrow))
+                .collect::<Result<_, _>>()?;
+            ids.add(&b.project(&order).map_err(StorageError::arrow)?)?;
+        }
+    }
+    for f in unsealed_wal(dir, &manifest)? {
+        let name = f
+            .path
+            .strip_prefix(dir)
+            .unwrap_or(&f.path)
+            .display()
+            .to_string();
+        for d in &f.contents.damage {
+            out.problems.push(format!(
+                "{name}: {} bytes at offset {} are damaged (acknowledged records lost; \
+                 `repair` keeps the {} intact records)",
+                d.bytes,
+                d.offset,
+                f.contents.len()
+            ));
+        }
+        if f.contents.torn_bytes > 0 {
+            let what = format!(
+                "{name}: {} bytes at offset {} are an incomplete record",
+                f.contents.torn_bytes, f.contents.valid_len
+            );
+            if f.last {
+                out.notes
+                    .push(format!("{what} (a write never acknowledged; cut at the next open)"));
+            } else {
+                out.problems
+                    .push(format!("{what}, and newer WAL files follow it"));
+            }
+        }
+        for record in f.contents.records() {
+            for b in decode_ipc(record, &f.path)? {
+                out.unsealed_rows += b.num_rows() as u64;
+                let idx: Vec<usize> = cols
+                    .iter()
+                    .map(|c| b.schema().index_of(c).map_err(StorageError::arrow))
+                    .collect::<Result<_, _>>()?;
+                ids.add(&b.project(&idx).map_err(StorageError::arrow)?)?;
+            }
+        }
+    }
+    out.problems.extend(ids.problems());
+    if ids.reused > 0 {
+        out.notes.push(format!(
+            "{} rows reuse an {} from outside the deduplication window (allowed)",
+            ids.reused, spec.id_column
+        ));
+    }
+    Ok(out)
+}
+
+/// The damaged byte ranges of a segment's file against its recorded checksums (`None`: intact, or
+/// written without checksums).
+fn segment_damage(data: &[u8], seg: &SegmentInfo) -> Option<Vec<Damage>> {
+    let crc = seg.crc32?;
+    if data.len() as u64 == seg.bytes && crc32fast::hash(data) == crc {
+        return None;
+    }
+    let mut damage: Vec<Damage> = seg
+        .row_groups
+        .iter()
+        .filter(|rg| {
+            let range = usize::try_from(rg.offset).ok().and_then(|start| {
+                data.get(start..start.checked_add(usize::try_from(rg.bytes).ok()?)?)
+            });
+            range.is_none_or(|bytes| crc32fast::hash(bytes) != rg.crc32)
+        })
+        .map(|rg| Damage {
+            offset: rg.offset,
+            bytes: rg.bytes,
+        })
+        .collect();
+    if damage.is_empty() {
+        // the row groups are intact: the damage is in the footer (or the file's length)
+        let footer = seg
+            .row_groups
+            .iter()
+            .map(|rg| rg.offset + rg.bytes)
+            .max()
+            .unwrap_or(0);
+        damage.push(Damage {
+            offset: footer,
+            bytes: (data.len() as u64).max(seg.bytes).saturating_sub(footer),
+        });
+    }
+    Some(damage)
+}
+
+fn segment_data_loss(path: &Path, seg: &SegmentInfo, damage: &[Damage]) -> StorageError {
+    let first = damage.first().copied().unwrap_or(Damage {
+        offset: 0,
+        bytes: seg.bytes,
+    });
+    StorageError::DataLoss {
+        path: path.to_path_buf(),
+        offset: first.offset,
+        bytes: first.bytes,
+        detail: format!(
+            "checksum mismatch in {} range(s) of a segment of {} rows",
+            damage.len(),
+            seg.rows
+        ),
+    }
+}
+
+/// One segment against the manifest: size, checksum, rows and day.
+fn check_segment(dir: &Path, seg: &SegmentInfo) -> Result<(), String> {
+    let path = dir.join(&seg.path);
+    let data = std::fs::read(&path).map_err(|e| format!("{}: {e}", seg.path))?;
+    if data.len() as u64 != seg.bytes {
+        return Err(format!(
+            "{}: {} bytes, manifest says {}",
+            seg.path,
+            data.len(),
+            seg.bytes
+        ));
+    }
+    if let Some(damage) = segment_damage(&data, seg) {
+        let ranges: Vec<String> = damage
+            .iter()
+            .map(|d| format!("bytes {}..{}", d.offset, d.offset + d.bytes))
+            .collect();
+        return Err(format!(
+            "{}: checksum mismatch ({}): the file was damaged after it was written",
+            seg.path,
+            ranges.join(", ")
+        ));
+    }
+    let file = File::open(&path).map_err(|e| format!("{}: {e}", seg.path))?;
+    let reader =
+        ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| format!("{}: {e}", seg.path))?;
+    let rows = reader.metadata().file_metadata().num_rows() as u64;
+    if rows != seg.rows {
+        return Err(format!(
+            "{}: {rows} rows, manifest says {}",
+            seg.path, seg.rows
+        ));
+    }
+    let day = Date::from_epoch_ms(seg.min_ts_ms).to_string();
+    if day != seg.day || Date::from_epoch_ms(seg.max_ts_ms).to_string() != seg.day {
+        return Err(format!("{}: rows outside day {}", seg.path, seg.day));
+    }
+    Ok(())
+}
+
+/// Rewrites a damaged segment with its intact row groups (when its footer still reads) and moves
+/// the original into `quarantine`. Returns the replacement (if any rows were kept) and the report.
+fn repair_segment(
+    fs: &dyn Fs,
+    dir: &Path,
+    spec: &TableSpec,
+    seg: &SegmentInfo,
+    new_id: u64,
+    quarantine: &Path,
+) -> Result<(Option<SegmentInfo>, SegmentRepairReport), StorageError> {
+    let path = dir.join(&seg.path);
+    let data = std::fs::read(&path).unwrap_or_default();
+    let damage = segment_damage(&data, seg).unwrap_or_else(|| {
+        vec![Damage {
+            offset: 0,
+            bytes: seg.bytes,
+        }]
+    });
+    let damaged: HashSet<u64> = damage.iter().map(|d| d.offset).collect();
+    let mut kept = Vec::new();
+    let mut lost_ids = Vec::new();
+    let reader = File::open(&path)
+        .ok()
+        .and_then(|f| ParquetRecordBatchReaderBuilder::try_new(f).ok());
+    if let Some(builder) = reader {
+        let groups = builder.metadata().row_groups().len();
+        let intact: Vec<usize> = (0..groups)
+            .filter(|&i| {
+                seg.row_groups
+                    .get(i)
+                    .is_some_and(|rg| !damaged.contains(&rg.offset))
+            })
+            .collect();
+        let lost: Vec<usize> = (0..groups).filter(|i| !intact.contains(i)).collect();
+        if let Ok(r) = builder.with_row_groups(intact).build() {
+            for b in r {
+                match b {
+                    Ok(b) => kept.push(b),
+                    Err(e) => {
+                        tracing::warn!(path = %path.display(), "an intact row group did not decode: {e}");
+                        kept.clear();
+                        break;
+                    }
+                }
+            }
+        }
+        // what can still be read of the lost rows' ids (values may be wrong)
+        if let Some(idx) = spec.schema.index_of(spec.id_column).ok()
+            && let Ok(f) = File::open(&path)
+            && let Ok(b) = ParquetRecordBatchReaderBuilder::try_new(f)
+        {
+            let mask = ProjectionMask::roots(b.parquet_schema(), [idx]);
+            if let Ok(r) = b.with_projection(mask).with_row_groups(lost).build() {
+                for batch in r.flatten() {
+                    if let Some(ids) = batch.column(0).as_any().downcast_ref::<StringArray>() {
+                        lost_ids.extend(ids.iter().flatten().take(20).map(str::to_owned));
+                    }
+                }
+                lost_ids.truncate(20);
+            }
+        }
+    }
+    let rows_kept: u64 = kept.iter().map(|b| b.num_rows() as u64).sum();
+    let replacement = if rows_kept > 0 {
+        let rel = format!("segments/day={}/{new_id:012}.parquet", seg.day);
+        let written = write_segment(fs, dir, spec, 1, &rel, &kept)?;
+        let (min, max) = ts_range(spec, &kept)?;
+        Some(written.info(new_id, seg.day.clone(), rel, rows_kept, min, max))
+    } else {
+        None
+    };
+    std::fs::create_dir_all(quarantine).map_err(StorageError::io(quarantine))?;
+    let quarantined = quarantine.join(seg.path.replace('/', "_"));
+    if path.exists() {
+        std::fs::hard_link(&path, &quarantined)
+            .or_else(|_| std::fs::copy(&path, &quarantined).map(|_| ()))
+            .map_err(StorageError::io(&quarantined))?;
+        fs.sync_dir(quarantine)
+            .map_err(StorageError::io(quarantine))?;
+    }
+    let report = SegmentRepairReport {
+        segment: seg.path.clone(),
+        quarantined,
+        rows_kept,
+        rows_lost: seg.rows.saturating_sub(rows_kept),
+        damage,
+        lost_ids,
+    };
+    tracing::error!(segment = %seg.path, rows_kept, rows_lost = report.rows_lost,
+        "repaired a damaged segment: intact row groups kept, the original moved to quarantine");
+    Ok((replacement, report))
+}
+
+/// The earliest and latest time in `batches`.
+fn ts_range(spec: &TableSpec, batches: &[RecordBatch]) -> Result<(i64, i64), StorageError> {
+    let idx = spec
+        .schema
+        .index_of(spec.ts_column)
+        .map_err(StorageError::arrow)?;
+    let (mut min, mut max) = (i64::MAX, i64::MIN);
+    for b in batches {
+        if let Some(ts) = b.column(idx).as_any().downcast_ref::<Int64Array>() {
+            for t in ts.values() {
+                min = min.min(*t);
+                max = max.max(*t);
+            }
+        }
+    }
+    Ok((min, max))
 }
 
 impl Drop for EventLog {
@@ -791,9 +1411,27 @@ struct Writer {
     sealing: Option<JoinHandle<Result<(), StorageError>>>,
 }
 
+/// How often a log whose writes fail checks whether they work again.
+const PROBE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
 impl Writer {
     fn run(mut self, rx: &Receiver<Command>) {
-        while let Ok(first) = rx.recv() {
+        loop {
+            let first = if self.unhealthy() {
+                match rx.recv_timeout(PROBE_INTERVAL) {
+                    Ok(cmd) => cmd,
+                    Err(RecvTimeoutError::Timeout) => {
+                        self.probe();
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => break,
+                }
+            } else {
+                match rx.recv() {
+                    Ok(cmd) => cmd,
+                    Err(_) => break,
+                }
+            };
             // group commit: everything already waiting shares one fsync
             let mut batches = Vec::new();
             let mut acks = Vec::new();
@@ -825,13 +1463,28 @@ impl Writer {
                 }
             }
             if !batches.is_empty() {
-                let result = self.write(&batches);
-                if result.is_ok() {
+                // refused by admission (sealing behind) is not a failed write
+                let admitted = self.admit();
+                let write_tried = admitted.is_ok();
+                let result = admitted.and_then(|()| self.write(&batches));
+                if write_tried {
                     // visible to readers before anyone is told it is durable
                     let mut state = self.shared.lock();
-                    for (b, _) in batches {
-                        state.memtable_rows += b.num_rows();
-                        state.memtable.push(b);
+                    match &result {
+                        Ok(()) => {
+                            state.write_error = None;
+                            for (b, _) in batches {
+                                state.memtable_rows += b.num_rows();
+                                state.memtable.push(b);
+                            }
+                        }
+                        Err(e) => {
+                            if state.write_error.is_none() {
+                                tracing::error!(table = self.shared.spec.name, error = %e,
+                                    "a write to the event log failed; the batch was not acknowledged");
+                            }
+                            state.write_error = Some(e.to_string());
+                        }
                     }
                 }
                 for ack in acks {
@@ -845,7 +1498,7 @@ impl Writer {
                 let result = self.finish_sealing().and_then(|()| {
                     let job = self.start_seal(true)?;
                     match job {
-                        Some(h) => h.join().unwrap_or(Err(StorageError::Closed)),
+                        Some(h) => self.record_seal(h.join().unwrap_or(Err(StorageError::Closed))),
                         None => Ok(()),
                     }
                 });
@@ -859,24 +1512,78 @@ impl Writer {
                     let _ = self.finish_sealing();
                 }
                 if self.sealing.as_ref().is_none_or(|h| h.is_finished()) {
-                    let _ = self.finish_sealing();
-                    match self.start_seal(false) {
-                        Ok(job) => self.sealing = job,
-                        Err(e) => {
-                            tracing::error!(error = %e, "cannot start sealing; rows stay in the WAL")
-                        }
-                    }
+                    self.seal_in_background();
                 }
             }
         }
         let _ = self.finish_sealing();
     }
 
+    fn unhealthy(&self) -> bool {
+        let state = self.shared.lock();
+        state.write_error.is_some() || state.seal_error.is_some() || self.wal.broken().is_some()
+    }
+
+    /// Refuses appends while sealing fails and the rows held in memory are already twice a seal:
+    /// memory stays bounded, and the client is told to retry.
+    fn admit(&self) -> Result<(), StorageError> {
+        let state = self.shared.lock();
+        match &state.seal_error {
+            Some(e) if state.memtable_rows >= 2 * self.shared.options.seal_rows => {
+                Err(StorageError::WriteFailed {
+                    message: format!(
+                        "sealing fails ({e}) and {} rows wait in memory; retry once it works",
+                        state.memtable_rows
+                    ),
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// While writes fail: cut the WAL back if needed, check that the disk takes a write again,
+    /// and retry a failed seal, so writes resume by themselves once the fault is gone.
+    fn probe(&mut self) {
+        if self.wal.broken().is_some() && self.wal.heal().is_err() {
+            return;
+        }
+        if self.shared.lock().write_error.is_some() {
+            match probe_write(&*self.shared.options.fs, &self.shared.dir.join("wal")) {
+                Ok(()) => {
+                    tracing::info!(
+                        table = self.shared.spec.name,
+                        "writes to the event log work again"
+                    );
+                    self.shared.lock().write_error = None;
+                }
+                Err(e) => self.shared.lock().write_error = Some(e.to_string()),
+            }
+        }
+        let seal_failed = self.shared.lock().seal_error.is_some();
+        if seal_failed && self.sealing.as_ref().is_none_or(|h| h.is_finished()) {
+            self.seal_in_background();
+        }
+    }
+
+    fn seal_in_background(&mut self) {
+        let _ = self.finish_sealing();
+        match self.start_seal(false) {
+            Ok(job) => self.sealing = job,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start sealing; rows stay in the WAL");
+                self.shared.lock().seal_error = Some(e.to_string());
+            }
+        }
+    }
+
     fn write(&mut self, batches: &[(RecordBatch, bool)]) -> Result<(), StorageError> {
         let mut any = false;
         for (b, logged) in batches {
             if *logged {
-                self.wal.append(&encode_ipc(b)?)?;
+                if let Err(e) = self.wal.append_with(|buf| encode_ipc_into(b, buf)) {
+                    self.wal.discard_pending();
+                    return Err(e);
+                }
                 any = true;
             }
         }
@@ -887,6 +1594,7 @@ impl Writer {
     /// crash leaves only unreferenced files, which the next open deletes), then the files.
     /// Returns (segments, rows) dropped.
     fn drop_before(&mut self, cutoff_ms: i64) -> Result<(u64, u64), StorageError> {
+        let fs = &*self.shared.options.fs;
         let mut manifest = self.shared.lock().manifest.clone();
         let (old, keep): (Vec<SegmentInfo>, Vec<SegmentInfo>) = manifest
             .segments
@@ -896,11 +1604,11 @@ impl Writer {
             return Ok((0, 0));
         }
         manifest.segments = keep;
-        write_json_atomic(&self.shared.dir.join(MANIFEST), &manifest)?;
+        write_json_atomic(fs, &self.shared.dir.join(MANIFEST), &manifest)?;
         self.shared.lock().manifest = manifest;
         for seg in &old {
             let path = self.shared.dir.join(&seg.path);
-            if let Err(e) = std::fs::remove_file(&path) {
+            if let Err(e) = fs.remove_file(&path) {
                 tracing::warn!(path = %path.display(), "expired segment not removed: {e}");
             }
         }
@@ -917,24 +1625,26 @@ impl Writer {
         filter_only: bool,
         f: &mut Rewriter,
     ) -> Result<RewriteStats, StorageError> {
-        let mut manifest = self.shared.lock().manifest.clone();
+        let shared = &*self.shared;
+        let fs = &*shared.options.fs;
+        let mut manifest = shared.lock().manifest.clone();
         let mut stats = RewriteStats::default();
         let mut replaced = Vec::new();
         let mut segments = Vec::with_capacity(manifest.segments.len());
-        let ts_idx = self
-            .shared
-            .spec
-            .schema
-            .index_of(self.shared.spec.ts_column)
-            .map_err(StorageError::arrow)?;
         for seg in std::mem::take(&mut manifest.segments) {
             if seg.max_ts_ms < from_ms || seg.min_ts_ms > to_ms {
                 segments.push(seg);
                 continue;
             }
-            let path = self.shared.dir.join(&seg.path);
+            let path = shared.dir.join(&seg.path);
+            if seg.crc32.is_some() {
+                let data = std::fs::read(&path).map_err(StorageError::io(&path))?;
+                if let Some(damage) = segment_damage(&data, &seg) {
+                    return Err(segment_data_loss(&path, &seg, &damage));
+                }
+            }
             let mut out = Vec::new();
-            for batch in segment_reader(&self.shared, &seg)? {
+            for batch in segment_reader(shared, &seg)? {
                 let batch = batch.map_err(|e| StorageError::parquet(&path, &e))?;
                 stats.rows_before += batch.num_rows() as u64;
                 let kept = f(batch)?;
@@ -954,25 +1664,16 @@ impl Writer {
                 let id = manifest.next_segment;
                 manifest.next_segment += 1;
                 let rel = format!("segments/day={}/{id:012}.parquet", seg.day);
-                let bytes = write_segment(&self.shared, &rel, &out)?;
-                let (mut min, mut max) = (i64::MAX, i64::MIN);
-                for b in &out {
-                    if let Some(ts) = b.column(ts_idx).as_any().downcast_ref::<Int64Array>() {
-                        for t in ts.values() {
-                            min = min.min(*t);
-                            max = max.max(*t);
-                        }
-                    }
-                }
-                segments.push(SegmentInfo {
-                    id,
-                    day: seg.day.clone(),
-                    path: rel,
-                    rows: rows as u64,
-                    bytes,
-                    min_ts_ms: min,
-                    max_ts_ms: max,
-                });
+                let written = write_segment(
+                    fs,
+                    &shared.dir,
+                    &shared.spec,
+                    shared.options.zstd_level,
+                    &rel,
+                    &out,
+                )?;
+                let (min, max) = ts_range(&shared.spec, &out)?;
+                segments.push(written.info(id, seg.day.clone(), rel, rows as u64, min, max));
             }
             replaced.push(seg);
         }
@@ -980,28 +1681,39 @@ impl Writer {
             return Ok(stats);
         }
         manifest.segments = segments;
-        write_json_atomic(&self.shared.dir.join(MANIFEST), &manifest)?;
-        self.shared.lock().manifest = manifest;
+        write_json_atomic(fs, &shared.dir.join(MANIFEST), &manifest)?;
+        shared.lock().manifest = manifest;
         for seg in &replaced {
-            let path = self.shared.dir.join(&seg.path);
-            if let Err(e) = std::fs::remove_file(&path) {
+            let path = shared.dir.join(&seg.path);
+            if let Err(e) = fs.remove_file(&path) {
                 tracing::warn!(path = %path.display(), "rewritten segment not removed: {e}");
             }
         }
         Ok(stats)
     }
 
+    /// Records how a seal ended (its error is the log's health until a seal succeeds).
+    fn record_seal(&self, result: Result<(), StorageError>) -> Result<(), StorageError> {
+        let mut state = self.shared.lock();
+        match &result {
+            Ok(()) => {
+                if state.seal_error.take().is_some() {
+                    tracing::info!(table = self.shared.spec.name, "sealing works again");
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "sealing the event log failed; rows stay in the WAL");
+                state.seal_error = Some(e.to_string());
+            }
+        }
+        result
+    }
+
     /// Waits for the background seal, if one is running.
     fn finish_sealing(&mut self) -> Result<(), StorageError> {
         match self.sealing.take() {
             None => Ok(()),
-            Some(h) => {
-                let result = h.join().unwrap_or(Err(StorageError::Closed));
-                if let Err(e) = &result {
-                    tracing::error!(error = %e, "sealing the event log failed; rows stay in the WAL");
-                }
-                result
-            }
+            Some(h) => self.record_seal(h.join().unwrap_or(Err(StorageError::Closed))),
         }
     }
 
@@ -1011,13 +1723,23 @@ impl Writer {
         &mut self,
         parallel: bool,
     ) -> Result<Option<JoinHandle<Result<(), StorageError>>>, StorageError> {
+        if let Some(why) = self.wal.broken() {
+            return Err(StorageError::WriteFailed {
+                message: format!("the WAL is not cut back after a failed write yet: {why}"),
+            });
+        }
         let snapshot = self.shared.lock().memtable.clone();
         if snapshot.is_empty() {
             return Ok(None);
         }
+        let next = self.seq + 1;
+        let wal = WalWriter::create(
+            &self.shared.options.fs,
+            &self.shared.dir.join("wal").join(wal_name(next)),
+        )?;
         let sealed_through = self.seq;
-        self.seq += 1;
-        self.wal = WalWriter::create(&self.shared.dir.join("wal").join(wal_name(self.seq)))?;
+        self.seq = next;
+        self.wal = wal;
         let shared = Arc::clone(&self.shared);
         let handle = std::thread::Builder::new()
             .name(format!("encore-seal-{}", shared.spec.name))
@@ -1036,6 +1758,18 @@ impl Writer {
     }
 }
 
+/// Writes, fsyncs and removes a small file next to the WAL: the disk takes writes again.
+fn probe_write(fs: &dyn Fs, dir: &Path) -> Result<(), StorageError> {
+    let path = dir.join("probe.tmp");
+    let mut f = fs.create(&path).map_err(StorageError::io(&path))?;
+    let written = f
+        .write_all_at(&[0u8; 64 * 1024], 0)
+        .and_then(|()| f.sync_data());
+    drop(f);
+    let _ = fs.remove_file(&path);
+    written.map_err(StorageError::io(&path))
+}
+
 /// Writes `snapshot` (the first batches of the memtable) as segments, records them, drops them
 /// from the memtable, and deletes the WAL files up to `sealed_through`.
 fn seal(
@@ -1044,6 +1778,7 @@ fn seal(
     sealed_through: u64,
     parallel: bool,
 ) -> Result<(), StorageError> {
+    let fs = &*shared.options.fs;
     let mut manifest = shared.lock().manifest.clone();
     let spec = &shared.spec;
     let ts_idx = spec
@@ -1099,16 +1834,16 @@ fn seal(
         let id = first_id + k as u64;
         let date = Date::from_days(*day).to_string();
         let rel = format!("segments/day={date}/{id:012}.parquet");
-        let bytes = write_segment(shared, &rel, slices)?;
-        Ok(SegmentInfo {
-            id,
-            day: date,
-            path: rel,
-            rows: slices.iter().map(RecordBatch::num_rows).sum::<usize>() as u64,
-            bytes,
-            min_ts_ms: *min,
-            max_ts_ms: *max,
-        })
+        let written = write_segment(
+            fs,
+            &shared.dir,
+            spec,
+            shared.options.zstd_level,
+            &rel,
+            slices,
+        )?;
+        let rows = slices.iter().map(RecordBatch::num_rows).sum::<usize>() as u64;
+        Ok(written.info(id, date, rel, rows, *min, *max))
     };
     // a background seal runs beside ingestion and stays on its own thread (a long encode task in
     // the shared rayon pool would stall the ingest path); an explicit seal may use every core
@@ -1129,7 +1864,7 @@ fn seal(
     };
     manifest.segments.extend(new_segments);
     manifest.sealed_through_wal = sealed_through;
-    write_json_atomic(&shared.dir.join(MANIFEST), &manifest)?;
+    write_json_atomic(fs, &shared.dir.join(MANIFEST), &manifest)?;
     {
         let mut state = shared.lock();
         state.manifest = manifest;
@@ -1140,10 +1875,10 @@ fn seal(
     let wal_dir = shared.dir.join("wal");
     for (seq, path) in list_wal(&wal_dir)? {
         if seq <= sealed_through {
-            std::fs::remove_file(&path).map_err(StorageError::io(&path))?;
+            fs.remove_file(&path).map_err(StorageError::io(&path))?;
         }
     }
-    sync_dir(&wal_dir)
+    fs.sync_dir(&wal_dir).map_err(StorageError::io(&wal_dir))
 }
 
 /// All columns of one segment, in batches.
@@ -1160,50 +1895,120 @@ fn segment_reader(
         .map_err(|e| StorageError::parquet(&path, &e))
 }
 
-/// Writes one immutable segment: to a temporary name, fsynced, then renamed into place.
-fn write_segment(shared: &Shared, rel: &str, batches: &[RecordBatch]) -> Result<u64, StorageError> {
-    let path = shared.dir.join(rel);
-    let dir = path.parent().unwrap_or(&shared.dir).to_path_buf();
+/// A segment file as written: its size and checksums.
+struct WrittenSegment {
+    bytes: u64,
+    crc32: u32,
+    row_groups: Vec<RowGroupSum>,
+}
+
+impl WrittenSegment {
+    fn info(self, id: u64, day: String, path: String, rows: u64, min: i64, max: i64) -> SegmentInfo {
+        SegmentInfo {
+            id,
+            day,
+            path,
+            rows,
+            bytes: self.bytes,
+            min_ts_ms: min,
+            max_ts_ms: max,
+            crc32: Some(self.crc32),
+            row_groups: self.row_groups,
+        }
+    }
+}
+
+/// Writes one immutable segment: to a temporary name, fsynced, then renamed into place, with the
+/// CRC-32 of the file and of each row group (read back from the page cache, a small cost beside
+/// encoding).
+fn write_segment(
+    fs: &dyn Fs,
+    root: &Path,
+    spec: &TableSpec,
+    zstd_level: i32,
+    rel: &str,
+    batches: &[RecordBatch],
+) -> Result<WrittenSegment, StorageError> {
+    let path = root.join(rel);
+    let dir = path.parent().unwrap_or(root).to_path_buf();
     std::fs::create_dir_all(&dir).map_err(StorageError::io(&dir))?;
     let tmp = path.with_extension("parquet.tmp");
-    let level = ZstdLevel::try_new(shared.options.zstd_level)
-        .map_err(|e| StorageError::parquet(&path, &e))?;
+    let level = ZstdLevel::try_new(zstd_level).map_err(|e| StorageError::parquet(&path, &e))?;
     let mut props = WriterProperties::builder();
     // near-unique columns never fit a dictionary: trying costs time, then falls back anyway
-    for column in shared.spec.high_cardinality {
+    for column in spec.high_cardinality {
         props = props.set_column_dictionary_enabled(ColumnPath::from(*column), false);
     }
     let props = props
         .set_compression(Compression::ZSTD(level))
         .set_max_row_group_row_count(Some(512 * 1024))
         // unique ids never fit a dictionary, and their min/max say nothing: skip both
-        .set_column_dictionary_enabled(ColumnPath::from(shared.spec.id_column), false)
-        .set_column_statistics_enabled(
-            ColumnPath::from(shared.spec.id_column),
-            EnabledStatistics::None,
-        )
+        .set_column_dictionary_enabled(ColumnPath::from(spec.id_column), false)
+        .set_column_statistics_enabled(ColumnPath::from(spec.id_column), EnabledStatistics::None)
         // segments are pruned by time: keep chunk statistics for the time column only (min/max
         // of every string column cost a comparison per value and prune nothing here)
         .set_statistics_enabled(EnabledStatistics::None)
-        .set_column_statistics_enabled(
-            ColumnPath::from(shared.spec.ts_column),
-            EnabledStatistics::Chunk,
-        )
+        .set_column_statistics_enabled(ColumnPath::from(spec.ts_column), EnabledStatistics::Chunk)
         .build();
-    let file = File::create(&tmp).map_err(StorageError::io(&tmp))?;
-    let mut w = ArrowWriter::try_new(file, Arc::clone(&shared.spec.schema), Some(props))
-        .map_err(|e| StorageError::parquet(&path, &e))?;
-    for batch in batches {
-        w.write(batch)
+    let written = (|| {
+        let file = fs.create(&tmp).map_err(StorageError::io(&tmp))?;
+        let mut w = ArrowWriter::try_new(file, Arc::clone(&spec.schema), Some(props))
             .map_err(|e| StorageError::parquet(&path, &e))?;
-    }
-    let file = w
-        .into_inner()
-        .map_err(|e| StorageError::parquet(&path, &e))?;
-    file.sync_all().map_err(StorageError::io(&tmp))?;
-    let bytes = file.metadata().map_err(StorageError::io(&tmp))?.len();
-    drop(file);
-    std::fs::rename(&tmp, &path).map_err(StorageError::io(&path))?;
-    sync_dir(&dir)?;
-    Ok(bytes)
+        for batch in batches {
+            w.write(batch)
+                .map_err(|e| StorageError::parquet(&path, &e))?;
+        }
+        w.flush().map_err(|e| StorageError::parquet(&path, &e))?;
+        let ranges: Vec<(u64, u64, u64)> = w
+            .flushed_row_groups()
+            .iter()
+            .map(|rg| {
+                let (start, end) = rg.columns().iter().fold((u64::MAX, 0), |(s, e), c| {
+                    let (o, l) = c.byte_range();
+                    (s.min(o), e.max(o + l))
+                });
+                (start, end.saturating_sub(start), rg.num_rows() as u64)
+            })
+            .collect();
+        let mut file = w
+            .into_inner()
+            .map_err(|e| StorageError::parquet(&path, &e))?;
+        file.sync_all().map_err(StorageError::io(&tmp))?;
+        drop(file);
+        let data = std::fs::read(&tmp).map_err(StorageError::io(&tmp))?;
+        let row_groups = ranges
+            .into_iter()
+            .map(|(offset, bytes, rows)| {
+                let range = usize::try_from(offset).ok().and_then(|s| {
+                    data.get(s..s.checked_add(usize::try_from(bytes).ok()?)?)
+                });
+                let crc32 = range.map(crc32fast::hash).ok_or_else(|| StorageError::Corrupt {
+                    path: tmp.clone(),
+                    message: format!("row group at {offset}+{bytes} is past the end"),
+                })?;
+                Ok(RowGroupSum {
+                    offset,
+                    bytes,
+                    rows,
+                    crc32,
+                })
+            })
+            .collect::<Result<Vec<_>, StorageError>>()?;
+        Ok(WrittenSegment {
+            bytes: data.len() as u64,
+            crc32: crc32fast::hash(&data),
+            row_groups,
+        })
+    })();
+    let written = match written {
+        Ok(w) => w,
+        Err(e) => {
+            // a partial file on a full disk takes space the next attempt needs
+            let _ = fs.remove_file(&tmp);
+            return Err(e);
+        }
+    };
+    fs.rename(&tmp, &path).map_err(StorageError::io(&path))?;
+    fs.sync_dir(&dir).map_err(StorageError::io(&dir))?;
+    Ok(written)
 }

@@ -13,11 +13,12 @@ mod data_dir;
 pub mod dedup;
 mod error;
 pub mod event_log;
+pub mod fs;
 pub mod wal;
 
 pub use data_dir::{DataDir, FORMAT_VERSION, FormatInfo};
 pub use error::StorageError;
 pub use event_log::{
-    EventLog, LogOptions, LogStats, Newest, Recovery, RewriteStats, Rewriter, SegmentInfo,
-    TableSpec,
+    EventLog, Inspection, LogOptions, LogStats, Newest, Recovery, RepairReport, RewriteStats,
+    Rewriter, SegmentInfo, SegmentRepairReport, TableSpec, WalRepairReport, inspect,
 };

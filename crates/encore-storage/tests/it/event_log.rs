@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-fn spec() -> TableSpec {
+pub(crate) fn spec() -> TableSpec {
     TableSpec {
         name: "t",
         schema: Arc::new(Schema::new(vec![
@@ -21,7 +21,7 @@ fn spec() -> TableSpec {
 }
 
 /// Rows `from..to`; row i falls on day i % 3 (of 2026-01-01 onwards).
-fn rows(from: i64, to: i64) -> RecordBatch {
+pub(crate) fn rows(from: i64, to: i64) -> RecordBatch {
     let ids: StringArray = (from..to).map(|i| Some(format!("id-{i}"))).collect();
     let base = 20_454 * MS_PER_DAY;
     let ts: Int64Array = (from..to)
@@ -35,7 +35,7 @@ fn rows(from: i64, to: i64) -> RecordBatch {
     .unwrap()
 }
 
-fn contents(log: &EventLog) -> HashMap<String, i64> {
+pub(crate) fn contents(log: &EventLog) -> HashMap<String, i64> {
     let mut out = HashMap::new();
     log.scan(Some(&["id", "v"]), |b| {
         let ids = b.column(0).as_any().downcast_ref::<StringArray>().unwrap();
