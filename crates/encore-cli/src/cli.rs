@@ -537,8 +537,12 @@ pub enum EventsCommand {
         #[arg(long, default_value_t = 20)]
         limit: usize,
     },
-    /// Check the event log: segments readable and as recorded, every event id stored once
+    /// Check the event log without changing it: segment checksums, WAL records, every event id
+    /// once within the deduplication window
     Verify,
+    /// Repair damage the check found: keep every intact record, move each damaged file unchanged
+    /// into <data>/quarantine/damaged/, and report exactly what was lost
+    Repair,
     /// Build the user x item interaction matrix (CSR) that training reads, and report its size
     Matrix {
         /// Count plays of at least this many ms (30000: streams only)
@@ -997,6 +1001,11 @@ pub enum TracesCommand {
     },
     /// One trace as a tree, with timings and content
     Show { trace_id: String },
+    /// Check the span store without changing it: segment checksums, WAL records, ids once
+    Verify,
+    /// Repair damage the check found: keep every intact record, move each damaged file unchanged
+    /// into <data>/quarantine/damaged/, and report exactly what was lost
+    Repair,
     /// Recompute span costs with the current prices (built-in and `[telemetry] prices`) for a
     /// time range (provider-reported costs stay)
     RecomputeCosts {

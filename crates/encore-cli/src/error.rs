@@ -82,6 +82,7 @@ impl CliError {
             | ErrorCode::FailedPrecondition
             | ErrorCode::ResourceExhausted
             | ErrorCode::TooLarge
+            | ErrorCode::UnsupportedMedia
             | ErrorCode::Unavailable
             | ErrorCode::DataLoss
             | ErrorCode::Internal => 1,

@@ -23,6 +23,8 @@ pub enum ErrorCode {
     ResourceExhausted,
     /// The request is larger than allowed (body size, rows per batch).
     TooLarge,
+    /// The request's content type or encoding is not one encore reads.
+    UnsupportedMedia,
     /// A dependency (disk, database, network peer) failed; retrying may succeed.
     Unavailable,
     /// Stored data is damaged (checksum mismatch, truncated file): retrying will not help.
@@ -33,13 +35,14 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for exhaustive tests and documentation tables.
-    pub const ALL: [ErrorCode; 9] = [
+    pub const ALL: [ErrorCode; 10] = [
         ErrorCode::InvalidArgument,
         ErrorCode::NotFound,
         ErrorCode::Conflict,
         ErrorCode::FailedPrecondition,
         ErrorCode::ResourceExhausted,
         ErrorCode::TooLarge,
+        ErrorCode::UnsupportedMedia,
         ErrorCode::Unavailable,
         ErrorCode::DataLoss,
         ErrorCode::Internal,
@@ -53,6 +56,7 @@ impl ErrorCode {
             ErrorCode::FailedPrecondition => "failed_precondition",
             ErrorCode::ResourceExhausted => "resource_exhausted",
             ErrorCode::TooLarge => "too_large",
+            ErrorCode::UnsupportedMedia => "unsupported_media",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::DataLoss => "data_loss",
             ErrorCode::Internal => "internal",
@@ -66,7 +70,8 @@ impl ErrorCode {
             | ErrorCode::NotFound
             | ErrorCode::Conflict
             | ErrorCode::FailedPrecondition
-            | ErrorCode::TooLarge => true,
+            | ErrorCode::TooLarge
+            | ErrorCode::UnsupportedMedia => true,
             ErrorCode::ResourceExhausted
             | ErrorCode::Unavailable
             | ErrorCode::DataLoss

@@ -208,10 +208,24 @@ impl Ingestor {
             logs.push(log);
         }
         let counters_path = events.join("ingest-counters.json");
-        let counters = match std::fs::read(&counters_path) {
+        let mut counters: Counters = match std::fs::read(&counters_path) {
             Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_default(),
             Err(_) => Counters::default(),
         };
+        // the counters are saved after the rows are acknowledged: a crash in between leaves them
+        // behind the log, which is the truth (retention and erasure only ever lower it)
+        let stored: u64 = logs
+            .iter()
+            .map(|l: &EventLog| l.stats().sealed_rows + l.stats().unsealed_rows)
+            .sum();
+        if counters.accepted < stored {
+            tracing::info!(
+                counted = counters.accepted,
+                stored,
+                "the accepted counter was behind the event log (a crash after an acknowledgement); caught up"
+            );
+            counters.accepted = stored;
+        }
         Ok(Ingestor {
             logs,
             dedup,
@@ -222,6 +236,11 @@ impl Ingestor {
             clock,
             runs: AtomicU64::new(0),
         })
+    }
+
+    /// Why event writes fail right now, if they do (see [`EventLog::health`]).
+    pub fn health(&self) -> Option<String> {
+        self.logs.iter().find_map(EventLog::health)
     }
 
     pub fn log(&self, table: Table) -> &EventLog {

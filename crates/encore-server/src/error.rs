@@ -24,8 +24,30 @@ pub fn status(code: ErrorCode) -> StatusCode {
         ErrorCode::FailedPrecondition => StatusCode::PRECONDITION_FAILED,
         ErrorCode::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
         ErrorCode::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorCode::UnsupportedMedia => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         ErrorCode::DataLoss | ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// A numeric parameter within `range`, or a 400 that names it and the bound: no request may ask
+/// for work or memory beyond what the range allows.
+pub(crate) fn bounded<T: PartialOrd + std::fmt::Display + Copy>(
+    name: &str,
+    value: T,
+    range: std::ops::RangeInclusive<T>,
+) -> Result<T, ApiError> {
+    if range.contains(&value) {
+        Ok(value)
+    } else {
+        Err(ApiError::new(
+            ErrorCode::InvalidArgument,
+            format!(
+                "bad parameter `{name}`: {value} is out of range, expected {}..={}",
+                range.start(),
+                range.end()
+            ),
+        ))
     }
 }
 
@@ -78,6 +100,92 @@ impl IntoResponse for ApiError {
                 .insert(header::RETRY_AFTER, HeaderValue::from(s));
         }
         response
+    }
+}
+
+/// A rejected JSON body: over the size limit is 413, a wrong content type 415, the rest 400;
+/// `expected` says what the body should look like.
+pub(crate) fn json_rejection(
+    e: axum::extract::rejection::JsonRejection,
+    expected: Option<&str>,
+) -> ApiError {
+    let code = match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::TooLarge,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ErrorCode::UnsupportedMedia,
+        _ => ErrorCode::InvalidArgument,
+    };
+    let message = match expected {
+        Some(x) => format!("{} (expected {x})", e.body_text()),
+        None => e.body_text(),
+    };
+    ApiError::new(code, message)
+}
+
+/// Every error answer is the JSON error body: the plain-text ones of the HTTP layer (a body over
+/// the limit on a raw-bytes route, a method not allowed) are rewritten with their status kept.
+pub async fn json_errors(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let response = next.run(req).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 4096)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    let code = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::TooLarge,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ErrorCode::UnsupportedMedia,
+        StatusCode::NOT_FOUND => ErrorCode::NotFound,
+        StatusCode::SERVICE_UNAVAILABLE => ErrorCode::Unavailable,
+        s if s.is_server_error() => ErrorCode::Internal,
+        _ => ErrorCode::InvalidArgument,
+    };
+    let message = if text.trim().is_empty() {
+        status
+            .canonical_reason()
+            .unwrap_or("request failed")
+            .to_lowercase()
+    } else {
+        text.trim().to_owned()
+    };
+    let body = json!({ "error": { "code": code.as_str(), "message": message, "details": null } });
+    let mut out = (status, Json(body)).into_response();
+    for (name, value) in parts.headers.iter() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            out.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    out
+}
+
+/// A body in an encoding a route does not inflate is refused (415) rather than read as if it
+/// were plain: only `/v1/traces` takes gzip (with an inflate ceiling).
+pub async fn identity_only(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let encoding = req
+        .headers()
+        .get(header::CONTENT_ENCODING)
+        .map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase());
+    match encoding.as_deref() {
+        None | Some("" | "identity") => next.run(req).await,
+        Some(_) if req.uri().path() == "/v1/traces" => next.run(req).await,
+        Some(other) => ApiError::new(
+            ErrorCode::UnsupportedMedia,
+            format!(
+                "unsupported Content-Encoding {other:?} on {}: send the body uncompressed",
+                req.uri().path()
+            ),
+        )
+        .into_response(),
     }
 }
 

@@ -121,7 +121,7 @@ fn bad_query(e: QueryRejection) -> ApiError {
 }
 
 fn bad_json(e: JsonRejection) -> ApiError {
-    ApiError::new(ErrorCode::InvalidArgument, e.body_text())
+    crate::error::json_rejection(e, None)
 }
 
 fn invalid(m: impl Into<String>) -> ApiError {
@@ -192,7 +192,7 @@ pub(crate) async fn scores(
     params: Result<Query<ScoreParams>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(p) = params.map_err(bad_query)?;
-    let limit = p.limit.unwrap_or(100).clamp(1, 100_000);
+    let limit = crate::error::bounded("limit", p.limit.unwrap_or(100), 1..=100_000)?;
     let otel = match p.format.as_deref() {
         None | Some("") => false,
         Some("otel") => true,
@@ -337,8 +337,9 @@ pub(crate) async fn quality(
     params: Result<Query<ScoreParams>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(p) = params.map_err(bad_query)?;
+    let limit = crate::error::bounded("limit", p.limit.unwrap_or(1_000_000), 1..=1_000_000)?;
     blocking(&state, move |a| {
-        let rows = lock(a).scores(&p.filter(), p.limit.unwrap_or(1_000_000))?;
+        let rows = lock(a).scores(&p.filter(), limit)?;
         Ok(Json(
             json!({ "quality": encore_evals::quality::quality(&rows, p.slice) }),
         ))
@@ -365,13 +366,14 @@ pub(crate) async fn calibration(
     params: Result<Query<CalibrationParams>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(p) = params.map_err(bad_query)?;
+    let bins = crate::error::bounded("bins", p.bins.unwrap_or(10), 1..=1_000)?;
     blocking(&state, move |a| {
         let filter = ScoreFilter {
             project: p.project.clone(),
             ..Default::default()
         };
         let rows = lock(a).scores(&filter, 10_000_000)?;
-        let c = encore_evals::quality::calibrate(&rows, &p.judge, &p.human, p.bins.unwrap_or(10));
+        let c = encore_evals::quality::calibrate(&rows, &p.judge, &p.human, bins);
         Ok(Json(serde_json::to_value(c).unwrap_or_default()))
     })
     .await
@@ -589,10 +591,11 @@ pub(crate) async fn compare(
     params: Result<Query<CompareParams>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(p) = params.map_err(bad_query)?;
+    let items = crate::error::bounded("items", p.items.unwrap_or(20), 0..=10_000)?;
     blocking(&state, move |a| {
         let store = lock(a);
         let (ra, rb) = (store.run(&p.a)?, store.run(&p.b)?);
-        let c = encore_evals::experiment::compare(&ra, &rb, p.items.unwrap_or(20));
+        let c = encore_evals::experiment::compare(&ra, &rb, items);
         Ok(Json(json!({ "a": p.a, "b": p.b, "comparisons": c })))
     })
     .await
@@ -663,8 +666,9 @@ pub(crate) async fn queue_items(
     params: Result<Query<QueueParams>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(p) = params.map_err(bad_query)?;
+    let limit = crate::error::bounded("limit", p.limit.unwrap_or(50), 1..=100_000)?;
     blocking(&state, move |a| {
-        let items = lock(a).queue_items(&name, p.status.as_deref(), p.limit.unwrap_or(50))?;
+        let items = lock(a).queue_items(&name, p.status.as_deref(), limit)?;
         Ok(Json(json!({ "items": items })))
     })
     .await
@@ -774,8 +778,9 @@ pub(crate) async fn alert_history(
     params: Result<Query<HistoryParams>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(p) = params.map_err(bad_query)?;
+    let limit = crate::error::bounded("limit", p.limit.unwrap_or(100), 1..=100_000)?;
     blocking(&state, move |a| {
-        let events = lock(a).alert_events(p.rule.as_deref(), p.limit.unwrap_or(100))?;
+        let events = lock(a).alert_events(p.rule.as_deref(), limit)?;
         Ok(Json(json!({ "events": events })))
     })
     .await

@@ -311,6 +311,13 @@ pub(crate) async fn results(
     params: Result<Query<ResultsParams>, QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let Query(p) = params.map_err(|e| ApiError::new(ErrorCode::InvalidArgument, e.body_text()))?;
+    crate::error::bounded("pre_days", p.pre_days, 0..=365)?;
+    if !(p.alpha > 0.0 && p.alpha < 0.5) {
+        return Err(ApiError::new(
+            ErrorCode::InvalidArgument,
+            format!("bad parameter `alpha`: {} is out of range, expected 0 < alpha < 0.5", p.alpha),
+        ));
+    }
     let Some(access) = state.experiments.clone() else {
         return Err(ApiError::new(
             ErrorCode::FailedPrecondition,

@@ -1,6 +1,9 @@
-//! `GET /healthz`
+//! `GET /healthz`: liveness. The process answers, and says whether its stores take writes; it
+//! stays 200 while they do not, since a restart would not free a disk (readiness is `/readyz`,
+//! which turns 503 then).
 
 use crate::AppState;
+use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{Value, json};
@@ -9,7 +12,28 @@ pub fn routes() -> Router<AppState> {
     Router::new().route("/healthz", get(healthz))
 }
 
-#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "the process is up", body = Object)))]
-pub(crate) async fn healthz() -> Json<Value> {
-    Json(json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") }))
+/// Why writes to the event log and to the span store fail right now, if they do.
+pub(crate) fn storage_health(state: &AppState) -> (Option<String>, Option<String>) {
+    (
+        state.ingestor.health(),
+        state.telemetry.as_ref().and_then(|t| t.store.health()),
+    )
+}
+
+/// The reasons writes fail, joined, if any do.
+pub(crate) fn storage_problem(state: &AppState) -> Option<String> {
+    match storage_health(state) {
+        (None, None) => None,
+        (Some(e), None) | (None, Some(e)) => Some(e),
+        (Some(e), Some(t)) => Some(format!("{e}; {t}")),
+    }
+}
+
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "the process is up; `storage` says whether writes work", body = Object)))]
+pub(crate) async fn healthz(State(state): State<AppState>) -> Json<Value> {
+    let storage = match storage_problem(&state) {
+        None => json!("ok"),
+        Some(why) => json!({ "writes_failing": why }),
+    };
+    Json(json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION"), "storage": storage }))
 }

@@ -146,6 +146,11 @@ pub fn router(state: AppState) -> Router {
             metrics::track,
         ))
         .fallback(error::not_found)
+        .layer(axum::extract::DefaultBodyLimit::max(
+            state.limits.max_body_bytes,
+        ))
+        .layer(axum::middleware::from_fn(error::identity_only))
+        .layer(axum::middleware::from_fn(error::json_errors))
         .with_state(state)
 }
 

@@ -43,6 +43,7 @@ pub struct Metrics {
     redactions: Family<KindLabel, Counter>,
     model_version: Gauge,
     model_items: Gauge,
+    writes_failing: Family<KindLabel, Gauge>,
     swaps: Counter,
     failed_swaps: Counter,
     cache_hits: Counter,
@@ -92,6 +93,7 @@ impl Default for Metrics {
             redactions: Family::default(),
             model_version: Gauge::default(),
             model_items: Gauge::default(),
+            writes_failing: Family::default(),
             swaps: Counter::default(),
             failed_swaps: Counter::default(),
             cache_hits: Counter::default(),
@@ -159,6 +161,11 @@ impl Default for Metrics {
             "items in the served model's catalogue",
             m.model_items.clone(),
         );
+        registry.register(
+            "storage_writes_failing",
+            "1 while writes to a store fail (disk full, I/O errors; /readyz says why), else 0",
+            m.writes_failing.clone(),
+        );
         registry.register("model_swaps", "model versions swapped in", m.swaps.clone());
         registry.register(
             "model_swap_failures",
@@ -206,6 +213,12 @@ pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> R
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format", content_type = "application/openmetrics-text", body = String)))]
 pub async fn render(State(state): State<AppState>) -> Response {
     let m = &state.metrics;
+    let (events, traces) = crate::health::storage_health(&state);
+    for (kind, failing) in [("events", events.is_some()), ("traces", traces.is_some())] {
+        m.writes_failing
+            .get_or_create(&KindLabel { kind })
+            .set(i64::from(failing));
+    }
     if let Some(served) = state.serving.as_ref().map(|s| &s.served) {
         match served.get() {
             Some(model) => {

@@ -90,12 +90,9 @@ pub(crate) async fn move_alias(
     body: Result<Json<MoveAlias>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<AliasMove>, ApiError> {
     let Json(req) = body.map_err(|e| {
-        ApiError::new(
-            ErrorCode::InvalidArgument,
-            format!(
-                "{} (expected {{\"version\": N, \"reason\": \"...\", \"force\": false}})",
-                e.body_text()
-            ),
+        crate::error::json_rejection(
+            e,
+            Some(r#"{"version": N, "reason": "...", "force": false}"#),
         )
     })?;
     let gate = state

@@ -119,10 +119,15 @@ pub fn routes() -> Router<AppState> {
 }
 
 #[utoipa::path(get, path = "/readyz", tag = "serving",
-    responses((status = 200, description = "a model is loaded", body = Object), (status = 503, description = "no model yet", body = crate::openapi::ErrorBody)))]
+    responses((status = 200, description = "a model is loaded and the stores take writes", body = Object), (status = 503, description = "no model yet, or writes fail (the message says why)", body = crate::openapi::ErrorBody)))]
 pub(crate) async fn ready(
     State(state): State<AppState>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    if let Some(why) = crate::health::storage_problem(&state) {
+        let mut e = ApiError::new(ErrorCode::Unavailable, format!("not ready: {why}"));
+        e.retry_after = Some(1);
+        return Err(e);
+    }
     match state.serving.as_ref().and_then(|s| s.served.get()) {
         Some(m) => Ok(Json(serde_json::json!({
             "status": "ready", "model": m.name, "model_version": m.version,
@@ -140,7 +145,7 @@ fn bad_query(e: QueryRejection) -> ApiError {
 }
 
 fn bad_json(e: JsonRejection) -> ApiError {
-    ApiError::new(ErrorCode::InvalidArgument, e.body_text())
+    crate::error::json_rejection(e, None)
 }
 
 /// Runs `f` on the current model on a blocking thread, within the in-flight limit.
@@ -482,7 +487,11 @@ pub(crate) async fn radio(
     let Json(req) = body.map_err(bad_json)?;
     let rules = Rules {
         artist_cap: 0,
-        artist_window: req.artist_window,
+        artist_window: crate::error::bounded(
+            "artist_window",
+            req.artist_window,
+            0..=encore_serving::MAX_N,
+        )?,
         allow_explicit: req.explicit.unwrap_or(true),
         ..Rules::default()
     };

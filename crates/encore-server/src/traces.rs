@@ -321,13 +321,22 @@ pub(crate) async fn export(
             .to_owned()
     };
     let content_type = header_text(header::CONTENT_TYPE);
-    let gzip = header_text(header::CONTENT_ENCODING).eq_ignore_ascii_case("gzip");
+    let gzip = match header_text(header::CONTENT_ENCODING).to_ascii_lowercase().as_str() {
+        "" | "identity" => false,
+        "gzip" => true,
+        other => {
+            return Err(ApiError::new(
+                ErrorCode::UnsupportedMedia,
+                format!("unsupported Content-Encoding {other:?}: expected gzip or identity"),
+            ));
+        }
+    };
     let json = content_type.starts_with("application/json");
     let metrics = state.metrics.clone();
     let stored = tokio::task::spawn_blocking(move || -> Result<usize, ApiError> {
         let _permit = permit;
-        let request = encore_telemetry::otlp::decode(&bytes, &content_type, gzip)
-            .map_err(|e| ApiError::new(ErrorCode::InvalidArgument, e.to_string()))?;
+        // the inflated body obeys the same ceiling as the body on the wire
+        let request = encore_telemetry::otlp::decode(&bytes, &content_type, gzip, limit)?;
         Ok(store_request(&t, &metrics, &request)?)
     })
     .await
@@ -534,7 +543,11 @@ pub(crate) async fn stats(
         root: p.root,
         ..Default::default()
     };
-    let (group, limit) = (p.group_by, p.limit);
+    let limit = p
+        .limit
+        .map(|l| crate::error::bounded("limit", l, 1..=100_000))
+        .transpose()?;
+    let group = p.group_by;
     let mut rows = tokio::task::spawn_blocking(move || t.store.stats(&filter, group, bucket_ms))
         .await
         .map_err(|e| ApiError::new(ErrorCode::Internal, format!("stats task failed: {e}")))??;

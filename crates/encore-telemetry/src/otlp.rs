@@ -120,21 +120,42 @@ pub enum DecodeError {
     Json(serde_json::Error),
     #[error("unsupported content type {0:?}: expected application/x-protobuf or application/json")]
     ContentType(String),
+    #[error("the body inflates to more than {0} bytes")]
+    TooLarge(usize),
+}
+
+impl encore_core::Coded for DecodeError {
+    fn code(&self) -> encore_core::ErrorCode {
+        use encore_core::ErrorCode;
+        match self {
+            DecodeError::Gzip(_) | DecodeError::Protobuf(_) | DecodeError::Json(_) => {
+                ErrorCode::InvalidArgument
+            }
+            DecodeError::ContentType(_) => ErrorCode::UnsupportedMedia,
+            DecodeError::TooLarge(_) => ErrorCode::TooLarge,
+        }
+    }
 }
 
 /// Decodes an export request body. `content_type`: `application/x-protobuf` (or
-/// `application/protobuf`) or `application/json`; `gzip`: the body is gzip-compressed.
+/// `application/protobuf`) or `application/json`; `gzip`: the body is gzip-compressed, and
+/// inflates to at most `max_inflated` bytes (a gzip bomb stops there).
 pub fn decode(
     body: &[u8],
     content_type: &str,
     gzip: bool,
+    max_inflated: usize,
 ) -> Result<ExportTraceServiceRequest, DecodeError> {
     let inflated;
     let body = if gzip {
-        let mut out = Vec::with_capacity(body.len() * 4);
+        let mut out = Vec::with_capacity(body.len().saturating_mul(4).min(max_inflated));
         flate2::read::GzDecoder::new(body)
+            .take(max_inflated as u64 + 1)
             .read_to_end(&mut out)
             .map_err(DecodeError::Gzip)?;
+        if out.len() > max_inflated {
+            return Err(DecodeError::TooLarge(max_inflated));
+        }
         inflated = out;
         &inflated[..]
     } else {

@@ -181,42 +181,55 @@ fn span_key(key: &str) -> u128 {
 }
 
 impl SpanStore {
-    pub fn open(root: &Path, options: LogOptions) -> Result<SpanStore, StorageError> {
+    /// The two tables of the span store under the data directory `root`: where each lives and
+    /// its spec (for tools that check or repair them without opening the store).
+    pub fn tables(root: &Path) -> [(std::path::PathBuf, TableSpec); 2] {
         let dir = root.join("traces");
-        let spans = EventLog::open(
-            &dir.join("spans"),
-            TableSpec {
-                name: "spans",
-                schema: span_schema(),
-                ts_column: "start_ms",
-                id_column: "key",
-                high_cardinality: &[
-                    "key",
-                    "trace_id",
-                    "span_id",
-                    "parent_span_id",
-                    "start_ns",
-                    "attributes",
-                ],
-            },
-            options.clone(),
-        )?;
-        let content = EventLog::open(
-            &dir.join("span_content"),
-            TableSpec {
-                name: "span_content",
-                schema: content_schema(),
-                ts_column: "start_ms",
-                id_column: "key",
-                high_cardinality: &["key", "input", "output"],
-            },
-            options,
-        )?;
+        [
+            (
+                dir.join("spans"),
+                TableSpec {
+                    name: "spans",
+                    schema: span_schema(),
+                    ts_column: "start_ms",
+                    id_column: "key",
+                    high_cardinality: &[
+                        "key",
+                        "trace_id",
+                        "span_id",
+                        "parent_span_id",
+                        "start_ns",
+                        "attributes",
+                    ],
+                },
+            ),
+            (
+                dir.join("span_content"),
+                TableSpec {
+                    name: "span_content",
+                    schema: content_schema(),
+                    ts_column: "start_ms",
+                    id_column: "key",
+                    high_cardinality: &["key", "input", "output"],
+                },
+            ),
+        ]
+    }
+
+    pub fn open(root: &Path, options: LogOptions) -> Result<SpanStore, StorageError> {
+        let [(spans_dir, spans_spec), (content_dir, content_spec)] = SpanStore::tables(root);
+        let spans = EventLog::open(&spans_dir, spans_spec, options.clone())?;
+        let content = EventLog::open(&content_dir, content_spec, options)?;
         Ok(SpanStore {
             spans,
             content,
             dedup: std::sync::Mutex::new(encore_storage::dedup::Dedup::new(MS_PER_DAY)),
         })
+    }
+
+    /// Why span writes fail right now, if they do (see [`EventLog::health`]).
+    pub fn health(&self) -> Option<String> {
+        self.spans.health().or_else(|| self.content.health())
     }
 
     /// Stores the spans of `spans` not stored yet and returns once both tables hold them

@@ -9,7 +9,6 @@ use encore_ingest::import::ImportReport;
 use encore_ingest::{IngestOptions, IngestSummary, Ingestor, Table};
 use encore_sim::output::MANIFEST_FILE;
 use encore_storage::{DataDir, LogOptions};
-use serde::Serialize;
 use std::path::PathBuf;
 
 /// The ingest settings of the config.
@@ -178,14 +177,36 @@ pub fn import(loaded: &Loaded, cmd: ImportCommand, out: &Output) -> Result<(), C
     Ok(())
 }
 
-#[derive(Serialize)]
-struct VerifyReport {
-    ok: bool,
-    problems: Vec<String>,
-    tables: Vec<(String, encore_storage::LogStats)>,
+
+/// The event tables of the data directory under `root`.
+fn tables(root: &std::path::Path) -> Vec<crate::commands::integrity::TableDir> {
+    Table::ALL
+        .iter()
+        .map(|t| {
+            (
+                t.name().to_owned(),
+                root.join("events").join(t.name()),
+                t.spec(),
+            )
+        })
+        .collect()
 }
 
 pub fn run(loaded: &Loaded, cmd: &EventsCommand, out: &Output) -> Result<(), CliError> {
+    use crate::commands::integrity;
+    match cmd {
+        // read-only: the logs are not opened (opening recovers, which writes)
+        EventsCommand::Verify => {
+            let dir = DataDir::open(&loaded.config.data.dir)?;
+            let window = i64::from(loaded.config.ingest.dedup_window_days) * MS_PER_DAY;
+            return integrity::verify(&tables(dir.path()), Some(window), "event log", out);
+        }
+        EventsCommand::Repair => {
+            let dir = DataDir::open(&loaded.config.data.dir)?;
+            return integrity::repair(&dir, &tables(dir.path()), out);
+        }
+        _ => {}
+    }
     let (_dir, ingestor) = open(loaded)?;
     match cmd {
         EventsCommand::Stats => {
@@ -269,45 +290,7 @@ pub fn run(loaded: &Loaded, cmd: &EventsCommand, out: &Output) -> Result<(), Cli
                 )
             });
         }
-        EventsCommand::Verify => {
-            let mut problems = Vec::new();
-            let mut tables = Vec::new();
-            for t in Table::ALL {
-                let log = ingestor.log(t);
-                problems.extend(
-                    log.verify()?
-                        .into_iter()
-                        .map(|p| format!("{}: {p}", t.name())),
-                );
-                tables.push((t.name().to_owned(), log.stats()));
-            }
-            let report = VerifyReport {
-                ok: problems.is_empty(),
-                problems,
-                tables,
-            };
-            out.emit(&report, || {
-                if report.ok {
-                    let rows: u64 = report
-                        .tables
-                        .iter()
-                        .map(|(_, s)| s.sealed_rows + s.unsealed_rows)
-                        .sum();
-                    format!(
-                        "event log ok: {} rows, every event id once, every segment as recorded",
-                        thousands(rows)
-                    )
-                } else {
-                    report.problems.join("\n")
-                }
-            });
-            if !report.ok {
-                return Err(CliError::failed(
-                    format!("the event log has {} problem(s)", report.problems.len()),
-                    "see the list above",
-                ));
-            }
-        }
+        EventsCommand::Verify | EventsCommand::Repair => {}
     }
     Ok(())
 }

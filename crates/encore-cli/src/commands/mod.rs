@@ -6,6 +6,7 @@ pub mod eval;
 pub mod events;
 pub mod experiments;
 pub mod features;
+pub mod integrity;
 pub mod llm_evals;
 pub mod models;
 pub mod serve;

@@ -84,6 +84,20 @@ pub fn run(
     out: &Output,
 ) -> Result<(), CliError> {
     let dir = encore_storage::DataDir::open(&loaded.config.data.dir)?;
+    if matches!(cmd, TracesCommand::Verify | TracesCommand::Repair) {
+        use crate::commands::integrity;
+        let tables: Vec<integrity::TableDir> = SpanStore::tables(dir.path())
+            .into_iter()
+            .map(|(path, spec)| (spec.name.to_owned(), path, spec))
+            .collect();
+        return match cmd {
+            TracesCommand::Verify => {
+                // the window of the span store's own deduplication
+                integrity::verify(&tables, Some(encore_core::time::MS_PER_DAY), "span store", out)
+            }
+            _ => integrity::repair(&dir, &tables, out),
+        };
+    }
     let store = SpanStore::open(dir.path(), Default::default())?;
     match cmd {
         TracesCommand::RecomputeCosts { from_ms, to_ms } => {
@@ -134,6 +148,7 @@ pub fn run(
                 t
             });
         }
+        TracesCommand::Verify | TracesCommand::Repair => {}
         TracesCommand::Show { trace_id } => {
             let spans = store.trace(&trace_id.to_ascii_lowercase())?;
             if spans.is_empty() {

@@ -89,7 +89,7 @@ fn three_vocabularies_map_to_the_same_canonical_span() {
 fn the_official_otlp_json_example_decodes() {
     let Some(dir) = fixtures() else { return };
     let body = std::fs::read(dir.join("otlp-proto-examples/trace.json")).unwrap();
-    let req = decode(&body, "application/json", false).unwrap();
+    let req = decode(&body, "application/json", false, 1 << 24).unwrap();
     let spans = Normalizer::default().spans(&req, &mut Redactions::default());
     assert_eq!(spans.len(), 1);
     let s = &spans[0];
@@ -217,7 +217,7 @@ fn personal_data_is_redacted_before_the_wal_and_spans_are_priced_and_queryable()
     // gzip on the wire too
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     std::io::Write::write_all(&mut gz, &body).unwrap();
-    let req = decode(&gz.finish().unwrap(), "application/x-protobuf", true).unwrap();
+    let req = decode(&gz.finish().unwrap(), "application/x-protobuf", true, 1 << 24).unwrap();
     let mut counts = Redactions::default();
     let spans = Normalizer::default().spans(&req, &mut counts);
     assert_eq!(spans.len(), 50);
@@ -644,4 +644,25 @@ fn retention_per_service_and_thinning_of_old_traces_at_compaction() {
     // about a quarter of the 180 others (binomial sd 6)
     assert!((25..=70).contains(&others), "{others}");
     assert_eq!(content_rows(&store), left, "content follows its spans");
+}
+
+#[test]
+fn a_gzip_bomb_stops_at_the_inflate_ceiling() {
+    // 64 MiB of zeros in about 64 KiB of gzip
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    let zeros = vec![0u8; 1 << 20];
+    for _ in 0..64 {
+        std::io::Write::write_all(&mut gz, &zeros).unwrap();
+    }
+    let body = gz.finish().unwrap();
+    assert!(body.len() < 1 << 20);
+    let err = decode(&body, "application/x-protobuf", true, 1 << 24).unwrap_err();
+    assert!(
+        matches!(err, encore_telemetry::otlp::DecodeError::TooLarge(n) if n == 1 << 24),
+        "{err}"
+    );
+    assert_eq!(
+        encore_core::Coded::code(&err),
+        encore_core::ErrorCode::TooLarge
+    );
 }
