@@ -4,6 +4,7 @@ mod cli;
 mod evals;
 mod experiments;
 mod features;
+mod hostile;
 mod serve;
 mod sim;
 mod traces;

@@ -59,7 +59,7 @@ pub(crate) fn start_full(data: &Path, env: &[(&str, &str)]) -> (Child, u16, Opti
     (child, port, grpc)
 }
 
-fn batches() -> Vec<(Vec<String>, Vec<u8>)> {
+pub(crate) fn batches() -> Vec<(Vec<String>, Vec<u8>)> {
     let mut world = World::new(SimConfig::new(400, 3, 77));
     let mut events = Vec::new();
     for _ in 0..3 {
