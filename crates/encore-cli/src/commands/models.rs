@@ -83,6 +83,8 @@ pub fn run(
         }
         ModelsCommand::Show { reference } => {
             let v = reg.resolve(&reference)?;
+            // what is shown is what would be served: a damaged artifact names itself
+            encore_models::artifact::Artifact::load(std::path::Path::new(&v.record.artifact))?;
             out.emit(&v, || {
                 let metrics: Vec<String> = v
                     .record
@@ -152,6 +154,8 @@ pub fn run(
             });
         }
         ModelsCommand::Card { reference } => {
+            let v = reg.resolve(&reference)?;
+            encore_models::artifact::Artifact::load(std::path::Path::new(&v.record.artifact))?;
             let card = reg.card(&reference)?;
             out.emit(&card, || card.markdown());
         }

@@ -188,3 +188,129 @@ fn a_flipped_wal_byte_is_refused_verified_and_repaired_end_to_end() {
     // one batch of 1,000 events was one WAL record: exactly that was lost
     assert_eq!(stored as usize, acked - 1_000, "{v}");
 }
+
+/// Unmounts a tmpfs when the test ends, however it ends.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `size` at `dir`, or says why it cannot (not root, no mount).
+    fn mount(dir: &std::path::Path, size: &str) -> Result<Tmpfs, String> {
+        std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+        let o = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .output()
+            .map_err(|e| e.to_string())?;
+        if !o.status.success() {
+            return Err(String::from_utf8_lossy(&o.stderr).trim().to_owned());
+        }
+        Ok(Tmpfs(dir.to_path_buf()))
+    }
+
+    fn resize(&self, size: &str) {
+        let o = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(&self.0)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// The first reproduction on a real full disk: serve a data directory on a small tmpfs,
+/// post until writes fail (503, and /readyz says why), grow the tmpfs, post more (readiness comes
+/// back by itself), SIGKILL, restart: every acknowledged event is there, once.
+#[test]
+fn a_full_disk_then_space_then_sigkill_loses_no_acknowledged_event() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mnt = tmp.path().join("mnt");
+    let fs = match Tmpfs::mount(&mnt, "3m") {
+        Ok(fs) => fs,
+        Err(why) => {
+            eprintln!("skipped: cannot mount a tmpfs here ({why}); CI runs this as root");
+            return;
+        }
+    };
+    let data = mnt.join("data");
+    // everything stays in the WAL (no seal), as in the reproduction
+    let (mut child, port, _) =
+        crate::serve::start_full(&data, &[("ENCORE__INGEST__SEAL_ROWS", "10000000")]);
+    let addr = format!("127.0.0.1:{port}");
+    let batches = crate::serve::batches();
+    let mut acked: std::collections::HashSet<String> = Default::default();
+    let mut next = 0;
+    let mut failures = 0;
+    // fill the disk
+    while next < batches.len() && failures < 3 {
+        let (ids, body) = &batches[next];
+        let r = encore_server::client::request(&addr, "POST", "/v1/events", body).unwrap();
+        match r.status {
+            200 => {
+                acked.extend(ids.iter().cloned());
+                next += 1;
+            }
+            503 | 500 => failures += 1,
+            s => panic!("unexpected {s}: {}", r.body),
+        }
+    }
+    assert!(failures >= 3, "the disk never filled ({} batches taken)", next);
+    let (status, v) = send(&addr, "GET", "/readyz", &[], b"");
+    assert_eq!(status, 503, "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("No space"), "{v}");
+    let (status, v) = send(&addr, "GET", "/healthz", &[], b"");
+    assert_eq!(status, 200);
+    assert!(v["storage"]["writes_failing"].is_string(), "{v}");
+
+    // space again: readiness comes back without a write, then every batch is taken
+    fs.resize("200m");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let r = encore_server::client::request(&addr, "GET", "/metrics", b"").unwrap();
+        if r.body.contains("encore_storage_writes_failing{kind=\"events\"} 0") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "writes never resumed: {}", r.body);
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let resumed_at = next;
+    while next < batches.len() && next < resumed_at + 6 {
+        let (ids, body) = &batches[next];
+        let r = encore_server::client::request(&addr, "POST", "/v1/events", body).unwrap();
+        assert_eq!(r.status, 200, "after space came back: {}", r.body);
+        acked.extend(ids.iter().cloned());
+        next += 1;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let (ok, v, err) = encore(&data, &["events", "verify"]);
+    assert!(ok, "{v} {err}");
+    let ingestor =
+        encore_ingest::Ingestor::open(&data, encore_ingest::IngestOptions::default()).unwrap();
+    let mut stored: std::collections::HashSet<String> = Default::default();
+    ingestor
+        .log(encore_ingest::Table::Playback)
+        .scan(Some(&["event_id"]), |b| {
+            let ids = b
+                .column(0)
+                .as_any()
+                .downcast_ref::<arrow::array::StringArray>()
+                .unwrap();
+            stored.extend(ids.iter().flatten().map(str::to_owned));
+            Ok(())
+        })
+        .unwrap();
+    let lost = acked.difference(&stored).count();
+    assert_eq!(lost, 0, "{lost} of {} acknowledged events lost", acked.len());
+    drop(ingestor);
+    drop(fs);
+}

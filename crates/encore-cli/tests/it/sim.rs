@@ -264,6 +264,19 @@ fn demo_makes_a_world_in_the_data_dir_and_reuses_it() {
     let (code, _, err) = run(&["models", "delete", "home@2"]);
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("production"), "{err}");
+
+    // a flipped byte in the production artifact: show and card refuse, naming the file
+    let artifact = shown["artifact"].as_str().unwrap().to_owned();
+    let artifact = tmp.path().join(&artifact);
+    let mut bytes = std::fs::read(&artifact).unwrap();
+    let at = bytes.len() - 9;
+    bytes[at] ^= 0x01;
+    std::fs::write(&artifact, &bytes).unwrap();
+    for cmd in ["show", "card"] {
+        let (code, _, err) = run(&["models", cmd, "home@production"]);
+        assert_eq!(code, Some(1), "{cmd}: {err}");
+        assert!(err.contains(".encore") && err.contains("checksum"), "{cmd}: {err}");
+    }
 }
 
 #[test]
