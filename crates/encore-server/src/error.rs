@@ -123,10 +123,7 @@ pub(crate) fn json_rejection(
 
 /// Every error answer is the JSON error body: the plain-text ones of the HTTP layer (a body over
 /// the limit on a raw-bytes route, a method not allowed) are rewritten with their status kept.
-pub async fn json_errors(
-    req: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
+pub async fn json_errors(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
     let response = next.run(req).await;
     let status = response.status();
     let is_json = response

@@ -315,7 +315,10 @@ pub(crate) async fn results(
     if !(p.alpha > 0.0 && p.alpha < 0.5) {
         return Err(ApiError::new(
             ErrorCode::InvalidArgument,
-            format!("bad parameter `alpha`: {} is out of range, expected 0 < alpha < 0.5", p.alpha),
+            format!(
+                "bad parameter `alpha`: {} is out of range, expected 0 < alpha < 0.5",
+                p.alpha
+            ),
         ));
     }
     let Some(access) = state.experiments.clone() else {

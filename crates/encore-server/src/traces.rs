@@ -321,7 +321,10 @@ pub(crate) async fn export(
             .to_owned()
     };
     let content_type = header_text(header::CONTENT_TYPE);
-    let gzip = match header_text(header::CONTENT_ENCODING).to_ascii_lowercase().as_str() {
+    let gzip = match header_text(header::CONTENT_ENCODING)
+        .to_ascii_lowercase()
+        .as_str()
+    {
         "" | "identity" => false,
         "gzip" => true,
         other => {

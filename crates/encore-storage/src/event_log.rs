@@ -668,8 +668,14 @@ impl EventLog {
     pub fn health(&self) -> Option<String> {
         let state = self.shared.lock();
         match (&state.write_error, &state.seal_error) {
-            (Some(w), _) => Some(format!("writes to the {} log fail: {w}", self.shared.spec.name)),
-            (None, Some(s)) => Some(format!("sealing the {} log fails: {s}", self.shared.spec.name)),
+            (Some(w), _) => Some(format!(
+                "writes to the {} log fail: {w}",
+                self.shared.spec.name
+            )),
+            (None, Some(s)) => Some(format!(
+                "sealing the {} log fails: {s}",
+                self.shared.spec.name
+            )),
             (None, None) => None,
         }
     }
@@ -1151,8 +1157,9 @@ pub fn inspect(
                 f.contents.torn_bytes, f.contents.valid_len
             );
             if f.last {
-                out.notes
-                    .push(format!("{what} (a write never acknowledged; cut at the next open)"));
+                out.notes.push(format!(
+                    "{what} (a write never acknowledged; cut at the next open)"
+                ));
             } else {
                 out.problems
                     .push(format!("{what}, and newer WAL files follow it"));
@@ -1903,7 +1910,15 @@ struct WrittenSegment {
 }
 
 impl WrittenSegment {
-    fn info(self, id: u64, day: String, path: String, rows: u64, min: i64, max: i64) -> SegmentInfo {
+    fn info(
+        self,
+        id: u64,
+        day: String,
+        path: String,
+        rows: u64,
+        min: i64,
+        max: i64,
+    ) -> SegmentInfo {
         SegmentInfo {
             id,
             day,
@@ -1979,13 +1994,15 @@ fn write_segment(
         let row_groups = ranges
             .into_iter()
             .map(|(offset, bytes, rows)| {
-                let range = usize::try_from(offset).ok().and_then(|s| {
-                    data.get(s..s.checked_add(usize::try_from(bytes).ok()?)?)
-                });
-                let crc32 = range.map(crc32fast::hash).ok_or_else(|| StorageError::Corrupt {
-                    path: tmp.clone(),
-                    message: format!("row group at {offset}+{bytes} is past the end"),
-                })?;
+                let range = usize::try_from(offset)
+                    .ok()
+                    .and_then(|s| data.get(s..s.checked_add(usize::try_from(bytes).ok()?)?));
+                let crc32 = range
+                    .map(crc32fast::hash)
+                    .ok_or_else(|| StorageError::Corrupt {
+                        path: tmp.clone(),
+                        message: format!("row group at {offset}+{bytes} is past the end"),
+                    })?;
                 Ok(RowGroupSum {
                     offset,
                     bytes,

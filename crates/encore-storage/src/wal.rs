@@ -94,11 +94,16 @@ impl WalWriter {
         self.pending.extend_from_slice(&[0u8; HEADER]);
         let framed = f(&mut self.pending).and_then(|()| {
             let len = self.pending.len() - start - HEADER;
-            match u32::try_from(len).ok().filter(|&l| l > 0 && (l as usize) <= MAX_RECORD) {
+            match u32::try_from(len)
+                .ok()
+                .filter(|&l| l > 0 && (l as usize) <= MAX_RECORD)
+            {
                 Some(len) => Ok(len),
                 None => Err(StorageError::Corrupt {
                     path: self.path.clone(),
-                    message: format!("a record of {len} bytes cannot be written (1 to {MAX_RECORD})"),
+                    message: format!(
+                        "a record of {len} bytes cannot be written (1 to {MAX_RECORD})"
+                    ),
                 }),
             }
         });
@@ -130,11 +135,11 @@ impl WalWriter {
     /// durable length before this returns; when even that fails, the writer refuses every write
     /// until [`WalWriter::heal`] succeeds.
     pub fn sync(&mut self) -> Result<(), StorageError> {
-        if self.broken.is_some() {
-            if let Err(e) = self.heal() {
-                self.pending.clear();
-                return Err(e);
-            }
+        if self.broken.is_some()
+            && let Err(e) = self.heal()
+        {
+            self.pending.clear();
+            return Err(e);
         }
         if self.pending.is_empty() {
             return Ok(());
@@ -472,7 +477,11 @@ mod tests {
         for cut in (last + 1)..full {
             std::fs::write(&path, &bytes[..cut as usize]).unwrap();
             let c = read_wal(&path).unwrap();
-            assert_eq!(payloads(&c), vec![b"first".to_vec(), b"x".to_vec()], "cut at {cut}");
+            assert_eq!(
+                payloads(&c),
+                vec![b"first".to_vec(), b"x".to_vec()],
+                "cut at {cut}"
+            );
             assert_eq!((c.valid_len, c.damage.len()), (last, 0), "cut at {cut}");
         }
         // a zero-filled tail (a crash after the size grew) is torn, not records
@@ -498,7 +507,11 @@ mod tests {
             let end = start + HEADER + r.len();
             // the last record's mark and length are ambiguous with a torn write (nothing
             // follows to tell); its checksum and payload are not
-            let first = if k + 1 == recs.len() { start + 8 } else { start };
+            let first = if k + 1 == recs.len() {
+                start + 8
+            } else {
+                start
+            };
             for at in first..end {
                 let mut flipped = bytes.clone();
                 flipped[at] ^= 0x10;
@@ -601,7 +614,10 @@ mod tests {
         assert!(w.sync().is_err());
         assert!(w.broken().is_some());
         w.append(b"refused").unwrap();
-        assert!(w.sync().is_err(), "no write while the bad bytes are in the file");
+        assert!(
+            w.sync().is_err(),
+            "no write while the bad bytes are in the file"
+        );
         faulty.heal();
         w.append(b"kept").unwrap();
         w.sync().unwrap();

@@ -177,7 +177,6 @@ pub fn import(loaded: &Loaded, cmd: ImportCommand, out: &Output) -> Result<(), C
     Ok(())
 }
 
-
 /// The event tables of the data directory under `root`.
 fn tables(root: &std::path::Path) -> Vec<crate::commands::integrity::TableDir> {
     Table::ALL

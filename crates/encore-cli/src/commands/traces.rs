@@ -93,7 +93,12 @@ pub fn run(
         return match cmd {
             TracesCommand::Verify => {
                 // the window of the span store's own deduplication
-                integrity::verify(&tables, Some(encore_core::time::MS_PER_DAY), "span store", out)
+                integrity::verify(
+                    &tables,
+                    Some(encore_core::time::MS_PER_DAY),
+                    "span store",
+                    out,
+                )
             }
             _ => integrity::repair(&dir, &tables, out),
         };

@@ -6,13 +6,23 @@
 use crate::serve::{start, terminate};
 use encore_server::client::Connection;
 
-fn send(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, serde_json::Value) {
+fn send(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, serde_json::Value) {
     let r = Connection::open(addr)
         .unwrap()
         .send(method, path, headers, body)
         .unwrap();
-    let v = serde_json::from_str(&r.body)
-        .unwrap_or_else(|e| panic!("{method} {path}: {} is not JSON ({e}): {}", r.status, r.body));
+    let v = serde_json::from_str(&r.body).unwrap_or_else(|e| {
+        panic!(
+            "{method} {path}: {} is not JSON ({e}): {}",
+            r.status, r.body
+        )
+    });
     (r.status, v)
 }
 
@@ -69,12 +79,23 @@ fn hostile_parameters_and_bodies_get_4xx_and_the_server_lives_on() {
     ];
     let (status, v) = send(&addr, "POST", "/v1/traces", &br, b"xx");
     assert_eq!((status, error_code(&v)), (415, "unsupported_media"), "{v}");
-    let (status, v) = send(&addr, "POST", "/v1/events", &[("Content-Encoding", "gzip")], b"[]");
+    let (status, v) = send(
+        &addr,
+        "POST",
+        "/v1/events",
+        &[("Content-Encoding", "gzip")],
+        b"[]",
+    );
     assert_eq!((status, error_code(&v)), (415, "unsupported_media"), "{v}");
 
     // a body over the limit is the same 413 JSON error on every route
     let huge = vec![b' '; (16 << 20) + 1];
-    for path in ["/v1/events", "/v1/features", "/v1/recommendations", "/v1/evals/rules"] {
+    for path in [
+        "/v1/events",
+        "/v1/features",
+        "/v1/recommendations",
+        "/v1/evals/rules",
+    ] {
         let (status, v) = send(&addr, "POST", path, &[], &huge);
         assert_eq!((status, error_code(&v)), (413, "too_large"), "{path}: {v}");
     }
@@ -151,8 +172,15 @@ fn a_flipped_wal_byte_is_refused_verified_and_repaired_end_to_end() {
     let (ok, v, _) = encore(&data, &["events", "verify"]);
     assert!(!ok, "verify fails on damage: {v}");
     let problems = v["problems"].to_string();
-    assert!(problems.contains("damaged") && problems.contains("offset"), "{v}");
-    assert_eq!(std::fs::read(&wal).unwrap(), bytes, "verify changed nothing");
+    assert!(
+        problems.contains("damaged") && problems.contains("offset"),
+        "{v}"
+    );
+    assert_eq!(
+        std::fs::read(&wal).unwrap(),
+        bytes,
+        "verify changed nothing"
+    );
 
     let serve = std::process::Command::new(env!("CARGO_BIN_EXE_encore"))
         .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
@@ -166,7 +194,10 @@ fn a_flipped_wal_byte_is_refused_verified_and_repaired_end_to_end() {
         stderr.contains("is damaged") && stderr.contains(&wal.display().to_string()),
         "{stderr}"
     );
-    assert!(stderr.contains("encore events repair"), "the error says what to do: {stderr}");
+    assert!(
+        stderr.contains("encore events repair"),
+        "the error says what to do: {stderr}"
+    );
 
     let (ok, v, err) = encore(&data, &["events", "repair"]);
     assert!(ok, "{err}");
@@ -174,7 +205,11 @@ fn a_flipped_wal_byte_is_refused_verified_and_repaired_end_to_end() {
     let kept = wal_report["rows_kept"].as_u64().unwrap() as usize;
     let quarantined = wal_report["quarantined"].as_str().unwrap();
     assert!(quarantined.contains("quarantine/damaged"), "{v}");
-    assert_eq!(std::fs::read(quarantined).unwrap(), bytes, "the original, unchanged");
+    assert_eq!(
+        std::fs::read(quarantined).unwrap(),
+        bytes,
+        "the original, unchanged"
+    );
     assert!(kept > 0, "records after the damage are kept: {v}");
 
     let (ok, v, err) = encore(&data, &["events", "verify"]);
@@ -235,6 +270,7 @@ fn a_full_disk_then_space_then_sigkill_loses_no_acknowledged_event() {
     let mnt = tmp.path().join("mnt");
     let fs = match Tmpfs::mount(&mnt, "3m") {
         Ok(fs) => fs,
+        #[allow(clippy::print_stderr)]
         Err(why) => {
             eprintln!("skipped: cannot mount a tmpfs here ({why}); CI runs this as root");
             return;
@@ -262,10 +298,17 @@ fn a_full_disk_then_space_then_sigkill_loses_no_acknowledged_event() {
             s => panic!("unexpected {s}: {}", r.body),
         }
     }
-    assert!(failures >= 3, "the disk never filled ({} batches taken)", next);
+    assert!(
+        failures >= 3,
+        "the disk never filled ({} batches taken)",
+        next
+    );
     let (status, v) = send(&addr, "GET", "/readyz", &[], b"");
     assert_eq!(status, 503, "{v}");
-    assert!(v["error"]["message"].as_str().unwrap().contains("No space"), "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("No space"),
+        "{v}"
+    );
     let (status, v) = send(&addr, "GET", "/healthz", &[], b"");
     assert_eq!(status, 200);
     assert!(v["storage"]["writes_failing"].is_string(), "{v}");
@@ -275,10 +318,16 @@ fn a_full_disk_then_space_then_sigkill_loses_no_acknowledged_event() {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
         let r = encore_server::client::request(&addr, "GET", "/metrics", b"").unwrap();
-        if r.body.contains("encore_storage_writes_failing{kind=\"events\"} 0") {
+        if r.body
+            .contains("encore_storage_writes_failing{kind=\"events\"} 0")
+        {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "writes never resumed: {}", r.body);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "writes never resumed: {}",
+            r.body
+        );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     let resumed_at = next;
@@ -310,7 +359,12 @@ fn a_full_disk_then_space_then_sigkill_loses_no_acknowledged_event() {
         })
         .unwrap();
     let lost = acked.difference(&stored).count();
-    assert_eq!(lost, 0, "{lost} of {} acknowledged events lost", acked.len());
+    assert_eq!(
+        lost,
+        0,
+        "{lost} of {} acknowledged events lost",
+        acked.len()
+    );
     drop(ingestor);
     drop(fs);
 }

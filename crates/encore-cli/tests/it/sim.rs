@@ -275,7 +275,10 @@ fn demo_makes_a_world_in_the_data_dir_and_reuses_it() {
     for cmd in ["show", "card"] {
         let (code, _, err) = run(&["models", cmd, "home@production"]);
         assert_eq!(code, Some(1), "{cmd}: {err}");
-        assert!(err.contains(".encore") && err.contains("checksum"), "{cmd}: {err}");
+        assert!(
+            err.contains(".encore") && err.contains("checksum"),
+            "{cmd}: {err}"
+        );
     }
 }
 

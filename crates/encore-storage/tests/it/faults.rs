@@ -105,7 +105,10 @@ fn failed_fsync_io_errors_and_short_writes_acknowledge_only_what_is_durable() {
         f.failing_truncate = true;
     });
     assert!(log.append(rows(40, 50)).is_err());
-    assert!(log.append(rows(50, 60)).is_err(), "refused while not cut back");
+    assert!(
+        log.append(rows(50, 60)).is_err(),
+        "refused while not cut back"
+    );
     assert!(log.health().is_some());
     fs.heal();
     log.append(rows(60, 70)).unwrap();
@@ -160,7 +163,11 @@ fn seals_failing_on_a_full_disk_keep_rows_and_bound_memory() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     assert!(log.seal().is_err());
-    assert!(log.health().unwrap().contains("sealing"), "{:?}", log.health());
+    assert!(
+        log.health().unwrap().contains("sealing"),
+        "{:?}",
+        log.health()
+    );
     assert!(acked.len() < 500, "appends refused past twice a seal");
     assert!(acked.len() >= 200);
     assert_eq!(ids(&log), acked, "reads go on");
@@ -199,7 +206,10 @@ fn a_crash_at_every_operation_keeps_every_acknowledged_row() {
         let log = reopen(&dir);
         let stored = ids(&log);
         assert!(stored.is_superset(&acked), "crash after {k} operations");
-        assert!(stored.is_subset(&range(0, 120)), "crash after {k} operations");
+        assert!(
+            stored.is_subset(&range(0, 120)),
+            "crash after {k} operations"
+        );
         assert_eq!(log.verify().unwrap(), Vec::<String>::new(), "k {k}");
         drop(log);
         if reached_end {
@@ -230,20 +240,33 @@ fn a_flipped_wal_byte_is_reported_and_repair_keeps_everything_after_it() {
     std::fs::write(&wal, &bytes).unwrap();
 
     let err = EventLog::open(&dir, spec(), LogOptions::default()).unwrap_err();
-    assert_eq!(encore_core::Coded::code(&err), encore_core::ErrorCode::DataLoss);
+    assert_eq!(
+        encore_core::Coded::code(&err),
+        encore_core::ErrorCode::DataLoss
+    );
     let msg = err.to_string();
-    assert!(msg.contains(&wal.display().to_string()) && msg.contains("at offset"), "{msg}");
-    assert_eq!(std::fs::read(&wal).unwrap(), bytes, "refusing changed nothing");
+    assert!(
+        msg.contains(&wal.display().to_string()) && msg.contains("at offset"),
+        "{msg}"
+    );
+    assert_eq!(
+        std::fs::read(&wal).unwrap(),
+        bytes,
+        "refusing changed nothing"
+    );
 
     let found = encore_storage::inspect(&dir, &spec(), None).unwrap();
     assert_eq!(found.problems.len(), 1, "{found:?}");
     assert!(found.problems[0].contains("damaged"), "{found:?}");
     assert_eq!(found.unsealed_rows, 40);
-    assert_eq!(std::fs::read(&wal).unwrap(), bytes, "inspect changed nothing");
+    assert_eq!(
+        std::fs::read(&wal).unwrap(),
+        bytes,
+        "inspect changed nothing"
+    );
 
     let quarantine = tmp.path().join("quarantine");
-    let report =
-        EventLog::repair(&dir, &spec(), &quarantine, &encore_storage::fs::RealFs).unwrap();
+    let report = EventLog::repair(&dir, &spec(), &quarantine, &encore_storage::fs::RealFs).unwrap();
     assert_eq!(report.wal.len(), 1);
     let r = &report.wal[0];
     assert_eq!(r.rows_kept, 40);

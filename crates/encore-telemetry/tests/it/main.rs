@@ -217,7 +217,13 @@ fn personal_data_is_redacted_before_the_wal_and_spans_are_priced_and_queryable()
     // gzip on the wire too
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     std::io::Write::write_all(&mut gz, &body).unwrap();
-    let req = decode(&gz.finish().unwrap(), "application/x-protobuf", true, 1 << 24).unwrap();
+    let req = decode(
+        &gz.finish().unwrap(),
+        "application/x-protobuf",
+        true,
+        1 << 24,
+    )
+    .unwrap();
     let mut counts = Redactions::default();
     let spans = Normalizer::default().spans(&req, &mut counts);
     assert_eq!(spans.len(), 50);
