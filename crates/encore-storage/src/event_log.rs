@@ -1011,6 +1011,8 @@ struct IdCheck {
     id_column: String,
     window_ms: Option<i64>,
     seen: std::collections::HashMap<String, i64>,
+    /// later times of ids that came back after the window (rare: kept apart)
+    again: std::collections::HashMap<String, Vec<i64>>,
     duplicates: u64,
     reused: u64,
 }
@@ -1021,6 +1023,7 @@ impl IdCheck {
             id_column: spec.id_column.to_owned(),
             window_ms,
             seen: std::collections::HashMap::new(),
+            again: std::collections::HashMap::new(),
             duplicates: 0,
             reused: 0,
         }
@@ -1044,17 +1047,24 @@ impl IdCheck {
             .ok_or_else(bad)?;
         for (id, t) in ids.iter().zip(ts.values()) {
             let Some(id) = id else { continue };
-            match self.seen.get_mut(id) {
-                None => {
-                    self.seen.insert(id.to_owned(), *t);
-                }
-                Some(prev) => match self.window_ms {
-                    Some(w) if (*t - *prev).abs() > w => {
-                        self.reused += 1;
-                        *prev = *t;
-                    }
-                    _ => self.duplicates += 1,
-                },
+            let Some(&first) = self.seen.get(id) else {
+                self.seen.insert(id.to_owned(), *t);
+                continue;
+            };
+            let Some(w) = self.window_ms else {
+                self.duplicates += 1;
+                continue;
+            };
+            // a duplicate when within the window of any earlier occurrence
+            let later = self.again.get(id).map_or(&[][..], Vec::as_slice);
+            if std::iter::once(&first)
+                .chain(later)
+                .any(|prev| (*t - *prev).abs() <= w)
+            {
+                self.duplicates += 1;
+            } else {
+                self.reused += 1;
+                self.again.entry(id.to_owned()).or_default().push(*t);
             }
         }
         Ok(())

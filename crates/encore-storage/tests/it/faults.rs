@@ -324,3 +324,54 @@ fn a_flipped_segment_byte_is_detected_and_repair_keeps_the_intact_rows() {
     assert_eq!(ids(&log).len() as u64, 3_000 - r.rows_lost);
     assert_eq!(log.verify().unwrap(), Vec::<String>::new());
 }
+
+/// An id that comes back after the deduplication window is allowed by the contract: `inspect`
+/// with the window notes it and passes; within the window it is a problem.
+#[test]
+fn ids_reused_after_the_window_are_a_note_not_a_problem() {
+    use arrow::array::{Int64Array, RecordBatch, StringArray};
+    let tmp = tempfile::tempdir().unwrap();
+    let log = open_with(tmp.path(), &FaultyFs::new(), 1_000_000).unwrap();
+    let first = rows(0, 10);
+    let later = |days: i64| {
+        let ts = first
+            .column(1)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap();
+        let shifted: Int64Array = ts
+            .values()
+            .iter()
+            .map(|t| Some(t + days * encore_core::time::MS_PER_DAY))
+            .collect();
+        RecordBatch::try_new(
+            first.schema(),
+            vec![
+                first.column(0).clone(),
+                std::sync::Arc::new(shifted),
+                first.column(2).clone(),
+            ],
+        )
+        .unwrap()
+    };
+    let _: &StringArray = first.column(0).as_any().downcast_ref().unwrap();
+    log.append(first.clone()).unwrap();
+    log.append(later(30)).unwrap();
+    log.close().unwrap();
+    let week = 7 * encore_core::time::MS_PER_DAY;
+    let found = encore_storage::inspect(tmp.path(), &spec(), Some(week)).unwrap();
+    assert!(found.problems.is_empty(), "{found:?}");
+    assert!(found.notes[0].contains("10 rows reuse"), "{found:?}");
+    let strict = encore_storage::inspect(tmp.path(), &spec(), None).unwrap();
+    assert_eq!(strict.problems.len(), 1, "{strict:?}");
+
+    let log = reopen(tmp.path());
+    log.append(later(2)).unwrap();
+    log.close().unwrap();
+    let found = encore_storage::inspect(tmp.path(), &spec(), Some(week)).unwrap();
+    assert_eq!(found.problems.len(), 1, "{found:?}");
+    assert!(
+        found.problems[0].contains("within the deduplication window"),
+        "{found:?}"
+    );
+}
