@@ -287,8 +287,9 @@ fn access(state: &AppState) -> Result<Arc<TelemetryAccess>, ApiError> {
 }
 
 #[utoipa::path(post, path = "/v1/traces", tag = "traces",
-    request_body(content = String, description = "an OTLP ExportTraceServiceRequest (protobuf or JSON, gzip allowed)", content_type = "application/x-protobuf"),
-    responses((status = 200, description = "every span is durable"), (status = 400, body = crate::openapi::ErrorBody), (status = 413, body = crate::openapi::ErrorBody), (status = 503, description = "over the ingest limit (Retry-After)", body = crate::openapi::ErrorBody)))]
+    request_body(description = "an OTLP ExportTraceServiceRequest, protobuf or JSON (`Content-Encoding: gzip` allowed, inflating to at most the body limit)",
+        content((String = "application/x-protobuf"), (Object = "application/json"))),
+    responses((status = 200, description = "every span is durable"), (status = 400, body = crate::openapi::ErrorBody), (status = 413, description = "the body, or what it inflates to, is over the limit", body = crate::openapi::ErrorBody), (status = 415, description = "a content type or encoding that is not read", body = crate::openapi::ErrorBody), (status = 503, description = "over the ingest limit, or writes fail (Retry-After)", body = crate::openapi::ErrorBody)))]
 pub(crate) async fn export(
     State(state): State<AppState>,
     headers: HeaderMap,

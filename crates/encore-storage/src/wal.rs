@@ -290,7 +290,8 @@ pub fn read_wal(path: &Path) -> Result<WalContents, StorageError> {
     Ok(parse(data))
 }
 
-fn parse(data: Vec<u8>) -> WalContents {
+/// [`read_wal`] of bytes already in memory.
+pub fn parse(data: Vec<u8>) -> WalContents {
     let n = data.len();
     let mut out = WalContents {
         format: 2,
