@@ -44,12 +44,7 @@ impl Quarantine {
         }
         std::fs::create_dir_all(&self.dir).map_err(IngestError::io(&self.dir))?;
         let path = self.dir.join(format!("{ingest_id}.jsonl"));
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(IngestError::io(&path))?;
-        let mut w = std::io::BufWriter::new(file);
+        let mut buf = Vec::new();
         for r in rejects {
             let entry = QuarantineEntry {
                 ingest_id: ingest_id.to_owned(),
@@ -58,16 +53,22 @@ impl Quarantine {
                 violations: r.violations.clone(),
                 raw: r.raw.clone(),
             };
-            serde_json::to_writer(&mut w, &entry).map_err(|e| IngestError::Internal {
+            serde_json::to_writer(&mut buf, &entry).map_err(|e| IngestError::Internal {
                 message: e.to_string(),
             })?;
-            w.write_all(b"\n").map_err(IngestError::io(&path))?;
+            buf.push(b'\n');
         }
-        let file = w.into_inner().map_err(|e| IngestError::Io {
-            path: path.clone(),
-            source: e.into_error(),
-        })?;
-        file.sync_data().map_err(IngestError::io(&path))?;
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(IngestError::io(&path))?;
+        let before = file.metadata().map_err(IngestError::io(&path))?.len();
+        if let Err(e) = file.write_all(&buf).and_then(|()| file.sync_data()) {
+            // a partial line must not run into the next write's first line: cut it back
+            let _ = file.set_len(before).and_then(|()| file.sync_data());
+            return Err(IngestError::Io { path, source: e });
+        }
         Ok(Some(path))
     }
 
