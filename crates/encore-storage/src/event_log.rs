@@ -982,7 +982,7 @@ impl EventLog {
             return Ok(problems);
         }
         let spec = &self.shared.spec;
-        let mut ids = IdCheck::new(spec, None);
+        let mut ids = IdCheck::new(spec, Ids::Once);
         self.scan(Some(&[spec.id_column, spec.ts_column]), |b| ids.add(b))?;
         problems.extend(ids.problems());
         Ok(problems)
@@ -1005,11 +1005,22 @@ impl Shared {
     }
 }
 
+/// What a log promises of its row ids, for [`inspect`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ids {
+    /// every id once
+    Once,
+    /// every id once within this many ms of event time (it may come back after that)
+    OnceWithin(i64),
+    /// rows may repeat an id (a retry may rewrite a row keyed by its parent's id)
+    Repeatable,
+}
+
 /// Ids seen across a log, and the rows that share one within the deduplication window (a
 /// violation) or outside it (the contract allows an id to come back after the window).
 struct IdCheck {
     id_column: String,
-    window_ms: Option<i64>,
+    rule: Ids,
     seen: std::collections::HashMap<String, i64>,
     /// later times of ids that came back after the window (rare: kept apart)
     again: std::collections::HashMap<String, Vec<i64>>,
@@ -1018,10 +1029,10 @@ struct IdCheck {
 }
 
 impl IdCheck {
-    fn new(spec: &TableSpec, window_ms: Option<i64>) -> IdCheck {
+    fn new(spec: &TableSpec, rule: Ids) -> IdCheck {
         IdCheck {
             id_column: spec.id_column.to_owned(),
-            window_ms,
+            rule,
             seen: std::collections::HashMap::new(),
             again: std::collections::HashMap::new(),
             duplicates: 0,
@@ -1051,9 +1062,13 @@ impl IdCheck {
                 self.seen.insert(id.to_owned(), *t);
                 continue;
             };
-            let Some(w) = self.window_ms else {
-                self.duplicates += 1;
-                continue;
+            let w = match self.rule {
+                Ids::Once => {
+                    self.duplicates += 1;
+                    continue;
+                }
+                Ids::Repeatable => continue,
+                Ids::OnceWithin(w) => w,
             };
             // a duplicate when within the window of any earlier occurrence
             let later = self.again.get(id).map_or(&[][..], Vec::as_slice);
@@ -1076,7 +1091,7 @@ impl IdCheck {
                 "{} rows share an {} with another row{}",
                 self.duplicates,
                 self.id_column,
-                if self.window_ms.is_some() {
+                if matches!(self.rule, Ids::OnceWithin(_)) {
                     " within the deduplication window"
                 } else {
                     ""
@@ -1100,18 +1115,14 @@ pub struct Inspection {
 
 /// Checks the log under `dir` read-only: every segment's size, checksum, rows and day against the
 /// manifest; every WAL file's records (damage is a problem, a torn tail of the newest file only
-/// a note); and every id once within `dedup_window_ms` (every id once at all when `None`).
-pub fn inspect(
-    dir: &Path,
-    spec: &TableSpec,
-    dedup_window_ms: Option<i64>,
-) -> Result<Inspection, StorageError> {
+/// a note); and the row ids against what the log promises of them.
+pub fn inspect(dir: &Path, spec: &TableSpec, ids_rule: Ids) -> Result<Inspection, StorageError> {
     let mut out = Inspection::default();
     if !dir.join(MANIFEST).exists() && !dir.join("wal").exists() {
         return Ok(out);
     }
     let manifest = read_manifest(dir, spec)?;
-    let mut ids = IdCheck::new(spec, dedup_window_ms);
+    let mut ids = IdCheck::new(spec, ids_rule);
     let cols = [spec.id_column, spec.ts_column];
     let mut readable = Vec::new();
     for seg in &manifest.segments {

@@ -19,6 +19,6 @@ pub mod wal;
 pub use data_dir::{DataDir, FORMAT_VERSION, FormatInfo};
 pub use error::StorageError;
 pub use event_log::{
-    EventLog, Inspection, LogOptions, LogStats, Newest, Recovery, RepairReport, RewriteStats,
+    EventLog, Ids, Inspection, LogOptions, LogStats, Newest, Recovery, RepairReport, RewriteStats,
     Rewriter, SegmentInfo, SegmentRepairReport, TableSpec, WalRepairReport, inspect,
 };

@@ -177,8 +177,9 @@ pub fn import(loaded: &Loaded, cmd: ImportCommand, out: &Output) -> Result<(), C
     Ok(())
 }
 
-/// The event tables of the data directory under `root`.
-fn tables(root: &std::path::Path) -> Vec<crate::commands::integrity::TableDir> {
+/// The event tables of the data directory under `root`: every event id once within the
+/// deduplication window.
+fn tables(root: &std::path::Path, window_ms: i64) -> Vec<crate::commands::integrity::TableDir> {
     Table::ALL
         .iter()
         .map(|t| {
@@ -186,6 +187,7 @@ fn tables(root: &std::path::Path) -> Vec<crate::commands::integrity::TableDir> {
                 t.name().to_owned(),
                 root.join("events").join(t.name()),
                 t.spec(),
+                encore_storage::Ids::OnceWithin(window_ms),
             )
         })
         .collect()
@@ -195,14 +197,14 @@ pub fn run(loaded: &Loaded, cmd: &EventsCommand, out: &Output) -> Result<(), Cli
     use crate::commands::integrity;
     match cmd {
         // read-only: the logs are not opened (opening recovers, which writes)
-        EventsCommand::Verify => {
+        EventsCommand::Verify | EventsCommand::Repair => {
             let dir = DataDir::open(&loaded.config.data.dir)?;
             let window = i64::from(loaded.config.ingest.dedup_window_days) * MS_PER_DAY;
-            return integrity::verify(&tables(dir.path()), Some(window), "event log", out);
-        }
-        EventsCommand::Repair => {
-            let dir = DataDir::open(&loaded.config.data.dir)?;
-            return integrity::repair(&dir, &tables(dir.path()), out);
+            let tables = tables(dir.path(), window);
+            return match cmd {
+                EventsCommand::Verify => integrity::verify(&tables, "event log", out),
+                _ => integrity::repair(&dir, &tables, out),
+            };
         }
         _ => {}
     }

@@ -4,12 +4,12 @@
 
 use crate::error::CliError;
 use crate::output::{Output, thousands};
-use encore_storage::{DataDir, EventLog, Inspection, RepairReport, TableSpec};
+use encore_storage::{DataDir, EventLog, Ids, Inspection, RepairReport, TableSpec};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
-/// One log of the data directory: its name, where it lives, its spec.
-pub type TableDir = (String, PathBuf, TableSpec);
+/// One log of the data directory: its name, where it lives, its spec, what it promises of ids.
+pub type TableDir = (String, PathBuf, TableSpec, Ids);
 
 #[derive(Serialize)]
 struct VerifyReport {
@@ -21,20 +21,15 @@ struct VerifyReport {
 
 /// Checks every table without changing a byte: segments against their checksums, WAL records,
 /// ids once within the deduplication window. Fails (exit status) on any problem.
-pub fn verify(
-    tables: &[TableDir],
-    dedup_window_ms: Option<i64>,
-    what: &str,
-    out: &Output,
-) -> Result<(), CliError> {
+pub fn verify(tables: &[TableDir], what: &str, out: &Output) -> Result<(), CliError> {
     let mut report = VerifyReport {
         ok: true,
         problems: Vec::new(),
         notes: Vec::new(),
         tables: Vec::new(),
     };
-    for (name, dir, spec) in tables {
-        let found = encore_storage::inspect(dir, spec, dedup_window_ms)?;
+    for (name, dir, spec, ids) in tables {
+        let found = encore_storage::inspect(dir, spec, *ids)?;
         report
             .problems
             .extend(found.problems.iter().map(|p| format!("{name}: {p}")));
@@ -82,7 +77,7 @@ struct Repaired {
 pub fn repair(dir: &DataDir, tables: &[TableDir], out: &Output) -> Result<(), CliError> {
     let quarantine = quarantine_dir(dir.path());
     let mut report = Repaired { tables: Vec::new() };
-    for (name, path, spec) in tables {
+    for (name, path, spec, _) in tables {
         let r = EventLog::repair(
             path,
             spec,

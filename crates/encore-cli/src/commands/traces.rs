@@ -86,20 +86,21 @@ pub fn run(
     let dir = encore_storage::DataDir::open(&loaded.config.data.dir)?;
     if matches!(cmd, TracesCommand::Verify | TracesCommand::Repair) {
         use crate::commands::integrity;
+        // span keys once within the store's deduplication window; content rows may repeat a key
+        // (content is written first: a retry after its core row failed writes it again)
         let tables: Vec<integrity::TableDir> = SpanStore::tables(dir.path())
             .into_iter()
-            .map(|(path, spec)| (spec.name.to_owned(), path, spec))
+            .map(|(path, spec)| {
+                let ids = if spec.name == "spans" {
+                    encore_storage::Ids::OnceWithin(encore_core::time::MS_PER_DAY)
+                } else {
+                    encore_storage::Ids::Repeatable
+                };
+                (spec.name.to_owned(), path, spec, ids)
+            })
             .collect();
         return match cmd {
-            TracesCommand::Verify => {
-                // the window of the span store's own deduplication
-                integrity::verify(
-                    &tables,
-                    Some(encore_core::time::MS_PER_DAY),
-                    "span store",
-                    out,
-                )
-            }
+            TracesCommand::Verify => integrity::verify(&tables, "span store", out),
             _ => integrity::repair(&dir, &tables, out),
         };
     }

@@ -108,6 +108,12 @@ fn hostile_parameters_and_bodies_get_4xx_and_the_server_lives_on() {
     assert_eq!((status, v["status"].as_str()), (200, Some("ok")), "{v}");
     assert_eq!(v["storage"], "ok");
     terminate(&child);
+    let mut child = child;
+    child.wait().unwrap();
+    for noun in ["events", "traces"] {
+        let (ok, v, err) = encore(&tmp.path().join("data"), &[noun, "verify"]);
+        assert!(ok, "{noun} verify: {v} {err}");
+    }
 }
 
 fn encore(data: &std::path::Path, args: &[&str]) -> (bool, serde_json::Value, String) {

@@ -5,7 +5,7 @@
 
 use crate::event_log::{contents, rows, spec};
 use encore_storage::fs::FaultyFs;
-use encore_storage::{EventLog, LogOptions, StorageError};
+use encore_storage::{EventLog, Ids, LogOptions, StorageError};
 use std::collections::BTreeSet;
 use std::path::Path;
 
@@ -255,7 +255,7 @@ fn a_flipped_wal_byte_is_reported_and_repair_keeps_everything_after_it() {
         "refusing changed nothing"
     );
 
-    let found = encore_storage::inspect(&dir, &spec(), None).unwrap();
+    let found = encore_storage::inspect(&dir, &spec(), Ids::Once).unwrap();
     assert_eq!(found.problems.len(), 1, "{found:?}");
     assert!(found.problems[0].contains("damaged"), "{found:?}");
     assert_eq!(found.unsealed_rows, 40);
@@ -305,7 +305,7 @@ fn a_flipped_segment_byte_is_detected_and_repair_keeps_the_intact_rows() {
     assert!(err.to_string().contains(&seg.path), "{err}");
     assert_eq!(log.verify().unwrap().len(), 1);
     drop(log);
-    let found = encore_storage::inspect(&dir, &spec(), None).unwrap();
+    let found = encore_storage::inspect(&dir, &spec(), Ids::Once).unwrap();
     assert!(found.problems[0].contains("checksum mismatch"), "{found:?}");
 
     let report = EventLog::repair(
@@ -359,16 +359,16 @@ fn ids_reused_after_the_window_are_a_note_not_a_problem() {
     log.append(later(30)).unwrap();
     log.close().unwrap();
     let week = 7 * encore_core::time::MS_PER_DAY;
-    let found = encore_storage::inspect(tmp.path(), &spec(), Some(week)).unwrap();
+    let found = encore_storage::inspect(tmp.path(), &spec(), Ids::OnceWithin(week)).unwrap();
     assert!(found.problems.is_empty(), "{found:?}");
     assert!(found.notes[0].contains("10 rows reuse"), "{found:?}");
-    let strict = encore_storage::inspect(tmp.path(), &spec(), None).unwrap();
+    let strict = encore_storage::inspect(tmp.path(), &spec(), Ids::Once).unwrap();
     assert_eq!(strict.problems.len(), 1, "{strict:?}");
 
     let log = reopen(tmp.path());
     log.append(later(2)).unwrap();
     log.close().unwrap();
-    let found = encore_storage::inspect(tmp.path(), &spec(), Some(week)).unwrap();
+    let found = encore_storage::inspect(tmp.path(), &spec(), Ids::OnceWithin(week)).unwrap();
     assert_eq!(found.problems.len(), 1, "{found:?}");
     assert!(
         found.problems[0].contains("within the deduplication window"),
