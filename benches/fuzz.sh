@@ -31,9 +31,8 @@ if [ ! -d "$work/corpus" ]; then
   cargo build --locked -q -p encore-cli
   encore="$CARGO_TARGET_DIR/debug/encore"
   "$encore" sim generate --users 20 --days 1 --seed 3 --out "$work/seeds/world" --format jsonl >/dev/null
-  find "$work/seeds/world" -name '*.jsonl*' | head -3 | while read -r f; do
-    case "$f" in *.gz) zcat "$f" ;; *.zst) zstd -dc "$f" 2>/dev/null || true ;; *) cat "$f" ;; esac \
-      | head -50 >"$work/corpus/events_jsonl/$(basename "$f").seed"
+  for f in "$work"/seeds/world/events/*.jsonl; do
+    head -n 50 "$f" >"$work/corpus/events_jsonl/$(basename "$f").seed"
   done
   python3 - "$work/corpus/events_jsonl" "$work/corpus/events_csv" <<'PY'
 import csv, io, json, os, sys
@@ -81,7 +80,7 @@ def stat(name):
     return int(m[-1]) if m else None
 print(json.dumps({"target": t, "seconds": int(secs), "execs": stat("number_of_executed_units"),
                   "execs_per_s": stat("average_exec_per_sec"), "corpus": len(os.listdir(corpus)),
-                  "crashed": status != 0, "exit": int(status)}))
+                  "crashed": int(status) != 0, "exit": int(status)}))
 PY
   if [ "$status" != 0 ]; then tail -40 "$log" >&2; crashes=$((crashes + 1)); fi
 done
