@@ -483,6 +483,10 @@ pub struct ServeArgs {
     /// Address to listen on [default: server.bind from the config]; port 0 picks a free port
     #[arg(long)]
     pub bind: Option<std::net::SocketAddr>,
+    /// Start even over damaged files: repair them first, as `encore events repair` and
+    /// `encore traces repair` do (intact records kept, the originals moved to quarantine)
+    #[arg(long)]
+    pub repair_damage: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -35,7 +35,14 @@ pub fn run(loaded: &Loaded, args: &DemoArgs, out: &Output) -> Result<(), CliErro
         return Ok(());
     }
     // the data directory was released when `build` returned: the server takes it now
-    crate::commands::serve::run(loaded, &crate::cli::ServeArgs { bind: args.bind }, out)
+    crate::commands::serve::run(
+        loaded,
+        &crate::cli::ServeArgs {
+            bind: args.bind,
+            repair_damage: false,
+        },
+        out,
+    )
 }
 
 /// Example requests against the demo's server.

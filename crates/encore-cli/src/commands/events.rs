@@ -179,7 +179,10 @@ pub fn import(loaded: &Loaded, cmd: ImportCommand, out: &Output) -> Result<(), C
 
 /// The event tables of the data directory under `root`: every event id once within the
 /// deduplication window.
-fn tables(root: &std::path::Path, window_ms: i64) -> Vec<crate::commands::integrity::TableDir> {
+pub(crate) fn tables(
+    root: &std::path::Path,
+    window_ms: i64,
+) -> Vec<crate::commands::integrity::TableDir> {
     Table::ALL
         .iter()
         .map(|t| {

@@ -74,9 +74,12 @@ struct Repaired {
 }
 
 /// Repairs every table (the data directory is held, so nothing else writes meanwhile).
-pub fn repair(dir: &DataDir, tables: &[TableDir], out: &Output) -> Result<(), CliError> {
+pub fn repair_tables(
+    dir: &DataDir,
+    tables: &[TableDir],
+) -> Result<Vec<(String, RepairReport)>, CliError> {
     let quarantine = quarantine_dir(dir.path());
-    let mut report = Repaired { tables: Vec::new() };
+    let mut out = Vec::new();
     for (name, path, spec, _) in tables {
         let r = EventLog::repair(
             path,
@@ -84,8 +87,16 @@ pub fn repair(dir: &DataDir, tables: &[TableDir], out: &Output) -> Result<(), Cl
             &quarantine.join(name),
             &encore_storage::fs::RealFs,
         )?;
-        report.tables.push((name.clone(), r));
+        out.push((name.clone(), r));
     }
+    Ok(out)
+}
+
+/// [`repair_tables`], reported.
+pub fn repair(dir: &DataDir, tables: &[TableDir], out: &Output) -> Result<(), CliError> {
+    let report = Repaired {
+        tables: repair_tables(dir, tables)?,
+    };
     out.emit(&report, || {
         let mut lines = Vec::new();
         for (name, r) in &report.tables {

@@ -31,6 +31,18 @@ async fn shutdown_signal() {
 
 pub fn run(loaded: &Loaded, args: &ServeArgs, out: &Output) -> Result<(), CliError> {
     let bind = args.bind.unwrap_or(loaded.config.server.bind);
+    if args.repair_damage {
+        // told to start over damage: repair it first, reported like `events repair`
+        let dir = encore_storage::DataDir::open(&loaded.config.data.dir)?;
+        let mut tables = crate::commands::events::tables(dir.path(), 0);
+        tables.extend(crate::commands::traces::tables(dir.path()));
+        for (table, report) in crate::commands::integrity::repair_tables(&dir, &tables)? {
+            if !report.is_empty() {
+                tracing::warn!(table, report = %serde_json::to_string(&report).unwrap_or_default(),
+                    "repaired damaged files before starting (originals in quarantine)");
+            }
+        }
+    }
     serve_until(
         loaded,
         bind,

@@ -78,6 +78,23 @@ fn money(usd: f64) -> String {
     }
 }
 
+/// The span store's tables under the data directory `root`: span keys once within the store's
+/// deduplication window; content rows may repeat a key (content is written first, so a retry
+/// after its core row failed writes it again).
+pub(crate) fn tables(root: &std::path::Path) -> Vec<crate::commands::integrity::TableDir> {
+    SpanStore::tables(root)
+        .into_iter()
+        .map(|(path, spec)| {
+            let ids = if spec.name == "spans" {
+                encore_storage::Ids::OnceWithin(encore_core::time::MS_PER_DAY)
+            } else {
+                encore_storage::Ids::Repeatable
+            };
+            (spec.name.to_owned(), path, spec, ids)
+        })
+        .collect()
+}
+
 pub fn run(
     loaded: &encore_config::Loaded,
     cmd: TracesCommand,
@@ -86,19 +103,7 @@ pub fn run(
     let dir = encore_storage::DataDir::open(&loaded.config.data.dir)?;
     if matches!(cmd, TracesCommand::Verify | TracesCommand::Repair) {
         use crate::commands::integrity;
-        // span keys once within the store's deduplication window; content rows may repeat a key
-        // (content is written first: a retry after its core row failed writes it again)
-        let tables: Vec<integrity::TableDir> = SpanStore::tables(dir.path())
-            .into_iter()
-            .map(|(path, spec)| {
-                let ids = if spec.name == "spans" {
-                    encore_storage::Ids::OnceWithin(encore_core::time::MS_PER_DAY)
-                } else {
-                    encore_storage::Ids::Repeatable
-                };
-                (spec.name.to_owned(), path, spec, ids)
-            })
-            .collect();
+        let tables = tables(dir.path());
         return match cmd {
             TracesCommand::Verify => integrity::verify(&tables, "span store", out),
             _ => integrity::repair(&dir, &tables, out),

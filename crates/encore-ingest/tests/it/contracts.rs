@@ -341,3 +341,26 @@ fn request_bodies_are_arrays_or_json_lines() {
         Err(encore_ingest::IngestError::TooLarge { .. })
     ));
 }
+
+/// Regression: the counters were saved after the rows were acknowledged, so a SIGKILL in between
+/// left `accepted` behind the log for good (545,745 counted, 546,745 stored). On open they catch
+/// up with the log.
+#[test]
+fn counters_behind_the_log_after_a_crash_catch_up_on_open() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("corpus.jsonl");
+    corpus(&file);
+    let data = tmp.path().join("data");
+    drop(
+        open(&data)
+            .ingest_files(std::slice::from_ref(&file), None, false, &|_, _| {})
+            .unwrap(),
+    );
+    // as if the process died after the acknowledgement, before the counters were saved
+    let path = data.join("events/ingest-counters.json");
+    let mut saved: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    saved["accepted"] = serde_json::json!(2);
+    std::fs::write(&path, saved.to_string()).unwrap();
+    assert_eq!(open(&data).counters().accepted, 6);
+}
