@@ -406,18 +406,22 @@ pub struct Definitions {
 /// `<n>m`, `<n>h` or `<n>d` in ms.
 pub fn duration_ms(s: &str) -> Result<i64, String> {
     let t = s.trim();
-    let (n, unit) = t.split_at(t.len().saturating_sub(1));
-    let n: i64 = n
+    // the unit is the last character, whatever its width in bytes
+    let unit = t.chars().last().unwrap_or(' ');
+    let n: i64 = t[..t.len() - unit.len_utf8().min(t.len())]
         .parse()
         .ok()
         .filter(|n| *n > 0)
         .ok_or_else(|| format!("duration {s:?}: expected a positive number then m, h or d"))?;
-    Ok(n * match unit {
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
+    let per_unit: i64 = match unit {
+        'm' => 60_000,
+        'h' => 3_600_000,
+        'd' => 86_400_000,
         _ => return Err(format!("duration {s:?}: the unit must be m, h or d")),
-    })
+    };
+    n.checked_mul(per_unit)
+        .filter(|ms| *ms <= 100 * 366 * 86_400_000)
+        .ok_or_else(|| format!("duration {s:?}: longer than 100 years"))
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -701,6 +705,31 @@ impl Definitions {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression (found by the `feature_toml` fuzz target): a window whose last character is
+    /// wider than a byte split a character in two and panicked; a huge number overflowed.
+    #[test]
+    fn durations_with_wide_characters_or_huge_numbers_are_errors() {
+        assert_eq!(duration_ms("7d"), Ok(7 * 86_400_000));
+        assert_eq!(duration_ms(" 90m "), Ok(90 * 60_000));
+        for bad in [
+            "ћ",
+            "7ћ",
+            "ћd",
+            "",
+            "d",
+            "0d",
+            "-3h",
+            "999999999999999999d",
+            "40000d",
+        ] {
+            assert!(duration_ms(bad).is_err(), "{bad:?}");
+        }
+        let text = "[entities.u]\nkeys = [\"user_id\"]\n[views.v]\nentity = \"u\"\nttl = \"30d\"\n\
+                    features = [{ name = \"n\", agg = \"count\", window = \"ћ\" }]\n";
+        let err = Definitions::parse(text, "f.toml").unwrap_err().to_string();
+        assert!(err.contains("f.toml") && err.contains("duration"), "{err}");
+    }
 
     pub const EXAMPLE: &str = r#"
 [entities.user]
