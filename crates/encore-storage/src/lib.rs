@@ -1,5 +1,7 @@
-//! Storage roles and their embedded backends. For now: the data directory itself, which every
-//! embedded backend lives in.
+//! Storage roles and their embedded backends: the data directory every embedded backend lives
+//! in, and the durable event log (a group-commit WAL and day-partitioned Parquet segments, with
+//! checksums on everything at rest, recovery that tells damage from a torn tail, and repair).
+//! Every write of the log goes through the file-system seam [`fs`], where tests inject faults.
 //!
 //! ```
 //! let tmp = tempfile::tempdir().unwrap();
