@@ -138,6 +138,24 @@ fn encore(data: &std::path::Path, args: &[&str]) -> (bool, serde_json::Value, St
     )
 }
 
+/// Flips the bits of `mask` in the byte at `at` of `path`; returns the file as it is now.
+fn flip(path: &std::path::Path, at: usize, mask: u8) -> Vec<u8> {
+    let mut bytes = std::fs::read(path).unwrap();
+    bytes[at] ^= mask;
+    std::fs::write(path, &bytes).unwrap();
+    bytes
+}
+
+/// Rows of every table in a `verify --json` report.
+fn verified_rows(v: &serde_json::Value) -> u64 {
+    v["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t[1]["sealed_rows"].as_u64().unwrap() + t[1]["unsealed_rows"].as_u64().unwrap())
+        .sum()
+}
+
 /// The newest WAL file of the playback log that holds records.
 fn playback_wal(data: &std::path::Path) -> std::path::PathBuf {
     let mut files: Vec<_> = std::fs::read_dir(data.join("events/playback/wal"))
@@ -170,10 +188,8 @@ fn a_flipped_wal_byte_is_refused_verified_and_repaired_end_to_end() {
     child.wait().unwrap();
 
     let wal = playback_wal(&data);
-    let mut bytes = std::fs::read(&wal).unwrap();
-    let at = bytes.len() / 2;
-    bytes[at] ^= 0x20;
-    std::fs::write(&wal, &bytes).unwrap();
+    let middle = std::fs::metadata(&wal).unwrap().len() as usize / 2;
+    let bytes = flip(&wal, middle, 0x20);
 
     let (ok, v, _) = encore(&data, &["events", "verify"]);
     assert!(!ok, "verify fails on damage: {v}");
@@ -220,12 +236,7 @@ fn a_flipped_wal_byte_is_refused_verified_and_repaired_end_to_end() {
 
     let (ok, v, err) = encore(&data, &["events", "verify"]);
     assert!(ok, "verify passes after repair: {v} {err}");
-    let stored: u64 = v["tables"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t[1]["sealed_rows"].as_u64().unwrap() + t[1]["unsealed_rows"].as_u64().unwrap())
-        .sum();
+    let stored = verified_rows(&v);
     // one batch of 1,000 events was one WAL record: exactly that was lost
     assert_eq!(stored as usize, acked - 1_000, "{v}");
 }
@@ -396,17 +407,7 @@ fn a_flipped_parquet_byte_is_found_and_repaired_end_to_end() {
     assert!(ok, "{v} {err}");
     let (ok, before, err) = encore(&data, &["events", "verify"]);
     assert!(ok, "{before} {err}");
-    let rows = |v: &serde_json::Value| -> u64 {
-        v["tables"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|t| {
-                t[1]["sealed_rows"].as_u64().unwrap() + t[1]["unsealed_rows"].as_u64().unwrap()
-            })
-            .sum()
-    };
-    let total = rows(&before);
+    let total = verified_rows(&before);
 
     // the largest playback segment, one bit in its middle
     let manifest: serde_json::Value =
@@ -421,10 +422,8 @@ fn a_flipped_parquet_byte_is_found_and_repaired_end_to_end() {
         .clone();
     let rel = seg["path"].as_str().unwrap();
     let path = data.join("events/playback").join(rel);
-    let mut bytes = std::fs::read(&path).unwrap();
-    let at = bytes.len() / 3;
-    bytes[at] ^= 0x04;
-    std::fs::write(&path, &bytes).unwrap();
+    let third = std::fs::metadata(&path).unwrap().len() as usize / 3;
+    let bytes = flip(&path, third, 0x04);
 
     let (ok, v, _) = encore(&data, &["events", "verify"]);
     assert!(!ok, "verify finds the flip: {v}");
@@ -456,5 +455,5 @@ fn a_flipped_parquet_byte_is_found_and_repaired_end_to_end() {
 
     let (ok, after, err) = encore(&data, &["events", "verify"]);
     assert!(ok, "{after} {err}");
-    assert_eq!(rows(&after), total - lost);
+    assert_eq!(verified_rows(&after), total - lost);
 }
