@@ -1020,6 +1020,7 @@ pub enum Ids {
 /// violation) or outside it (the contract allows an id to come back after the window).
 struct IdCheck {
     id_column: String,
+    ts_column: String,
     rule: Ids,
     seen: std::collections::HashMap<String, i64>,
     /// later times of ids that came back after the window (rare: kept apart)
@@ -1032,6 +1033,7 @@ impl IdCheck {
     fn new(spec: &TableSpec, rule: Ids) -> IdCheck {
         IdCheck {
             id_column: spec.id_column.to_owned(),
+            ts_column: spec.ts_column.to_owned(),
             rule,
             seen: std::collections::HashMap::new(),
             again: std::collections::HashMap::new(),
@@ -1040,22 +1042,20 @@ impl IdCheck {
         }
     }
 
-    /// `batch`: the id column, then the time column.
+    /// `batch`: any batch holding the id and time columns (by name).
     fn add(&mut self, batch: &RecordBatch) -> Result<(), StorageError> {
-        let bad = || StorageError::UnknownColumn {
+        let bad = |column: &str| StorageError::UnknownColumn {
             table: String::new(),
-            column: "id or time".into(),
+            column: column.to_owned(),
         };
         let ids = batch
-            .column(0)
-            .as_any()
-            .downcast_ref::<StringArray>()
-            .ok_or_else(bad)?;
+            .column_by_name(&self.id_column)
+            .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+            .ok_or_else(|| bad(&self.id_column))?;
         let ts = batch
-            .column(1)
-            .as_any()
-            .downcast_ref::<Int64Array>()
-            .ok_or_else(bad)?;
+            .column_by_name(&self.ts_column)
+            .and_then(|c| c.as_any().downcast_ref::<Int64Array>())
+            .ok_or_else(|| bad(&self.ts_column))?;
         for (id, t) in ids.iter().zip(ts.values()) {
             let Some(id) = id else { continue };
             let Some(&first) = self.seen.get(id) else {
@@ -1123,7 +1123,6 @@ pub fn inspect(dir: &Path, spec: &TableSpec, ids_rule: Ids) -> Result<Inspection
     }
     let manifest = read_manifest(dir, spec)?;
     let mut ids = IdCheck::new(spec, ids_rule);
-    let cols = [spec.id_column, spec.ts_column];
     let mut readable = Vec::new();
     for seg in &manifest.segments {
         out.segments += 1;
@@ -1138,22 +1137,18 @@ pub fn inspect(dir: &Path, spec: &TableSpec, ids_rule: Ids) -> Result<Inspection
         let file = File::open(&path).map_err(StorageError::io(&path))?;
         let builder = ParquetRecordBatchReaderBuilder::try_new(file)
             .map_err(|e| StorageError::parquet(&path, &e))?;
-        let indices: Vec<usize> = cols
-            .iter()
-            .map(|c| spec.schema.index_of(c).map_err(StorageError::arrow))
-            .collect::<Result<_, _>>()?;
-        let mask = ProjectionMask::roots(builder.parquet_schema(), indices);
+        let indices = [spec.id_column, spec.ts_column]
+            .map(|c| spec.schema.index_of(c).map_err(StorageError::arrow));
+        let mask = ProjectionMask::roots(
+            builder.parquet_schema(),
+            indices.into_iter().collect::<Result<Vec<_>, _>>()?,
+        );
         for b in builder
             .with_projection(mask)
             .build()
             .map_err(|e| StorageError::parquet(&path, &e))?
         {
-            let b = b.map_err(|e| StorageError::parquet(&path, &e))?;
-            let order: Vec<usize> = cols
-                .iter()
-                .map(|c| b.schema().index_of(c).map_err(StorageError::arrow))
-                .collect::<Result<_, _>>()?;
-            ids.add(&b.project(&order).map_err(StorageError::arrow)?)?;
+            ids.add(&b.map_err(|e| StorageError::parquet(&path, &e))?)?;
         }
     }
     for f in unsealed_wal(dir, &manifest)? {
@@ -1189,11 +1184,7 @@ pub fn inspect(dir: &Path, spec: &TableSpec, ids_rule: Ids) -> Result<Inspection
         for record in f.contents.records() {
             for b in decode_ipc(record, &f.path)? {
                 out.unsealed_rows += b.num_rows() as u64;
-                let idx: Vec<usize> = cols
-                    .iter()
-                    .map(|c| b.schema().index_of(c).map_err(StorageError::arrow))
-                    .collect::<Result<_, _>>()?;
-                ids.add(&b.project(&idx).map_err(StorageError::arrow)?)?;
+                ids.add(&b)?;
             }
         }
     }
