@@ -150,17 +150,23 @@ fn bad_row_corpus_yields_exact_counts_and_named_rejects() {
     assert_eq!(log.verify().unwrap(), Vec::<String>::new());
 }
 
-#[test]
-fn dedup_survives_a_restart() {
-    let tmp = tempfile::tempdir().unwrap();
-    let file = tmp.path().join("corpus.jsonl");
+/// A data directory under `dir` that has ingested the bad-row corpus once; and the corpus file.
+fn corpus_ingested_once(dir: &Path) -> (PathBuf, PathBuf) {
+    let file = dir.join("corpus.jsonl");
     corpus(&file);
-    let data = tmp.path().join("data");
+    let data = dir.join("data");
     drop(
         open(&data)
             .ingest_files(std::slice::from_ref(&file), None, false, &|_, _| {})
             .unwrap(),
     );
+    (data, file)
+}
+
+#[test]
+fn dedup_survives_a_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, file) = corpus_ingested_once(tmp.path());
     let again = open(&data)
         .ingest_files(&[file], None, false, &|_, _| {})
         .unwrap();
@@ -348,14 +354,7 @@ fn request_bodies_are_arrays_or_json_lines() {
 #[test]
 fn counters_behind_the_log_after_a_crash_catch_up_on_open() {
     let tmp = tempfile::tempdir().unwrap();
-    let file = tmp.path().join("corpus.jsonl");
-    corpus(&file);
-    let data = tmp.path().join("data");
-    drop(
-        open(&data)
-            .ingest_files(std::slice::from_ref(&file), None, false, &|_, _| {})
-            .unwrap(),
-    );
+    let (data, _) = corpus_ingested_once(tmp.path());
     // as if the process died after the acknowledgement, before the counters were saved
     let path = data.join("events/ingest-counters.json");
     let mut saved: serde_json::Value =
