@@ -80,6 +80,8 @@ impl CliError {
             ErrorCode::NotFound
             | ErrorCode::Conflict
             | ErrorCode::FailedPrecondition
+            | ErrorCode::Unauthenticated
+            | ErrorCode::PermissionDenied
             | ErrorCode::ResourceExhausted
             | ErrorCode::TooLarge
             | ErrorCode::UnsupportedMedia

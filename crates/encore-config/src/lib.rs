@@ -126,6 +126,19 @@ pub struct ServerConfig {
     pub bind: SocketAddr,
     /// Address of the OTLP/gRPC trace receiver (empty: none).
     pub otlp_grpc: String,
+    /// Whether requests must carry an API key; `off` is refused unless every listener is on a
+    /// loopback address.
+    pub auth: AuthMode,
+    /// Routes answered without a key.
+    pub open_routes: Vec<String>,
+}
+
+/// `[server] auth`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    Required,
+    Off,
 }
 
 impl Default for ServerConfig {
@@ -133,6 +146,10 @@ impl Default for ServerConfig {
         Self {
             bind: SocketAddr::from(([127, 0, 0, 1], 7878)),
             otlp_grpc: "127.0.0.1:4317".into(),
+            auth: AuthMode::Required,
+            open_routes: ["/healthz", "/readyz", "/metrics", "/openapi.json"]
+                .map(String::from)
+                .to_vec(),
         }
     }
 }

@@ -25,6 +25,12 @@ bind = "127.0.0.1:7878"
 # Address of the OTLP/gRPC trace receiver (host:port; "" for none). OTLP/HTTP is always on the
 # HTTP API at /v1/traces.
 otlp_grpc = "127.0.0.1:4317"
+# "required": every request but the open routes carries `Authorization: Bearer KEY` (keys come
+# from `encore keys create`). "off": every caller may do everything; refused unless the server
+# listens on loopback only.
+auth = "required"
+# Routes answered without a key.
+open_routes = ["/healthz", "/readyz", "/metrics", "/openapi.json"]
 
 [ingest]
 # An event id seen again within this many days (of event time) is a duplicate and is dropped.

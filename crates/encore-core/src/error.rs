@@ -19,6 +19,10 @@ pub enum ErrorCode {
     /// The system is not in a state that allows the operation (data directory locked, wrong format
     /// version, missing prerequisite).
     FailedPrecondition,
+    /// The caller did not prove who it is (no key, an unknown, expired or revoked key).
+    Unauthenticated,
+    /// The caller is known but its key does not allow the operation (missing scope or project).
+    PermissionDenied,
     /// A bounded resource is full (queue, quota); retrying later may succeed.
     ResourceExhausted,
     /// The request is larger than allowed (body size, rows per batch).
@@ -35,11 +39,13 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for exhaustive tests and documentation tables.
-    pub const ALL: [ErrorCode; 10] = [
+    pub const ALL: [ErrorCode; 12] = [
         ErrorCode::InvalidArgument,
         ErrorCode::NotFound,
         ErrorCode::Conflict,
         ErrorCode::FailedPrecondition,
+        ErrorCode::Unauthenticated,
+        ErrorCode::PermissionDenied,
         ErrorCode::ResourceExhausted,
         ErrorCode::TooLarge,
         ErrorCode::UnsupportedMedia,
@@ -54,6 +60,8 @@ impl ErrorCode {
             ErrorCode::NotFound => "not_found",
             ErrorCode::Conflict => "conflict",
             ErrorCode::FailedPrecondition => "failed_precondition",
+            ErrorCode::Unauthenticated => "unauthenticated",
+            ErrorCode::PermissionDenied => "permission_denied",
             ErrorCode::ResourceExhausted => "resource_exhausted",
             ErrorCode::TooLarge => "too_large",
             ErrorCode::UnsupportedMedia => "unsupported_media",
@@ -70,6 +78,8 @@ impl ErrorCode {
             | ErrorCode::NotFound
             | ErrorCode::Conflict
             | ErrorCode::FailedPrecondition
+            | ErrorCode::Unauthenticated
+            | ErrorCode::PermissionDenied
             | ErrorCode::TooLarge
             | ErrorCode::UnsupportedMedia => true,
             ErrorCode::ResourceExhausted

@@ -12,6 +12,7 @@
 
 /// the blocking HTTP client of encore's tools and tests
 pub use encore_http as client;
+pub mod auth;
 pub mod error;
 pub mod evals;
 mod events;
@@ -72,6 +73,8 @@ pub struct AppState {
     /// the online feature store, when definitions are applied
     pub features: Option<Arc<features::FeaturesAccess>>,
     pub metrics: Arc<metrics::Metrics>,
+    /// keys, scopes and the audit log
+    pub auth: auth::Auth,
     in_flight: Arc<Semaphore>,
 }
 
@@ -88,8 +91,15 @@ impl AppState {
             evals: None,
             features: None,
             metrics: Arc::default(),
+            auth: auth::Auth::off(),
             in_flight,
         }
+    }
+
+    /// Requires keys (or not) and audits through `auth`.
+    pub fn with_auth(mut self, auth: auth::Auth) -> Self {
+        self.auth = auth;
+        self
     }
 
     /// Answers `/v1/assignments` from `experiments` too.
@@ -139,8 +149,13 @@ pub fn router(state: AppState) -> Router {
         .merge(traces::routes())
         .merge(evals::routes())
         .merge(features::routes())
+        .merge(auth::routes())
         .route("/metrics", axum::routing::get(metrics::render))
         .route("/openapi.json", axum::routing::get(openapi::openapi_json))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::authorize,
+        ))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             metrics::track,
@@ -160,7 +175,8 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
+    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
 }

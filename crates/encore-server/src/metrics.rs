@@ -48,11 +48,23 @@ pub struct Metrics {
     failed_swaps: Counter,
     cache_hits: Counter,
     cache_misses: Counter,
+    auth_refused: Family<KindLabel, Counter>,
+    audit_failures: Counter,
     /// counts already added to the counters: swaps, failed swaps, cache hits, cache misses
     seen: [AtomicU64; 4],
 }
 
 impl Metrics {
+    /// A request refused for want of a valid key (`unauthenticated`) or a scope (`forbidden`).
+    pub fn auth_refused(&self, kind: &'static str) {
+        self.auth_refused.get_or_create(&KindLabel { kind }).inc();
+    }
+
+    /// An audit entry that could not be written.
+    pub fn audit_failed(&self) {
+        self.audit_failures.inc();
+    }
+
     /// `n` spans stored, with what redaction replaced in them.
     pub fn record_spans(&self, n: u64, r: &encore_telemetry::Redactions) {
         self.spans_stored.inc_by(n);
@@ -98,6 +110,8 @@ impl Default for Metrics {
             failed_swaps: Counter::default(),
             cache_hits: Counter::default(),
             cache_misses: Counter::default(),
+            auth_refused: Family::default(),
+            audit_failures: Counter::default(),
             seen: Default::default(),
             registry: Mutex::new(Registry::default()),
         };
@@ -181,6 +195,16 @@ impl Default for Metrics {
             "cache_misses",
             "home lists computed (not in the cache)",
             m.cache_misses.clone(),
+        );
+        registry.register(
+            "auth_refused",
+            "requests refused: no valid key (unauthenticated) or a key without the scope (forbidden)",
+            m.auth_refused.clone(),
+        );
+        registry.register(
+            "audit_failures",
+            "audit entries that could not be written (the request was answered)",
+            m.audit_failures.clone(),
         );
         *m.registry.lock().unwrap_or_else(|e| e.into_inner()) = registry;
         m

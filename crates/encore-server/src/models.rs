@@ -1,7 +1,7 @@
 //! The model registry over HTTP:
 //! `GET /v1/models`, `GET /v1/models/{name}/versions`, `GET /v1/models/{name}/history`, and
-//! `POST /v1/models/{name}/aliases/{alias}` (`{"version": 3, "reason": "...", "force": false,
-//! "actor": "..."}`), which moves `production` only through the gate. A refused promotion is
+//! `POST /v1/models/{name}/aliases/{alias}` (`{"version": 3, "reason": "...", "force": false}`),
+//! which moves `production` only through the gate; the move's actor is the caller's key name. A refused promotion is
 //! `412` with every failed check in the message. Each request opens its own SQLite connection on
 //! a blocking thread: the registry serializes writers itself.
 
@@ -77,9 +77,6 @@ pub(crate) struct MoveAlias {
     reason: String,
     #[serde(default)]
     force: bool,
-    /// who asks (recorded in the history) [default: "api"]
-    #[serde(default)]
-    actor: Option<String>,
 }
 
 #[utoipa::path(post, path = "/v1/models/{name}/aliases/{alias}", tag = "registry", params(("name" = String, Path), ("alias" = String, Path)), request_body = MoveAlias,
@@ -87,12 +84,13 @@ pub(crate) struct MoveAlias {
 pub(crate) async fn move_alias(
     State(state): State<AppState>,
     Path((name, alias)): Path<(String, String)>,
+    axum::Extension(caller): axum::Extension<encore_access::Principal>,
     body: Result<Json<MoveAlias>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<AliasMove>, ApiError> {
     let Json(req) = body.map_err(|e| {
         crate::error::json_rejection(
             e,
-            Some(r#"{"version": N, "reason": "...", "force": false}"#),
+            Some(r#"{"version": N, "reason": "...", "force": false} (the actor is the key's name)"#),
         )
     })?;
     let gate = state
@@ -101,7 +99,7 @@ pub(crate) async fn move_alias(
         .map(|r| r.gate.clone())
         .unwrap_or_default();
     let m = with_registry(&state, move |r| {
-        let actor = req.actor.unwrap_or_else(|| "api".into());
+        let actor = caller.name;
         let how = Promotion {
             alias: &alias,
             actor: &actor,

@@ -15,8 +15,9 @@ pub struct ErrorBody {
 #[derive(Debug, utoipa::ToSchema)]
 #[allow(dead_code)]
 pub struct ErrorDetail {
-    /// stable: invalid_argument, not_found, conflict, failed_precondition, resource_exhausted,
-    /// too_large, unavailable, data_loss, internal
+    /// stable: invalid_argument, not_found, conflict, failed_precondition, unauthenticated,
+    /// permission_denied, resource_exhausted, too_large, unsupported_media, unavailable,
+    /// data_loss, internal
     code: String,
     message: String,
     #[schema(value_type = Option<Object>)]
@@ -80,10 +81,33 @@ pub struct ErrorDetail {
         crate::evals::alert_history,
         crate::features::read,
         crate::features::services,
+        crate::auth::audit_list,
     ),
-    components(schemas(ErrorBody, ErrorDetail))
+    components(schemas(ErrorBody, ErrorDetail)),
+    modifiers(&BearerKeys),
+    security(("api_key" = []))
 )]
 pub struct ApiDoc;
+
+/// Every route takes `Authorization: Bearer KEY` (a key from `encore keys create`); health,
+/// readiness, metrics and this spec answer without one by default.
+#[derive(Debug)]
+struct BearerKeys;
+
+impl utoipa::Modify for BearerKeys {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        doc.components.get_or_insert_with(Default::default).add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("a key from `encore keys create`"))
+                    .build(),
+            ),
+        );
+    }
+}
 
 /// The spec as pretty JSON (stable key order), as committed in `docs/openapi.json`.
 pub fn spec_json() -> String {

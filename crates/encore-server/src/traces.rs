@@ -19,6 +19,8 @@ use crate::error::ApiError;
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
+use axum::Extension;
+use encore_access::{Principal, Scope};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -188,9 +190,20 @@ fn store_request(
     t: &TelemetryAccess,
     metrics: &crate::metrics::Metrics,
     request: &ExportTraceServiceRequest,
-) -> Result<usize, encore_storage::StorageError> {
+    caller: &Principal,
+) -> Result<usize, ApiError> {
     let mut counts = Redactions::default();
     let mut spans = t.normalizer.spans(request, &mut counts);
+    // a key limited to projects writes only those: one span of another refuses the export
+    if let Some(other) = spans.iter().find(|s| !caller.allows_project(&s.project)) {
+        return Err(ApiError::new(
+            ErrorCode::PermissionDenied,
+            format!(
+                "the key {:?} may not write spans of project {:?}",
+                caller.name, other.project
+            ),
+        ));
+    }
     let dropped = t.normalizer.sampling.apply(&mut spans);
     metrics.spans_sampled_out.inc_by(dropped as u64);
     let stored = t.store.append(&spans)?;
@@ -205,11 +218,13 @@ fn store_request(
     Ok(stored)
 }
 
-/// OTLP/gRPC: the collector's `TraceService` on its own port, the same path behind it.
+/// OTLP/gRPC: the collector's `TraceService` on its own port, the same path behind it. The key
+/// comes in the `authorization` metadata, as OTLP exporters send headers.
 #[derive(Debug)]
 struct GrpcTraces {
     access: Arc<TelemetryAccess>,
     metrics: Arc<crate::metrics::Metrics>,
+    auth: crate::auth::Auth,
 }
 
 #[tonic::async_trait]
@@ -218,6 +233,21 @@ impl TraceService for GrpcTraces {
         &self,
         request: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let header = request
+            .metadata()
+            .get("authorization")
+            .and_then(|v| axum::http::HeaderValue::from_bytes(v.as_bytes()).ok());
+        let caller = self.auth.principal(header.as_ref()).map_err(|e| {
+            self.metrics.auth_refused("unauthenticated");
+            tonic::Status::unauthenticated(e.message)
+        })?;
+        if !caller.allows(Scope::TracesWrite) {
+            self.metrics.auth_refused("forbidden");
+            return Err(tonic::Status::permission_denied(format!(
+                "the key {:?} lacks the scope `traces:write`",
+                caller.name
+            )));
+        }
         // UNAVAILABLE is the code OTLP exporters retry with backoff
         let Ok(permit) = self.access.in_flight.clone().try_acquire_owned() else {
             return Err(tonic::Status::unavailable(format!(
@@ -229,11 +259,14 @@ impl TraceService for GrpcTraces {
         let request = request.into_inner();
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            store_request(&t, &metrics, &request)
+            store_request(&t, &metrics, &request, &caller)
         })
         .await
         .map_err(|e| tonic::Status::internal(format!("trace export task failed: {e}")))?
-        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+        .map_err(|e| match e.code {
+            ErrorCode::PermissionDenied => tonic::Status::permission_denied(e.message),
+            _ => tonic::Status::unavailable(e.message),
+        })?;
         Ok(tonic::Response::new(ExportTraceServiceResponse {
             partial_success: None,
         }))
@@ -255,6 +288,7 @@ pub async fn serve_grpc(
     let service = TraceServiceServer::new(GrpcTraces {
         access,
         metrics: state.metrics.clone(),
+        auth: state.auth.clone(),
     })
     .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
     .max_decoding_message_size(max_bytes);
@@ -277,6 +311,27 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/traces/{trace_id}", get(trace))
 }
 
+/// The project a read is limited to: the one asked for, when the key may read it; for a key
+/// limited to one project, that project; a key limited to several must name one.
+fn readable_project(caller: &Principal, asked: Option<String>) -> Result<Option<String>, ApiError> {
+    match (asked, caller.projects.as_deref()) {
+        (asked, None) => Ok(asked),
+        (Some(p), Some(_)) if caller.allows_project(&p) => Ok(Some(p)),
+        (None, Some([only])) => Ok(Some(only.clone())),
+        (asked, Some(allowed)) => Err(ApiError::new(
+            ErrorCode::PermissionDenied,
+            format!(
+                "the key {:?} may read only the projects {allowed:?}{}",
+                caller.name,
+                match asked {
+                    Some(p) => format!(", not {p:?}"),
+                    None => ": pass `project=`".into(),
+                }
+            ),
+        )),
+    }
+}
+
 fn access(state: &AppState) -> Result<Arc<TelemetryAccess>, ApiError> {
     state.telemetry.clone().ok_or_else(|| {
         ApiError::new(
@@ -292,6 +347,7 @@ fn access(state: &AppState) -> Result<Arc<TelemetryAccess>, ApiError> {
     responses((status = 200, description = "every span is durable"), (status = 400, body = crate::openapi::ErrorBody), (status = 413, description = "the body, or what it inflates to, is over the limit", body = crate::openapi::ErrorBody), (status = 415, description = "a content type or encoding that is not read", body = crate::openapi::ErrorBody), (status = 503, description = "over the ingest limit, or writes fail (Retry-After)", body = crate::openapi::ErrorBody)))]
 pub(crate) async fn export(
     State(state): State<AppState>,
+    Extension(caller): Extension<Principal>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -341,7 +397,7 @@ pub(crate) async fn export(
         let _permit = permit;
         // the inflated body obeys the same ceiling as the body on the wire
         let request = encore_telemetry::otlp::decode(&bytes, &content_type, gzip, limit)?;
-        Ok(store_request(&t, &metrics, &request)?)
+        store_request(&t, &metrics, &request, &caller)
     })
     .await
     .map_err(|e| {
@@ -375,11 +431,13 @@ pub(crate) struct CountParams {
     responses((status = 200, description = "`{\"count\": N}`: spans durable and queryable", body = Object)))]
 pub(crate) async fn count(
     State(state): State<AppState>,
+    Extension(caller): Extension<Principal>,
     params: Result<Query<CountParams>, QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let Query(p) = params.map_err(|e| ApiError::new(ErrorCode::InvalidArgument, e.body_text()))?;
+    let project = readable_project(&caller, p.project)?;
     let t = access(&state)?;
-    let n = tokio::task::spawn_blocking(move || t.store.count(p.project.as_deref()))
+    let n = tokio::task::spawn_blocking(move || t.store.count(project.as_deref()))
         .await
         .map_err(|e| ApiError::new(ErrorCode::Internal, format!("count task failed: {e}")))??;
     Ok(Json(serde_json::json!({ "count": n })))
@@ -425,9 +483,20 @@ pub(crate) struct ListParams {
     responses((status = 200, description = "`{\"spans\": [...], \"next_before_ns\"}`, newest first", body = Object), (status = 400, body = crate::openapi::ErrorBody)))]
 pub(crate) async fn list(
     State(state): State<AppState>,
+    Extension(caller): Extension<Principal>,
     params: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let Query(p) = params.map_err(|e| ApiError::new(ErrorCode::InvalidArgument, e.body_text()))?;
+    if p.q.as_deref().is_some_and(|q| !q.is_empty()) && !caller.allows(Scope::TracesContent) {
+        return Err(ApiError::new(
+            ErrorCode::PermissionDenied,
+            format!(
+                "searching prompts and completions (`q`) needs the scope `traces:content`, which the key {:?} lacks",
+                caller.name
+            ),
+        ));
+    }
+    let project = readable_project(&caller, p.project)?;
     if p.limit == 0 || p.limit > 10_000 {
         return Err(ApiError::new(
             ErrorCode::InvalidArgument,
@@ -439,7 +508,7 @@ pub(crate) async fn list(
     }
     let t = access(&state)?;
     let filter = Filter {
-        project: p.project,
+        project,
         from_ms: p.from_ms,
         to_ms: p.to_ms,
         service: p.service,
@@ -517,9 +586,11 @@ fn default_group() -> encore_telemetry::store::GroupBy {
     responses((status = 200, description = "`{\"rows\": [{bucket_ms, group, count, errors, error_rate, latency_ms, tokens, cost_usd}]}`", body = Object), (status = 400, body = crate::openapi::ErrorBody)))]
 pub(crate) async fn stats(
     State(state): State<AppState>,
+    Extension(caller): Extension<Principal>,
     params: Result<Query<StatsParams>, QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let Query(p) = params.map_err(|e| ApiError::new(ErrorCode::InvalidArgument, e.body_text()))?;
+    let project = readable_project(&caller, p.project)?;
     let bucket_ms = match p.bucket.as_deref().unwrap_or("none") {
         "none" => 0,
         "minute" => 60_000,
@@ -534,7 +605,7 @@ pub(crate) async fn stats(
     };
     let t = access(&state)?;
     let filter = Filter {
-        project: p.project,
+        project,
         from_ms: p.from_ms,
         to_ms: p.to_ms,
         service: p.service,
@@ -572,13 +643,22 @@ pub(crate) async fn stats(
     responses((status = 200, description = "`{\"trace_id\", \"spans\": [{depth, offset_ms, ..., input, output}]}`, depth first", body = Object), (status = 404, body = crate::openapi::ErrorBody)))]
 pub(crate) async fn trace(
     State(state): State<AppState>,
+    Extension(caller): Extension<Principal>,
     axum::extract::Path(trace_id): axum::extract::Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let t = access(&state)?;
     let id = trace_id.to_ascii_lowercase();
-    let spans = tokio::task::spawn_blocking(move || t.store.trace(&id))
+    let mut spans = tokio::task::spawn_blocking(move || t.store.trace(&id))
         .await
         .map_err(|e| ApiError::new(ErrorCode::Internal, format!("trace task failed: {e}")))??;
+    // spans of projects the key may not read are not there for it (not even as a 403)
+    spans.retain(|s| caller.allows_project(&s.span.project));
+    if !caller.allows(Scope::TracesContent) {
+        for s in &mut spans {
+            s.input = None;
+            s.output = None;
+        }
+    }
     if spans.is_empty() {
         return Err(ApiError::new(
             ErrorCode::NotFound,
