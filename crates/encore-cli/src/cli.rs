@@ -101,6 +101,51 @@ pub enum Command {
     /// The feature store: definitions, materialization, training sets, online values
     #[command(subcommand)]
     Features(FeaturesCommand),
+    /// API keys: create (shown once), list, revoke
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// The audit log: who changed what, and who read trace content
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create a key and print it once (only its hash is stored)
+    Create {
+        /// Who uses it; recorded as the actor of what it does (letters, digits, - _ .)
+        #[arg(long)]
+        name: String,
+        /// Comma-separated: events:write, events:read, traces:write, traces:read,
+        /// traces:content, recs:read, features:read, evals:read, evals:write, models:read,
+        /// models:write, experiments:read, experiments:write, privacy:admin, admin
+        #[arg(long)]
+        scopes: String,
+        /// Limit trace reads and writes to these projects (comma-separated)
+        #[arg(long)]
+        projects: Option<String>,
+        /// Valid for this long: 30d, 12h, 90m [default: until revoked]
+        #[arg(long)]
+        expires: Option<String>,
+    },
+    /// Every key (never its secret), newest first
+    List,
+    /// Revoke a key by id; servers refuse it within 2 s
+    Revoke { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Entries oldest first
+    List {
+        /// Only entries at or after this: epoch ms, YYYY-MM-DD, or an age such as 24h or 7d
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+    },
+    /// Recompute the hash chain: finds an entry changed or removed behind the log's back
+    Verify,
 }
 
 #[derive(Debug, Subcommand)]
@@ -387,7 +432,7 @@ pub enum AlertsCommand {
 pub enum BenchCommand {
     /// POST JSON-lines event files to a running `encore serve` and report events/s and latency
     HttpIngest {
-        /// The server, e.g. 127.0.0.1:7878 (loopback only)
+        /// The server, e.g. 127.0.0.1:7878 (loopback only; the API key comes from ENCORE_API_KEY)
         #[arg(long)]
         addr: String,
         /// JSON-lines event files (e.g. a simulated world's events/events-*.jsonl)
@@ -460,7 +505,7 @@ pub enum BenchCommand {
         write_definitions: Option<PathBuf>,
     },
     HttpGet {
-        /// The server, e.g. 127.0.0.1:7878 (loopback only)
+        /// The server, e.g. 127.0.0.1:7878 (loopback only; the API key comes from ENCORE_API_KEY)
         #[arg(long)]
         addr: String,
         /// One request path per line (e.g. /v1/users/u1/recommendations?n=10), used round-robin;

@@ -115,5 +115,7 @@ fn run(cli: Cli, loaded: &Loaded) -> Result<(), CliError> {
         Command::Alerts(cmd) => commands::llm_evals::alerts(loaded, cmd, &out),
         Command::Features(cmd) => commands::features::run(loaded, cmd, &out),
         Command::Bench(cmd) => commands::bench::run(cmd, &out),
+        Command::Keys(cmd) => commands::access::keys(loaded, cmd, &out),
+        Command::Audit(cmd) => commands::access::audit(loaded, cmd, &out),
     }
 }

@@ -15,6 +15,18 @@ pub fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
+/// `ms` as `YYYY-MM-DDTHH:MM:SSZ` (UTC, whole seconds).
+pub fn format_ms(ms: i64) -> String {
+    let secs = ms.rem_euclid(MS_PER_DAY) / MS_PER_SECOND;
+    format!(
+        "{}T{:02}:{:02}:{:02}Z",
+        Date::from_epoch_ms(ms),
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
 /// A calendar date (UTC).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Date {
@@ -96,6 +108,8 @@ mod tests {
         assert_eq!(Date::parse("2000-03-01").unwrap().to_days(), 11_017);
         assert_eq!(Date::parse("2026-11-29").unwrap().weekday(), 6);
         assert_eq!(Date::from_epoch_ms(-1).to_string(), "1969-12-31");
+        assert_eq!(format_ms(1_764_979_199_999), "2025-12-05T23:59:59Z");
+        assert_eq!(format_ms(-1), "1969-12-31T23:59:59Z");
     }
 
     #[test]

@@ -84,6 +84,8 @@ impl Url {
 pub struct Connection {
     reader: BufReader<TcpStream>,
     host: String,
+    /// `Authorization: Bearer ...` sent with every request, when set
+    bearer: Option<String>,
 }
 
 impl Connection {
@@ -103,6 +105,7 @@ impl Connection {
                     return Ok(Connection {
                         reader: BufReader::new(stream),
                         host: addr.to_owned(),
+                        bearer: None,
                     });
                 }
                 Err(e) => last = Some(e),
@@ -111,6 +114,12 @@ impl Connection {
         Err(last.unwrap_or_else(|| {
             std::io::Error::new(std::io::ErrorKind::NotFound, format!("{addr}: no address"))
         }))
+    }
+
+    /// Sends `Authorization: Bearer KEY` with every request (an encore API key).
+    pub fn with_key(mut self, key: Option<&str>) -> Connection {
+        self.bearer = key.filter(|k| !k.is_empty()).map(|k| format!("Bearer {k}"));
+        self
     }
 
     /// Sends one JSON request and reads its response.
@@ -134,6 +143,13 @@ impl Connection {
             .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
         {
             head.push_str("Content-Type: application/json\r\n");
+        }
+        if let Some(b) = &self.bearer
+            && !headers
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+        {
+            head.push_str(&format!("Authorization: {b}\r\n"));
         }
         for (k, v) in headers {
             head.push_str(&format!("{k}: {v}\r\n"));

@@ -160,7 +160,7 @@ pub fn run(cmd: BenchCommand, out: &Output) -> Result<(), CliError> {
     std::thread::scope(|s| {
         for _ in 0..connections.max(1) {
             s.spawn(|| {
-                let mut conn = match Connection::open(&addr) {
+                let mut conn = match Connection::open(&addr).map(with_key) {
                     Ok(c) => c,
                     Err(e) => {
                         *failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
@@ -314,7 +314,7 @@ fn http_get(
                 s.spawn(move || {
                     let (mut lat, mut shed, mut errors, mut sent) = (Vec::new(), 0u64, 0u64, 0u64);
                     let mut service = Vec::new();
-                    let mut conn = Connection::open(addr).ok();
+                    let mut conn = Connection::open(addr).ok().map(with_key);
                     let mut k = c as u64;
                     while k < total {
                         let due = std::time::Duration::from_secs_f64(k as f64 / rate);
@@ -345,7 +345,7 @@ fn http_get(
                             Ok(_) => errors += 1,
                             Err(_) => {
                                 errors += 1;
-                                conn = Connection::open(addr).ok();
+                                conn = Connection::open(addr).ok().map(with_key);
                             }
                         }
                         k += connections as u64;
@@ -771,3 +771,8 @@ features = [
 [services.reranker]
 views = ["user", "user_artist"]
 "#;
+
+/// Load generators send the key in `ENCORE_API_KEY` (a key with the scopes the routes need).
+fn with_key(c: Connection) -> Connection {
+    c.with_key(std::env::var("ENCORE_API_KEY").ok().as_deref())
+}

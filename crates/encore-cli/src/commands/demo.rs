@@ -26,6 +26,9 @@ struct DemoReport {
     /// requests to try against the server the demo starts
     #[serde(skip_serializing_if = "Vec::is_empty")]
     requests: Vec<String>,
+    /// an admin key for the demo's server (the previous demo key is revoked); shown once
+    #[serde(skip_serializing_if = "Option::is_none")]
+    api_key: Option<String>,
     next: Vec<String>,
 }
 
@@ -45,21 +48,42 @@ pub fn run(loaded: &Loaded, args: &DemoArgs, out: &Output) -> Result<(), CliErro
     )
 }
 
-/// Example requests against the demo's server.
-fn curl_examples(base: &str, user: &str, item: &str) -> Vec<String> {
+/// Example requests against the demo's server (`$ENCORE_API_KEY` holds the demo's key).
+fn curl_examples(base: &str, user: &str, item: &str, keyed: bool) -> Vec<String> {
+    let h = if keyed {
+        " -H \"Authorization: Bearer $ENCORE_API_KEY\""
+    } else {
+        ""
+    };
     vec![
-        format!("curl -s '{base}/v1/users/{user}/recommendations?n=10'"),
-        format!("curl -s '{base}/v1/items/{item}/similar?n=10'"),
-        format!("curl -s '{base}/v1/users/{user}/mixes?max=3&size=10'"),
+        format!("curl -s{h} '{base}/v1/users/{user}/recommendations?n=10'"),
+        format!("curl -s{h} '{base}/v1/items/{item}/similar?n=10'"),
+        format!("curl -s{h} '{base}/v1/users/{user}/mixes?max=3&size=10'"),
         format!(
-            "curl -s {base}/v1/radio -H 'content-type: application/json' -d '{{\"seeds\": [\"{item}\"], \"n\": 10}}'"
+            "curl -s{h} {base}/v1/radio -H 'content-type: application/json' -d '{{\"seeds\": [\"{item}\"], \"n\": 10}}'"
         ),
         format!(
-            "curl -s {base}/v1/recommendations -H 'content-type: application/json' -d '{{\"seed_items\": [\"{item}\"], \"n\": 5}}'"
+            "curl -s{h} {base}/v1/recommendations -H 'content-type: application/json' -d '{{\"seed_items\": [\"{item}\"], \"n\": 5}}'"
         ),
-        format!("curl -s {base}/v1/models/recommender/history"),
+        format!("curl -s{h} {base}/v1/models/recommender/history"),
         format!("curl -s {base}/metrics"),
     ]
+}
+
+/// A fresh admin key named `demo` for the demo's server; earlier demo keys are revoked.
+fn demo_key(root: &std::path::Path) -> Result<String, CliError> {
+    let keys = encore_access::Keys::open(root)?;
+    for k in keys.list()? {
+        if k.name == "demo" && k.revoked_ms.is_none() {
+            keys.revoke(&k.id)?;
+        }
+    }
+    let created = keys.create(&encore_access::NewKey::new(
+        "demo",
+        vec![encore_access::Scope::Admin],
+    ))?;
+    crate::commands::access::audit_local(root, "keys create", &created.key.id, "name=demo scopes=admin (encore demo)");
+    Ok(created.secret)
 }
 
 /// Everything but serving.
@@ -146,6 +170,12 @@ fn build(loaded: &Loaded, args: &DemoArgs, out: &Output) -> Result<(), CliError>
         Err(e) => return Err(e.into()),
     };
     let world_path = world_dir.display().to_string();
+    let keyed = loaded.config.server.auth == encore_config::AuthMode::Required;
+    let api_key = if args.no_serve || !keyed {
+        None
+    } else {
+        Some(demo_key(dir.path())?)
+    };
     let requests = if args.no_serve {
         Vec::new()
     } else {
@@ -158,12 +188,13 @@ fn build(loaded: &Loaded, args: &DemoArgs, out: &Output) -> Result<(), CliError>
         }
         let top = (0..listeners.len()).max_by_key(|&i| (listeners[i], std::cmp::Reverse(i)));
         let item = top.map(|i| data.items[i].clone()).unwrap_or_default();
-        curl_examples(&base, &user, &item)
+        curl_examples(&base, &user, &item, keyed)
     };
     let report = DemoReport {
         requests,
         data_dir: dir.path().display().to_string(),
         reused,
+        api_key,
         ingest,
         log_rows: stats.plays + stats.interactions,
         models,
@@ -219,6 +250,12 @@ fn build(loaded: &Loaded, args: &DemoArgs, out: &Output) -> Result<(), CliError>
         text.push_str("try next:\n");
         for n in &report.next {
             text.push_str(&format!("  {n}\n"));
+        }
+        if let Some(key) = &report.api_key {
+            text.push_str(&format!(
+                "\nan admin API key for this server (shown once; `encore keys list` shows it):\n  \
+                 export ENCORE_API_KEY={key}\n"
+            ));
         }
         if !report.requests.is_empty() {
             text.push_str("\nserving the production model now (Ctrl-C stops it); try:\n");

@@ -90,7 +90,18 @@ pub fn serve_until(
     on_listening: impl FnOnce(std::net::SocketAddr, Option<std::net::SocketAddr>, &std::path::Path),
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), CliError> {
+    let mode = auth_mode(loaded, bind)?;
     let (dir, ingestor) = open(loaded)?;
+    let auth = encore_server::auth::Auth::open(dir.path(), mode, &loaded.config.server.open_routes)?;
+    if mode == encore_server::auth::Mode::Required
+        && encore_access::Keys::open(dir.path())?.list()?.iter().all(|k| k.revoked_ms.is_some())
+    {
+        tracing::warn!(
+            "no API keys yet: every request but {:?} is refused; create one with \
+             `encore keys create --name NAME --scopes admin`",
+            loaded.config.server.open_routes
+        );
+    }
     let ingestor = Arc::new(ingestor);
     let c = &loaded.config.ingest;
     let limits = Limits {
@@ -180,6 +191,7 @@ pub fn serve_until(
         on_listening(addr, grpc_addr, dir.path());
         let gate = crate::cli::GateArgs::default().gate(&loaded.config.registry);
         let state = AppState::new(Arc::clone(&ingestor), limits)
+            .with_auth(auth)
             .with_registry(dir.path().to_path_buf(), gate)
             .with_telemetry(Arc::clone(&telemetry))
             .with_evals(evals);
@@ -258,6 +270,44 @@ pub fn serve_until(
     }
     telemetry.store.seal()?;
     Ok(())
+}
+
+/// `[server] auth`, refused as `off` on any address but loopback: without keys, whoever reaches
+/// the port could move production, read prompts and post events for any listener.
+fn auth_mode(
+    loaded: &Loaded,
+    bind: std::net::SocketAddr,
+) -> Result<encore_server::auth::Mode, CliError> {
+    use encore_config::AuthMode;
+    match loaded.config.server.auth {
+        AuthMode::Required => Ok(encore_server::auth::Mode::Required),
+        AuthMode::Off => {
+            let grpc = loaded.config.server.otlp_grpc.as_str();
+            let grpc_local = grpc.is_empty()
+                || grpc
+                    .parse::<std::net::SocketAddr>()
+                    .is_ok_and(|a| a.ip().is_loopback())
+                || grpc.starts_with("localhost:");
+            if !bind.ip().is_loopback() || !grpc_local {
+                let addr = if bind.ip().is_loopback() {
+                    grpc.to_string()
+                } else {
+                    bind.to_string()
+                };
+                return Err(CliError::usage(
+                    format!(
+                        "refusing to listen on {addr} with [server] auth = \"off\": anyone who \
+                         reaches it could move production, read prompts and post events for any \
+                         listener"
+                    ),
+                    "listen on a loopback address (127.0.0.1), or keep auth = \"required\" and \
+                     give clients keys from `encore keys create`",
+                ));
+            }
+            tracing::warn!("authentication is off: every local caller may do everything");
+            Ok(encore_server::auth::Mode::Off)
+        }
+    }
 }
 
 /// The online feature store with the current definitions, when some are applied.

@@ -99,6 +99,8 @@ pub fn run(
     loaded.config.serving.impressions = true;
     loaded.config.serving.model = "recommender".into();
     loaded.config.server.otlp_grpc = String::new();
+    // the simulation's own server, on loopback, called only by this process
+    loaded.config.server.auth = encore_config::AuthMode::Off;
 
     // a world whose history ends today, ingested; the weak and the good model registered
     let today = now_ms().div_euclid(MS_PER_DAY);
