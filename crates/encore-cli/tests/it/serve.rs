@@ -26,6 +26,8 @@ pub(crate) fn start_full(data: &Path, env: &[(&str, &str)]) -> (Child, u16, Opti
         .arg(data)
         .env("ENCORE__INGEST__SEAL_ROWS", "4000")
         .env("ENCORE__SERVER__OTLP_GRPC", "")
+        // loopback only: the tests of keys ask for them with ENCORE__SERVER__AUTH=required
+        .env("ENCORE__SERVER__AUTH", "off")
         .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -233,7 +235,7 @@ pub(crate) fn encore_json(cwd: &Path, data: &str, args: &[&str]) -> serde_json::
 
 #[test]
 fn registry_over_http_gates_production_and_posts_webhooks() {
-    use encore_server::client::request;
+    use encore_server::client::{Connection, request};
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("d");
     let data_arg = data.to_str().unwrap();
@@ -246,45 +248,71 @@ fn registry_over_http_gates_production_and_posts_webhooks() {
         v1["metrics"]["ndcg@10"].as_f64().unwrap(),
         v2["metrics"]["ndcg@10"].as_f64().unwrap(),
     );
+    // keys, made beside the data directory before and while the server runs
+    let ops = run(&["keys", "create", "--name", "ops", "--scopes", "models:read,models:write"]);
+    let reader = run(&["keys", "create", "--name", "viewer", "--scopes", "models:read"]);
+    let (ops, reader) = (
+        ops["key"].as_str().unwrap().to_owned(),
+        reader["key"].as_str().unwrap().to_owned(),
+    );
 
     let hooks = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let hook_url = format!("[\"http://{}/hook\"]", hooks.local_addr().unwrap());
     let (child, port) = start_with(
         &data,
         &[
+            ("ENCORE__SERVER__AUTH", "required"),
             ("ENCORE__REGISTRY__WEBHOOKS", hook_url.as_str()),
             ("ENCORE__REGISTRY__WEBHOOK_BACKOFF_MS", "20"),
         ],
     );
     let addr = format!("127.0.0.1:{port}");
-    let list = request(&addr, "GET", "/v1/models", b"").unwrap();
+    let as_key = |key: &str, method: &str, path: &str, body: &[u8]| {
+        Connection::open(&addr)
+            .unwrap()
+            .with_key(Some(key))
+            .request(method, path, body)
+            .unwrap()
+    };
+    // anyone who reaches the port: nothing but health
+    assert_eq!(request(&addr, "GET", "/v1/models", b"").unwrap().status, 401);
+    assert_eq!(request(&addr, "GET", "/healthz", b"").unwrap().status, 200);
+    let list = as_key(&reader, "GET", "/v1/models", b"");
     assert_eq!(list.status, 200, "{}", list.body);
     let list: serde_json::Value = serde_json::from_str(&list.body).unwrap();
     assert_eq!(list[0]["name"], "home");
     assert_eq!(list[0]["aliases"]["production"], 1);
-    let versions = request(&addr, "GET", "/v1/models/home/versions", b"").unwrap();
+    let versions = as_key(&reader, "GET", "/v1/models/home/versions", b"");
     let versions: serde_json::Value = serde_json::from_str(&versions.body).unwrap();
     assert_eq!(versions.as_array().unwrap().len(), 2);
 
     let path = "/v1/models/home/aliases/production";
-    let refused = request(&addr, "POST", path, br#"{"version": 2}"#).unwrap();
+    let body = br#"{"version": 2, "force": true, "reason": "load test"}"#;
+    let denied = request(&addr, "POST", path, body).unwrap();
+    assert_eq!(denied.status, 401, "{}", denied.body);
+    let denied = as_key(&reader, "POST", path, body);
+    assert_eq!(denied.status, 403, "{}", denied.body);
+    assert!(denied.body.contains("models:write"), "{}", denied.body);
+    let refused = as_key(&ops, "POST", path, br#"{"version": 2}"#);
     assert_eq!(refused.status, 412, "{}", refused.body);
     assert!(
         refused.body.contains(&format!("{pop:.4}")) && refused.body.contains(&format!("{als:.4}")),
         "{}",
         refused.body
     );
-    let bad = request(&addr, "POST", path, br#"{"versoin": 2}"#).unwrap();
+    let bad = as_key(&ops, "POST", path, br#"{"versoin": 2}"#);
     assert_eq!(bad.status, 400, "{}", bad.body);
-    let missing = request(&addr, "GET", "/v1/models/nope/history", b"").unwrap();
-    assert_eq!(missing.status, 404, "{}", missing.body);
-    let forced = request(
-        &addr,
+    // the body cannot name the actor: the key's name is the actor
+    let claimed = as_key(
+        &ops,
         "POST",
         path,
-        br#"{"version": 2, "force": true, "reason": "load test", "actor": "ops"}"#,
-    )
-    .unwrap();
+        br#"{"version": 2, "force": true, "actor": "release-bot"}"#,
+    );
+    assert_eq!(claimed.status, 400, "{}", claimed.body);
+    let missing = as_key(&reader, "GET", "/v1/models/nope/history", b"");
+    assert_eq!(missing.status, 404, "{}", missing.body);
+    let forced = as_key(&ops, "POST", path, body);
     assert_eq!(forced.status, 200, "{}", forced.body);
 
     // the move reaches the webhook (the first delivery fails and is retried)
@@ -298,12 +326,71 @@ fn registry_over_http_gates_production_and_posts_webhooks() {
     assert_eq!(event["move"]["forced"], true);
     assert_eq!(event["move"]["actor"], "ops");
 
-    let history = request(&addr, "GET", "/v1/models/home/history", b"").unwrap();
+    let history = as_key(&reader, "GET", "/v1/models/home/history", b"");
     let history: serde_json::Value = serde_json::from_str(&history.body).unwrap();
     assert_eq!(history.as_array().unwrap().len(), 2);
+    assert_eq!(history[1]["actor"], "ops");
+
+    // the audit log has every attempt at production, by key name and address; the CLI's key
+    // creations too
+    let audit = run(&["audit", "list"]);
+    let moves: Vec<_> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["target"] == path)
+        .map(|e| (e["key_name"].as_str().unwrap(), e["status"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(
+        moves,
+        [("viewer", 403), ("ops", 412), ("ops", 400), ("ops", 400), ("ops", 200)]
+    );
+    assert!(audit.as_array().unwrap().iter().any(|e| e["route"] == "keys create"));
+    assert_eq!(run(&["audit", "verify"])["intact"], true);
+    // revoked: refused within the cache's lifetime
+    let ops_id = run(&["keys", "list"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["name"] == "ops")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    run(&["keys", "revoke", &ops_id]);
+    std::thread::sleep(Duration::from_millis(2_100));
+    assert_eq!(as_key(&ops, "GET", "/v1/models", b"").status, 401);
     terminate(&child);
     let mut child = child;
     assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn serve_refuses_auth_off_beyond_loopback() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_encore"))
+        .args(["serve", "--bind", "0.0.0.0:0", "--data-dir"])
+        .arg(tmp.path().join("d"))
+        .env("ENCORE__SERVER__AUTH", "off")
+        .env("ENCORE__SERVER__OTLP_GRPC", "")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("refusing to listen on 0.0.0.0:0") && stderr.contains("auth = \"off\""),
+        "{stderr}"
+    );
+    // the gRPC receiver counts too
+    let o = Command::new(env!("CARGO_BIN_EXE_encore"))
+        .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
+        .arg(tmp.path().join("d"))
+        .env("ENCORE__SERVER__AUTH", "off")
+        .env("ENCORE__SERVER__OTLP_GRPC", "0.0.0.0:0")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("refusing to listen on 0.0.0.0:0"));
 }
 
 /// A GET or POST against the server, parsed as JSON.
