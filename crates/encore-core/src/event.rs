@@ -268,7 +268,14 @@ impl PlaybackEvent {
         }
     }
 
-    /// Whether the play may shape the listener's taste profile (training data).
+    /// Whether the play may feed anything personal about the listener (personal features,
+    /// the recent plays that fold-in serves from): personalization consent, not a private
+    /// session.
+    pub fn may_personalize(&self) -> bool {
+        !self.private_session && self.consent.personalization
+    }
+
+    /// Whether the play may shape the listener's taste profile (training data, fold-in).
     pub fn counts_for_taste(&self) -> bool {
         !self.private_session && !self.taste_excluded && self.consent.personalization
     }

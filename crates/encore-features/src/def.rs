@@ -292,6 +292,12 @@ pub enum EntityKind {
 }
 
 impl EntityKind {
+    /// Keyed by the listener: fed only by plays with personalization consent outside private
+    /// sessions.
+    pub fn is_personal(self) -> bool {
+        self.keys().contains(&"user_id")
+    }
+
     pub fn keys(self) -> &'static [&'static str] {
         match self {
             EntityKind::User => &["user_id"],
@@ -821,6 +827,7 @@ views = ["user_listening", "user_artist"]
                 .contains("not a field")
         );
         let raw = crate::event::Raw {
+            personal: true,
             ts_end_ms: 0,
             ms_played: 90_000,
             item_duration_ms: 200_000,

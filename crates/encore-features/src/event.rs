@@ -20,6 +20,9 @@ pub const CATEGORICAL: [&str; 7] = [
     "reason_end",
 ];
 
+/// The flag bit of [`Raw::personal`] (after the [`FLAGS`] bits; not a filter field).
+const PERSONAL: u8 = 1 << 4;
+
 /// One event: `ts` is when it became known (the play's end), in ms since the epoch.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct FeatureEvent {
@@ -47,6 +50,9 @@ pub fn is_skip(reason_end: &str, ms_played: u32, item_duration_ms: u32) -> bool 
 /// The raw values of one playback event that features read.
 #[derive(Debug, Clone, Copy)]
 pub struct Raw<'a> {
+    /// the listener allowed personalization and was not in a private session: only then does
+    /// the play count for features keyed by the listener
+    pub personal: bool,
     pub ts_end_ms: i64,
     pub ms_played: u32,
     pub item_duration_ms: u32,
@@ -76,6 +82,9 @@ impl FeatureEvent {
         if r.offline {
             flags |= 8;
         }
+        if r.personal {
+            flags |= PERSONAL;
+        }
         let completion = if r.item_duration_ms > 0 {
             (f64::from(r.ms_played) / f64::from(r.item_duration_ms)).min(1.0)
         } else {
@@ -103,6 +112,7 @@ impl FeatureEvent {
 
     pub fn from_playback(e: &PlaybackEvent, artist_id: Option<&str>) -> FeatureEvent {
         FeatureEvent::new(&Raw {
+            personal: e.may_personalize(),
             ts_end_ms: e.ts_end_ms,
             ms_played: e.ms_played,
             item_duration_ms: e.item_duration_ms,
@@ -120,5 +130,10 @@ impl FeatureEvent {
 
     pub fn flag(&self, i: usize) -> bool {
         self.flags & (1 << i) != 0
+    }
+
+    /// Whether the play may count for a feature keyed by its listener.
+    pub fn is_personal(&self) -> bool {
+        self.flags & PERSONAL != 0
     }
 }

@@ -177,6 +177,8 @@ fn scan_events(
         "context_type",
         "reason_start",
         "reason_end",
+        "private_session",
+        "consent",
     ];
     let mut err = None;
     // segments are by play start; a play ends less than a day after it starts
@@ -190,6 +192,14 @@ fn scan_events(
             let dur: &UInt32Array = col(b, "item_duration_ms")?;
             let shuffle: &BooleanArray = col(b, "shuffle")?;
             let offline: &BooleanArray = col(b, "offline")?;
+            let private: &BooleanArray = col(b, "private_session")?;
+            let consent: &arrow::array::StructArray = col(b, "consent")?;
+            let personalization = consent
+                .column_by_name("personalization")
+                .and_then(|c| c.as_any().downcast_ref::<BooleanArray>())
+                .ok_or_else(|| {
+                    OfflineError::Input("playback log: column consent.personalization is missing".into())
+                })?;
             let s = |n: &str| col::<StringArray>(b, n);
             let (platform, country, ctx, rs, re) = (
                 s("platform")?,
@@ -204,6 +214,7 @@ fn scan_events(
                 }
                 let artist = artists.get(item.value(i)).map(String::as_str);
                 let e = FeatureEvent::new(&Raw {
+                    personal: !private.value(i) && personalization.value(i),
                     ts_end_ms: ts.value(i),
                     ms_played: played.value(i),
                     item_duration_ms: dur.value(i),
@@ -245,6 +256,9 @@ fn add(
     KEY.with(|k| {
         let mut k = k.borrow_mut();
         for (kind, by) in out.iter_mut() {
+            if kind.is_personal() && !e.is_personal() {
+                continue;
+            }
             if kind.write_key(&mut k, user, item, artist) {
                 by.push(&k, e);
             }

@@ -365,6 +365,9 @@ impl OnlineStore {
             }
             let from = now_ms - v.horizon_ms();
             for k in events {
+                if v.kind.is_personal() && !k.event.is_personal() {
+                    continue;
+                }
                 if v.kind
                     .write_key(&mut entity, &k.user_id, &k.item_id, k.artist_id.as_deref())
                 {

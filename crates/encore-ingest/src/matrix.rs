@@ -14,6 +14,50 @@ use rayon::prelude::*;
 use serde::Serialize;
 use std::collections::HashMap;
 
+/// The listeners whose newest play (by end time) came without personalization consent, with
+/// that play's end time: they withdrew it. At equal times a withdrawal wins.
+pub fn withdrawn_personalization(ingestor: &Ingestor) -> Result<Vec<(String, i64)>, StorageError> {
+    let mut newest: HashMap<String, (i64, bool)> = HashMap::new();
+    let cols = ["user_id", "ts_end_ms", "consent"];
+    ingestor.log(Table::Playback).scan(Some(&cols), |b| {
+        let col = |n: &str| b.column_by_name(n).map(|c| c.as_any());
+        let (Some(user), Some(ts), Some(consent)) = (
+            col("user_id").and_then(|c| c.downcast_ref::<StringArray>()),
+            col("ts_end_ms").and_then(|c| c.downcast_ref::<Int64Array>()),
+            col("consent").and_then(|c| c.downcast_ref::<StructArray>()),
+        ) else {
+            return Err(StorageError::Arrow {
+                message: "playback log: unexpected user_id, ts_end_ms or consent columns".into(),
+            });
+        };
+        let personal = consent
+            .column_by_name("personalization")
+            .and_then(|c| c.as_any().downcast_ref::<BooleanArray>());
+        for i in 0..b.num_rows() {
+            let allowed = personal.is_some_and(|p| p.is_valid(i) && p.value(i));
+            let t = ts.value(i);
+            match newest.get_mut(user.value(i)) {
+                Some(e) => {
+                    if t > e.0 || (t == e.0 && !allowed) {
+                        *e = (t, allowed);
+                    }
+                }
+                None => {
+                    newest.insert(user.value(i).to_owned(), (t, allowed));
+                }
+            }
+        }
+        Ok(())
+    })?;
+    let mut out: Vec<(String, i64)> = newest
+        .into_iter()
+        .filter(|(_, (_, allowed))| !allowed)
+        .map(|(u, (t, _))| (u, t))
+        .collect();
+    out.sort_unstable();
+    Ok(out)
+}
+
 /// Which plays count.
 #[derive(Debug, Clone, Copy)]
 pub struct MatrixOptions {

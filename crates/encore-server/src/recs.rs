@@ -355,6 +355,9 @@ pub(crate) async fn user_recommendations(
     let who = user.clone();
     let features = state.features.clone();
     let slate = compute_on(&state, model, move |m, served| {
+        if served.consent.withdrawn(&who) {
+            return m.popular(n, &rules, encore_serving::NOTE_WITHDRAWN);
+        }
         let recent = served.recent.get(&who);
         // the listener's feature-driven demotions (e.g. artists they skip)
         let mut rules = rules;
@@ -414,7 +417,7 @@ pub(crate) async fn seed_recommendations(
     let (user, seeds, n) = (req.user_id.clone(), req.seed_items, req.n);
     let slate = compute(&state, move |m, served| {
         // a listener the model knows, or who has played since, without seeds: their home list
-        if let Some(u) = &user {
+        if let Some(u) = user.as_ref().filter(|u| !served.consent.withdrawn(u)) {
             let recent = served.recent.get(u);
             if seeds.is_empty() && (m.user_index(u).is_some() || !recent.is_empty()) {
                 return m.home(u, &recent, n, true, &rules);
@@ -531,6 +534,9 @@ pub(crate) async fn mixes(
     let Query(p) = params.map_err(bad_query)?;
     Ok(Json(
         compute(&state, move |m, served| {
+            if served.consent.withdrawn(&user) {
+                return Err(encore_serving::ServingError::NotPersonalized(user));
+            }
             let recent = served.recent.get(&user);
             m.mixes(&user, &recent, p.max, p.size)
         })
@@ -561,6 +567,9 @@ pub(crate) async fn blend(
     };
     Ok(Json(
         compute(&state, move |m, served| {
+            if let Some(u) = req.users.iter().find(|u| served.consent.withdrawn(u)) {
+                return Err(encore_serving::ServingError::NotPersonalized(u.clone()));
+            }
             let members: Vec<(String, Vec<(String, u32)>)> = req
                 .users
                 .iter()
@@ -696,8 +705,9 @@ pub fn load_version(
         .map_err(|e| e.to_string())
 }
 
-/// Remembers the streams of a playback batch body for fold-in (rows that do not parse are
-/// skipped: the ingest path reports them).
+/// Remembers the streams of a playback batch body for fold-in, and what each listener allows
+/// (rows that do not parse are skipped: the ingest path reports them). A play without
+/// personalization consent, in a private session or excluded from taste is not remembered.
 pub fn record_recent(served: &Served, body: &[u8]) {
     #[derive(Deserialize)]
     struct Play {
@@ -705,11 +715,39 @@ pub fn record_recent(served: &Served, body: &[u8]) {
         item_id: String,
         #[serde(default)]
         ms_played: u64,
+        #[serde(default)]
+        ts_end_ms: i64,
+        #[serde(default)]
+        private_session: bool,
+        #[serde(default)]
+        taste_excluded: bool,
+        #[serde(default)]
+        consent: encore_core::event::Consent,
     }
     for p in crate::events::parsed_rows::<Play>(body) {
-        if p.ms_played >= u64::from(encore_core::event::STREAM_THRESHOLD_MS) {
+        if served
+            .consent
+            .record(&p.user_id, p.ts_end_ms, p.consent.personalization)
+        {
+            served.cache.invalidate(&p.user_id);
+        }
+        let for_taste = p.consent.personalization && !p.private_session && !p.taste_excluded;
+        if for_taste && p.ms_played >= u64::from(encore_core::event::STREAM_THRESHOLD_MS) {
             served.recent.record(&p.user_id, &p.item_id);
             served.cache.invalidate(&p.user_id);
         }
     }
+}
+
+/// Reads what every listener in the playback log last allowed into `served.consent` (at
+/// start, before requests are served); the number of listeners who withdrew personalization.
+pub fn load_consent(
+    served: &Served,
+    ingestor: &encore_ingest::Ingestor,
+) -> Result<usize, encore_storage::StorageError> {
+    let withdrawn = encore_ingest::matrix::withdrawn_personalization(ingestor)?;
+    for (user, ts) in &withdrawn {
+        served.consent.record(user, *ts, false);
+    }
+    Ok(withdrawn.len())
 }

@@ -107,6 +107,7 @@ mod tests {
             model_version: version,
             strategy: Strategy::Personalized,
             experiments: Vec::new(),
+            note: None,
             items: Vec::new(),
         }
     }

@@ -10,11 +10,13 @@
 
 mod cache;
 mod model;
+mod consent;
 mod recent;
 mod surfaces;
 
 pub use cache::SlateCache;
 pub use model::{ItemFacts, NotServable, Retrieval, ServingModel};
+pub use consent::ConsentBook;
 pub use recent::RecentActivity;
 pub use surfaces::{Blend, Mix, Mixes};
 
@@ -33,6 +35,10 @@ pub enum ServingError {
     UnknownItem(String),
     #[error("bad parameter `{name}`: {message}")]
     BadParameter { name: &'static str, message: String },
+    #[error(
+        "listener {0:?} has not allowed personalization: nothing is built from their listening"
+    )]
+    NotPersonalized(String),
 }
 
 impl encore_core::Coded for ServingError {
@@ -42,6 +48,7 @@ impl encore_core::Coded for ServingError {
                 encore_core::ErrorCode::NotFound
             }
             ServingError::BadParameter { .. } => encore_core::ErrorCode::InvalidArgument,
+            ServingError::NotPersonalized(_) => encore_core::ErrorCode::FailedPrecondition,
         }
     }
 }
@@ -108,8 +115,17 @@ pub struct Slate {
     /// the experiment variants this list was served under
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub experiments: Vec<ExperimentArm>,
+    /// why the list is not personalized, when it is not
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<&'static str>,
     pub items: Vec<Recommended>,
 }
+
+/// The note on a list made without the listener's history because they have not allowed it.
+pub const NOTE_WITHDRAWN: &str =
+    "not personalized: the listener has not allowed personalization";
+/// The note on a list for a listener with no history yet (cold start).
+pub const NOTE_NO_HISTORY: &str = "not personalized: no listening history yet";
 
 /// Business rules and filters of one request.
 #[derive(Debug, Clone)]
@@ -153,6 +169,8 @@ pub struct Served {
     alternates: RwLock<HashMap<String, Arc<ServingModel>>>,
     pub recent: RecentActivity,
     pub cache: SlateCache,
+    /// listeners who withdrew personalization
+    pub consent: ConsentBook,
     swaps: AtomicU64,
     failed_swaps: AtomicU64,
 }
@@ -164,6 +182,7 @@ impl Served {
             alternates: RwLock::new(HashMap::new()),
             recent,
             cache,
+            consent: ConsentBook::default(),
             swaps: AtomicU64::new(0),
             failed_swaps: AtomicU64::new(0),
         }
@@ -475,8 +494,26 @@ impl ServingModel {
             model_version: self.version,
             strategy,
             experiments: Vec::new(),
+            note: None,
             items,
         }
+    }
+
+    /// The most popular items, for a listener whose history may not or cannot be used; `note`
+    /// says why.
+    pub fn popular(&self, n: usize, rules: &Rules, note: &'static str) -> Result<Slate, ServingError> {
+        let n = check_n(n)?;
+        let ranking = Ranking {
+            m: self,
+            rules,
+            exclude: Vec::new(),
+            explain: &[],
+            explain_kind: "popular",
+        };
+        let picks = ranking.select(popularity_scores(self), n);
+        let mut slate = self.slate(Strategy::PopularFallback, picks);
+        slate.note = Some(note);
+        Ok(slate)
     }
 
     fn scores_for(&self, query: &[f32]) -> Vec<f32> {
@@ -510,7 +547,8 @@ impl ServingModel {
 
     /// Home recommendations for `user`. A listener the model was trained on is served from
     /// their vector, or from a fold-in when they have played something since (`recent`); a new
-    /// listener with recent plays gets a fold-in; anyone else is unknown.
+    /// listener with recent plays gets a fold-in; anyone else (no history yet) the most
+    /// popular items, with a note saying so.
     pub fn home(
         &self,
         user: &str,
@@ -522,7 +560,7 @@ impl ServingModel {
         let n = check_n(n)?;
         let u = self.user_index(user);
         if u.is_none() && recent.is_empty() {
-            return Err(ServingError::UnknownUser(user.into()));
+            return self.popular(n, rules, NOTE_NO_HISTORY);
         }
         let (items, plays) = self.history(u, recent);
         let (query, strategy) = match (u, recent.is_empty()) {

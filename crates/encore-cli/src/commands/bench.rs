@@ -663,6 +663,7 @@ fn features_offline(
         let artist_id = format!("a{artist}");
         let item_id = format!("t{}", artist * 10 + rng.below(10));
         let e = FeatureEvent::new(&Raw {
+            personal: true,
             ts_end_ms: start + rng.below(span as usize) as i64,
             ms_played: ms,
             item_duration_ms: 240_000,

@@ -146,6 +146,9 @@ pub fn serve_until(
             std::time::Duration::from_secs(u64::from(sc.cache_seconds)),
         ),
     ));
+    // listeners who withdrew personalization are served nothing personal from the first request
+    let withdrawn = encore_server::recs::load_consent(&served, &ingestor)?;
+    tracing::info!(listeners = withdrawn, "personalization withdrawn");
     let reference = format!("{}@{}", sc.model, encore_registry::PRODUCTION);
     match encore_server::recs::load_version(dir.path(), &reference, &ingestor, retrieval(loaded)) {
         Ok(m) => {

@@ -53,6 +53,7 @@ const HALF_HOUR: i64 = 1_800_000;
 /// An event from small domains, so times, artists and boundaries collide often.
 fn event(slot: i64, ms_played: u32, skip: bool, ios: bool, artist: u8) -> FeatureEvent {
     FeatureEvent::new(&Raw {
+        personal: true,
         ts_end_ms: slot * HALF_HOUR,
         ms_played,
         item_duration_ms: 200_000,
@@ -238,6 +239,7 @@ fn online_reads_match_offline_values_and_enforce_ttl() {
         item_id: "t".into(),
         artist_id: Some(artist.into()),
         event: FeatureEvent::new(&Raw {
+            personal: true,
             ts_end_ms: now - ago_h * hour,
             ms_played: ms,
             item_duration_ms: 200_000,
@@ -555,4 +557,74 @@ fn attribute_views_are_point_in_time_from_files_and_the_catalog() {
     )
     .unwrap_err();
     assert!(e.message.contains("catalog attributes have no time"), "{e}");
+}
+
+/// Plays without personalization consent (or in a private session) never reach a feature keyed
+/// by the listener, online or offline; features keyed by what was played still count them.
+#[test]
+fn plays_without_consent_feed_no_personal_feature() {
+    let dir = tempfile::tempdir().unwrap();
+    let defs = Definitions::parse(
+        &format!(
+            "{DEFS}\n[entities.artist]\nkeys = [\"artist_id\"]\n\n[views.artist]\nentity = \"artist\"\nttl = \"30d\"\nfeatures = [{{ name = \"plays_7d\", agg = \"count\", window = \"7d\" }}]\n"
+        ),
+        "defs.toml",
+    )
+    .unwrap();
+    let store = OnlineStore::open(dir.path()).unwrap();
+    let now = now_ms();
+    let play = |user: &str, personal: bool| Keyed {
+        user_id: user.into(),
+        item_id: "t".into(),
+        artist_id: Some("a0".into()),
+        event: FeatureEvent::new(&Raw {
+            personal,
+            ts_end_ms: now - 3_600_000,
+            ms_played: 200_000,
+            item_duration_ms: 200_000,
+            shuffle: false,
+            offline: false,
+            item_id: "t",
+            artist_id: Some("a0"),
+            platform: "ios",
+            country: "SE",
+            context_type: "album",
+            reason_start: "clickrow",
+            reason_end: "trackdone",
+        }),
+    };
+    let events = vec![play("private", false), play("private", false), play("open", true)];
+    store.apply(&defs, &events, now).unwrap();
+    let plan = Plan::new(&defs, "reranker").unwrap();
+    let row = |u: &str| -> BTreeMap<String, String> {
+        [
+            ("user_id".to_owned(), u.to_owned()),
+            ("artist_id".to_owned(), "a0".to_owned()),
+        ]
+        .into()
+    };
+    let got = store.read(&plan, &[row("private"), row("open")], now).unwrap();
+    assert!(got[0].missing, "a listener known only by unconsented plays");
+    assert_eq!(got[0].value("user__ms_7d"), None);
+    assert_eq!(got[1].value("user__ms_7d"), Some(200_000.0));
+    // offline: no group for the listener, and the artist counts all three plays
+    let kinds = encore_features::online::kinds(&defs);
+    let grouped = group_events(&events, &kinds);
+    let view = &defs.views["user"];
+    let rows = EntityRows {
+        columns: vec!["user_id".into()],
+        keys: vec![vec!["private".into()], vec!["open".into()]],
+        ts: vec![now, now],
+    };
+    let cols = compute_view(view, &grouped[&view.kind], &rows).unwrap();
+    assert_eq!(cols.status[0], Status::Missing);
+    assert_eq!(cols.status[1], Status::Live);
+    let artist = &defs.views["artist"];
+    let rows = EntityRows {
+        columns: vec!["artist_id".into()],
+        keys: vec![vec!["a0".into()]],
+        ts: vec![now],
+    };
+    let cols = compute_view(artist, &grouped[&artist.kind], &rows).unwrap();
+    assert_eq!(cols.values[0][0], Some(3.0));
 }

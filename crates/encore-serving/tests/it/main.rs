@@ -177,10 +177,21 @@ fn new_listeners_are_folded_in_and_unknown_ones_refused() {
     // a known listener with new plays is folded in too
     let s = m.home("u0", &recent, 5, true, &Rules::default()).unwrap();
     assert_eq!(s.strategy, Strategy::FoldIn);
-    assert!(matches!(
-        m.home("nobody", &[], 5, true, &Rules::default()),
-        Err(ServingError::UnknownUser(_))
-    ));
+    // a listener with no history yet gets the most popular items, saying so
+    let cold = m.home("nobody", &[], 5, true, &Rules::default()).unwrap();
+    assert_eq!(cold.strategy, Strategy::PopularFallback);
+    assert_eq!(cold.note, Some(encore_serving::NOTE_NO_HISTORY));
+    assert_eq!(cold.items.len(), 5);
+    assert!(cold.items.iter().all(|i| i.reason.kind == "popular"));
+    assert_eq!(
+        cold.items.iter().map(|i| &i.id).collect::<Vec<_>>(),
+        m.from_seeds(&[], 5, &Rules::default())
+            .unwrap()
+            .items
+            .iter()
+            .map(|i| &i.id)
+            .collect::<Vec<_>>()
+    );
     assert!(matches!(
         m.home("u0", &[], 0, true, &Rules::default()),
         Err(ServingError::BadParameter { name: "n", .. })
