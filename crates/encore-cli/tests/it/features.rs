@@ -37,7 +37,8 @@ fn play(id: &str, user: &str, end_ms: i64, ms_played: u32, reason_end: &str) -> 
         "ts_start_ms": end_ms - i64::from(ms_played) - 1, "ts_end_ms": end_ms, "item_id": "t1",
         "item_type": "track", "item_duration_ms": 200000, "ms_played": ms_played,
         "reason_start": "clickrow", "reason_end": reason_end, "context_type": "album",
-        "platform": "ios", "country": "SE", "tier": "premium"})
+        "platform": "ios", "country": "SE", "tier": "premium",
+        "consent": {"personalization": true, "analytics": true}})
 }
 
 fn features(addr: &str, users: &[&str]) -> Value {
@@ -463,4 +464,99 @@ views = ["plan"]
     // the versions are kept in the registry
     let listed = run(&["features", "list"]);
     assert_eq!(listed["version"], 2, "{listed}");
+}
+
+/// Consent on the live path, through a real server: plays without personalization consent or
+/// in a private session give no fold-in and no personal feature values; a listener who withdrew
+/// consent gets a popular list saying so (never a 404), also after a restart; a consenting new
+/// listener (the control) is folded in.
+#[test]
+fn consent_is_honoured_on_the_live_path() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let data = dir.join("d");
+    let data_s = data.to_str().unwrap();
+    let run = |args: &[&str]| encore_json(dir, data_s, args);
+    run(&["demo", "--users", "120", "--days", "2", "--no-serve"]);
+    std::fs::write(dir.join("features.toml"), DEFS).unwrap();
+    run(&["features", "apply", "features.toml"]);
+    let env = [("ENCORE__SERVING__CACHE_SECONDS", "0")];
+    let (child, port, _) = start_full(&data, &env);
+    let server = Stop(child);
+    let addr = format!("127.0.0.1:{port}");
+    let get = |addr: &str, path: &str| -> (u16, Value) {
+        let r = request(addr, "GET", path, b"").unwrap();
+        (r.status, serde_json::from_str(&r.body).unwrap_or_default())
+    };
+    // a listener the model knows, and tracks of the catalogue
+    let (known, slate) = (0..120)
+        .map(|i| format!("u{i}"))
+        .find_map(|u| {
+            let (s, v) = get(&addr, &format!("/v1/users/{u}/recommendations?n=5"));
+            (s == 200 && v["strategy"] == "personalized").then_some((u, v))
+        })
+        .expect("a personalized listener");
+    let tracks: Vec<String> = slate["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap().to_owned())
+        .collect();
+    let now = now_ms();
+    let plays = |user: &str, id: &str, consent: bool, private: bool| -> String {
+        tracks
+            .iter()
+            .enumerate()
+            .map(|(k, t)| {
+                let mut p = play("0", user, now - 60_000 + k as i64, 190_000, "trackdone");
+                p["event_id"] = Value::from(format!("0b7f6c1e-9d2a-4c8e-8f3a-{id}{k:011x}"));
+                p["item_id"] = Value::from(t.as_str());
+                p["consent"]["personalization"] = Value::from(consent);
+                p["private_session"] = Value::from(private);
+                p.to_string()
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let post = |body: String| {
+        let r = request(&addr, "POST", "/v1/events", body.as_bytes()).unwrap();
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert!(r.body.contains("\"accepted\":5"), "{}", r.body);
+    };
+    post(plays("nocon", "1", false, false));
+    post(plays("incognito", "2", true, true));
+    post(plays("control", "3", true, false));
+    post(plays(&known, "4", false, false));
+    std::thread::sleep(Duration::from_millis(2_500));
+
+    let (s, control) = get(&addr, "/v1/users/control/recommendations?n=5");
+    assert_eq!((s, control["strategy"].as_str()), (200, Some("fold_in")), "{control}");
+    for user in ["nocon", "incognito"] {
+        let (s, v) = get(&addr, &format!("/v1/users/{user}/recommendations?n=5"));
+        assert_eq!(s, 200, "{v}");
+        assert_eq!(v["strategy"], "popular_fallback", "{user}: {v}");
+        assert!(v["note"].as_str().unwrap().starts_with("not personalized"), "{v}");
+    }
+    let f = features(&addr, &["nocon", "incognito", "control"]);
+    assert_eq!(f["rows"][0]["missing"], true, "{f}");
+    assert_eq!(f["rows"][1]["missing"], true, "{f}");
+    assert_eq!(f["rows"][2]["values"]["listening__plays_1d"], 5.0, "{f}");
+    // the known listener withdrew consent with their newest plays: no trained vector either
+    let withdrawn = |addr: &str| {
+        let (s, v) = get(addr, &format!("/v1/users/{known}/recommendations?n=5"));
+        assert_eq!(s, 200, "{v}");
+        assert_eq!(v["strategy"], "popular_fallback", "{v}");
+        assert_eq!(v["note"], encore_serving::NOTE_WITHDRAWN, "{v}");
+        let (s, v) = get(addr, &format!("/v1/users/{known}/mixes"));
+        assert_eq!((s, v["error"]["code"].as_str()), (412, Some("failed_precondition")), "{v}");
+    };
+    withdrawn(&addr);
+    // a listener never heard of: the most popular items too, not a 404
+    let (s, v) = get(&addr, "/v1/users/someone-new/recommendations?n=5");
+    assert_eq!((s, v["note"].as_str()), (200, Some(encore_serving::NOTE_NO_HISTORY)), "{v}");
+    drop(server);
+    // after a restart the withdrawal is read back from the log
+    let (child, port, _) = start_full(&data, &env);
+    let _server = Stop(child);
+    withdrawn(&format!("127.0.0.1:{port}"));
 }
