@@ -3,6 +3,8 @@
 //! connection or keep-alive; plain `http://` only (no TLS), no redirects, no chunked request
 //! bodies; responses with a `Content-Length`, chunked, or delimited by the connection's close.
 
+pub mod outbound;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
