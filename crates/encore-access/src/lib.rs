@@ -279,9 +279,9 @@ impl Coded for AccessError {
                 Scope::ALL.map(Scope::as_str).join(", ")
             )),
             AccessError::NotFound(_) => Some("`encore keys list` shows the keys".into()),
-            AccessError::Unauthenticated(_) => Some(
-                "send `Authorization: Bearer KEY` with a key from `encore keys create`".into(),
-            ),
+            AccessError::Unauthenticated(_) => {
+                Some("send `Authorization: Bearer KEY` with a key from `encore keys create`".into())
+            }
             _ => None,
         }
     }
@@ -368,7 +368,10 @@ impl Keys {
         }
         if let Some(ps) = &new.projects {
             for p in ps {
-                if p.is_empty() || p.len() > 128 || p.contains(',') || p.chars().any(char::is_control)
+                if p.is_empty()
+                    || p.len() > 128
+                    || p.contains(',')
+                    || p.chars().any(char::is_control)
                 {
                     return Err(AccessError::InvalidProject(p.clone()));
                 }
@@ -554,7 +557,10 @@ mod tests {
             assert!(!bytes.windows(secret_part.len()).any(|w| w == secret_part));
         }
         let p = keys.authenticate(&c.secret).unwrap();
-        assert_eq!((p.name.as_str(), p.key_id.as_str()), ("bot", c.key.id.as_str()));
+        assert_eq!(
+            (p.name.as_str(), p.key_id.as_str()),
+            ("bot", c.key.id.as_str())
+        );
         assert!(p.allows(Scope::RecsRead) && !p.allows(Scope::EventsWrite));
         // a near miss is refused
         let mut wrong = c.secret.clone();
@@ -572,7 +578,9 @@ mod tests {
     fn revoked_and_expired_keys_are_refused_and_admin_allows_all() {
         let dir = tempfile::tempdir().unwrap();
         let keys = Keys::open(dir.path()).unwrap();
-        let a = keys.create(&NewKey::new("ops", vec![Scope::Admin])).unwrap();
+        let a = keys
+            .create(&NewKey::new("ops", vec![Scope::Admin]))
+            .unwrap();
         let p = keys.authenticate(&a.secret).unwrap();
         assert!(Scope::ALL.iter().all(|s| p.allows(*s)));
         // another process revokes: this one's cache is bypassed by its own revoke, and the
@@ -599,7 +607,10 @@ mod tests {
         let p = keys.authenticate(&s.secret).unwrap();
         assert!(p.allows_project("chat") && !p.allows_project("search"));
         std::thread::sleep(Duration::from_millis(80));
-        assert!(keys.authenticate(&s.secret).is_err(), "expired key accepted");
+        assert!(
+            keys.authenticate(&s.secret).is_err(),
+            "expired key accepted"
+        );
         let listed = keys.list().unwrap();
         assert_eq!(listed.len(), 2);
         assert!(listed.iter().any(|k| k.revoked_ms.is_some()));
@@ -613,7 +624,10 @@ mod tests {
             parse_scope_list("recs:read,recs:write"),
             Err(AccessError::UnknownScope(s)) if s == "recs:write"
         ));
-        assert!(keys.create(&NewKey::new("a b", vec![Scope::Admin])).is_err());
+        assert!(
+            keys.create(&NewKey::new("a b", vec![Scope::Admin]))
+                .is_err()
+        );
         assert!(keys.create(&NewKey::new("ok", vec![])).is_err());
         let mut p = NewKey::new("ok", vec![Scope::TracesRead]);
         p.projects = Some(vec!["a,b".into()]);

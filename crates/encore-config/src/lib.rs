@@ -131,6 +131,15 @@ pub struct ServerConfig {
     pub auth: AuthMode,
     /// Routes answered without a key.
     pub open_routes: Vec<String>,
+    /// Where webhooks and API-given task endpoints may send: `*` (any public address), host
+    /// names, `*.suffix`, IP addresses or CIDR networks. Private and loopback addresses only
+    /// when listed.
+    pub webhook_allow: Vec<String>,
+    /// The HMAC-SHA256 key webhook bodies are signed with (`X-Encore-Signature`); empty: a
+    /// random key kept in `<data dir>/webhook-secret`.
+    pub webhook_secret: String,
+    /// PEM certificates trusted for outbound https besides Mozilla's roots (a company CA).
+    pub ca_file: String,
 }
 
 /// `[server] auth`.
@@ -150,6 +159,9 @@ impl Default for ServerConfig {
             open_routes: ["/healthz", "/readyz", "/metrics", "/openapi.json"]
                 .map(String::from)
                 .to_vec(),
+            webhook_allow: vec!["*".into()],
+            webhook_secret: String::new(),
+            ca_file: String::new(),
         }
     }
 }

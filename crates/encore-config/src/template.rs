@@ -31,6 +31,15 @@ otlp_grpc = "127.0.0.1:4317"
 auth = "required"
 # Routes answered without a key.
 open_routes = ["/healthz", "/readyz", "/metrics", "/openapi.json"]
+# Where alert and registry webhooks (and evaluation tasks given over the API) may send: "*" is
+# any public address; host names, "*.example.com", IP addresses and CIDR networks add more.
+# Private and loopback addresses are reached only when listed, e.g. ["*", "10.0.0.0/8"].
+webhook_allow = ["*"]
+# HMAC-SHA256 key of the X-Encore-Signature header on webhook bodies; better set in the
+# environment as ENCORE__SERVER__WEBHOOK_SECRET. Empty: a random key in <data dir>/webhook-secret.
+webhook_secret = ""
+# PEM file of certificates trusted for outbound https (judges, webhooks) besides Mozilla's roots.
+ca_file = ""
 
 [ingest]
 # An event id seen again within this many days (of event time) is a duplicate and is dropped.

@@ -22,7 +22,6 @@ use encore_telemetry::store::GroupBy;
 use encore_telemetry::{Filter, SpanStore};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::time::Duration;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
@@ -98,7 +97,8 @@ impl AlertRule {
             return Err(format!("alert {}: threshold must be a number", self.name));
         }
         if let Some(w) = &self.webhook {
-            encore_http::Url::parse(w).map_err(|e| format!("alert {}: webhook {e}", self.name))?;
+            encore_http::outbound::host_port(w)
+                .map_err(|e| format!("alert {}: webhook {e}", self.name))?;
         }
         Ok(())
     }
@@ -329,15 +329,10 @@ impl Engine {
     }
 }
 
-/// Delivers `t` to `webhook` as JSON, retrying up to `retries` times with backoff from
-/// `backoff`; the history event records attempts, delivery and the last error.
-pub fn notify(
-    t: &Transition,
-    rule: &AlertRule,
-    retries: u32,
-    backoff: Duration,
-    timeout: Duration,
-) -> AlertEvent {
+/// Delivers `t` to the rule's webhook as signed JSON through `delivery` (retried as its
+/// [`encore_http::outbound::Retry`] says); the history event records attempts, delivery and
+/// the last error.
+pub fn notify(t: &Transition, rule: &AlertRule, delivery: &crate::ops::Delivery) -> AlertEvent {
     let mut event = AlertEvent {
         rule: t.rule.clone(),
         slice: t.slice.clone(),
@@ -352,13 +347,6 @@ pub fn notify(
     let Some(url) = rule.webhook.as_deref().filter(|_| t.notify) else {
         return event;
     };
-    let url = match encore_http::Url::parse(url) {
-        Ok(u) => u,
-        Err(e) => {
-            event.error = Some(e);
-            return event;
-        }
-    };
     let body = serde_json::json!({
         "alert": t.rule,
         "state": t.state,
@@ -371,21 +359,16 @@ pub fn notify(
         "at_ms": t.at_ms,
     })
     .to_string();
-    for attempt in 0..=retries {
-        event.attempts += 1;
-        match encore_http::send(&url, "POST", "", &[], body.as_bytes(), timeout) {
-            Ok(r) if (200..300).contains(&r.status) => {
-                event.delivered = true;
-                event.error = None;
-                return event;
-            }
-            Ok(r) => event.error = Some(format!("HTTP {}", r.status)),
-            Err(e) => event.error = Some(e.to_string()),
-        }
-        if attempt < retries {
-            std::thread::sleep(backoff * 2u32.pow(attempt.min(10)));
-        }
-    }
+    let d = encore_http::outbound::deliver(
+        &delivery.client,
+        url,
+        body.as_bytes(),
+        delivery.secret.as_deref(),
+        delivery.retry,
+    );
+    event.attempts = d.attempts;
+    event.delivered = d.delivered;
+    event.error = d.last_error;
     event
 }
 
@@ -488,8 +471,11 @@ mod tests {
     fn rules_are_checked() {
         let mut r = rule(0, 0);
         assert!(r.check().is_ok());
+        // https is spoken; a webhook must still be an http(s) URL with a host
         r.webhook = Some("https://hooks.example.com".into());
-        assert!(r.check().unwrap_err().contains("https"));
+        assert!(r.check().is_ok());
+        r.webhook = Some("ftp://hooks.example.com".into());
+        assert!(r.check().unwrap_err().contains("https://"));
         r.webhook = None;
         r.window_s = 0;
         assert!(r.check().is_err());

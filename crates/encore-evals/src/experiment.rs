@@ -99,9 +99,15 @@ fn caller<'a>(task: &'a Task, ctx: &Context) -> Result<Caller<'a>, String> {
             system,
         } => {
             let base = ctx.judge.clone().unwrap_or_default();
+            // an endpoint the caller names goes where the caller's destinations may go
+            let allow = match base_url {
+                Some(_) => ctx.destinations.clone(),
+                None => base.allow.clone(),
+            };
             let config = JudgeConfig {
                 base_url: base_url.clone().unwrap_or(base.base_url.clone()),
                 model: model.clone().unwrap_or(base.model.clone()),
+                allow,
                 ..base
             };
             let client = ChatClient::new(config, ctx.prices.clone(), ctx.tracer.clone())
@@ -121,14 +127,25 @@ fn caller<'a>(task: &'a Task, ctx: &Context) -> Result<Caller<'a>, String> {
             }))
         }
         Task::Http { url, timeout_ms } => {
-            let u = encore_http::Url::parse(url).map_err(|e| format!("task: {e}"))?;
-            let timeout = Duration::from_millis(*timeout_ms);
+            let client = encore_http::outbound::Outbound::new(encore_http::outbound::Options {
+                timeout: Duration::from_millis(*timeout_ms),
+                extra_roots_pem: ctx.judge.as_ref().and_then(|j| j.extra_roots_pem.clone()),
+                allow: ctx
+                    .destinations
+                    .clone()
+                    .unwrap_or_else(encore_http::outbound::Allow::everything),
+                ..Default::default()
+            })
+            .map_err(|e| format!("task: {e}"))?;
+            if let Some(allow) = &ctx.destinations {
+                allow.check_url(url).map_err(|e| format!("task: {e}"))?;
+            }
             Ok(Box::new(move |item| {
                 let body =
                     serde_json::json!({"input": item.input, "metadata": item.metadata}).to_string();
                 let mut last = String::new();
                 for attempt in 0..3u32 {
-                    match encore_http::send(&u, "POST", "", &[], body.as_bytes(), timeout) {
+                    match client.post_json(url, &[], body.as_bytes()) {
                         Ok(r) if r.status == 200 => {
                             let out = match serde_json::from_str::<serde_json::Value>(&r.body) {
                                 Ok(v) => match v.get("output") {

@@ -14,7 +14,7 @@
 //!   the trace store, so the judge's own calls are observed like any other LLM call.
 
 use crate::{EvalError, Evaluator, Sample, Score};
-use encore_http::Url;
+use encore_http::outbound::Outbound;
 use encore_telemetry::cost::PriceTable;
 use encore_telemetry::normalize::{Mapped, Tokens};
 use serde::{Deserialize, Serialize};
@@ -39,6 +39,12 @@ pub struct JudgeConfig {
     pub backoff_ms: u64,
     /// requests in flight at once
     pub concurrency: usize,
+    /// PEM certificates trusted besides Mozilla's roots (https endpoints signed by a company CA)
+    #[serde(skip)]
+    pub extra_roots_pem: Option<Vec<u8>>,
+    /// where the endpoint may be; `None`: anywhere (an endpoint the operator configured)
+    #[serde(skip)]
+    pub allow: Option<encore_http::outbound::Allow>,
 }
 
 impl Default for JudgeConfig {
@@ -51,6 +57,8 @@ impl Default for JudgeConfig {
             max_retries: 3,
             backoff_ms: 500,
             concurrency: 4,
+            extra_roots_pem: None,
+            allow: None,
         }
     }
 }
@@ -393,7 +401,9 @@ impl Drop for PermitGuard<'_> {
 /// limit, accounting and tracing. Judges and experiment tasks both call through one.
 pub struct ChatClient {
     config: JudgeConfig,
-    url: Url,
+    /// `<base_url>/chat/completions`
+    url: String,
+    outbound: Outbound,
     prices: PriceTable,
     permits: Permits,
     usage: Mutex<Usage>,
@@ -429,14 +439,23 @@ pub struct Completion {
 }
 
 impl ChatClient {
-    /// A client of `config`'s endpoint; the base URL must be `http://` (see
-    /// [`encore_http::Url::parse`]).
+    /// A client of `config`'s endpoint (`https://` or `http://`).
     pub fn new(
         config: JudgeConfig,
         prices: PriceTable,
         tracer: Option<Tracer>,
     ) -> Result<ChatClient, String> {
-        let url = Url::parse(&config.base_url).map_err(|e| format!("base_url {e}"))?;
+        encore_http::outbound::host_port(&config.base_url).map_err(|e| format!("base_url {e}"))?;
+        let url = format!("{}/chat/completions", config.base_url.trim_end_matches('/'));
+        let outbound = Outbound::new(encore_http::outbound::Options {
+            timeout: Duration::from_millis(config.timeout_ms.max(1)),
+            extra_roots_pem: config.extra_roots_pem.clone(),
+            allow: config
+                .allow
+                .clone()
+                .unwrap_or_else(encore_http::outbound::Allow::everything),
+            ..Default::default()
+        })?;
         if config.model.is_empty() {
             return Err("model is empty".into());
         }
@@ -447,6 +466,7 @@ impl ChatClient {
             },
             config,
             url,
+            outbound,
             prices,
             usage: Mutex::default(),
             tracer,
@@ -492,14 +512,8 @@ impl ChatClient {
         let t0 = Instant::now();
         let sent = {
             let _permit = self.permits.acquire();
-            encore_http::send(
-                &self.url,
-                "POST",
-                "/chat/completions",
-                &headers,
-                body.as_bytes(),
-                Duration::from_millis(self.config.timeout_ms.max(1)),
-            )
+            self.outbound
+                .post_json(&self.url, &headers, body.as_bytes())
         };
         let end_ns = start_ns + t0.elapsed().as_nanos() as i64;
         let mut call = JudgeCall {
@@ -536,13 +550,14 @@ impl ChatClient {
 
     fn read(
         &self,
-        sent: std::io::Result<encore_http::Response>,
+        sent: Result<encore_http::outbound::Reply, String>,
         call: &mut JudgeCall,
     ) -> Result<String, Failure> {
         let r = sent.map_err(|e| Failure {
-            message: format!("{}: {e}", self.url.authority),
+            // a destination the allow list refuses is refused again
+            retryable: !e.contains("not an allowed destination"),
+            message: e,
             status: None,
-            retryable: true,
             retry_after: None,
         })?;
         call.http_status = Some(r.status);
@@ -555,10 +570,7 @@ impl ChatClient {
                 ),
                 status: Some(r.status),
                 retryable: matches!(r.status, 408 | 429 | 500..=599),
-                retry_after: r
-                    .header("retry-after")
-                    .and_then(|v| v.trim().parse::<f64>().ok())
-                    .map(|s| Duration::from_secs_f64(s.clamp(0.0, 30.0))),
+                retry_after: r.retry_after.map(|d| d.min(Duration::from_secs(30))),
             });
         }
         let v: Value = serde_json::from_str(&r.body)
@@ -655,7 +667,7 @@ pub struct LlmJudge {
 }
 
 impl LlmJudge {
-    /// A judge of `rubric`; the base URL must be `http://` (see [`encore_http::Url::parse`]).
+    /// A judge of `rubric` behind `config`'s endpoint (`https://` or `http://`).
     pub fn new(
         config: JudgeConfig,
         rubric: Rubric,

@@ -10,7 +10,6 @@ use crate::store::{AlertEvent, DatasetVersion, EvalStore, ScoreFilter, StoreErro
 use encore_telemetry::{Filter, SpanStore};
 use serde::{Deserialize, Serialize};
 use std::sync::Mutex;
-use std::time::Duration;
 
 /// Kinds of stored documents.
 pub const RULE: &str = "rule";
@@ -280,17 +279,28 @@ pub fn fill_queue(
 }
 
 /// Checks `rule` and stores it, replacing one of the same name.
-pub fn put_alert(store: &Mutex<EvalStore>, rule: &AlertRule) -> Result<(), StoreError> {
+/// Stores `rule` after checking it, its webhook against `destinations` (where webhooks may go).
+pub fn put_alert(
+    store: &Mutex<EvalStore>,
+    rule: &AlertRule,
+    destinations: &encore_http::outbound::Allow,
+) -> Result<(), StoreError> {
     rule.check().map_err(invalid)?;
+    if let Some(w) = &rule.webhook {
+        destinations
+            .check_url(w)
+            .map_err(|e| invalid(format!("alert {}: webhook {e}", rule.name)))?;
+    }
     lock(store).put_document(ALERT, &rule.name, rule)
 }
 
-/// How webhooks are delivered.
-#[derive(Debug, Clone, Copy)]
+/// How webhooks are delivered: the outbound client (its allow list is the webhooks'), the
+/// signing key, the retries.
+#[derive(Debug, Clone)]
 pub struct Delivery {
-    pub retries: u32,
-    pub backoff: Duration,
-    pub timeout: Duration,
+    pub client: encore_http::outbound::Outbound,
+    pub secret: Option<std::sync::Arc<[u8]>>,
+    pub retry: encore_http::outbound::Retry,
 }
 
 /// Evaluates every alert rule at `now_ms`, records state changes in the history, and delivers
@@ -300,7 +310,7 @@ pub fn alerts_tick(
     store: &Mutex<EvalStore>,
     spans: Option<&SpanStore>,
     now_ms: i64,
-    delivery: Delivery,
+    delivery: &Delivery,
 ) -> Result<Vec<AlertEvent>, StoreError> {
     let rules: Vec<AlertRule> = lock(store).documents(ALERT)?;
     let read_scores = |f: &ScoreFilter| lock(store).scores(f, 1_000_000).unwrap_or_default();
@@ -322,13 +332,7 @@ pub fn alerts_tick(
     }
     let mut events = Vec::new();
     for (rule, t) in transitions {
-        let e = notify(
-            &t,
-            &rule,
-            delivery.retries,
-            delivery.backoff,
-            delivery.timeout,
-        );
+        let e = notify(&t, &rule, delivery);
         if rule.webhook.is_some() && t.notify && !e.delivered {
             tracing::warn!(
                 "alert {} ({}) {}: webhook not delivered after {} attempts: {}",

@@ -67,6 +67,9 @@ pub struct Context {
     pub judge: Option<JudgeConfig>,
     pub prices: encore_telemetry::cost::PriceTable,
     pub tracer: Option<Tracer>,
+    /// where tasks given by an API caller (a chat task's `base_url`, an HTTP task's `url`) may
+    /// send requests; `None`: anywhere (the operator's own command line)
+    pub destinations: Option<encore_http::outbound::Allow>,
 }
 
 impl std::fmt::Debug for Context {

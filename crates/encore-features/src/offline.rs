@@ -198,7 +198,9 @@ fn scan_events(
                 .column_by_name("personalization")
                 .and_then(|c| c.as_any().downcast_ref::<BooleanArray>())
                 .ok_or_else(|| {
-                    OfflineError::Input("playback log: column consent.personalization is missing".into())
+                    OfflineError::Input(
+                        "playback log: column consent.personalization is missing".into(),
+                    )
                 })?;
             let s = |n: &str| col::<StringArray>(b, n);
             let (platform, country, ctx, rs, re) = (

@@ -42,7 +42,11 @@ impl Allow {
     /// No restriction at all (the operator's own judge endpoints, configured in a file).
     pub fn everything() -> Allow {
         Allow {
-            entries: vec![Entry::AnyPublic, Entry::Net(IpAddr::from([0u8; 16]), 0), Entry::Net(IpAddr::from([0u8; 4]), 0)],
+            entries: vec![
+                Entry::AnyPublic,
+                Entry::Net(IpAddr::from([0u8; 16]), 0),
+                Entry::Net(IpAddr::from([0u8; 4]), 0),
+            ],
         }
     }
 
@@ -61,11 +65,10 @@ impl Allow {
                     .parse()
                     .map_err(|_| format!("allow entry {raw:?}: {ip:?} is not an IP address"))?;
                 let max = if ip.is_ipv4() { 32 } else { 128 };
-                let bits: u8 = bits
-                    .parse()
-                    .ok()
-                    .filter(|b| *b <= max)
-                    .ok_or_else(|| format!("allow entry {raw:?}: the prefix must be 0..={max}"))?;
+                let bits: u8 =
+                    bits.parse().ok().filter(|b| *b <= max).ok_or_else(|| {
+                        format!("allow entry {raw:?}: the prefix must be 0..={max}")
+                    })?;
                 Entry::Net(ip, bits)
             } else if let Ok(ip) = e.trim_matches(['[', ']']).parse::<IpAddr>() {
                 Entry::Net(ip, if ip.is_ipv4() { 32 } else { 128 })
@@ -96,9 +99,10 @@ impl Allow {
     /// connection.
     pub fn check_url(&self, url: &str) -> Result<(), String> {
         let (host, port) = host_port(url)?;
-        let addrs: Vec<SocketAddr> = std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port))
-            .map(Iterator::collect)
-            .unwrap_or_default();
+        let addrs: Vec<SocketAddr> =
+            std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port))
+                .map(Iterator::collect)
+                .unwrap_or_default();
         // a name that does not resolve yet is judged by name alone when it is delivered to
         match addrs.iter().find(|a| !self.allows(&host, a.ip())) {
             Some(a) => Err(format!(
@@ -115,7 +119,9 @@ fn check_host(h: &str) -> Result<(), String> {
     let ok = !h.is_empty()
         && h.len() <= 253
         && h.split('.').all(|l| {
-            !l.is_empty() && l.len() <= 63 && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            !l.is_empty()
+                && l.len() <= 63
+                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
         });
     if ok {
         Ok(())
@@ -131,7 +137,9 @@ pub fn host_port(url: &str) -> Result<(String, u16), String> {
     } else if let Some(r) = url.strip_prefix("http://") {
         (r, 80)
     } else {
-        return Err(format!("{url}: expected an address starting with https:// or http://"));
+        return Err(format!(
+            "{url}: expected an address starting with https:// or http://"
+        ));
     };
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
     if authority.contains('@') {
@@ -243,7 +251,11 @@ impl Resolver for Guarded {
             }
         }
         if kept.is_empty() {
-            let ip = resolved.iter().next().map(|a| a.ip().to_string()).unwrap_or_default();
+            let ip = resolved
+                .iter()
+                .next()
+                .map(|a| a.ip().to_string())
+                .unwrap_or_default();
             return Err(ureq::Error::BadUri(format!(
                 "{host} ({ip}) is not an allowed destination (private and loopback addresses \
                  only when the allow list names them)"
@@ -344,9 +356,17 @@ impl Outbound {
     }
 
     /// POSTs `body` as JSON with extra `headers`.
-    pub fn post_json(&self, url: &str, headers: &[(&str, &str)], body: &[u8]) -> Result<Reply, String> {
+    pub fn post_json(
+        &self,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<Reply, String> {
         host_port(url)?;
-        let mut req = self.agent.post(url).header("Content-Type", "application/json");
+        let mut req = self
+            .agent
+            .post(url)
+            .header("Content-Type", "application/json");
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
@@ -395,7 +415,13 @@ pub fn signature(secret: &[u8], unix_s: u64, body: &[u8]) -> String {
 
 /// Checks a received `X-Encore-Signature` header (for receivers written in Rust, and tests):
 /// the tag must match and the timestamp be within `tolerance` of `now_s`.
-pub fn verify_signature(secret: &[u8], header: &str, body: &[u8], now_s: u64, tolerance: Duration) -> bool {
+pub fn verify_signature(
+    secret: &[u8],
+    header: &str,
+    body: &[u8],
+    now_s: u64,
+    tolerance: Duration,
+) -> bool {
     let mut t = None;
     let mut v1 = None;
     for part in header.split(',') {
@@ -446,7 +472,13 @@ pub struct Delivery {
 
 /// POSTs `body` to `url`, signed with `secret` when there is one, retrying as `retry` says:
 /// connection errors, 408, 429 and 5xx are retried; any other 4xx is final.
-pub fn deliver(client: &Outbound, url: &str, body: &[u8], secret: Option<&[u8]>, retry: Retry) -> Delivery {
+pub fn deliver(
+    client: &Outbound,
+    url: &str,
+    body: &[u8],
+    secret: Option<&[u8]>,
+    retry: Retry,
+) -> Delivery {
     let mut out = Delivery {
         attempts: 0,
         delivered: false,
@@ -492,7 +524,9 @@ pub fn deliver(client: &Outbound, url: &str, body: &[u8], secret: Option<&[u8]>,
         seed ^= seed >> 7;
         seed ^= seed << 17;
         let jitter = 0.5 + (seed % 1000) as f64 / 1000.0;
-        let pause = after.unwrap_or_else(|| wait.mul_f64(jitter)).min(retry.max_wait);
+        let pause = after
+            .unwrap_or_else(|| wait.mul_f64(jitter))
+            .min(retry.max_wait);
         std::thread::sleep(pause);
         wait = wait.saturating_mul(2);
     }
@@ -512,13 +546,30 @@ mod tests {
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
         assert!(a.allows("hooks.slack.com", ip("34.1.2.3")));
         for private in [
-            "127.0.0.1", "10.0.0.1", "192.168.1.1", "172.16.0.1", "169.254.169.254", "0.0.0.0",
-            "100.64.0.1", "::1", "fe80::1", "fd00::1", "::ffff:127.0.0.1", "::ffff:10.0.0.1",
-            "224.0.0.1", "255.255.255.255", "64:ff9b::a00:1",
+            "127.0.0.1",
+            "10.0.0.1",
+            "192.168.1.1",
+            "172.16.0.1",
+            "169.254.169.254",
+            "0.0.0.0",
+            "100.64.0.1",
+            "::1",
+            "fe80::1",
+            "fd00::1",
+            "::ffff:127.0.0.1",
+            "::ffff:10.0.0.1",
+            "224.0.0.1",
+            "255.255.255.255",
+            "64:ff9b::a00:1",
         ] {
             assert!(!a.allows("x", ip(private)), "{private}");
         }
-        let a = allow(&["127.0.0.1", "10.1.0.0/16", "intranet.local", "*.example.com"]);
+        let a = allow(&[
+            "127.0.0.1",
+            "10.1.0.0/16",
+            "intranet.local",
+            "*.example.com",
+        ]);
         assert!(a.allows("127.0.0.1", ip("127.0.0.1")));
         assert!(a.allows("anything", ip("::ffff:127.0.0.1")));
         assert!(!a.allows("localhost", ip("127.0.0.2")));
@@ -534,15 +585,27 @@ mod tests {
 
     #[test]
     fn urls_name_host_and_default_port() {
-        assert_eq!(host_port("https://hooks.slack.com/x").unwrap(), ("hooks.slack.com".into(), 443));
+        assert_eq!(
+            host_port("https://hooks.slack.com/x").unwrap(),
+            ("hooks.slack.com".into(), 443)
+        );
         assert_eq!(host_port("http://h").unwrap(), ("h".into(), 80));
         assert_eq!(host_port("http://[::1]:9/p").unwrap(), ("::1".into(), 9));
         assert_eq!(host_port("https://H:8443?q").unwrap(), ("h".into(), 8443));
-        for bad in ["ftp://h", "http://", "http://h:0", "http://h:99999", "http://u:p@h/", "h:80"] {
+        for bad in [
+            "ftp://h",
+            "http://",
+            "http://h:0",
+            "http://h:99999",
+            "http://u:p@h/",
+            "h:80",
+        ] {
             assert!(host_port(bad).is_err(), "{bad}");
         }
         let loopback = allow(&["*"]);
-        let e = loopback.check_url("http://127.0.0.1:19999/internal/admin").unwrap_err();
+        let e = loopback
+            .check_url("http://127.0.0.1:19999/internal/admin")
+            .unwrap_err();
         assert!(e.contains("not an allowed destination"), "{e}");
         assert!(loopback.check_url("http://localhost:1/").is_err());
     }
@@ -553,14 +616,37 @@ mod tests {
         assert!(s.starts_with("t=1700000000,v1="));
         let tol = Duration::from_secs(300);
         assert!(verify_signature(b"k", &s, b"{\"a\":1}", 1_700_000_100, tol));
-        assert!(!verify_signature(b"k", &s, b"{\"a\":2}", 1_700_000_100, tol));
-        assert!(!verify_signature(b"other", &s, b"{\"a\":1}", 1_700_000_100, tol));
-        assert!(!verify_signature(b"k", &s, b"{\"a\":1}", 1_700_001_000, tol), "replayed late");
+        assert!(!verify_signature(
+            b"k",
+            &s,
+            b"{\"a\":2}",
+            1_700_000_100,
+            tol
+        ));
+        assert!(!verify_signature(
+            b"other",
+            &s,
+            b"{\"a\":1}",
+            1_700_000_100,
+            tol
+        ));
+        assert!(
+            !verify_signature(b"k", &s, b"{\"a\":1}", 1_700_001_000, tol),
+            "replayed late"
+        );
         assert!(!verify_signature(b"k", "garbage", b"", 0, tol));
         // RFC 4231 test case 2 (HMAC-SHA256 of "what do ya want for nothing?" under "Jefe")
         let mut mac = Hmac::<sha2::Sha256>::new_from_slice(b"Jefe").unwrap();
         mac.update(b"what do ya want for nothing?");
-        let hex: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
-        assert_eq!(hex, "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+        let hex: String = mac
+            .finalize()
+            .into_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(
+            hex,
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
     }
 }

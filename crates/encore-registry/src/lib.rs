@@ -15,7 +15,7 @@ mod watch;
 pub use card::Card;
 pub use error::RegistryError;
 pub use features::FeatureDefinitions;
-pub use watch::{Watcher, WebhookConfig, post_json, webhooks};
+pub use watch::{Watcher, webhooks};
 
 use encore_core::time::now_ms;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};

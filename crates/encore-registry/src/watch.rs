@@ -97,21 +97,14 @@ impl Registry {
     }
 }
 
-/// Delivery settings of [`webhooks`].
-#[derive(Debug, Clone)]
-pub struct WebhookConfig {
-    /// `http://host:port/path` URLs
-    pub urls: Vec<String>,
-    pub attempts: u32,
-    pub backoff: Duration,
-}
-
-/// Posts every move received on `moves` to each URL as JSON, on a thread, retrying a failed
-/// delivery (connection error or non-2xx status) with exponential backoff. Returns the thread,
-/// which ends when `moves` closes. `on_result(url, move, attempts, ok)` reports each delivery.
+/// Posts every move received on `moves` to each of `urls` as JSON (`{"event": "alias_moved",
+/// "move": ...}`), on a thread, through `deliver(url, body) -> (attempts, delivered)` (which
+/// signs, retries and enforces where webhooks may go). Returns the thread, which ends when
+/// `moves` closes. `on_result(url, move, attempts, ok)` reports each delivery.
 pub fn webhooks(
     moves: Receiver<AliasMove>,
-    config: WebhookConfig,
+    urls: Vec<String>,
+    deliver: impl Fn(&str, &[u8]) -> (u32, bool) + Send + 'static,
     on_result: impl Fn(&str, &AliasMove, u32, bool) + Send + 'static,
 ) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
@@ -119,56 +112,10 @@ pub fn webhooks(
         .spawn(move || {
             for m in moves {
                 let body = serde_json::json!({"event": "alias_moved", "move": m}).to_string();
-                for url in &config.urls {
-                    let mut delay = config.backoff;
-                    let mut tries = 0;
-                    let ok = loop {
-                        tries += 1;
-                        if post_json(url, &body).is_ok_and(|s| (200..300).contains(&s)) {
-                            break true;
-                        }
-                        if tries >= config.attempts.max(1) {
-                            break false;
-                        }
-                        std::thread::sleep(delay);
-                        delay = delay.saturating_mul(2);
-                    };
+                for url in &urls {
+                    let (tries, ok) = deliver(url, body.as_bytes());
                     on_result(url, &m, tries, ok);
                 }
             }
-        })
-}
-
-/// One HTTP/1.1 POST of `body` to `url` (http only); returns the status.
-pub fn post_json(url: &str, body: &str) -> std::io::Result<u16> {
-    use std::io::{BufRead, BufReader, Write};
-    let invalid =
-        || std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("bad URL {url}"));
-    let rest = url.strip_prefix("http://").ok_or_else(invalid)?;
-    let (host, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    let addr = std::net::ToSocketAddrs::to_socket_addrs(host)?
-        .next()
-        .ok_or_else(invalid)?;
-    let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(
-        stream,
-        "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\nUser-Agent: encore\r\n\r\n{body}",
-        body.len()
-    )?;
-    let mut status_line = String::new();
-    BufReader::new(stream).read_line(&mut status_line)?;
-    status_line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| {
-            std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!("{url} answered {status_line:?}"),
-            )
         })
 }

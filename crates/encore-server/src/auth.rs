@@ -93,9 +93,7 @@ impl Auth {
                     .or_else(|| v.strip_prefix("bearer "))
             })
             .map(str::trim)
-            .ok_or_else(|| {
-                unauthenticated("the Authorization header is not `Bearer KEY`")
-            })?;
+            .ok_or_else(|| unauthenticated("the Authorization header is not `Bearer KEY`"))?;
         keys.authenticate(token)
             .map_err(|e| unauthenticated(&e.to_string()))
     }
@@ -124,9 +122,7 @@ pub fn required(method: &Method, route: &str) -> Option<Scope> {
         "/v1/assignments" | "/v1/experiments/{id}/results" => ExperimentsRead,
         "/v1/features" | "/v1/features/services" => FeaturesRead,
         "/v1/traces" => TracesWrite,
-        "/v1/spans" | "/v1/spans/count" | "/v1/spans/stats" | "/v1/traces/{trace_id}" => {
-            TracesRead
-        }
+        "/v1/spans" | "/v1/spans/count" | "/v1/spans/stats" | "/v1/traces/{trace_id}" => TracesRead,
         // what a labeller sees is the prompt and the completion
         "/v1/queues/{name}/items" if read => TracesContent,
         "/v1/evals/scores"
@@ -179,7 +175,7 @@ pub async fn authorize(State(state): State<AppState>, mut req: Request, next: Ne
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| req.uri().path().to_owned(), |m| m.as_str().to_owned());
-    if auth.open.iter().any(|r| *r == route) {
+    if auth.open.contains(&route) {
         return next.run(req).await;
     }
     let principal = match auth.principal(req.headers().get(header::AUTHORIZATION)) {
@@ -209,16 +205,29 @@ pub async fn authorize(State(state): State<AppState>, mut req: Request, next: Ne
             ),
         );
         let response = e.into_response();
-        record(&state, &principal, &source, &method, &route, &target, 403, &format!("needs {need}")).await;
+        record(
+            &state,
+            &principal,
+            &source,
+            &method,
+            &route,
+            &target,
+            403,
+            &format!("needs {need}"),
+        )
+        .await;
         return response;
     }
-    let audited =
-        !(method == Method::GET || method == Method::HEAD) || reads_content(&method, &route, &principal);
+    let audited = !(method == Method::GET || method == Method::HEAD)
+        || reads_content(&method, &route, &principal);
     req.extensions_mut().insert(principal.clone());
     let response = next.run(req).await;
     if audited {
         let status = response.status().as_u16();
-        record(&state, &principal, &source, &method, &route, &target, status, "").await;
+        record(
+            &state, &principal, &source, &method, &route, &target, status, "",
+        )
+        .await;
     }
     response
 }
@@ -249,11 +258,16 @@ async fn record(
         status,
         detail: detail.to_owned(),
     };
-    let written = tokio::task::spawn_blocking(move || audit.append(std::slice::from_mut(&mut entry)))
-        .await;
+    let written =
+        tokio::task::spawn_blocking(move || audit.append(std::slice::from_mut(&mut entry))).await;
     if !matches!(written, Ok(Ok(_))) {
         state.metrics.audit_failed();
-        tracing::error!(route, target, status, "audit entry not written: {written:?}");
+        tracing::error!(
+            route,
+            target,
+            status,
+            "audit entry not written: {written:?}"
+        );
     }
 }
 

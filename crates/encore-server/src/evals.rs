@@ -71,7 +71,7 @@ impl EvalsAccess {
                     &a.store,
                     spans,
                     encore_core::time::now_ms(),
-                    a.delivery,
+                    &a.delivery,
                 ) {
                     tracing::warn!("alerts not evaluated: {e}");
                 }
@@ -723,7 +723,7 @@ pub(crate) async fn put_alert(
 ) -> Result<Json<Value>, ApiError> {
     let Json(rule) = body.map_err(bad_json)?;
     blocking(&state, move |a| {
-        ops::put_alert(&a.store, &rule)?;
+        ops::put_alert(&a.store, &rule, &a.delivery.client.allow)?;
         Ok(Json(json!({ "rule": rule })))
     })
     .await

@@ -90,7 +90,9 @@ pub(crate) async fn move_alias(
     let Json(req) = body.map_err(|e| {
         crate::error::json_rejection(
             e,
-            Some(r#"{"version": N, "reason": "...", "force": false} (the actor is the key's name)"#),
+            Some(
+                r#"{"version": N, "reason": "...", "force": false} (the actor is the key's name)"#,
+            ),
         )
     })?;
     let gate = state

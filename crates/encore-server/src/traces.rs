@@ -16,15 +16,15 @@
 
 use crate::AppState;
 use crate::error::ApiError;
+use axum::Extension;
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::Extension;
-use encore_access::{Principal, Scope};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use encore_access::{Principal, Scope};
 use encore_core::ErrorCode;
 use encore_telemetry::{Filter, Normalizer, Redactions, SpanStore};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{

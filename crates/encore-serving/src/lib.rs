@@ -9,14 +9,14 @@
 //! threads.
 
 mod cache;
-mod model;
 mod consent;
+mod model;
 mod recent;
 mod surfaces;
 
 pub use cache::SlateCache;
-pub use model::{ItemFacts, NotServable, Retrieval, ServingModel};
 pub use consent::ConsentBook;
+pub use model::{ItemFacts, NotServable, Retrieval, ServingModel};
 pub use recent::RecentActivity;
 pub use surfaces::{Blend, Mix, Mixes};
 
@@ -122,8 +122,7 @@ pub struct Slate {
 }
 
 /// The note on a list made without the listener's history because they have not allowed it.
-pub const NOTE_WITHDRAWN: &str =
-    "not personalized: the listener has not allowed personalization";
+pub const NOTE_WITHDRAWN: &str = "not personalized: the listener has not allowed personalization";
 /// The note on a list for a listener with no history yet (cold start).
 pub const NOTE_NO_HISTORY: &str = "not personalized: no listening history yet";
 
@@ -501,7 +500,12 @@ impl ServingModel {
 
     /// The most popular items, for a listener whose history may not or cannot be used; `note`
     /// says why.
-    pub fn popular(&self, n: usize, rules: &Rules, note: &'static str) -> Result<Slate, ServingError> {
+    pub fn popular(
+        &self,
+        n: usize,
+        rules: &Rules,
+        note: &'static str,
+    ) -> Result<Slate, ServingError> {
         let n = check_n(n)?;
         let ranking = Ranking {
             m: self,

@@ -70,7 +70,9 @@ pub fn keys(loaded: &Loaded, cmd: KeysCommand, out: &Output) -> Result<(), CliEr
                 .map(|e| {
                     encore_features::def::duration_ms(&e)
                         .map(|ms| std::time::Duration::from_millis(ms.unsigned_abs()))
-                        .map_err(|m| CliError::usage(format!("--expires: {m}"), "e.g. --expires 30d"))
+                        .map_err(|m| {
+                            CliError::usage(format!("--expires: {m}"), "e.g. --expires 30d")
+                        })
                 })
                 .transpose()?;
             let new = NewKey {
@@ -174,4 +176,85 @@ pub fn audit(loaded: &Loaded, cmd: AuditCommand, out: &Output) -> Result<(), Cli
         }
     }
     Ok(())
+}
+
+/// PEM certificates of `[server] ca_file`, trusted for outbound https besides Mozilla's roots.
+pub(crate) fn extra_roots(loaded: &Loaded) -> Result<Option<Vec<u8>>, CliError> {
+    let f = &loaded.config.server.ca_file;
+    if f.is_empty() {
+        return Ok(None);
+    }
+    std::fs::read(f).map(Some).map_err(|e| {
+        CliError::usage(
+            format!("[server] ca_file {f}: {e}"),
+            "name a PEM file of CA certificates, or set ca_file = \"\"",
+        )
+    })
+}
+
+/// `[server] webhook_allow`: where webhooks and API-given task endpoints may send.
+pub(crate) fn webhook_allow(loaded: &Loaded) -> Result<encore_http::outbound::Allow, CliError> {
+    encore_http::outbound::Allow::parse(&loaded.config.server.webhook_allow).map_err(|e| {
+        CliError::usage(
+            format!("[server] webhook_allow: {e}"),
+            "list \"*\", host names, \"*.suffix\", IP addresses or CIDR networks",
+        )
+    })
+}
+
+/// The webhook signing key: `[server] webhook_secret`, or a random one kept (mode 0600) in
+/// `<data dir>/webhook-secret`, made on first use.
+pub(crate) fn webhook_secret(
+    loaded: &Loaded,
+    root: &std::path::Path,
+) -> Result<std::sync::Arc<[u8]>, CliError> {
+    let configured = &loaded.config.server.webhook_secret;
+    if !configured.is_empty() {
+        return Ok(configured.as_bytes().into());
+    }
+    let path = root.join("webhook-secret");
+    let failed = |e: std::io::Error| {
+        CliError::failed(
+            format!("webhook secret {}: {e}", path.display()),
+            "check the data directory's permissions, or set [server] webhook_secret",
+        )
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(s) if !s.trim().is_empty() => return Ok(s.trim().as_bytes().into()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(failed(e)),
+    }
+    let mut random = [0u8; 32];
+    getrandom::fill(&mut random).map_err(|e| failed(std::io::Error::other(e.to_string())))?;
+    let secret: String = random.iter().map(|b| format!("{b:02x}")).collect();
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = root.join("webhook-secret.tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(failed)?;
+    f.write_all(secret.as_bytes()).map_err(failed)?;
+    f.sync_all().map_err(failed)?;
+    std::fs::rename(&tmp, &path).map_err(failed)?;
+    tracing::info!(path = %path.display(), "made a webhook signing key (X-Encore-Signature)");
+    Ok(secret.as_bytes().into())
+}
+
+/// The outbound client of webhooks: `[server] webhook_allow`, `ca_file`, `timeout`.
+pub(crate) fn webhook_client(
+    loaded: &Loaded,
+    timeout: std::time::Duration,
+) -> Result<encore_http::outbound::Outbound, CliError> {
+    encore_http::outbound::Outbound::new(encore_http::outbound::Options {
+        timeout,
+        extra_roots_pem: extra_roots(loaded)?,
+        allow: webhook_allow(loaded)?,
+        ..Default::default()
+    })
+    .map_err(|e| CliError::usage(format!("outbound client: {e}"), "check [server] ca_file"))
 }

@@ -82,7 +82,12 @@ fn demo_key(root: &std::path::Path) -> Result<String, CliError> {
         "demo",
         vec![encore_access::Scope::Admin],
     ))?;
-    crate::commands::access::audit_local(root, "keys create", &created.key.id, "name=demo scopes=admin (encore demo)");
+    crate::commands::access::audit_local(
+        root,
+        "keys create",
+        &created.key.id,
+        "name=demo scopes=admin (encore demo)",
+    );
     Ok(created.secret)
 }
 

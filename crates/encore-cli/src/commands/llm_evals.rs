@@ -53,9 +53,10 @@ pub fn context(
     loaded: &encore_config::Loaded,
     catalog: Option<Arc<CatalogIndex>>,
     tracer: Option<Tracer>,
-) -> Context {
+) -> Result<Context, CliError> {
     let j = &loaded.config.evals.judge;
-    Context {
+    let extra_roots_pem = crate::commands::access::extra_roots(loaded)?;
+    Ok(Context {
         catalog,
         judge: (!j.base_url.is_empty()).then(|| JudgeConfig {
             base_url: j.base_url.clone(),
@@ -65,19 +66,29 @@ pub fn context(
             max_retries: j.max_retries,
             backoff_ms: j.backoff_ms,
             concurrency: j.concurrency as usize,
+            extra_roots_pem,
+            allow: None,
         }),
         prices: crate::commands::traces::price_table(&loaded.config.telemetry),
         tracer,
-    }
+        destinations: None,
+    })
 }
 
-fn delivery(loaded: &encore_config::Loaded) -> Delivery {
+fn delivery(loaded: &encore_config::Loaded, root: &std::path::Path) -> Result<Delivery, CliError> {
     let c = &loaded.config.evals;
-    Delivery {
-        retries: c.webhook_retries,
-        backoff: Duration::from_millis(200),
-        timeout: Duration::from_millis(c.webhook_timeout_ms.max(1)),
-    }
+    Ok(Delivery {
+        client: crate::commands::access::webhook_client(
+            loaded,
+            Duration::from_millis(c.webhook_timeout_ms.max(1)),
+        )?,
+        secret: Some(crate::commands::access::webhook_secret(loaded, root)?),
+        retry: encore_http::outbound::Retry {
+            attempts: c.webhook_retries + 1,
+            backoff: Duration::from_millis(200),
+            max_wait: Duration::from_secs(60),
+        },
+    })
 }
 
 /// Online evaluation and alerting for `encore serve`: judge calls are traced into the trace
@@ -97,7 +108,9 @@ pub fn start(
             t.record(call.span("encore", seq.fetch_add(1, Ordering::Relaxed)));
         }
     });
-    let ctx = context(loaded, catalog, Some(tracer));
+    let mut ctx = context(loaded, catalog, Some(tracer))?;
+    // what API callers name (a task's endpoint) goes only where webhooks may go
+    ctx.destinations = Some(crate::commands::access::webhook_allow(loaded)?);
     let (rules, errors) = ops::compiled_rules(&store, &ctx)?;
     for e in errors {
         tracing::warn!("online evaluation rule left out: {e}");
@@ -115,7 +128,7 @@ pub fn start(
         ctx,
         online,
         engine: Mutex::new(Engine::default()),
-        delivery: delivery(loaded),
+        delivery: delivery(loaded, root)?,
         telemetry: Some(Arc::clone(telemetry)),
     });
     access.start_alerts(Duration::from_millis(c.alert_interval_ms.max(100)));
@@ -216,7 +229,7 @@ fn open(loaded: &encore_config::Loaded, with_catalog: bool) -> Result<Opened, Cl
     Ok(Opened {
         store: Mutex::new(EvalStore::open(dir.path())?),
         spans: encore_telemetry::SpanStore::open(dir.path(), Default::default())?,
-        ctx: context(loaded, catalog, None),
+        ctx: context(loaded, catalog, None)?,
         _dir: dir,
     })
 }
@@ -688,7 +701,11 @@ pub fn alerts(
     match cmd {
         AlertsCommand::Add { rule } => {
             let rule: AlertRule = json_arg(&rule, "alerts add")?;
-            ops::put_alert(&o.store, &rule)?;
+            ops::put_alert(
+                &o.store,
+                &rule,
+                &crate::commands::access::webhook_allow(loaded)?,
+            )?;
             out.emit(&rule, || format!("alert {} stored\n", rule.name));
         }
         AlertsCommand::List => {

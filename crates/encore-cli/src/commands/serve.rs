@@ -92,9 +92,13 @@ pub fn serve_until(
 ) -> Result<(), CliError> {
     let mode = auth_mode(loaded, bind)?;
     let (dir, ingestor) = open(loaded)?;
-    let auth = encore_server::auth::Auth::open(dir.path(), mode, &loaded.config.server.open_routes)?;
+    let auth =
+        encore_server::auth::Auth::open(dir.path(), mode, &loaded.config.server.open_routes)?;
     if mode == encore_server::auth::Mode::Required
-        && encore_access::Keys::open(dir.path())?.list()?.iter().all(|k| k.revoked_ms.is_some())
+        && encore_access::Keys::open(dir.path())?
+            .list()?
+            .iter()
+            .all(|k| k.revoked_ms.is_some())
     {
         tracing::warn!(
             "no API keys yet: every request but {:?} is refused; create one with \
@@ -360,6 +364,7 @@ fn watch_registry(
     ingestor: &Arc<encore_ingest::Ingestor>,
 ) -> Result<encore_registry::Watcher, CliError> {
     let watcher = encore_registry::Watcher::start(root, std::time::Duration::from_millis(200))?;
+    let secret = crate::commands::access::webhook_secret(loaded, root)?;
     let moves = watcher.subscribe();
     let (served, ingestor) = (Arc::clone(served), Arc::clone(ingestor));
     let (name, root) = (loaded.config.serving.model.clone(), root.to_path_buf());
@@ -399,18 +404,40 @@ fn watch_registry(
     });
     let c = &loaded.config.registry;
     if !c.webhooks.is_empty() {
-        let config = encore_registry::WebhookConfig {
-            urls: c.webhooks.clone(),
+        let client =
+            crate::commands::access::webhook_client(loaded, std::time::Duration::from_secs(10))?;
+        for url in &c.webhooks {
+            client.allow.check_url(url).map_err(|e| {
+                CliError::usage(
+                    format!("[registry] webhooks: {e}"),
+                    "add the destination to [server] webhook_allow",
+                )
+            })?;
+        }
+        let retry = encore_http::outbound::Retry {
             attempts: c.webhook_attempts,
             backoff: std::time::Duration::from_millis(c.webhook_backoff_ms),
+            max_wait: std::time::Duration::from_secs(60),
         };
-        encore_registry::webhooks(watcher.subscribe(), config, |url, m, tries, ok| {
-            if ok {
-                tracing::info!(url, id = m.id, tries, "webhook delivered");
-            } else {
-                tracing::warn!(url, id = m.id, tries, "webhook failed after every attempt");
+        let deliver = move |url: &str, body: &[u8]| {
+            let d = encore_http::outbound::deliver(&client, url, body, Some(&secret), retry);
+            if let Some(e) = &d.last_error {
+                tracing::debug!(url, attempts = d.attempts, "webhook: {e}");
             }
-        })
+            (d.attempts, d.delivered)
+        };
+        encore_registry::webhooks(
+            watcher.subscribe(),
+            c.webhooks.clone(),
+            deliver,
+            |url, m, tries, ok| {
+                if ok {
+                    tracing::info!(url, id = m.id, tries, "webhook delivered");
+                } else {
+                    tracing::warn!(url, id = m.id, tries, "webhook failed after every attempt");
+                }
+            },
+        )
         .map_err(|e| {
             CliError::failed(format!("cannot start webhooks: {e}"), "check system limits")
         })?;

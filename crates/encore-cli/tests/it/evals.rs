@@ -97,11 +97,17 @@ fn wait<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
 
 /// Reads one HTTP request: (path, body).
 fn read_request(stream: &std::net::TcpStream) -> Option<(String, Vec<u8>)> {
+    read_signed(stream).map(|(p, b, _)| (p, b))
+}
+
+/// The path, body and `X-Encore-Signature` of one request.
+fn read_signed(stream: &std::net::TcpStream) -> Option<(String, Vec<u8>, Option<String>)> {
     let mut r = BufReader::new(stream.try_clone().ok()?);
     let mut line = String::new();
     r.read_line(&mut line).ok()?;
     let path = line.split_whitespace().nth(1)?.to_owned();
     let mut len = 0;
+    let mut signature = None;
     loop {
         line.clear();
         if r.read_line(&mut line).ok()? == 0 {
@@ -114,10 +120,13 @@ fn read_request(stream: &std::net::TcpStream) -> Option<(String, Vec<u8>)> {
         if let Some(v) = l.strip_prefix("content-length:") {
             len = v.trim().parse().ok()?;
         }
+        if let Some(v) = l.strip_prefix("x-encore-signature:") {
+            signature = Some(v.trim().to_owned());
+        }
     }
     let mut body = vec![0; len];
     r.read_exact(&mut body).ok()?;
-    Some((path, body))
+    Some((path, body, signature))
 }
 
 fn respond(mut stream: &std::net::TcpStream, status: u16, body: &str) {
@@ -463,10 +472,25 @@ fn an_error_rate_alert_fires_notifies_and_resolves() {
         let received = received.clone();
         std::thread::spawn(move || {
             for (n, stream) in hook.incoming().flatten().enumerate() {
-                let Some((path, body)) = read_request(&stream) else {
+                let Some((path, body, signature)) = read_signed(&stream) else {
                     continue;
                 };
                 assert_eq!(path, "/hooks/encore");
+                // signed with the configured key, over this very body, just now
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_secs();
+                assert!(
+                    encore_http::outbound::verify_signature(
+                        b"hook-key",
+                        signature.as_deref().unwrap_or(""),
+                        &body,
+                        now,
+                        Duration::from_secs(60)
+                    ),
+                    "bad signature {signature:?}"
+                );
                 if n == 0 {
                     respond(&stream, 500, "{}");
                     continue;
@@ -484,10 +508,28 @@ fn an_error_rate_alert_fires_notifies_and_resolves() {
         &[
             ("ENCORE__EVALS__ALERT_INTERVAL_MS", "250"),
             ("ENCORE__TELEMETRY__SELF_TRACE_RATE", "0"),
+            ("ENCORE__SERVER__WEBHOOK_ALLOW", r#"["*", "127.0.0.1"]"#),
+            ("ENCORE__SERVER__WEBHOOK_SECRET", "hook-key"),
         ],
     );
     let _stop = Stop(child);
     let addr = format!("127.0.0.1:{port}");
+    // destinations the allow list does not name are refused when the rule is made
+    for hostile in [
+        "http://169.254.169.254/latest/meta-data",
+        "http://10.0.0.1:8080/admin",
+        "http://[::1]:19999/internal",
+        "gopher://127.0.0.1/",
+    ] {
+        let (status, e) = call(
+            &addr,
+            "POST",
+            "/v1/alerts/rules",
+            &json!({"name": "ssrf", "metric": {"kind": "error_rate"}, "window_s": 3, "op": "above",
+                    "threshold": 0.2, "webhook": hostile}),
+        );
+        assert_eq!(status, 400, "{hostile}: {e}");
+    }
     let (status, e) = call(
         &addr,
         "POST",

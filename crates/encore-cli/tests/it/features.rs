@@ -530,12 +530,19 @@ fn consent_is_honoured_on_the_live_path() {
     std::thread::sleep(Duration::from_millis(2_500));
 
     let (s, control) = get(&addr, "/v1/users/control/recommendations?n=5");
-    assert_eq!((s, control["strategy"].as_str()), (200, Some("fold_in")), "{control}");
+    assert_eq!(
+        (s, control["strategy"].as_str()),
+        (200, Some("fold_in")),
+        "{control}"
+    );
     for user in ["nocon", "incognito"] {
         let (s, v) = get(&addr, &format!("/v1/users/{user}/recommendations?n=5"));
         assert_eq!(s, 200, "{v}");
         assert_eq!(v["strategy"], "popular_fallback", "{user}: {v}");
-        assert!(v["note"].as_str().unwrap().starts_with("not personalized"), "{v}");
+        assert!(
+            v["note"].as_str().unwrap().starts_with("not personalized"),
+            "{v}"
+        );
     }
     let f = features(&addr, &["nocon", "incognito", "control"]);
     assert_eq!(f["rows"][0]["missing"], true, "{f}");
@@ -548,12 +555,20 @@ fn consent_is_honoured_on_the_live_path() {
         assert_eq!(v["strategy"], "popular_fallback", "{v}");
         assert_eq!(v["note"], encore_serving::NOTE_WITHDRAWN, "{v}");
         let (s, v) = get(addr, &format!("/v1/users/{known}/mixes"));
-        assert_eq!((s, v["error"]["code"].as_str()), (412, Some("failed_precondition")), "{v}");
+        assert_eq!(
+            (s, v["error"]["code"].as_str()),
+            (412, Some("failed_precondition")),
+            "{v}"
+        );
     };
     withdrawn(&addr);
     // a listener never heard of: the most popular items too, not a 404
     let (s, v) = get(&addr, "/v1/users/someone-new/recommendations?n=5");
-    assert_eq!((s, v["note"].as_str()), (200, Some(encore_serving::NOTE_NO_HISTORY)), "{v}");
+    assert_eq!(
+        (s, v["note"].as_str()),
+        (200, Some(encore_serving::NOTE_NO_HISTORY)),
+        "{v}"
+    );
     drop(server);
     // after a restart the withdrawal is read back from the log
     let (child, port, _) = start_full(&data, &env);

@@ -200,16 +200,23 @@ pub(crate) fn terminate(child: &Child) {
         .status();
 }
 
-/// Reads one HTTP request from `conn` and returns its body; answers `status`.
+/// Reads one HTTP request from `conn` and returns its body, whose `X-Encore-Signature` must
+/// verify with the key `hook-key`; answers `status`.
 fn receive_hook(conn: &mut std::net::TcpStream, status: &str) -> String {
     use std::io::{Read, Write};
     let mut reader = BufReader::new(conn.try_clone().unwrap());
-    let (mut line, mut length) = (String::new(), 0);
+    let (mut line, mut length, mut signature) = (String::new(), 0, String::new());
     loop {
         line.clear();
         reader.read_line(&mut line).unwrap();
         if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
             length = v.trim().parse().unwrap();
+        }
+        if let Some(v) = line
+            .to_ascii_lowercase()
+            .strip_prefix("x-encore-signature:")
+        {
+            signature = v.trim().to_owned();
         }
         if line == "\r\n" {
             break;
@@ -217,6 +224,20 @@ fn receive_hook(conn: &mut std::net::TcpStream, status: &str) -> String {
     }
     let mut body = vec![0; length];
     reader.read_exact(&mut body).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!(
+        encore_http::outbound::verify_signature(
+            b"hook-key",
+            &signature,
+            &body,
+            now,
+            Duration::from_secs(60)
+        ),
+        "webhook signature {signature:?} does not verify"
+    );
     write!(conn, "HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n").unwrap();
     String::from_utf8(body).unwrap()
 }
@@ -249,8 +270,22 @@ fn registry_over_http_gates_production_and_posts_webhooks() {
         v2["metrics"]["ndcg@10"].as_f64().unwrap(),
     );
     // keys, made beside the data directory before and while the server runs
-    let ops = run(&["keys", "create", "--name", "ops", "--scopes", "models:read,models:write"]);
-    let reader = run(&["keys", "create", "--name", "viewer", "--scopes", "models:read"]);
+    let ops = run(&[
+        "keys",
+        "create",
+        "--name",
+        "ops",
+        "--scopes",
+        "models:read,models:write",
+    ]);
+    let reader = run(&[
+        "keys",
+        "create",
+        "--name",
+        "viewer",
+        "--scopes",
+        "models:read",
+    ]);
     let (ops, reader) = (
         ops["key"].as_str().unwrap().to_owned(),
         reader["key"].as_str().unwrap().to_owned(),
@@ -262,6 +297,8 @@ fn registry_over_http_gates_production_and_posts_webhooks() {
         &data,
         &[
             ("ENCORE__SERVER__AUTH", "required"),
+            ("ENCORE__SERVER__WEBHOOK_ALLOW", r#"["127.0.0.1"]"#),
+            ("ENCORE__SERVER__WEBHOOK_SECRET", "hook-key"),
             ("ENCORE__REGISTRY__WEBHOOKS", hook_url.as_str()),
             ("ENCORE__REGISTRY__WEBHOOK_BACKOFF_MS", "20"),
         ],
@@ -275,7 +312,10 @@ fn registry_over_http_gates_production_and_posts_webhooks() {
             .unwrap()
     };
     // anyone who reaches the port: nothing but health
-    assert_eq!(request(&addr, "GET", "/v1/models", b"").unwrap().status, 401);
+    assert_eq!(
+        request(&addr, "GET", "/v1/models", b"").unwrap().status,
+        401
+    );
     assert_eq!(request(&addr, "GET", "/healthz", b"").unwrap().status, 200);
     let list = as_key(&reader, "GET", "/v1/models", b"");
     assert_eq!(list.status, 200, "{}", list.body);
@@ -339,13 +379,30 @@ fn registry_over_http_gates_production_and_posts_webhooks() {
         .unwrap()
         .iter()
         .filter(|e| e["target"] == path)
-        .map(|e| (e["key_name"].as_str().unwrap(), e["status"].as_u64().unwrap()))
+        .map(|e| {
+            (
+                e["key_name"].as_str().unwrap(),
+                e["status"].as_u64().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(
         moves,
-        [("viewer", 403), ("ops", 412), ("ops", 400), ("ops", 400), ("ops", 200)]
+        [
+            ("viewer", 403),
+            ("ops", 412),
+            ("ops", 400),
+            ("ops", 400),
+            ("ops", 200)
+        ]
     );
-    assert!(audit.as_array().unwrap().iter().any(|e| e["route"] == "keys create"));
+    assert!(
+        audit
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["route"] == "keys create")
+    );
     assert_eq!(run(&["audit", "verify"])["intact"], true);
     // revoked: refused within the cache's lifetime
     let ops_id = run(&["keys", "list"])

@@ -127,6 +127,7 @@ fn judge(url: &str, traced: Arc<Mutex<Vec<JudgeCall>>>) -> LlmJudge {
         max_retries: 2,
         backoff_ms: 10,
         concurrency: 3,
+        ..Default::default()
     };
     LlmJudge::new(
         config,

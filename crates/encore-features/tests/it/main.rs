@@ -593,7 +593,11 @@ fn plays_without_consent_feed_no_personal_feature() {
             reason_end: "trackdone",
         }),
     };
-    let events = vec![play("private", false), play("private", false), play("open", true)];
+    let events = vec![
+        play("private", false),
+        play("private", false),
+        play("open", true),
+    ];
     store.apply(&defs, &events, now).unwrap();
     let plan = Plan::new(&defs, "reranker").unwrap();
     let row = |u: &str| -> BTreeMap<String, String> {
@@ -603,7 +607,9 @@ fn plays_without_consent_feed_no_personal_feature() {
         ]
         .into()
     };
-    let got = store.read(&plan, &[row("private"), row("open")], now).unwrap();
+    let got = store
+        .read(&plan, &[row("private"), row("open")], now)
+        .unwrap();
     assert!(got[0].missing, "a listener known only by unconsented plays");
     assert_eq!(got[0].value("user__ms_7d"), None);
     assert_eq!(got[1].value("user__ms_7d"), Some(200_000.0));

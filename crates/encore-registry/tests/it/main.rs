@@ -251,14 +251,24 @@ fn watchers_see_moves_from_other_connections_and_webhooks_retry() {
         bodies
     });
     let (tx, results) = std::sync::mpsc::channel();
-    let config = encore_registry::WebhookConfig {
-        urls: vec![url.clone()],
+    let client = encore_http::outbound::Outbound::new(Default::default()).unwrap();
+    let retry = encore_http::outbound::Retry {
         attempts: 3,
         backoff: Duration::from_millis(10),
+        max_wait: Duration::from_secs(1),
     };
-    let hooks = encore_registry::webhooks(hooked, config, move |u, m, tries, ok| {
-        tx.send((u.to_string(), m.to, tries, ok)).unwrap();
-    })
+    let deliver = move |u: &str, body: &[u8]| {
+        let d = encore_http::outbound::deliver(&client, u, body, None, retry);
+        (d.attempts, d.delivered)
+    };
+    let hooks = encore_registry::webhooks(
+        hooked,
+        vec![url.clone()],
+        deliver,
+        move |u, m, tries, ok| {
+            tx.send((u.to_string(), m.to, tries, ok)).unwrap();
+        },
+    )
     .unwrap();
 
     // another connection (as another process would) moves production

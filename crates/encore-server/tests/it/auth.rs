@@ -21,7 +21,11 @@ fn start(root: &std::path::Path) -> (String, tokio::runtime::Runtime) {
         .unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let state = AppState::new(ingestor, Limits::default()).with_auth(auth);
-    rt.spawn(encore_server::serve(listener, state, std::future::pending()));
+    rt.spawn(encore_server::serve(
+        listener,
+        state,
+        std::future::pending(),
+    ));
     (addr, rt)
 }
 
@@ -68,7 +72,10 @@ fn every_route_needs_its_scope() {
         let m = axum::http::Method::from_bytes(method.as_bytes()).unwrap();
         if DEFAULT_OPEN.contains(&template.as_str()) {
             let (status, _) = send(&addr, None, method, path);
-            assert!(status != 401 && status != 403, "{method} {path} is open: {status}");
+            assert!(
+                status != 401 && status != 403,
+                "{method} {path} is open: {status}"
+            );
             continue;
         }
         let need = required(&m, template)
@@ -92,10 +99,17 @@ fn every_route_needs_its_scope() {
             Scope::Admin,
         ];
         if method != "GET" && !reads_by_post.contains(&template.as_str()) {
-            assert!(writes.contains(&need), "{method} {template} changes state but needs only {need}");
+            assert!(
+                writes.contains(&need),
+                "{method} {template} changes state but needs only {need}"
+            );
         }
         let expected = [
-            ("POST", "/v1/models/{name}/aliases/{alias}", Scope::ModelsWrite),
+            (
+                "POST",
+                "/v1/models/{name}/aliases/{alias}",
+                Scope::ModelsWrite,
+            ),
             ("POST", "/v1/events", Scope::EventsWrite),
             ("POST", "/v1/traces", Scope::TracesWrite),
             ("GET", "/v1/traces/{trace_id}", Scope::TracesRead),
@@ -104,7 +118,10 @@ fn every_route_needs_its_scope() {
             ("DELETE", "/v1/evals/rules/{name}", Scope::EvalsWrite),
             ("GET", "/v1/audit", Scope::Admin),
         ];
-        if let Some((.., s)) = expected.iter().find(|(m, t, _)| m == method && t == template) {
+        if let Some((.., s)) = expected
+            .iter()
+            .find(|(m, t, _)| m == method && t == template)
+        {
             assert_eq!(need, *s, "{method} {template}");
         }
         // no key, a malformed header, a made-up key
@@ -172,7 +189,10 @@ fn expired_and_revoked_keys_stop_working() {
     let k = keys
         .create(&NewKey::new("reader", vec![Scope::EventsRead]))
         .unwrap();
-    assert_eq!(send(&addr, Some(&k.secret), "GET", "/v1/events/stats").0, 200);
+    assert_eq!(
+        send(&addr, Some(&k.secret), "GET", "/v1/events/stats").0,
+        200
+    );
     keys.revoke(&k.key.id).unwrap();
     let mut refused = false;
     for _ in 0..40 {
@@ -186,13 +206,24 @@ fn expired_and_revoked_keys_stop_working() {
     let mut short = NewKey::new("short", vec![Scope::EventsRead]);
     short.ttl = Some(std::time::Duration::from_millis(300));
     let s = keys.create(&short).unwrap();
-    assert_eq!(send(&addr, Some(&s.secret), "GET", "/v1/events/stats").0, 200);
+    assert_eq!(
+        send(&addr, Some(&s.secret), "GET", "/v1/events/stats").0,
+        200
+    );
     std::thread::sleep(std::time::Duration::from_millis(400));
-    assert_eq!(send(&addr, Some(&s.secret), "GET", "/v1/events/stats").0, 401);
+    assert_eq!(
+        send(&addr, Some(&s.secret), "GET", "/v1/events/stats").0,
+        401
+    );
     // a header that is not valid text, and a huge one, are 401s too, not crashes
     let r = Connection::open(&addr)
         .unwrap()
-        .send("GET", "/v1/events/stats", &[("Authorization", &format!("Bearer enc_{}", "x".repeat(6000)))], b"")
+        .send(
+            "GET",
+            "/v1/events/stats",
+            &[("Authorization", &format!("Bearer enc_{}", "x".repeat(6000)))],
+            b"",
+        )
         .unwrap();
     assert_eq!(r.status, 401, "{}", r.body);
 }
