@@ -140,6 +140,10 @@ pub struct ServerConfig {
     pub webhook_secret: String,
     /// PEM certificates trusted for outbound https besides Mozilla's roots (a company CA).
     pub ca_file: String,
+    /// PEM certificate chain and private key: the HTTP API and the OTLP/gRPC receiver speak
+    /// TLS (both empty: plain TCP).
+    pub tls_cert: String,
+    pub tls_key: String,
 }
 
 /// `[server] auth`.
@@ -162,6 +166,8 @@ impl Default for ServerConfig {
             webhook_allow: vec!["*".into()],
             webhook_secret: String::new(),
             ca_file: String::new(),
+            tls_cert: String::new(),
+            tls_key: String::new(),
         }
     }
 }

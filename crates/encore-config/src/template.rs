@@ -40,6 +40,9 @@ webhook_allow = ["*"]
 webhook_secret = ""
 # PEM file of certificates trusted for outbound https (judges, webhooks) besides Mozilla's roots.
 ca_file = ""
+# PEM certificate chain and private key: the HTTP API and the OTLP/gRPC receiver speak TLS.
+tls_cert = ""
+tls_key = ""
 
 [ingest]
 # An event id seen again within this many days (of event time) is a duplicate and is dropped.

@@ -4,6 +4,8 @@
 //! bodies; responses with a `Content-Length`, chunked, or delimited by the connection's close.
 
 pub mod outbound;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};

@@ -355,6 +355,17 @@ impl Outbound {
         })
     }
 
+    /// GETs `url` with extra `headers`.
+    pub fn get(&self, url: &str, headers: &[(&str, &str)]) -> Result<Reply, String> {
+        host_port(url)?;
+        let mut req = self.agent.get(url);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = req.call().map_err(|e| describe(url, &e))?;
+        self.reply(url, resp)
+    }
+
     /// POSTs `body` as JSON with extra `headers`.
     pub fn post_json(
         &self,
@@ -370,7 +381,16 @@ impl Outbound {
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
-        let mut resp = req.send(body).map_err(|e| describe(url, &e))?;
+        let resp = req.send(body).map_err(|e| describe(url, &e))?;
+        self.reply(url, resp)
+    }
+
+    /// The status, `Retry-After` and at most `max_response_bytes` of the body.
+    fn reply(
+        &self,
+        url: &str,
+        mut resp: ureq::http::Response<ureq::Body>,
+    ) -> Result<Reply, String> {
         let status = resp.status().as_u16();
         let retry_after = resp
             .headers()

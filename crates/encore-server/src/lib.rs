@@ -23,6 +23,7 @@ pub mod metrics;
 mod models;
 pub mod openapi;
 pub mod recs;
+pub mod tls;
 pub mod traces;
 
 use axum::Router;
@@ -167,6 +168,23 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(error::identity_only))
         .layer(axum::middleware::from_fn(error::json_errors))
         .with_state(state)
+}
+
+/// Serves `state` over TLS (`config`, see [`tls::server_config`]) on `listener` until
+/// `shutdown` completes; in-flight requests finish first.
+pub async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    config: Arc<tokio_rustls::rustls::ServerConfig>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
+    // tap_io: the client's address reaches handlers as ConnectInfo<SocketAddr>, as over TCP
+    let listener = tls::TlsListener::new(listener, config)?.tap_io(|_| {});
+    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 /// Serves `state` on `listener` until `shutdown` completes; in-flight requests finish first.

@@ -274,11 +274,12 @@ impl TraceService for GrpcTraces {
 }
 
 /// Serves OTLP/gRPC trace exports on `listener` until `shutdown` completes (gzip accepted;
-/// messages up to `max_bytes`).
+/// messages up to `max_bytes`; over TLS with `tls` = (PEM certificate chain, PEM key)).
 pub async fn serve_grpc(
     listener: tokio::net::TcpListener,
     state: &AppState,
     max_bytes: usize,
+    tls: Option<(Vec<u8>, Vec<u8>)>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), String> {
     let access = state
@@ -292,7 +293,16 @@ pub async fn serve_grpc(
     })
     .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
     .max_decoding_message_size(max_bytes);
-    tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some((cert, key)) = tls {
+        builder = builder
+            .tls_config(
+                tonic::transport::ServerTlsConfig::new()
+                    .identity(tonic::transport::Identity::from_pem(cert, key)),
+            )
+            .map_err(|e| format!("TLS: {e}"))?;
+    }
+    builder
         .add_service(service)
         .serve_with_incoming_shutdown(
             tonic::transport::server::TcpIncoming::from(listener),

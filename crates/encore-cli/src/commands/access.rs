@@ -11,12 +11,11 @@ use encore_config::Loaded;
 
 fn root(loaded: &Loaded) -> Result<std::path::PathBuf, CliError> {
     let dir = &loaded.config.data.dir;
-    std::fs::create_dir_all(dir).map_err(|e| {
-        CliError::failed(
-            format!("cannot create the data directory {}: {e}", dir.display()),
-            "pass --data-dir with a writable directory",
-        )
-    })?;
+    // a new data directory is made as any command makes one (with its FORMAT file); one in
+    // use by a running server is not locked again: SQLite takes turns with it
+    if !dir.join("FORMAT").exists() {
+        encore_storage::DataDir::open(dir)?;
+    }
     Ok(dir.clone())
 }
 

@@ -43,12 +43,17 @@ pub fn run(loaded: &Loaded, args: &ServeArgs, out: &Output) -> Result<(), CliErr
             }
         }
     }
+    let scheme = if loaded.config.server.tls_cert.is_empty() {
+        "http"
+    } else {
+        "https"
+    };
     serve_until(
         loaded,
         bind,
         |addr, grpc, data_dir| {
             let report = serde_json::json!({
-                "listening": format!("http://{addr}"),
+                "listening": format!("{scheme}://{addr}"),
                 "otlp_grpc": grpc.map(|g| g.to_string()),
                 "data_dir": data_dir,
                 "endpoints": [
@@ -61,16 +66,16 @@ pub fn run(loaded: &Loaded, args: &ServeArgs, out: &Output) -> Result<(), CliErr
             });
             out.emit(&report, || {
                 format!(
-                    "listening on http://{addr}\n  POST http://{addr}/v1/events        (JSON array or NDJSON)\n  \
-                     GET  http://{addr}/v1/events/stats\n  GET  http://{addr}/healthz\n  \
-                     GET  http://{addr}/v1/models             (and /v1/models/NAME/versions, /history)\n  \
-                     POST http://{addr}/v1/models/NAME/aliases/production  {{\"version\": N}}\n  \
-                     GET  http://{addr}/v1/users/USER/recommendations?n=10\n  \
-                     GET  http://{addr}/v1/items/ITEM/similar?n=10\n  \
-                     POST http://{addr}/v1/recommendations  {{\"seed_items\": [...]}}\n  \
-                     POST http://{addr}/v1/radio            {{\"seeds\": [...]}}\n  \
-                     POST http://{addr}/v1/traces           (OTLP/HTTP; OTLP/gRPC on {})\n  \
-                     GET  http://{addr}/v1/spans?project=NAME\n\
+                    "listening on {scheme}://{addr}\n  POST {scheme}://{addr}/v1/events        (JSON array or NDJSON)\n  \
+                     GET  {scheme}://{addr}/v1/events/stats\n  GET  {scheme}://{addr}/healthz\n  \
+                     GET  {scheme}://{addr}/v1/models             (and /v1/models/NAME/versions, /history)\n  \
+                     POST {scheme}://{addr}/v1/models/NAME/aliases/production  {{\"version\": N}}\n  \
+                     GET  {scheme}://{addr}/v1/users/USER/recommendations?n=10\n  \
+                     GET  {scheme}://{addr}/v1/items/ITEM/similar?n=10\n  \
+                     POST {scheme}://{addr}/v1/recommendations  {{\"seed_items\": [...]}}\n  \
+                     POST {scheme}://{addr}/v1/radio            {{\"seeds\": [...]}}\n  \
+                     POST {scheme}://{addr}/v1/traces           (OTLP/HTTP; OTLP/gRPC on {})\n  \
+                     GET  {scheme}://{addr}/v1/spans?project=NAME\n\
                      data directory {}",
                     grpc.map_or("no port".to_string(), |g| g.to_string()),
                     data_dir.display()
@@ -91,6 +96,7 @@ pub fn serve_until(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), CliError> {
     let mode = auth_mode(loaded, bind)?;
+    let tls = tls_files(loaded)?;
     let (dir, ingestor) = open(loaded)?;
     let auth =
         encore_server::auth::Auth::open(dir.path(), mode, &loaded.config.server.open_routes)?;
@@ -195,6 +201,17 @@ pub fn serve_until(
             },
         };
         let grpc_addr = grpc.as_ref().and_then(|l| l.local_addr().ok());
+        let tls_config = match &tls {
+            Some((cert, key)) => Some(
+                encore_server::tls::server_config(cert, key, &[b"http/1.1"]).map_err(|e| {
+                    CliError::usage(
+                        format!("[server] tls_cert / tls_key: {e}"),
+                        "name a PEM certificate chain and its PEM private key",
+                    )
+                })?,
+            ),
+            None => None,
+        };
         on_listening(addr, grpc_addr, dir.path());
         let gate = crate::cli::GateArgs::default().gate(&loaded.config.registry);
         let state = AppState::new(Arc::clone(&ingestor), limits)
@@ -250,11 +267,14 @@ pub fn serve_until(
         let grpc_task = grpc.map(|l| {
             let state = state.clone();
             let max = state.limits.max_body_bytes;
+            let tls = tls.clone();
             tokio::spawn(async move {
                 let stopped = async move {
                     let _ = stop_rx.changed().await;
                 };
-                if let Err(e) = encore_server::traces::serve_grpc(l, &state, max, stopped).await {
+                if let Err(e) =
+                    encore_server::traces::serve_grpc(l, &state, max, tls, stopped).await
+                {
                     tracing::error!("OTLP/gRPC receiver stopped: {e}");
                 }
             })
@@ -263,9 +283,11 @@ pub fn serve_until(
             shutdown.await;
             let _ = stop_tx.send(true);
         };
-        let served = encore_server::serve(listener, state, shutdown)
-            .await
-            .map_err(|e| CliError::failed(format!("server error: {e}"), "see the log"));
+        let served = match tls_config {
+            Some(config) => encore_server::serve_tls(listener, state, config, shutdown).await,
+            None => encore_server::serve(listener, state, shutdown).await,
+        }
+        .map_err(|e| CliError::failed(format!("server error: {e}"), "see the log"));
         // exports in flight on gRPC finish before the logs are sealed
         if let Some(t) = grpc_task {
             let _ = t.await;
@@ -277,6 +299,30 @@ pub fn serve_until(
     }
     telemetry.store.seal()?;
     Ok(())
+}
+
+/// A PEM certificate chain and its PEM private key.
+type PemPair = (Vec<u8>, Vec<u8>);
+
+/// `[server] tls_cert` and `tls_key`, read: both or neither.
+fn tls_files(loaded: &Loaded) -> Result<Option<PemPair>, CliError> {
+    let s = &loaded.config.server;
+    let read = |what: &str, f: &str| {
+        std::fs::read(f).map_err(|e| {
+            CliError::usage(
+                format!("[server] {what} {f}: {e}"),
+                "name a readable PEM file",
+            )
+        })
+    };
+    match (s.tls_cert.as_str(), s.tls_key.as_str()) {
+        ("", "") => Ok(None),
+        ("", _) | (_, "") => Err(CliError::usage(
+            "[server] tls_cert and tls_key go together: one is set, the other is empty",
+            "set both (PEM certificate chain and PEM private key), or neither",
+        )),
+        (cert, key) => Ok(Some((read("tls_cert", cert)?, read("tls_key", key)?))),
+    }
 }
 
 /// `[server] auth`, refused as `off` on any address but loopback: without keys, whoever reaches

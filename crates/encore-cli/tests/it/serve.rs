@@ -423,6 +423,67 @@ fn registry_over_http_gates_production_and_posts_webhooks() {
 }
 
 #[test]
+fn serves_https_with_keys() {
+    use encore_http::outbound::{Allow, Options, Outbound};
+    let tmp = tempfile::tempdir().unwrap();
+    let ca = encore_http::testing::TestCa::new();
+    let (cert, key) = (tmp.path().join("cert.pem"), tmp.path().join("key.pem"));
+    std::fs::write(&cert, &ca.cert_pem).unwrap();
+    std::fs::write(&key, &ca.key_pem).unwrap();
+    let data = tmp.path().join("d");
+    let created = encore_json(
+        tmp.path(),
+        data.to_str().unwrap(),
+        &["keys", "create", "--name", "ops", "--scopes", "events:read"],
+    );
+    let secret = created["key"].as_str().unwrap().to_owned();
+    let (child, port) = start_with(
+        &data,
+        &[
+            ("ENCORE__SERVER__AUTH", "required"),
+            ("ENCORE__SERVER__TLS_CERT", cert.to_str().unwrap()),
+            ("ENCORE__SERVER__TLS_KEY", key.to_str().unwrap()),
+        ],
+    );
+    let _server = Stop(child);
+    let client = Outbound::new(Options {
+        extra_roots_pem: Some(ca.ca_pem.as_bytes().to_vec()),
+        allow: Allow::everything(),
+        ..Default::default()
+    })
+    .unwrap();
+    let base = format!("https://localhost:{port}");
+    let auth = format!("Bearer {secret}");
+    let get = |path: &str, key: bool| {
+        let headers: Vec<(&str, &str)> = if key {
+            vec![("Authorization", auth.as_str())]
+        } else {
+            Vec::new()
+        };
+        client
+            .get(&format!("{base}{path}"), &headers)
+            .unwrap()
+            .status
+    };
+    assert_eq!(get("/healthz", false), 200);
+    assert_eq!(get("/v1/events/stats", false), 401);
+    assert_eq!(get("/v1/events/stats", true), 200);
+    // plain http to the TLS port gets no HTTP answer
+    let plain =
+        encore_server::client::request(&format!("127.0.0.1:{port}"), "GET", "/healthz", b"");
+    assert!(plain.is_err() || plain.unwrap().status != 200);
+    // a client that does not trust the CA is refused at the handshake
+    let untrusting = Outbound::new(Options::default()).unwrap();
+    let e = untrusting
+        .post_json(&format!("{base}/healthz"), &[], b"")
+        .unwrap_err();
+    assert!(e.to_lowercase().contains("certificate"), "{e}");
+    // a slow client that never finishes its handshake does not hold the server
+    let _idle = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    assert_eq!(get("/healthz", false), 200);
+}
+
+#[test]
 fn serve_refuses_auth_off_beyond_loopback() {
     let tmp = tempfile::tempdir().unwrap();
     let o = Command::new(env!("CARGO_BIN_EXE_encore"))

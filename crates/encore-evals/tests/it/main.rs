@@ -2,3 +2,4 @@
 
 mod halueval;
 mod judge;
+mod outbound;
