@@ -64,6 +64,10 @@ pub struct Normalizer {
     pub content_by_service: HashMap<String, ContentPolicy>,
     /// when set, user ids are stored as a keyed hash (HMAC-SHA256, hex)
     pub user_id_key: Option<Vec<u8>>,
+    /// the key of [`Normalizer::redact_id`]: an identifier (user, session, conversation,
+    /// project) that carries personal data is stored as `redacted-<keyed hash>`, so two such
+    /// listeners stay two
+    pub id_key: Vec<u8>,
     pub sampling: Sampling,
 }
 
@@ -246,12 +250,24 @@ const KINDS: [&str; 6] = [
 ];
 
 impl Normalizer {
-    /// A user id as stored: the keyed hash when a key is configured, else as sent (redacted).
+    /// A user id as stored: the keyed hash when a key is configured, else as sent (or its
+    /// keyed hash when it carries personal data).
     pub fn user_id(&self, raw: &str) -> String {
         match &self.user_id_key {
             Some(key) => hmac_sha256(key, raw.as_bytes()),
-            None => self.redactor.redact(raw, &mut Redactions::default()),
+            None => self.redact_id(raw, &mut Redactions::default()),
         }
+    }
+
+    /// An identifier as stored: as sent, unless it carries personal data (an email, a phone
+    /// number, ...); then `redacted-<HMAC-SHA256 under id_key>`, distinct per value.
+    pub fn redact_id(&self, raw: &str, counts: &mut Redactions) -> String {
+        let mut found = Redactions::default();
+        if self.redactor.redact(raw, &mut found) == raw {
+            return raw.to_owned();
+        }
+        counts.add(&found);
+        format!("redacted-{}", hmac_sha256(&self.id_key, raw.as_bytes()))
     }
 
     fn policy(&self, service: &str) -> ContentPolicy {
@@ -274,7 +290,9 @@ impl Normalizer {
             let project = text("openinference.project.name")
                 .or_else(|| text("encore.project"))
                 .unwrap_or_else(|| "default".into());
+            let project = self.redact_id(&project, counts);
             let service = text("service.name").unwrap_or_else(|| "unknown_service".into());
+            let service = self.redactor.redact(&service, counts);
             let policy = self.policy(&service);
             for ss in &rs.scope_spans {
                 for s in &ss.spans {
@@ -349,8 +367,31 @@ impl Normalizer {
                             *t = self.redactor.redact(t, counts);
                         }
                     }
-                    for v in mapped.attributes.values_mut() {
-                        self.redactor.redact_json(v, counts);
+                    // keys too: a key can carry what a value would
+                    mapped.attributes = std::mem::take(&mut mapped.attributes)
+                        .into_iter()
+                        .map(|(k, mut v)| {
+                            self.redactor.redact_json(&mut v, counts);
+                            (self.redactor.redact(&k, counts), v)
+                        })
+                        .collect();
+                    for field in [
+                        &mut mapped.operation,
+                        &mut mapped.provider,
+                        &mut mapped.request_model,
+                        &mut mapped.response_model,
+                        &mut mapped.prompt_version,
+                        &mut mapped.error_type,
+                        &mut mapped.ai_kind,
+                    ] {
+                        if let Some(t) = field.as_mut() {
+                            *t = self.redactor.redact(t, counts);
+                        }
+                    }
+                    for id in [&mut mapped.session, &mut mapped.conversation] {
+                        if let Some(t) = id.as_mut() {
+                            *t = self.redact_id(t, counts);
+                        }
                     }
                     let mut status_message = status_message.filter(|m| !m.is_empty());
                     if let Some(m) = status_message.as_mut() {
@@ -359,7 +400,7 @@ impl Normalizer {
                     if let Some(u) = mapped.user.as_mut() {
                         match &self.user_id_key {
                             Some(key) => *u = hmac_sha256(key, u.as_bytes()),
-                            None => *u = self.redactor.redact(u, counts),
+                            None => *u = self.redact_id(u, counts),
                         }
                     }
                     let cost = self.prices.cost(
@@ -374,7 +415,7 @@ impl Normalizer {
                         span_id: hex(&s.span_id),
                         parent_span_id: (!s.parent_span_id.is_empty())
                             .then(|| hex(&s.parent_span_id)),
-                        name: s.name.clone(),
+                        name: self.redactor.redact(&s.name, counts),
                         kind: KINDS.get(s.kind as usize).copied().unwrap_or("unspecified"),
                         service: service.clone(),
                         start_ns: s.start_time_unix_nano as i64,

@@ -8,6 +8,10 @@
 //!   → `[PHONE]`;
 //! - IPv4 and IPv6 addresses (validated by the standard parser) → `[IP]`;
 //! - each configured pattern → `[REDACTED]`.
+//!
+//! Lookalikes are kept: a date and time (`2024-03-01 07:04:00`) is not a phone number, and a
+//! dotted version after `version`, `release`, `build` and the like (`version 1.2.3.4`) is not an
+//! address.
 
 use regex::Regex;
 use serde::Serialize;
@@ -38,6 +42,7 @@ impl Redactions {
 }
 
 struct Patterns {
+    date: Regex,
     email: Regex,
     digits: Regex,
     ipv4: Regex,
@@ -47,6 +52,10 @@ struct Patterns {
 fn patterns() -> &'static Patterns {
     static P: OnceLock<Patterns> = OnceLock::new();
     P.get_or_init(|| Patterns {
+        date: Regex::new(
+            r"^(?:19|20)\d\d[-./](?:0[1-9]|1[0-2])[-./](?:0[1-9]|[12]\d|3[01])(?:\D|$)",
+        )
+        .expect("date pattern"),
         email: Regex::new(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}")
             .expect("email pattern"),
         // a run of digits with single separators, optionally after a `+` or in parentheses
@@ -58,6 +67,39 @@ fn patterns() -> &'static Patterns {
         ipv6: Regex::new(r"[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?:%\w+)?")
             .expect("ipv6 pattern"),
     })
+}
+
+/// Whether `before` ends with a word that makes the dotted number after it a version.
+fn after_version_word(before: &str) -> bool {
+    let word: String = before
+        .trim_end_matches([' ', ':', '=', '\t'])
+        .chars()
+        .rev()
+        .take_while(|c| c.is_alphabetic())
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect::<String>()
+        .to_lowercase();
+    matches!(
+        word.as_str(),
+        "version"
+            | "ver"
+            | "v"
+            | "release"
+            | "build"
+            | "firmware"
+            | "revision"
+            | "rev"
+            | "sdk"
+            | "app"
+            | "os"
+            | "ios"
+            | "android"
+            | "chrome"
+            | "python"
+            | "node"
+    )
 }
 
 /// The Luhn checksum of a digit string.
@@ -115,12 +157,28 @@ impl Redactor {
                     m.to_owned()
                 }
             });
-            let s = p.ipv4.replace_all(&s, |_: &regex::Captures<'_>| {
-                counts.ips += 1;
-                "[IP]"
-            });
+            let s = {
+                let mut out = String::with_capacity(s.len());
+                let mut last = 0;
+                for m in p.ipv4.find_iter(&s) {
+                    out.push_str(&s[last..m.start()]);
+                    if after_version_word(&s[..m.start()]) {
+                        out.push_str(m.as_str());
+                    } else {
+                        counts.ips += 1;
+                        out.push_str("[IP]");
+                    }
+                    last = m.end();
+                }
+                out.push_str(&s[last..]);
+                out
+            };
             let s = p.digits.replace_all(&s, |c: &regex::Captures<'_>| {
                 let m = &c[0];
+                // a date (and perhaps an hour) is not a phone number
+                if p.date.is_match(m) {
+                    return m.to_owned();
+                }
                 let digits: Vec<u8> = m.bytes().filter(u8::is_ascii_digit).collect();
                 let only_card_separators = m
                     .bytes()
@@ -206,5 +264,29 @@ mod tests {
         );
         let (_, c) = r("a@b.io, c@d.io, 4242424242424242");
         assert_eq!((c.emails, c.cards), (2, 1));
+    }
+
+    #[test]
+    fn dates_and_versions_are_not_phones_or_addresses() {
+        for kept in [
+            "2024-03-01 07:04:00",
+            "at 2024-03-01 07:04:00 UTC",
+            "2024/03/01 07:04",
+            "version 1.2.3.4",
+            "Version: 10.0.19041.1",
+            "build 4.2.0.1 shipped",
+            "iOS 17.4.1.2",
+        ] {
+            let (out, c) = r(kept);
+            assert_eq!(out, kept, "{c:?}");
+            assert_eq!(c.total(), 0, "{kept}");
+        }
+        // the real thing beside them is still found
+        assert_eq!(r("2024-03-01 from 10.1.2.3").0, "2024-03-01 from [IP]");
+        assert_eq!(
+            r("version 1.2.3.4, host 8.8.8.8").0,
+            "version 1.2.3.4, host [IP]"
+        );
+        assert_eq!(r("call 070-123 45 67").0, "call [PHONE]");
     }
 }

@@ -201,7 +201,7 @@ pub(crate) fn webhook_allow(loaded: &Loaded) -> Result<encore_http::outbound::Al
     })
 }
 
-/// The webhook signing key: `[server] webhook_secret`, or a random one kept (mode 0600) in
+/// The webhook signing key: `[server] webhook_secret`, or a random one kept in
 /// `<data dir>/webhook-secret`, made on first use.
 pub(crate) fn webhook_secret(
     loaded: &Loaded,
@@ -211,11 +211,34 @@ pub(crate) fn webhook_secret(
     if !configured.is_empty() {
         return Ok(configured.as_bytes().into());
     }
-    let path = root.join("webhook-secret");
+    local_key(
+        root,
+        "webhook-secret",
+        "webhook signing key (X-Encore-Signature)",
+    )
+}
+
+/// The key identifiers that carry personal data are hashed under (`<data dir>/privacy-key`).
+pub(crate) fn privacy_key(root: &std::path::Path) -> Result<std::sync::Arc<[u8]>, CliError> {
+    local_key(
+        root,
+        "privacy-key",
+        "privacy key (hashes of personal identifiers)",
+    )
+}
+
+/// A random key kept (mode 0600, written whole or not at all) in `<root>/<file>`, made on
+/// first use.
+fn local_key(
+    root: &std::path::Path,
+    file: &str,
+    what: &str,
+) -> Result<std::sync::Arc<[u8]>, CliError> {
+    let path = root.join(file);
     let failed = |e: std::io::Error| {
         CliError::failed(
-            format!("webhook secret {}: {e}", path.display()),
-            "check the data directory's permissions, or set [server] webhook_secret",
+            format!("{what} {}: {e}", path.display()),
+            "check the data directory's permissions",
         )
     };
     match std::fs::read_to_string(&path) {
@@ -229,7 +252,7 @@ pub(crate) fn webhook_secret(
     let secret: String = random.iter().map(|b| format!("{b:02x}")).collect();
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let tmp = root.join("webhook-secret.tmp");
+    let tmp = root.join(format!("{file}.tmp"));
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -240,7 +263,7 @@ pub(crate) fn webhook_secret(
     f.write_all(secret.as_bytes()).map_err(failed)?;
     f.sync_all().map_err(failed)?;
     std::fs::rename(&tmp, &path).map_err(failed)?;
-    tracing::info!(path = %path.display(), "made a webhook signing key (X-Encore-Signature)");
+    tracing::info!(path = %path.display(), "made a {what}");
     Ok(secret.as_bytes().into())
 }
 

@@ -129,7 +129,7 @@ pub fn serve_until(
                 ..Default::default()
             },
         )?,
-        normalizer(&loaded.config.telemetry)?,
+        normalizer(&loaded.config.telemetry, dir.path())?,
         64,
     ));
     telemetry.trace_own_requests(loaded.config.telemetry.self_trace_rate);
@@ -560,6 +560,7 @@ fn content_policy(p: encore_config::ContentPolicy) -> encore_telemetry::ContentP
 /// `[telemetry]` as the normalizer of incoming spans.
 fn normalizer(
     c: &encore_config::TelemetryConfig,
+    root: &std::path::Path,
 ) -> Result<encore_telemetry::Normalizer, CliError> {
     let redactor = encore_telemetry::Redactor::new(&c.redact_patterns).map_err(|e| {
         CliError::usage(
@@ -571,6 +572,7 @@ fn normalizer(
         redactor,
         content: content_policy(c.content),
         user_id_key: (!c.user_id_key.is_empty()).then(|| c.user_id_key.as_bytes().to_vec()),
+        id_key: crate::commands::access::privacy_key(root)?.to_vec(),
         content_by_service: c
             .content_by_service
             .iter()

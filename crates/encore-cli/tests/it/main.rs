@@ -5,6 +5,7 @@ mod evals;
 mod experiments;
 mod features;
 mod hostile;
+mod privacy;
 mod serve;
 mod sim;
 mod traces;
