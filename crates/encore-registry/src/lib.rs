@@ -32,7 +32,7 @@ pub const PRODUCTION: &str = "production";
 pub struct NewVersion {
     pub kind: String,
     pub checksum: String,
-    /// the artifact's path
+    /// the artifact's path, relative to the data directory (`models/artifacts/<sha256>.encore`)
     pub artifact: String,
     /// the model's configuration (JSON of `ModelConfig`)
     pub config: serde_json::Value,
@@ -159,6 +159,23 @@ CREATE TABLE IF NOT EXISTS alias_history (
 );
 ";
 
+/// An artifact path as stored and shown: relative to the data directory, so a copied or moved
+/// data directory serves its own artifacts and no answer shows a host path. Paths recorded
+/// absolute by earlier versions are read the same way.
+pub fn relative_artifact(artifact: &str) -> String {
+    const DIR: &str = "models/artifacts/";
+    match artifact.rfind(DIR) {
+        Some(at) if Path::new(artifact).is_absolute() || at > 0 => artifact[at..].to_owned(),
+        _ => artifact.to_owned(),
+    }
+}
+
+fn parse_record(json: &str) -> Result<NewVersion, serde_json::Error> {
+    let mut r: NewVersion = serde_json::from_str(json)?;
+    r.artifact = relative_artifact(&r.artifact);
+    Ok(r)
+}
+
 /// Model and alias names: letters, digits, `-`, `_`, `.`; 1 to 64 characters.
 pub fn check_name(what: &str, name: &str) -> Result<(), RegistryError> {
     let ok = !name.is_empty()
@@ -192,6 +209,11 @@ impl Registry {
         })
     }
 
+    /// The file of `v`'s artifact.
+    pub fn artifact_path(&self, v: &Version) -> PathBuf {
+        self.root.join(&v.record.artifact)
+    }
+
     /// Where artifacts are stored, content-addressed.
     pub fn artifacts_dir(&self) -> PathBuf {
         self.root.join("models").join("artifacts")
@@ -215,7 +237,10 @@ impl Registry {
         )?;
         tx.execute(
             "INSERT INTO versions (model, version, created_ms, record, checksum) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![model, next, now, serde_json::to_string(record)?, record.checksum],
+            params![model, next, now, serde_json::to_string(&NewVersion {
+                artifact: relative_artifact(&record.artifact),
+                ..record.clone()
+            })?, record.checksum],
         )?;
         tx.commit()?;
         Ok(next)
@@ -295,7 +320,7 @@ impl Registry {
                         .filter(|(_, v)| **v == version)
                         .map(|(a, _)| a.clone())
                         .collect(),
-                    record: serde_json::from_str(&record)?,
+                    record: parse_record(&record)?,
                 })
             })
             .collect()
@@ -330,17 +355,17 @@ impl Registry {
         candidate: &Version,
         current: Option<&Version>,
     ) -> Vec<String> {
-        let mut failures = Self::sanity_failures(gate, candidate);
+        let mut failures = Self::sanity_failures(&self.root, gate, candidate);
         failures.extend(Self::metric_failures(gate, candidate, current));
         failures
     }
 
     /// The artifact loads (its checksum holds), its factors are finite, its coverage is above
     /// the floor.
-    fn sanity_failures(gate: &Gate, candidate: &Version) -> Vec<String> {
+    fn sanity_failures(root: &Path, gate: &Gate, candidate: &Version) -> Vec<String> {
         let mut failures = Vec::new();
         let v = candidate.version;
-        match encore_models::artifact::Artifact::load(Path::new(&candidate.record.artifact)) {
+        match encore_models::artifact::Artifact::load(&root.join(&candidate.record.artifact)) {
             Err(e) => failures.push(format!("the artifact of v{v} does not load: {e}")),
             Ok(a) => {
                 let mut vectors = [a.model.user_vectors(), a.model.item_vectors()].into_iter();
@@ -417,7 +442,7 @@ impl Registry {
         let gated = how.alias == PRODUCTION && !how.force;
         // the sanity checks read the artifact: before the write transaction
         let mut failures = if gated {
-            Self::sanity_failures(gate, &candidate)
+            Self::sanity_failures(&self.root, gate, &candidate)
         } else {
             Vec::new()
         };
@@ -461,7 +486,7 @@ impl Registry {
             version,
             created_ms,
             aliases: Vec::new(),
-            record: serde_json::from_str(&record)?,
+            record: parse_record(&record)?,
         })
     }
 
@@ -616,7 +641,7 @@ impl Registry {
         )?;
         tx.commit()?;
         if shared == 0 {
-            let _ = std::fs::remove_file(&v.record.artifact);
+            let _ = std::fs::remove_file(self.root.join(&v.record.artifact));
         }
         Ok(())
     }

@@ -672,9 +672,8 @@ pub fn load_version(
 ) -> Result<ServingModel, String> {
     let registry = encore_registry::Registry::open(root).map_err(|e| e.to_string())?;
     let version = registry.resolve(reference).map_err(|e| e.to_string())?;
-    let artifact =
-        encore_models::artifact::Artifact::load(std::path::Path::new(&version.record.artifact))
-            .map_err(|e| e.to_string())?;
+    let artifact = encore_models::artifact::Artifact::load(&registry.artifact_path(&version))
+        .map_err(|e| e.to_string())?;
     let facts = ingestor
         .catalog()
         .item_info()

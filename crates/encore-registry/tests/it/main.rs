@@ -124,9 +124,17 @@ fn promote_refuse_force_rollback_and_history() {
         reg.delete("home", 1),
         Err(RegistryError::InUse { .. })
     ));
-    let artifact2 = reg.resolve("home@2").unwrap().record.artifact;
+    let v2 = reg.resolve("home@2").unwrap();
+    // stored and shown relative to the data directory: no host path in any answer
+    assert!(
+        v2.record.artifact.starts_with("models/artifacts/"),
+        "{}",
+        v2.record.artifact
+    );
+    let artifact2 = reg.artifact_path(&v2);
+    assert!(artifact2.exists());
     reg.delete("home", 2).unwrap();
-    assert!(!Path::new(&artifact2).exists());
+    assert!(!artifact2.exists());
     assert!(reg.resolve("home@2").is_err());
     // the card agrees with the registry
     let card = reg.card("home@production").unwrap();
@@ -139,6 +147,33 @@ fn promote_refuse_force_rollback_and_history() {
     assert!(
         md.contains("rollback") && md.contains("promote (forced)"),
         "{md}"
+    );
+}
+
+#[test]
+fn a_copied_data_directory_serves_its_own_artifacts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    std::fs::create_dir_all(&a).unwrap();
+    let mut reg = Registry::open(&a).unwrap();
+    reg.register("home", &version(&a, 8, 0.2)).unwrap();
+    drop(reg);
+    // a copy, and the original gone: the copy's registry finds the copy's artifact
+    std::process::Command::new("cp")
+        .arg("-r")
+        .arg(&a)
+        .arg(&b)
+        .status()
+        .unwrap();
+    std::fs::remove_dir_all(&a).unwrap();
+    let reg = Registry::open(&b).unwrap();
+    let v = reg.resolve("home@1").unwrap();
+    assert!(reg.artifact_path(&v).starts_with(&b));
+    Artifact::load(&reg.artifact_path(&v)).unwrap();
+    // an absolute path recorded by an earlier version reads the same way
+    assert_eq!(
+        encore_registry::relative_artifact("/srv/old/data/models/artifacts/ab12.encore"),
+        "models/artifacts/ab12.encore"
     );
 }
 
