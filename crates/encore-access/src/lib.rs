@@ -21,6 +21,7 @@
 //! ```
 
 pub mod audit;
+pub mod ledger;
 
 use encore_core::{Coded, ErrorCode};
 use rusqlite::{Connection, OptionalExtension, params};

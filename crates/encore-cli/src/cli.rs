@@ -107,6 +107,25 @@ pub enum Command {
     /// The audit log: who changed what, and who read trace content
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// One listener's data: export everything held about them, or erase it (stop the server
+    /// first, or use POST /v1/privacy/erasures)
+    #[command(subcommand)]
+    Privacy(PrivacyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PrivacyCommand {
+    /// Write every record about USER (events, interactions, impressions, exposures, features,
+    /// spans and their content, scores, labels, dataset items, models) as JSON lines to --out
+    Export {
+        user: String,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Remove USER from every store of the data directory; the ledger keeps a keyed hash
+    Erase { user: String },
+    /// The erasure ledger
+    Erasures,
 }
 
 #[derive(Debug, Subcommand)]

@@ -117,5 +117,6 @@ fn run(cli: Cli, loaded: &Loaded) -> Result<(), CliError> {
         Command::Bench(cmd) => commands::bench::run(cmd, &out),
         Command::Keys(cmd) => commands::access::keys(loaded, cmd, &out),
         Command::Audit(cmd) => commands::access::audit(loaded, cmd, &out),
+        Command::Privacy(cmd) => commands::privacy::run(loaded, cmd, &out),
     }
 }

@@ -937,3 +937,94 @@ mod tests {
         ));
     }
 }
+
+/// What the evaluation store held about a listener (see [`EvalStore::about`]).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct AboutListener {
+    pub scores: Vec<serde_json::Value>,
+    pub queue_items: Vec<serde_json::Value>,
+    pub dataset_items: Vec<serde_json::Value>,
+}
+
+impl EvalStore {
+    /// The rows about a listener: scores of their spans (by user id as stored, or by trace),
+    /// annotation queue items and dataset items that name one of their traces.
+    pub fn about(
+        &self,
+        users: &[String],
+        trace_ids: &[String],
+    ) -> Result<AboutListener, StoreError> {
+        let mut out = AboutListener::default();
+        let mut scores = self.conn.prepare(
+            "SELECT trace_id, span_id, evaluator, version, value, label, explanation, source,
+             created_ms, user_id FROM scores WHERE user_id = ?1 OR trace_id = ?1",
+        )?;
+        let mut seen = std::collections::HashSet::new();
+        for id in users.iter().chain(trace_ids) {
+            let rows = scores.query_map([id], |r| {
+                Ok(serde_json::json!({
+                    "trace_id": r.get::<_, String>(0)?, "span_id": r.get::<_, String>(1)?,
+                    "evaluator": r.get::<_, String>(2)?, "version": r.get::<_, i64>(3)?,
+                    "value": r.get::<_, f64>(4)?, "label": r.get::<_, Option<String>>(5)?,
+                    "explanation": r.get::<_, Option<String>>(6)?, "source": r.get::<_, String>(7)?,
+                    "created_ms": r.get::<_, i64>(8)?, "user_id": r.get::<_, Option<String>>(9)?,
+                }))
+            })?;
+            for row in rows {
+                let row = row?;
+                if seen.insert(row.to_string()) {
+                    out.scores.push(row);
+                }
+            }
+        }
+        let mut items = self.conn.prepare(
+            "SELECT queue, idx, target, input, output, status, labeller, label FROM queue_items
+             WHERE instr(target, ?1) > 0",
+        )?;
+        let mut data = self.conn.prepare(
+            "SELECT name, version, idx, item FROM dataset_items WHERE instr(item, ?1) > 0",
+        )?;
+        for id in users.iter().chain(trace_ids) {
+            for row in items.query_map([id], |r| {
+                Ok(serde_json::json!({
+                    "queue": r.get::<_, String>(0)?, "idx": r.get::<_, i64>(1)?,
+                    "target": r.get::<_, String>(2)?, "input": r.get::<_, Option<String>>(3)?,
+                    "output": r.get::<_, Option<String>>(4)?, "status": r.get::<_, String>(5)?,
+                    "labeller": r.get::<_, Option<String>>(6)?, "label": r.get::<_, Option<String>>(7)?,
+                }))
+            })? {
+                out.queue_items.push(row?);
+            }
+            for row in data.query_map([id], |r| {
+                Ok(serde_json::json!({
+                    "dataset": r.get::<_, String>(0)?, "version": r.get::<_, i64>(1)?,
+                    "idx": r.get::<_, i64>(2)?, "item": r.get::<_, String>(3)?,
+                }))
+            })? {
+                out.dataset_items.push(row?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Deletes what [`EvalStore::about`] finds, overwriting the freed pages (secure delete,
+    /// then VACUUM and a WAL checkpoint that empties the WAL file); returns the rows deleted.
+    pub fn erase(&mut self, users: &[String], trace_ids: &[String]) -> Result<u64, StoreError> {
+        self.conn.pragma_update(None, "secure_delete", "ON")?;
+        let tx = self.conn.transaction()?;
+        let mut n = 0u64;
+        for id in users.iter().chain(trace_ids) {
+            n += tx.execute(
+                "DELETE FROM scores WHERE user_id = ?1 OR trace_id = ?1",
+                [id],
+            )? as u64;
+            n += tx.execute("DELETE FROM queue_items WHERE instr(target, ?1) > 0", [id])? as u64;
+            n += tx.execute("DELETE FROM dataset_items WHERE instr(item, ?1) > 0", [id])? as u64;
+        }
+        tx.commit()?;
+        self.conn.execute_batch("VACUUM;")?;
+        self.conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        Ok(n)
+    }
+}

@@ -555,6 +555,103 @@ impl OnlineStore {
         Ok(out)
     }
 
+    /// The keys (view and entity) of `user`'s entities in the views keyed by the listener.
+    fn user_keys(
+        &self,
+        defs: &Definitions,
+        user: &str,
+    ) -> Result<Vec<(String, String)>, OnlineError> {
+        let tx = self.db.begin_read().map_err(dberr)?;
+        let t = tx.open_table(COLUMNS).map_err(dberr)?;
+        let e = tx.open_table(EVENTS).map_err(dberr)?;
+        let mut out = std::collections::BTreeSet::new();
+        for v in defs.views.values().filter(|v| v.kind.is_personal()) {
+            let exact = buffer_key(&v.name, user);
+            let (lo, hi) = (format!("{exact}\u{1f}"), format!("{exact}\u{20}"));
+            for table in [&t, &e] {
+                if table.get(exact.as_str()).map_err(dberr)?.is_some() {
+                    out.insert((v.name.clone(), exact.clone()));
+                }
+                for item in table.range(lo.as_str()..hi.as_str()).map_err(dberr)? {
+                    let (k, _) = item.map_err(dberr)?;
+                    out.insert((v.name.clone(), k.value().to_owned()));
+                }
+            }
+        }
+        Ok(out.into_iter().collect())
+    }
+
+    /// What the store holds about `user`: per view and entity, each feature's value at `now_ms`.
+    pub fn user_values(
+        &self,
+        defs: &Definitions,
+        user: &str,
+        now_ms: i64,
+    ) -> Result<Vec<serde_json::Value>, OnlineError> {
+        let keys = self.user_keys(defs, user)?;
+        let tx = self.db.begin_read().map_err(dberr)?;
+        let e = tx.open_table(EVENTS).map_err(dberr)?;
+        let mut out = Vec::new();
+        for (view, key) in keys {
+            let Some(v) = defs.views.get(&view) else {
+                continue;
+            };
+            let g = e.get(key.as_str()).map_err(dberr)?;
+            let mut vals = Vec::with_capacity(v.features.len());
+            let (_, st) = from_events(v, g.as_ref().map_or(&[], |g| g.value()), now_ms, &mut vals);
+            let values: serde_json::Map<String, serde_json::Value> = v
+                .features
+                .iter()
+                .zip(&vals)
+                .map(|(f, x)| {
+                    (
+                        f.name.clone(),
+                        x.map_or(serde_json::Value::Null, serde_json::Value::from),
+                    )
+                })
+                .collect();
+            out.push(serde_json::json!({
+                "view": view,
+                "entity": key[view.len() + 1..].replace('\u{1f}', "/"),
+                "status": format!("{st:?}").to_lowercase(),
+                "values": values,
+            }));
+        }
+        Ok(out)
+    }
+
+    /// Removes every entity of `user` from the views keyed by the listener; returns how many
+    /// keys went. The file's freed pages are compacted away when this handle is the only one.
+    pub fn erase_user(&mut self, defs: &Definitions, user: &str) -> Result<usize, OnlineError> {
+        let keys = self.user_keys(defs, user)?;
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        if let Some(c) = &self.cache {
+            c.begin_write();
+        }
+        let tx = self.db.begin_write().map_err(dberr)?;
+        {
+            let mut t = tx.open_table(COLUMNS).map_err(dberr)?;
+            let mut e = tx.open_table(EVENTS).map_err(dberr)?;
+            for (_, k) in &keys {
+                t.remove(k.as_str()).map_err(dberr)?;
+                e.remove(k.as_str()).map_err(dberr)?;
+            }
+        }
+        let committed = tx.commit().map_err(dberr);
+        if let Some(c) = &self.cache {
+            match &committed {
+                Ok(()) => c.end_write(keys.iter().map(|(_, k)| (k.as_str(), None))),
+                Err(_) => c.abort_write(),
+            }
+        }
+        committed?;
+        // freed pages still hold the old bytes until compaction rewrites the file
+        while self.db.compact().map_err(dberr)? {}
+        Ok(keys.len())
+    }
+
     /// The time materialization has reached (0 when never run).
     pub fn watermark(&self) -> Result<i64, OnlineError> {
         let tx = self.db.begin_read().map_err(dberr)?;

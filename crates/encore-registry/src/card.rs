@@ -24,6 +24,8 @@ pub struct Card {
     pub production_version: Option<u32>,
     pub alias_history: Vec<AliasMove>,
     pub limitations: Vec<String>,
+    /// listeners whose data this version was trained on and who have since been erased
+    pub erased_listeners: u32,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -67,9 +69,22 @@ impl Registry {
                 },
             );
         }
+        let mut limitations = limitations(&v);
+        let erased = self.erasures(&v.model, v.version)?;
+        if erased > 0 {
+            limitations.insert(
+                0,
+                format!(
+                    "Trained on data of {erased} listener(s) who have since been erased: their ids \
+                     are gone from the artifact, but what they taught the model is not. Retrain \
+                     to remove it (`encore train`), then promote the new version."
+                ),
+            );
+        }
         Ok(Card {
             intended_use: intended_use(&v.record.kind).into(),
-            limitations: limitations(&v),
+            limitations,
+            erased_listeners: erased,
             model: v.model.clone(),
             version: v.version,
             kind: v.record.kind.clone(),

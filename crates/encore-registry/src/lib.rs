@@ -145,6 +145,13 @@ CREATE TABLE IF NOT EXISTS aliases (
     version     INTEGER NOT NULL,
     PRIMARY KEY (model, alias)
 );
+CREATE TABLE IF NOT EXISTS erasures (
+    model       TEXT NOT NULL,
+    version     INTEGER NOT NULL,
+    listener    TEXT NOT NULL,
+    at_ms       INTEGER NOT NULL,
+    PRIMARY KEY (model, version, listener)
+);
 CREATE TABLE IF NOT EXISTS alias_history (
     id          INTEGER PRIMARY KEY AUTOINCREMENT,
     model       TEXT NOT NULL,
@@ -212,6 +219,76 @@ impl Registry {
     /// The file of `v`'s artifact.
     pub fn artifact_path(&self, v: &Version) -> PathBuf {
         self.root.join(&v.record.artifact)
+    }
+
+    /// Records that `model@version` was trained on data of an erased listener (`listener` is
+    /// the erasure ledger's keyed hash, never the id): its card recommends retraining.
+    pub fn flag_erasure(
+        &self,
+        model: &str,
+        version: u32,
+        listener: &str,
+    ) -> Result<(), RegistryError> {
+        self.conn.execute(
+            "INSERT OR IGNORE INTO erasures (model, version, listener, at_ms) VALUES (?1, ?2, ?3, ?4)",
+            params![model, version, listener, now_ms()],
+        )?;
+        Ok(())
+    }
+
+    /// How many erased listeners' data `model@version` was trained on.
+    pub fn erasures(&self, model: &str, version: u32) -> Result<u32, RegistryError> {
+        Ok(self.conn.query_row(
+            "SELECT COUNT(*) FROM erasures WHERE model = ?1 AND version = ?2",
+            params![model, version],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// Every version, of every model.
+    pub fn all_versions(&self) -> Result<Vec<Version>, RegistryError> {
+        let mut out = Vec::new();
+        for m in self.list()? {
+            out.extend(self.versions(&m.name)?);
+        }
+        Ok(out)
+    }
+
+    /// Points `model@version` at a rewritten artifact (`artifact` under the data directory,
+    /// `checksum` its content address), as an erasure does; the old file goes when no other
+    /// version uses it.
+    pub fn replace_artifact(
+        &mut self,
+        model: &str,
+        version: u32,
+        artifact: &str,
+        checksum: &str,
+    ) -> Result<(), RegistryError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let v = Self::version_in(&tx, model, version).map_err(|_| RegistryError::NotFound {
+            what: format!("model version {model}@{version}"),
+        })?;
+        let record = NewVersion {
+            artifact: relative_artifact(artifact),
+            checksum: checksum.to_owned(),
+            ..v.record.clone()
+        };
+        tx.execute(
+            "UPDATE versions SET record = ?3, checksum = ?4 WHERE model = ?1 AND version = ?2",
+            params![model, version, serde_json::to_string(&record)?, checksum],
+        )?;
+        let shared: u32 = tx.query_row(
+            "SELECT COUNT(*) FROM versions WHERE checksum = ?1",
+            params![v.record.checksum],
+            |r| r.get(0),
+        )?;
+        tx.commit()?;
+        if shared == 0 && v.record.checksum != checksum {
+            let _ = std::fs::remove_file(self.root.join(&v.record.artifact));
+        }
+        Ok(())
     }
 
     /// Where artifacts are stored, content-addressed.

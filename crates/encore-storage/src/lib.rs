@@ -16,6 +16,7 @@ pub mod dedup;
 mod error;
 pub mod event_log;
 pub mod fs;
+pub mod json;
 pub mod wal;
 
 pub use data_dir::{DataDir, FORMAT_VERSION, FormatInfo};

@@ -1164,3 +1164,71 @@ impl SpanStore {
         Ok(changed.load(std::sync::atomic::Ordering::Relaxed))
     }
 }
+
+/// What [`SpanStore::erase_users`] removed.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ErasedSpans {
+    pub spans: u64,
+    pub content_rows: u64,
+    /// the traces the spans belonged to, and the spans' keys (for the evaluation store)
+    pub trace_ids: Vec<String>,
+    pub span_ids: Vec<String>,
+}
+
+impl SpanStore {
+    /// Removes every span whose user id is one of `users` (as stored: raw, or hashed), with its
+    /// content, from the segments; seals first, so the WAL holds none of them afterwards.
+    pub fn erase_users(&self, users: &[String]) -> Result<ErasedSpans, StorageError> {
+        self.seal()?;
+        let wanted: std::collections::HashSet<String> = users.iter().cloned().collect();
+        let (mut keys, mut traces, mut spans) = (
+            std::collections::HashSet::new(),
+            std::collections::BTreeSet::new(),
+            std::collections::BTreeSet::new(),
+        );
+        self.spans.scan_range(
+            i64::MIN,
+            i64::MAX,
+            false,
+            Some(&["key", "trace_id", "span_id", "user_id"]),
+            |b| {
+                let key: &StringArray = col(b, "key")?;
+                let trace: &StringArray = col(b, "trace_id")?;
+                let span: &StringArray = col(b, "span_id")?;
+                let user: &StringArray = col(b, "user_id")?;
+                for i in 0..b.num_rows() {
+                    if !user.is_null(i) && wanted.contains(user.value(i)) {
+                        keys.insert(key.value(i).to_owned());
+                        traces.insert(trace.value(i).to_owned());
+                        spans.insert(span.value(i).to_owned());
+                    }
+                }
+                Ok(())
+            },
+        )?;
+        let mut out = ErasedSpans {
+            trace_ids: traces.into_iter().collect(),
+            span_ids: spans.into_iter().collect(),
+            ..Default::default()
+        };
+        if keys.is_empty() {
+            return Ok(out);
+        }
+        let w = wanted;
+        let s = self.spans.rewrite(i64::MIN, i64::MAX, true, move |b| {
+            filter_rows(b, |b, i| {
+                let user: &StringArray = col(b, "user_id")?;
+                Ok(user.is_null(i) || !w.contains(user.value(i)))
+            })
+        })?;
+        out.spans = s.rows_before - s.rows_after;
+        let c = self.content.rewrite(i64::MIN, i64::MAX, true, move |b| {
+            filter_rows(b, |b, i| {
+                let key: &StringArray = col(b, "key")?;
+                Ok(!keys.contains(key.value(i)))
+            })
+        })?;
+        out.content_rows = c.rows_before - c.rows_after;
+        Ok(out)
+    }
+}

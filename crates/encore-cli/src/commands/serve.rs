@@ -558,7 +558,7 @@ fn content_policy(p: encore_config::ContentPolicy) -> encore_telemetry::ContentP
 }
 
 /// `[telemetry]` as the normalizer of incoming spans.
-fn normalizer(
+pub(crate) fn normalizer(
     c: &encore_config::TelemetryConfig,
     root: &std::path::Path,
 ) -> Result<encore_telemetry::Normalizer, CliError> {

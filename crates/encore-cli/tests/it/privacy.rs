@@ -217,3 +217,190 @@ fn personal_data_in_any_span_field_is_never_stored_or_answered() {
     std::fs::write(data.join("probe.txt"), EMAIL).unwrap();
     assert_eq!(find_in_data_dir(&data, &[EMAIL]).len(), 1);
 }
+
+/// Whether `needle` occurs in `hay` as a whole token (not inside a longer id such as `u120`).
+fn token_in(hay: &[u8], needle: &[u8]) -> bool {
+    let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'-';
+    hay.windows(needle.len()).enumerate().any(|(i, w)| {
+        w == needle
+            && (i == 0 || !word(hay[i - 1]))
+            && hay.get(i + needle.len()).is_none_or(|b| !word(*b))
+    })
+}
+
+/// Files of the data directory holding `id` as a token, decoded.
+fn holding(dir: &Path, id: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for f in files(dir) {
+        let name = f.display().to_string();
+        let texts: Vec<Vec<u8>> = if name.ends_with(".parquet") {
+            parquet_strings(&f)
+                .into_iter()
+                .map(String::into_bytes)
+                .collect()
+        } else {
+            vec![std::fs::read(&f).unwrap()]
+        };
+        if texts.iter().any(|t| token_in(t, id.as_bytes())) {
+            out.push(name);
+        }
+    }
+    out
+}
+
+#[test]
+fn erasure_leaves_nothing_of_the_listener_and_export_returns_every_kind_first() {
+    use crate::serve::encore_json;
+    use serde_json::{Value, json};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let data = dir.join("d");
+    let data_s = data.to_str().unwrap();
+    let run = |args: &[&str]| encore_json(dir, data_s, args);
+    run(&["demo", "--users", "120", "--days", "2", "--no-serve"]);
+    std::fs::write(
+        dir.join("features.toml"),
+        "[entities.user]\nkeys = [\"user_id\"]\n\n[views.listening]\nentity = \"user\"\nttl = \"30d\"\nfeatures = [{ name = \"plays_30d\", agg = \"count\", window = \"30d\" }]\n\n[services.home]\nviews = [\"listening\"]\n",
+    )
+    .unwrap();
+    run(&["features", "apply", "features.toml"]);
+    run(&["features", "materialize"]);
+    let (child, port, _) = start_full(
+        &data,
+        &[
+            ("ENCORE__TELEMETRY__SELF_TRACE_RATE", "1"),
+            ("ENCORE__SERVING__CACHE_SECONDS", "0"),
+        ],
+    );
+    let server = Stop(child);
+    let addr = format!("127.0.0.1:{port}");
+    let call = |method: &str, path: &str, body: &Value| -> Value {
+        let b = if body.is_null() {
+            Vec::new()
+        } else {
+            body.to_string().into_bytes()
+        };
+        let r = encore_server::client::request(&addr, method, path, &b).unwrap();
+        assert!(r.status < 300, "{method} {path}: {} {}", r.status, r.body);
+        serde_json::from_str(&r.body).unwrap_or(Value::Null)
+    };
+    // a listener the model knows: home lists (impressions, and a self-trace span each)
+    let who = (0..120)
+        .map(|i| format!("u{i}"))
+        .find(|u| {
+            call(
+                "GET",
+                &format!("/v1/users/{u}/recommendations?n=5"),
+                &Value::Null,
+            )["strategy"]
+                == "personalized"
+        })
+        .unwrap();
+    let other = if who == "u7" { "u8" } else { "u7" };
+    // an exposure: an impression served under an experiment arm
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let exposure = json!({"event_id": "5e0f6c1e-9d2a-4c8e-8f3a-2d1e5b6a7c90", "schema_version": 1,
+        "user_id": who, "session_id": "s-erase", "ts_ms": now_ms - 1000,
+        "kind": "impression", "item_id": "t1", "platform": "ios", "country": "SE",
+        "tier": "premium", "experiments": [{"id": "home-als", "variant": "treatment"}],
+        "consent": {"personalization": true, "analytics": true}});
+    let r = call("POST", "/v1/events", &exposure);
+    assert_eq!(r["accepted"], 1, "{r}");
+    // an LLM span of theirs, with content, and a score of it
+    let now_ns = now_ms as u64 * 1_000_000;
+    let span = |user: &str, tid: u64| {
+        json!({"resourceSpans": [{
+        "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "dj"}}]},
+        "scopeSpans": [{"spans": [{
+            "traceId": format!("{tid:032x}"), "spanId": format!("{tid:016x}"),
+            "name": "chat", "kind": 3,
+            "startTimeUnixNano": (now_ns - 5_000_000_000).to_string(),
+            "endTimeUnixNano": (now_ns - 4_000_000_000).to_string(),
+            "attributes": [
+                {"key": "user.id", "value": {"stringValue": user}},
+                {"key": "gen_ai.input.messages", "value": {"stringValue": format!("a mix for {user}")}},
+                {"key": "gen_ai.output.messages", "value": {"stringValue": "here it is"}}
+            ]}]}]}]})
+    };
+    call("POST", "/v1/traces", &span(&who, 0xe1));
+    call("POST", "/v1/traces", &span(other, 0xe2));
+    call(
+        "POST",
+        "/v1/evals/scores",
+        &json!({"project": "default", "trace_id": format!("{:032x}", 0xe1), "span_id": format!("{:016x}", 0xe1), "evaluator": "human_ok", "value": 1.0}),
+    );
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    terminate(&server.0);
+    drop(server);
+
+    // export first: every kind of record
+    let export = dir.join("export");
+    let v = run(&["privacy", "export", &who, "--out", export.to_str().unwrap()]);
+    for kind in [
+        "events",
+        "impressions",
+        "exposures",
+        "features",
+        "spans",
+        "content",
+        "scores",
+        "models",
+        "assignments",
+    ] {
+        assert!(v["files"][kind].as_u64().unwrap() > 0, "{kind}: {v}");
+    }
+    let spans = std::fs::read_to_string(export.join("spans.jsonl")).unwrap();
+    assert!(
+        spans.contains(&who) && !spans.contains(&format!("\"{other}\"")),
+        "{spans}"
+    );
+    assert!(
+        !holding(&data, &who).is_empty(),
+        "the scan finds the listener before erasure"
+    );
+
+    // erase: nowhere in the data directory afterwards but as the ledger's keyed hash
+    let erased = run(&["privacy", "erase", &who]);
+    let removed = &erased["removed"];
+    assert!(removed["playback"].as_u64().unwrap() > 0, "{erased}");
+    assert!(removed["spans"].as_u64().unwrap() >= 1, "{erased}");
+    assert!(
+        removed["evaluation_rows"].as_u64().unwrap() >= 1,
+        "{erased}"
+    );
+    assert!(removed["feature_keys"].as_u64().unwrap() >= 1, "{erased}");
+    assert_eq!(
+        removed["models_flagged"].as_array().unwrap().len(),
+        1,
+        "{erased}"
+    );
+    assert_eq!(holding(&data, &who), Vec::<String>::new());
+    let ledger = run(&["privacy", "erasures"]);
+    assert_eq!(ledger[0]["listener"], erased["listener"]);
+    // the other listener is intact
+    assert!(!holding(&data, other).is_empty());
+    // the model card recommends retraining; training afterwards does not see them
+    let card = run(&["models", "card", "recommender@production"]);
+    assert_eq!(card["erased_listeners"], 1, "{card}");
+    let trained = run(&["train", "--name", "after-erasure", "--model", "popularity"]);
+    assert!(trained["data"]["users"].as_u64().is_some() || trained.is_object());
+    assert_eq!(
+        holding(&data, &who),
+        Vec::<String>::new(),
+        "retraining brought them back"
+    );
+    let again = run(&[
+        "privacy",
+        "export",
+        &who,
+        "--out",
+        dir.join("again").to_str().unwrap(),
+    ]);
+    assert!(
+        again["files"].as_object().unwrap().values().all(|n| n == 0),
+        "{again}"
+    );
+}
