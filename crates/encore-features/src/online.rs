@@ -307,7 +307,8 @@ impl Serialize for FeatureRow {
 
 #[derive(Debug)]
 pub struct OnlineStore {
-    db: Database,
+    /// written through shared handles; taken exclusively only to compact after an erasure
+    db: std::sync::RwLock<Database>,
     pub stats: OnlineStats,
     /// hot entities' columns in memory ([`OnlineStore::with_cache`])
     pub cache: Option<Cache>,
@@ -331,7 +332,7 @@ impl OnlineStore {
         }
         tx.commit().map_err(dberr)?;
         Ok(OnlineStore {
-            db,
+            db: std::sync::RwLock::new(db),
             stats: OnlineStats::default(),
             cache: None,
         })
@@ -413,7 +414,7 @@ impl OnlineStore {
         now_ms: i64,
         written: &mut Vec<(String, Vec<u8>)>,
     ) -> Result<(), OnlineError> {
-        let tx = self.db.begin_write().map_err(dberr)?;
+        let tx = self.db().begin_write().map_err(dberr)?;
         {
             let mut t = tx.open_table(EVENTS).map_err(dberr)?;
             let mut cols = tx.open_table(COLUMNS).map_err(dberr)?;
@@ -464,7 +465,7 @@ impl OnlineStore {
         }
         let mut written: Vec<(String, Option<Vec<u8>>)> = Vec::new();
         let done = (|| -> Result<(), OnlineError> {
-            let tx = self.db.begin_write().map_err(dberr)?;
+            let tx = self.db().begin_write().map_err(dberr)?;
             {
                 let mut cols = tx.open_table(COLUMNS).map_err(dberr)?;
                 let stale: Vec<String> = cols
@@ -501,7 +502,7 @@ impl OnlineStore {
 
     /// Up to `limit` entity keys the store holds for `view` (key fields joined by U+001F).
     pub fn entities(&self, view: &str, limit: usize) -> Result<Vec<String>, OnlineError> {
-        let tx = self.db.begin_read().map_err(dberr)?;
+        let tx = self.db().begin_read().map_err(dberr)?;
         let t = tx.open_table(COLUMNS).map_err(dberr)?;
         let (lo, hi) = (format!("{view}\u{0}"), format!("{view}\u{1}"));
         let mut out = Vec::new();
@@ -525,7 +526,7 @@ impl OnlineStore {
         prefix: &str,
         now_ms: i64,
     ) -> Result<Vec<(String, f64)>, OnlineError> {
-        let tx = self.db.begin_read().map_err(dberr)?;
+        let tx = self.db().begin_read().map_err(dberr)?;
         let t = tx.open_table(COLUMNS).map_err(dberr)?;
         let events = tx.open_table(EVENTS).map_err(dberr)?;
         let lo = format!("{}\u{0}{prefix}\u{1f}", view.name);
@@ -561,7 +562,7 @@ impl OnlineStore {
         defs: &Definitions,
         user: &str,
     ) -> Result<Vec<(String, String)>, OnlineError> {
-        let tx = self.db.begin_read().map_err(dberr)?;
+        let tx = self.db().begin_read().map_err(dberr)?;
         let t = tx.open_table(COLUMNS).map_err(dberr)?;
         let e = tx.open_table(EVENTS).map_err(dberr)?;
         let mut out = std::collections::BTreeSet::new();
@@ -589,7 +590,7 @@ impl OnlineStore {
         now_ms: i64,
     ) -> Result<Vec<serde_json::Value>, OnlineError> {
         let keys = self.user_keys(defs, user)?;
-        let tx = self.db.begin_read().map_err(dberr)?;
+        let tx = self.db().begin_read().map_err(dberr)?;
         let e = tx.open_table(EVENTS).map_err(dberr)?;
         let mut out = Vec::new();
         for (view, key) in keys {
@@ -622,7 +623,7 @@ impl OnlineStore {
 
     /// Removes every entity of `user` from the views keyed by the listener; returns how many
     /// keys went. The file's freed pages are compacted away when this handle is the only one.
-    pub fn erase_user(&mut self, defs: &Definitions, user: &str) -> Result<usize, OnlineError> {
+    pub fn erase_user(&self, defs: &Definitions, user: &str) -> Result<usize, OnlineError> {
         let keys = self.user_keys(defs, user)?;
         if keys.is_empty() {
             return Ok(0);
@@ -630,7 +631,7 @@ impl OnlineStore {
         if let Some(c) = &self.cache {
             c.begin_write();
         }
-        let tx = self.db.begin_write().map_err(dberr)?;
+        let tx = self.db().begin_write().map_err(dberr)?;
         {
             let mut t = tx.open_table(COLUMNS).map_err(dberr)?;
             let mut e = tx.open_table(EVENTS).map_err(dberr)?;
@@ -647,20 +648,43 @@ impl OnlineStore {
             }
         }
         committed?;
-        // freed pages still hold the old bytes until compaction rewrites the file
-        while self.db.compact().map_err(dberr)? {}
+        self.compact()?;
         Ok(keys.len())
+    }
+
+    /// Rewrites the file so freed pages (which still hold erased bytes) are gone: waits for
+    /// transactions in flight to end, for up to a few seconds.
+    pub fn compact(&self) -> Result<(), OnlineError> {
+        for _ in 0..100 {
+            let mut db = self.db.write().unwrap_or_else(|e| e.into_inner());
+            match db.compact() {
+                Ok(true) => continue,
+                Ok(false) => return Ok(()),
+                Err(redb::CompactionError::TransactionInProgress) => {
+                    drop(db);
+                    std::thread::sleep(std::time::Duration::from_millis(30));
+                }
+                Err(e) => return Err(dberr(e)),
+            }
+        }
+        Err(OnlineError::Store(
+            "compaction did not finish: transactions kept the file busy".into(),
+        ))
+    }
+
+    fn db(&self) -> std::sync::RwLockReadGuard<'_, Database> {
+        self.db.read().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The time materialization has reached (0 when never run).
     pub fn watermark(&self) -> Result<i64, OnlineError> {
-        let tx = self.db.begin_read().map_err(dberr)?;
+        let tx = self.db().begin_read().map_err(dberr)?;
         let t = tx.open_table(META).map_err(dberr)?;
         Ok(t.get(WATERMARK).map_err(dberr)?.map_or(0, |g| g.value()))
     }
 
     pub fn set_watermark(&self, ms: i64) -> Result<(), OnlineError> {
-        let tx = self.db.begin_write().map_err(dberr)?;
+        let tx = self.db().begin_write().map_err(dberr)?;
         {
             let mut t = tx.open_table(META).map_err(dberr)?;
             t.insert(WATERMARK, ms).map_err(dberr)?;
@@ -747,7 +771,7 @@ impl OnlineStore {
     fn txn<'a>(&self, slot: &'a mut Option<Txn>) -> Result<&'a Txn, OnlineError> {
         if slot.is_none() {
             let epoch = self.cache.as_ref().map_or(0, Cache::epoch);
-            let tx = self.db.begin_read().map_err(dberr)?;
+            let tx = self.db().begin_read().map_err(dberr)?;
             *slot = Some(Txn {
                 epoch,
                 columns: tx.open_table(COLUMNS).map_err(dberr)?,

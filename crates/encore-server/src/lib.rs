@@ -22,6 +22,7 @@ mod health;
 pub mod metrics;
 mod models;
 pub mod openapi;
+pub mod privacy;
 pub mod recs;
 pub mod tls;
 pub mod traces;
@@ -76,6 +77,8 @@ pub struct AppState {
     pub metrics: Arc<metrics::Metrics>,
     /// keys, scopes and the audit log
     pub auth: auth::Auth,
+    /// erasures over HTTP, when the server has the data directory's privacy key
+    pub privacy: Option<privacy::PrivacyAccess>,
     in_flight: Arc<Semaphore>,
 }
 
@@ -93,8 +96,15 @@ impl AppState {
             features: None,
             metrics: Arc::default(),
             auth: auth::Auth::off(),
+            privacy: None,
             in_flight,
         }
+    }
+
+    /// Erases listeners over HTTP with the data directory's privacy key.
+    pub fn with_privacy(mut self, privacy: privacy::PrivacyAccess) -> Self {
+        self.privacy = Some(privacy);
+        self
     }
 
     /// Requires keys (or not) and audits through `auth`.
@@ -151,6 +161,7 @@ pub fn router(state: AppState) -> Router {
         .merge(evals::routes())
         .merge(features::routes())
         .merge(auth::routes())
+        .merge(privacy::routes())
         .route("/metrics", axum::routing::get(metrics::render))
         .route("/openapi.json", axum::routing::get(openapi::openapi_json))
         .route_layer(axum::middleware::from_fn_with_state(

@@ -82,6 +82,7 @@ pub struct ErrorDetail {
         crate::features::read,
         crate::features::services,
         crate::auth::audit_list,
+        crate::privacy::post_erasure,
     ),
     components(schemas(ErrorBody, ErrorDetail)),
     modifiers(&BearerKeys),

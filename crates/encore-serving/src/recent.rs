@@ -53,6 +53,14 @@ impl RecentActivity {
         users.get(user).cloned().unwrap_or_default()
     }
 
+    /// Forgets `user` (erased).
+    pub fn forget(&self, user: &str) {
+        self.users
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(user);
+    }
+
     /// Forgets everything (a newly trained model has seen it).
     pub fn clear(&self) {
         self.users.lock().unwrap_or_else(|e| e.into_inner()).clear();

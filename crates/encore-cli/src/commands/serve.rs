@@ -98,6 +98,10 @@ pub fn serve_until(
     let mode = auth_mode(loaded, bind)?;
     let tls = tls_files(loaded)?;
     let (dir, ingestor) = open(loaded)?;
+    let privacy = encore_server::privacy::PrivacyAccess {
+        root: dir.path().to_path_buf(),
+        key: crate::commands::access::privacy_key(dir.path())?,
+    };
     let auth =
         encore_server::auth::Auth::open(dir.path(), mode, &loaded.config.server.open_routes)?;
     if mode == encore_server::auth::Mode::Required
@@ -216,6 +220,7 @@ pub fn serve_until(
         let gate = crate::cli::GateArgs::default().gate(&loaded.config.registry);
         let state = AppState::new(Arc::clone(&ingestor), limits)
             .with_auth(auth)
+            .with_privacy(privacy)
             .with_registry(dir.path().to_path_buf(), gate)
             .with_telemetry(Arc::clone(&telemetry))
             .with_evals(evals);

@@ -404,3 +404,85 @@ fn erasure_leaves_nothing_of_the_listener_and_export_returns_every_kind_first() 
         "{again}"
     );
 }
+
+/// Erasure through a running server: only a `privacy:admin` key may; afterwards, once the
+/// server has stopped, nothing of the listener is left on disk.
+#[test]
+fn erasure_over_http_needs_its_scope_and_leaves_nothing() {
+    use crate::serve::encore_json;
+    use serde_json::{Value, json};
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("d");
+    let data_s = data.to_str().unwrap();
+    let key = |name: &str, scopes: &str| -> String {
+        encore_json(
+            tmp.path(),
+            data_s,
+            &["keys", "create", "--name", name, "--scopes", scopes],
+        )["key"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let (ops, dpo) = (key("ops", "admin"), key("dpo", "privacy:admin"));
+    let weak = key("ingest", "events:write,traces:write");
+    let (child, port, _) = start_full(&data, &[("ENCORE__SERVER__AUTH", "required")]);
+    let server = Stop(child);
+    let addr = format!("127.0.0.1:{port}");
+    let send = |k: &str, path: &str, body: &Value| {
+        let r = encore_server::client::Connection::open(&addr)
+            .unwrap()
+            .with_key(Some(k))
+            .request("POST", path, body.to_string().as_bytes())
+            .unwrap();
+        (
+            r.status,
+            serde_json::from_str::<Value>(&r.body).unwrap_or(Value::Null),
+        )
+    };
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let play = |id: u32, user: &str| {
+        json!({"event_id": format!("7a0f6c1e-9d2a-4c8e-8f3a-2d1e5b6a{id:04x}"),
+        "schema_version": 1, "user_id": user, "session_id": "s", "ts_start_ms": now_ms - 200_000,
+        "ts_end_ms": now_ms - 1_000, "item_id": "t1", "item_type": "track",
+        "item_duration_ms": 200_000, "ms_played": 190_000, "reason_start": "clickrow",
+        "reason_end": "trackdone", "context_type": "album", "platform": "ios", "country": "SE",
+        "tier": "premium", "consent": {"personalization": true, "analytics": true}})
+    };
+    let (s, v) = send(
+        &weak,
+        "/v1/events",
+        &json!([play(1, "listener-x"), play(2, "listener-y")]),
+    );
+    assert_eq!((s, v["accepted"].as_u64()), (200, Some(2)), "{v}");
+    let (s, v) = send(
+        &weak,
+        "/v1/privacy/erasures",
+        &json!({"user_id": "listener-x"}),
+    );
+    assert_eq!(s, 403, "{v}");
+    let (s, v) = send(
+        &dpo,
+        "/v1/privacy/erasures",
+        &json!({"user_id": "listener-x"}),
+    );
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["removed"]["playback"], 1, "{v}");
+    // the erasure is audited under the key's name, and ledgered by keyed hash only
+    let audit = encore_server::client::Connection::open(&addr)
+        .unwrap()
+        .with_key(Some(&ops))
+        .request("GET", "/v1/audit", b"")
+        .unwrap();
+    assert!(
+        audit.body.contains("\"key_name\":\"dpo\"") && audit.body.contains("/v1/privacy/erasures")
+    );
+    assert!(!audit.body.contains("listener-x"), "{}", audit.body);
+    terminate(&server.0);
+    drop(server);
+    assert_eq!(holding(&data, "listener-x"), Vec::<String>::new());
+    assert!(!holding(&data, "listener-y").is_empty());
+}

@@ -1,0 +1,397 @@
+//! Erasure of one listener (GDPR article 17) from every store of a data directory, shared by
+//! `encore privacy erase` (on a stopped server's directory) and `POST /v1/privacy/erasures`
+//! (through a running server's own handles).
+//!
+//! - the event log: the WAL is sealed into segments, which are rewritten without the rows;
+//! - the quarantine: rejected rows naming them are dropped; damaged originals holding the id go;
+//! - simulated worlds kept in the directory: their rows are dropped;
+//! - the online feature store: their entities are removed and the file compacted;
+//! - the trace store: their spans and the spans' content;
+//! - the evaluation store: scores, queue items and dataset items of their traces (secure delete);
+//! - model artifacts: the id is replaced by its keyed hash; the version is flagged for
+//!   retraining on its card;
+//! - the ledger: a keyed hash of the id, when, who, and what went.
+
+use crate::AppState;
+use crate::error::ApiError;
+use encore_core::{Coded, ErrorCode};
+use encore_ingest::{Ingestor, Table};
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// Why an erasure stopped (what was done before it is in the stores, not in the ledger).
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct PrivacyError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl Coded for PrivacyError {
+    fn code(&self) -> ErrorCode {
+        self.code
+    }
+}
+
+fn fail<E: Coded>(e: E) -> PrivacyError {
+    PrivacyError {
+        code: e.code(),
+        message: e.to_string(),
+    }
+}
+
+fn io(path: &Path, e: impl std::fmt::Display) -> PrivacyError {
+    PrivacyError {
+        code: ErrorCode::Unavailable,
+        message: format!("{}: {e}", path.display()),
+    }
+}
+
+/// The stores of one data directory, as the caller holds them.
+#[derive(Debug)]
+pub struct Stores<'a> {
+    pub root: &'a Path,
+    pub ingestor: &'a Ingestor,
+    pub spans: Option<&'a encore_telemetry::SpanStore>,
+    pub evals: Option<&'a Mutex<encore_evals::store::EvalStore>>,
+    pub online: Option<(
+        &'a encore_features::online::OnlineStore,
+        &'a encore_features::Definitions,
+    )>,
+    /// the data directory's privacy key (the ledger's hashes)
+    pub privacy_key: &'a [u8],
+    /// the forms the listener's id takes in the trace store (as sent, hashed)
+    pub forms: Vec<String>,
+}
+
+/// Quarantined rows that name `user` (their raw text is parsed when it is JSON).
+pub fn quarantined(dir: &Path, user: &str) -> Vec<(PathBuf, usize, String)> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.extension().is_none_or(|x| x != "jsonl") {
+            continue;
+        }
+        let Ok(text) = std::fs::read_to_string(&p) else {
+            continue;
+        };
+        for (i, line) in text.lines().enumerate() {
+            if names(line, user) {
+                out.push((p.clone(), i, line.to_owned()));
+            }
+        }
+    }
+    out
+}
+
+/// Whether the JSON text `line` (or a JSON document in one of its strings) has a string value
+/// equal to `user`.
+fn names(line: &str, user: &str) -> bool {
+    fn walk(v: &Value, user: &str) -> bool {
+        match v {
+            Value::String(s) => {
+                s == user
+                    || (s.starts_with(['{', '['])
+                        && serde_json::from_str::<Value>(s).is_ok_and(|x| walk(&x, user)))
+            }
+            Value::Array(a) => a.iter().any(|x| walk(x, user)),
+            Value::Object(o) => o.values().any(|x| walk(x, user)),
+            _ => false,
+        }
+    }
+    line.contains(user) && serde_json::from_str::<Value>(line).map_or(true, |v| walk(&v, user))
+}
+
+/// Rewrites the simulated worlds' files in the data directory without `user`'s rows.
+fn scrub_worlds(root: &Path, user: &str) -> Result<u64, PrivacyError> {
+    let mut removed = 0u64;
+    let worlds = root.join("worlds");
+    let mut stack = vec![worlds];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+                continue;
+            }
+            let name = p.display().to_string();
+            if name.ends_with(".jsonl") {
+                let text = std::fs::read_to_string(&p).unwrap_or_default();
+                let kept: Vec<&str> = text.lines().filter(|l| !names(l, user)).collect();
+                let gone = text.lines().count() - kept.len();
+                if gone > 0 {
+                    removed += gone as u64;
+                    replace_file(&p, format!("{}\n", kept.join("\n")).as_bytes())?;
+                }
+            } else if name.ends_with(".parquet") {
+                removed += scrub_parquet(&p, user)?;
+            }
+        }
+    }
+    Ok(removed)
+}
+
+/// Rewrites a Parquet file without the rows whose `user_id` is `user`.
+fn scrub_parquet(path: &Path, user: &str) -> Result<u64, PrivacyError> {
+    use arrow::array::{Array, BooleanArray, StringArray};
+    let failed = |e: String| io(path, e);
+    let file = std::fs::File::open(path).map_err(|e| failed(e.to_string()))?;
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(|e| failed(e.to_string()))?;
+    let schema = reader.schema().clone();
+    if schema.field_with_name("user_id").is_err() {
+        return Ok(0);
+    }
+    let mut batches = Vec::new();
+    let mut removed = 0u64;
+    for b in reader.build().map_err(|e| failed(e.to_string()))? {
+        let b = b.map_err(|e| failed(e.to_string()))?;
+        let users = b
+            .column_by_name("user_id")
+            .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+            .ok_or_else(|| failed("user_id is not text".into()))?;
+        let keep: BooleanArray = (0..b.num_rows())
+            .map(|i| Some(users.is_null(i) || users.value(i) != user))
+            .collect();
+        let kept =
+            arrow::compute::filter_record_batch(&b, &keep).map_err(|e| failed(e.to_string()))?;
+        removed += (b.num_rows() - kept.num_rows()) as u64;
+        batches.push(kept);
+    }
+    if removed == 0 {
+        return Ok(0);
+    }
+    let mut buf = Vec::new();
+    {
+        let props = parquet::file::properties::WriterProperties::builder()
+            .set_compression(parquet::basic::Compression::ZSTD(Default::default()))
+            .build();
+        let mut w = parquet::arrow::ArrowWriter::try_new(&mut buf, schema, Some(props))
+            .map_err(|e| failed(e.to_string()))?;
+        for b in &batches {
+            w.write(b).map_err(|e| failed(e.to_string()))?;
+        }
+        w.close().map_err(|e| failed(e.to_string()))?;
+    }
+    replace_file(path, &buf)?;
+    Ok(removed)
+}
+
+/// Writes `bytes` to a temporary file beside `path`, syncs it and renames it over `path`.
+fn replace_file(path: &Path, bytes: &[u8]) -> Result<(), PrivacyError> {
+    use std::io::Write;
+    let tmp = path.with_extension("erasing");
+    let mut f = std::fs::File::create(&tmp).map_err(|e| io(&tmp, e))?;
+    f.write_all(bytes).map_err(|e| io(&tmp, e))?;
+    f.sync_all().map_err(|e| io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| io(path, e))
+}
+
+/// Removes `user` from every store of `s`; records the erasure in the ledger as `actor`.
+/// Returns `{ledger_seq, listener (keyed hash), removed: {store: count}}`.
+pub fn erase(s: &Stores<'_>, user: &str, actor: &str) -> Result<Value, PrivacyError> {
+    if user.trim().is_empty() {
+        return Err(PrivacyError {
+            code: ErrorCode::InvalidArgument,
+            message: "an empty listener id: name the listener to erase".into(),
+        });
+    }
+    let listener = encore_access::ledger::listener_hash(s.privacy_key, user);
+    let mut report = serde_json::Map::new();
+    // the event log: what is in the WAL is sealed into segments, which are then rewritten
+    for t in Table::ALL {
+        let log = s.ingestor.log(t);
+        log.seal().map_err(fail)?;
+        let u = user.to_owned();
+        let stats = log
+            .rewrite(i64::MIN, i64::MAX, true, move |b| {
+                use arrow::array::{Array, BooleanArray, StringArray};
+                let Some(users) = b
+                    .column_by_name("user_id")
+                    .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+                else {
+                    return Ok(b);
+                };
+                let keep: BooleanArray = (0..b.num_rows())
+                    .map(|i| Some(users.is_null(i) || users.value(i) != u))
+                    .collect();
+                arrow::compute::filter_record_batch(&b, &keep).map_err(|e| {
+                    encore_storage::StorageError::Arrow {
+                        message: e.to_string(),
+                    }
+                })
+            })
+            .map_err(fail)?;
+        report.insert(
+            t.name().into(),
+            (stats.rows_before - stats.rows_after).into(),
+        );
+    }
+    // the quarantine: rejected rows that name them; damaged originals that hold the id
+    let mut q = 0u64;
+    let mut by_file: std::collections::BTreeMap<PathBuf, Vec<usize>> = Default::default();
+    for (p, line, _) in quarantined(s.ingestor.quarantine().dir(), user) {
+        by_file.entry(p).or_default().push(line);
+    }
+    for (p, lines) in by_file {
+        let text = std::fs::read_to_string(&p).unwrap_or_default();
+        let kept: String = text
+            .lines()
+            .enumerate()
+            .filter(|(i, _)| !lines.contains(i))
+            .map(|(_, l)| format!("{l}\n"))
+            .collect();
+        q += lines.len() as u64;
+        replace_file(&p, kept.as_bytes())?;
+    }
+    let mut damaged = 0u64;
+    for f in files_under(&s.root.join("quarantine").join("damaged")) {
+        let bytes = std::fs::read(&f).unwrap_or_default();
+        if bytes.windows(user.len()).any(|w| w == user.as_bytes()) {
+            std::fs::remove_file(&f).map_err(|e| io(&f, e))?;
+            damaged += 1;
+        }
+    }
+    report.insert("quarantined_rows".into(), q.into());
+    report.insert("damaged_files".into(), damaged.into());
+    report.insert("world_rows".into(), scrub_worlds(s.root, user)?.into());
+    let keys = match s.online {
+        Some((store, defs)) => store.erase_user(defs, user).map_err(fail)?,
+        None => 0,
+    };
+    report.insert("feature_keys".into(), keys.into());
+    // traces, then what evaluation kept of them
+    let erased = match s.spans {
+        Some(spans) => spans.erase_users(&s.forms).map_err(fail)?,
+        None => Default::default(),
+    };
+    report.insert("spans".into(), erased.spans.into());
+    report.insert("span_content".into(), erased.content_rows.into());
+    let evals = match s.evals {
+        Some(e) => e
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .erase(&s.forms, &erased.trace_ids)
+            .map_err(fail)?,
+        None => 0,
+    };
+    report.insert("evaluation_rows".into(), evals.into());
+    // models: the id leaves the artifact; the version is flagged for retraining
+    let mut reg = encore_registry::Registry::open(s.root).map_err(fail)?;
+    let mut flagged = Vec::new();
+    for v in reg.all_versions().map_err(fail)? {
+        let Ok(mut a) = encore_models::artifact::Artifact::load(&reg.artifact_path(&v)) else {
+            continue;
+        };
+        if !a.users.iter().any(|u| u == user) {
+            continue;
+        }
+        for u in a.users.iter_mut().filter(|u| *u == user) {
+            *u = format!("erased-{}", &listener[..16]);
+        }
+        let (path, checksum, _) = a.store(&reg.artifacts_dir()).map_err(fail)?;
+        reg.replace_artifact(&v.model, v.version, &path.display().to_string(), &checksum)
+            .map_err(fail)?;
+        reg.flag_erasure(&v.model, v.version, &listener)
+            .map_err(fail)?;
+        flagged.push(format!("{}@{}", v.model, v.version));
+    }
+    report.insert("models_flagged".into(), json!(flagged));
+    let report = Value::Object(report);
+    let seq = encore_access::ledger::record(s.root, &listener, actor, &report).map_err(fail)?;
+    Ok(json!({"ledger_seq": seq, "listener": listener, "removed": report}))
+}
+
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+/// The privacy key of the data directory, for erasures over HTTP.
+#[derive(Debug, Clone)]
+pub struct PrivacyAccess {
+    pub root: PathBuf,
+    pub key: std::sync::Arc<[u8]>,
+}
+
+pub fn routes() -> axum::Router<AppState> {
+    axum::Router::new().route("/v1/privacy/erasures", axum::routing::post(post_erasure))
+}
+
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ErasureRequest {
+    /// the listener to erase
+    user_id: String,
+}
+
+#[utoipa::path(post, path = "/v1/privacy/erasures", tag = "privacy", request_body = ErasureRequest,
+    responses((status = 200, description = "`{ledger_seq, listener (keyed hash), removed: {store: count}}`: the listener is gone from every store (scope `privacy:admin`)", body = Object), (status = 400, body = crate::openapi::ErrorBody), (status = 412, description = "this server keeps no privacy key", body = crate::openapi::ErrorBody)))]
+pub(crate) async fn post_erasure(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    axum::Extension(caller): axum::Extension<encore_access::Principal>,
+    body: Result<axum::Json<ErasureRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let axum::Json(req) =
+        body.map_err(|e| crate::error::json_rejection(e, Some(r#"{"user_id": "..."}"#)))?;
+    let Some(access) = state.privacy.clone() else {
+        return Err(ApiError::new(
+            ErrorCode::FailedPrecondition,
+            "this server keeps no privacy key: erase with `encore privacy erase` instead",
+        ));
+    };
+    let user = req.user_id;
+    let answer = tokio::task::spawn_blocking(move || {
+        let forms = match &state.telemetry {
+            Some(t) => {
+                let mut f = vec![user.clone(), t.normalizer.user_id(&user)];
+                f.dedup();
+                f
+            }
+            None => vec![user.clone()],
+        };
+        let stores = Stores {
+            root: &access.root,
+            ingestor: &state.ingestor,
+            spans: state.telemetry.as_ref().map(|t| &t.store),
+            evals: state.evals.as_ref().map(|e| e.store.as_ref()),
+            online: state
+                .features
+                .as_ref()
+                .map(|f| (f.store.as_ref(), f.definitions.as_ref())),
+            privacy_key: &access.key,
+            forms,
+        };
+        let answer = erase(&stores, &user, &caller.name)?;
+        // what this process holds in memory about them
+        if let Some(s) = &state.serving {
+            s.served.recent.forget(&user);
+            s.served.cache.invalidate(&user);
+        }
+        Ok::<_, PrivacyError>(answer)
+    })
+    .await
+    .map_err(|e| ApiError::new(ErrorCode::Internal, format!("erasure task failed: {e}")))??;
+    Ok(axum::Json(answer))
+}
