@@ -186,6 +186,9 @@ pub struct IngestConfig {
     pub max_batch_rows: u32,
     /// Largest request body, in bytes.
     pub max_body_bytes: u64,
+    /// Days listening events are kept, by event time, in whole days (0: forever). Checked when
+    /// the server starts and every hour.
+    pub retention_days: u32,
 }
 
 impl Default for IngestConfig {
@@ -196,6 +199,7 @@ impl Default for IngestConfig {
             write_queue: 64,
             max_batch_rows: 10_000,
             max_body_bytes: 16 * 1024 * 1024,
+            retention_days: 0,
         }
     }
 }

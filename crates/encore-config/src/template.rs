@@ -54,6 +54,9 @@ write_queue = 64
 # Most rows in one POST /v1/events request (413 above), and the largest body in bytes.
 max_batch_rows = 10000
 max_body_bytes = 16777216
+# Days listening events are kept, by event time, in whole days (0: forever); checked at start
+# and every hour. Erasing one listener: `encore privacy erase USER`.
+retention_days = 0
 
 [registry]
 # The gate in front of the `production` alias: a version must score at least production's

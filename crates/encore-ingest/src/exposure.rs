@@ -71,19 +71,35 @@ pub fn outcomes(
     // first exposures
     let mut first: HashMap<String, (i64, String)> = HashMap::new();
     let mut saves: Vec<(String, i64)> = Vec::new();
+    // per listener, the newest event's analytics consent: without it they are left out
+    let mut analytics: HashMap<String, (i64, bool)> = HashMap::new();
+    let mut note = |user: &str, ts: i64, allowed: bool| match analytics.get_mut(user) {
+        Some(e) if ts > e.0 || (ts == e.0 && !allowed) => *e = (ts, allowed),
+        Some(_) => {}
+        None => {
+            analytics.insert(user.to_owned(), (ts, allowed));
+        }
+    };
     ingestor.log(Table::Interaction).scan(
-        Some(&["user_id", "kind", "ts_ms", "experiments"]),
+        Some(&["user_id", "kind", "ts_ms", "experiments", "consent"]),
         |b| {
             let any = |i: usize| b.column(i).as_any();
-            let (Some(user), Some(kind), Some(ts), Some(exps)) = (
+            let (Some(user), Some(kind), Some(ts), Some(exps), Some(consent)) = (
                 any(0).downcast_ref::<StringArray>(),
                 any(1).downcast_ref::<StringArray>(),
                 any(2).downcast_ref::<Int64Array>(),
                 any(3).downcast_ref::<ListArray>(),
+                any(4).downcast_ref::<StructArray>(),
             ) else {
                 return Err(arrow_err("interaction"));
             };
+            let allowed = analytics_column(consent);
             for i in 0..b.num_rows() {
+                note(
+                    user.value(i),
+                    ts.value(i),
+                    allowed.is_some_and(|a| a.is_valid(i) && a.value(i)),
+                );
                 match kind.value(i) {
                     "save" => saves.push((user.value(i).to_owned(), ts.value(i))),
                     "exposure" => {
@@ -140,18 +156,31 @@ pub fn outcomes(
         }
     }
     ingestor.log(Table::Playback).scan(
-        Some(&["user_id", "ms_played", "ts_start_ms", "private_session"]),
+        Some(&[
+            "user_id",
+            "ms_played",
+            "ts_start_ms",
+            "private_session",
+            "consent",
+        ]),
         |b| {
             let any = |i: usize| b.column(i).as_any();
-            let (Some(user), Some(ms), Some(ts), Some(_private)) = (
+            let (Some(user), Some(ms), Some(ts), Some(_private), Some(consent)) = (
                 any(0).downcast_ref::<StringArray>(),
                 any(1).downcast_ref::<UInt32Array>(),
                 any(2).downcast_ref::<Int64Array>(),
                 any(3).downcast_ref::<BooleanArray>(),
+                any(4).downcast_ref::<StructArray>(),
             ) else {
                 return Err(arrow_err("playback"));
             };
+            let allowed = analytics_column(consent);
             for i in 0..b.num_rows() {
+                note(
+                    user.value(i),
+                    ts.value(i),
+                    allowed.is_some_and(|a| a.is_valid(i) && a.value(i)),
+                );
                 let Some(o) = out.get_mut(user.value(i)) else {
                     continue;
                 };
@@ -174,5 +203,13 @@ pub fn outcomes(
             l.saves += 1.0;
         }
     }
+    // listeners whose newest event withheld analytics consent are not analysed
+    out.retain(|u, _| analytics.get(u).is_none_or(|(_, allowed)| *allowed));
     Ok(out)
+}
+
+fn analytics_column(consent: &StructArray) -> Option<&BooleanArray> {
+    consent
+        .column_by_name("analytics")
+        .and_then(|c| c.as_any().downcast_ref::<BooleanArray>())
 }

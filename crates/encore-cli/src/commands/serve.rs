@@ -138,6 +138,7 @@ pub fn serve_until(
     ));
     telemetry.trace_own_requests(loaded.config.telemetry.self_trace_rate);
     retain_spans(&telemetry, &loaded.config.telemetry);
+    retain_events(&ingestor, loaded.config.ingest.retention_days);
     // the catalog, read once for catalog grounding and for features keyed by artist
     let items = crate::commands::features::catalog_items(&ingestor.catalog());
     let evals = crate::commands::llm_evals::start(
@@ -519,6 +520,37 @@ fn load_alias(
 }
 
 /// Applies `[telemetry]` retention now and every hour (on a thread that ends with the process).
+/// `[ingest] retention_days`: drops the event segments past it, now and every hour.
+fn retain_events(ingestor: &Arc<encore_ingest::Ingestor>, days: u32) {
+    if days == 0 {
+        return;
+    }
+    let weak = Arc::downgrade(ingestor);
+    std::thread::spawn(move || {
+        loop {
+            let Some(ingestor) = weak.upgrade() else {
+                return;
+            };
+            let cutoff =
+                encore_core::time::now_ms() - i64::from(days) * encore_core::time::MS_PER_DAY;
+            for t in Table::ALL {
+                match ingestor.log(t).drop_before(cutoff) {
+                    Ok((0, _)) => {}
+                    Ok((segments, rows)) => tracing::info!(
+                        table = t.name(),
+                        segments,
+                        rows,
+                        "events past [ingest] retention_days dropped"
+                    ),
+                    Err(e) => tracing::warn!(table = t.name(), "event retention: {e}"),
+                }
+            }
+            drop(ingestor);
+            std::thread::sleep(std::time::Duration::from_secs(3_600));
+        }
+    });
+}
+
 fn retain_spans(
     telemetry: &Arc<encore_server::traces::TelemetryAccess>,
     c: &encore_config::TelemetryConfig,

@@ -486,3 +486,35 @@ fn erasure_over_http_needs_its_scope_and_leaves_nothing() {
     assert_eq!(holding(&data, "listener-x"), Vec::<String>::new());
     assert!(!holding(&data, "listener-y").is_empty());
 }
+
+/// `[ingest] retention_days`: segments of events older than it are gone once the server runs.
+#[test]
+fn events_past_their_retention_are_dropped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("d");
+    crate::serve::encore_json(
+        tmp.path(),
+        data.to_str().unwrap(),
+        &["demo", "--users", "60", "--days", "2", "--no-serve"],
+    );
+    let segments = || {
+        files(&data.join("events"))
+            .iter()
+            .filter(|f| f.display().to_string().ends_with(".parquet"))
+            .count()
+    };
+    let before = segments();
+    assert!(before > 0);
+    // a retention longer than the world's age keeps everything
+    let (child, _, _) = start_full(&data, &[("ENCORE__INGEST__RETENTION_DAYS", "36500")]);
+    drop(Stop(child));
+    assert_eq!(segments(), before);
+    // the demo's world is months old: a one-day retention drops all of its days
+    let (child, _, _) = start_full(&data, &[("ENCORE__INGEST__RETENTION_DAYS", "1")]);
+    let _server = Stop(child);
+    let t0 = std::time::Instant::now();
+    while segments() > 0 && t0.elapsed() < std::time::Duration::from_secs(10) {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(segments(), 0, "segments older than a day are kept");
+}

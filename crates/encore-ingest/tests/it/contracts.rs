@@ -363,3 +363,39 @@ fn counters_behind_the_log_after_a_crash_catch_up_on_open() {
     std::fs::write(&path, saved.to_string()).unwrap();
     assert_eq!(open(&data).counters().accepted, 6);
 }
+
+/// Experiment analysis leaves out listeners whose newest event withholds analytics consent.
+#[test]
+fn listeners_without_analytics_consent_are_not_analysed() {
+    let dir = tempfile::tempdir().unwrap();
+    let ingestor = Ingestor::open(dir.path(), IngestOptions::default()).unwrap();
+    let body = |rows: Vec<serde_json::Value>| {
+        let text = rows
+            .iter()
+            .map(|r| r.to_string())
+            .collect::<Vec<_>>()
+            .join("\n");
+        let chunk = ingestor.parse_body(text.as_bytes(), 1_000).unwrap();
+        let out = ingestor.submit_body(&chunk, false).unwrap().wait().unwrap();
+        assert!(out.rejects.is_empty(), "{:?}", out.rejects);
+    };
+    let t0 = 1_790_000_000_000i64;
+    let exposure = |n: u32, user: &str, analytics: bool| {
+        serde_json::json!({"event_id": format!("6b0f6c1e-9d2a-4c8e-8f3a-2d1e5b6a{n:04x}"),
+            "schema_version": 1, "user_id": user, "ts_ms": t0 + i64::from(n), "kind": "exposure",
+            "platform": "ios", "country": "SE", "tier": "premium",
+            "experiments": [{"id": "home", "variant": "treatment"}],
+            "consent": {"personalization": true, "analytics": analytics}})
+    };
+    body(vec![
+        exposure(1, "consenting", true),
+        exposure(2, "withheld", false),
+        // granted once, withdrawn later: the newest event decides
+        exposure(3, "withdrew", true),
+        exposure(9, "withdrew", false),
+    ]);
+    let outcomes = encore_ingest::exposure::outcomes(&ingestor, "home", 7).unwrap();
+    let mut users: Vec<&str> = outcomes.keys().map(String::as_str).collect();
+    users.sort_unstable();
+    assert_eq!(users, ["consenting"]);
+}
