@@ -13,6 +13,8 @@
 #
 #   benches/evals_online.sh [TRACES] [ROUNDS]      (CASES="off heuristic" for a subset)
 set -euo pipefail
+# the server is on loopback and only this script calls it; benches/auth.sh measures API keys
+export ENCORE__SERVER__AUTH=off
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 traces="${1:-2000}"; rounds="${2:-2}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/encore-target}"

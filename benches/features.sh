@@ -16,6 +16,8 @@
 #
 #   [ROUNDS=3] benches/features.sh [EVENTS] [ROWS] [USERS]
 set -euo pipefail
+# the server is on loopback and only this script calls it; benches/auth.sh measures API keys
+export ENCORE__SERVER__AUTH=off
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 events="${1:-10000000}"; rows="${2:-1000000}"; users="${3:-5000}"; rounds="${ROUNDS:-3}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/encore-target}"

@@ -5,6 +5,8 @@
 #
 #   benches/hostile.sh
 set -euo pipefail
+# the server is on loopback and only this script calls it; benches/auth.sh measures API keys
+export ENCORE__SERVER__AUTH=off
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/encore-target}"
 cargo build --release --locked -q -p encore-cli

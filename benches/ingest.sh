@@ -7,6 +7,8 @@
 #
 #   benches/ingest.sh [USERS] [DAYS] [HTTP_EVENTS]
 set -euo pipefail
+# the server is on loopback and only this script calls it; benches/auth.sh measures API keys
+export ENCORE__SERVER__AUTH=off
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 users="${1:-20250}"
 days="${2:-30}"

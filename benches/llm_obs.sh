@@ -8,6 +8,8 @@
 #
 #   benches/llm_obs.sh [TRACES] [MODE preencoded|sdk] [extra loadgen args...]
 set -euo pipefail
+# the server is on loopback and only this script calls it; benches/auth.sh measures API keys
+export ENCORE__SERVER__AUTH=off
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 traces="${1:-2000}"; mode="${2:-preencoded}"; shift 2 || true
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/encore-target}"

@@ -14,6 +14,8 @@
 #
 #   [IMPRESSIONS=false] [CACHE_SECONDS=30] benches/serve_load.sh
 set -euo pipefail
+# the server is on loopback and only this script calls it; benches/auth.sh measures API keys
+export ENCORE__SERVER__AUTH=off
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 shared="$(cd ../shared && pwd)"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/encore-target}"

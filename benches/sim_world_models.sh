@@ -5,6 +5,8 @@
 #
 #   benches/sim_world_models.sh [USERS] [DAYS]
 set -euo pipefail
+# the server is on loopback and only this script calls it; benches/auth.sh measures API keys
+export ENCORE__SERVER__AUTH=off
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 users="${1:-20000}"
 days="${2:-30}"
