@@ -95,11 +95,15 @@ pub fn outcomes(
             };
             let allowed = analytics_column(consent);
             for i in 0..b.num_rows() {
-                note(
-                    user.value(i),
-                    ts.value(i),
-                    allowed.is_some_and(|a| a.is_valid(i) && a.value(i)),
-                );
+                // exposures and impressions are written by the server, not sent by the
+                // listener's client: they say nothing about consent
+                if !matches!(kind.value(i), "exposure" | "impression") {
+                    note(
+                        user.value(i),
+                        ts.value(i),
+                        allowed.is_some_and(|a| a.is_valid(i) && a.value(i)),
+                    );
+                }
                 match kind.value(i) {
                     "save" => saves.push((user.value(i).to_owned(), ts.value(i))),
                     "exposure" => {

@@ -38,6 +38,7 @@ pub struct Auth {
     audit: Option<Arc<AuditLog>>,
     /// routes (templates) answered without a key
     open: Arc<[String]>,
+    anonymous: Arc<Principal>,
 }
 
 /// The routes answered without a key unless the configuration says otherwise.
@@ -51,6 +52,7 @@ impl Auth {
             keys: None,
             audit: None,
             open: DEFAULT_OPEN.map(String::from).into(),
+            anonymous: Arc::new(Principal::anonymous()),
         }
     }
 
@@ -65,6 +67,7 @@ impl Auth {
             keys: Some(Arc::new(Keys::open(root)?)),
             audit: Some(Arc::new(AuditLog::open(root)?)),
             open: open_routes.into(),
+            anonymous: Arc::new(Principal::anonymous()),
         })
     }
 
@@ -73,9 +76,12 @@ impl Auth {
     }
 
     /// The caller of a request with these headers, or the 401 to answer.
-    pub fn principal(&self, authorization: Option<&HeaderValue>) -> Result<Principal, ApiError> {
+    pub fn principal(
+        &self,
+        authorization: Option<&HeaderValue>,
+    ) -> Result<Arc<Principal>, ApiError> {
         if self.mode == Mode::Off {
-            return Ok(Principal::anonymous());
+            return Ok(Arc::clone(&self.anonymous));
         }
         let Some(keys) = &self.keys else {
             return Err(unauthenticated("this server has no key store"));
@@ -168,14 +174,13 @@ fn reads_content(method: &Method, route: &str, principal: &Principal) -> bool {
         }
 }
 
-/// The middleware: verifies the key and the scope, runs the handler, audits.
+/// The middleware: verifies the key and the scope, runs the handler, audits. Nothing is
+/// allocated for a request that is neither refused nor audited but the caller's `Arc`.
 pub async fn authorize(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let auth = &state.auth;
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| req.uri().path().to_owned(), |m| m.as_str().to_owned());
-    if auth.open.contains(&route) {
+    let matched = req.extensions().get::<MatchedPath>().cloned();
+    let route = matched.as_ref().map_or("", |m| m.as_str());
+    if auth.open.iter().any(|r| r == route) {
         return next.run(req).await;
     }
     let principal = match auth.principal(req.headers().get(header::AUTHORIZATION)) {
@@ -189,12 +194,7 @@ pub async fn authorize(State(state): State<AppState>, mut req: Request, next: Ne
         }
     };
     let method = req.method().clone();
-    let target = req.uri().path().to_owned();
-    let source = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or_else(String::new, |c| c.0.to_string());
-    let need = required(&method, &route).unwrap_or(Scope::Admin);
+    let need = required(&method, route).unwrap_or(Scope::Admin);
     if !principal.allows(need) {
         state.metrics.auth_refused("forbidden");
         let e = ApiError::new(
@@ -205,12 +205,13 @@ pub async fn authorize(State(state): State<AppState>, mut req: Request, next: Ne
             ),
         );
         let response = e.into_response();
+        let target = req.uri().path().to_owned();
         record(
             &state,
             &principal,
-            &source,
+            source(&req),
             &method,
-            &route,
+            route,
             &target,
             403,
             &format!("needs {need}"),
@@ -219,24 +220,33 @@ pub async fn authorize(State(state): State<AppState>, mut req: Request, next: Ne
         return response;
     }
     let audited = !(method == Method::GET || method == Method::HEAD)
-        || reads_content(&method, &route, &principal);
-    req.extensions_mut().insert(principal.clone());
-    let response = next.run(req).await;
-    if audited {
-        let status = response.status().as_u16();
-        record(
-            &state, &principal, &source, &method, &route, &target, status, "",
-        )
-        .await;
+        || reads_content(&method, route, &principal);
+    if !audited {
+        req.extensions_mut().insert(principal);
+        return next.run(req).await;
     }
+    let (target, from) = (req.uri().path().to_owned(), source(&req));
+    req.extensions_mut().insert(Arc::clone(&principal));
+    let response = next.run(req).await;
+    let status = response.status().as_u16();
+    record(
+        &state, &principal, from, &method, route, &target, status, "",
+    )
+    .await;
     response
+}
+
+fn source(req: &Request) -> String {
+    req.extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or_else(String::new, |c| c.0.to_string())
 }
 
 #[allow(clippy::too_many_arguments)]
 async fn record(
     state: &AppState,
     who: &Principal,
-    source: &str,
+    source: String,
     method: &Method,
     route: &str,
     target: &str,
@@ -251,7 +261,7 @@ async fn record(
         ts_ms: encore_core::time::now_ms(),
         key_id: who.key_id.clone(),
         key_name: who.name.clone(),
-        source: source.to_owned(),
+        source,
         method: method.as_str().to_owned(),
         route: route.to_owned(),
         target: target.chars().take(512).collect(),

@@ -84,7 +84,7 @@ pub(crate) struct MoveAlias {
 pub(crate) async fn move_alias(
     State(state): State<AppState>,
     Path((name, alias)): Path<(String, String)>,
-    axum::Extension(caller): axum::Extension<encore_access::Principal>,
+    axum::Extension(caller): axum::Extension<std::sync::Arc<encore_access::Principal>>,
     body: Result<Json<MoveAlias>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<AliasMove>, ApiError> {
     let Json(req) = body.map_err(|e| {
@@ -101,7 +101,7 @@ pub(crate) async fn move_alias(
         .map(|r| r.gate.clone())
         .unwrap_or_default();
     let m = with_registry(&state, move |r| {
-        let actor = caller.name;
+        let actor = caller.name.clone();
         let how = Promotion {
             alias: &alias,
             actor: &actor,

@@ -350,7 +350,7 @@ pub(crate) struct ErasureRequest {
     responses((status = 200, description = "`{ledger_seq, listener (keyed hash), removed: {store: count}}`: the listener is gone from every store (scope `privacy:admin`)", body = Object), (status = 400, body = crate::openapi::ErrorBody), (status = 412, description = "this server keeps no privacy key", body = crate::openapi::ErrorBody)))]
 pub(crate) async fn post_erasure(
     axum::extract::State(state): axum::extract::State<AppState>,
-    axum::Extension(caller): axum::Extension<encore_access::Principal>,
+    axum::Extension(caller): axum::Extension<std::sync::Arc<encore_access::Principal>>,
     body: Result<axum::Json<ErasureRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<axum::Json<Value>, ApiError> {
     let axum::Json(req) =

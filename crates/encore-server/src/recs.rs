@@ -347,7 +347,12 @@ pub(crate) async fn user_recommendations(
     if let (Some(served), Some(model)) = (&served, &current)
         && let Some(mut slate) = served.cache.get(&user, &shape, model.version)
     {
-        slate.experiments = arms;
+        // a list made without the listener's history applied no treatment: not an exposure
+        slate.experiments = if slate.note.is_none() {
+            arms
+        } else {
+            Vec::new()
+        };
         log_impressions(&state, &user, &slate, p.platform, p.country);
         trace_own(&state, &user, &slate, started, true);
         return Ok(Json(slate));
@@ -371,7 +376,12 @@ pub(crate) async fn user_recommendations(
         served.cache.put(&user, &shape, slate.model_version, &slate);
     }
     let mut slate = slate;
-    slate.experiments = arms;
+    // a list made without the listener's history applied no treatment: not an exposure
+    slate.experiments = if slate.note.is_none() {
+        arms
+    } else {
+        Vec::new()
+    };
     log_impressions(&state, &user, &slate, p.platform, p.country);
     trace_own(&state, &user, &slate, started, false);
     Ok(Json(slate))

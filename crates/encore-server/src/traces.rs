@@ -357,7 +357,7 @@ fn access(state: &AppState) -> Result<Arc<TelemetryAccess>, ApiError> {
     responses((status = 200, description = "every span is durable"), (status = 400, body = crate::openapi::ErrorBody), (status = 413, description = "the body, or what it inflates to, is over the limit", body = crate::openapi::ErrorBody), (status = 415, description = "a content type or encoding that is not read", body = crate::openapi::ErrorBody), (status = 503, description = "over the ingest limit, or writes fail (Retry-After)", body = crate::openapi::ErrorBody)))]
 pub(crate) async fn export(
     State(state): State<AppState>,
-    Extension(caller): Extension<Principal>,
+    Extension(caller): Extension<Arc<Principal>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -441,7 +441,7 @@ pub(crate) struct CountParams {
     responses((status = 200, description = "`{\"count\": N}`: spans durable and queryable", body = Object)))]
 pub(crate) async fn count(
     State(state): State<AppState>,
-    Extension(caller): Extension<Principal>,
+    Extension(caller): Extension<Arc<Principal>>,
     params: Result<Query<CountParams>, QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let Query(p) = params.map_err(|e| ApiError::new(ErrorCode::InvalidArgument, e.body_text()))?;
@@ -493,7 +493,7 @@ pub(crate) struct ListParams {
     responses((status = 200, description = "`{\"spans\": [...], \"next_before_ns\"}`, newest first", body = Object), (status = 400, body = crate::openapi::ErrorBody)))]
 pub(crate) async fn list(
     State(state): State<AppState>,
-    Extension(caller): Extension<Principal>,
+    Extension(caller): Extension<Arc<Principal>>,
     params: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let Query(p) = params.map_err(|e| ApiError::new(ErrorCode::InvalidArgument, e.body_text()))?;
@@ -596,7 +596,7 @@ fn default_group() -> encore_telemetry::store::GroupBy {
     responses((status = 200, description = "`{\"rows\": [{bucket_ms, group, count, errors, error_rate, latency_ms, tokens, cost_usd}]}`", body = Object), (status = 400, body = crate::openapi::ErrorBody)))]
 pub(crate) async fn stats(
     State(state): State<AppState>,
-    Extension(caller): Extension<Principal>,
+    Extension(caller): Extension<Arc<Principal>>,
     params: Result<Query<StatsParams>, QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let Query(p) = params.map_err(|e| ApiError::new(ErrorCode::InvalidArgument, e.body_text()))?;
@@ -653,7 +653,7 @@ pub(crate) async fn stats(
     responses((status = 200, description = "`{\"trace_id\", \"spans\": [{depth, offset_ms, ..., input, output}]}`, depth first", body = Object), (status = 404, body = crate::openapi::ErrorBody)))]
 pub(crate) async fn trace(
     State(state): State<AppState>,
-    Extension(caller): Extension<Principal>,
+    Extension(caller): Extension<Arc<Principal>>,
     axum::extract::Path(trace_id): axum::extract::Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let t = access(&state)?;

@@ -456,15 +456,17 @@ fn round(
             args.list
         );
         let (status, slate) = get_json(conn, &path)?;
-        // a listener with no streams yet is unknown to both models: not served, not exposed
-        if status == 404 {
-            continue;
-        }
         if status != 200 {
             return Err(failed(format!("GET {path}: {status} {slate}")));
         }
+        // a listener with no streams yet, or who withdrew personalization, gets the popular
+        // list under no arm: not exposed; one who withholds analytics consent is exposed but
+        // not analysed
+        let analysed = world.profiles[u as usize].consent.analytics;
         for arm in slate["experiments"].as_array().into_iter().flatten() {
-            if let Some(e) = arm["experiment"].as_str() {
+            if let Some(e) = arm["experiment"].as_str()
+                && analysed
+            {
                 *exposed.entry(e.to_string()).or_default() += 1;
             }
         }

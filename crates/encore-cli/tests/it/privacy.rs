@@ -309,6 +309,11 @@ fn erasure_leaves_nothing_of_the_listener_and_export_returns_every_kind_first() 
         "consent": {"personalization": true, "analytics": true}});
     let r = call("POST", "/v1/events", &exposure);
     assert_eq!(r["accepted"], 1, "{r}");
+    let mut save = exposure.clone();
+    save["event_id"] = json!("5e0f6c1e-9d2a-4c8e-8f3a-2d1e5b6a7c91");
+    save["kind"] = json!("save");
+    save["experiments"] = json!([]);
+    assert_eq!(call("POST", "/v1/events", &save)["accepted"], 1);
     // an LLM span of theirs, with content, and a score of it
     let now_ns = now_ms as u64 * 1_000_000;
     let span = |user: &str, tid: u64| {
@@ -332,6 +337,25 @@ fn erasure_leaves_nothing_of_the_listener_and_export_returns_every_kind_first() 
         "/v1/evals/scores",
         &json!({"project": "default", "trace_id": format!("{:032x}", 0xe1), "span_id": format!("{:016x}", 0xe1), "evaluator": "human_ok", "value": 1.0}),
     );
+    // a human label of their span, through an annotation queue
+    call(
+        "POST",
+        "/v1/queues",
+        &json!({"name": "review", "schema": {"kind": "categorical", "name": "ok", "values": ["yes", "no"]}}),
+    );
+    let added = call(
+        "POST",
+        "/v1/queues/review/items",
+        &json!({"traces": {"service": "dj", "limit": 10}}),
+    );
+    assert_eq!(added["added"], 2, "{added}");
+    for idx in 0..2 {
+        call(
+            "POST",
+            &format!("/v1/queues/review/items/{idx}/label"),
+            &json!({"labeller": "ann", "label": "yes"}),
+        );
+    }
     std::thread::sleep(std::time::Duration::from_millis(1500));
     terminate(&server.0);
     drop(server);

@@ -538,7 +538,7 @@ fn every_surface_serves_and_hot_swap_drops_nothing() {
     run(&["train", "--model", "als", "--factors", "32"]);
     let shown = run(&["models", "show", "recommender@production"]);
     let artifact =
-        encore_models::artifact::Artifact::load(Path::new(shown["artifact"].as_str().unwrap()))
+        encore_models::artifact::Artifact::load(&data.join(shown["artifact"].as_str().unwrap()))
             .unwrap();
     let plays = artifact.interactions.as_ref().unwrap();
     let explicit: std::collections::HashSet<String> =
@@ -681,6 +681,7 @@ fn every_surface_serves_and_hot_swap_drops_nothing() {
                 "item_type": "track", "item_duration_ms": 200_000, "ms_played": 180_000,
                 "reason_start": "clickrow", "reason_end": "trackdone", "context_type": "search",
                 "platform": "ios", "country": "SE", "tier": "free",
+                "consent": {"personalization": true, "analytics": true},
             })
         })
         .collect();
@@ -695,10 +696,19 @@ fn every_surface_serves_and_hot_swap_drops_nothing() {
     assert_eq!(status, 200, "{fresh}");
     assert_eq!(fresh["strategy"], "fold_in");
     assert!(ids(&fresh).iter().all(|i| !seeds.contains(&i)));
+    // a listener never heard of: the most popular tracks, saying why (cold start, not a 404)
     let (status, unknown) = call(&addr, "GET", "/v1/users/never-seen/recommendations", "");
     assert_eq!(
-        (status, unknown["error"]["code"].as_str()),
-        (404, Some("not_found"))
+        (
+            status,
+            unknown["strategy"].as_str(),
+            unknown["note"].as_str()
+        ),
+        (
+            200,
+            Some("popular_fallback"),
+            Some(encore_serving::NOTE_NO_HISTORY)
+        )
     );
     let (status, bad) = call(
         &addr,

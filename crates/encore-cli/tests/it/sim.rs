@@ -266,8 +266,10 @@ fn demo_makes_a_world_in_the_data_dir_and_reuses_it() {
     assert!(err.contains("production"), "{err}");
 
     // a flipped byte in the production artifact: show and card refuse, naming the file
+    // shown relative to the data directory
     let artifact = shown["artifact"].as_str().unwrap().to_owned();
-    let artifact = tmp.path().join(&artifact);
+    assert!(artifact.starts_with("models/artifacts/"), "{artifact}");
+    let artifact = tmp.path().join("d").join(&artifact);
     let mut bytes = std::fs::read(&artifact).unwrap();
     let at = bytes.len() - 9;
     bytes[at] ^= 0x01;

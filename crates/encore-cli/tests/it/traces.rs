@@ -428,3 +428,169 @@ fn the_telemetry_config_drops_content_and_hashes_user_ids() {
     let mut child = child;
     assert!(child.wait().unwrap().success());
 }
+
+/// A trace key limited to a project reads and writes that project only; prompts and completions
+/// need `traces:content`, and reading them is audited.
+#[test]
+fn project_limited_keys_see_their_project_only() {
+    use encore_server::client::Connection;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let data_s = data.to_str().unwrap();
+    let key = |name: &str, scopes: &str, projects: Option<&str>| -> String {
+        let mut args = vec!["keys", "create", "--name", name, "--scopes", scopes];
+        if let Some(p) = projects {
+            args.extend(["--projects", p]);
+        }
+        crate::serve::encore_json(tmp.path(), data_s, &args)["key"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let writer = key("writer", "traces:write", None);
+    let alpha = key("alpha-reader", "traces:read,traces:write", Some("alpha"));
+    let content = key("alpha-content", "traces:read,traces:content", Some("alpha"));
+    let admin = key("ops", "admin", None);
+    let (child, port, _) = crate::serve::start_full(&data, &[("ENCORE__SERVER__AUTH", "required")]);
+    let _server = crate::serve::Stop(child);
+    let addr = format!("127.0.0.1:{port}");
+    let call = |k: &str, method: &str, path: &str, body: &[u8]| {
+        let r = Connection::open(&addr)
+            .unwrap()
+            .with_key(Some(k))
+            .send(method, path, &[("Content-Type", "application/json")], body)
+            .unwrap();
+        (
+            r.status,
+            serde_json::from_str::<serde_json::Value>(&r.body).unwrap_or_default(),
+        )
+    };
+    assert_eq!(
+        call(&writer, "POST", "/v1/traces", &json_batch("alpha", 0, 4)).0,
+        200
+    );
+    assert_eq!(
+        call(&writer, "POST", "/v1/traces", &json_batch("beta", 100, 4)).0,
+        200
+    );
+    // writes: a limited key may not write another project
+    let (s, v) = call(&alpha, "POST", "/v1/traces", &json_batch("beta", 200, 1));
+    assert_eq!(s, 403, "{v}");
+    // reads: its own project, with or without naming it; never another
+    let (s, v) = call(&alpha, "GET", "/v1/spans", b"");
+    assert_eq!(s, 200, "{v}");
+    let spans = v["spans"].as_array().unwrap();
+    assert_eq!(spans.len(), 4);
+    assert!(spans.iter().all(|s| s["project"] == "alpha"), "{v}");
+    assert_eq!(call(&alpha, "GET", "/v1/spans?project=beta", b"").0, 403);
+    assert_eq!(
+        call(&alpha, "GET", "/v1/spans/stats?project=beta", b"").0,
+        403
+    );
+    assert_eq!(
+        call(&alpha, "GET", "/v1/spans/count?project=beta", b"").0,
+        403
+    );
+    let beta_trace = format!("/v1/traces/{:032x}", 100 / 4 + 1);
+    assert_eq!(
+        call(&alpha, "GET", &beta_trace, b"").0,
+        404,
+        "another project's trace is not there"
+    );
+    assert_eq!(call(&admin, "GET", &beta_trace, b"").0, 200);
+    // content: only with traces:content, and that read is audited
+    let alpha_trace = format!("/v1/traces/{:032x}", 1);
+    let (_, v) = call(&alpha, "GET", &alpha_trace, b"");
+    assert!(v["spans"][0]["input"].is_null(), "{v}");
+    assert_eq!(call(&alpha, "GET", "/v1/spans?q=rainy", b"").0, 403);
+    let (_, v) = call(&content, "GET", &alpha_trace, b"");
+    assert!(
+        v["spans"][0]["input"].as_str().unwrap().contains("rainy"),
+        "{v}"
+    );
+    let (_, audit) = call(&admin, "GET", "/v1/audit", b"");
+    assert!(
+        audit["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["key_name"] == "alpha-content" && e["target"] == alpha_trace.as_str()),
+        "{audit}"
+    );
+}
+
+/// OTLP exporters send the key as they send any header: `authorization` metadata over gRPC, an
+/// HTTP header over OTLP/HTTP (`OTEL_EXPORTER_OTLP_HEADERS`); without one nothing is stored.
+#[test]
+fn otlp_exporters_authenticate_with_the_same_keys() {
+    let Some(python) = otel_python() else {
+        #[allow(clippy::print_stderr)]
+        {
+            eprintln!("skipping: no python3 with the OpenTelemetry SDK (set ENCORE_OTEL_PYTHON)");
+        }
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let data_s = data.to_str().unwrap();
+    let key = |name: &str, scopes: &str| -> String {
+        crate::serve::encore_json(
+            tmp.path(),
+            data_s,
+            &["keys", "create", "--name", name, "--scopes", scopes],
+        )["key"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let (writer, reader) = (key("sdk", "traces:write"), key("ops", "traces:read"));
+    let (child, port, grpc) = crate::serve::start_full(
+        &data,
+        &[
+            ("ENCORE__SERVER__OTLP_GRPC", "127.0.0.1:0"),
+            ("ENCORE__SERVER__AUTH", "required"),
+        ],
+    );
+    let _server = crate::serve::Stop(child);
+    let addr = format!("127.0.0.1:{port}");
+    let grpc = grpc.expect("an OTLP/gRPC port");
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/otel/export_genai.py");
+    let export = |endpoint: String, project: &str, key: Option<&str>| {
+        let mut cmd = std::process::Command::new(&python);
+        cmd.arg(&script).arg(endpoint).arg("3").arg(project);
+        match key {
+            Some(k) => cmd.env(
+                "OTEL_EXPORTER_OTLP_HEADERS",
+                format!("authorization=Bearer%20{k}"),
+            ),
+            None => cmd.env_remove("OTEL_EXPORTER_OTLP_HEADERS"),
+        };
+        assert!(
+            cmd.stderr(std::process::Stdio::null())
+                .status()
+                .unwrap()
+                .success()
+        );
+    };
+    export(format!("grpc://{grpc}"), "anon-grpc", None);
+    export(format!("http://{addr}/v1/traces"), "anon-http", None);
+    export(format!("grpc://{grpc}"), "keyed-grpc", Some(&writer));
+    export(
+        format!("http://{addr}/v1/traces"),
+        "keyed-http",
+        Some(&writer),
+    );
+    let count = |project: &str| {
+        let r = encore_server::client::Connection::open(&addr)
+            .unwrap()
+            .with_key(Some(&reader))
+            .request("GET", &format!("/v1/spans/count?project={project}"), b"")
+            .unwrap();
+        serde_json::from_str::<serde_json::Value>(&r.body).unwrap()["count"]
+            .as_u64()
+            .unwrap()
+    };
+    assert_eq!((count("anon-grpc"), count("anon-http")), (0, 0));
+    assert_eq!((count("keyed-grpc"), count("keyed-http")), (6, 6));
+}
