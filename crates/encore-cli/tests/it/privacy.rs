@@ -309,7 +309,7 @@ fn erasure_leaves_nothing_of_the_listener_and_export_returns_every_kind_first() 
         "consent": {"personalization": true, "analytics": true}});
     let r = call("POST", "/v1/events", &exposure);
     assert_eq!(r["accepted"], 1, "{r}");
-    let mut save = exposure.clone();
+    let mut save = exposure;
     save["event_id"] = json!("5e0f6c1e-9d2a-4c8e-8f3a-2d1e5b6a7c91");
     save["kind"] = json!("save");
     save["experiments"] = json!([]);
