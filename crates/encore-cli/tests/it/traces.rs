@@ -594,3 +594,78 @@ fn otlp_exporters_authenticate_with_the_same_keys() {
     assert_eq!((count("anon-grpc"), count("anon-http")), (0, 0));
     assert_eq!((count("keyed-grpc"), count("keyed-http")), (6, 6));
 }
+
+/// OTLP/gRPC over TLS (`[server] tls_cert`/`tls_key`): the OpenTelemetry SDK exports through it
+/// when it trusts the CA, with its key, and nothing arrives from a client that does not.
+#[test]
+fn otlp_grpc_speaks_tls() {
+    let Some(python) = otel_python() else {
+        #[allow(clippy::print_stderr)]
+        {
+            eprintln!("skipping: no python3 with the OpenTelemetry SDK (set ENCORE_OTEL_PYTHON)");
+        }
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let ca = encore_http::testing::TestCa::new();
+    let files = ["ca.pem", "cert.pem", "key.pem"].map(|f| tmp.path().join(f));
+    std::fs::write(&files[0], &ca.ca_pem).unwrap();
+    std::fs::write(&files[1], &ca.cert_pem).unwrap();
+    std::fs::write(&files[2], &ca.key_pem).unwrap();
+    let data = tmp.path().join("data");
+    let key = crate::serve::encore_json(
+        tmp.path(),
+        data.to_str().unwrap(),
+        &["keys", "create", "--name", "sdk", "--scopes", "traces:write,traces:read"],
+    )["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (child, port, grpc) = crate::serve::start_full(
+        &data,
+        &[
+            ("ENCORE__SERVER__OTLP_GRPC", "127.0.0.1:0"),
+            ("ENCORE__SERVER__AUTH", "required"),
+            ("ENCORE__SERVER__TLS_CERT", files[1].to_str().unwrap()),
+            ("ENCORE__SERVER__TLS_KEY", files[2].to_str().unwrap()),
+        ],
+    );
+    let _server = crate::serve::Stop(child);
+    let grpc_port = grpc.expect("an OTLP/gRPC port").rsplit(':').next().unwrap().to_owned();
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/otel/export_genai.py");
+    let export = |endpoint: String, project: &str| {
+        let status = std::process::Command::new(&python)
+            .arg(&script)
+            .arg(endpoint)
+            .arg("2")
+            .arg(project)
+            .env("OTEL_EXPORTER_OTLP_HEADERS", format!("authorization=Bearer%20{key}"))
+            .env("OTEL_EXPORTER_OTLP_CERTIFICATE", &files[0])
+            // the plaintext attempt is retried until this runs out
+            .env("OTEL_EXPORTER_OTLP_TIMEOUT", "3")
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    export(format!("grpcs://localhost:{grpc_port}"), "tls");
+    // plaintext to the TLS port: refused at the handshake, nothing stored
+    export(format!("grpc://127.0.0.1:{grpc_port}"), "plain");
+    let client = encore_http::outbound::Outbound::new(encore_http::outbound::Options {
+        extra_roots_pem: Some(ca.ca_pem.as_bytes().to_vec()),
+        ..Default::default()
+    })
+    .unwrap();
+    let auth = format!("Bearer {key}");
+    let count = |project: &str| {
+        let r = client
+            .get(
+                &format!("https://localhost:{port}/v1/spans/count?project={project}"),
+                &[("Authorization", auth.as_str())],
+            )
+            .unwrap();
+        serde_json::from_str::<serde_json::Value>(&r.body).unwrap()["count"].as_u64().unwrap()
+    };
+    assert_eq!((count("tls"), count("plain")), (4, 0));
+}

@@ -3,6 +3,7 @@ OTLP/gRPC.
 
     python export_genai.py http://127.0.0.1:PORT/v1/traces N PROJECT
     python export_genai.py grpc://127.0.0.1:PORT N PROJECT
+    OTEL_EXPORTER_OTLP_CERTIFICATE=ca.pem python export_genai.py grpcs://localhost:PORT N PROJECT
 
 One trace per call: a root CHAIN span and a child `chat` span with the GenAI conventions
 (tokens by type, models, provider) and a prompt carrying an email address.
@@ -18,6 +19,14 @@ endpoint, n, project = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 if endpoint.startswith("grpc://"):
     from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
     exporter = OTLPSpanExporter(endpoint=endpoint[len("grpc://"):], insecure=True)
+elif endpoint.startswith("grpcs://"):
+    # TLS, trusting the CA in OTEL_EXPORTER_OTLP_CERTIFICATE
+    import grpc
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+    import os
+    with open(os.environ["OTEL_EXPORTER_OTLP_CERTIFICATE"], "rb") as f:
+        credentials = grpc.ssl_channel_credentials(root_certificates=f.read())
+    exporter = OTLPSpanExporter(endpoint=endpoint[len("grpcs://"):], insecure=False, credentials=credentials)
 else:
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     exporter = OTLPSpanExporter(endpoint=endpoint)
