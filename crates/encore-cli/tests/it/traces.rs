@@ -616,7 +616,14 @@ fn otlp_grpc_speaks_tls() {
     let key = crate::serve::encore_json(
         tmp.path(),
         data.to_str().unwrap(),
-        &["keys", "create", "--name", "sdk", "--scopes", "traces:write,traces:read"],
+        &[
+            "keys",
+            "create",
+            "--name",
+            "sdk",
+            "--scopes",
+            "traces:write,traces:read",
+        ],
     )["key"]
         .as_str()
         .unwrap()
@@ -631,7 +638,12 @@ fn otlp_grpc_speaks_tls() {
         ],
     );
     let _server = crate::serve::Stop(child);
-    let grpc_port = grpc.expect("an OTLP/gRPC port").rsplit(':').next().unwrap().to_owned();
+    let grpc_port = grpc
+        .expect("an OTLP/gRPC port")
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .to_owned();
     let script =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/otel/export_genai.py");
     let export = |endpoint: String, project: &str| {
@@ -640,7 +652,10 @@ fn otlp_grpc_speaks_tls() {
             .arg(endpoint)
             .arg("2")
             .arg(project)
-            .env("OTEL_EXPORTER_OTLP_HEADERS", format!("authorization=Bearer%20{key}"))
+            .env(
+                "OTEL_EXPORTER_OTLP_HEADERS",
+                format!("authorization=Bearer%20{key}"),
+            )
             .env("OTEL_EXPORTER_OTLP_CERTIFICATE", &files[0])
             // the plaintext attempt is retried until this runs out
             .env("OTEL_EXPORTER_OTLP_TIMEOUT", "3")
@@ -665,7 +680,9 @@ fn otlp_grpc_speaks_tls() {
                 &[("Authorization", auth.as_str())],
             )
             .unwrap();
-        serde_json::from_str::<serde_json::Value>(&r.body).unwrap()["count"].as_u64().unwrap()
+        serde_json::from_str::<serde_json::Value>(&r.body).unwrap()["count"]
+            .as_u64()
+            .unwrap()
     };
     assert_eq!((count("tls"), count("plain")), (4, 0));
 }
