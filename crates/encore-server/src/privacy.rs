@@ -88,22 +88,10 @@ pub fn quarantined(dir: &Path, user: &str) -> Vec<(PathBuf, usize, String)> {
     out
 }
 
-/// Whether the JSON text `line` (or a JSON document in one of its strings) has a string value
-/// equal to `user`.
+/// Whether a stored line (a quarantined row with its raw text and reasons, a world's JSON line)
+/// names `user`: the id as a whole token anywhere in it, escaped JSON and CSV included.
 fn names(line: &str, user: &str) -> bool {
-    fn walk(v: &Value, user: &str) -> bool {
-        match v {
-            Value::String(s) => {
-                s == user
-                    || (s.starts_with(['{', '['])
-                        && serde_json::from_str::<Value>(s).is_ok_and(|x| walk(&x, user)))
-            }
-            Value::Array(a) => a.iter().any(|x| walk(x, user)),
-            Value::Object(o) => o.values().any(|x| walk(x, user)),
-            _ => false,
-        }
-    }
-    line.contains(user) && serde_json::from_str::<Value>(line).map_or(true, |v| walk(&v, user))
+    holds_token(line.as_bytes(), user.as_bytes())
 }
 
 /// Rewrites the simulated worlds' files in the data directory without `user`'s rows.
@@ -254,7 +242,7 @@ pub fn erase(s: &Stores<'_>, user: &str, actor: &str) -> Result<Value, PrivacyEr
     let mut damaged = 0u64;
     for f in files_under(&s.root.join("quarantine").join("damaged")) {
         let bytes = std::fs::read(&f).unwrap_or_default();
-        if bytes.windows(user.len()).any(|w| w == user.as_bytes()) {
+        if holds_token(&bytes, user.as_bytes()) {
             std::fs::remove_file(&f).map_err(|e| io(&f, e))?;
             damaged += 1;
         }
@@ -307,6 +295,33 @@ pub fn erase(s: &Stores<'_>, user: &str, actor: &str) -> Result<Value, PrivacyEr
     let report = Value::Object(report);
     let seq = encore_access::ledger::record(s.root, &listener, actor, &report).map_err(fail)?;
     Ok(json!({"ledger_seq": seq, "listener": listener, "removed": report}))
+}
+
+/// Whether `id` occurs in `hay` as a whole token: erasing `u1` must not touch a file that
+/// only holds `u12`.
+fn holds_token(hay: &[u8], id: &[u8]) -> bool {
+    let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'-';
+    !id.is_empty()
+        && hay.windows(id.len()).enumerate().any(|(i, w)| {
+            w == id
+                && (i == 0 || !word(hay[i - 1]))
+                && hay.get(i + id.len()).is_none_or(|b| !word(*b))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ids_match_whole_tokens_only() {
+        assert!(super::holds_token(b"{\"user_id\":\"u1\"}", b"u1"));
+        assert!(!super::holds_token(b"{\"user_id\":\"u12\"}", b"u1"));
+        assert!(!super::holds_token(b"xu1", b"u1"));
+        assert!(!super::holds_token(b"anything", b""));
+        assert!(super::names(r#"{"user_id": "u1", "n": 3}"#, "u1"));
+        assert!(!super::names(r#"{"user_id": "u12"}"#, "u1"));
+        assert!(super::names(r#"{"raw": "{\"user_id\": \"u1\"}"}"#, "u1"));
+        assert!(super::names(r#"{"raw": "e1,u1,2024"}"#, "u1"));
+    }
 }
 
 fn files_under(dir: &Path) -> Vec<PathBuf> {
