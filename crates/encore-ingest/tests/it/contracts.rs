@@ -380,22 +380,28 @@ fn listeners_without_analytics_consent_are_not_analysed() {
         assert!(out.rejects.is_empty(), "{:?}", out.rejects);
     };
     let t0 = 1_790_000_000_000i64;
-    let exposure = |n: u32, user: &str, analytics: bool| {
+    // exposures are written by the server and carry no consent; the listener's own events do
+    let event = |n: u32, user: &str, kind: &str, analytics: bool| {
         serde_json::json!({"event_id": format!("6b0f6c1e-9d2a-4c8e-8f3a-2d1e5b6a{n:04x}"),
-            "schema_version": 1, "user_id": user, "ts_ms": t0 + i64::from(n), "kind": "exposure",
-            "platform": "ios", "country": "SE", "tier": "premium",
-            "experiments": [{"id": "home", "variant": "treatment"}],
+            "schema_version": 1, "user_id": user, "ts_ms": t0 + i64::from(n), "kind": kind,
+            "item_id": "t1", "platform": "ios", "country": "SE", "tier": "premium",
+            "experiments": if kind == "exposure" { serde_json::json!([{"id": "home", "variant": "treatment"}]) } else { serde_json::json!([]) },
             "consent": {"personalization": true, "analytics": analytics}})
     };
     body(vec![
-        exposure(1, "consenting", true),
-        exposure(2, "withheld", false),
-        // granted once, withdrawn later: the newest event decides
-        exposure(3, "withdrew", true),
-        exposure(9, "withdrew", false),
+        event(1, "consenting", "exposure", false),
+        event(2, "consenting", "save", true),
+        event(3, "withheld", "exposure", false),
+        event(4, "withheld", "save", false),
+        // granted once, withdrawn later: the newest of their own events decides
+        event(5, "withdrew", "exposure", false),
+        event(6, "withdrew", "save", true),
+        event(9, "withdrew", "save", false),
+        // nothing of their own yet: analysed (a server-written exposure says nothing)
+        event(10, "quiet", "exposure", false),
     ]);
     let outcomes = encore_ingest::exposure::outcomes(&ingestor, "home", 7).unwrap();
     let mut users: Vec<&str> = outcomes.keys().map(String::as_str).collect();
     users.sort_unstable();
-    assert_eq!(users, ["consenting"]);
+    assert_eq!(users, ["consenting", "quiet"]);
 }
