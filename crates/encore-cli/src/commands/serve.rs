@@ -97,6 +97,11 @@ pub fn serve_until(
 ) -> Result<(), CliError> {
     let mode = auth_mode(loaded, bind)?;
     let tls = tls_files(loaded)?;
+    if tls.is_none() && !bind.ip().is_loopback() {
+        tracing::warn!(%bind, "serving plain HTTP beyond loopback: API keys and listening data \
+            cross the network in clear text; set [server] tls_cert and tls_key, or terminate TLS \
+            in front of encore");
+    }
     let (dir, ingestor) = open(loaded)?;
     let privacy = encore_server::privacy::PrivacyAccess {
         root: dir.path().to_path_buf(),
