@@ -88,42 +88,85 @@ pub fn quarantined(dir: &Path, user: &str) -> Vec<(PathBuf, usize, String)> {
     out
 }
 
-/// Whether a stored line (a quarantined row with its raw text and reasons, a world's JSON line)
-/// names `user`: the id as a whole token anywhere in it, escaped JSON and CSV included.
+/// Whether a quarantined row names `user`: its raw text's `user_id` when the row was JSON; the
+/// id as a whole token of the raw text otherwise (a CSV line, a line that did not parse).
 fn names(line: &str, user: &str) -> bool {
-    holds_token(line.as_bytes(), user.as_bytes())
+    let token = |t: &str| holds_token(t.as_bytes(), user.as_bytes());
+    let Ok(entry) = serde_json::from_str::<Value>(line) else {
+        return token(line);
+    };
+    match entry.get("raw").and_then(Value::as_str) {
+        Some(raw) => match serde_json::from_str::<Value>(raw) {
+            Ok(row) if row.is_object() => row.get("user_id").and_then(Value::as_str) == Some(user),
+            _ => token(raw),
+        },
+        None => entry.get("user_id").and_then(Value::as_str) == Some(user),
+    }
 }
 
-/// Rewrites the simulated worlds' files in the data directory without `user`'s rows.
+/// Rewrites the simulated worlds kept in the data directory without the rows whose `user_id`
+/// is `user` (events, interactions, the listener table; the catalog has none), and updates each
+/// world's manifest so `encore sim verify` still holds.
 fn scrub_worlds(root: &Path, user: &str) -> Result<u64, PrivacyError> {
     let mut removed = 0u64;
-    let worlds = root.join("worlds");
-    let mut stack = vec![worlds];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-                continue;
-            }
-            let name = p.display().to_string();
-            if name.ends_with(".jsonl") {
+    let Ok(worlds) = std::fs::read_dir(root.join("worlds")) else {
+        return Ok(0);
+    };
+    for world in worlds.flatten().map(|e| e.path()).filter(|p| p.is_dir()) {
+        let mut changed: Vec<(String, u64)> = Vec::new();
+        for p in files_under(&world) {
+            let rel = p
+                .strip_prefix(&world)
+                .map_or_else(|_| p.display().to_string(), |r| r.display().to_string());
+            let gone = if rel.ends_with(".jsonl") {
                 let text = std::fs::read_to_string(&p).unwrap_or_default();
-                let kept: Vec<&str> = text.lines().filter(|l| !names(l, user)).collect();
-                let gone = text.lines().count() - kept.len();
+                let mine = |l: &str| {
+                    serde_json::from_str::<Value>(l)
+                        .is_ok_and(|v| v.get("user_id").and_then(Value::as_str) == Some(user))
+                };
+                let kept: Vec<&str> = text.lines().filter(|l| !mine(l)).collect();
+                let gone = (text.lines().count() - kept.len()) as u64;
                 if gone > 0 {
-                    removed += gone as u64;
-                    replace_file(&p, format!("{}\n", kept.join("\n")).as_bytes())?;
+                    let body: String = kept.iter().map(|l| format!("{l}\n")).collect();
+                    replace_file(&p, body.as_bytes())?;
                 }
-            } else if name.ends_with(".parquet") {
-                removed += scrub_parquet(&p, user)?;
+                gone
+            } else if rel.ends_with(".parquet") {
+                scrub_parquet(&p, user)?
+            } else {
+                0
+            };
+            if gone > 0 {
+                removed += gone;
+                changed.push((rel, gone));
             }
+        }
+        if !changed.is_empty() {
+            update_manifest(&world, &changed)?;
         }
     }
     Ok(removed)
+}
+
+/// The world's manifest after rows left files: their sizes, hashes and row counts.
+fn update_manifest(world: &Path, changed: &[(String, u64)]) -> Result<(), PrivacyError> {
+    use sha2::Digest;
+    let path = world.join("manifest.json");
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Ok(());
+    };
+    let mut m: Value = serde_json::from_str(&text).map_err(|e| io(&path, e))?;
+    for f in m["files"].as_array_mut().into_iter().flatten() {
+        let Some((rel, gone)) = changed.iter().find(|(r, _)| f["path"] == r.as_str()) else {
+            continue;
+        };
+        let bytes = std::fs::read(world.join(rel)).map_err(|e| io(&world.join(rel), e))?;
+        f["bytes"] = Value::from(bytes.len() as u64);
+        f["sha256"] = Value::from(format!("{:x}", sha2::Sha256::digest(&bytes)));
+        f["rows"] = Value::from(f["rows"].as_u64().unwrap_or(0).saturating_sub(*gone));
+    }
+    let body = serde_json::to_vec_pretty(&m).map_err(|e| io(&path, e))?;
+    replace_file(&path, &body)
 }
 
 /// Rewrites a Parquet file without the rows whose `user_id` is `user`.
@@ -239,8 +282,19 @@ pub fn erase(s: &Stores<'_>, user: &str, actor: &str) -> Result<Value, PrivacyEr
         q += lines.len() as u64;
         replace_file(&p, kept.as_bytes())?;
     }
+    // damaged originals cannot be parsed: one that holds the id as a token goes, but only
+    // when the id is a listener's (the log had rows of theirs), so erasing a track or artist
+    // id by mistake does not delete evidence of damage
+    let listener_rows: u64 = Table::ALL
+        .iter()
+        .filter_map(|t| report.get(t.name()).and_then(Value::as_u64))
+        .sum::<u64>()
+        + q;
     let mut damaged = 0u64;
     for f in files_under(&s.root.join("quarantine").join("damaged")) {
+        if listener_rows == 0 {
+            break;
+        }
         let bytes = std::fs::read(&f).unwrap_or_default();
         if holds_token(&bytes, user.as_bytes()) {
             std::fs::remove_file(&f).map_err(|e| io(&f, e))?;
@@ -321,6 +375,11 @@ mod tests {
         assert!(!super::names(r#"{"user_id": "u12"}"#, "u1"));
         assert!(super::names(r#"{"raw": "{\"user_id\": \"u1\"}"}"#, "u1"));
         assert!(super::names(r#"{"raw": "e1,u1,2024"}"#, "u1"));
+        // another row that merely plays track t1 is not t1's
+        assert!(!super::names(
+            r#"{"raw": "{\"user_id\": \"u9\", \"item_id\": \"t1\"}"}"#,
+            "t1"
+        ));
     }
 }
 

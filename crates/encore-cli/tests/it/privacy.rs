@@ -427,6 +427,30 @@ fn erasure_leaves_nothing_of_the_listener_and_export_returns_every_kind_first() 
         again["files"].as_object().unwrap().values().all(|n| n == 0),
         "{again}"
     );
+    // the world kept in the directory still verifies against its (updated) manifest
+    let world = data.join("worlds/demo");
+    let verify = || crate::cli::encore(dir, &["sim", "verify", world.to_str().unwrap()], &[]);
+    let v = verify();
+    assert!(v.status.success(), "{}", crate::cli::stderr(&v));
+    // erasing an id that is no listener's (an artist, a genre, a track) changes nothing: ids
+    // are matched by field, not anywhere in the catalogue
+    let tracks = std::fs::read(world.join("catalog/tracks.jsonl")).unwrap();
+    for id in ["ar1", "rock", "t1"] {
+        let r = run(&["privacy", "erase", id]);
+        assert!(
+            r["removed"]
+                .as_object()
+                .unwrap()
+                .values()
+                .all(|v| v == 0 || v == &json!([])),
+            "{id}: {r}"
+        );
+    }
+    assert_eq!(
+        std::fs::read(world.join("catalog/tracks.jsonl")).unwrap(),
+        tracks
+    );
+    assert!(verify().status.success());
 }
 
 /// Erasure through a running server: only a `privacy:admin` key may; afterwards, once the
