@@ -128,7 +128,7 @@ pub(crate) async fn post_events(
     Ok(Json(outcome.into()))
 }
 
-#[utoipa::path(get, path = "/v1/events/stats", tag = "events", responses((status = 200, description = "per-day counts, listeners, items, rejects by rule, storage", body = Object)))]
+#[utoipa::path(get, path = "/v1/events/stats", operation_id = "event_stats", tag = "events", responses((status = 200, description = "per-day counts, listeners, items, rejects by rule, storage", body = Object)))]
 pub(crate) async fn stats(
     State(state): State<AppState>,
 ) -> Result<Json<encore_ingest::stats::EventStats>, ApiError> {

@@ -42,7 +42,7 @@ async fn with_registry<T: Send + 'static>(
     .map_err(ApiError::from)
 }
 
-#[utoipa::path(get, path = "/v1/models", tag = "registry", responses((status = 200, description = "registered models with version counts and aliases", body = Vec<Object>)))]
+#[utoipa::path(get, path = "/v1/models", operation_id = "list_models", tag = "registry", responses((status = 200, description = "registered models with version counts and aliases", body = Vec<Object>)))]
 pub(crate) async fn list(
     State(state): State<AppState>,
 ) -> Result<Json<Vec<ModelSummary>>, ApiError> {

@@ -125,6 +125,21 @@ pub async fn openapi_json() -> Json<serde_json::Value> {
 
 #[cfg(test)]
 mod tests {
+    /// Client generators name methods by operationId: two operations with one id collide.
+    #[test]
+    fn operation_ids_are_unique() {
+        let spec: serde_json::Value = serde_json::from_str(&super::spec_json()).unwrap();
+        let mut seen = std::collections::HashMap::new();
+        for (path, ops) in spec["paths"].as_object().unwrap() {
+            for (method, op) in ops.as_object().unwrap() {
+                let id = op["operationId"].as_str().unwrap_or_default().to_owned();
+                if let Some(other) = seen.insert(id.clone(), format!("{method} {path}")) {
+                    panic!("operationId {id:?} of {method} {path} is also {other}'s");
+                }
+            }
+        }
+    }
+
     #[test]
     fn committed_spec_matches_the_generated_one() {
         let generated = super::spec_json() + "\n";

@@ -489,7 +489,7 @@ pub(crate) struct ListParams {
     before_ns: Option<i64>,
 }
 
-#[utoipa::path(get, path = "/v1/spans", tag = "traces", params(ListParams),
+#[utoipa::path(get, path = "/v1/spans", operation_id = "list_spans", tag = "traces", params(ListParams),
     responses((status = 200, description = "`{\"spans\": [...], \"next_before_ns\"}`, newest first", body = Object), (status = 400, body = crate::openapi::ErrorBody)))]
 pub(crate) async fn list(
     State(state): State<AppState>,
@@ -592,7 +592,7 @@ fn default_group() -> encore_telemetry::store::GroupBy {
     encore_telemetry::store::GroupBy::None
 }
 
-#[utoipa::path(get, path = "/v1/spans/stats", tag = "traces", params(StatsParams),
+#[utoipa::path(get, path = "/v1/spans/stats", operation_id = "span_stats", tag = "traces", params(StatsParams),
     responses((status = 200, description = "`{\"rows\": [{bucket_ms, group, count, errors, error_rate, latency_ms, tokens, cost_usd}]}`", body = Object), (status = 400, body = crate::openapi::ErrorBody)))]
 pub(crate) async fn stats(
     State(state): State<AppState>,
