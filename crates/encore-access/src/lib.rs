@@ -604,19 +604,24 @@ mod tests {
         assert!(gone, "a revoked key kept working past the cache TTL");
         assert!(keys.revoke("nope").is_err());
 
-        let mut short = NewKey::new("short", vec![Scope::TracesRead]);
-        short.ttl = Some(Duration::from_millis(50));
-        short.projects = Some(vec!["chat".into()]);
-        let s = keys.create(&short).unwrap();
-        let p = keys.authenticate(&s.secret).unwrap();
+        // no race with the clock: a key valid for an hour works, one valid for a millisecond
+        // is refused once that has surely passed
+        let mut long = NewKey::new("long", vec![Scope::TracesRead]);
+        long.ttl = Some(Duration::from_secs(3_600));
+        long.projects = Some(vec!["chat".into()]);
+        let l = keys.create(&long).unwrap();
+        let p = keys.authenticate(&l.secret).unwrap();
         assert!(p.allows_project("chat") && !p.allows_project("search"));
-        std::thread::sleep(Duration::from_millis(80));
+        let mut short = NewKey::new("short", vec![Scope::TracesRead]);
+        short.ttl = Some(Duration::from_millis(1));
+        let s = keys.create(&short).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
         assert!(
             keys.authenticate(&s.secret).is_err(),
             "expired key accepted"
         );
         let listed = keys.list().unwrap();
-        assert_eq!(listed.len(), 2);
+        assert_eq!(listed.len(), 3);
         assert!(listed.iter().any(|k| k.revoked_ms.is_some()));
     }
 

@@ -203,14 +203,18 @@ fn expired_and_revoked_keys_stop_working() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     assert!(refused, "a revoked key still works after 4 s");
-    let mut short = NewKey::new("short", vec![Scope::EventsRead]);
-    short.ttl = Some(std::time::Duration::from_millis(300));
-    let s = keys.create(&short).unwrap();
+    // no race with the clock: an hour-long key works; a millisecond one, once it has passed, not
+    let mut long = NewKey::new("long", vec![Scope::EventsRead]);
+    long.ttl = Some(std::time::Duration::from_secs(3_600));
+    let l = keys.create(&long).unwrap();
     assert_eq!(
-        send(&addr, Some(&s.secret), "GET", "/v1/events/stats").0,
+        send(&addr, Some(&l.secret), "GET", "/v1/events/stats").0,
         200
     );
-    std::thread::sleep(std::time::Duration::from_millis(400));
+    let mut short = NewKey::new("short", vec![Scope::EventsRead]);
+    short.ttl = Some(std::time::Duration::from_millis(1));
+    let s = keys.create(&short).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(20));
     assert_eq!(
         send(&addr, Some(&s.secret), "GET", "/v1/events/stats").0,
         401
