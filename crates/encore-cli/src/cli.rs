@@ -113,6 +113,68 @@ pub enum Command {
     Privacy(PrivacyCommand),
 }
 
+impl Command {
+    /// Commands that only read what an earlier command stored: a data directory that does not
+    /// exist is a mistyped path, not an empty one, and they refuse it instead of creating it.
+    pub fn reads_only(&self) -> bool {
+        match self {
+            Command::Data(DataCommand::Info) => true,
+            Command::Events(cmd) => !matches!(cmd, EventsCommand::Repair),
+            Command::Models(cmd) => matches!(
+                cmd,
+                ModelsCommand::List
+                    | ModelsCommand::Show { .. }
+                    | ModelsCommand::History { .. }
+                    | ModelsCommand::Card { .. }
+            ),
+            Command::Traces(cmd) => matches!(
+                cmd,
+                TracesCommand::Count { .. }
+                    | TracesCommand::List { .. }
+                    | TracesCommand::Show { .. }
+                    | TracesCommand::Verify
+                    | TracesCommand::Stats { .. }
+            ),
+            Command::Experiments(cmd) => matches!(
+                cmd,
+                ExperimentsCommand::List
+                    | ExperimentsCommand::Show { .. }
+                    | ExperimentsCommand::Report { .. }
+            ),
+            Command::Evals(cmd) => matches!(
+                cmd,
+                EvalsCommand::Scores { .. }
+                    | EvalsCommand::Quality { .. }
+                    | EvalsCommand::Calibration { .. }
+                    | EvalsCommand::Runs
+                    | EvalsCommand::Rules(RulesCommand::List)
+            ),
+            Command::Datasets(cmd) => {
+                matches!(cmd, DatasetsCommand::List | DatasetsCommand::Show { .. })
+            }
+            Command::Alerts(cmd) => {
+                matches!(cmd, AlertsCommand::List | AlertsCommand::History { .. })
+            }
+            Command::Features(cmd) => matches!(
+                cmd,
+                FeaturesCommand::List
+                    | FeaturesCommand::Describe { .. }
+                    | FeaturesCommand::Get { .. }
+                    | FeaturesCommand::Skew { .. }
+                    | FeaturesCommand::TrainingSet { .. }
+            ),
+            Command::Keys(KeysCommand::List) | Command::Audit(_) => true,
+            Command::Privacy(cmd) => {
+                matches!(
+                    cmd,
+                    PrivacyCommand::Export { .. } | PrivacyCommand::Erasures
+                )
+            }
+            _ => false,
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum PrivacyCommand {
     /// Write every record about USER (events, interactions, impressions, exposures, features,
@@ -160,7 +222,7 @@ pub enum AuditCommand {
         /// Only entries at or after this: epoch ms, YYYY-MM-DD, or an age such as 24h or 7d
         #[arg(long)]
         since: Option<String>,
-        #[arg(long, default_value_t = 1000)]
+        #[arg(value_parser = count(1, 10000000), long, default_value_t = 1000)]
         limit: usize,
     },
     /// Recompute the hash chain: finds an entry changed or removed behind the log's back
@@ -200,7 +262,7 @@ pub enum FeaturesCommand {
         #[arg(long)]
         service: String,
         /// Entities sampled per view
-        #[arg(long, default_value_t = 200)]
+        #[arg(value_parser = count(1, 10000000), long, default_value_t = 200)]
         sample: usize,
     },
     /// Online values of a service as of now, e.g. --entity user_id=u1,artist_id=a2 (repeatable)
@@ -257,7 +319,7 @@ pub enum EvalsCommand {
     Scores {
         #[command(flatten)]
         filter: ScoreFilterArgs,
-        #[arg(long, default_value_t = 20)]
+        #[arg(value_parser = count(1, 100000), long, default_value_t = 20)]
         limit: usize,
     },
     /// Pass and fail rates with Wilson 95 % intervals, per evaluator (and slice)
@@ -276,7 +338,7 @@ pub enum EvalsCommand {
         /// The label schema's name, e.g. hallucination
         #[arg(long)]
         human: String,
-        #[arg(long, default_value_t = 10)]
+        #[arg(value_parser = count(2, 1000), long, default_value_t = 10)]
         bins: usize,
     },
     /// Online evaluation rules
@@ -293,7 +355,7 @@ pub enum EvalsCommand {
         task: String,
         #[arg(long = "evaluator", required = true)]
         evaluators: Vec<String>,
-        #[arg(long, default_value_t = 4)]
+        #[arg(value_parser = count(1, 256), long, default_value_t = 4)]
         concurrency: usize,
     },
     /// Experiment runs, newest first
@@ -302,7 +364,7 @@ pub enum EvalsCommand {
     Compare {
         a: String,
         b: String,
-        #[arg(long, default_value_t = 10)]
+        #[arg(value_parser = count(1, 1000), long, default_value_t = 10)]
         items: usize,
     },
     /// Annotation queues and human labels
@@ -328,7 +390,7 @@ pub enum RulesCommand {
         from_ms: Option<i64>,
         #[arg(long)]
         to_ms: Option<i64>,
-        #[arg(long, default_value_t = 100_000)]
+        #[arg(value_parser = count(1, 1000000000), long, default_value_t = 100_000)]
         limit: usize,
     },
 }
@@ -359,7 +421,7 @@ pub enum QueueCommand {
         /// pending or labeled
         #[arg(long)]
         status: Option<String>,
-        #[arg(long, default_value_t = 20)]
+        #[arg(value_parser = count(1, 100000), long, default_value_t = 20)]
         limit: usize,
     },
     /// Label an item; the label must fit the queue's schema
@@ -397,7 +459,7 @@ pub struct TraceQueryArgs {
     #[arg(long)]
     pub text: Option<String>,
     /// Most spans taken (newest first)
-    #[arg(long)]
+    #[arg(value_parser = count(1, 1000000000), long)]
     pub limit: Option<usize>,
 }
 
@@ -442,7 +504,7 @@ pub enum AlertsCommand {
     History {
         #[arg(long)]
         rule: Option<String>,
-        #[arg(long, default_value_t = 50)]
+        #[arg(value_parser = count(1, 10000000), long, default_value_t = 50)]
         limit: usize,
     },
 }
@@ -458,13 +520,13 @@ pub enum BenchCommand {
         #[arg(required = true)]
         files: Vec<PathBuf>,
         /// Events per request
-        #[arg(long, default_value_t = 1_000)]
+        #[arg(value_parser = count(1, 100000), long, default_value_t = 1_000)]
         batch: usize,
         /// Concurrent connections
-        #[arg(long, default_value_t = 4)]
+        #[arg(value_parser = count(1, 1024), long, default_value_t = 4)]
         connections: usize,
         /// Stop after this many events
-        #[arg(long)]
+        #[arg(value_parser = count(1, 1000000000000), long)]
         limit: Option<usize>,
     },
     /// Recall@k and single-thread queries/s of HNSW against exact inner-product search, over a
@@ -474,50 +536,50 @@ pub enum BenchCommand {
         #[arg(long, conflicts_with = "synthetic")]
         artifact: Option<PathBuf>,
         /// Items of a synthetic clustered catalogue instead
-        #[arg(long)]
+        #[arg(value_parser = count(1, 1000000000), long)]
         synthetic: Option<usize>,
         /// Vector width of the synthetic catalogue
-        #[arg(long, default_value_t = 64)]
+        #[arg(value_parser = count(1, 4096), long, default_value_t = 64)]
         width: usize,
         /// Queries (at most)
-        #[arg(long, default_value_t = 2_000)]
+        #[arg(value_parser = count(1, 100000000), long, default_value_t = 2_000)]
         queries: usize,
         /// Search widths to measure
-        #[arg(long, value_delimiter = ',', default_value = "10,20,40,64,128,256")]
+        #[arg(value_parser = count(1, 100000), long, value_delimiter = ',', default_value = "10,20,40,64,128,256")]
         ef: Vec<usize>,
         /// HNSW graph degree
-        #[arg(long, default_value_t = 24)]
+        #[arg(value_parser = count(2, 256), long, default_value_t = 24)]
         connectivity: usize,
         /// HNSW construction width
-        #[arg(long, default_value_t = 200)]
+        #[arg(value_parser = count(1, 100000), long, default_value_t = 200)]
         ef_construction: usize,
 
-        #[arg(long, default_value_t = 10)]
+        #[arg(value_parser = count(1, 10000), long, default_value_t = 10)]
         k: usize,
     },
     /// Experiment assignment throughput: build a plan of experiments over domains, then assign
     /// synthetic listeners on one thread
     Assign {
         /// Listeners to assign
-        #[arg(long, default_value_t = 2_000_000)]
+        #[arg(value_parser = count(1, 1000000000), long, default_value_t = 2_000_000)]
         users: usize,
         /// Exclusivity domains, each with two experiments taking 40 % of its buckets each
-        #[arg(long, default_value_t = 4)]
+        #[arg(value_parser = count(1, 1000), long, default_value_t = 4)]
         domains: usize,
     },
     /// GET paths from a file at a fixed rate (open loop) and report latency measured from each
     /// request's scheduled time, so queueing counts (no coordinated omission)
     /// A training set of 20 features over synthetic plays, timed by stage, with peak memory
     FeaturesOffline {
-        #[arg(long, default_value_t = 10_000_000)]
+        #[arg(value_parser = count(1, 10000000000), long, default_value_t = 10_000_000)]
         events: usize,
-        #[arg(long, default_value_t = 1_000_000)]
+        #[arg(value_parser = count(1, 1000000000), long, default_value_t = 1_000_000)]
         rows: usize,
-        #[arg(long, default_value_t = 100_000)]
+        #[arg(value_parser = count(1, 1000000000), long, default_value_t = 100_000)]
         users: usize,
-        #[arg(long, default_value_t = 20_000)]
+        #[arg(value_parser = count(1, 1000000000), long, default_value_t = 20_000)]
         artists: usize,
-        #[arg(long, default_value_t = 90)]
+        #[arg(value_parser = clap::value_parser!(i64).range(1..=3650), long, default_value_t = 90)]
         days: i64,
         /// Write the benchmark's feature definitions to this file and stop
         #[arg(long)]
@@ -531,13 +593,13 @@ pub enum BenchCommand {
         /// a line `POST PATH BODY` posts BODY instead
         paths: PathBuf,
         /// Requests per second in all
-        #[arg(long)]
+        #[arg(value_parser = positive_f64, long)]
         rate: f64,
         /// How long to send
-        #[arg(long, default_value_t = 10.0)]
+        #[arg(value_parser = positive_f64, long, default_value_t = 10.0)]
         seconds: f64,
         /// Concurrent keep-alive connections (each sends its share of the schedule)
-        #[arg(long, default_value_t = 16)]
+        #[arg(value_parser = count(1, 1024), long, default_value_t = 16)]
         connections: usize,
     },
 }
@@ -602,7 +664,7 @@ pub enum EventsCommand {
     /// Rejected rows with their reasons, most recent first
     Quarantine {
         /// Show at most this many
-        #[arg(long, default_value_t = 20)]
+        #[arg(value_parser = count(1, 10000000), long, default_value_t = 20)]
         limit: usize,
     },
     /// Check the event log without changing it: segment checksums, WAL records, every event id
@@ -622,10 +684,10 @@ pub enum EventsCommand {
 #[derive(Debug, Args)]
 pub struct DemoArgs {
     /// Listeners to simulate [default: demo.users]
-    #[arg(long)]
+    #[arg(value_parser = clap::value_parser!(u32).range(1..=100000000), long)]
     pub users: Option<u32>,
     /// Days of listening to simulate [default: demo.days]
-    #[arg(long)]
+    #[arg(value_parser = clap::value_parser!(u32).range(1..=3650), long)]
     pub days: Option<u32>,
     /// Seed of the world [default: demo.seed]
     #[arg(long)]
@@ -674,10 +736,10 @@ pub enum SimCommand {
 #[derive(Debug, Args)]
 pub struct GenerateArgs {
     /// Number of listeners
-    #[arg(long, default_value_t = 2_000)]
+    #[arg(value_parser = clap::value_parser!(u32).range(1..=100000000), long, default_value_t = 2_000)]
     pub users: u32,
     /// Days of listening
-    #[arg(long, default_value_t = 30)]
+    #[arg(value_parser = clap::value_parser!(u32).range(1..=3650), long, default_value_t = 30)]
     pub days: u32,
     /// Seed: the same seed gives byte-identical files
     #[arg(long, default_value_t = 42)]
@@ -689,7 +751,7 @@ pub struct GenerateArgs {
     #[arg(long, value_enum, default_value_t = FormatArg::Jsonl)]
     pub format: FormatArg,
     /// Catalog size in tracks [default: 5 per listener, between 1000 and 1000000]
-    #[arg(long)]
+    #[arg(value_parser = clap::value_parser!(u32).range(1..=100000000), long)]
     pub tracks: Option<u32>,
     /// First simulated day, YYYY-MM-DD
     #[arg(long, default_value = "2026-01-05")]
@@ -735,43 +797,43 @@ pub struct ModelArgs {
     #[arg(long, value_enum, default_value_t = ModelArg::Als)]
     pub model: ModelArg,
     /// Latent factors (ALS, BPR)
-    #[arg(long, default_value_t = 64)]
+    #[arg(value_parser = count(1, 1024), long, default_value_t = 64)]
     pub factors: usize,
     /// Iterations (ALS)
-    #[arg(long, default_value_t = 15)]
+    #[arg(value_parser = count(1, 1000), long, default_value_t = 15)]
     pub iterations: usize,
     /// L2 regularization [default: 0.05 for ALS, 0.01 for BPR]
-    #[arg(long)]
+    #[arg(value_parser = non_negative_f32, long)]
     pub regularization: Option<f32>,
     /// How play counts become confidences (ALS, item-kNN)
     #[arg(long, value_enum, default_value_t = ConfidenceArg::Log)]
     pub confidence: ConfidenceArg,
     /// Scale of the confidence curve (ALS, item-kNN)
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(value_parser = positive_f32, long, default_value_t = 1.0)]
     pub alpha: f32,
     /// Solve each row exactly by Cholesky instead of with CG steps (ALS)
     #[arg(long)]
     pub exact: bool,
     /// Conjugate-gradient steps per row (ALS)
-    #[arg(long, default_value_t = 3)]
+    #[arg(value_parser = count(1, 100), long, default_value_t = 3)]
     pub cg_steps: usize,
     /// SGD epochs (BPR)
-    #[arg(long, default_value_t = 100)]
+    #[arg(value_parser = count(1, 100000), long, default_value_t = 100)]
     pub epochs: usize,
     /// SGD step size (BPR)
-    #[arg(long, default_value_t = 0.01)]
+    #[arg(value_parser = positive_f32, long, default_value_t = 0.01)]
     pub learning_rate: f32,
     /// Neighbours kept per item (item-kNN)
-    #[arg(long, default_value_t = 100)]
+    #[arg(value_parser = count(1, 100000), long, default_value_t = 100)]
     pub neighbors: usize,
     /// Item-item similarity (item-kNN)
     #[arg(long, value_enum, default_value_t = SimilarityArg::Cosine)]
     pub similarity: SimilarityArg,
     /// BM25 term-frequency saturation (item-kNN with --similarity bm25)
-    #[arg(long, default_value_t = 1.2)]
+    #[arg(value_parser = non_negative_f32, long, default_value_t = 1.2)]
     pub bm25_k1: f32,
     /// BM25 length normalization (item-kNN with --similarity bm25)
-    #[arg(long, default_value_t = 0.75)]
+    #[arg(value_parser = unit_f32, long, default_value_t = 0.75)]
     pub bm25_b: f32,
     /// Random seed (initial factors, SGD sampling)
     #[arg(long, default_value_t = 42)]
@@ -841,7 +903,7 @@ struct ModelArgsParser {
 pub struct EvalArgs {
     /// With the event log: hold out the last N days (tracks first streamed then) instead of the
     /// shared per-listener holdout
-    #[arg(long, conflicts_with_all = ["train", "test"])]
+    #[arg(value_parser = clap::value_parser!(u32).range(1..=3650), long, conflicts_with_all = ["train", "test"])]
     pub test_days: Option<u32>,
     /// Training pairs: TSV with header userID<TAB>itemID<TAB>weight (the shared split format).
     /// Without --train: the event log's streams, split by the shared holdout rule. With --train
@@ -854,10 +916,10 @@ pub struct EvalArgs {
     #[command(flatten)]
     pub model: ModelArgs,
     /// Threads (0: every core)
-    #[arg(long, default_value_t = 0)]
+    #[arg(value_parser = count(0, 1024), long, default_value_t = 0)]
     pub threads: usize,
     /// Cut-off of the ranking metrics
-    #[arg(long, default_value_t = 10)]
+    #[arg(value_parser = count(1, 10000), long, default_value_t = 10)]
     pub k: usize,
 }
 
@@ -870,7 +932,7 @@ pub struct TrainArgs {
     #[command(flatten)]
     pub model: ModelArgs,
     /// Threads (0: every core)
-    #[arg(long, default_value_t = 0)]
+    #[arg(value_parser = count(0, 1024), long, default_value_t = 0)]
     pub threads: usize,
     /// Skip computing the training loss after each ALS iteration (saves about 10 % of the time)
     #[arg(long)]
@@ -905,10 +967,10 @@ pub struct GateArgs {
     #[arg(long)]
     pub gate_metric: Option<String>,
     /// How much lower than production's the metric may be [default: registry.gate_tolerance]
-    #[arg(long)]
+    #[arg(value_parser = non_negative_f64, long)]
     pub gate_tolerance: Option<f64>,
     /// The least coverage@10 a production version must have [default: registry.gate_min_coverage]
-    #[arg(long)]
+    #[arg(value_parser = unit_f64, long)]
     pub gate_min_coverage: Option<f64>,
 }
 
@@ -934,7 +996,7 @@ pub enum ModelsCommand {
     /// Point an alias (default: production, through the gate) at a version
     Promote {
         name: String,
-        #[arg(value_name = "VERSION")]
+        #[arg(value_parser = clap::value_parser!(u32).range(1..=4000000000), value_name = "VERSION")]
         number: u32,
         #[arg(long, default_value = "production")]
         alias: String,
@@ -984,33 +1046,33 @@ pub enum StatsCommand {
 #[derive(Debug, Clone, clap::Args)]
 pub struct SimulateArgs {
     /// Listeners in the simulated world
-    #[arg(long, default_value_t = 2_000)]
+    #[arg(value_parser = clap::value_parser!(u32).range(1..=100000000), long, default_value_t = 2_000)]
     pub users: u32,
     /// Days of history before the experiments (the CUPED pre-period)
-    #[arg(long, default_value_t = 14)]
+    #[arg(value_parser = clap::value_parser!(u32).range(1..=3650), long, default_value_t = 14)]
     pub days: u32,
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
     /// A/A experiments, each in its own domain
-    #[arg(long, default_value_t = 200)]
+    #[arg(value_parser = clap::value_parser!(u32).range(0..=1000000), long, default_value_t = 200)]
     pub aa: u32,
     /// A/A experiments run at once (sharing one draw of the listeners' reactions)
-    #[arg(long, default_value_t = 20)]
+    #[arg(value_parser = clap::value_parser!(u32).range(1..=1000000), long, default_value_t = 20)]
     pub aa_per_round: u32,
     /// Factors of the weak model (ALS, two iterations) in the A/B control arm
-    #[arg(long, default_value_t = 12)]
+    #[arg(value_parser = count(1, 1024), long, default_value_t = 12)]
     pub weak_factors: usize,
     /// A/B experiments (a weak model in control, a good one in treatment), one after another
-    #[arg(long, default_value_t = 50)]
+    #[arg(value_parser = clap::value_parser!(u32).range(0..=1000000), long, default_value_t = 50)]
     pub ab: u32,
     /// Items per served list
-    #[arg(long, default_value_t = 10)]
+    #[arg(value_parser = count(1, 1000), long, default_value_t = 10)]
     pub list: usize,
     /// Also simulate a day of each listener's own listening after exposure (noise the
     /// experiment has to see through)
     #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
     pub organic: bool,
-    #[arg(long, default_value_t = 0.05)]
+    #[arg(value_parser = probability, long, default_value_t = 0.05)]
     pub alpha: f64,
 }
 
@@ -1044,9 +1106,9 @@ pub struct SpanFilterArgs {
     /// Attribute equals, KEY=VALUE (repeatable), on the attributes no rule mapped
     #[arg(long = "attr", value_name = "KEY=VALUE", value_parser = parse_tag)]
     pub attributes: Vec<(String, String)>,
-    #[arg(long)]
+    #[arg(value_parser = non_negative_f64, long)]
     pub min_duration_ms: Option<f64>,
-    #[arg(long)]
+    #[arg(value_parser = non_negative_f64, long)]
     pub min_cost: Option<f64>,
 }
 
@@ -1061,7 +1123,7 @@ pub enum TracesCommand {
     List {
         #[command(flatten)]
         filter: SpanFilterArgs,
-        #[arg(long, default_value_t = 20)]
+        #[arg(value_parser = count(1, 100000), long, default_value_t = 20)]
         limit: usize,
         /// The previous page's last start_ns
         #[arg(long)]
@@ -1092,7 +1154,7 @@ pub enum TracesCommand {
         #[arg(long, default_value = "model")]
         group_by: String,
         /// Bucket width in minutes (0: one bucket)
-        #[arg(long, default_value_t = 0)]
+        #[arg(value_parser = clap::value_parser!(i64).range(0..=525_600), long, default_value_t = 0)]
         bucket_minutes: i64,
     },
 }
@@ -1117,9 +1179,9 @@ pub enum ExperimentsCommand {
     Report {
         id: String,
         /// Days before exposure that make the covariate window
-        #[arg(long, default_value_t = 14)]
+        #[arg(value_parser = clap::value_parser!(u32).range(0..=3650), long, default_value_t = 14)]
         pre_days: u32,
-        #[arg(long, default_value_t = 0.05)]
+        #[arg(value_parser = probability, long, default_value_t = 0.05)]
         alpha: f64,
     },
     /// Experiments on a simulated service through the real serving path: A/A experiments (the
@@ -1135,4 +1197,55 @@ pub enum ExperimentsCommand {
         #[arg(long, default_value = "unknown")]
         tier: String,
     },
+}
+
+/// A count flag within `lo..=hi`; clap reports the range and exits 2 for anything else.
+fn count(lo: u64, hi: u64) -> clap::builder::RangedU64ValueParser<usize> {
+    clap::builder::RangedU64ValueParser::new().range(lo..=hi)
+}
+
+/// Parses a finite float and checks it against `ok`, naming the allowed range when it fails.
+fn float_in<T>(raw: &str, ok: impl Fn(f64) -> bool, range: &str) -> Result<T, String>
+where
+    T: std::str::FromStr + Into<f64> + Copy,
+{
+    let value: T = raw
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{raw}` is not a number (expected {range})"))?;
+    let x: f64 = value.into();
+    if x.is_finite() && ok(x) {
+        Ok(value)
+    } else {
+        Err(format!("{raw} is not in {range}"))
+    }
+}
+
+fn positive_f32(raw: &str) -> Result<f32, String> {
+    float_in(raw, |x| x > 0.0, "(0, inf)")
+}
+
+fn non_negative_f32(raw: &str) -> Result<f32, String> {
+    float_in(raw, |x| x >= 0.0, "[0, inf)")
+}
+
+fn unit_f32(raw: &str) -> Result<f32, String> {
+    float_in(raw, |x| (0.0..=1.0).contains(&x), "[0, 1]")
+}
+
+fn positive_f64(raw: &str) -> Result<f64, String> {
+    float_in(raw, |x| x > 0.0, "(0, inf)")
+}
+
+fn non_negative_f64(raw: &str) -> Result<f64, String> {
+    float_in(raw, |x| x >= 0.0, "[0, inf)")
+}
+
+fn unit_f64(raw: &str) -> Result<f64, String> {
+    float_in(raw, |x| (0.0..=1.0).contains(&x), "[0, 1]")
+}
+
+/// A significance level: strictly between 0 and 1.
+fn probability(raw: &str) -> Result<f64, String> {
+    float_in(raw, |x| x > 0.0 && x < 1.0, "(0, 1)")
 }

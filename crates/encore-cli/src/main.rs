@@ -95,6 +95,14 @@ fn init_logging(loaded: &Loaded) {
 
 fn run(cli: Cli, loaded: &Loaded) -> Result<(), CliError> {
     let out = output::Output::new(cli.global.json);
+    let dir = &loaded.config.data.dir;
+    if cli.command.reads_only() && !dir.is_dir() {
+        return Err(CliError::usage(
+            format!("data directory {} does not exist", dir.display()),
+            "pass --data-dir (or data.dir) of an existing data directory; `encore demo` or \
+             `encore ingest` makes one",
+        ));
+    }
     match cli.command {
         Command::Demo(args) => commands::demo::run(loaded, &args, &out),
         Command::Config(cmd) => commands::config::run(loaded, cmd, &out),

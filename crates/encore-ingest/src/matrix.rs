@@ -91,6 +91,10 @@ pub struct InteractionMatrix {
     pub last_ts_ms: Vec<i64>,
     /// first play time per (user, item)
     pub first_ts_ms: Vec<i64>,
+    /// (user, item, plays) of plays shorter than `min_ms_played` (skips, with the default)
+    /// where the user and the item are in the matrix, sorted: serving never recommends back
+    /// what a listener skipped
+    pub skipped: Vec<(u32, u32, u32)>,
 }
 
 impl InteractionMatrix {
@@ -135,6 +139,9 @@ pub fn build_matrix(
     let mut items = Interner::default();
     // (user, item, plays, ts) triples
     let mut triples: Vec<(u32, u32, u32, i64)> = Vec::new();
+    // shorter plays, interned apart so that an id only ever skipped does not enter the matrix
+    let (mut short_users, mut short_items) = (Interner::default(), Interner::default());
+    let mut short: Vec<(u32, u32)> = Vec::new();
     let cols = [
         "user_id",
         "item_id",
@@ -174,7 +181,14 @@ pub fn build_matrix(
                 && !excluded.value(i)
                 && personalization.is_some_and(|p| p.value(i));
             let too_late = options.until_ms.is_some_and(|until| ts.value(i) >= until);
-            if !allowed || too_late || ms.value(i) < options.min_ms_played {
+            if !allowed || too_late {
+                continue;
+            }
+            if ms.value(i) < options.min_ms_played {
+                short.push((
+                    short_users.get(user.value(i)),
+                    short_items.get(item.value(i)),
+                ));
                 continue;
             }
             triples.push((
@@ -242,6 +256,27 @@ pub fn build_matrix(
     }
     for (u, count) in counts.iter().enumerate() {
         m.indptr[u + 1] = m.indptr[u] + count;
+    }
+    let user_of: Vec<Option<u32>> = short_users
+        .names
+        .iter()
+        .map(|n| users.ids.get(n.as_str()).copied())
+        .collect();
+    let item_of: Vec<Option<u32>> = short_items
+        .names
+        .iter()
+        .map(|n| items.ids.get(n.as_str()).copied())
+        .collect();
+    let mut pairs: Vec<(u32, u32)> = short
+        .into_iter()
+        .filter_map(|(u, i)| Some((user_of[u as usize]?, item_of[i as usize]?)))
+        .collect();
+    pairs.par_sort_unstable();
+    for (u, i) in pairs {
+        match m.skipped.last_mut() {
+            Some(last) if (last.0, last.1) == (u, i) => last.2 = last.2.saturating_add(1),
+            _ => m.skipped.push((u, i, 1)),
+        }
     }
     m.users = users.names;
     m.items = items.names;

@@ -100,6 +100,8 @@ pub struct Artifact {
     /// the training interactions (users x items, plays), when stored: serving uses them to
     /// leave out what a listener already played and to rank by popularity
     pub interactions: Option<Csr>,
+    /// plays too short to count (skips), users x items, when stored: never recommended back
+    pub skipped: Option<Csr>,
 }
 
 fn kind_code(model: &Model) -> u32 {
@@ -198,11 +200,16 @@ impl Artifact {
         }
         p.strings("user_ids", &self.users);
         p.strings("item_ids", &self.items);
-        if let Some(m) = &self.interactions {
-            let indptr: Vec<u32> = m.indptr.iter().map(|&x| x as u32).collect();
-            p.u32s("interactions_indptr", &indptr);
-            p.u32s("interactions_items", &m.indices);
-            p.f32s("interactions_plays", &m.values);
+        for (prefix, m) in [
+            ("interactions", &self.interactions),
+            ("skipped", &self.skipped),
+        ] {
+            if let Some(m) = m {
+                let indptr: Vec<u32> = m.indptr.iter().map(|&x| x as u32).collect();
+                p.u32s(&format!("{prefix}_indptr"), &indptr);
+                p.u32s(&format!("{prefix}_items"), &m.indices);
+                p.f32s(&format!("{prefix}_plays"), &m.values);
+            }
         }
         let header = Header {
             config: self.config.clone(),
@@ -371,33 +378,8 @@ impl Artifact {
                 )));
             }
         };
-        let interactions = if header
-            .sections
-            .iter()
-            .any(|s| s.name == "interactions_indptr")
-        {
-            let indptr = view.u32s("interactions_indptr")?;
-            let indices = view.u32s("interactions_items")?;
-            let values = view.f32s("interactions_plays")?;
-            let ok = indptr.len() == nu + 1
-                && indices.len() == values.len()
-                && indptr.first() == Some(&0)
-                && indptr.windows(2).all(|p| p[0] <= p[1])
-                && indptr.last().is_some_and(|&e| e as usize == indices.len())
-                && indices.iter().all(|&i| (i as usize) < ni);
-            if !ok {
-                return Err(invalid("inconsistent interactions".into()));
-            }
-            Some(Csr {
-                n_rows: nu,
-                n_cols: ni,
-                indptr: indptr.into_iter().map(|x| x as usize).collect(),
-                indices,
-                values,
-            })
-        } else {
-            None
-        };
+        let interactions = sparse(&view, &header, "interactions", nu, ni)?;
+        let skipped = sparse(&view, &header, "skipped", nu, ni)?;
         if model.n_items() != ni {
             return Err(invalid(format!(
                 "the model has {} items, the id list {ni}",
@@ -411,8 +393,46 @@ impl Artifact {
             items,
             metadata: header.metadata,
             interactions,
+            skipped,
         })
     }
+}
+
+/// The users x items matrix stored as `{prefix}_indptr`, `{prefix}_items` and `{prefix}_plays`,
+/// when the artifact has it, checked for consistency.
+fn sparse(
+    view: &View<'_>,
+    header: &Header,
+    prefix: &str,
+    nu: usize,
+    ni: usize,
+) -> Result<Option<Csr>, ArtifactError> {
+    let name = |part: &str| format!("{prefix}_{part}");
+    if !header.sections.iter().any(|s| s.name == name("indptr")) {
+        return Ok(None);
+    }
+    let indptr = view.u32s(&name("indptr"))?;
+    let indices = view.u32s(&name("items"))?;
+    let values = view.f32s(&name("plays"))?;
+    let ok = indptr.len() == nu + 1
+        && indices.len() == values.len()
+        && indptr.first() == Some(&0)
+        && indptr.windows(2).all(|p| p[0] <= p[1])
+        && indptr.last().is_some_and(|&e| e as usize == indices.len())
+        && indices.iter().all(|&i| (i as usize) < ni);
+    if !ok {
+        return Err(ArtifactError::Invalid {
+            path: view.path.to_path_buf(),
+            message: format!("inconsistent {prefix}"),
+        });
+    }
+    Ok(Some(Csr {
+        n_rows: nu,
+        n_cols: ni,
+        indptr: indptr.into_iter().map(|x| x as usize).collect(),
+        indices,
+        values,
+    }))
 }
 
 struct View<'a> {
@@ -530,6 +550,7 @@ mod tests {
             items: (0..4).map(|i| format!("track-{i}")).collect(),
             metadata: serde_json::json!({"note": "test"}),
             interactions: Some(plays()),
+            skipped: None,
         }
     }
 

@@ -714,7 +714,8 @@ pub fn load_version(
         .map_err(|e| e.to_string())
 }
 
-/// Remembers the streams of a playback batch body for fold-in, and what each listener allows
+/// Remembers the plays of a playback batch body (streams for fold-in, skips only to leave them
+/// out of lists), and what each listener allows
 /// (rows that do not parse are skipped: the ingest path reports them). A play without
 /// personalization consent, in a private session or excluded from taste is not remembered.
 pub fn record_recent(served: &Served, body: &[u8]) {
@@ -741,8 +742,9 @@ pub fn record_recent(served: &Served, body: &[u8]) {
             served.cache.invalidate(&p.user_id);
         }
         let for_taste = p.consent.personalization && !p.private_session && !p.taste_excluded;
-        if for_taste && p.ms_played >= u64::from(encore_core::event::STREAM_THRESHOLD_MS) {
-            served.recent.record(&p.user_id, &p.item_id);
+        if for_taste {
+            let streamed = p.ms_played >= u64::from(encore_core::event::STREAM_THRESHOLD_MS);
+            served.recent.record(&p.user_id, &p.item_id, streamed);
             served.cache.invalidate(&p.user_id);
         }
     }

@@ -506,11 +506,24 @@ impl ServingModel {
         rules: &Rules,
         note: &'static str,
     ) -> Result<Slate, ServingError> {
+        self.popular_without(n, rules, Vec::new(), note)
+    }
+
+    /// The most popular items but `exclude` (item indices).
+    fn popular_without(
+        &self,
+        n: usize,
+        rules: &Rules,
+        mut exclude: Vec<u32>,
+        note: &'static str,
+    ) -> Result<Slate, ServingError> {
         let n = check_n(n)?;
+        exclude.sort_unstable();
+        exclude.dedup();
         let ranking = Ranking {
             m: self,
             rules,
-            exclude: Vec::new(),
+            exclude,
             explain: &[],
             explain_kind: "popular",
         };
@@ -526,7 +539,8 @@ impl ServingModel {
         scores
     }
 
-    /// What `user` played: training items and plays, then recent items (unknown ids skipped).
+    /// What `user` streamed: training items and plays, then recent items (unknown ids and
+    /// recent entries with no stream left out).
     fn history(&self, user: Option<u32>, recent: &[(String, u32)]) -> (Vec<u32>, Vec<f32>) {
         let mut items = Vec::new();
         let mut plays = Vec::new();
@@ -535,7 +549,7 @@ impl ServingModel {
             items.extend_from_slice(i);
             plays.extend_from_slice(p);
         }
-        for (id, count) in recent {
+        for (id, count) in recent.iter().filter(|(_, n)| *n > 0) {
             if let Some(i) = self.item_index(id) {
                 match items.iter().position(|&x| x == i) {
                     Some(at) => plays[at] += *count as f32,
@@ -550,9 +564,11 @@ impl ServingModel {
     }
 
     /// Home recommendations for `user`. A listener the model was trained on is served from
-    /// their vector, or from a fold-in when they have played something since (`recent`); a new
-    /// listener with recent plays gets a fold-in; anyone else (no history yet) the most
-    /// popular items, with a note saying so.
+    /// their vector, or from a fold-in when they have streamed something since (`recent`: item
+    /// and streams, 0 for an item only skipped); a new listener with recent streams gets a
+    /// fold-in; anyone else (no history yet) the most popular items, with a note saying so.
+    /// `exclude_seen` leaves out every item the listener played: streamed or skipped, in
+    /// training or since.
     pub fn home(
         &self,
         user: &str,
@@ -563,23 +579,31 @@ impl ServingModel {
     ) -> Result<Slate, ServingError> {
         let n = check_n(n)?;
         let u = self.user_index(user);
-        if u.is_none() && recent.is_empty() {
-            return self.popular(n, rules, NOTE_NO_HISTORY);
+        let streamed = recent.iter().any(|(_, n)| *n > 0);
+        let mut played = Vec::new();
+        if exclude_seen {
+            if let Some(u) = u {
+                played.extend_from_slice(self.skipped.row(u as usize).0);
+            }
+            played.extend(recent.iter().filter_map(|(id, _)| self.item_index(id)));
+        }
+        if u.is_none() && !streamed {
+            return self.popular_without(n, rules, played, NOTE_NO_HISTORY);
         }
         let (items, plays) = self.history(u, recent);
-        let (query, strategy) = match (u, recent.is_empty()) {
+        let (query, strategy) = match (u, !streamed) {
             (Some(u), true) => (
                 self.user_vector(u).map(<[f32]>::to_vec).unwrap_or_default(),
                 Strategy::Personalized,
             ),
             _ => (self.fold_in(&items, &plays), Strategy::FoldIn),
         };
-        let mut exclude = if exclude_seen {
-            items.clone()
-        } else {
-            Vec::new()
-        };
+        let mut exclude = played;
+        if exclude_seen {
+            exclude.extend_from_slice(&items);
+        }
         exclude.sort_unstable();
+        exclude.dedup();
         let ranking = Ranking {
             m: self,
             rules,

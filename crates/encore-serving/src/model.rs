@@ -45,6 +45,8 @@ pub struct ServingModel {
     pub(crate) unit: Vec<f32>,
     /// per user: the items they played in training, and how often
     pub(crate) seen: Csr,
+    /// what each trained listener skipped (empty rows for an artifact without skips)
+    pub(crate) skipped: Csr,
     /// items by distinct listeners, most first
     pub(crate) popular: Vec<u32>,
     /// per item: artist index (into `artists`) and facts
@@ -158,6 +160,12 @@ impl ServingModel {
                 .map_err(|e| refuse(e.to_string()))?,
             unit_tiles: ItemTiles::new(&unit, width),
             unit,
+            skipped: artifact.skipped.clone().unwrap_or_else(|| Csr {
+                n_rows: seen.n_rows,
+                n_cols: seen.n_cols,
+                indptr: vec![0; seen.n_rows + 1],
+                ..Csr::default()
+            }),
             seen,
             popular,
             artist_of,

@@ -22,8 +22,9 @@ impl RecentActivity {
         }
     }
 
-    /// One more play of `item` by `user`.
-    pub fn record(&self, user: &str, item: &str) {
+    /// One more play of `item` by `user`: a stream counts, a skip only marks the item as played
+    /// (its count stays what the streams made it, 0 when never streamed).
+    pub fn record(&self, user: &str, item: &str, streamed: bool) {
         let mut users = self.users.lock().unwrap_or_else(|e| e.into_inner());
         if !users.contains_key(user)
             && users.len() >= self.max_users
@@ -35,19 +36,19 @@ impl RecentActivity {
         match items.iter().position(|(i, _)| i == item) {
             Some(at) => {
                 let mut entry = items.remove(at);
-                entry.1 += 1;
+                entry.1 += u32::from(streamed);
                 items.push(entry);
             }
             None => {
                 if items.len() >= self.max_items {
                     items.remove(0);
                 }
-                items.push((item.to_owned(), 1));
+                items.push((item.to_owned(), u32::from(streamed)));
             }
         }
     }
 
-    /// `user`'s recent items with play counts, least recent first.
+    /// `user`'s recent items with stream counts (0: only skipped), least recent first.
     pub fn get(&self, user: &str) -> Vec<(String, u32)> {
         let users = self.users.lock().unwrap_or_else(|e| e.into_inner());
         users.get(user).cloned().unwrap_or_default()
@@ -76,14 +77,16 @@ mod tests {
     #[test]
     fn counts_moves_to_the_end_and_stays_bounded() {
         let r = super::RecentActivity::new(2, 2);
-        r.record("a", "x");
-        r.record("a", "y");
-        r.record("a", "x");
+        r.record("a", "x", true);
+        r.record("a", "y", true);
+        r.record("a", "x", true);
         assert_eq!(r.get("a"), vec![("y".into(), 1), ("x".into(), 2)]);
-        r.record("a", "z");
-        assert_eq!(r.get("a"), vec![("x".into(), 2), ("z".into(), 1)]);
-        r.record("b", "x");
-        r.record("c", "x");
+        r.record("a", "z", false);
+        assert_eq!(r.get("a"), vec![("x".into(), 2), ("z".into(), 0)]);
+        r.record("a", "z", false);
+        assert_eq!(r.get("a"), vec![("x".into(), 2), ("z".into(), 0)]);
+        r.record("b", "x", true);
+        r.record("c", "x", true);
         assert_eq!(r.users(), 2);
     }
 }

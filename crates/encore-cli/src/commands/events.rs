@@ -76,7 +76,7 @@ pub fn ingest_paths(
     out: &Output,
 ) -> Result<IngestSummary, CliError> {
     let files = expand(ingestor, paths)?;
-    let bar = out.progress(0, "ingesting");
+    let bar = out.progress_bytes(0, "ingesting");
     let summary = ingestor.ingest_files(&files, table, strict, &|done, total| {
         bar.set_length(total);
         bar.set_position(done);
@@ -138,6 +138,12 @@ pub fn ingest(loaded: &Loaded, args: &IngestArgs, out: &Output) -> Result<(), Cl
                 summary.rejected
             ),
             "fix the rows listed above, or ingest without --strict to keep the good rows",
+        ));
+    }
+    if summary.rejected > 0 && summary.accepted == 0 && summary.duplicates == 0 {
+        return Err(CliError::failed(
+            format!("every row was rejected ({})", thousands(summary.rejected)),
+            "see the reasons above and `encore events quarantine`",
         ));
     }
     Ok(())

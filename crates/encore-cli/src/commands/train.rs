@@ -17,6 +17,8 @@ use std::time::Instant;
 /// Training pairs with the ids of their rows and columns.
 pub struct TrainingData {
     pub plays: Csr,
+    /// skips per listener and track (the event log only): served lists leave them out
+    pub skipped: Option<Csr>,
     pub users: Vec<String>,
     pub items: Vec<String>,
     /// where they came from: `event-log` or the TSV's path
@@ -65,8 +67,17 @@ impl TrainingData {
         });
         let first = m.first_ts_ms.iter().copied().min().unwrap_or(0);
         let last = m.last_ts_ms.iter().copied().max().unwrap_or(0);
+        let skipped = Csr::from_entries(
+            m.users.len(),
+            m.items.len(),
+            m.skipped
+                .iter()
+                .map(|&(u, i, n)| (u, i, n as f32))
+                .collect(),
+        );
         Ok(TrainingData {
             plays,
+            skipped: Some(skipped),
             users: m.users,
             items: m.items,
             source: "event-log".into(),
@@ -86,6 +97,7 @@ impl TrainingData {
         let ds = encore_models::data::Dataset::new(&rows, &[]);
         Ok(TrainingData {
             plays: ds.train,
+            skipped: None,
             users: ds.users.iter().map(u64::to_string).collect(),
             items: ds.items.iter().map(u64::to_string).collect(),
             source: path.display().to_string(),
@@ -317,6 +329,7 @@ pub fn train(
         items: data.items.clone(),
         metadata,
         interactions: Some(data.plays.clone()),
+        skipped: data.skipped.clone(),
     };
     let (path, checksum, artifact_bytes) =
         artifact.store(&data_dir.join("models").join("artifacts"))?;

@@ -198,3 +198,61 @@ fn second_process_on_a_locked_data_dir_fails_naming_the_holder() {
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(v["format_version"], 1);
 }
+
+/// Numeric flags outside their range exit 2 naming it (never a panic or a nonsense model);
+/// read-only commands refuse a data directory that does not exist instead of making it.
+#[test]
+fn numeric_flags_and_missing_data_dirs_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (args, range) in [
+        (&["train", "--factors", "0"][..], "1..=1024"),
+        (&["train", "--iterations", "0"], "1..=1000"),
+        (
+            &["train", "--model", "bpr", "--learning-rate=-0.1"],
+            "(0, inf)",
+        ),
+        (&["eval", "--alpha", "nan"], "(0, inf)"),
+        (&["eval", "--k", "0"], "1..=10000"),
+        (&["experiments", "report", "x", "--alpha", "1.5"], "(0, 1)"),
+        (
+            &["sim", "generate", "--days", "0", "--out", "w"],
+            "1..=3650",
+        ),
+        (&["events", "quarantine", "--limit", "0"], "1..=10000000"),
+        (&["traces", "stats", "--bucket-minutes=-5"], "0..=525600"),
+        (
+            &["models", "promote", "m", "2", "--gate-tolerance=-1"],
+            "[0, inf)",
+        ),
+        (&["models", "promote", "m", "0"], "1..=4000000000"),
+    ] {
+        let o = encore(tmp.path(), args, &[]);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains(range), "{args:?}: {}", stderr(&o));
+    }
+    for args in [
+        &["events", "stats"][..],
+        &["models", "list"],
+        &["traces", "list"],
+        &["audit", "verify"],
+        &["data", "info"],
+    ] {
+        let mut all = args.to_vec();
+        all.extend(["--data-dir", "TYPO"]);
+        let o = encore(tmp.path(), &all, &[]);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains("TYPO does not exist"), "{}", stderr(&o));
+    }
+    assert!(!tmp.path().join("TYPO").exists(), "nothing made");
+
+    // an ingest whose every row is rejected fails (exit 1); one good row makes it a success
+    let bad = tmp.path().join("bad.jsonl");
+    std::fs::write(&bad, "{\"user_id\": \"u1\"}\nnot json\n").unwrap();
+    let o = encore(tmp.path(), &["ingest", bad.to_str().unwrap()], &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("every row was rejected"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -252,4 +252,40 @@ fn matrix_from_simulated_plays_counts_streams_per_user_item() {
         );
     }
     assert_eq!(*all.indptr.last().unwrap() as usize, all.nnz());
+    // the streams matrix remembers the skips of its listeners and tracks, and only those
+    assert!(
+        all.skipped.is_empty(),
+        "min_ms_played 0: nothing is shorter"
+    );
+    assert!(!streams.skipped.is_empty());
+    assert!(
+        streams
+            .skipped
+            .windows(2)
+            .all(|w| (w[0].0, w[0].1) < (w[1].0, w[1].1))
+    );
+    let skips: u64 = streams.skipped.iter().map(|s| u64::from(s.2)).sum();
+    let short_in_matrix: u64 = {
+        let user = |name: &str| streams.users.iter().position(|u| u == name);
+        let item = |name: &str| streams.items.iter().position(|i| i == name);
+        let mut n = 0;
+        for u in 0..all.users.len() {
+            for (i, plays) in all.row(u) {
+                let (Some(su), Some(si)) = (user(&all.users[u]), item(&all.items[i as usize]))
+                else {
+                    continue;
+                };
+                let streamed = streams
+                    .row(su)
+                    .find(|&(x, _)| x as usize == si)
+                    .map_or(0, |(_, p)| p);
+                n += u64::from(plays - streamed);
+            }
+        }
+        n
+    };
+    assert_eq!(
+        skips, short_in_matrix,
+        "every short play of a known pair, counted once"
+    );
 }

@@ -45,6 +45,7 @@ fn format_v1_fixture_still_loads() {
             items: (1..=5).map(|i| format!("track:{i}")).collect(),
             metadata: serde_json::json!({"fixture": "format v1"}),
             interactions: None,
+            skipped: None,
         }
         .save(&path)
         .unwrap();

@@ -33,6 +33,7 @@ fn version(root: &Path, factors: usize, ndcg: f64) -> NewVersion {
         items: (0..5).map(|i| format!("t{i}")).collect(),
         metadata: serde_json::Value::Null,
         interactions: Some(plays),
+        skipped: None,
     };
     let (path, checksum, _) = artifact
         .store(&root.join("models").join("artifacts"))

@@ -21,6 +21,11 @@ fn world() -> ServingModel {
 }
 
 fn world_with(retrieval: encore_serving::Retrieval) -> ServingModel {
+    build(retrieval, None)
+}
+
+/// The world, with `skipped` (listener, track) pairs stored in the artifact.
+fn build(retrieval: encore_serving::Retrieval, skipped: Option<&[(u32, u32)]>) -> ServingModel {
     let mut entries = Vec::new();
     for u in 0..90u32 {
         let g = u % GROUPS;
@@ -55,6 +60,10 @@ fn world_with(retrieval: encore_serving::Retrieval) -> ServingModel {
         users: (0..90).map(|u| format!("u{u}")).collect(),
         items,
         metadata: serde_json::Value::Null,
+        skipped: skipped.map(|pairs| {
+            let entries = pairs.iter().map(|&(u, i)| (u, i, 1.0)).collect();
+            Csr::from_entries(plays.n_rows, plays.n_cols, entries)
+        }),
         interactions: Some(plays),
     };
     ServingModel::with_retrieval("home", 3, artifact, &facts, retrieval).unwrap()
@@ -113,6 +122,45 @@ fn home_is_personal_unseen_capped_and_filtered() {
     // with exclude_seen off, played tracks may come back
     let s = m.home("u4", &[], 10, false, &Rules::default()).unwrap();
     assert!(s.items.iter().any(|i| seen.contains(&index(&i.id))));
+}
+
+/// A skip is a play: with `exclude_seen`, what a listener skipped (in training, or since, in
+/// `recent` with no stream) is never served back; a skip alone is no history to fold in.
+#[test]
+fn exclude_seen_leaves_out_skipped_tracks() {
+    let plain = world();
+    let ids = |s: &encore_serving::Slate| -> Vec<String> {
+        s.items.iter().map(|i| i.id.clone()).collect()
+    };
+    let top = ids(&plain.home("u4", &[], 10, true, &Rules::default()).unwrap());
+    let skipped: Vec<(u32, u32)> = top[..3].iter().map(|id| (4, index(id))).collect();
+    let m = build(encore_serving::Retrieval::default(), Some(&skipped));
+    let s = m.home("u4", &[], 10, true, &Rules::default()).unwrap();
+    assert_eq!(s.strategy, Strategy::Personalized);
+    for id in &top[..3] {
+        assert!(
+            !ids(&s).contains(id),
+            "{id} was skipped in training: {:?}",
+            ids(&s)
+        );
+    }
+    // exclude_seen=false may serve them again
+    let again = m.home("u4", &[], 10, false, &Rules::default()).unwrap();
+    assert!(top[..3].iter().any(|id| ids(&again).contains(id)));
+    // a skip since training: still the listener's vector, the track left out
+    let recent = vec![(top[3].clone(), 0)];
+    let s = m.home("u4", &recent, 10, true, &Rules::default()).unwrap();
+    assert_eq!(s.strategy, Strategy::Personalized);
+    assert!(!ids(&s).contains(&top[3]));
+    // a new listener who only skipped gets the popular list without what they skipped
+    let popular = ids(&m
+        .popular(5, &Rules::default(), encore_serving::NOTE_NO_HISTORY)
+        .unwrap());
+    let recent = vec![(popular[0].clone(), 0)];
+    let s = m.home("new", &recent, 5, true, &Rules::default()).unwrap();
+    assert_eq!(s.strategy, Strategy::PopularFallback);
+    assert!(!ids(&s).contains(&popular[0]));
+    assert_eq!(ids(&s)[..4], popular[1..]);
 }
 
 /// A feature service's demotion of an artist (say, the listener skips it) moves its tracks
