@@ -190,6 +190,30 @@ pub async fn identity_only(req: axum::extract::Request, next: axum::middleware::
     }
 }
 
+/// Request bodies are JSON on every route but OTLP's: a body sent without a content type, or
+/// with the form type `curl -d` sends, is read as the JSON it is, so the shortest curl works.
+/// Any other declared type is left for the route to judge.
+pub async fn json_by_default(
+    mut req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let otlp = matches!(req.uri().path(), "/v1/traces" | "/v1/logs" | "/v1/metrics");
+    let form_or_none = req.headers().get(header::CONTENT_TYPE).is_none_or(|v| {
+        v.to_str().is_ok_and(|t| {
+            t.trim()
+                .to_ascii_lowercase()
+                .starts_with("application/x-www-form-urlencoded")
+        })
+    });
+    if !otlp && form_or_none {
+        req.headers_mut().insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static("application/json"),
+        );
+    }
+    next.run(req).await
+}
+
 pub async fn not_found(uri: axum::http::Uri) -> ApiError {
     ApiError::new(ErrorCode::NotFound, format!("no route for {}", uri.path()))
 }

@@ -177,6 +177,7 @@ pub fn router(state: AppState) -> Router {
             state.limits.max_body_bytes,
         ))
         .layer(axum::middleware::from_fn(error::identity_only))
+        .layer(axum::middleware::from_fn(error::json_by_default))
         .layer(axum::middleware::from_fn(error::json_errors))
         .with_state(state)
 }

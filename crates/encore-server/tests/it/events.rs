@@ -134,3 +134,43 @@ fn strict_batches_are_all_or_nothing() {
     let r = request(&addr, "GET", "/v1/events/stats", b"").unwrap();
     assert_eq!(json(&r.body)["plays"], 0);
 }
+
+/// `curl -d` sends a form content type and a bare request none: either body is read as the JSON
+/// it is. A declared type other than JSON is still refused.
+#[test]
+fn json_bodies_are_read_without_a_json_content_type() {
+    let (addr, _tmp, _rt) = start(Limits::default());
+    let body = br#"{"seed_items": ["t1"], "n": 3}"#;
+    let mut statuses = Vec::new();
+    for headers in [
+        &[("Content-Type", "application/x-www-form-urlencoded")][..],
+        &[("content-type", "application/json; charset=utf-8")],
+        &[("Content-Type", "text/csv")],
+    ] {
+        let r = encore_http::Connection::open(&addr)
+            .unwrap()
+            .send("POST", "/v1/recommendations", headers, body)
+            .unwrap();
+        statuses.push(r.status);
+    }
+    // without a served model the route answers 503 whatever the body's label, never 415
+    assert_eq!(statuses[0], statuses[1], "{statuses:?}");
+    assert_ne!(statuses[0], 415);
+    assert_eq!(statuses[2], 415);
+    // and no content type at all: a raw request
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(&addr).unwrap();
+    write!(
+        s,
+        "POST /v1/recommendations HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    s.write_all(body).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    assert!(
+        out.starts_with(&format!("HTTP/1.1 {}", statuses[1])),
+        "{out}"
+    );
+}
