@@ -383,7 +383,8 @@ impl Default for JudgeConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PriceConfig {
-    /// a model name or prefix (`gpt-4o-mini` prices `gpt-4o-mini-2024-07-18` too)
+    /// a model name; its dated versions match too (`gpt-4o-mini` prices
+    /// `gpt-4o-mini-2024-07-18`), a longer name does not (`gpt-4o-mini-tts`)
     pub model: String,
     pub input: f64,
     pub output: f64,

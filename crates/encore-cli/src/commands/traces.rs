@@ -28,7 +28,7 @@ impl SpanFilterArgs {
     }
 }
 
-/// The built-in price table with `[telemetry] prices` replacing or extending it; its version
+/// The built-in price table (LiteLLM snapshot) with `[telemetry] prices` winning over it; its version
 /// says whether config changed it.
 pub fn price_table(c: &encore_config::TelemetryConfig) -> encore_telemetry::cost::PriceTable {
     let mut table = encore_telemetry::cost::PriceTable::default();
@@ -36,8 +36,9 @@ pub fn price_table(c: &encore_config::TelemetryConfig) -> encore_telemetry::cost
         return table;
     }
     for p in &c.prices {
-        let price = encore_telemetry::cost::Price {
+        table.set(encore_telemetry::cost::Price {
             model: p.model.clone(),
+            provider: String::new(),
             input: p.input,
             cached_input: p.cached_input,
             cache_write: p.cache_write,
@@ -46,11 +47,7 @@ pub fn price_table(c: &encore_config::TelemetryConfig) -> encore_telemetry::cost
             long_context_threshold: p.long_context_threshold,
             long_input: p.long_input,
             long_output: p.long_output,
-        };
-        match table.prices.iter_mut().find(|q| q.model == p.model) {
-            Some(q) => *q = price,
-            None => table.prices.push(price),
-        }
+        });
     }
     // the version names the overrides, so recomputed costs say which prices they used
     let digest = encore_experiments::assignment::hash(

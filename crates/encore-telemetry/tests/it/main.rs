@@ -533,14 +533,12 @@ fn retention_per_project_and_costs_recomputed_for_a_time_range() {
     assert_eq!(content_rows(&store), 15);
 
     // prices change: the last 5 days are recomputed, older spans keep their cost
-    let mut prices = encore_telemetry::cost::PriceTable {
-        version: "2026-12".into(),
-        ..Default::default()
-    };
+    let mut prices = encore_telemetry::cost::PriceTable::default();
+    prices.version = "2026-12".into();
     for p in prices
         .prices
         .iter_mut()
-        .filter(|p| p.model == "gpt-4o-mini")
+        .filter(|p| p.model.starts_with("gpt-4o-mini-2024-07-18"))
     {
         p.input *= 2.0;
         p.output *= 2.0;
