@@ -361,6 +361,7 @@ pub fn notify(t: &Transition, rule: &AlertRule, delivery: &crate::ops::Delivery)
     .to_string();
     let d = encore_http::outbound::deliver(
         &delivery.client,
+        "alert",
         url,
         body.as_bytes(),
         delivery.secret.as_deref(),

@@ -11,6 +11,7 @@
 //! `Retry-After`, and not retried after a 4xx other than 408 and 429.
 
 use hmac::{Hmac, Mac};
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -490,9 +491,42 @@ pub struct Delivery {
     pub last_error: Option<String>,
 }
 
+/// Deliveries made by this process: (purpose, outcome) -> count, outcome `delivered` or
+/// `failed` (after every retry), and attempts per purpose. Read by `/metrics`.
+static DELIVERIES: std::sync::Mutex<BTreeMap<(&'static str, &'static str), u64>> =
+    std::sync::Mutex::new(BTreeMap::new());
+
+/// Counts of deliveries so far: `(purpose, outcome, count)`, outcome `delivered`, `failed` or
+/// `attempts` (every try, retries included).
+pub fn delivery_counts() -> Vec<(&'static str, &'static str, u64)> {
+    DELIVERIES
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .map(|(&(purpose, outcome), &n)| (purpose, outcome, n))
+        .collect()
+}
+
 /// POSTs `body` to `url`, signed with `secret` when there is one, retrying as `retry` says:
-/// connection errors, 408, 429 and 5xx are retried; any other 4xx is final.
+/// connection errors, 408, 429 and 5xx are retried; any other 4xx is final. `purpose`
+/// (`webhook`, `alert`) labels the delivery in [`delivery_counts`].
 pub fn deliver(
+    client: &Outbound,
+    purpose: &'static str,
+    url: &str,
+    body: &[u8],
+    secret: Option<&[u8]>,
+    retry: Retry,
+) -> Delivery {
+    let out = deliver_with_retries(client, url, body, secret, retry);
+    let mut counts = DELIVERIES.lock().unwrap_or_else(|e| e.into_inner());
+    let outcome = if out.delivered { "delivered" } else { "failed" };
+    *counts.entry((purpose, outcome)).or_default() += 1;
+    *counts.entry((purpose, "attempts")).or_default() += u64::from(out.attempts);
+    out
+}
+
+fn deliver_with_retries(
     client: &Outbound,
     url: &str,
     body: &[u8],

@@ -208,7 +208,7 @@ pub async fn json_by_default(
     if !otlp && form_or_none {
         req.headers_mut().insert(
             header::CONTENT_TYPE,
-            header::HeaderValue::from_static("application/json"),
+            HeaderValue::from_static("application/json"),
         );
     }
     next.run(req).await

@@ -206,6 +206,14 @@ fn store_request(
     }
     let dropped = t.normalizer.sampling.apply(&mut spans);
     metrics.spans_sampled_out.inc_by(dropped as u64);
+    let unpriced = spans
+        .iter()
+        .filter(|s| {
+            s.cost.is_none()
+                && (s.mapped.tokens.input.is_some() || s.mapped.tokens.output.is_some())
+        })
+        .count();
+    metrics.spans_unpriced.inc_by(unpriced as u64);
     let stored = t.store.append(&spans)?;
     if let Some(online) = t.online.get() {
         online.offer(&spans);

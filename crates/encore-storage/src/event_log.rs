@@ -43,6 +43,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -198,6 +199,8 @@ pub struct LogStats {
     pub segment_bytes: u64,
     pub sealed_rows: u64,
     pub unsealed_rows: u64,
+    /// appends waiting for the writer (the write queue's depth)
+    pub queued: usize,
 }
 
 struct State {
@@ -217,6 +220,8 @@ struct Shared {
     state: Mutex<State>,
     /// segments whose checksum was checked by this process
     checked: Mutex<HashSet<u64>>,
+    /// appends sent to the writer and not yet taken by it
+    queued: std::sync::atomic::AtomicUsize,
 }
 
 impl Shared {
@@ -586,6 +591,7 @@ impl EventLog {
                 seal_error: None,
             }),
             checked: Mutex::new(HashSet::new()),
+            queued: std::sync::atomic::AtomicUsize::new(0),
         });
         let (tx, rx) = sync_channel(options.queue_capacity);
         let writer_shared = Arc::clone(&shared);
@@ -705,7 +711,12 @@ impl EventLog {
         self.check_schema(&batch)?;
         let tx = self.tx.as_ref().ok_or(StorageError::Closed)?;
         let (ack, rx) = sync_channel(1);
-        match tx.try_send(Command::Append(batch, ack, true)) {
+        self.shared.queued.fetch_add(1, Ordering::Relaxed);
+        let sent = tx.try_send(Command::Append(batch, ack, true));
+        if sent.is_err() {
+            self.shared.queued.fetch_sub(1, Ordering::Relaxed);
+        }
+        match sent {
             Ok(()) => Ok(Ok(Ticket(rx))),
             Err(TrySendError::Full(Command::Append(batch, _, _))) => Ok(Err(QueueFull(batch))),
             Err(TrySendError::Full(
@@ -723,8 +734,11 @@ impl EventLog {
         self.check_schema(&batch)?;
         let tx = self.tx.as_ref().ok_or(StorageError::Closed)?;
         let (ack, rx) = sync_channel(1);
-        tx.send(Command::Append(batch, ack, true))
-            .map_err(|_| StorageError::Closed)?;
+        self.shared.queued.fetch_add(1, Ordering::Relaxed);
+        tx.send(Command::Append(batch, ack, true)).map_err(|_| {
+            self.shared.queued.fetch_sub(1, Ordering::Relaxed);
+            StorageError::Closed
+        })?;
         Ticket(rx).wait()
     }
 
@@ -736,8 +750,11 @@ impl EventLog {
         self.check_schema(&batch)?;
         let tx = self.tx.as_ref().ok_or(StorageError::Closed)?;
         let (ack, rx) = sync_channel(1);
-        tx.send(Command::Append(batch, ack, false))
-            .map_err(|_| StorageError::Closed)?;
+        self.shared.queued.fetch_add(1, Ordering::Relaxed);
+        tx.send(Command::Append(batch, ack, false)).map_err(|_| {
+            self.shared.queued.fetch_sub(1, Ordering::Relaxed);
+            StorageError::Closed
+        })?;
         Ok(Ticket(rx))
     }
 
@@ -817,6 +834,7 @@ impl EventLog {
             segment_bytes: state.manifest.segments.iter().map(|s| s.bytes).sum(),
             sealed_rows: state.manifest.segments.iter().map(|s| s.rows).sum(),
             unsealed_rows: state.memtable_rows as u64,
+            queued: self.shared.queued.load(Ordering::Relaxed),
         }
     }
 
@@ -1459,6 +1477,7 @@ impl Writer {
             while let Some(cmd) = next.take() {
                 match cmd {
                     Command::Append(batch, ack, logged) => {
+                        self.shared.queued.fetch_sub(1, Ordering::Relaxed);
                         batches.push((batch, logged));
                         acks.push(ack);
                     }

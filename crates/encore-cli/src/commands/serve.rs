@@ -230,6 +230,7 @@ pub fn serve_until(
             .with_registry(dir.path().to_path_buf(), gate)
             .with_telemetry(Arc::clone(&telemetry))
             .with_evals(evals);
+        state.metrics.set_build_sha(env!("ENCORE_GIT_SHA"));
         let state = match features(loaded, dir.path(), artists)? {
             Some(f) => state.with_features(f),
             None => state,
@@ -477,7 +478,8 @@ fn watch_registry(
             max_wait: std::time::Duration::from_secs(60),
         };
         let deliver = move |url: &str, body: &[u8]| {
-            let d = encore_http::outbound::deliver(&client, url, body, Some(&secret), retry);
+            let d =
+                encore_http::outbound::deliver(&client, "webhook", url, body, Some(&secret), retry);
             if let Some(e) = &d.last_error {
                 tracing::debug!(url, attempts = d.attempts, "webhook: {e}");
             }

@@ -1,6 +1,7 @@
 //! End-to-end tests of the `encore` binary: real processes, real files, temp directories.
 
 mod cli;
+mod ecosystem;
 mod evals;
 mod experiments;
 mod features;

@@ -266,10 +266,7 @@ fn otel_python() -> Option<std::path::PathBuf> {
 #[test]
 fn the_opentelemetry_python_sdk_exports_genai_spans() {
     let Some(python) = otel_python() else {
-        #[allow(clippy::print_stderr)]
-        {
-            eprintln!("skipping: no python3 with the OpenTelemetry SDK (set ENCORE_OTEL_PYTHON)");
-        }
+        crate::ecosystem::missing("python3 with the OpenTelemetry SDK (set ENCORE_OTEL_PYTHON)");
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
@@ -524,10 +521,7 @@ fn project_limited_keys_see_their_project_only() {
 #[test]
 fn otlp_exporters_authenticate_with_the_same_keys() {
     let Some(python) = otel_python() else {
-        #[allow(clippy::print_stderr)]
-        {
-            eprintln!("skipping: no python3 with the OpenTelemetry SDK (set ENCORE_OTEL_PYTHON)");
-        }
+        crate::ecosystem::missing("python3 with the OpenTelemetry SDK (set ENCORE_OTEL_PYTHON)");
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
@@ -600,10 +594,7 @@ fn otlp_exporters_authenticate_with_the_same_keys() {
 #[test]
 fn otlp_grpc_speaks_tls() {
     let Some(python) = otel_python() else {
-        #[allow(clippy::print_stderr)]
-        {
-            eprintln!("skipping: no python3 with the OpenTelemetry SDK (set ENCORE_OTEL_PYTHON)");
-        }
+        crate::ecosystem::missing("python3 with the OpenTelemetry SDK (set ENCORE_OTEL_PYTHON)");
         return;
     };
     let tmp = tempfile::tempdir().unwrap();

@@ -106,7 +106,7 @@ fn webhooks_over_https_are_signed_and_retried_as_answered() {
     };
     let body = br#"{"alert": "errors", "state": "firing"}"#;
     // 429 with Retry-After: 1, then 503, then 200: three attempts, the first wait a second
-    let d = deliver(&client, &url, body, Some(b"hook-key"), retry);
+    let d = deliver(&client, "alert", &url, body, Some(b"hook-key"), retry);
     assert!(d.delivered, "{d:?}");
     assert_eq!(d.attempts, 3);
     {
@@ -135,16 +135,16 @@ fn webhooks_over_https_are_signed_and_retried_as_answered() {
         }
     }
     // 400: final, not retried
-    let d = deliver(&client, &url, body, Some(b"hook-key"), retry);
+    let d = deliver(&client, "alert", &url, body, Some(b"hook-key"), retry);
     assert_eq!((d.delivered, d.attempts), (false, 1), "{d:?}");
     assert_eq!(d.last_error.as_deref(), Some("HTTP 400"));
     // 408: retried, then delivered
-    let d = deliver(&client, &url, body, None, retry);
+    let d = deliver(&client, "alert", &url, body, None, retry);
     assert_eq!((d.delivered, d.attempts), (true, 2), "{d:?}");
     // the allow list without 127.0.0.1: refused at the connection, once, whatever the name
     let strict = trusting(&ca, Allow::parse(&["*".into()]).unwrap());
     for u in [url, format!("https://localhost:{}/hooks", addr.port())] {
-        let d = deliver(&strict, &u, body, None, retry);
+        let d = deliver(&strict, "alert", &u, body, None, retry);
         assert_eq!((d.delivered, d.attempts), (false, 1), "{d:?}");
         assert!(d.last_error.unwrap().contains("not an allowed destination"));
     }

@@ -294,7 +294,7 @@ fn watchers_see_moves_from_other_connections_and_webhooks_retry() {
         max_wait: Duration::from_secs(1),
     };
     let deliver = move |u: &str, body: &[u8]| {
-        let d = encore_http::outbound::deliver(&client, u, body, None, retry);
+        let d = encore_http::outbound::deliver(&client, "webhook", u, body, None, retry);
         (d.attempts, d.delivered)
     };
     let hooks = encore_registry::webhooks(

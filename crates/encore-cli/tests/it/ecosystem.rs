@@ -1,0 +1,182 @@
+//! encore read by tools nobody here wrote: promtool and both prometheus_client parsers on
+//! `/metrics`. A tool that cannot be had here makes its test skip with a message; CI sets
+//! `ENCORE_REQUIRE_TOOLS=1`, under which a missing tool fails the test instead.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+/// Skips (or, in CI, fails) for want of `what`.
+pub(crate) fn missing(what: &str) {
+    if std::env::var_os("ENCORE_REQUIRE_TOOLS").is_some_and(|v| v == "1") {
+        panic!("ENCORE_REQUIRE_TOOLS=1 and {what} is missing");
+    }
+    #[allow(clippy::print_stderr)]
+    {
+        eprintln!("skipping: {what} is missing (CI installs it)");
+    }
+}
+
+/// The Python packages the ecosystem tests drive.
+const PACKAGES: [&str; 1] = ["prometheus-client==0.21.1"];
+
+/// A python3 with [`PACKAGES`]: `ENCORE_ECOSYSTEM_PYTHON`, or a venv made (once) under the
+/// cache directory.
+pub(crate) fn python() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("ENCORE_ECOSYSTEM_PYTHON") {
+        return Some(p.into());
+    }
+    let venv = PathBuf::from(std::env::var_os("HOME")?).join(".cache/encore-ecosystem-venv");
+    let python = venv.join("bin/python");
+    let ready = |p: &PathBuf| {
+        Command::new(p)
+            .args(["-c", "import prometheus_client"])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !ready(&python) {
+        let _ = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status();
+        let _ = Command::new(venv.join("bin/pip"))
+            .args(["install", "-q"])
+            .args(PACKAGES)
+            .status();
+    }
+    ready(&python).then_some(python)
+}
+
+fn run_with_stdin(cmd: &mut Command, input: &str) -> (bool, String) {
+    use std::io::Write;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+fn scrape(addr: &str, accept: Option<&str>) -> (String, String) {
+    let headers: Vec<(&str, &str)> = accept.map(|a| vec![("Accept", a)]).unwrap_or_default();
+    let r = encore_http::Connection::open(addr)
+        .unwrap()
+        .send("GET", "/metrics", &headers, b"")
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    (r.header("content-type").unwrap_or("").to_owned(), r.body)
+}
+
+/// `/metrics` speaks the classic text format to a plain scrape and OpenMetrics to a scraper
+/// that asks for it; promtool finds nothing to complain about, and prometheus_client's two
+/// parsers read every family, with the ingest counts, queue depth, process and build metrics.
+#[test]
+fn metrics_pass_promtool_and_both_parsers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut child, port) = crate::serve::start(&tmp.path().join("data"));
+    let addr = format!("127.0.0.1:{port}");
+    let (_, body) = &crate::serve::batches()[0];
+    let r = encore_server::client::request(&addr, "POST", "/v1/events", body).unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    let bad = br#"[{"event_id": "x1", "user_id": "u1"}]"#;
+    encore_server::client::request(&addr, "POST", "/v1/events", bad).unwrap();
+
+    let (content_type, text) = scrape(&addr, None);
+    assert!(
+        content_type.starts_with("text/plain; version=0.0.4"),
+        "{content_type}"
+    );
+    assert!(!text.contains("# EOF"));
+    for needle in [
+        "# TYPE encore_http_requests_total counter",
+        "encore_events_ingested_total{outcome=\"accepted\"} 1000",
+        "encore_events_ingested_total{outcome=\"rejected\"} 1",
+        "# TYPE encore_event_log_queue_depth gauge",
+        "encore_build_info{version=",
+        "# TYPE process_cpu_seconds_total counter",
+        "process_resident_memory_bytes ",
+        "process_open_fds ",
+    ] {
+        assert!(text.contains(needle), "{needle} missing from\n{text}");
+    }
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("encore_events_rejected_by_rule_total{rule=")),
+        "{text}"
+    );
+    let (content_type, open) = scrape(
+        &addr,
+        Some("application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"),
+    );
+    assert!(content_type.starts_with("application/openmetrics-text"));
+    assert!(open.ends_with("# EOF\n"));
+    let _ = child.kill();
+    let _ = child.wait();
+
+    match which("promtool") {
+        Some(promtool) => {
+            let (ok, out) =
+                run_with_stdin(Command::new(promtool).args(["check", "metrics"]), &text);
+            assert!(
+                ok && out.trim().is_empty(),
+                "promtool check metrics:\n{out}"
+            );
+        }
+        None => missing("promtool (Debian package prometheus)"),
+    }
+    match python() {
+        Some(python) => {
+            let check = r#"
+import sys
+from prometheus_client.parser import text_string_to_metric_families as classic
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as openmetrics
+text, om = open(sys.argv[1]).read(), open(sys.argv[2]).read()
+a = {f.name: f.type for f in classic(text)}
+b = {f.name: f.type for f in openmetrics(om)}
+assert a["encore_events_ingested"] == "counter", a
+assert b["encore_events_ingested"] == "counter", b
+assert a["encore_http_request_duration_seconds"] == "histogram", a
+untyped = [n for n, t in a.items() if t in ("untyped", "unknown")]
+assert not untyped, untyped
+assert set(a) == set(b), set(a) ^ set(b)
+print(len(a), "families")
+"#;
+            let (t, o) = (tmp.path().join("text"), tmp.path().join("om"));
+            std::fs::write(&t, &text).unwrap();
+            std::fs::write(&o, &open).unwrap();
+            let out = Command::new(python)
+                .args(["-c", check])
+                .arg(&t)
+                .arg(&o)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        None => missing("python3 with prometheus_client"),
+    }
+}
+
+/// `name` on the PATH.
+pub(crate) fn which(name: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
