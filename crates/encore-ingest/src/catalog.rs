@@ -192,6 +192,34 @@ impl CatalogStore {
         self.items.len()
     }
 
+    /// What `source` holds now (empty when it holds nothing), to be extended and stored again.
+    pub fn source_load(&self, source: &str) -> Result<CatalogLoad, IngestError> {
+        fn read<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>, IngestError> {
+            let Ok(text) = std::fs::read_to_string(path) else {
+                return Ok(Vec::new());
+            };
+            text.lines()
+                .filter(|l| !l.trim().is_empty())
+                .enumerate()
+                .map(|(i, l)| {
+                    serde_json::from_str(l).map_err(|e| IngestError::Malformed {
+                        path: path.to_path_buf(),
+                        message: format!("line {}: {e}", i + 1),
+                    })
+                })
+                .collect()
+        }
+        let dir = self.dir.join(source);
+        Ok(CatalogLoad {
+            tracks: read(&dir.join("tracks.jsonl"))?,
+            artists: read(&dir.join("artists.jsonl"))?,
+            albums: read(&dir.join("albums.jsonl"))?,
+            items: read(&dir.join("items.jsonl"))?,
+            tags: read(&dir.join("tags.jsonl"))?,
+            tag_assignments: read(&dir.join("tag_assignments.jsonl"))?,
+        })
+    }
+
     /// Replaces the catalog of `source` with `load`.
     pub fn replace(
         &mut self,

@@ -10,17 +10,16 @@ use crate::catalog::{CatalogCounts, CatalogLoad};
 use crate::error::IngestError;
 use crate::ingest::{IngestSummary, Ingestor};
 use crate::table::Table;
-use encore_core::arrow::{interaction_batch, playback_batch};
+use encore_core::arrow::interaction_batch;
 use encore_core::catalog::{Artist, Item, Tag, TagAssignment};
 use encore_core::event::{
-    Consent, ContextType, InteractionEvent, InteractionKind, ItemType, Platform, PlaybackEvent,
-    ReasonEnd, ReasonStart, SCHEMA_VERSION, Tier,
+    Consent, InteractionEvent, InteractionKind, Platform, SCHEMA_VERSION, Tier,
 };
 use encore_core::time::{Date, MS_PER_HOUR, MS_PER_MINUTE, MS_PER_SECOND};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// HetRec publishes no time for its play counts: they are stamped with the dataset's release.
 pub const HETREC_RELEASE: &str = "2011-05-01";
@@ -32,6 +31,12 @@ pub struct ImportReport {
     pub users: u64,
     /// the interaction or play rows read from the dataset
     pub rows: u64,
+    /// rows left out before ingest, by reason (e.g. a play of nothing the export names)
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub dropped: std::collections::BTreeMap<String, u64>,
+    /// the first rows left out: `file: entry N: reason`
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dropped_examples: Vec<String>,
     pub catalog: CatalogCounts,
     pub ingest: IngestSummary,
 }
@@ -226,6 +231,8 @@ pub fn hetrec_lastfm(ingestor: &Ingestor, dir: &Path) -> Result<ImportReport, In
         rows: events.len() as u64,
         catalog,
         ingest,
+        dropped: Default::default(),
+        dropped_examples: Vec::new(),
     })
 }
 
@@ -305,6 +312,8 @@ pub fn movielens(ingestor: &Ingestor, dir: &Path) -> Result<ImportReport, Ingest
         rows: events.len() as u64,
         catalog,
         ingest,
+        dropped: Default::default(),
+        dropped_examples: Vec::new(),
     })
 }
 
@@ -321,7 +330,7 @@ fn parse_movielens_date(s: &str) -> Option<String> {
 }
 
 /// `2023-01-05 13:45` or `2023-01-05T13:45:12Z` (UTC) -> epoch ms.
-fn parse_utc(s: &str) -> Option<i64> {
+pub(crate) fn parse_utc(s: &str) -> Option<i64> {
     let s = s.trim().trim_end_matches('Z');
     let (date, time) = s.split_once(['T', ' '])?;
     let date = Date::parse(date)?;
@@ -332,7 +341,7 @@ fn parse_utc(s: &str) -> Option<i64> {
     Some(date.to_epoch_ms() + h * MS_PER_HOUR + m * MS_PER_MINUTE + (sec * 1_000.0) as i64)
 }
 
-fn platform_of(s: &str) -> Platform {
+pub(crate) fn platform_of(s: &str) -> Platform {
     let s = s.to_ascii_lowercase();
     if s.contains("android") {
         Platform::Android
@@ -362,131 +371,7 @@ fn platform_of(s: &str) -> Platform {
     }
 }
 
-/// A person's Spotify streaming history: the basic `StreamingHistory*.json`
-/// (`endTime`, `artistName`, `trackName`, `msPlayed`) and the extended
-/// `Streaming_History_Audio_*.json` (`ts`, `ms_played`, `spotify_track_uri`, `reason_start`, ...).
-/// IP addresses in the extended export are never read into encore.
-pub fn spotify_history(
-    ingestor: &Ingestor,
-    files: &[PathBuf],
-    user: &str,
-) -> Result<ImportReport, IngestError> {
-    let mut events = Vec::new();
-    for path in files {
-        let rows: Vec<serde_json::Map<String, serde_json::Value>> =
-            serde_json::from_slice(&read(path)?).map_err(|e| IngestError::Malformed {
-                path: path.clone(),
-                message: format!("expected a JSON array of plays: {e}"),
-            })?;
-        for (i, row) in rows.iter().enumerate() {
-            let s = |k: &str| row.get(k).and_then(|v| v.as_str());
-            let n = |k: &str| row.get(k).and_then(serde_json::Value::as_u64);
-            let b = |k: &str| {
-                row.get(k)
-                    .and_then(serde_json::Value::as_bool)
-                    .unwrap_or(false)
-            };
-            let bad = |m: String| IngestError::Malformed {
-                path: path.clone(),
-                message: format!("entry {i}: {m}"),
-            };
-            let extended = row.contains_key("ts");
-            let (end_ms, ms_played) = if extended {
-                (
-                    parse_utc(s("ts").unwrap_or(""))
-                        .ok_or_else(|| bad("`ts` is not a UTC time".into()))?,
-                    n("ms_played"),
-                )
-            } else {
-                (
-                    parse_utc(s("endTime").unwrap_or(""))
-                        .ok_or_else(|| bad("`endTime` is not a time".into()))?,
-                    n("msPlayed"),
-                )
-            };
-            let ms_played = u32::try_from(ms_played.ok_or_else(|| bad("no ms played".into()))?)
-                .unwrap_or(u32::MAX);
-            let (item_id, item_type) = match (s("spotify_track_uri"), s("spotify_episode_uri")) {
-                (Some(uri), _) => (uri.to_owned(), ItemType::Track),
-                (None, Some(uri)) => (uri.to_owned(), ItemType::Episode),
-                (None, None) => {
-                    let artist = s("artistName")
-                        .or(s("master_metadata_album_artist_name"))
-                        .unwrap_or("");
-                    let track = s("trackName")
-                        .or(s("master_metadata_track_name"))
-                        .unwrap_or("");
-                    if artist.is_empty() && track.is_empty() {
-                        // e.g. an audiobook or a deleted track: nothing to attribute the play to
-                        continue;
-                    }
-                    (
-                        format!(
-                            "spotify-name:{}",
-                            &content_uuid(&format!("{artist}\u{1f}{track}"))[..18]
-                        ),
-                        ItemType::Track,
-                    )
-                }
-            };
-            let key = format!("spotify/{user}/{end_ms}/{item_id}/{ms_played}");
-            let reason_start = s("reason_start")
-                .and_then(ReasonStart::parse)
-                .unwrap_or(ReasonStart::Unknown);
-            let reason_end = s("reason_end")
-                .and_then(ReasonEnd::parse)
-                .unwrap_or(ReasonEnd::Unknown);
-            let country = s("conn_country")
-                .filter(|c| crate::contract::is_country(c))
-                .unwrap_or("ZZ");
-            events.push(PlaybackEvent {
-                event_id: content_uuid(&key).into(),
-                schema_version: SCHEMA_VERSION,
-                user_id: user.into(),
-                session_id: format!("{user}-{}", end_ms / (30 * MS_PER_MINUTE)).into(),
-                ts_start_ms: end_ms - i64::from(ms_played),
-                ts_end_ms: end_ms,
-                item_id: item_id.into(),
-                item_type,
-                // the export does not carry the duration: the play is its lower bound
-                item_duration_ms: ms_played.max(1),
-                ms_played,
-                reason_start,
-                reason_end,
-                context_type: ContextType::Unknown,
-                context_id: None,
-                request_id: None,
-                position: None,
-                propensity: None,
-                experiments: Vec::new(),
-                shuffle: b("shuffle"),
-                offline: b("offline"),
-                private_session: b("incognito_mode"),
-                taste_excluded: false,
-                platform: s("platform").map_or(Platform::Other, platform_of),
-                country: country.to_owned(),
-                tier: Tier::Unknown,
-                consent: Consent::ALL_GRANTED,
-            });
-        }
-    }
-    let rows = events.len() as u64;
-    let batch = playback_batch(&events).map_err(|e| IngestError::Internal {
-        message: e.to_string(),
-    })?;
-    let label = files
-        .first()
-        .map(|p| p.display().to_string())
-        .unwrap_or_default();
-    let ingest = ingestor.ingest_batch(Table::Playback, batch, &label)?;
-    Ok(ImportReport {
-        source: "spotify-history".into(),
-        users: 1,
-        rows,
-        catalog: CatalogCounts::default(),
-        ingest,
-    })
-}
+pub use crate::spotify::{looks_like_spotify_export, spotify_history};
 
 #[cfg(test)]
 mod tests {

@@ -123,7 +123,34 @@ pub fn summary_text(s: &IngestSummary) -> String {
     text
 }
 
+/// Refuses a Spotify streaming-history export given to `ingest` (its rows are not encore
+/// events), pointing to the importer that reads it.
+fn refuse_spotify_exports(paths: &[PathBuf]) -> Result<(), CliError> {
+    use std::io::Read;
+    for p in paths.iter().filter(|p| p.is_file()) {
+        let mut head = Vec::with_capacity(64 << 10);
+        if let Ok(f) = std::fs::File::open(p) {
+            let _ = f.take(64 << 10).read_to_end(&mut head);
+        }
+        if encore_ingest::import::looks_like_spotify_export(&head) {
+            return Err(CliError::usage(
+                format!(
+                    "{} is a Spotify streaming-history export, not encore events",
+                    p.display()
+                ),
+                format!(
+                    "import it with `encore import spotify-history {} --user NAME`, together \
+                     with the export's other files",
+                    p.display()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 pub fn ingest(loaded: &Loaded, args: &IngestArgs, out: &Output) -> Result<(), CliError> {
+    refuse_spotify_exports(&args.paths)?;
     let (_dir, ingestor) = open(loaded)?;
     let table = args.table.map(|t| match t {
         TableArg::Playback => Table::Playback,
@@ -151,8 +178,20 @@ pub fn ingest(loaded: &Loaded, args: &IngestArgs, out: &Output) -> Result<(), Cl
 
 fn import_text(r: &ImportReport) -> String {
     let c = &r.catalog;
+    let mut dropped = String::new();
+    if !r.dropped.is_empty() {
+        let reasons: Vec<String> = r
+            .dropped
+            .iter()
+            .map(|(why, n)| format!("{why} {}", thousands(*n)))
+            .collect();
+        dropped = format!("left out before ingest: {}\n", reasons.join(", "));
+        for e in &r.dropped_examples {
+            dropped.push_str(&format!("  {e}\n"));
+        }
+    }
     format!(
-        "imported {}: {} users, {} rows\ncatalog: {} artists, {} tracks, {} items, {} tags, {} tag assignments\n{}",
+        "imported {}: {} users, {} rows\ncatalog: {} artists, {} tracks, {} items, {} tags, {} tag assignments\n{}{dropped}",
         r.source,
         thousands(r.users),
         thousands(r.rows),

@@ -256,3 +256,44 @@ fn numeric_flags_and_missing_data_dirs_are_refused() {
         stderr(&o)
     );
 }
+
+/// A Spotify export given to `ingest` is refused with the importer's command, and the
+/// importer names the rows it leaves out.
+#[test]
+fn spotify_exports_are_pointed_to_the_importer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("StreamingHistory_music_0.json");
+    std::fs::write(
+        &file,
+        r#"[{"endTime":"2023-01-05 13:45","artistName":"Robyn","trackName":"Dancing On My Own","msPlayed":287000},
+            {"endTime":"soon","artistName":"A","trackName":"B","msPlayed":1}]"#,
+    )
+    .unwrap();
+    let o = encore(tmp.path(), &["ingest", file.to_str().unwrap()], &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("encore import spotify-history"),
+        "{}",
+        stderr(&o)
+    );
+    let o = encore(
+        tmp.path(),
+        &[
+            "import",
+            "spotify-history",
+            file.to_str().unwrap(),
+            "--json",
+        ],
+        &[],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(r["ingest"]["accepted"], 1);
+    assert_eq!(r["dropped"]["no end time"], 1);
+    assert!(
+        r["dropped_examples"][0]
+            .as_str()
+            .unwrap()
+            .ends_with("entry 1: no end time")
+    );
+}

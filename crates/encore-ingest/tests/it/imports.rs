@@ -98,37 +98,134 @@ fn movielens_import_reports_the_published_counts() {
     );
 }
 
+/// A realistic export: the extended history beside the account-data music and podcast files
+/// (the same plays in both shapes), an audiobook chapter, skips by button and by flag, nulls,
+/// an incognito play, a row listed twice, and rows that name nothing or have no time.
 #[test]
-fn spotify_histories_of_both_shapes() {
+fn a_spotify_export_imports_once_with_names_skips_and_every_drop_counted() {
     let tmp = tempfile::tempdir().unwrap();
-    let basic = tmp.path().join("StreamingHistory0.json");
-    std::fs::write(
-        &basic,
-        r#"[{"endTime":"2023-01-05 13:45","artistName":"Robyn","trackName":"Dancing On My Own","msPlayed":287000},
-            {"endTime":"2023-01-05 13:46","artistName":"Robyn","trackName":"Hang With Me","msPlayed":4100}]"#,
-    )
-    .unwrap();
     let extended = tmp.path().join("Streaming_History_Audio_2023.json");
+    let teardrop = r#"{"ts":"2023-02-01T08:00:12Z","platform":"Android OS 13","ms_played":201000,"conn_country":"SE",
+         "ip_addr":"192.0.2.1","master_metadata_track_name":"Teardrop","master_metadata_album_artist_name":"Massive Attack",
+         "master_metadata_album_album_name":"Mezzanine","spotify_track_uri":"spotify:track:67Hna13dNDkZvBpTXRIaOJ",
+         "episode_name":null,"episode_show_name":null,"spotify_episode_uri":null,
+         "reason_start":"clickrow","reason_end":"trackdone","shuffle":false,"skipped":null,"offline":false,"incognito_mode":false}"#;
+    let rows = [
+        teardrop.to_owned(),
+        r#"{"ts":"2023-02-01T08:01:02Z","platform":"Android OS 13","ms_played":9000,"conn_country":"SE",
+           "master_metadata_track_name":"Angel","master_metadata_album_artist_name":"Massive Attack",
+           "master_metadata_album_album_name":"Mezzanine","spotify_track_uri":"spotify:track:7uv632EkfwYhXoqf8rhYrg",
+           "reason_start":"trackdone","reason_end":"fwdbtn","shuffle":true,"skipped":true,"offline":false,"incognito_mode":false}"#.into(),
+        r#"{"ts":"2023-02-01T08:02:40Z","platform":"iOS 16.1 (iPhone14,2)","ms_played":45000,"conn_country":"DE",
+           "master_metadata_track_name":"Hang With Me","master_metadata_album_artist_name":"Robyn",
+           "master_metadata_album_album_name":"Body Talk","spotify_track_uri":"spotify:track:3kcDcQ5VNHAMmpjMUjQdXl",
+           "reason_start":"fwdbtn","reason_end":"endplay","skipped":true,"offline":true,"incognito_mode":false}"#.into(),
+        r#"{"ts":"2023-02-01T08:30:00Z","platform":"web_player","ms_played":600000,"conn_country":"SE",
+           "master_metadata_track_name":null,"master_metadata_album_artist_name":null,"spotify_track_uri":null,
+           "episode_name":"Ep 1","episode_show_name":"The Daily","spotify_episode_uri":"spotify:episode:0Q86acNRm6V9GYx55SXKwf",
+           "reason_start":"clickrow","reason_end":"trackdone","skipped":null,"incognito_mode":true}"#.into(),
+        r#"{"ts":"2023-02-01T09:00:00Z","ms_played":1000,"master_metadata_track_name":null,
+           "master_metadata_album_artist_name":null,"spotify_track_uri":null,"spotify_episode_uri":null,
+           "reason_start":"clickrow","reason_end":"endplay","skipped":null}"#.into(),
+        r#"{"ts":"2023-02-02T21:00:00Z","ms_played":300000,"spotify_track_uri":null,"spotify_episode_uri":null,
+           "audiobook_title":"Dune","audiobook_uri":"spotify:show:dune","audiobook_chapter_uri":"spotify:episode:dune-1",
+           "audiobook_chapter_title":"Chapter 1","reason_end":"trackdone"}"#.into(),
+        r#"{"ts":null,"ms_played":5000,"spotify_track_uri":"spotify:track:x"}"#.into(),
+        teardrop.to_owned(),
+    ];
+    std::fs::write(&extended, format!("[{}]", rows.join(",\n"))).unwrap();
+    let music = tmp.path().join("StreamingHistory_music_0.json");
     std::fs::write(
-        &extended,
-        r#"[{"ts":"2023-02-01T08:00:00Z","platform":"Android OS 13","ms_played":201000,"conn_country":"SE",
-             "ip_addr":"192.0.2.1","master_metadata_track_name":"Teardrop","master_metadata_album_artist_name":"Massive Attack",
-             "spotify_track_uri":"spotify:track:67Hna13dNDkZvBpTXRIaOJ","reason_start":"clickrow","reason_end":"trackdone",
-             "shuffle":false,"skipped":null,"offline":false,"incognito_mode":false},
-            {"ts":"2023-02-01T08:03:30Z","platform":"Android OS 13","ms_played":9000,"conn_country":"SE",
-             "spotify_track_uri":null,"spotify_episode_uri":"spotify:episode:0Q86acNRm6V9GYx55SXKwf",
-             "reason_start":"trackdone","reason_end":"fwdbtn","shuffle":true,"offline":false,"incognito_mode":true}]"#,
+        &music,
+        r#"[{"endTime":"2023-02-01 08:00","artistName":"Massive Attack","trackName":"Teardrop","msPlayed":201000},
+            {"endTime":"2023-01-05 13:45","artistName":"Robyn","trackName":"Dancing On My Own","msPlayed":287000},
+            {"endTime":"2023-01-05 13:45","artistName":"Robyn","trackName":"Dancing On My Own","msPlayed":287000},
+            {"endTime":"2023-01-05 13:50","artistName":"","trackName":"","msPlayed":100}]"#,
     )
     .unwrap();
+    let podcast = tmp.path().join("StreamingHistory_podcast_0.json");
+    std::fs::write(
+        &podcast,
+        r#"[{"endTime":"2023-02-01 08:30","podcastName":"The Daily","episodeName":"Ep 1","msPlayed":600000}]"#,
+    )
+    .unwrap();
+    for f in [&extended, &music, &podcast] {
+        let head = std::fs::read(f).unwrap();
+        assert!(
+            encore_ingest::import::looks_like_spotify_export(&head),
+            "{}",
+            f.display()
+        );
+    }
+    assert!(!encore_ingest::import::looks_like_spotify_export(
+        br#"[{"event_id": "e1", "user_id": "u1", "ms_played": 1, "ts_end_ms": 2}]"#
+    ));
+
     let ingestor =
         Ingestor::open(tmp.path().join("data").as_path(), IngestOptions::default()).unwrap();
-    let r = spotify_history(&ingestor, &[basic, extended], "me").unwrap();
+    let files = [music.clone(), podcast.clone(), extended.clone()];
+    let r = spotify_history(&ingestor, &files, "me").unwrap();
+    // read: 6 extended plays (one listed twice), 3 music rows (one listed twice), 1 podcast
+    // row; dropped: nothing named (once in each shape), no end time
+    assert_eq!(r.rows, 10, "{r:?}");
     assert_eq!(
-        (r.rows, r.ingest.accepted, r.ingest.rejected),
-        (4, 4, 0),
+        r.dropped
+            .iter()
+            .map(|(k, v)| (k.as_str(), *v))
+            .collect::<Vec<_>>(),
+        [
+            ("names no track, episode or chapter", 2),
+            ("no end time", 1)
+        ]
+    );
+    assert_eq!(r.dropped_examples.len(), 3);
+    assert!(
+        r.dropped_examples
+            .iter()
+            .any(|e| e.contains("Streaming_History_Audio_2023.json: entry 6: no end time"))
+    );
+    // stored once each: teardrop, angel, hang with me, the episode, the chapter, dancing on my
+    // own; the account-data copies of teardrop and the episode, the repeated rows: duplicates
+    assert_eq!(
+        (r.ingest.accepted, r.ingest.duplicates, r.ingest.rejected),
+        (6, 4, 0),
         "{:?}",
         r.ingest.first_rejects
     );
+    let stats = encore_ingest::stats::event_stats(&ingestor).unwrap();
+    assert_eq!(
+        (stats.plays, stats.skips),
+        (6, 2),
+        "angel by button, hang with me by flag"
+    );
+
+    // names in the catalog, under the URIs; a name-only play under its names
+    let info = ingestor.catalog().item_info().unwrap();
+    assert_eq!(
+        info["spotify:track:67Hna13dNDkZvBpTXRIaOJ"].title,
+        "Teardrop"
+    );
+    let artist = info["spotify:track:67Hna13dNDkZvBpTXRIaOJ"]
+        .artist_id
+        .clone()
+        .unwrap();
+    assert_eq!(info[&artist].title, "Massive Attack");
+    assert_eq!(
+        info["spotify:episode:0Q86acNRm6V9GYx55SXKwf"].title,
+        "Ep 1 (The Daily)"
+    );
+    assert_eq!(info["spotify:episode:dune-1"].title, "Chapter 1 (Dune)");
+    let dancing: Vec<_> = info
+        .iter()
+        .filter(|(_, i)| i.title == "Dancing On My Own")
+        .collect();
+    assert_eq!(dancing.len(), 1);
+    assert!(dancing[0].0.starts_with("spotify-name:"));
+    assert_eq!(
+        (r.catalog.tracks, r.catalog.albums, r.catalog.items),
+        (4, 2, 2)
+    );
+
     let log = ingestor.log(Table::Playback);
     log.seal().unwrap();
     let mut seen = Vec::new();
@@ -163,25 +260,28 @@ fn spotify_histories_of_both_shapes() {
         },
     )
     .unwrap();
-    assert!(seen.contains(&(
-        "spotify:track:67Hna13dNDkZvBpTXRIaOJ".into(),
-        "track".into(),
-        "trackdone".into(),
-        "SE".into(),
-        false
-    )));
-    assert!(seen.contains(&(
-        "spotify:episode:0Q86acNRm6V9GYx55SXKwf".into(),
-        "episode".into(),
-        "fwdbtn".into(),
-        "SE".into(),
-        true
-    )));
+    let find = |id: &str| {
+        seen.iter()
+            .find(|s| s.0 == id)
+            .unwrap_or_else(|| panic!("{id} in {seen:?}"))
+    };
+    assert_eq!(find("spotify:track:67Hna13dNDkZvBpTXRIaOJ").1, "track");
     assert_eq!(
-        seen.iter().filter(|s| s.3 == "ZZ").count(),
-        2,
-        "the basic export has no country"
+        find("spotify:track:3kcDcQ5VNHAMmpjMUjQdXl").2,
+        "fwdbtn",
+        "skipped: true"
     );
+    let episode = find("spotify:episode:0Q86acNRm6V9GYx55SXKwf");
+    assert_eq!(
+        (episode.1.as_str(), episode.4),
+        ("episode", true),
+        "incognito"
+    );
+    assert_eq!(find("spotify:episode:dune-1").1, "chapter");
+
+    // again, in the other order: nothing new, nothing dropped anew but the same rows
+    let again = spotify_history(&ingestor, &[extended, music, podcast], "me").unwrap();
+    assert_eq!((again.ingest.accepted, again.ingest.duplicates), (0, 10));
     // the IP address is not stored anywhere
     for entry in walk(tmp.path().join("data").as_path()) {
         let bytes = std::fs::read(&entry).unwrap();
