@@ -43,6 +43,7 @@ pub struct Config {
     pub log: LogConfig,
     pub server: ServerConfig,
     pub ingest: IngestConfig,
+    pub storage: StorageConfig,
     pub registry: RegistryConfig,
     pub serving: ServingConfig,
     pub telemetry: TelemetryConfig,
@@ -169,6 +170,32 @@ impl Default for ServerConfig {
             tls_cert: String::new(),
             tls_key: String::new(),
         }
+    }
+}
+
+/// The stores' files: how soon rows reach the Parquet segments other tools read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// Rows held in memory (durable in the write-ahead log) are sealed into Parquet segments at
+    /// the latest this many seconds after they arrived, so DuckDB, Spark or pandas reading the
+    /// segments see them (0: only when `seal_rows` is reached or the server stops).
+    pub seal_interval_s: u32,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            seal_interval_s: 60,
+        }
+    }
+}
+
+impl StorageConfig {
+    /// The interval as the logs take it.
+    pub fn seal_interval(&self) -> Option<std::time::Duration> {
+        (self.seal_interval_s > 0)
+            .then(|| std::time::Duration::from_secs(u64::from(self.seal_interval_s)))
     }
 }
 

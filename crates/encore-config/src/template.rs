@@ -58,6 +58,12 @@ max_body_bytes = 16777216
 # and every hour. Erasing one listener: `encore privacy erase USER`.
 retention_days = 0
 
+[storage]
+# Rows are sealed from the write-ahead log into Parquet segments (what DuckDB, Spark or pandas
+# read under <data>/events/*/segments and <data>/traces/*/segments) at the latest this many
+# seconds after they arrive; 0: only when seal_rows is reached or the server stops.
+seal_interval_s = 60
+
 [registry]
 # The gate in front of the `production` alias: a version must score at least production's
 # gate_metric minus gate_tolerance (on the same split), have coverage@10 >= gate_min_coverage,

@@ -48,6 +48,7 @@ impl Table {
     }
 
     pub fn spec(self) -> TableSpec {
+        use encore_storage::lake::MILLIS;
         match self {
             Table::Playback => TableSpec {
                 name: "playback",
@@ -55,6 +56,8 @@ impl Table {
                 ts_column: "ts_start_ms",
                 id_column: "event_id",
                 high_cardinality: &["event_id", "session_id", "request_id"],
+                times: &[("ts_start_ms", MILLIS), ("ts_end_ms", MILLIS)],
+                lake_names: &[],
             },
             Table::Interaction => TableSpec {
                 name: "interaction",
@@ -62,6 +65,8 @@ impl Table {
                 ts_column: "ts_ms",
                 id_column: "event_id",
                 high_cardinality: &["event_id", "session_id", "request_id"],
+                times: &[("ts_ms", MILLIS)],
+                lake_names: &[],
             },
         }
     }

@@ -64,6 +64,10 @@ pub struct TableSpec {
     pub id_column: &'static str,
     /// columns with (nearly) a distinct value per row, stored without a dictionary
     pub high_cardinality: &'static [&'static str],
+    /// Int64 columns that hold times, and their unit: Parquet `TIMESTAMP` (UTC) in the lake
+    pub times: &'static [(&'static str, arrow::datatypes::TimeUnit)],
+    /// columns named otherwise in the lake, so every table follows `ts_<what>_<unit>`
+    pub lake_names: &'static [(&'static str, &'static str)],
 }
 
 /// Tuning of one log.
@@ -71,6 +75,9 @@ pub struct TableSpec {
 pub struct LogOptions {
     /// seal once this many rows are held in memory
     pub seal_rows: usize,
+    /// seal too once the oldest row held in memory has waited this long, so outside readers of
+    /// the Parquet segments see it (`None`: only by rows)
+    pub seal_interval: Option<std::time::Duration>,
     /// appends waiting for the writer; beyond it [`EventLog::try_submit`] reports the queue full
     pub queue_capacity: usize,
     pub zstd_level: i32,
@@ -85,6 +92,7 @@ impl Default for LogOptions {
     fn default() -> Self {
         LogOptions {
             seal_rows: 1_000_000,
+            seal_interval: None,
             queue_capacity: 64,
             zstd_level: 1,
             fs: fs::real(),
@@ -207,6 +215,8 @@ struct State {
     manifest: Manifest,
     memtable: Vec<RecordBatch>,
     memtable_rows: usize,
+    /// since when the memtable has held rows (cleared when a seal empties it)
+    memtable_since: Option<std::time::Instant>,
     /// why the last WAL write failed (cleared by the next write or probe that succeeds)
     write_error: Option<String>,
     /// why the last seal failed (cleared by the next seal that succeeds)
@@ -585,6 +595,7 @@ impl EventLog {
             options: options.clone(),
             state: Mutex::new(State {
                 manifest,
+                memtable_since: (memtable_rows > 0).then(std::time::Instant::now),
                 memtable,
                 memtable_rows,
                 write_error: None,
@@ -973,6 +984,7 @@ impl EventLog {
             .map_err(|e| StorageError::parquet(&path, &e))?;
         for batch in reader {
             let batch = batch.map_err(|e| StorageError::parquet(&path, &e))?;
+            let batch = crate::lake::from_lake(&batch, &self.shared.spec.schema, indices)?;
             match columns {
                 // a projection reads columns in file order: put them in the order asked for
                 Some(cols) => {
@@ -1156,17 +1168,23 @@ pub fn inspect(dir: &Path, spec: &TableSpec, ids_rule: Ids) -> Result<Inspection
         let builder = ParquetRecordBatchReaderBuilder::try_new(file)
             .map_err(|e| StorageError::parquet(&path, &e))?;
         let indices = [spec.id_column, spec.ts_column]
-            .map(|c| spec.schema.index_of(c).map_err(StorageError::arrow));
-        let mask = ProjectionMask::roots(
-            builder.parquet_schema(),
-            indices.into_iter().collect::<Result<Vec<_>, _>>()?,
-        );
+            .map(|c| spec.schema.index_of(c).map_err(StorageError::arrow))
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()?;
+        let mask = ProjectionMask::roots(builder.parquet_schema(), indices.iter().copied());
         for b in builder
             .with_projection(mask)
             .build()
             .map_err(|e| StorageError::parquet(&path, &e))?
         {
-            ids.add(&b.map_err(|e| StorageError::parquet(&path, &e))?)?;
+            let b = b.map_err(|e| StorageError::parquet(&path, &e))?;
+            let b = crate::lake::from_lake(&b, &spec.schema, Some(&indices))?;
+            // the projection reads in file order; the id checker takes (id, ts)
+            let order: Vec<usize> = [spec.id_column, spec.ts_column]
+                .iter()
+                .map(|c| b.schema().index_of(c).map_err(StorageError::arrow))
+                .collect::<Result<_, _>>()?;
+            ids.add(&b.project(&order).map_err(StorageError::arrow)?)?;
         }
     }
     for f in unsealed_wal(dir, &manifest)? {
@@ -1346,7 +1364,9 @@ fn repair_segment(
         let lost: Vec<usize> = (0..groups).filter(|i| !intact.contains(i)).collect();
         if let Ok(r) = builder.with_row_groups(intact).build() {
             for b in r {
-                match b {
+                match b.map_err(|e| e.to_string()).and_then(|b| {
+                    crate::lake::from_lake(&b, &spec.schema, None).map_err(|e| e.to_string())
+                }) {
                     Ok(b) => kept.push(b),
                     Err(e) => {
                         tracing::warn!(path = %path.display(), "an intact row group did not decode: {e}");
@@ -1448,26 +1468,42 @@ struct Writer {
     sealing: Option<JoinHandle<Result<(), StorageError>>>,
 }
 
+/// How often the writer looks whether a running seal finished, when the next one is due.
+const SEAL_POLL: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// How often a log whose writes fail checks whether they work again.
 const PROBE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Writer {
     fn run(mut self, rx: &Receiver<Command>) {
         loop {
-            let first = if self.unhealthy() {
-                match rx.recv_timeout(PROBE_INTERVAL) {
+            let unhealthy = self.unhealthy();
+            let sealing = self.sealing.as_ref().is_some_and(|h| !h.is_finished());
+            // while a seal runs, look again now and then rather than spin on a due time
+            let due = self
+                .seal_due_in()
+                .map(|d| if sealing { d.max(SEAL_POLL) } else { d });
+            let wait = match (unhealthy, due) {
+                (true, due) => Some(due.map_or(PROBE_INTERVAL, |d| d.min(PROBE_INTERVAL))),
+                (false, due) => due,
+            };
+            let first = match wait {
+                Some(wait) => match rx.recv_timeout(wait) {
                     Ok(cmd) => cmd,
                     Err(RecvTimeoutError::Timeout) => {
-                        self.probe();
+                        if unhealthy {
+                            self.probe();
+                        } else {
+                            self.seal_if_due();
+                        }
                         continue;
                     }
                     Err(RecvTimeoutError::Disconnected) => break,
-                }
-            } else {
-                match rx.recv() {
+                },
+                None => match rx.recv() {
                     Ok(cmd) => cmd,
                     Err(_) => break,
-                }
+                },
             };
             // group commit: everything already waiting shares one fsync
             let mut batches = Vec::new();
@@ -1515,6 +1551,9 @@ impl Writer {
                                 state.memtable_rows += b.num_rows();
                                 state.memtable.push(b);
                             }
+                            if state.memtable_rows > 0 && state.memtable_since.is_none() {
+                                state.memtable_since = Some(std::time::Instant::now());
+                            }
                         }
                         Err(e) => {
                             if state.write_error.is_none() {
@@ -1552,9 +1591,29 @@ impl Writer {
                 if self.sealing.as_ref().is_none_or(|h| h.is_finished()) {
                     self.seal_in_background();
                 }
+            } else {
+                self.seal_if_due();
             }
         }
         let _ = self.finish_sealing();
+    }
+
+    /// How long until the rows held in memory have waited `seal_interval` (zero when they
+    /// have); `None` without an interval or rows.
+    fn seal_due_in(&self) -> Option<std::time::Duration> {
+        let interval = self.shared.options.seal_interval?;
+        let since = self.shared.lock().memtable_since?;
+        Some(interval.saturating_sub(since.elapsed()))
+    }
+
+    /// Seals in the background when the oldest row held has waited `seal_interval` and no seal
+    /// is running (a running one takes it, or the next check does).
+    fn seal_if_due(&mut self) {
+        let due = self.seal_due_in().is_some_and(|d| d.is_zero());
+        let idle = self.sealing.as_ref().is_none_or(|h| h.is_finished());
+        if due && idle && !self.unhealthy() {
+            self.seal_in_background();
+        }
     }
 
     fn unhealthy(&self) -> bool {
@@ -1683,7 +1742,7 @@ impl Writer {
             }
             let mut out = Vec::new();
             for batch in segment_reader(shared, &seg)? {
-                let batch = batch.map_err(|e| StorageError::parquet(&path, &e))?;
+                let batch = batch?;
                 stats.rows_before += batch.num_rows() as u64;
                 let kept = f(batch)?;
                 if kept.num_rows() > 0 {
@@ -1909,6 +1968,7 @@ fn seal(
         // appends since the snapshot are behind it in the memtable: keep those
         state.memtable.drain(..snapshot.len());
         state.memtable_rows -= snapshot.iter().map(RecordBatch::num_rows).sum::<usize>();
+        state.memtable_since = (state.memtable_rows > 0).then(std::time::Instant::now);
     }
     let wal_dir = shared.dir.join("wal");
     for (seq, path) in list_wal(&wal_dir)? {
@@ -1919,18 +1979,23 @@ fn seal(
     fs.sync_dir(&wal_dir).map_err(StorageError::io(&wal_dir))
 }
 
-/// All columns of one segment, in batches.
+/// All columns of one segment, in batches of the table's schema.
 fn segment_reader(
     shared: &Shared,
     seg: &SegmentInfo,
-) -> Result<parquet::arrow::arrow_reader::ParquetRecordBatchReader, StorageError> {
+) -> Result<impl Iterator<Item = Result<RecordBatch, StorageError>>, StorageError> {
     let path = shared.dir.join(&seg.path);
     let file = File::open(&path).map_err(StorageError::io(&path))?;
-    ParquetRecordBatchReaderBuilder::try_new(file)
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
         .map_err(|e| StorageError::parquet(&path, &e))?
         .with_batch_size(64 * 1024)
         .build()
-        .map_err(|e| StorageError::parquet(&path, &e))
+        .map_err(|e| StorageError::parquet(&path, &e))?;
+    let schema = Arc::clone(&shared.spec.schema);
+    Ok(reader.map(move |b| {
+        b.map_err(|e| StorageError::parquet(&path, &e))
+            .and_then(|b| crate::lake::from_lake(&b, &schema, None))
+    }))
 }
 
 /// A segment file as written: its size and checksums.
@@ -1982,26 +2047,35 @@ fn write_segment(
     let level = ZstdLevel::try_new(zstd_level).map_err(|e| StorageError::parquet(&path, &e))?;
     let mut props = WriterProperties::builder();
     // near-unique columns never fit a dictionary: trying costs time, then falls back anyway
+    let lake_name = |c: &str| -> ColumnPath {
+        ColumnPath::from(
+            spec.lake_names
+                .iter()
+                .find(|(from, _)| *from == c)
+                .map_or(c, |(_, to)| *to),
+        )
+    };
     for column in spec.high_cardinality {
-        props = props.set_column_dictionary_enabled(ColumnPath::from(*column), false);
+        props = props.set_column_dictionary_enabled(lake_name(column), false);
     }
     let props = props
         .set_compression(Compression::ZSTD(level))
         .set_max_row_group_row_count(Some(512 * 1024))
         // unique ids never fit a dictionary, and their min/max say nothing: skip both
-        .set_column_dictionary_enabled(ColumnPath::from(spec.id_column), false)
-        .set_column_statistics_enabled(ColumnPath::from(spec.id_column), EnabledStatistics::None)
+        .set_column_dictionary_enabled(lake_name(spec.id_column), false)
+        .set_column_statistics_enabled(lake_name(spec.id_column), EnabledStatistics::None)
         // segments are pruned by time: keep chunk statistics for the time column only (min/max
         // of every string column cost a comparison per value and prune nothing here)
         .set_statistics_enabled(EnabledStatistics::None)
-        .set_column_statistics_enabled(ColumnPath::from(spec.ts_column), EnabledStatistics::Chunk)
+        .set_column_statistics_enabled(lake_name(spec.ts_column), EnabledStatistics::Chunk)
         .build();
     let written = (|| {
         let file = fs.create(&tmp).map_err(StorageError::io(&tmp))?;
-        let mut w = ArrowWriter::try_new(file, Arc::clone(&spec.schema), Some(props))
+        let lake = crate::lake::lake_schema(spec);
+        let mut w = ArrowWriter::try_new(file, Arc::clone(&lake), Some(props))
             .map_err(|e| StorageError::parquet(&path, &e))?;
         for batch in batches {
-            w.write(batch)
+            w.write(&crate::lake::to_lake(batch, &lake)?)
                 .map_err(|e| StorageError::parquet(&path, &e))?;
         }
         w.flush().map_err(|e| StorageError::parquet(&path, &e))?;

@@ -17,6 +17,7 @@ mod error;
 pub mod event_log;
 pub mod fs;
 pub mod json;
+pub mod lake;
 pub mod wal;
 
 pub use data_dir::{DataDir, FORMAT_VERSION, FormatInfo};

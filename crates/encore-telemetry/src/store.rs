@@ -184,6 +184,7 @@ impl SpanStore {
     /// The two tables of the span store under the data directory `root`: where each lives and
     /// its spec (for tools that check or repair them without opening the store).
     pub fn tables(root: &Path) -> [(std::path::PathBuf, TableSpec); 2] {
+        use encore_storage::lake::{MILLIS, NANOS};
         let dir = root.join("traces");
         [
             (
@@ -201,6 +202,8 @@ impl SpanStore {
                         "start_ns",
                         "attributes",
                     ],
+                    times: &[("start_ms", MILLIS), ("start_ns", NANOS)],
+                    lake_names: &[("start_ms", "ts_start_ms"), ("start_ns", "ts_start_ns")],
                 },
             ),
             (
@@ -211,6 +214,8 @@ impl SpanStore {
                     ts_column: "start_ms",
                     id_column: "key",
                     high_cardinality: &["key", "input", "output"],
+                    times: &[("start_ms", MILLIS)],
+                    lake_names: &[("start_ms", "ts_start_ms")],
                 },
             ),
         ]

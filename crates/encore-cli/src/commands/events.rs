@@ -18,6 +18,7 @@ pub fn ingest_options(loaded: &Loaded) -> IngestOptions {
         dedup_window_ms: i64::from(c.dedup_window_days) * MS_PER_DAY,
         log: LogOptions {
             seal_rows: c.seal_rows as usize,
+            seal_interval: loaded.config.storage.seal_interval(),
             queue_capacity: c.write_queue as usize,
             ..LogOptions::default()
         },

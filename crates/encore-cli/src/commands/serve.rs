@@ -135,6 +135,7 @@ pub fn serve_until(
             dir.path(),
             encore_storage::LogOptions {
                 seal_rows: loaded.config.telemetry.seal_rows as usize,
+                seal_interval: loaded.config.storage.seal_interval(),
                 ..Default::default()
             },
         )?,

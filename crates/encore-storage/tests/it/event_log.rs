@@ -17,6 +17,8 @@ pub(crate) fn spec() -> TableSpec {
         ts_column: "ts",
         id_column: "id",
         high_cardinality: &["id"],
+        times: &[("ts", encore_storage::lake::MILLIS)],
+        lake_names: &[],
     }
 }
 
@@ -98,6 +100,61 @@ fn appends_are_sealed_by_day_and_survive_reopen() {
     assert_eq!(c["id-1234"], 1234);
     assert_eq!(log.verify().unwrap(), Vec::<String>::new());
     assert_eq!(log.stats().sealed_rows, 3_500);
+}
+
+/// With a seal interval, rows reach Parquet segments that far after they arrived with no
+/// seal asked for and `seal_rows` far away; the segments hold the time as a UTC TIMESTAMP.
+#[test]
+fn rows_are_sealed_within_the_interval() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = EventLog::open(
+        tmp.path(),
+        spec(),
+        LogOptions {
+            seal_rows: 1_000_000,
+            seal_interval: Some(std::time::Duration::from_millis(300)),
+            ..LogOptions::default()
+        },
+    )
+    .unwrap();
+    log.append(rows(0, 10)).unwrap();
+    assert_eq!(log.stats().sealed_rows, 0);
+    let started = std::time::Instant::now();
+    while log.stats().sealed_rows < 10 {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "not sealed: {:?}",
+            log.stats()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(started.elapsed() >= std::time::Duration::from_millis(250));
+    assert_eq!(log.stats().unsealed_rows, 0);
+    // more rows later: a second round, then nothing more to do (no empty segments)
+    log.append(rows(10, 12)).unwrap();
+    while log.stats().sealed_rows < 12 {
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let segments = log.segments().len();
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    assert_eq!(log.segments().len(), segments);
+    assert_eq!(contents(&log).len(), 12);
+    // what an outside reader finds in a segment: ts as TIMESTAMP(MILLIS, UTC)
+    let seg = &log.segments()[0];
+    let file = std::fs::File::open(tmp.path().join(&seg.path)).unwrap();
+    let builder =
+        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
+    assert_eq!(
+        builder.schema().field_with_name("ts").unwrap().data_type(),
+        &DataType::Timestamp(arrow::datatypes::TimeUnit::Millisecond, Some("UTC".into()))
+    );
+    let ts = builder.parquet_schema().column(1);
+    assert!(
+        format!("{:?}", ts.logical_type_ref()).contains("Timestamp"),
+        "{:?}",
+        ts.logical_type_ref()
+    );
 }
 
 #[test]
