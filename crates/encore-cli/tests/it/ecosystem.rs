@@ -1,5 +1,5 @@
 //! encore read by tools nobody here wrote: promtool and both prometheus_client parsers on
-//! `/metrics`. A tool that cannot be had here makes its test skip with a message; CI sets
+//! `/metrics`, DuckDB on the Parquet lake. A tool that cannot be had here makes its test skip with a message; CI sets
 //! `ENCORE_REQUIRE_TOOLS=1`, under which a missing tool fails the test instead.
 
 use std::path::PathBuf;
@@ -17,7 +17,7 @@ pub(crate) fn missing(what: &str) {
 }
 
 /// The Python packages the ecosystem tests drive.
-const PACKAGES: [&str; 1] = ["prometheus-client==0.21.1"];
+const PACKAGES: [&str; 2] = ["prometheus-client==0.21.1", "duckdb==1.1.3"];
 
 /// A python3 with [`PACKAGES`]: `ENCORE_ECOSYSTEM_PYTHON`, or a venv made (once) under the
 /// cache directory.
@@ -29,7 +29,7 @@ pub(crate) fn python() -> Option<PathBuf> {
     let python = venv.join("bin/python");
     let ready = |p: &PathBuf| {
         Command::new(p)
-            .args(["-c", "import prometheus_client"])
+            .args(["-c", "import prometheus_client, duckdb"])
             .stderr(Stdio::null())
             .status()
             .is_ok_and(|s| s.success())
@@ -179,4 +179,81 @@ pub(crate) fn which(name: &str) -> Option<PathBuf> {
     std::env::split_paths(&std::env::var_os("PATH")?)
         .map(|d| d.join(name))
         .find(|p| p.is_file())
+}
+
+/// What DuckDB counts in the lake under `data`: events, their time column's type, ms_played's
+/// type, spans and their time column's type. The query is the README's.
+fn duckdb_counts(python: &std::path::Path, data: &std::path::Path) -> serde_json::Value {
+    let script = r#"
+import json, sys, duckdb
+data = sys.argv[1]
+con = duckdb.connect()
+def one(sql):
+    try:
+        return con.execute(sql).fetchone()
+    except duckdb.IOException:
+        return (0, None, None)  # no segment yet
+events = one(f"""
+    SELECT count(*), typeof(any_value(ts_start_ms)), typeof(any_value(ms_played))
+    FROM read_parquet('{data}/events/playback/segments/*/*.parquet', hive_partitioning = true)""")
+spans = one(f"""
+    SELECT count(*), typeof(any_value(ts_start_ns)), typeof(any_value(ts_start_ms))
+    FROM read_parquet('{data}/traces/spans/segments/*/*.parquet', hive_partitioning = true)""")
+print(json.dumps({"events": events, "spans": spans}))
+"#;
+    let out = Command::new(python)
+        .args(["-c", script])
+        .arg(data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Events and spans posted to a running server are in the Parquet lake for DuckDB within
+/// `[storage] seal_interval_s`, times as UTC timestamps and counts as signed integers.
+#[test]
+fn duckdb_reads_the_lake_while_the_server_runs() {
+    let Some(python) = python() else {
+        return missing("python3 with duckdb");
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let (mut child, port, _) =
+        crate::serve::start_full(&data, &[("ENCORE__STORAGE__SEAL_INTERVAL_S", "1")]);
+    let addr = format!("127.0.0.1:{port}");
+    let (_, body) = &crate::serve::batches()[0];
+    let r = encore_server::client::request(&addr, "POST", "/v1/events", body).unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    let (status, _) = crate::traces::post(
+        &addr,
+        &crate::traces::json_batch("lake", 0, 40),
+        "application/json",
+        false,
+    )
+    .unwrap();
+    assert_eq!(status, 200);
+    // nothing reached seal_rows (4,000 events, 100,000 spans): only the interval seals
+    let started = std::time::Instant::now();
+    let counts = loop {
+        let c = duckdb_counts(&python, &data);
+        if c["events"][0] == 1000 && c["spans"][0] == 40 {
+            break c;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "not in the lake: {c}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    };
+    assert_eq!(counts["events"][1], "TIMESTAMP WITH TIME ZONE", "{counts}");
+    assert_eq!(counts["events"][2], "BIGINT", "{counts}");
+    assert_eq!(counts["spans"][1], "TIMESTAMP WITH TIME ZONE", "{counts}");
+    assert_eq!(counts["spans"][2], "TIMESTAMP WITH TIME ZONE", "{counts}");
+    let _ = child.kill();
+    let _ = child.wait();
 }

@@ -5,7 +5,7 @@ use crate::serve::{start, terminate};
 use std::time::Duration;
 
 /// An OTLP/JSON export of `n` LLM spans of project `project`, the ids numbered from `first`.
-fn json_batch(project: &str, first: usize, n: usize) -> Vec<u8> {
+pub(crate) fn json_batch(project: &str, first: usize, n: usize) -> Vec<u8> {
     let spans: Vec<serde_json::Value> = (first..first + n)
         .map(|i| {
             // an hour ago: within any retention
@@ -42,7 +42,12 @@ fn json_batch(project: &str, first: usize, n: usize) -> Vec<u8> {
     .unwrap()
 }
 
-fn post(addr: &str, body: &[u8], content_type: &str, gzip: bool) -> std::io::Result<(u16, String)> {
+pub(crate) fn post(
+    addr: &str,
+    body: &[u8],
+    content_type: &str,
+    gzip: bool,
+) -> std::io::Result<(u16, String)> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr)?;
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
