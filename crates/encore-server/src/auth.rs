@@ -127,7 +127,7 @@ pub fn required(method: &Method, route: &str) -> Option<Scope> {
         | "/v1/blend" => RecsRead,
         "/v1/assignments" | "/v1/experiments/{id}/results" => ExperimentsRead,
         "/v1/features" | "/v1/features/services" => FeaturesRead,
-        "/v1/traces" => TracesWrite,
+        "/v1/traces" | "/v1/logs" => TracesWrite,
         "/v1/spans" | "/v1/spans/count" | "/v1/spans/stats" | "/v1/traces/{trace_id}" => TracesRead,
         // what a labeller sees is the prompt and the completion
         "/v1/queues/{name}/items" if read => TracesContent,

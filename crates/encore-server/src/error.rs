@@ -170,7 +170,7 @@ pub async fn json_errors(req: axum::extract::Request, next: axum::middleware::Ne
 }
 
 /// A body in an encoding a route does not inflate is refused (415) rather than read as if it
-/// were plain: only `/v1/traces` takes gzip (with an inflate ceiling).
+/// were plain: only `/v1/traces` and `/v1/logs` take gzip (with an inflate ceiling).
 pub async fn identity_only(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
     let encoding = req
         .headers()
@@ -178,7 +178,7 @@ pub async fn identity_only(req: axum::extract::Request, next: axum::middleware::
         .map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase());
     match encoding.as_deref() {
         None | Some("" | "identity") => next.run(req).await,
-        Some(_) if req.uri().path() == "/v1/traces" => next.run(req).await,
+        Some(_) if matches!(req.uri().path(), "/v1/traces" | "/v1/logs") => next.run(req).await,
         Some(other) => ApiError::new(
             ErrorCode::UnsupportedMedia,
             format!(

@@ -49,6 +49,7 @@ pub struct ErrorDetail {
         crate::experiments::assignments,
         crate::experiments::results,
         crate::traces::export,
+        crate::traces::export_logs,
         crate::traces::count,
         crate::traces::list,
         crate::traces::stats,

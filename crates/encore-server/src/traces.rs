@@ -27,6 +27,12 @@ use axum::{Json, Router};
 use encore_access::{Principal, Scope};
 use encore_core::ErrorCode;
 use encore_telemetry::{Filter, Normalizer, Redactions, SpanStore};
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
+    LogsService, LogsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
 };
@@ -241,21 +247,7 @@ impl TraceService for GrpcTraces {
         &self,
         request: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-        let header = request
-            .metadata()
-            .get("authorization")
-            .and_then(|v| axum::http::HeaderValue::from_bytes(v.as_bytes()).ok());
-        let caller = self.auth.principal(header.as_ref()).map_err(|e| {
-            self.metrics.auth_refused("unauthenticated");
-            tonic::Status::unauthenticated(e.message)
-        })?;
-        if !caller.allows(Scope::TracesWrite) {
-            self.metrics.auth_refused("forbidden");
-            return Err(tonic::Status::permission_denied(format!(
-                "the key {:?} lacks the scope `traces:write`",
-                caller.name
-            )));
-        }
+        let caller = self.caller(&request)?;
         // UNAVAILABLE is the code OTLP exporters retry with backoff
         let Ok(permit) = self.access.in_flight.clone().try_acquire_owned() else {
             return Err(tonic::Status::unavailable(format!(
@@ -281,6 +273,63 @@ impl TraceService for GrpcTraces {
     }
 }
 
+impl GrpcTraces {
+    /// The caller of a gRPC export, when its key may write traces.
+    fn caller<T>(&self, request: &tonic::Request<T>) -> Result<Arc<Principal>, tonic::Status> {
+        let header = request
+            .metadata()
+            .get("authorization")
+            .and_then(|v| axum::http::HeaderValue::from_bytes(v.as_bytes()).ok());
+        let caller = self.auth.principal(header.as_ref()).map_err(|e| {
+            self.metrics.auth_refused("unauthenticated");
+            tonic::Status::unauthenticated(e.message)
+        })?;
+        if !caller.allows(Scope::TracesWrite) {
+            self.metrics.auth_refused("forbidden");
+            return Err(tonic::Status::permission_denied(format!(
+                "the key {:?} lacks the scope `traces:write`",
+                caller.name
+            )));
+        }
+        Ok(caller)
+    }
+}
+
+/// OTLP/gRPC logs: GenAI events, as `/v1/logs` takes them.
+#[derive(Debug)]
+struct GrpcLogs(Arc<GrpcTraces>);
+
+#[tonic::async_trait]
+impl LogsService for GrpcLogs {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportLogsServiceRequest>,
+    ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
+        let caller = self.0.caller(&request)?;
+        let Ok(permit) = self.0.access.in_flight.clone().try_acquire_owned() else {
+            return Err(tonic::Status::unavailable(format!(
+                "over capacity: {} exports in flight; retry",
+                self.0.access.max_in_flight
+            )));
+        };
+        let t = self.0.access.clone();
+        let request = request.into_inner();
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            store_logs(&t, &request, &caller)
+        })
+        .await
+        .map_err(|e| tonic::Status::internal(format!("log export task failed: {e}")))?
+        .map_err(|e| match e.code {
+            ErrorCode::PermissionDenied => tonic::Status::permission_denied(e.message),
+            _ => tonic::Status::unavailable(e.message),
+        })?;
+        Ok(tonic::Response::new(ExportLogsServiceResponse {
+            partial_success: None,
+        }))
+    }
+}
+
 /// Serves OTLP/gRPC trace exports on `listener` until `shutdown` completes (gzip accepted;
 /// messages up to `max_bytes`; over TLS with `tls` = (PEM certificate chain, PEM key)).
 pub async fn serve_grpc(
@@ -294,13 +343,17 @@ pub async fn serve_grpc(
         .telemetry
         .clone()
         .ok_or("this server does not store traces")?;
-    let service = TraceServiceServer::new(GrpcTraces {
+    let grpc = Arc::new(GrpcTraces {
         access,
         metrics: state.metrics.clone(),
         auth: state.auth.clone(),
-    })
-    .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
-    .max_decoding_message_size(max_bytes);
+    });
+    let logs = LogsServiceServer::new(GrpcLogs(Arc::clone(&grpc)))
+        .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
+        .max_decoding_message_size(max_bytes);
+    let service = TraceServiceServer::from_arc(grpc)
+        .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
+        .max_decoding_message_size(max_bytes);
     let mut builder = tonic::transport::Server::builder();
     if let Some((cert, key)) = tls {
         builder = builder
@@ -312,6 +365,7 @@ pub async fn serve_grpc(
     }
     builder
         .add_service(service)
+        .add_service(logs)
         .serve_with_incoming_shutdown(
             tonic::transport::server::TcpIncoming::from(listener),
             shutdown,
@@ -323,6 +377,7 @@ pub async fn serve_grpc(
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/traces", post(export))
+        .route("/v1/logs", post(export_logs))
         .route("/v1/spans/count", get(count))
         .route("/v1/spans", get(list))
         .route("/v1/spans/stats", get(stats))
@@ -370,11 +425,49 @@ pub(crate) async fn export(
     body: Body,
 ) -> Result<Response, ApiError> {
     let t = access(&state)?;
+    let (permit, body) = otlp_body(&state, &t, &headers, body).await?;
+    let metrics = state.metrics.clone();
+    let json = body.json;
+    let stored = tokio::task::spawn_blocking(move || -> Result<usize, ApiError> {
+        let _permit = permit;
+        // the inflated body obeys the same ceiling as the body on the wire
+        let request =
+            encore_telemetry::otlp::decode(&body.bytes, &body.content_type, body.gzip, body.limit)?;
+        store_request(&t, &metrics, &request, &caller)
+    })
+    .await
+    .map_err(|e| {
+        ApiError::new(
+            ErrorCode::Internal,
+            format!("trace export task failed: {e}"),
+        )
+    })??;
+    tracing::debug!(spans = stored, "trace export stored");
+    Ok(empty_otlp_response(json))
+}
+
+/// A body of an OTLP/HTTP export, read under the limits.
+struct OtlpBody {
+    bytes: axum::body::Bytes,
+    content_type: String,
+    gzip: bool,
+    json: bool,
+    limit: usize,
+}
+
+/// Takes an export slot and reads the body (under the body limit), its content type and
+/// encoding: what `/v1/traces` and `/v1/logs` share.
+async fn otlp_body(
+    state: &AppState,
+    t: &TelemetryAccess,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(tokio::sync::OwnedSemaphorePermit, OtlpBody), ApiError> {
     let Ok(permit) = t.in_flight.clone().try_acquire_owned() else {
         let mut e = ApiError::new(
             ErrorCode::Unavailable,
             format!(
-                "over capacity: {} trace exports in flight; retry",
+                "over capacity: {} exports in flight; retry",
                 t.max_in_flight
             ),
         );
@@ -410,23 +503,21 @@ pub(crate) async fn export(
         }
     };
     let json = content_type.starts_with("application/json");
-    let metrics = state.metrics.clone();
-    let stored = tokio::task::spawn_blocking(move || -> Result<usize, ApiError> {
-        let _permit = permit;
-        // the inflated body obeys the same ceiling as the body on the wire
-        let request = encore_telemetry::otlp::decode(&bytes, &content_type, gzip, limit)?;
-        store_request(&t, &metrics, &request, &caller)
-    })
-    .await
-    .map_err(|e| {
-        ApiError::new(
-            ErrorCode::Internal,
-            format!("trace export task failed: {e}"),
-        )
-    })??;
-    tracing::debug!(spans = stored, "trace export stored");
-    // an empty ExportTraceServiceResponse: zero bytes in protobuf, `{}` in JSON
-    Ok(if json {
+    Ok((
+        permit,
+        OtlpBody {
+            bytes,
+            content_type,
+            gzip,
+            json,
+            limit,
+        },
+    ))
+}
+
+/// An empty OTLP export response: zero bytes in protobuf, `{}` in JSON.
+fn empty_otlp_response(json: bool) -> Response {
+    if json {
         (StatusCode::OK, Json(serde_json::json!({}))).into_response()
     } else {
         (
@@ -435,7 +526,66 @@ pub(crate) async fn export(
             Vec::<u8>::new(),
         )
             .into_response()
+    }
+}
+
+/// Stores what one log export's GenAI events say of their spans; returns the spans given
+/// content.
+fn store_logs(
+    t: &TelemetryAccess,
+    request: &ExportLogsServiceRequest,
+    caller: &Principal,
+) -> Result<usize, ApiError> {
+    let mut counts = Redactions::default();
+    let content = t.normalizer.log_content(request, &mut counts);
+    if let Some(other) = content
+        .spans
+        .iter()
+        .find(|c| !caller.allows_project(&c.project))
+    {
+        return Err(ApiError::new(
+            ErrorCode::PermissionDenied,
+            format!(
+                "the key {:?} may not write events of project {:?}",
+                caller.name, other.project
+            ),
+        ));
+    }
+    let stored = t.store.append_content(&content.spans)?;
+    t.redactions
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .add(&counts);
+    Ok(stored)
+}
+
+#[utoipa::path(post, path = "/v1/logs", tag = "traces",
+    request_body(description = "an OTLP ExportLogsServiceRequest, protobuf or JSON (`Content-Encoding: gzip` allowed). GenAI events (`gen_ai.*.message`, `gen_ai.choice`, `gen_ai.client.inference.operation.details`) become the content of the span they name; other records are accepted and not kept",
+        content((String = "application/x-protobuf"), (Object = "application/json"))),
+    responses((status = 200, description = "the events' content is durable"), (status = 400, body = crate::openapi::ErrorBody), (status = 413, description = "the body, or what it inflates to, is over the limit", body = crate::openapi::ErrorBody), (status = 415, description = "a content type or encoding that is not read", body = crate::openapi::ErrorBody), (status = 503, description = "over the ingest limit, or writes fail (Retry-After)", body = crate::openapi::ErrorBody)))]
+pub(crate) async fn export_logs(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Arc<Principal>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let t = access(&state)?;
+    let (permit, body) = otlp_body(&state, &t, &headers, body).await?;
+    let json = body.json;
+    let stored = tokio::task::spawn_blocking(move || -> Result<usize, ApiError> {
+        let _permit = permit;
+        let request = encore_telemetry::otlp::decode_logs(
+            &body.bytes,
+            &body.content_type,
+            body.gzip,
+            body.limit,
+        )?;
+        store_logs(&t, &request, &caller)
     })
+    .await
+    .map_err(|e| ApiError::new(ErrorCode::Internal, format!("log export task failed: {e}")))??;
+    tracing::debug!(spans = stored, "log export stored");
+    Ok(empty_otlp_response(json))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

@@ -201,6 +201,12 @@ const REGIONS: [&str; 8] = [
     "us-gov.", "us.", "eu.", "apac.", "jp.", "au.", "ca.", "global.",
 ];
 
+/// A model's family for filters: `gpt-4o-mini-2024-07-18`, `openai/gpt-4o-mini` and
+/// `gpt-4o-mini` are one family; `gpt-4o` is another.
+pub fn model_family(name: &str) -> String {
+    base(name)
+}
+
 /// [`bare`] with date suffixes set aside: `-2025-04-14`, `-20250514`, `@20240620`, `@001`,
 /// `-latest`, `-0125` (repeatedly: `-2024-08-06-latest`).
 fn base(name: &str) -> String {

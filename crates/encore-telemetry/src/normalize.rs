@@ -308,11 +308,46 @@ pub fn map(attributes: &Map<String, Value>) -> Mapped {
             best.insert(field, (i, Value::String(unflatten(RULES[i].key, &parts))));
         }
     }
+    // OpenInference puts the request in `llm.invocation_parameters` (a JSON string): its model
+    // is the request model (`llm.model_name` is the response's, and absent when the call
+    // failed), its sampling parameters the GenAI request attributes
+    let params: Option<Map<String, Value>> =
+        attributes
+            .get("llm.invocation_parameters")
+            .and_then(|v| match v {
+                Value::String(s) => serde_json::from_str(s).ok(),
+                Value::Object(m) => Some(m.clone()),
+                _ => None,
+            });
+    if let Some(p) = &params {
+        let model = p.get("model").or_else(|| p.get("model_name")).cloned();
+        let weaker = best
+            .get(&F::RequestModel)
+            .is_none_or(|(i, _)| RULES[*i].key == "llm.model_name");
+        if let Some(m) = model.filter(|m| m.is_string() && weaker) {
+            best.insert(F::RequestModel, (usize::MAX, m));
+        }
+    }
     let take_text = |f: Field| best.get(&f).map(|(_, v)| text(v));
     let take_int = |f: Field| best.get(&f).and_then(|(_, v)| integer(v));
     let mut remaining = attributes.clone();
     for key in consumed {
         remaining.remove(key);
+    }
+    for (param, key) in [
+        ("temperature", "gen_ai.request.temperature"),
+        ("top_p", "gen_ai.request.top_p"),
+        ("max_tokens", "gen_ai.request.max_tokens"),
+        ("max_completion_tokens", "gen_ai.request.max_tokens"),
+        ("seed", "gen_ai.request.seed"),
+        ("frequency_penalty", "gen_ai.request.frequency_penalty"),
+        ("presence_penalty", "gen_ai.request.presence_penalty"),
+    ] {
+        if let Some(v) = params.as_ref().and_then(|p| p.get(param))
+            && !remaining.contains_key(key)
+        {
+            remaining.insert(key.to_owned(), v.clone());
+        }
     }
     Mapped {
         operation: take_text(F::Operation),

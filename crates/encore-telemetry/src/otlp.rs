@@ -3,6 +3,7 @@
 use crate::cost::{Cost, PriceTable};
 use crate::normalize::{Mapped, map};
 use crate::redact::{Redactions, Redactor};
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use prost::Message;
@@ -118,9 +119,9 @@ impl Sampling {
 pub enum DecodeError {
     #[error("the body is not gzip: {0}")]
     Gzip(std::io::Error),
-    #[error("the body is not an OTLP protobuf ExportTraceServiceRequest: {0}")]
+    #[error("the body is not an OTLP protobuf export request: {0}")]
     Protobuf(prost::DecodeError),
-    #[error("the body is not an OTLP/JSON ExportTraceServiceRequest: {0}")]
+    #[error("the body is not an OTLP/JSON export request: {0}")]
     Json(serde_json::Error),
     #[error("unsupported content type {0:?}: expected application/x-protobuf or application/json")]
     ContentType(String),
@@ -141,7 +142,7 @@ impl encore_core::Coded for DecodeError {
     }
 }
 
-/// Decodes an export request body. `content_type`: `application/x-protobuf` (or
+/// Decodes a trace export request body. `content_type`: `application/x-protobuf` (or
 /// `application/protobuf`) or `application/json`; `gzip`: the body is gzip-compressed, and
 /// inflates to at most `max_inflated` bytes (a gzip bomb stops there).
 pub fn decode(
@@ -150,6 +151,25 @@ pub fn decode(
     gzip: bool,
     max_inflated: usize,
 ) -> Result<ExportTraceServiceRequest, DecodeError> {
+    decode_any(body, content_type, gzip, max_inflated)
+}
+
+/// Decodes a log export request body, as [`decode`] does a trace export's.
+pub fn decode_logs(
+    body: &[u8],
+    content_type: &str,
+    gzip: bool,
+    max_inflated: usize,
+) -> Result<ExportLogsServiceRequest, DecodeError> {
+    decode_any(body, content_type, gzip, max_inflated)
+}
+
+fn decode_any<T: Message + Default + serde::de::DeserializeOwned>(
+    body: &[u8],
+    content_type: &str,
+    gzip: bool,
+    max_inflated: usize,
+) -> Result<T, DecodeError> {
     let inflated;
     let body = if gzip {
         let mut out = Vec::with_capacity(body.len().saturating_mul(4).min(max_inflated));
@@ -173,7 +193,7 @@ pub fn decode(
         .to_ascii_lowercase();
     match media.as_str() {
         "application/x-protobuf" | "application/protobuf" | "" => {
-            ExportTraceServiceRequest::decode(body).map_err(DecodeError::Protobuf)
+            T::decode(body).map_err(DecodeError::Protobuf)
         }
         "application/json" => serde_json::from_slice(body).map_err(DecodeError::Json),
         other => Err(DecodeError::ContentType(other.to_owned())),
@@ -249,7 +269,196 @@ const KINDS: [&str; 6] = [
     "consumer",
 ];
 
+/// Characters per token of English text under the GPT tokenizers: an estimate's scale.
+const CHARS_PER_TOKEN: usize = 4;
+
+/// Estimates the token counts an LLM call did not report (a stream without usage) from its
+/// content: one token per [`CHARS_PER_TOKEN`] characters of the prompt and of the completion.
+/// Only for a model call with content; the estimate is marked in the attributes
+/// (`encore.tokens.estimated`) and in the cost's source. Returns whether it estimated.
+fn estimate_tokens(mapped: &mut Mapped) -> bool {
+    let llm = mapped.operation.as_deref().is_some_and(|o| {
+        matches!(
+            o,
+            "chat" | "text_completion" | "generate_content" | "completion"
+        )
+    }) || mapped.ai_kind.as_deref() == Some("LLM");
+    let model = mapped.request_model.is_some() || mapped.response_model.is_some();
+    // a completion was received: a call that failed or was cut off has no output to count
+    if !llm || !model || mapped.output.is_none() {
+        return false;
+    }
+    let count = |t: &Option<String>| {
+        t.as_deref()
+            .map(|t| (t.chars().count().div_ceil(CHARS_PER_TOKEN)) as i64)
+    };
+    let mut estimated = Vec::new();
+    if mapped.tokens.input.is_none()
+        && let Some(n) = count(&mapped.input)
+    {
+        mapped.tokens.input = Some(n);
+        estimated.push(Value::from("input"));
+    }
+    if mapped.tokens.output.is_none()
+        && let Some(n) = count(&mapped.output)
+    {
+        mapped.tokens.output = Some(n);
+        estimated.push(Value::from("output"));
+    }
+    if estimated.is_empty() {
+        return false;
+    }
+    mapped
+        .attributes
+        .insert("encore.tokens.estimated".into(), Value::Array(estimated));
+    true
+}
+
+/// What GenAI log events say of one span: its prompt messages and its completions, as the
+/// content table stores them (JSON arrays), with the project and time they belong to.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SpanContent {
+    pub project: String,
+    pub trace_id: String,
+    pub span_id: String,
+    /// the first event's time
+    pub time_ns: i64,
+    pub input: Option<String>,
+    pub output: Option<String>,
+}
+
+impl SpanContent {
+    pub fn key(&self) -> String {
+        format!("{}{}", self.trace_id, self.span_id)
+    }
+}
+
+/// What a log export held: the GenAI events' content per span, and the records left out
+/// (not a GenAI event, or no span to attach to), for the partial-success answer.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LogContent {
+    pub spans: Vec<SpanContent>,
+    pub ignored: u64,
+}
+
+/// The role a message event's name implies (`gen_ai.user.message` is `user`).
+fn event_role(name: &str) -> Option<&str> {
+    name.strip_prefix("gen_ai.")?.strip_suffix(".message")
+}
+
 impl Normalizer {
+    /// The GenAI events of a log export (OpenTelemetry GenAI conventions: the
+    /// `gen_ai.{system,user,assistant,tool}.message` and `gen_ai.choice` events that
+    /// instrumentations such as `openai-v2` send as log records, and the newer
+    /// `gen_ai.client.inference.operation.details` event with `gen_ai.input.messages` and
+    /// `gen_ai.output.messages`), gathered per span, with the service's content policy and
+    /// redaction applied as to span content.
+    pub fn log_content(
+        &self,
+        request: &ExportLogsServiceRequest,
+        counts: &mut Redactions,
+    ) -> LogContent {
+        let mut out = LogContent::default();
+        // (project, trace, span) -> (first time, input messages, outputs)
+        type Gathered = (i64, Vec<Value>, Vec<Value>);
+        let mut by_span: std::collections::BTreeMap<(String, String, String), Gathered> =
+            Default::default();
+        for rl in &request.resource_logs {
+            let resource = rl
+                .resource
+                .as_ref()
+                .map(|r| attributes(&r.attributes))
+                .unwrap_or_default();
+            let text = |k: &str| resource.get(k).and_then(Value::as_str).map(str::to_owned);
+            let project = text("openinference.project.name")
+                .or_else(|| text("encore.project"))
+                .unwrap_or_else(|| "default".into());
+            let project = self.redact_id(&project, counts);
+            let service = text("service.name").unwrap_or_else(|| "unknown_service".into());
+            let keep = self.policy(&self.redactor.redact(&service, counts)) == ContentPolicy::Full;
+            for sl in &rl.scope_logs {
+                for r in &sl.log_records {
+                    let attrs = attributes(&r.attributes);
+                    let name = if r.event_name.is_empty() {
+                        attrs
+                            .get("event.name")
+                            .and_then(Value::as_str)
+                            .unwrap_or("")
+                            .to_owned()
+                    } else {
+                        r.event_name.clone()
+                    };
+                    let genai = name.starts_with("gen_ai.");
+                    if !genai || r.trace_id.len() != 16 || r.span_id.len() != 8 {
+                        out.ignored += 1;
+                        continue;
+                    }
+                    let time = if r.time_unix_nano > 0 {
+                        r.time_unix_nano
+                    } else {
+                        r.observed_time_unix_nano
+                    } as i64;
+                    let entry = by_span
+                        .entry((project.clone(), hex(&r.trace_id), hex(&r.span_id)))
+                        .or_insert_with(|| (time, Vec::new(), Vec::new()));
+                    entry.0 = entry.0.min(time);
+                    if !keep {
+                        continue;
+                    }
+                    let body = r.body.as_ref().map_or(Value::Null, any_to_json);
+                    let messages = |v: Option<&Value>| -> Vec<Value> {
+                        match v {
+                            Some(Value::Array(a)) => a.clone(),
+                            // a JSON string of a message list
+                            Some(Value::String(s)) => match serde_json::from_str(s) {
+                                Ok(Value::Array(a)) => a,
+                                _ => vec![Value::String(s.clone())],
+                            },
+                            Some(other) if !other.is_null() => vec![other.clone()],
+                            _ => Vec::new(),
+                        }
+                    };
+                    if let Some(role) = event_role(&name) {
+                        let mut m = match body {
+                            Value::Object(m) => m,
+                            Value::Null => Map::new(),
+                            other => Map::from_iter([("content".to_owned(), other)]),
+                        };
+                        m.entry("role")
+                            .or_insert_with(|| Value::String(role.to_owned()));
+                        entry.1.push(Value::Object(m));
+                    } else if name == "gen_ai.choice" {
+                        entry.2.push(body);
+                    } else if name == "gen_ai.client.inference.operation.details" {
+                        let from = |k: &str| attrs.get(k).or_else(|| body.get(k));
+                        entry.1.extend(messages(from("gen_ai.system_instructions")));
+                        entry.1.extend(messages(from("gen_ai.input.messages")));
+                        entry.2.extend(messages(from("gen_ai.output.messages")));
+                    }
+                }
+            }
+        }
+        for ((project, trace_id, span_id), (time_ns, input, output)) in by_span {
+            let redacted = |v: Vec<Value>, counts: &mut Redactions| {
+                (!v.is_empty()).then(|| self.redactor.redact(&Value::Array(v).to_string(), counts))
+            };
+            let input = redacted(input, counts);
+            let output = redacted(output, counts);
+            if input.is_none() && output.is_none() {
+                continue;
+            }
+            out.spans.push(SpanContent {
+                project,
+                trace_id,
+                span_id,
+                time_ns,
+                input,
+                output,
+            });
+        }
+        out
+    }
+
     /// A user id as stored: the keyed hash when a key is configured, else as sent (or its
     /// keyed hash when it carries personal data).
     pub fn user_id(&self, raw: &str) -> String {
@@ -342,6 +551,8 @@ impl Normalizer {
                     if mapped.error_type.is_none() && status == "error" {
                         mapped.error_type = exception.clone();
                     }
+                    // a failed call was not billed: nothing to estimate
+                    let estimated = status != "error" && estimate_tokens(&mut mapped);
                     if mapped.tokens.total.is_none()
                         && (mapped.tokens.input.is_some() || mapped.tokens.output.is_some())
                     {
@@ -403,12 +614,15 @@ impl Normalizer {
                             None => *u = self.redact_id(u, counts),
                         }
                     }
-                    let cost = self.prices.cost(
+                    let mut cost = self.prices.cost(
                         mapped.reported_cost,
                         mapped.response_model.as_deref(),
                         mapped.request_model.as_deref(),
                         &mapped.tokens,
                     );
+                    if estimated && let Some(c) = cost.as_mut().filter(|c| c.source != "provider") {
+                        c.source.push_str("+estimated");
+                    }
                     out.push(Span {
                         project: project.clone(),
                         trace_id: hex(&s.trace_id),

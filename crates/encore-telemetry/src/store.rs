@@ -298,6 +298,38 @@ impl SpanStore {
         Ok(fresh.len())
     }
 
+    /// Stores what GenAI log events said of spans as content rows keyed by their span (stored
+    /// before or after it); returns the spans given content. A row repeated by a retried
+    /// export is merged away when read.
+    pub fn append_content(
+        &self,
+        content: &[crate::otlp::SpanContent],
+    ) -> Result<usize, StorageError> {
+        if content.is_empty() {
+            return Ok(0);
+        }
+        let strings = |f: &dyn Fn(&crate::otlp::SpanContent) -> Option<&str>| -> ArrayRef {
+            Arc::new(content.iter().map(f).collect::<StringArray>())
+        };
+        let batch = RecordBatch::try_new(
+            content_schema(),
+            vec![
+                Arc::new(StringArray::from_iter_values(
+                    content.iter().map(|c| c.key()),
+                )),
+                strings(&|c| Some(&c.project)),
+                Arc::new(Int64Array::from_iter_values(
+                    content.iter().map(|c| c.time_ns.div_euclid(1_000_000)),
+                )),
+                strings(&|c| c.input.as_deref()),
+                strings(&|c| c.output.as_deref()),
+            ],
+        )
+        .map_err(StorageError::arrow)?;
+        self.content.append(batch)?;
+        Ok(content.len())
+    }
+
     pub fn seal(&self) -> Result<(), StorageError> {
         self.content.seal()?;
         self.spans.seal()
@@ -378,6 +410,8 @@ struct Matcher<'a> {
     response_model: &'a StringArray,
     cost: &'a Float64Array,
     attributes: Option<&'a StringArray>,
+    /// the model filter's family (date suffix, route and version tag set aside)
+    model: Option<String>,
 }
 
 impl<'a> Matcher<'a> {
@@ -408,6 +442,7 @@ impl<'a> Matcher<'a> {
             request_model: col(b, "request_model")?,
             response_model: col(b, "response_model")?,
             cost: col(b, "cost_usd")?,
+            model: filter.model.as_deref().map(crate::cost::model_family),
             attributes: if filter.attributes.is_empty() {
                 None
             } else {
@@ -422,9 +457,11 @@ impl<'a> Matcher<'a> {
         (self.from..=self.to).contains(&self.start_ms.value(i))
             && self.equals.iter().all(|(w, a)| is(a, w))
             && (!f.root || self.parent.is_null(i))
-            && f.model
-                .as_deref()
-                .is_none_or(|m| is(self.request_model, m) || is(self.response_model, m))
+            && self.model.as_deref().is_none_or(|m| {
+                let family =
+                    |a: &StringArray| !a.is_null(i) && crate::cost::model_family(a.value(i)) == m;
+                family(self.request_model) || family(self.response_model)
+            })
             && f.min_duration_ms
                 .is_none_or(|d| self.duration.value(i) as f64 / 1e6 >= d)
             && f.min_cost
@@ -460,6 +497,14 @@ const LIST_COLUMNS: &[&str] = &[
     "user_id",
     "session_id",
     "error_type",
+    "status_message",
+    "ai_kind",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "cost_source",
+    "conversation_id",
+    "prompt_version",
+    "attributes",
 ];
 
 /// One row of a listing.
@@ -482,11 +527,22 @@ pub struct SpanRow {
     pub input_tokens: Option<i64>,
     pub output_tokens: Option<i64>,
     pub cache_read_tokens: Option<i64>,
+    pub cache_write_tokens: Option<i64>,
+    pub reasoning_tokens: Option<i64>,
     pub total_tokens: Option<i64>,
     pub cost_usd: Option<f64>,
+    /// `provider`, or `prices:<table version>` (`+estimated` when the tokens were estimated)
+    pub cost_source: Option<String>,
     pub user_id: Option<String>,
     pub session_id: Option<String>,
+    pub conversation_id: Option<String>,
+    pub prompt_version: Option<String>,
     pub error_type: Option<String>,
+    pub status_message: Option<String>,
+    /// OpenInference span kind (LLM, CHAIN, TOOL, ...)
+    pub ai_kind: Option<String>,
+    /// every attribute no mapping rule consumed (temperature, finish reasons, response id, ...)
+    pub attributes: serde_json::Value,
 }
 
 fn col<'a, T: 'static>(b: &'a RecordBatch, name: &str) -> Result<&'a T, StorageError> {
@@ -648,13 +704,16 @@ impl SpanStore {
         let Some(first) = rows.iter().map(|r| r.start_ns).min() else {
             return Ok(Vec::new());
         };
+        // content rows from log events carry the event's time: up to the span's end, and a
+        // little after
         let (lo, hi) = (
             first.div_euclid(1_000_000),
             rows.iter()
-                .map(|r| r.start_ns)
+                .map(|r| r.start_ns.saturating_add((r.duration_ms * 1e6) as i64))
                 .max()
                 .unwrap_or(first)
-                .div_euclid(1_000_000),
+                .div_euclid(1_000_000)
+                .saturating_add(60_000),
         );
         let mut content = self.contents(&rows, lo, hi)?;
         // depth first from the roots (spans whose parent is not in the trace)
@@ -720,15 +779,38 @@ impl SpanStore {
                 let output: &StringArray = col(b, "output")?;
                 for i in 0..b.num_rows() {
                     if wanted.contains(key.value(i)) {
-                        content.insert(
-                            key.value(i).to_owned(),
-                            (opt_str(input, i), opt_str(output, i)),
-                        );
+                        let (have_in, have_out) =
+                            content.entry(key.value(i).to_owned()).or_default();
+                        merge_content(have_in, opt_str(input, i));
+                        merge_content(have_out, opt_str(output, i));
                     }
                 }
                 Ok(())
             })?;
         Ok(content)
+    }
+}
+
+/// Adds `more` to a span's content read so far: the span's own content and what its log events
+/// said arrive as separate rows; JSON message lists are joined (a message repeated by a retried
+/// export once), anything else keeps the first text.
+fn merge_content(have: &mut Option<String>, more: Option<String>) {
+    let Some(more) = more else { return };
+    let Some(current) = have.as_ref() else {
+        *have = Some(more);
+        return;
+    };
+    let parse = |t: &str| match serde_json::from_str::<serde_json::Value>(t) {
+        Ok(serde_json::Value::Array(a)) => Some(a),
+        _ => None,
+    };
+    if let (Some(mut a), Some(b)) = (parse(current), parse(&more)) {
+        for m in b {
+            if !a.contains(&m) {
+                a.push(m);
+            }
+        }
+        *have = Some(serde_json::Value::Array(a).to_string());
     }
 }
 
@@ -769,11 +851,21 @@ fn row(b: &RecordBatch, i: usize) -> Result<SpanRow, StorageError> {
         input_tokens: n("input_tokens")?,
         output_tokens: n("output_tokens")?,
         cache_read_tokens: n("cache_read_tokens")?,
+        cache_write_tokens: n("cache_write_tokens")?,
+        reasoning_tokens: n("reasoning_tokens")?,
         total_tokens: n("total_tokens")?,
         cost_usd: (!cost.is_null(i)).then(|| cost.value(i)),
+        cost_source: s("cost_source")?,
         user_id: s("user_id")?,
         session_id: s("session_id")?,
+        conversation_id: s("conversation_id")?,
+        prompt_version: s("prompt_version")?,
         error_type: s("error_type")?,
+        status_message: s("status_message")?,
+        ai_kind: s("ai_kind")?,
+        attributes: s("attributes")?
+            .and_then(|a| serde_json::from_str(&a).ok())
+            .unwrap_or_else(|| serde_json::Value::Object(Default::default())),
     })
 }
 

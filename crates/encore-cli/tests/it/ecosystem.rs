@@ -1,5 +1,6 @@
 //! encore read by tools nobody here wrote: promtool and both prometheus_client parsers on
-//! `/metrics`, DuckDB on the Parquet lake. A tool that cannot be had here makes its test skip with a message; CI sets
+//! `/metrics`, DuckDB on the Parquet lake, the OpenTelemetry `openai-v2` and OpenInference
+//! instrumentations of the OpenAI client. A tool that cannot be had here makes its test skip with a message; CI sets
 //! `ENCORE_REQUIRE_TOOLS=1`, under which a missing tool fails the test instead.
 
 use std::path::PathBuf;
@@ -17,7 +18,23 @@ pub(crate) fn missing(what: &str) {
 }
 
 /// The Python packages the ecosystem tests drive.
-const PACKAGES: [&str; 2] = ["prometheus-client==0.21.1", "duckdb==1.1.3"];
+pub(crate) const PACKAGES: [&str; 11] = [
+    "prometheus-client==0.21.1",
+    "duckdb==1.1.3",
+    "openai==3.63.0",
+    "httpx==0.28.1",
+    "wrapt==1.17.3",
+    "opentelemetry-sdk==1.45.2",
+    "opentelemetry-exporter-otlp-proto-http==1.45.2",
+    "opentelemetry-instrumentation-openai-v2==2.3b0",
+    "opentelemetry-util-genai==1.3b0",
+    "openinference-instrumentation-openai==0.1.66",
+    "openinference-instrumentation==0.1.72",
+];
+
+/// What the venv must import to be ready.
+const IMPORTS: &str = "import prometheus_client, duckdb, openai, httpx, \
+    opentelemetry.instrumentation.openai_v2, openinference.instrumentation.openai";
 
 /// A python3 with [`PACKAGES`]: `ENCORE_ECOSYSTEM_PYTHON`, or a venv made (once) under the
 /// cache directory.
@@ -29,7 +46,7 @@ pub(crate) fn python() -> Option<PathBuf> {
     let python = venv.join("bin/python");
     let ready = |p: &PathBuf| {
         Command::new(p)
-            .args(["-c", "import prometheus_client, duckdb"])
+            .args(["-c", IMPORTS])
             .stderr(Stdio::null())
             .status()
             .is_ok_and(|s| s.success())
@@ -254,6 +271,118 @@ fn duckdb_reads_the_lake_while_the_server_runs() {
     assert_eq!(counts["events"][2], "BIGINT", "{counts}");
     assert_eq!(counts["spans"][1], "TIMESTAMP WITH TIME ZONE", "{counts}");
     assert_eq!(counts["spans"][2], "TIMESTAMP WITH TIME ZONE", "{counts}");
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// The OpenAI client instrumented by `openai-v2` (prompts and completions as log events, its
+/// default content mode) and by OpenInference (the request in `llm.invocation_parameters`):
+/// through encore's API each call has its models, tokens, cost, parameters and content, a
+/// failed call its request model, and `model=gpt-4o-mini` finds the dated response model too.
+#[test]
+fn genai_instrumentors_give_model_tokens_cost_and_content() {
+    let Some(python) = python() else {
+        return missing("python3 with the openai-v2 and OpenInference instrumentations");
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut child, port) = crate::serve::start(&tmp.path().join("data"));
+    let addr = format!("127.0.0.1:{port}");
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/otel/instrumentors.py");
+    for mode in ["openai-v2", "openinference"] {
+        let out = Command::new(&python)
+            .arg(&script)
+            .arg(format!("http://{addr}"))
+            .arg(mode)
+            .arg(mode)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{mode}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let traces: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        assert_eq!(traces.len(), 2, "{mode}");
+        let llm_span = |trace: &str| -> serde_json::Value {
+            let r =
+                encore_server::client::request(&addr, "GET", &format!("/v1/traces/{trace}"), b"")
+                    .unwrap();
+            assert_eq!(r.status, 200, "{}", r.body);
+            let t: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+            t["spans"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|s| s["request_model"].is_string())
+                .cloned()
+                .unwrap_or_else(|| panic!("{mode}: no model call in {t}"))
+        };
+        let ok = llm_span(&traces[0]);
+        assert_eq!(ok["request_model"], "gpt-4o-mini", "{mode}: {ok}");
+        assert_eq!(
+            ok["response_model"], "gpt-4o-mini-2024-07-18",
+            "{mode}: {ok}"
+        );
+        assert_eq!(
+            (ok["input_tokens"].as_i64(), ok["output_tokens"].as_i64()),
+            (Some(41), Some(9))
+        );
+        let cost = ok["cost_usd"].as_f64().unwrap();
+        assert!(
+            (cost - (41.0 * 0.15 + 9.0 * 0.6) / 1e6).abs() < 1e-12,
+            "{mode}: {ok}"
+        );
+        assert_eq!(
+            ok["attributes"]["gen_ai.request.temperature"], 0.3,
+            "{mode}: {ok}"
+        );
+        let input = ok["input"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{mode}: no input: {ok}"));
+        assert!(input.contains("rainy sunday trip-hop"), "{mode}: {input}");
+        let output = ok["output"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{mode}: no output: {ok}"));
+        assert!(output.contains("Teardrop"), "{mode}: {output}");
+        // the failed call: its request model, no made-up tokens or cost
+        let failed = llm_span(&traces[1]);
+        assert_eq!(failed["status"], "error", "{mode}: {failed}");
+        assert_eq!(failed["request_model"], "gpt-4o-mini", "{mode}: {failed}");
+        assert!(
+            failed["cost_usd"].is_null() && failed["input_tokens"].is_null(),
+            "{failed}"
+        );
+        // a model filter finds both calls by family
+        let r = encore_server::client::request(
+            &addr,
+            "GET",
+            &format!("/v1/spans?project={mode}&model=gpt-4o-mini"),
+            b"",
+        )
+        .unwrap();
+        let listed: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(
+            listed["spans"].as_array().unwrap().len(),
+            2,
+            "{mode}: {listed}"
+        );
+        let r = encore_server::client::request(
+            &addr,
+            "GET",
+            &format!("/v1/spans?project={mode}&model=gpt-4o"),
+            b"",
+        )
+        .unwrap();
+        let listed: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+        assert!(
+            listed["spans"].as_array().unwrap().is_empty(),
+            "gpt-4o is another family"
+        );
+    }
     let _ = child.kill();
     let _ = child.wait();
 }

@@ -670,3 +670,178 @@ fn a_gzip_bomb_stops_at_the_inflate_ceiling() {
         encore_core::ErrorCode::TooLarge
     );
 }
+
+/// A stream without usage: the tokens are estimated from the content (4 characters a token),
+/// marked as estimated in the attributes and the cost's source; a call that failed is not.
+#[test]
+fn streams_without_usage_get_estimated_tokens() {
+    let mut req = request("p", 2, "rainy sunday trip-hop, please");
+    for span in &mut req.resource_spans[0].scope_spans[0].spans {
+        span.attributes
+            .retain(|kv| !kv.key.starts_with("gen_ai.usage."));
+        span.attributes.push(kv(
+            "gen_ai.output.messages",
+            s(r#"[{"role":"assistant","content":"1. Teardrop by Massive Attack"}]"#),
+        ));
+    }
+    let spans = Normalizer::default().spans(&req, &mut Redactions::default());
+    let (failed, ok) = (&spans[0], &spans[1]);
+    assert_eq!(failed.status, "error");
+    assert_eq!(
+        failed.mapped.tokens.input, None,
+        "a failed call is not estimated"
+    );
+    let input = ok.mapped.input.as_deref().unwrap().chars().count();
+    let output = ok.mapped.output.as_deref().unwrap().chars().count();
+    assert_eq!(ok.mapped.tokens.input, Some(input.div_ceil(4) as i64));
+    assert_eq!(ok.mapped.tokens.output, Some(output.div_ceil(4) as i64));
+    assert_eq!(
+        ok.mapped.attributes["encore.tokens.estimated"],
+        serde_json::json!(["input", "output"])
+    );
+    let cost = ok.cost.as_ref().unwrap();
+    assert!(cost.source.ends_with("+estimated"), "{cost:?}");
+}
+
+/// GenAI events sent as OTLP log records become the content of the span they name: the
+/// message and choice events, and the newer operation-details event; records that are not
+/// GenAI events, or name no span, are left out; content policies apply.
+#[test]
+fn genai_log_events_become_span_content() {
+    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+    use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+    let kvlist = |pairs: &[(&str, &str)]| AnyValue {
+        value: Some(any_value::Value::KvlistValue(
+            opentelemetry_proto::tonic::common::v1::KeyValueList {
+                values: pairs.iter().map(|(k, v)| kv(k, s(v))).collect(),
+            },
+        )),
+    };
+    let record = |name: &str, span: u64, body: Option<AnyValue>, attrs: Vec<KeyValue>| LogRecord {
+        time_unix_nano: 1_790_000_000_000_000_000,
+        event_name: name.into(),
+        trace_id: 7u128.to_be_bytes().to_vec(),
+        span_id: span.to_be_bytes().to_vec(),
+        body,
+        attributes: attrs,
+        ..Default::default()
+    };
+    let req = |service: &str| ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            resource: Some(Resource {
+                attributes: vec![kv("service.name", s(service))],
+                ..Default::default()
+            }),
+            scope_logs: vec![ScopeLogs {
+                log_records: vec![
+                    record(
+                        "gen_ai.system.message",
+                        1,
+                        Some(kvlist(&[("content", "be brief")])),
+                        vec![],
+                    ),
+                    record(
+                        "gen_ai.user.message",
+                        1,
+                        Some(kvlist(&[("content", "jazz for fan@example.org")])),
+                        vec![],
+                    ),
+                    record(
+                        "gen_ai.choice",
+                        1,
+                        Some(kvlist(&[("finish_reason", "stop")])),
+                        vec![],
+                    ),
+                    record(
+                        "gen_ai.client.inference.operation.details",
+                        2,
+                        None,
+                        vec![
+                            kv(
+                                "gen_ai.input.messages",
+                                s(r#"[{"role":"user","content":"hi"}]"#),
+                            ),
+                            kv(
+                                "gen_ai.output.messages",
+                                s(r#"[{"role":"assistant","content":"hello"}]"#),
+                            ),
+                        ],
+                    ),
+                    record("app.started", 3, Some(kvlist(&[("x", "y")])), vec![]),
+                    LogRecord {
+                        event_name: "gen_ai.user.message".into(),
+                        ..Default::default()
+                    },
+                ],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    let n = Normalizer::default();
+    let mut counts = Redactions::default();
+    let got = n.log_content(&req("chat"), &mut counts);
+    assert_eq!(got.ignored, 2, "not a GenAI event; no span");
+    assert_eq!(got.spans.len(), 2);
+    let first = &got.spans[0];
+    assert_eq!(first.span_id, format!("{:016x}", 1));
+    let input: Value = serde_json::from_str(first.input.as_deref().unwrap()).unwrap();
+    assert_eq!(input[0]["role"], "system");
+    assert_eq!(input[1]["role"], "user");
+    assert!(
+        !first.input.as_deref().unwrap().contains("fan@example.org"),
+        "redacted"
+    );
+    assert_eq!(counts.emails, 1);
+    assert!(first.output.as_deref().unwrap().contains("stop"));
+    assert!(got.spans[1].output.as_deref().unwrap().contains("hello"));
+    // a service whose content is not kept gives no content rows
+    let mut strict = Normalizer::default();
+    strict.content_by_service.insert(
+        "chat".into(),
+        encore_telemetry::otlp::ContentPolicy::MetadataOnly,
+    );
+    assert!(
+        strict
+            .log_content(&req("chat"), &mut counts)
+            .spans
+            .is_empty()
+    );
+
+    // stored beside the span, read back as its content
+    let tmp = tempfile::tempdir().unwrap();
+    let store = SpanStore::open(tmp.path(), Default::default()).unwrap();
+    let mut spans = Normalizer::default().spans(&request("default", 1, "x"), &mut counts);
+    spans[0].trace_id = format!("{:032x}", 7);
+    spans[0].span_id = format!("{:016x}", 1);
+    spans[0].mapped.input = None;
+    spans[0].mapped.output = None;
+    store.append(&spans).unwrap();
+    store.append_content(&got.spans).unwrap();
+    // a retried export repeats the rows: read once
+    store.append_content(&got.spans).unwrap();
+    let trace = store.trace(&format!("{:032x}", 7)).unwrap();
+    let input: Value = serde_json::from_str(trace[0].input.as_deref().unwrap()).unwrap();
+    assert_eq!(input.as_array().unwrap().len(), 2, "{input}");
+}
+
+/// OpenInference's `llm.invocation_parameters` give the request model (when the call failed,
+/// the only model there is) and the sampling parameters.
+#[test]
+fn openinference_invocation_parameters_are_mapped() {
+    let mut attrs = Map::new();
+    attrs.insert("openinference.span.kind".into(), "LLM".into());
+    attrs.insert(
+        "llm.invocation_parameters".into(),
+        r#"{"model": "gpt-4o-mini", "temperature": 0.3, "max_tokens": 200}"#.into(),
+    );
+    let m = map(&attrs);
+    assert_eq!(m.request_model.as_deref(), Some("gpt-4o-mini"));
+    assert_eq!(m.attributes["gen_ai.request.temperature"], 0.3);
+    assert_eq!(m.attributes["gen_ai.request.max_tokens"], 200);
+    // the response model stays the response's, the request's comes from the parameters
+    attrs.insert("llm.model_name".into(), "gpt-4o-mini-2024-07-18".into());
+    let m = map(&attrs);
+    assert_eq!(m.request_model.as_deref(), Some("gpt-4o-mini"));
+    assert_eq!(m.response_model.as_deref(), Some("gpt-4o-mini-2024-07-18"));
+}
