@@ -56,11 +56,12 @@ impl JsonSchema {
         compiler.enable_format_assertions();
         compiler.use_loader(Box::new(NoRemote));
         let mut schemas = boon::Schemas::new();
+        let refused = |e: boon::CompileError| config(format!("{e:#}").replace(LOCATION, "schema"));
         compiler
             .add_resource(LOCATION, schema.clone())
-            .and_then(|()| compiler.compile(LOCATION, &mut schemas))
-            .map(|index| JsonSchema { schemas, index })
-            .map_err(|e| config(format!("{e:#}").replace(LOCATION, "schema")))
+            .map_err(refused)?;
+        let index = compiler.compile(LOCATION, &mut schemas).map_err(refused)?;
+        Ok(JsonSchema { schemas, index })
     }
 
     /// The violations of `v`, empty when it conforms: `pointer: what is wrong`, deepest first.

@@ -225,10 +225,7 @@ fn base(name: &str) -> String {
             }
         } else if n.len() > 11
             && n.as_bytes()[n.len() - 11] == b'-'
-            && n[n.len() - 10..]
-                .split('-')
-                .map(str::len)
-                .eq([4, 2, 2].into_iter())
+            && n[n.len() - 10..].split('-').map(str::len).eq([4, 2, 2])
             && n[n.len() - 10..]
                 .bytes()
                 .all(|b| b.is_ascii_digit() || b == b'-')
