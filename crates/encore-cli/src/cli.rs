@@ -208,6 +208,9 @@ pub enum KeysCommand {
         /// Valid for this long: 30d, 12h, 90m [default: until revoked]
         #[arg(long)]
         expires: Option<String>,
+        /// Print only the key, for `export ENCORE_API_KEY=$(encore keys create ... --key-only)`
+        #[arg(long, conflicts_with = "json")]
+        key_only: bool,
     },
     /// Every key (never its secret), newest first
     List,

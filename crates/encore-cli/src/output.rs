@@ -25,6 +25,11 @@ impl Output {
         }
     }
 
+    /// Prints one plain line (a value meant for `$(...)`), whatever `--json` says.
+    pub fn line(&self, text: &str) {
+        print_out(text);
+    }
+
     /// A progress bar on stderr when it is a terminal and output is not JSON; hidden otherwise.
     pub fn progress(&self, len: u64, what: &str) -> indicatif::ProgressBar {
         self.bar(len, what, "{msg:>12} [{bar:30}] {pos}/{len} {elapsed}")

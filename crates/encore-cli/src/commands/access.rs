@@ -64,6 +64,7 @@ pub fn keys(loaded: &Loaded, cmd: KeysCommand, out: &Output) -> Result<(), CliEr
             scopes,
             projects,
             expires,
+            key_only,
         } => {
             let ttl = expires
                 .map(|e| {
@@ -92,6 +93,10 @@ pub fn keys(loaded: &Loaded, cmd: KeysCommand, out: &Output) -> Result<(), CliEr
                 &created.key.id,
                 &format!("name={} scopes={scopes}", created.key.name),
             );
+            if key_only {
+                out.line(&created.secret);
+                return Ok(());
+            }
             out.emit(&created, || {
                 format!(
                     "{}\nkey (shown once; only its hash is stored):\n{}\n",

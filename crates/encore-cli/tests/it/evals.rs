@@ -627,7 +627,9 @@ fn the_cli_scores_imports_labels_and_keeps_alert_rules() {
         v[0]["explanation"]
             .as_str()
             .unwrap()
-            .contains("\"tracks\" is missing")
+            .contains("missing properties 'tracks'"),
+        "{}",
+        v[0]["explanation"]
     );
     assert_eq!(v[1]["evaluator"], "refusal");
     let o = encore(

@@ -7,6 +7,7 @@ mod experiments;
 mod features;
 mod hostile;
 mod privacy;
+mod readme;
 mod serve;
 mod sim;
 mod traces;

@@ -825,7 +825,7 @@ fn every_surface_serves_and_hot_swap_drops_nothing() {
     for needle in [
         "encore_http_request_duration_seconds_count{route=\"/v1/users/{id}/recommendations\",method=\"GET\",status=\"200\"}",
         "encore_http_requests_total{route=\"/v1/items/{id}/similar\",method=\"GET\",status=\"404\"}",
-        "encore_model_version 1",
+        "encore_model_version{model=\"recommender\"} 1",
         "encore_candidates_scored_total",
         "encore_requests_shed_total 0",
         "encore_cache_hits_total 1",
@@ -935,7 +935,9 @@ fn every_surface_serves_and_hot_swap_drops_nothing() {
     );
     let r = encore_server::client::request(&addr, "GET", "/metrics", b"").unwrap();
     assert!(
-        r.body.contains("encore_model_version 2") && r.body.contains("encore_model_swaps_total 2"),
+        r.body
+            .contains("encore_model_version{model=\"recommender\"} 2")
+            && r.body.contains("encore_model_swaps_total 2"),
         "{}",
         r.body
     );
