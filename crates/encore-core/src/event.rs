@@ -17,6 +17,7 @@ macro_rules! wire_enum {
     ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident = $wire:literal),+ $(,)? }) => {
         $(#[$doc])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
         pub enum $name {
             $($(#[$vdoc])* #[serde(rename = $wire)] $variant),+
         }
@@ -180,6 +181,7 @@ impl SkipClass {
 }
 
 /// One experiment assignment carried by an event.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExperimentAssignment {
     pub id: String,
@@ -187,6 +189,7 @@ pub struct ExperimentAssignment {
 }
 
 /// What the listener allowed. Missing flags mean "not granted".
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Consent {
     #[serde(default)]
@@ -203,6 +206,7 @@ impl Consent {
 }
 
 /// One playback, sent when it ends.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PlaybackEvent {
     /// UUID; the idempotency key
@@ -282,6 +286,7 @@ impl PlaybackEvent {
 }
 
 /// Any non-playback action; shares the envelope of [`PlaybackEvent`].
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InteractionEvent {
     pub event_id: EventId,

@@ -168,6 +168,7 @@ pub trait Row {
 }
 
 /// One broken rule.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Violation {
     pub field: String,

@@ -39,6 +39,7 @@ impl Default for IngestOptions {
 }
 
 /// Running totals over every ingest into this data directory.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Counters {
     pub accepted: u64,

@@ -20,6 +20,7 @@ pub const CHUNK_ROWS: usize = 64 * 1024;
 const RAW_LIMIT: usize = 4_096;
 
 /// A row that did not make it, with every rule it broke.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize)]
 pub struct Reject {
     /// `file:line`, `file row N` or `batch index N`

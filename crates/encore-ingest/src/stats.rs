@@ -11,6 +11,7 @@ use encore_storage::{LogStats, StorageError};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashSet};
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct DayStats {
     pub day: String,
@@ -19,6 +20,7 @@ pub struct DayStats {
     pub skips: u64,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct EventStats {
     pub plays: u64,

@@ -28,6 +28,7 @@ use std::time::Duration;
 pub const PRODUCTION: &str = "production";
 
 /// What a new version records.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct NewVersion {
     pub kind: String,
@@ -51,6 +52,7 @@ pub struct NewVersion {
 }
 
 /// A registered version.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Version {
     pub model: String,
@@ -63,6 +65,7 @@ pub struct Version {
 }
 
 /// One move of an alias.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AliasMove {
     pub id: i64,
@@ -80,6 +83,7 @@ pub struct AliasMove {
 }
 
 /// A model and its versions at a glance.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ModelSummary {
     pub name: String,

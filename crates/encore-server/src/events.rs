@@ -48,8 +48,10 @@ pub(crate) struct PostParams {
     strict: bool,
 }
 
-#[derive(Debug, Serialize)]
+/// What became of a batch: the good rows are kept, each bad one named with its reasons.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct PostEventsResponse {
+    /// `playback` or `interaction`
     table: &'static str,
     accepted: u64,
     duplicates: u64,
@@ -71,8 +73,9 @@ impl From<BatchOutcome> for PostEventsResponse {
     }
 }
 
-#[utoipa::path(post, path = "/v1/events", tag = "events", params(PostParams), request_body(content = String, description = "a JSON array of events, or one JSON event per line", content_type = "application/json"),
-    responses((status = 200, description = "accepted, duplicate and rejected counts, a reason per bad row", body = Object), (status = 400, body = crate::openapi::ErrorBody), (status = 413, body = crate::openapi::ErrorBody), (status = 503, description = "write queue full (Retry-After)", body = crate::openapi::ErrorBody)))]
+#[utoipa::path(post, path = "/v1/events", tag = "events", params(PostParams), request_body(description = "a JSON array of events (playback events, or interaction events with `?table=interaction`), or one JSON event per line (`application/x-ndjson`)",
+        content((Vec<encore_core::event::PlaybackEvent> = "application/json"), (String = "application/x-ndjson"))),
+    responses((status = 200, description = "accepted, duplicate and rejected counts, a reason per bad row", body = PostEventsResponse), (status = 400, body = crate::openapi::ErrorBody), (status = 413, body = crate::openapi::ErrorBody), (status = 503, description = "write queue full (Retry-After)", body = crate::openapi::ErrorBody)))]
 pub(crate) async fn post_events(
     State(state): State<AppState>,
     Query(params): Query<PostParams>,
@@ -128,7 +131,7 @@ pub(crate) async fn post_events(
     Ok(Json(outcome.into()))
 }
 
-#[utoipa::path(get, path = "/v1/events/stats", operation_id = "event_stats", tag = "events", responses((status = 200, description = "per-day counts, listeners, items, rejects by rule, storage", body = Object)))]
+#[utoipa::path(get, path = "/v1/events/stats", operation_id = "event_stats", tag = "events", responses((status = 200, description = "per-day counts, listeners, items, rejects by rule, storage", body = encore_ingest::stats::EventStats), (status = 503, body = crate::openapi::ErrorBody)))]
 pub(crate) async fn stats(
     State(state): State<AppState>,
 ) -> Result<Json<encore_ingest::stats::EventStats>, ApiError> {

@@ -6,7 +6,6 @@ use crate::AppState;
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
-use serde_json::{Value, json};
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/healthz", get(healthz))
@@ -29,11 +28,34 @@ pub(crate) fn storage_problem(state: &AppState) -> Option<String> {
     }
 }
 
-#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "the process is up; `storage` says whether writes work", body = Object)))]
-pub(crate) async fn healthz(State(state): State<AppState>) -> Json<Value> {
+/// `GET /healthz`
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct Health {
+    /// `ok`: the process is up
+    status: &'static str,
+    version: &'static str,
+    storage: Storage,
+}
+
+/// Whether writes work: `"ok"`, or `{"writes_failing": why}`.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub(crate) enum Storage {
+    Ok(&'static str),
+    Failing { writes_failing: String },
+}
+
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "the process is up; `storage` says whether writes work", body = Health)))]
+pub(crate) async fn healthz(State(state): State<AppState>) -> Json<Health> {
     let storage = match storage_problem(&state) {
-        None => json!("ok"),
-        Some(why) => json!({ "writes_failing": why }),
+        None => Storage::Ok("ok"),
+        Some(why) => Storage::Failing {
+            writes_failing: why,
+        },
     };
-    Json(json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION"), "storage": storage }))
+    Json(Health {
+        status: "ok",
+        version: env!("CARGO_PKG_VERSION"),
+        storage,
+    })
 }

@@ -42,14 +42,14 @@ async fn with_registry<T: Send + 'static>(
     .map_err(ApiError::from)
 }
 
-#[utoipa::path(get, path = "/v1/models", operation_id = "list_models", tag = "registry", responses((status = 200, description = "registered models with version counts and aliases", body = Vec<Object>)))]
+#[utoipa::path(get, path = "/v1/models", operation_id = "list_models", tag = "registry", responses((status = 200, description = "registered models with version counts and aliases", body = Vec<ModelSummary>)))]
 pub(crate) async fn list(
     State(state): State<AppState>,
 ) -> Result<Json<Vec<ModelSummary>>, ApiError> {
     Ok(Json(with_registry(&state, |r| r.list()).await?))
 }
 
-#[utoipa::path(get, path = "/v1/models/{name}/versions", tag = "registry", params(("name" = String, Path)), responses((status = 200, description = "every version with lineage, config and metrics", body = Vec<Object>), (status = 404, description = "unknown model", body = crate::openapi::ErrorBody)))]
+#[utoipa::path(get, path = "/v1/models/{name}/versions", tag = "registry", params(("name" = String, Path)), responses((status = 200, description = "every version with lineage, config and metrics", body = Vec<Version>), (status = 404, description = "unknown model", body = crate::openapi::ErrorBody)))]
 pub(crate) async fn versions(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -59,7 +59,7 @@ pub(crate) async fn versions(
     ))
 }
 
-#[utoipa::path(get, path = "/v1/models/{name}/history", tag = "registry", params(("name" = String, Path)), responses((status = 200, description = "every alias move, oldest first", body = Vec<Object>), (status = 404, description = "unknown model", body = crate::openapi::ErrorBody)))]
+#[utoipa::path(get, path = "/v1/models/{name}/history", tag = "registry", params(("name" = String, Path)), responses((status = 200, description = "every alias move, oldest first", body = Vec<AliasMove>), (status = 404, description = "unknown model", body = crate::openapi::ErrorBody)))]
 pub(crate) async fn history(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -80,7 +80,7 @@ pub(crate) struct MoveAlias {
 }
 
 #[utoipa::path(post, path = "/v1/models/{name}/aliases/{alias}", tag = "registry", params(("name" = String, Path), ("alias" = String, Path)), request_body = MoveAlias,
-    responses((status = 200, description = "the recorded move", body = Object), (status = 400, body = crate::openapi::ErrorBody), (status = 404, body = crate::openapi::ErrorBody), (status = 412, description = "refused by the gate: every failed check with both numbers", body = crate::openapi::ErrorBody)))]
+    responses((status = 200, description = "the recorded move", body = AliasMove), (status = 400, body = crate::openapi::ErrorBody), (status = 404, body = crate::openapi::ErrorBody), (status = 412, description = "refused by the gate: every failed check with both numbers", body = crate::openapi::ErrorBody)))]
 pub(crate) async fn move_alias(
     State(state): State<AppState>,
     Path((name, alias)): Path<(String, String)>,

@@ -118,21 +118,33 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/blend", post(blend))
 }
 
+/// `GET /readyz` when ready.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct Ready {
+    /// `ready`
+    status: &'static str,
+    model: String,
+    model_version: u32,
+    users: usize,
+    items: usize,
+}
+
 #[utoipa::path(get, path = "/readyz", tag = "serving",
-    responses((status = 200, description = "a model is loaded and the stores take writes", body = Object), (status = 503, description = "no model yet, or writes fail (the message says why)", body = crate::openapi::ErrorBody)))]
-pub(crate) async fn ready(
-    State(state): State<AppState>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+    responses((status = 200, description = "a model is loaded and the stores take writes", body = Ready), (status = 503, description = "no model yet, or writes fail (the message says why)", body = crate::openapi::ErrorBody)))]
+pub(crate) async fn ready(State(state): State<AppState>) -> Result<Json<Ready>, ApiError> {
     if let Some(why) = crate::health::storage_problem(&state) {
         let mut e = ApiError::new(ErrorCode::Unavailable, format!("not ready: {why}"));
         e.retry_after = Some(1);
         return Err(e);
     }
     match state.serving.as_ref().and_then(|s| s.served.get()) {
-        Some(m) => Ok(Json(serde_json::json!({
-            "status": "ready", "model": m.name, "model_version": m.version,
-            "users": m.n_users(), "items": m.n_items(),
-        }))),
+        Some(m) => Ok(Json(Ready {
+            status: "ready",
+            model: m.name.clone(),
+            model_version: m.version,
+            users: m.n_users(),
+            items: m.n_items(),
+        })),
         None => Err(ApiError::new(
             ErrorCode::Unavailable,
             "no model is loaded yet (train one and move its `production` alias)",

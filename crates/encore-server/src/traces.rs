@@ -39,7 +39,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::sync::{Arc, Mutex};
 use tokio::sync::Semaphore;
 
@@ -588,6 +588,34 @@ pub(crate) async fn export_logs(
     Ok(empty_otlp_response(json))
 }
 
+/// `GET /v1/spans/count`
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct SpanCount {
+    /// spans durable and queryable
+    count: u64,
+}
+
+/// `GET /v1/spans`: newest first.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct SpanList {
+    spans: Vec<encore_telemetry::store::SpanRow>,
+    /// pass as `before_ns` for the next page; absent on the last
+    next_before_ns: Option<i64>,
+}
+
+/// `GET /v1/spans/stats`
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct SpanStats {
+    rows: Vec<encore_telemetry::store::StatsRow>,
+}
+
+/// `GET /v1/traces/{trace_id}`: the spans depth first (children by start time).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct Trace {
+    trace_id: String,
+    spans: Vec<encore_telemetry::store::TraceSpan>,
+}
+
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
@@ -596,19 +624,19 @@ pub(crate) struct CountParams {
 }
 
 #[utoipa::path(get, path = "/v1/spans/count", tag = "traces", params(CountParams),
-    responses((status = 200, description = "`{\"count\": N}`: spans durable and queryable", body = Object)))]
+    responses((status = 200, description = "spans durable and queryable", body = SpanCount), (status = 400, body = crate::openapi::ErrorBody), (status = 403, body = crate::openapi::ErrorBody)))]
 pub(crate) async fn count(
     State(state): State<AppState>,
     Extension(caller): Extension<Arc<Principal>>,
     params: Result<Query<CountParams>, QueryRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<SpanCount>, ApiError> {
     let Query(p) = params.map_err(|e| ApiError::new(ErrorCode::InvalidArgument, e.body_text()))?;
     let project = readable_project(&caller, p.project)?;
     let t = access(&state)?;
     let n = tokio::task::spawn_blocking(move || t.store.count(project.as_deref()))
         .await
         .map_err(|e| ApiError::new(ErrorCode::Internal, format!("count task failed: {e}")))??;
-    Ok(Json(serde_json::json!({ "count": n })))
+    Ok(Json(SpanCount { count: n }))
 }
 
 fn default_limit() -> usize {
@@ -648,12 +676,12 @@ pub(crate) struct ListParams {
 }
 
 #[utoipa::path(get, path = "/v1/spans", operation_id = "list_spans", tag = "traces", params(ListParams),
-    responses((status = 200, description = "`{\"spans\": [...], \"next_before_ns\"}`, newest first", body = Object), (status = 400, body = crate::openapi::ErrorBody)))]
+    responses((status = 200, description = "newest first", body = SpanList), (status = 400, body = crate::openapi::ErrorBody), (status = 403, body = crate::openapi::ErrorBody)))]
 pub(crate) async fn list(
     State(state): State<AppState>,
     Extension(caller): Extension<Arc<Principal>>,
     params: Result<Query<ListParams>, QueryRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<SpanList>, ApiError> {
     let Query(p) = params.map_err(|e| ApiError::new(ErrorCode::InvalidArgument, e.body_text()))?;
     if p.q.as_deref().is_some_and(|q| !q.is_empty()) && !caller.allows(Scope::TracesContent) {
         return Err(ApiError::new(
@@ -715,9 +743,10 @@ pub(crate) async fn list(
     let next = (rows.len() == limit)
         .then(|| rows.last().map(|r| r.start_ns))
         .flatten();
-    Ok(Json(
-        serde_json::json!({ "spans": rows, "next_before_ns": next }),
-    ))
+    Ok(Json(SpanList {
+        spans: rows,
+        next_before_ns: next,
+    }))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -751,12 +780,12 @@ fn default_group() -> encore_telemetry::store::GroupBy {
 }
 
 #[utoipa::path(get, path = "/v1/spans/stats", operation_id = "span_stats", tag = "traces", params(StatsParams),
-    responses((status = 200, description = "`{\"rows\": [{bucket_ms, group, count, errors, error_rate, latency_ms, tokens, cost_usd}]}`", body = Object), (status = 400, body = crate::openapi::ErrorBody)))]
+    responses((status = 200, description = "per time bucket and group: count, errors, latency quantiles, tokens by type, cost", body = SpanStats), (status = 400, body = crate::openapi::ErrorBody), (status = 403, body = crate::openapi::ErrorBody)))]
 pub(crate) async fn stats(
     State(state): State<AppState>,
     Extension(caller): Extension<Arc<Principal>>,
     params: Result<Query<StatsParams>, QueryRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<SpanStats>, ApiError> {
     let Query(p) = params.map_err(|e| ApiError::new(ErrorCode::InvalidArgument, e.body_text()))?;
     let project = readable_project(&caller, p.project)?;
     let bucket_ms = match p.bucket.as_deref().unwrap_or("none") {
@@ -803,17 +832,17 @@ pub(crate) async fn stats(
             *n <= limit
         });
     }
-    Ok(Json(serde_json::json!({ "rows": rows })))
+    Ok(Json(SpanStats { rows }))
 }
 
 #[utoipa::path(get, path = "/v1/traces/{trace_id}", tag = "traces",
     params(("trace_id" = String, Path, description = "32 hex digits")),
-    responses((status = 200, description = "`{\"trace_id\", \"spans\": [{depth, offset_ms, ..., input, output}]}`, depth first", body = Object), (status = 404, body = crate::openapi::ErrorBody)))]
+    responses((status = 200, description = "the trace as a tree, depth first, with content for a key with `traces:content`", body = Trace), (status = 403, body = crate::openapi::ErrorBody), (status = 404, body = crate::openapi::ErrorBody)))]
 pub(crate) async fn trace(
     State(state): State<AppState>,
     Extension(caller): Extension<Arc<Principal>>,
     axum::extract::Path(trace_id): axum::extract::Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Trace>, ApiError> {
     let t = access(&state)?;
     let id = trace_id.to_ascii_lowercase();
     let mut spans = tokio::task::spawn_blocking(move || t.store.trace(&id))
@@ -833,7 +862,5 @@ pub(crate) async fn trace(
             format!("trace {trace_id} has no stored spans"),
         ));
     }
-    Ok(Json(
-        serde_json::json!({ "trace_id": trace_id, "spans": spans }),
-    ))
+    Ok(Json(Trace { trace_id, spans }))
 }

@@ -201,6 +201,7 @@ impl RepairReport {
 }
 
 /// Row counts of the log.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct LogStats {
     pub segments: usize,

@@ -508,6 +508,7 @@ const LIST_COLUMNS: &[&str] = &[
 ];
 
 /// One row of a listing.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SpanRow {
     pub project: String,
@@ -815,6 +816,7 @@ fn merge_content(have: &mut Option<String>, more: Option<String>) {
 }
 
 /// One span of [`SpanStore::trace`].
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TraceSpan {
     pub depth: usize,
@@ -899,6 +901,7 @@ impl GroupBy {
 }
 
 /// Latency quantiles in milliseconds.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct Quantiles {
     pub p50: f64,
@@ -907,6 +910,7 @@ pub struct Quantiles {
 }
 
 /// Tokens summed by type.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct TokenSums {
     pub input: i64,
@@ -918,6 +922,7 @@ pub struct TokenSums {
 }
 
 /// One (time bucket, group) of an aggregate.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StatsRow {
     /// start of the time bucket (epoch ms; 0 without buckets)

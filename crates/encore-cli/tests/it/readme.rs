@@ -292,9 +292,9 @@ fn every_readme_example_runs() {
     std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_encore"), bin.join("encore")).unwrap();
     // the venv's own bin directory: a python3 symlinked elsewhere would not find its venv
     let venv_bin = python.parent().unwrap().to_path_buf();
-    let path = std::env::join_paths([bin.clone(), venv_bin].into_iter().chain(
-        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
-    ))
+    let path = std::env::join_paths([bin, venv_bin].into_iter().chain(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    )))
     .unwrap();
     std::fs::write(tmp.path().join("readme.sh"), &script).unwrap();
     let judge = stand_in_llm();
