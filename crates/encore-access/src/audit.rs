@@ -11,6 +11,7 @@ use std::path::Path;
 use std::sync::Mutex;
 
 /// One audited action.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Entry {
     /// position in the log, from 1; assigned on append

@@ -9,6 +9,7 @@
 use serde::Serialize;
 
 /// One bin of the reliability table.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Bin {
     pub lo: f64,
@@ -20,6 +21,7 @@ pub struct Bin {
     pub observed_rate: f64,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Calibration {
     pub items: usize,

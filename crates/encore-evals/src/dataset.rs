@@ -9,6 +9,7 @@ use crate::store::DatasetItem;
 use serde_json::Value;
 
 /// A line that was not imported, and why.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Rejected {
     pub line: usize,

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Task {
@@ -39,6 +40,7 @@ fn thirty_s() -> u64 {
 }
 
 /// One item's result.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunItem {
     pub idx: usize,
@@ -51,6 +53,7 @@ pub struct RunItem {
 }
 
 /// An evaluator's results over a run.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
     pub evaluator: String,
@@ -60,6 +63,7 @@ pub struct Summary {
     pub pass_ci: (f64, f64),
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Run {
     pub id: String,
@@ -272,6 +276,7 @@ pub fn run(
 }
 
 /// One item scored differently by two runs.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ItemDiff {
     pub input: String,
@@ -282,6 +287,7 @@ pub struct ItemDiff {
 }
 
 /// Two runs on one evaluator.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Comparison {
     pub evaluator: String,

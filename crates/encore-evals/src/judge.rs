@@ -64,6 +64,7 @@ impl Default for JudgeConfig {
 }
 
 /// What a judge is asked, and the two labels it decides between (`good` scores 1).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Rubric {
     pub name: String,
@@ -356,6 +357,7 @@ impl JudgeCall {
 pub type Tracer = Arc<dyn Fn(JudgeCall) + Send + Sync>;
 
 /// Calls, tokens and cost of one judge so far.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct Usage {
     /// verdicts asked for

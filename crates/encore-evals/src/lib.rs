@@ -50,6 +50,7 @@ pub struct Sample<'a> {
 }
 
 /// One evaluation result, in the shape of `gen_ai.evaluation.result`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Score {
     pub evaluator: String,

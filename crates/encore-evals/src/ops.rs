@@ -48,6 +48,7 @@ pub fn put_rule(store: &Mutex<EvalStore>, rule: &Rule, ctx: &Context) -> Result<
 }
 
 /// What a backfill did.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Backfill {
     pub rule: String,
@@ -98,6 +99,7 @@ pub fn backfill_rule(
 }
 
 /// Where a new dataset version's items come from.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatasetSource {
@@ -113,6 +115,7 @@ pub struct DatasetSource {
 }
 
 /// A span filter and how many spans to take.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TraceQuery {
@@ -158,6 +161,7 @@ impl TraceQuery {
 }
 
 /// A new dataset version and the JSONL lines that were not imported.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize)]
 pub struct Imported {
     #[serde(flatten)]
@@ -198,6 +202,7 @@ pub fn add_dataset(
 }
 
 /// What to run over a dataset.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RunRequest {

@@ -22,6 +22,7 @@ pub fn wilson(k: u64, n: u64, z: f64) -> (f64, f64) {
 }
 
 /// What quality is sliced by.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Slice {
@@ -42,6 +43,7 @@ impl Slice {
 }
 
 /// The quality of one evaluator (in one slice).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Quality {
     pub evaluator: String,
@@ -114,6 +116,7 @@ pub fn quality(scores: &[StoredScore], slice: Option<Slice>) -> Vec<Quality> {
 }
 
 /// A judge measured against human labels on the same spans.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct JudgeCalibration {
     pub judge: String,

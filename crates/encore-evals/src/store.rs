@@ -49,6 +49,7 @@ fn not_found(kind: &'static str, name: &str) -> StoreError {
 }
 
 /// What a score is about: a span (and its trace), with the attributes that slice quality.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Target {
     pub project: String,
@@ -71,6 +72,7 @@ pub struct Target {
 }
 
 /// A stored score: `gen_ai.evaluation.result` with what it is about and where it came from.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StoredScore {
     #[serde(flatten)]
@@ -108,6 +110,7 @@ impl StoredScore {
 }
 
 /// The score proper (a [`crate::Score`] that can be read back).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ScoreValue {
     pub evaluator: String,
@@ -147,6 +150,7 @@ pub struct ScoreFilter {
 }
 
 /// One item of a dataset version.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DatasetItem {
     pub input: String,
@@ -163,6 +167,7 @@ pub struct DatasetItem {
     pub span_id: Option<String>,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DatasetVersion {
     pub name: String,
@@ -173,6 +178,7 @@ pub struct DatasetVersion {
 }
 
 /// What a label must look like.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum LabelSchema {
@@ -220,6 +226,7 @@ impl LabelSchema {
     }
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Queue {
     pub name: String,
@@ -231,6 +238,7 @@ pub struct Queue {
 }
 
 /// An item to label: a span's input and output, or a dataset item's.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct QueueItem {
     pub queue: String,
@@ -245,6 +253,7 @@ pub struct QueueItem {
 }
 
 /// One alert state change.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AlertEvent {
     pub rule: String,

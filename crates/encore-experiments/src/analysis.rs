@@ -11,6 +11,7 @@ use encore_stats::{Alternative, CoMoments, Correction, RatioMoments};
 use serde::{Deserialize, Serialize};
 
 /// What a metric is for in the decision.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 /// In JSON: `"success"`, `{"guardrail": {"margin": 0.01}}`, `"deterioration"`, `"quality"`.
 #[serde(rename_all = "snake_case")]
@@ -25,6 +26,7 @@ pub enum Role {
     Quality,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MetricSpec {
     pub name: String,
@@ -74,6 +76,7 @@ pub struct ArmData {
     pub metrics: Vec<MetricData>,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize)]
 pub struct Estimate {
     pub effect: f64,
@@ -87,6 +90,7 @@ pub struct Estimate {
     pub df: f64,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize)]
 pub struct MetricResult {
     pub metric: String,
@@ -106,6 +110,7 @@ pub struct MetricResult {
     pub inferior: bool,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Decision {
@@ -116,6 +121,7 @@ pub enum Decision {
     Untrustworthy,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub srm_chi2: f64,

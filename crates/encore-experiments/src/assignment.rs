@@ -168,6 +168,7 @@ pub struct Plan {
 }
 
 /// An assignment of one listener to one experiment.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Assignment {
     pub experiment: String,

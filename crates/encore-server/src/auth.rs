@@ -292,15 +292,22 @@ pub(crate) struct AuditParams {
     /// entries at or after this time (epoch ms) [default: all]
     since_ms: Option<i64>,
     /// most entries, oldest first [default: 1000, at most 100000]
+    #[param(minimum = 1, maximum = 100000)]
     limit: Option<usize>,
 }
 
+/// `GET /v1/audit`: oldest first.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct AuditEntries {
+    entries: Vec<Entry>,
+}
+
 #[utoipa::path(get, path = "/v1/audit", tag = "access", params(AuditParams),
-    responses((status = 200, description = "`{\"entries\": [{seq, ts_ms, key_id, key_name, source, method, route, target, status, detail}]}`, oldest first (scope `admin`)", body = Object), (status = 400, body = crate::openapi::ErrorBody), (status = 401, body = crate::openapi::ErrorBody), (status = 403, body = crate::openapi::ErrorBody)))]
+    responses((status = 200, description = "audit entries, oldest first (scope `admin`)", body = AuditEntries), (status = 400, body = crate::openapi::ErrorBody), (status = 401, body = crate::openapi::ErrorBody), (status = 403, body = crate::openapi::ErrorBody)))]
 pub(crate) async fn audit_list(
     State(state): State<AppState>,
     params: Result<axum::extract::Query<AuditParams>, axum::extract::rejection::QueryRejection>,
-) -> Result<axum::Json<serde_json::Value>, ApiError> {
+) -> Result<axum::Json<AuditEntries>, ApiError> {
     let axum::extract::Query(p) =
         params.map_err(|e| ApiError::new(ErrorCode::InvalidArgument, e.body_text()))?;
     let limit = crate::error::bounded("limit", p.limit.unwrap_or(1000), 1..=100_000)?;
@@ -314,5 +321,5 @@ pub(crate) async fn audit_list(
         .await
         .map_err(|e| ApiError::new(ErrorCode::Internal, format!("audit task failed: {e}")))?
         .map_err(|e| ApiError::new(encore_core::Coded::code(&e), e.to_string()))?;
-    Ok(axum::Json(serde_json::json!({ "entries": entries })))
+    Ok(axum::Json(AuditEntries { entries }))
 }

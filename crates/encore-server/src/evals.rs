@@ -23,17 +23,151 @@ use axum::extract::{Path, Query, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use encore_core::ErrorCode;
+use encore_evals::alerts::SliceState;
 use encore_evals::alerts::{AlertRule, Engine};
+use encore_evals::experiment::{Comparison, Run};
 use encore_evals::online::{OnlineEvaluator, Rule};
 use encore_evals::ops::{self, Delivery};
 use encore_evals::quality::Slice;
+use encore_evals::quality::{JudgeCalibration, Quality};
 use encore_evals::spec::{Context, EvaluatorSpec};
+use encore_evals::store::{AlertEvent, DatasetItem, DatasetVersion, QueueItem};
 use encore_evals::store::{EvalStore, Queue, ScoreFilter, ScoreValue, StoredScore, Target};
 use encore_evals::{Evaluator, Sample};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
+
+/// `GET /v1/evals/scores`: `scores`, or `events` with `format=otel`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct Scores {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scores: Option<Vec<StoredScore>>,
+    /// each score as a `gen_ai.evaluation.result` event
+    #[serde(skip_serializing_if = "Option::is_none")]
+    events: Option<Vec<Value>>,
+}
+
+/// One evaluator's answer on one sample: a score, or why there is none.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub(crate) enum Outcome {
+    Score(encore_evals::Score),
+    Error { evaluator: String, error: String },
+}
+
+/// `POST /v1/evals/evaluate`: per sample, per evaluator.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct Evaluated {
+    results: Vec<Vec<Outcome>>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct QualityList {
+    quality: Vec<Quality>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct Rules {
+    rules: Vec<Rule>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct StoredRule {
+    rule: Rule,
+}
+
+/// A deleted rule's name.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct Deleted {
+    deleted: String,
+}
+
+/// `GET /v1/evals/online`
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct OnlineCounters {
+    rules: usize,
+    /// spans picked by a rule
+    sampled: u64,
+    /// dropped because the queue was full
+    dropped: u64,
+    scores: u64,
+    /// evaluator runs that gave no score
+    failures: u64,
+    /// picked spans without an output to score
+    skipped: u64,
+    /// spans waiting in the queue
+    pending: u64,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct Datasets {
+    datasets: Vec<DatasetVersion>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct Dataset {
+    name: String,
+    version: u32,
+    items: Vec<DatasetItem>,
+}
+
+/// Run ids, newest first.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct Runs {
+    runs: Vec<String>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct Compared {
+    a: String,
+    b: String,
+    comparisons: Vec<Comparison>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct QueueCreated {
+    queue: String,
+}
+
+/// Items added (spans already queued are skipped).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct Added {
+    added: usize,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct QueueItems {
+    items: Vec<QueueItem>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct AlertRules {
+    rules: Vec<AlertRule>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct StoredAlertRule {
+    rule: AlertRule,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct AlertState {
+    rule: String,
+    slice: String,
+    state: SliceState,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct AlertStates {
+    alerts: Vec<AlertState>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct AlertEvents {
+    events: Vec<AlertEvent>,
+}
 
 /// The evals store, online evaluation and alerting of a server.
 #[derive(Debug)]
@@ -161,6 +295,7 @@ pub(crate) struct ScoreParams {
     model: Option<String>,
     from_ms: Option<i64>,
     to_ms: Option<i64>,
+    #[param(minimum = 1, maximum = 1000000)]
     limit: Option<usize>,
     /// `otel`: each score as a `gen_ai.evaluation.result` event (scores only)
     format: Option<String>,
@@ -186,11 +321,11 @@ impl ScoreParams {
 }
 
 #[utoipa::path(get, path = "/v1/evals/scores", tag = "evals", params(ScoreParams),
-    responses((status = 200, description = "`{\"scores\": [...]}`, each in the gen_ai.evaluation.result shape with its span, trace and source", body = Object)))]
+    responses((status = 200, description = "the stored scores with their span, trace and source (as `gen_ai.evaluation.result` events with `format=otel`)", body = Scores), (status = 400, body = crate::openapi::ErrorBody)))]
 pub(crate) async fn scores(
     State(state): State<AppState>,
     params: Result<Query<ScoreParams>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Scores>, ApiError> {
     let Query(p) = params.map_err(bad_query)?;
     let limit = crate::error::bounded("limit", p.limit.unwrap_or(100), 1..=100_000)?;
     let otel = match p.format.as_deref() {
@@ -206,13 +341,19 @@ pub(crate) async fn scores(
     let rows = blocking(&state, move |a| Ok(lock(a).scores(&filter, limit)?)).await?;
     if otel {
         let events: Vec<Value> = rows.iter().map(StoredScore::otel_event).collect();
-        return Ok(Json(json!({ "events": events })));
+        return Ok(Json(Scores {
+            scores: None,
+            events: Some(events),
+        }));
     }
-    Ok(Json(json!({ "scores": rows })))
+    Ok(Json(Scores {
+        scores: Some(rows),
+        events: None,
+    }))
 }
 
 /// A score from outside (an application's own evaluator, a user's thumbs-up).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub(crate) struct ScoreBody {
     #[serde(flatten)]
     target: Target,
@@ -234,8 +375,8 @@ fn one() -> u32 {
 }
 
 #[utoipa::path(post, path = "/v1/evals/scores", tag = "evals",
-    request_body(content = Object, description = "`{project, trace_id, span_id, evaluator, value, label?, explanation?, source?}`"),
-    responses((status = 200, description = "the stored score", body = Object), (status = 400, body = crate::openapi::ErrorBody)))]
+    request_body(content = ScoreBody, description = "a score of a span from outside (an application's own evaluator, a listener's thumbs-up)"),
+    responses((status = 200, description = "the stored score", body = StoredScore), (status = 400, body = crate::openapi::ErrorBody)))]
 pub(crate) async fn post_score(
     State(state): State<AppState>,
     body: Result<Json<ScoreBody>, JsonRejection>,
@@ -271,6 +412,7 @@ pub(crate) async fn post_score(
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[derive(utoipa::ToSchema)]
 pub(crate) struct EvaluateBody {
     evaluators: Vec<EvaluatorSpec>,
     samples: Vec<SampleBody>,
@@ -278,6 +420,7 @@ pub(crate) struct EvaluateBody {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[derive(utoipa::ToSchema)]
 pub(crate) struct SampleBody {
     #[serde(default)]
     input: String,
@@ -289,12 +432,12 @@ pub(crate) struct SampleBody {
 }
 
 #[utoipa::path(post, path = "/v1/evals/evaluate", tag = "evals",
-    request_body(content = Object, description = "`{evaluators: [spec], samples: [{input, output, expected?, context?}]}`"),
-    responses((status = 200, description = "`{\"results\": [[score or {error}] per evaluator] per sample}`", body = Object), (status = 400, body = crate::openapi::ErrorBody)))]
+    request_body(content = EvaluateBody, description = "evaluators and up to 1,000 samples"),
+    responses((status = 200, description = "per sample, per evaluator: a score or why there is none", body = Evaluated), (status = 400, body = crate::openapi::ErrorBody)))]
 pub(crate) async fn evaluate(
     State(state): State<AppState>,
     body: Result<Json<EvaluateBody>, JsonRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Evaluated>, ApiError> {
     let Json(b) = body.map_err(bad_json)?;
     if b.samples.len() > 1000 {
         return Err(invalid("at most 1000 samples per request"));
@@ -306,7 +449,7 @@ pub(crate) async fn evaluate(
             .map(|e| e.build(&a.ctx))
             .collect::<Result<_, _>>()
             .map_err(|e| invalid(e.to_string()))?;
-        let results: Vec<Vec<Value>> = b
+        let results: Vec<Vec<Outcome>> = b
             .samples
             .iter()
             .map(|s| {
@@ -319,30 +462,33 @@ pub(crate) async fn evaluate(
                 built
                     .iter()
                     .map(|e| match e.evaluate(&sample) {
-                        Ok(score) => serde_json::to_value(score).unwrap_or_default(),
-                        Err(err) => json!({"evaluator": e.name(), "error": err.to_string()}),
+                        Ok(score) => Outcome::Score(score),
+                        Err(err) => Outcome::Error {
+                            evaluator: e.name().to_owned(),
+                            error: err.to_string(),
+                        },
                     })
                     .collect()
             })
             .collect();
-        Ok(Json(json!({ "results": results })))
+        Ok(Json(Evaluated { results }))
     })
     .await
 }
 
 #[utoipa::path(get, path = "/v1/evals/quality", tag = "evals", params(ScoreParams),
-    responses((status = 200, description = "`{\"quality\": [...]}`: per evaluator (and slice), n, mean, pass and fail rates with Wilson 95 % intervals, labels, cost and latency per item", body = Object)))]
+    responses((status = 200, description = "`{\"quality\": [...]}`: per evaluator (and slice), n, mean, pass and fail rates with Wilson 95 % intervals, labels, cost and latency per item", body = QualityList), (status = 400, body = crate::openapi::ErrorBody)))]
 pub(crate) async fn quality(
     State(state): State<AppState>,
     params: Result<Query<ScoreParams>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<QualityList>, ApiError> {
     let Query(p) = params.map_err(bad_query)?;
     let limit = crate::error::bounded("limit", p.limit.unwrap_or(1_000_000), 1..=1_000_000)?;
     blocking(&state, move |a| {
         let rows = lock(a).scores(&p.filter(), limit)?;
-        Ok(Json(
-            json!({ "quality": encore_evals::quality::quality(&rows, p.slice) }),
-        ))
+        Ok(Json(QualityList {
+            quality: encore_evals::quality::quality(&rows, p.slice),
+        }))
     })
     .await
 }
@@ -355,16 +501,17 @@ pub(crate) struct CalibrationParams {
     judge: String,
     /// the human label schema's name, e.g. `hallucination`
     human: String,
+    #[param(minimum = 1, maximum = 1000)]
     bins: Option<usize>,
     project: Option<String>,
 }
 
 #[utoipa::path(get, path = "/v1/evals/calibration", tag = "evals", params(CalibrationParams),
-    responses((status = 200, description = "agreement, Cohen's kappa, precision and recall of the bad outcome, Brier score, ECE and the reliability table", body = Object)))]
+    responses((status = 200, description = "agreement, Cohen's kappa, precision and recall of the bad outcome, Brier score, ECE and the reliability table", body = JudgeCalibration), (status = 400, body = crate::openapi::ErrorBody)))]
 pub(crate) async fn calibration(
     State(state): State<AppState>,
     params: Result<Query<CalibrationParams>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<JudgeCalibration>, ApiError> {
     let Query(p) = params.map_err(bad_query)?;
     let bins = crate::error::bounded("bins", p.bins.unwrap_or(10), 1..=1_000)?;
     blocking(&state, move |a| {
@@ -374,43 +521,43 @@ pub(crate) async fn calibration(
         };
         let rows = lock(a).scores(&filter, 10_000_000)?;
         let c = encore_evals::quality::calibrate(&rows, &p.judge, &p.human, bins);
-        Ok(Json(serde_json::to_value(c).unwrap_or_default()))
+        Ok(Json(c))
     })
     .await
 }
 
 #[utoipa::path(get, path = "/v1/evals/rules", tag = "evals",
-    responses((status = 200, description = "`{\"rules\": [...]}`", body = Object)))]
-pub(crate) async fn rules(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    responses((status = 200, description = "the online evaluation rules", body = Rules)))]
+pub(crate) async fn rules(State(state): State<AppState>) -> Result<Json<Rules>, ApiError> {
     blocking(&state, |a| {
         let rules: Vec<Rule> = lock(a).documents(ops::RULE)?;
-        Ok(Json(json!({ "rules": rules })))
+        Ok(Json(Rules { rules }))
     })
     .await
 }
 
 #[utoipa::path(post, path = "/v1/evals/rules", tag = "evals",
-    request_body(content = Object, description = "`{name, project?, service?, operation?, model?, rate, evaluators: [spec]}`"),
-    responses((status = 200, description = "stored and applied to spans ingested from now on", body = Object), (status = 400, body = crate::openapi::ErrorBody)))]
+    request_body(content = Rule, description = "a rule: which spans (project, service, operation, model), what share of them, and the evaluators"),
+    responses((status = 200, description = "stored and applied to spans ingested from now on", body = StoredRule), (status = 400, body = crate::openapi::ErrorBody)))]
 pub(crate) async fn put_rule(
     State(state): State<AppState>,
     body: Result<Json<Rule>, JsonRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<StoredRule>, ApiError> {
     let Json(rule) = body.map_err(bad_json)?;
     blocking(&state, move |a| {
         ops::put_rule(&a.store, &rule, &a.ctx)?;
         a.reload_rules()?;
-        Ok(Json(json!({ "rule": rule })))
+        Ok(Json(StoredRule { rule }))
     })
     .await
 }
 
 #[utoipa::path(delete, path = "/v1/evals/rules/{name}", tag = "evals", params(("name" = String, Path)),
-    responses((status = 200, description = "deleted", body = Object), (status = 404, body = crate::openapi::ErrorBody)))]
+    responses((status = 200, description = "deleted", body = Deleted), (status = 404, body = crate::openapi::ErrorBody)))]
 pub(crate) async fn delete_rule(
     State(state): State<AppState>,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Deleted>, ApiError> {
     blocking(&state, move |a| {
         if !lock(a).delete_document(ops::RULE, &name)? {
             return Err(ApiError::new(
@@ -419,12 +566,12 @@ pub(crate) async fn delete_rule(
             ));
         }
         a.reload_rules()?;
-        Ok(Json(json!({ "deleted": name })))
+        Ok(Json(Deleted { deleted: name }))
     })
     .await
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct BackfillBody {
     #[serde(default)]
@@ -432,17 +579,18 @@ pub(crate) struct BackfillBody {
     #[serde(default)]
     to_ms: Option<i64>,
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 100000)]
     limit: Option<usize>,
 }
 
 #[utoipa::path(post, path = "/v1/evals/rules/{name}/backfill", tag = "evals", params(("name" = String, Path)),
-    request_body(content = Object, description = "`{from_ms?, to_ms?, limit?}`"),
-    responses((status = 200, description = "spans read, picked by the rule's sampling, scores stored, failures", body = Object), (status = 404, body = crate::openapi::ErrorBody)))]
+    request_body(content = BackfillBody, description = "the spans that started in [from_ms, to_ms], at most `limit` (100,000)"),
+    responses((status = 200, description = "spans read, picked by the rule's sampling, scores stored, failures", body = ops::Backfill), (status = 404, body = crate::openapi::ErrorBody)))]
 pub(crate) async fn backfill(
     State(state): State<AppState>,
     Path(name): Path<String>,
     body: Result<Json<BackfillBody>, JsonRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ops::Backfill>, ApiError> {
     let Json(b) = body.map_err(bad_json)?;
     blocking(&state, move |a| {
         let spans = spans(a).ok_or_else(|| invalid("this server keeps no traces"))?;
@@ -455,37 +603,41 @@ pub(crate) async fn backfill(
             b.limit.unwrap_or(100_000),
             &a.ctx,
         )?;
-        Ok(Json(serde_json::to_value(r).unwrap_or_default()))
+        Ok(Json(r))
     })
     .await
 }
 
 #[utoipa::path(get, path = "/v1/evals/online", tag = "evals",
-    responses((status = 200, description = "online evaluation counters: sampled, skipped (no output to score), dropped (queue full), pending, scores, failures", body = Object)))]
-pub(crate) async fn online(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    responses((status = 200, description = "online evaluation counters", body = OnlineCounters)))]
+pub(crate) async fn online(
+    State(state): State<AppState>,
+) -> Result<Json<OnlineCounters>, ApiError> {
     let a = access(&state)?;
     let s = &a.online.stats;
-    Ok(Json(json!({
-        "rules": a.online.rules().len(),
-        "sampled": s.sampled.load(Ordering::Relaxed),
-        "dropped": s.dropped.load(Ordering::Relaxed),
-        "scores": s.scores.load(Ordering::Relaxed),
-        "failures": s.failures.load(Ordering::Relaxed),
-        "skipped": s.skipped.load(Ordering::Relaxed),
-        "pending": s.pending.load(Ordering::Relaxed),
-    })))
+    Ok(Json(OnlineCounters {
+        rules: a.online.rules().len(),
+        sampled: s.sampled.load(Ordering::Relaxed),
+        dropped: s.dropped.load(Ordering::Relaxed),
+        scores: s.scores.load(Ordering::Relaxed),
+        failures: s.failures.load(Ordering::Relaxed),
+        skipped: s.skipped.load(Ordering::Relaxed),
+        pending: s.pending.load(Ordering::Relaxed),
+    }))
 }
 
 #[utoipa::path(get, path = "/v1/datasets", tag = "evals",
-    responses((status = 200, description = "`{\"datasets\": [...]}`: every version", body = Object)))]
-pub(crate) async fn datasets(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    responses((status = 200, description = "every version of every dataset", body = Datasets)))]
+pub(crate) async fn datasets(State(state): State<AppState>) -> Result<Json<Datasets>, ApiError> {
     blocking(&state, |a| {
-        Ok(Json(json!({ "datasets": lock(a).datasets(None)? })))
+        Ok(Json(Datasets {
+            datasets: lock(a).datasets(None)?,
+        }))
     })
     .await
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct DatasetBody {
     name: String,
@@ -498,12 +650,12 @@ pub(crate) struct DatasetBody {
 }
 
 #[utoipa::path(post, path = "/v1/datasets", tag = "evals",
-    request_body(content = Object, description = "`{name, jsonl?: text, traces?: {project?, service?, model?, operation?, status?, from_ms?, to_ms?, text?, limit}, append?}`"),
-    responses((status = 200, description = "the new version, and the JSONL lines not imported with their reasons", body = Object), (status = 400, body = crate::openapi::ErrorBody)))]
+    request_body(content = DatasetBody, description = "a new version from JSON lines (`{input, expected?, context?, metadata?}` each) or from stored spans"),
+    responses((status = 200, description = "the new version, and the JSONL lines not imported with their reasons", body = ops::Imported), (status = 400, body = crate::openapi::ErrorBody)))]
 pub(crate) async fn add_dataset(
     State(state): State<AppState>,
     body: Result<Json<DatasetBody>, JsonRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ops::Imported>, ApiError> {
     let Json(b) = body.map_err(bad_json)?;
     blocking(&state, move |a| {
         let source = ops::DatasetSource {
@@ -512,7 +664,7 @@ pub(crate) async fn add_dataset(
             append: b.append,
         };
         let r = ops::add_dataset(&a.store, spans(a), &b.name, &source, "body")?;
-        Ok(Json(serde_json::to_value(r).unwrap_or_default()))
+        Ok(Json(r))
     })
     .await
 }
@@ -526,50 +678,57 @@ pub(crate) struct VersionParams {
 }
 
 #[utoipa::path(get, path = "/v1/datasets/{name}", tag = "evals", params(("name" = String, Path), VersionParams),
-    responses((status = 200, description = "`{name, version, items}`", body = Object), (status = 404, body = crate::openapi::ErrorBody)))]
+    responses((status = 200, description = "a version's items", body = Dataset), (status = 404, body = crate::openapi::ErrorBody)))]
 pub(crate) async fn dataset(
     State(state): State<AppState>,
     Path(name): Path<String>,
     params: Result<Query<VersionParams>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Dataset>, ApiError> {
     let Query(p) = params.map_err(bad_query)?;
     blocking(&state, move |a| {
         let (version, items) = lock(a).dataset_items(&name, p.version)?;
-        Ok(Json(
-            json!({ "name": name, "version": version, "items": items }),
-        ))
+        Ok(Json(Dataset {
+            name,
+            version,
+            items,
+        }))
     })
     .await
 }
 
 #[utoipa::path(get, path = "/v1/evals/runs", tag = "evals",
-    responses((status = 200, description = "`{\"runs\": [ids, newest first]}`", body = Object)))]
-pub(crate) async fn runs(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    blocking(&state, |a| Ok(Json(json!({ "runs": lock(a).run_ids()? })))).await
+    responses((status = 200, description = "run ids, newest first", body = Runs)))]
+pub(crate) async fn runs(State(state): State<AppState>) -> Result<Json<Runs>, ApiError> {
+    blocking(&state, |a| {
+        Ok(Json(Runs {
+            runs: lock(a).run_ids()?,
+        }))
+    })
+    .await
 }
 
 #[utoipa::path(post, path = "/v1/evals/runs", tag = "evals",
-    request_body(content = Object, description = "`{dataset, version?, task: {kind: chat, prompt, model?, base_url?, system?} | {kind: http, url, timeout_ms?}, evaluators: [spec], concurrency?}`"),
-    responses((status = 200, description = "the run: per-item outputs and scores, and per-evaluator summaries", body = Object), (status = 400, body = crate::openapi::ErrorBody)))]
+    request_body(content = ops::RunRequest, description = "a task over a dataset version, scored by evaluators"),
+    responses((status = 200, description = "the run: per-item outputs and scores, and per-evaluator summaries", body = Run), (status = 400, body = crate::openapi::ErrorBody)))]
 pub(crate) async fn run(
     State(state): State<AppState>,
     body: Result<Json<ops::RunRequest>, JsonRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Run>, ApiError> {
     let Json(req) = body.map_err(bad_json)?;
     blocking(&state, move |a| {
         let r = ops::run_experiment(&a.store, &req, &a.ctx)?;
-        Ok(Json(serde_json::to_value(r).unwrap_or_default()))
+        Ok(Json(r))
     })
     .await
 }
 
 #[utoipa::path(get, path = "/v1/evals/runs/{id}", tag = "evals", params(("id" = String, Path)),
-    responses((status = 200, description = "the run", body = Object), (status = 404, body = crate::openapi::ErrorBody)))]
+    responses((status = 200, description = "the run", body = Run), (status = 404, body = crate::openapi::ErrorBody)))]
 pub(crate) async fn run_by_id(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    blocking(&state, move |a| Ok(Json(lock(a).run::<Value>(&id)?))).await
+) -> Result<Json<Run>, ApiError> {
+    blocking(&state, move |a| Ok(Json(lock(a).run::<Run>(&id)?))).await
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -581,42 +740,47 @@ pub(crate) struct CompareParams {
     /// the run compared with it
     b: String,
     /// changed items listed per evaluator
+    #[param(minimum = 0, maximum = 10000)]
     items: Option<usize>,
 }
 
 #[utoipa::path(get, path = "/v1/evals/compare", tag = "evals", params(CompareParams),
-    responses((status = 200, description = "per evaluator: paired items, means, b − a with its 95 % interval and paired t-test, improved / regressed / unchanged, and the changed items", body = Object), (status = 404, body = crate::openapi::ErrorBody)))]
+    responses((status = 200, description = "per evaluator: paired items, means, b − a with its 95 % interval and paired t-test, improved / regressed / unchanged, and the changed items", body = Compared), (status = 404, body = crate::openapi::ErrorBody)))]
 pub(crate) async fn compare(
     State(state): State<AppState>,
     params: Result<Query<CompareParams>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Compared>, ApiError> {
     let Query(p) = params.map_err(bad_query)?;
     let items = crate::error::bounded("items", p.items.unwrap_or(20), 0..=10_000)?;
     blocking(&state, move |a| {
         let store = lock(a);
         let (ra, rb) = (store.run(&p.a)?, store.run(&p.b)?);
         let c = encore_evals::experiment::compare(&ra, &rb, items);
-        Ok(Json(json!({ "a": p.a, "b": p.b, "comparisons": c })))
+        Ok(Json(Compared {
+            a: p.a,
+            b: p.b,
+            comparisons: c,
+        }))
     })
     .await
 }
 
 #[utoipa::path(post, path = "/v1/queues", tag = "evals",
-    request_body(content = Object, description = "`{name, schema: {kind: categorical, name, values} | {kind: numeric, name, min, max}, description?}`"),
-    responses((status = 200, description = "created", body = Object), (status = 400, body = crate::openapi::ErrorBody)))]
+    request_body(content = Queue, description = "a queue and the schema its labels must fit"),
+    responses((status = 200, description = "created", body = QueueCreated), (status = 400, body = crate::openapi::ErrorBody)))]
 pub(crate) async fn create_queue(
     State(state): State<AppState>,
     body: Result<Json<Queue>, JsonRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<QueueCreated>, ApiError> {
     let Json(q) = body.map_err(bad_json)?;
     blocking(&state, move |a| {
         lock(a).create_queue(&q)?;
-        Ok(Json(json!({ "queue": q.name })))
+        Ok(Json(QueueCreated { queue: q.name }))
     })
     .await
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct FillBody {
     #[serde(default)]
@@ -628,13 +792,13 @@ pub(crate) struct FillBody {
 }
 
 #[utoipa::path(post, path = "/v1/queues/{name}/items", tag = "evals", params(("name" = String, Path)),
-    request_body(content = Object, description = "`{traces: {filter..., limit}}` or `{dataset, version?}`"),
-    responses((status = 200, description = "`{\"added\": N}` (spans already queued are skipped)", body = Object), (status = 404, body = crate::openapi::ErrorBody)))]
+    request_body(content = FillBody, description = "stored spans (`traces`) or a dataset's items"),
+    responses((status = 200, description = "items added (spans already queued are skipped)", body = Added), (status = 404, body = crate::openapi::ErrorBody)))]
 pub(crate) async fn fill_queue(
     State(state): State<AppState>,
     Path(name): Path<String>,
     body: Result<Json<FillBody>, JsonRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Added>, ApiError> {
     let Json(b) = body.map_err(bad_json)?;
     blocking(&state, move |a| {
         let n = ops::fill_queue(
@@ -644,7 +808,7 @@ pub(crate) async fn fill_queue(
             b.traces.as_ref(),
             b.dataset.as_deref().map(|d| (d, b.version)),
         )?;
-        Ok(Json(json!({ "added": n })))
+        Ok(Json(Added { added: n }))
     })
     .await
 }
@@ -655,26 +819,27 @@ pub(crate) async fn fill_queue(
 pub(crate) struct QueueParams {
     /// `pending`, `labeled`; every item when absent
     status: Option<String>,
+    #[param(minimum = 1, maximum = 100000)]
     limit: Option<usize>,
 }
 
 #[utoipa::path(get, path = "/v1/queues/{name}/items", tag = "evals", params(("name" = String, Path), QueueParams),
-    responses((status = 200, description = "`{\"items\": [...]}` in queue order", body = Object), (status = 404, body = crate::openapi::ErrorBody)))]
+    responses((status = 200, description = "items in queue order", body = QueueItems), (status = 404, body = crate::openapi::ErrorBody)))]
 pub(crate) async fn queue_items(
     State(state): State<AppState>,
     Path(name): Path<String>,
     params: Result<Query<QueueParams>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<QueueItems>, ApiError> {
     let Query(p) = params.map_err(bad_query)?;
     let limit = crate::error::bounded("limit", p.limit.unwrap_or(50), 1..=100_000)?;
     blocking(&state, move |a| {
         let items = lock(a).queue_items(&name, p.status.as_deref(), limit)?;
-        Ok(Json(json!({ "items": items })))
+        Ok(Json(QueueItems { items }))
     })
     .await
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct LabelBody {
     labeller: String,
@@ -684,8 +849,8 @@ pub(crate) struct LabelBody {
 }
 
 #[utoipa::path(post, path = "/v1/queues/{name}/items/{idx}/label", tag = "evals", params(("name" = String, Path), ("idx" = i64, Path)),
-    request_body(content = Object, description = "`{labeller, label, explanation?}`; the label must fit the queue's schema"),
-    responses((status = 200, description = "the human score stored on the item's span", body = Object), (status = 400, body = crate::openapi::ErrorBody), (status = 404, body = crate::openapi::ErrorBody)))]
+    request_body(content = LabelBody, description = "the label must fit the queue's schema: one of its values, or a number in its range"),
+    responses((status = 200, description = "the human score stored on the item's span", body = StoredScore), (status = 400, body = crate::openapi::ErrorBody), (status = 404, body = crate::openapi::ErrorBody)))]
 pub(crate) async fn label(
     State(state): State<AppState>,
     Path((name, idx)): Path<(String, i64)>,
@@ -705,36 +870,38 @@ pub(crate) async fn label(
 }
 
 #[utoipa::path(get, path = "/v1/alerts/rules", tag = "alerts",
-    responses((status = 200, description = "`{\"rules\": [...]}`", body = Object)))]
-pub(crate) async fn alert_rules(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    responses((status = 200, description = "the alert rules", body = AlertRules)))]
+pub(crate) async fn alert_rules(
+    State(state): State<AppState>,
+) -> Result<Json<AlertRules>, ApiError> {
     blocking(&state, |a| {
         let rules: Vec<AlertRule> = lock(a).documents(ops::ALERT)?;
-        Ok(Json(json!({ "rules": rules })))
+        Ok(Json(AlertRules { rules }))
     })
     .await
 }
 
 #[utoipa::path(post, path = "/v1/alerts/rules", tag = "alerts",
-    request_body(content = Object, description = "`{name, metric: {kind: error_rate | latency_p95_ms | cost | count | score_mean | fail_rate, evaluator?}, project?, service?, model?, slice_by?, window_s, op: above | below, threshold, for_s?, cooldown_s?, min_count?, webhook?}`"),
-    responses((status = 200, description = "stored; evaluated from the next tick", body = Object), (status = 400, body = crate::openapi::ErrorBody)))]
+    request_body(content = AlertRule, description = "a rule over a rolling window of traces or scores, per slice, with an optional webhook"),
+    responses((status = 200, description = "stored; evaluated from the next tick", body = StoredAlertRule), (status = 400, body = crate::openapi::ErrorBody)))]
 pub(crate) async fn put_alert(
     State(state): State<AppState>,
     body: Result<Json<AlertRule>, JsonRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<StoredAlertRule>, ApiError> {
     let Json(rule) = body.map_err(bad_json)?;
     blocking(&state, move |a| {
         ops::put_alert(&a.store, &rule, &a.delivery.client.allow)?;
-        Ok(Json(json!({ "rule": rule })))
+        Ok(Json(StoredAlertRule { rule }))
     })
     .await
 }
 
 #[utoipa::path(delete, path = "/v1/alerts/rules/{name}", tag = "alerts", params(("name" = String, Path)),
-    responses((status = 200, description = "deleted", body = Object), (status = 404, body = crate::openapi::ErrorBody)))]
+    responses((status = 200, description = "deleted", body = Deleted), (status = 404, body = crate::openapi::ErrorBody)))]
 pub(crate) async fn delete_alert(
     State(state): State<AppState>,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Deleted>, ApiError> {
     blocking(&state, move |a| {
         if !lock(a).delete_document(ops::ALERT, &name)? {
             return Err(ApiError::new(
@@ -742,25 +909,27 @@ pub(crate) async fn delete_alert(
                 format!("alert {name} does not exist"),
             ));
         }
-        Ok(Json(json!({ "deleted": name })))
+        Ok(Json(Deleted { deleted: name }))
     })
     .await
 }
 
 #[utoipa::path(get, path = "/v1/alerts", tag = "alerts",
-    responses((status = 200, description = "`{\"alerts\": [{rule, slice, phase, value, ...}]}`: the current state of every rule and slice seen", body = Object)))]
-pub(crate) async fn alert_states(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    responses((status = 200, description = "the current state of every rule and slice seen", body = AlertStates)))]
+pub(crate) async fn alert_states(
+    State(state): State<AppState>,
+) -> Result<Json<AlertStates>, ApiError> {
     let a = access(&state)?;
     let states = a
         .engine
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .states(None);
-    let alerts: Vec<Value> = states
+    let alerts = states
         .into_iter()
-        .map(|(rule, slice, st)| json!({ "rule": rule, "slice": slice, "state": st }))
+        .map(|(rule, slice, state)| AlertState { rule, slice, state })
         .collect();
-    Ok(Json(json!({ "alerts": alerts })))
+    Ok(Json(AlertStates { alerts }))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -768,20 +937,21 @@ pub(crate) async fn alert_states(State(state): State<AppState>) -> Result<Json<V
 #[serde(deny_unknown_fields)]
 pub(crate) struct HistoryParams {
     rule: Option<String>,
+    #[param(minimum = 1, maximum = 100000)]
     limit: Option<usize>,
 }
 
 #[utoipa::path(get, path = "/v1/alerts/history", tag = "alerts", params(HistoryParams),
-    responses((status = 200, description = "`{\"events\": [...]}`: firings and resolutions, newest first, with webhook delivery", body = Object)))]
+    responses((status = 200, description = "firings and resolutions, newest first, with webhook delivery", body = AlertEvents), (status = 400, body = crate::openapi::ErrorBody)))]
 pub(crate) async fn alert_history(
     State(state): State<AppState>,
     params: Result<Query<HistoryParams>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<AlertEvents>, ApiError> {
     let Query(p) = params.map_err(bad_query)?;
     let limit = crate::error::bounded("limit", p.limit.unwrap_or(100), 1..=100_000)?;
     blocking(&state, move |a| {
         let events = lock(a).alert_events(p.rule.as_deref(), limit)?;
-        Ok(Json(json!({ "events": events })))
+        Ok(Json(AlertEvents { events }))
     })
     .await
 }

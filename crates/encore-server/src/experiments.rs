@@ -207,11 +207,13 @@ impl encore_core::Coded for ReportError {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ExperimentReport {
     pub experiment: String,
     pub hypothesis: String,
     pub exposed: usize,
+    /// (variant, exposed listeners)
+    #[schema(value_type = Vec<Vec<String>>)]
     pub per_variant: Vec<(String, usize)>,
     #[serde(flatten)]
     pub analysis: encore_experiments::analysis::Report,
@@ -287,9 +289,13 @@ pub fn report(
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ResultsParams {
+    /// days before each listener's first exposure that make the CUPED covariates
     #[serde(default = "default_pre_days")]
+    #[param(minimum = 0, maximum = 365, default = 14)]
     pre_days: u32,
+    /// significance level, strictly between 0 and 0.5
     #[serde(default = "default_alpha")]
+    #[param(exclusive_minimum = 0.0, exclusive_maximum = 0.5, default = 0.05)]
     alpha: f64,
 }
 
@@ -303,13 +309,13 @@ fn default_alpha() -> f64 {
 
 #[utoipa::path(get, path = "/v1/experiments/{id}/results", tag = "experiments",
     params(("id" = String, Path), ResultsParams),
-    responses((status = 200, description = "SRM, per-metric CUPED and unadjusted results, the decision", body = Object),
-        (status = 404, body = crate::openapi::ErrorBody), (status = 412, body = crate::openapi::ErrorBody)))]
+    responses((status = 200, description = "SRM, per-metric CUPED and unadjusted results, the decision", body = ExperimentReport),
+        (status = 400, body = crate::openapi::ErrorBody), (status = 404, body = crate::openapi::ErrorBody), (status = 412, body = crate::openapi::ErrorBody)))]
 pub(crate) async fn results(
     State(state): State<AppState>,
     axum::extract::Path(id): axum::extract::Path<String>,
     params: Result<Query<ResultsParams>, QueryRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<ExperimentReport>, ApiError> {
     let Query(p) = params.map_err(|e| ApiError::new(ErrorCode::InvalidArgument, e.body_text()))?;
     crate::error::bounded("pre_days", p.pre_days, 0..=365)?;
     if !(p.alpha > 0.0 && p.alpha < 0.5) {
@@ -328,11 +334,10 @@ pub(crate) async fn results(
         ));
     };
     let ingestor = state.ingestor.clone();
-    let value = tokio::task::spawn_blocking(move || -> Result<serde_json::Value, ApiError> {
+    let value = tokio::task::spawn_blocking(move || -> Result<ExperimentReport, ApiError> {
         let store = encore_experiments::store::Store::open(&access.root)?;
         let def = store.get(&id)?.definition;
-        let r = report(&ingestor, &def, p.pre_days, p.alpha)?;
-        Ok(serde_json::to_value(r).unwrap_or_default())
+        Ok(report(&ingestor, &def, p.pre_days, p.alpha)?)
     })
     .await
     .map_err(|e| ApiError::new(ErrorCode::Internal, format!("report task failed: {e}")))??;
@@ -362,7 +367,6 @@ pub(crate) struct AssignmentParams {
 pub(crate) struct AssignmentsResponse {
     user_id: String,
     holdout: bool,
-    #[schema(value_type = Vec<Object>)]
     assignments: Vec<Assignment>,
 }
 

@@ -19,7 +19,7 @@ use encore_core::ErrorCode;
 use encore_features::Definitions;
 use encore_features::online::{Keyed, OnlineStore, Plan};
 use serde::Deserialize;
-use serde_json::{Value, json};
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, Mutex};
@@ -274,9 +274,65 @@ impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
 /// entities takes a fraction of a millisecond); larger ones on the blocking pool.
 const INLINE_ENTITIES: usize = 1_000;
 
+/// `POST /v1/features` (documentation: the body is parsed by [`ReadBody`]).
+#[derive(Debug, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct FeatureRequest {
+    service: String,
+    /// each entity's keys, e.g. `{"user_id": "u1", "artist_id": "ar7"}`; at most 10,000
+    entities: Vec<BTreeMap<String, String>>,
+    /// `maps` (default) or `arrays`
+    format: Option<String>,
+}
+
+/// The answer, written by hand for speed (documentation of its two shapes).
+#[derive(Debug, utoipa::ToSchema)]
+#[allow(dead_code)]
+#[serde(untagged)]
+pub(crate) enum FeatureRows {
+    Maps {
+        service: String,
+        version: u32,
+        rows: Vec<MapRow>,
+    },
+    Arrays {
+        service: String,
+        version: u32,
+        /// `view__feature`, in value order
+        features: Vec<String>,
+        views: Vec<String>,
+        rows: Vec<ArrayRow>,
+    },
+}
+
+/// One entity's features by name.
+#[derive(Debug, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct MapRow {
+    /// `view__feature` to its value (`null`: not available)
+    values: BTreeMap<String, Option<f64>>,
+    /// per view: `live`, `expired` or `missing`
+    status: BTreeMap<String, String>,
+    /// per view: how old its newest event is
+    age_ms: BTreeMap<String, i64>,
+    /// no view has the entity
+    missing: bool,
+}
+
+/// One entity's features in the order of `features`.
+#[derive(Debug, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct ArrayRow {
+    values: Vec<Option<f64>>,
+    status: Vec<String>,
+    age_ms: Vec<Option<i64>>,
+    missing: bool,
+}
+
 #[utoipa::path(post, path = "/v1/features", tag = "features",
-    request_body(content = Object, description = "`{service, entities: [{user_id, artist_id, ...}], format?: maps|arrays}` (at most 10,000 entities)"),
-    responses((status = 200, description = "maps (default): `{service, version, rows: [{values: {view__feature: number|null}, status: {view: live|expired|missing}, age_ms: {view: ms}, missing}]}`; arrays: `{service, version, features: [view__feature], views: [view], rows: [{values: [number|null], status: [...], age_ms: [ms|null], missing}]}`", body = Object),
+    request_body(content = FeatureRequest, description = "a service and its entities (at most 10,000)"),
+    responses((status = 200, description = "the service's features per entity, by name (`maps`) or in one order (`arrays`)", body = FeatureRows),
+        (status = 413, body = crate::openapi::ErrorBody),
         (status = 400, body = crate::openapi::ErrorBody), (status = 404, description = "unknown service", body = crate::openapi::ErrorBody)))]
 pub(crate) async fn read(
     State(state): State<AppState>,
@@ -380,24 +436,50 @@ impl serde::Serialize for Features {
     }
 }
 
+/// `GET /v1/features/services`
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct Services {
+    /// the definitions' version
+    version: u32,
+    /// service name to its views
+    services: BTreeMap<String, Vec<String>>,
+    reads: Reads,
+    /// the entity cache, when `[serving] feature_cache_mb` is set
+    cache: Option<CacheCounts>,
+}
+
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct Reads {
+    entities: u64,
+    expired: u64,
+    missing: u64,
+    events_applied: u64,
+}
+
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct CacheCounts {
+    hits: u64,
+    misses: u64,
+}
+
 #[utoipa::path(get, path = "/v1/features/services", tag = "features",
-    responses((status = 200, description = "`{version, services: {name: [views]}, reads: {entities, expired, missing, events_applied}}`", body = Object)))]
-pub(crate) async fn services(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    responses((status = 200, description = "the services and their views, and read counters", body = Services), (status = 412, body = crate::openapi::ErrorBody)))]
+pub(crate) async fn services(State(state): State<AppState>) -> Result<Json<Services>, ApiError> {
     let a = access(&state)?;
     let s = &a.store.stats;
     let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
-    Ok(Json(json!({
-        "version": a.version,
-        "services": a.definitions.services,
-        "reads": {
-            "entities": load(&s.reads),
-            "expired": load(&s.expired),
-            "missing": load(&s.missing),
-            "events_applied": load(&s.events_applied),
+    Ok(Json(Services {
+        version: a.version,
+        services: a.definitions.services.clone(),
+        reads: Reads {
+            entities: load(&s.reads),
+            expired: load(&s.expired),
+            missing: load(&s.missing),
+            events_applied: load(&s.events_applied),
         },
-        "cache": a.store.cache.as_ref().map(|c| json!({
-            "hits": load(&c.hits),
-            "misses": load(&c.misses),
-        })),
-    })))
+        cache: a.store.cache.as_ref().map(|c| CacheCounts {
+            hits: load(&c.hits),
+            misses: load(&c.misses),
+        }),
+    }))
 }

@@ -96,8 +96,47 @@ pub struct ApiDoc;
 #[derive(Debug)]
 struct BearerKeys;
 
+/// Routes answered without a key by default (`[server] open_routes`).
+const OPEN: [&str; 4] = ["/healthz", "/readyz", "/metrics", "/openapi.json"];
+
 impl utoipa::Modify for BearerKeys {
     fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+        // every keyed route answers 401 without a valid key and 403 without its scope
+        let error = |what: &str| {
+            RefOr::T(
+                ResponseBuilder::new()
+                    .description(what)
+                    .content(
+                        "application/json",
+                        ContentBuilder::new()
+                            .schema(Some(Ref::from_schema_name("ErrorBody")))
+                            .build(),
+                    )
+                    .build(),
+            )
+        };
+        for (path, item) in doc.paths.paths.iter_mut() {
+            if OPEN.contains(&path.as_str()) {
+                continue;
+            }
+            for op in [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.delete,
+                &mut item.patch,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                let r = &mut op.responses.responses;
+                r.entry("401".into())
+                    .or_insert_with(|| error("no valid API key (`Authorization: Bearer KEY`)"));
+                r.entry("403".into())
+                    .or_insert_with(|| error("the key lacks the route's scope (named)"));
+            }
+        }
         use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
         doc.components
             .get_or_insert_with(Default::default)
@@ -139,6 +178,48 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Every JSON body, request or answer, has a schema that says what is in it (no bare
+    /// `object`), and every route behind a key documents its 401 and 403.
+    #[test]
+    fn every_body_is_typed_and_every_keyed_route_documents_its_refusals() {
+        let spec: serde_json::Value = serde_json::from_str(&super::spec_json()).unwrap();
+        let bare = |schema: &serde_json::Value| {
+            schema.is_null()
+                || (schema["type"] == "object"
+                    && schema.get("properties").is_none()
+                    && schema.get("additionalProperties").is_none()
+                    && schema.get("$ref").is_none())
+        };
+        let mut problems = Vec::new();
+        for (path, ops) in spec["paths"].as_object().unwrap() {
+            for (method, op) in ops.as_object().unwrap() {
+                for (media, c) in op["requestBody"]["content"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                {
+                    if media.contains("json") && bare(&c["schema"]) {
+                        problems.push(format!("{method} {path}: request {media} is untyped"));
+                    }
+                }
+                let responses = op["responses"].as_object().unwrap();
+                for (status, r) in responses {
+                    for (media, c) in r["content"].as_object().into_iter().flatten() {
+                        if media.contains("json") && bare(&c["schema"]) {
+                            problems.push(format!("{method} {path}: {status} {media} is untyped"));
+                        }
+                    }
+                }
+                let keyed = !super::OPEN.contains(&path.as_str());
+                let refusals = responses.contains_key("401") && responses.contains_key("403");
+                if keyed && !refusals {
+                    problems.push(format!("{method} {path}: no 401/403"));
+                }
+            }
+        }
+        assert!(problems.is_empty(), "{problems:#?}");
     }
 
     #[test]

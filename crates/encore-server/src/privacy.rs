@@ -420,13 +420,23 @@ pub(crate) struct ErasureRequest {
     user_id: String,
 }
 
+/// What an erasure removed, as recorded in the ledger.
+#[derive(Debug, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub(crate) struct Erasure {
+    ledger_seq: i64,
+    /// the listener's keyed hash (the id itself is kept nowhere)
+    listener: String,
+    /// per store, what was removed (counts; `models_flagged`: versions trained on them)
+    removed: serde_json::Map<String, Value>,
+}
+
 #[utoipa::path(post, path = "/v1/privacy/erasures", tag = "privacy", request_body = ErasureRequest,
-    responses((status = 200, description = "`{ledger_seq, listener (keyed hash), removed: {store: count}}`: the listener is gone from every store (scope `privacy:admin`)", body = Object), (status = 400, body = crate::openapi::ErrorBody), (status = 412, description = "this server keeps no privacy key", body = crate::openapi::ErrorBody)))]
+    responses((status = 200, description = "the listener is gone from every store (scope `privacy:admin`)", body = Erasure), (status = 400, body = crate::openapi::ErrorBody), (status = 412, description = "this server keeps no privacy key", body = crate::openapi::ErrorBody)))]
 pub(crate) async fn post_erasure(
     axum::extract::State(state): axum::extract::State<AppState>,
     axum::Extension(caller): axum::Extension<std::sync::Arc<encore_access::Principal>>,
     body: Result<axum::Json<ErasureRequest>, axum::extract::rejection::JsonRejection>,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<Erasure>, ApiError> {
     let axum::Json(req) =
         body.map_err(|e| crate::error::json_rejection(e, Some(r#"{"user_id": "..."}"#)))?;
     let Some(access) = state.privacy.clone() else {
@@ -467,5 +477,7 @@ pub(crate) async fn post_erasure(
     })
     .await
     .map_err(|e| ApiError::new(ErrorCode::Internal, format!("erasure task failed: {e}")))??;
+    let answer = serde_json::from_value(answer)
+        .map_err(|e| ApiError::new(ErrorCode::Internal, format!("erasure answer: {e}")))?;
     Ok(axum::Json(answer))
 }

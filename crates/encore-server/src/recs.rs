@@ -262,15 +262,24 @@ fn yes() -> bool {
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct UserParams {
+    /// items in the list
     #[serde(default = "default_n")]
+    #[param(minimum = 1, maximum = 500, default = 10)]
     n: usize,
     /// only `home` today
     #[serde(default)]
     surface: Option<String>,
+    /// leave out every track the listener played, streamed or skipped
     #[serde(default = "yes")]
+    #[param(default = true)]
     exclude_seen: bool,
+    /// most items per artist
+    #[param(minimum = 1)]
     artist_cap: Option<usize>,
+    /// MMR relevance weight (1: relevance only)
+    #[param(minimum = 0.0, maximum = 1.0)]
     diversity: Option<f32>,
+    /// false: leave explicit items out
     explicit: Option<bool>,
     /// for the impression events
     platform: Option<String>,
@@ -459,7 +468,9 @@ pub(crate) async fn seed_recommendations(
 #[serde(deny_unknown_fields)]
 pub(crate) struct SimilarParams {
     #[serde(default = "default_n")]
+    #[param(minimum = 1, maximum = 500, default = 10)]
     n: usize,
+    #[param(minimum = 1)]
     artist_cap: Option<usize>,
     explicit: Option<bool>,
 }
@@ -532,9 +543,13 @@ pub(crate) async fn radio(
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct MixParams {
+    /// most mixes
     #[serde(default = "default_mixes")]
+    #[param(minimum = 1, maximum = 12, default = 6)]
     max: usize,
+    /// tracks per mix
     #[serde(default = "default_mix_size")]
+    #[param(minimum = 1, maximum = 500, default = 20)]
     size: usize,
 }
 

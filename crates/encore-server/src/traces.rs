@@ -416,7 +416,7 @@ fn access(state: &AppState) -> Result<Arc<TelemetryAccess>, ApiError> {
 
 #[utoipa::path(post, path = "/v1/traces", tag = "traces",
     request_body(description = "an OTLP ExportTraceServiceRequest, protobuf or JSON (`Content-Encoding: gzip` allowed, inflating to at most the body limit)",
-        content((String = "application/x-protobuf"), (Object = "application/json"))),
+        content((String = "application/x-protobuf"), (OtlpTraces = "application/json"))),
     responses((status = 200, description = "every span is durable"), (status = 400, body = crate::openapi::ErrorBody), (status = 413, description = "the body, or what it inflates to, is over the limit", body = crate::openapi::ErrorBody), (status = 415, description = "a content type or encoding that is not read", body = crate::openapi::ErrorBody), (status = 503, description = "over the ingest limit, or writes fail (Retry-After)", body = crate::openapi::ErrorBody)))]
 pub(crate) async fn export(
     State(state): State<AppState>,
@@ -561,7 +561,7 @@ fn store_logs(
 
 #[utoipa::path(post, path = "/v1/logs", tag = "traces",
     request_body(description = "an OTLP ExportLogsServiceRequest, protobuf or JSON (`Content-Encoding: gzip` allowed). GenAI events (`gen_ai.*.message`, `gen_ai.choice`, `gen_ai.client.inference.operation.details`) become the content of the span they name; other records are accepted and not kept",
-        content((String = "application/x-protobuf"), (Object = "application/json"))),
+        content((String = "application/x-protobuf"), (OtlpLogs = "application/json"))),
     responses((status = 200, description = "the events' content is durable"), (status = 400, body = crate::openapi::ErrorBody), (status = 413, description = "the body, or what it inflates to, is over the limit", body = crate::openapi::ErrorBody), (status = 415, description = "a content type or encoding that is not read", body = crate::openapi::ErrorBody), (status = 503, description = "over the ingest limit, or writes fail (Retry-After)", body = crate::openapi::ErrorBody)))]
 pub(crate) async fn export_logs(
     State(state): State<AppState>,
@@ -586,6 +586,22 @@ pub(crate) async fn export_logs(
     .map_err(|e| ApiError::new(ErrorCode::Internal, format!("log export task failed: {e}")))??;
     tracing::debug!(spans = stored, "log export stored");
     Ok(empty_otlp_response(json))
+}
+
+/// An OTLP/JSON `ExportTraceServiceRequest` (documentation; see the OTLP specification).
+#[derive(Debug, utoipa::ToSchema)]
+#[allow(dead_code, non_snake_case)]
+pub(crate) struct OtlpTraces {
+    /// `{resource: {attributes}, scopeSpans: [{scope, spans: [...]}]}`
+    resourceSpans: Vec<serde_json::Value>,
+}
+
+/// An OTLP/JSON `ExportLogsServiceRequest` (documentation; see the OTLP specification).
+#[derive(Debug, utoipa::ToSchema)]
+#[allow(dead_code, non_snake_case)]
+pub(crate) struct OtlpLogs {
+    /// `{resource: {attributes}, scopeLogs: [{scope, logRecords: [...]}]}`
+    resourceLogs: Vec<serde_json::Value>,
 }
 
 /// `GET /v1/spans/count`
@@ -670,6 +686,7 @@ pub(crate) struct ListParams {
     from_ms: Option<i64>,
     to_ms: Option<i64>,
     #[serde(default = "default_limit")]
+    #[param(minimum = 1, maximum = 100000)]
     limit: usize,
     /// the previous page's `next_before_ns`
     before_ns: Option<i64>,
@@ -760,6 +777,7 @@ pub(crate) struct StatsParams {
     /// `minute`, `hour`, `day` or `none`
     bucket: Option<String>,
     /// most groups per bucket (highest cost first)
+    #[param(minimum = 1, maximum = 100000)]
     limit: Option<usize>,
     project: Option<String>,
     service: Option<String>,
