@@ -60,6 +60,8 @@ pub struct Summary {
     pub n: usize,
     pub mean: f64,
     pub pass_rate: f64,
+    /// `[low, high]`
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<f64>))]
     pub pass_ci: (f64, f64),
 }
 
@@ -297,6 +299,8 @@ pub struct Comparison {
     pub mean_b: f64,
     /// mean of b − a
     pub difference: f64,
+    /// `[low, high]`
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<f64>))]
     pub ci: (f64, f64),
     pub t: f64,
     pub p_value: f64,

@@ -52,9 +52,13 @@ pub struct Quality {
     pub n: u64,
     pub mean: f64,
     pub pass_rate: f64,
+    /// `[low, high]`
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<f64>))]
     pub pass_ci: (f64, f64),
     /// 1 − pass rate: for a hallucination evaluator, the hallucination rate
     pub fail_rate: f64,
+    /// `[low, high]`
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<f64>))]
     pub fail_ci: (f64, f64),
     pub labels: BTreeMap<String, u64>,
     /// of the evaluated spans, per item (those that report it)

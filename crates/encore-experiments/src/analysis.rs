@@ -81,7 +81,11 @@ pub struct ArmData {
 pub struct Estimate {
     pub effect: f64,
     pub lift: f64,
+    /// `[low, high]`
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<f64>))]
     pub ci: (f64, f64),
+    /// `[low, high]`
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<f64>))]
     pub lift_ci: (f64, f64),
     pub p_value: f64,
     pub se: f64,
