@@ -1384,9 +1384,15 @@ fn repair_segment(
         {
             let mask = ProjectionMask::roots(b.parquet_schema(), [idx]);
             if let Ok(r) = b.with_projection(mask).with_row_groups(lost).build() {
-                for batch in r.flatten() {
+                // a damaged page may fail on every read: stop at the first error (skipping
+                // errors would ask the reader again forever)
+                for batch in r {
+                    let Ok(batch) = batch else { break };
                     if let Some(ids) = batch.column(0).as_any().downcast_ref::<StringArray>() {
                         lost_ids.extend(ids.iter().flatten().take(20).map(str::to_owned));
+                    }
+                    if lost_ids.len() >= 20 {
+                        break;
                     }
                 }
                 lost_ids.truncate(20);
