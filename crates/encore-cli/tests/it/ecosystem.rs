@@ -19,7 +19,7 @@ pub(crate) fn missing(what: &str) {
 }
 
 /// The Python packages the ecosystem tests drive.
-pub(crate) const PACKAGES: [&str; 15] = [
+pub(crate) const PACKAGES: [&str; 16] = [
     "prometheus-client==0.21.1",
     "duckdb==1.1.3",
     "openai==3.63.0",
@@ -27,6 +27,7 @@ pub(crate) const PACKAGES: [&str; 15] = [
     "wrapt==1.17.3",
     "opentelemetry-sdk==1.45.2",
     "opentelemetry-exporter-otlp-proto-http==1.45.2",
+    "opentelemetry-exporter-otlp-proto-grpc==1.45.2",
     "opentelemetry-instrumentation-openai-v2==2.3b0",
     "opentelemetry-util-genai==1.3b0",
     "openinference-instrumentation-openai==0.1.66",
@@ -40,6 +41,7 @@ pub(crate) const PACKAGES: [&str; 15] = [
 /// What the venv must import to be ready.
 const IMPORTS: &str = "import prometheus_client, duckdb, openai, httpx, attrs, dateutil, \
     opentelemetry.instrumentation.openai_v2, openinference.instrumentation.openai, \
+    opentelemetry.exporter.otlp.proto.grpc, \
     openapi_spec_validator, openapi_python_client";
 
 /// A python3 with [`PACKAGES`]: `ENCORE_ECOSYSTEM_PYTHON`, or a venv made (once) under the
@@ -291,18 +293,30 @@ fn genai_instrumentors_give_model_tokens_cost_and_content() {
         return missing("python3 with the openai-v2 and OpenInference instrumentations");
     };
     let tmp = tempfile::tempdir().unwrap();
-    let (mut child, port) = crate::serve::start(&tmp.path().join("data"));
+    let (mut child, port, grpc) = crate::serve::start_full(
+        &tmp.path().join("data"),
+        &[("ENCORE__SERVER__OTLP_GRPC", "127.0.0.1:0")],
+    );
+    let grpc = grpc.expect("an OTLP/gRPC port");
     let addr = format!("127.0.0.1:{port}");
     let script =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/otel/instrumentors.py");
-    for mode in ["openai-v2", "openinference"] {
-        let out = Command::new(&python)
-            .arg(&script)
+    // the openai-v2 events over OTLP/gRPC too: spans and log records on the gRPC port
+    for (mode, over_grpc) in [
+        ("openai-v2", false),
+        ("openinference", false),
+        ("openai-v2", true),
+    ] {
+        let project = if over_grpc { "openai-v2-grpc" } else { mode };
+        let mut cmd = Command::new(&python);
+        cmd.arg(&script)
             .arg(format!("http://{addr}"))
             .arg(mode)
-            .arg(mode)
-            .output()
-            .unwrap();
+            .arg(project);
+        if over_grpc {
+            cmd.arg(&grpc);
+        }
+        let out = cmd.output().unwrap();
         assert!(
             out.status.success(),
             "{mode}: {}",
@@ -366,7 +380,7 @@ fn genai_instrumentors_give_model_tokens_cost_and_content() {
         let r = encore_server::client::request(
             &addr,
             "GET",
-            &format!("/v1/spans?project={mode}&model=gpt-4o-mini"),
+            &format!("/v1/spans?project={project}&model=gpt-4o-mini"),
             b"",
         )
         .unwrap();
@@ -379,7 +393,7 @@ fn genai_instrumentors_give_model_tokens_cost_and_content() {
         let r = encore_server::client::request(
             &addr,
             "GET",
-            &format!("/v1/spans?project={mode}&model=gpt-4o"),
+            &format!("/v1/spans?project={project}&model=gpt-4o"),
             b"",
         )
         .unwrap();

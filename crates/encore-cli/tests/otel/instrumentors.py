@@ -3,7 +3,9 @@ OpenTelemetry `openai-v2` instrumentation (content as log events, its default co
 by OpenInference's, calls a fake OpenAI server started here; spans go to encore's /v1/traces
 and events to /v1/logs.
 
-    python instrumentors.py ENCORE_URL openai-v2|openinference PROJECT
+    python instrumentors.py ENCORE_URL openai-v2|openinference PROJECT [GRPC_HOST_PORT]
+
+With GRPC_HOST_PORT, spans and log events go over OTLP/gRPC instead of OTLP/HTTP.
 
 Prints the trace ids of the calls, one per line: a call that succeeds, then one the server
 fails (500).
@@ -15,6 +17,7 @@ import sys
 import threading
 
 encore, mode, project = sys.argv[1], sys.argv[2], sys.argv[3]
+grpc = sys.argv[4] if len(sys.argv) > 4 else None
 
 if mode == "openai-v2":
     # content as log events: the instrumentation's mode on its default conventions
@@ -53,7 +56,10 @@ class FakeOpenAI(http.server.BaseHTTPRequestHandler):
 server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FakeOpenAI)
 threading.Thread(target=server.serve_forever, daemon=True).start()
 
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+if grpc:
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+else:
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -62,19 +68,28 @@ resource = Resource.create({"service.name": "playlist-writer", "openinference.pr
 key = os.environ.get("ENCORE_API_KEY")
 headers = {"Authorization": f"Bearer {key}"} if key else {}
 tracer_provider = TracerProvider(resource=resource)
-tracer_provider.add_span_processor(
-    SimpleSpanProcessor(OTLPSpanExporter(endpoint=f"{encore}/v1/traces", headers=headers)))
+if grpc:
+    span_exporter = OTLPSpanExporter(endpoint=f"http://{grpc}", insecure=True,
+                                     headers=tuple((k.lower(), v) for k, v in headers.items()))
+else:
+    span_exporter = OTLPSpanExporter(endpoint=f"{encore}/v1/traces", headers=headers)
+tracer_provider.add_span_processor(SimpleSpanProcessor(span_exporter))
 logger_provider = None
 
 if mode == "openai-v2":
-    from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
     from opentelemetry.sdk._logs import LoggerProvider
     from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
     from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor
 
     logger_provider = LoggerProvider(resource=resource)
-    logger_provider.add_log_record_processor(
-        SimpleLogRecordProcessor(OTLPLogExporter(endpoint=f"{encore}/v1/logs", headers=headers)))
+    if grpc:
+        from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
+        log_exporter = OTLPLogExporter(endpoint=f"http://{grpc}", insecure=True,
+                                       headers=tuple((k.lower(), v) for k, v in headers.items()))
+    else:
+        from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+        log_exporter = OTLPLogExporter(endpoint=f"{encore}/v1/logs", headers=headers)
+    logger_provider.add_log_record_processor(SimpleLogRecordProcessor(log_exporter))
     OpenAIInstrumentor().instrument(tracer_provider=tracer_provider, logger_provider=logger_provider)
 else:
     from openinference.instrumentation.openai import OpenAIInstrumentor
