@@ -372,6 +372,10 @@ impl Ranking<'_> {
                 .map_or(0.0, |d| d.clamp(0.0, 1.0))
         };
         let mut taken = vec![false; candidates.len()];
+        // each candidate's highest similarity to what is chosen, kept current as items are
+        // chosen: MMR in O(n x candidates), not O(n^2 x candidates)
+        let mmr = lambda < 1.0;
+        let mut redundancy = vec![f32::NEG_INFINITY; if mmr { candidates.len() } else { 0 }];
         let mut chosen: Vec<(f32, u32)> = Vec::with_capacity(n);
         let mut per_artist: HashMap<u32, usize> = Default::default();
         let mut titles: HashSet<(Option<u32>, String)> = HashSet::new();
@@ -399,13 +403,8 @@ impl Ranking<'_> {
                     }
                 }
                 let mut value = (score - lo) / span * (1.0 - demotion(artist));
-                if lambda < 1.0 && !chosen.is_empty() {
-                    let v = m.unit_vector(item);
-                    let redundancy = chosen
-                        .iter()
-                        .map(|&(_, j)| dot(v, m.unit_vector(j)))
-                        .fold(f32::NEG_INFINITY, f32::max);
-                    value = lambda * value - (1.0 - lambda) * redundancy;
+                if mmr && !chosen.is_empty() {
+                    value = lambda * value - (1.0 - lambda) * redundancy[c];
                 }
                 if best.is_none_or(|(b, _)| value > b) {
                     best = Some((value, c));
@@ -423,6 +422,12 @@ impl Ranking<'_> {
                 *per_artist.entry(a).or_default() += 1;
             }
             chosen.push((score, item));
+            if mmr {
+                let v = m.unit_vector(item);
+                for (r, &(_, j)) in redundancy.iter_mut().zip(candidates) {
+                    *r = r.max(dot(v, m.unit_vector(j)));
+                }
+            }
         }
         chosen
             .into_iter()
