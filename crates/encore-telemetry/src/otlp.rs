@@ -369,13 +369,8 @@ impl Normalizer {
                 .as_ref()
                 .map(|r| attributes(&r.attributes))
                 .unwrap_or_default();
-            let text = |k: &str| resource.get(k).and_then(Value::as_str).map(str::to_owned);
-            let project = text("openinference.project.name")
-                .or_else(|| text("encore.project"))
-                .unwrap_or_else(|| "default".into());
-            let project = self.redact_id(&project, counts);
-            let service = text("service.name").unwrap_or_else(|| "unknown_service".into());
-            let keep = self.policy(&self.redactor.redact(&service, counts)) == ContentPolicy::Full;
+            let (project, service) = self.project_and_service(&resource, counts);
+            let keep = self.policy(&service) == ContentPolicy::Full;
             for sl in &rl.scope_logs {
                 for r in &sl.log_records {
                     let attrs = attributes(&r.attributes);
@@ -479,6 +474,24 @@ impl Normalizer {
         format!("redacted-{}", hmac_sha256(&self.id_key, raw.as_bytes()))
     }
 
+    /// A resource's project (`openinference.project.name`, else `encore.project`, else
+    /// `default`) and service (`service.name`), both redacted as stored.
+    fn project_and_service(
+        &self,
+        resource: &Map<String, Value>,
+        counts: &mut Redactions,
+    ) -> (String, String) {
+        let text = |k: &str| resource.get(k).and_then(Value::as_str).map(str::to_owned);
+        let project = text("openinference.project.name")
+            .or_else(|| text("encore.project"))
+            .unwrap_or_else(|| "default".into());
+        let service = text("service.name").unwrap_or_else(|| "unknown_service".into());
+        (
+            self.redact_id(&project, counts),
+            self.redactor.redact(&service, counts),
+        )
+    }
+
     fn policy(&self, service: &str) -> ContentPolicy {
         self.content_by_service
             .get(service)
@@ -495,13 +508,7 @@ impl Normalizer {
                 .as_ref()
                 .map(|r| attributes(&r.attributes))
                 .unwrap_or_default();
-            let text = |k: &str| resource.get(k).and_then(Value::as_str).map(str::to_owned);
-            let project = text("openinference.project.name")
-                .or_else(|| text("encore.project"))
-                .unwrap_or_else(|| "default".into());
-            let project = self.redact_id(&project, counts);
-            let service = text("service.name").unwrap_or_else(|| "unknown_service".into());
-            let service = self.redactor.redact(&service, counts);
+            let (project, service) = self.project_and_service(&resource, counts);
             let policy = self.policy(&service);
             for ss in &rs.scope_spans {
                 for s in &ss.spans {
