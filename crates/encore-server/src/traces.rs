@@ -686,7 +686,7 @@ pub(crate) struct ListParams {
     from_ms: Option<i64>,
     to_ms: Option<i64>,
     #[serde(default = "default_limit")]
-    #[param(minimum = 1, maximum = 100000)]
+    #[param(minimum = 1, maximum = 10000)]
     limit: usize,
     /// the previous page's `next_before_ns`
     before_ns: Option<i64>,
