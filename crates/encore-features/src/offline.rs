@@ -164,77 +164,13 @@ fn scan_events(
     to_ms: i64,
     mut f: impl FnMut(&str, &str, Option<&str>, FeatureEvent),
 ) -> Result<(), OfflineError> {
-    let columns = [
-        "user_id",
-        "item_id",
-        "ts_end_ms",
-        "ms_played",
-        "item_duration_ms",
-        "shuffle",
-        "offline",
-        "platform",
-        "country",
-        "context_type",
-        "reason_start",
-        "reason_end",
-        "private_session",
-        "consent",
-    ];
     let mut err = None;
     // segments are by play start; a play ends less than a day after it starts
     let lo = from_ms.saturating_sub(encore_core::time::MS_PER_DAY);
-    log.scan_range(lo, to_ms, true, Some(&columns), |b| {
-        let r = (|| -> Result<(), OfflineError> {
-            let user: &StringArray = col(b, "user_id")?;
-            let item: &StringArray = col(b, "item_id")?;
-            let ts: &Int64Array = col(b, "ts_end_ms")?;
-            let played: &UInt32Array = col(b, "ms_played")?;
-            let dur: &UInt32Array = col(b, "item_duration_ms")?;
-            let shuffle: &BooleanArray = col(b, "shuffle")?;
-            let offline: &BooleanArray = col(b, "offline")?;
-            let private: &BooleanArray = col(b, "private_session")?;
-            let consent: &arrow::array::StructArray = col(b, "consent")?;
-            let personalization = consent
-                .column_by_name("personalization")
-                .and_then(|c| c.as_any().downcast_ref::<BooleanArray>())
-                .ok_or_else(|| {
-                    OfflineError::Input(
-                        "playback log: column consent.personalization is missing".into(),
-                    )
-                })?;
-            let s = |n: &str| col::<StringArray>(b, n);
-            let (platform, country, ctx, rs, re) = (
-                s("platform")?,
-                s("country")?,
-                s("context_type")?,
-                s("reason_start")?,
-                s("reason_end")?,
-            );
-            for i in 0..b.num_rows() {
-                if ts.value(i) > to_ms || ts.value(i) <= from_ms {
-                    continue;
-                }
-                let artist = artists.get(item.value(i)).map(String::as_str);
-                let e = FeatureEvent::new(&Raw {
-                    personal: !private.value(i) && personalization.value(i),
-                    ts_end_ms: ts.value(i),
-                    ms_played: played.value(i),
-                    item_duration_ms: dur.value(i),
-                    shuffle: shuffle.value(i),
-                    offline: offline.value(i),
-                    item_id: item.value(i),
-                    artist_id: artist,
-                    platform: platform.value(i),
-                    country: country.value(i),
-                    context_type: ctx.value(i),
-                    reason_start: rs.value(i),
-                    reason_end: re.value(i),
-                });
-                f(user.value(i), item.value(i), artist, e);
-            }
-            Ok(())
-        })();
-        if let Err(e) = r {
+    log.scan_range(lo, to_ms, true, Some(&PLAYBACK_COLUMNS), |b| {
+        if err.is_none()
+            && let Err(e) = batch_events(b, artists, from_ms, to_ms, &mut f)
+        {
             err = Some(e);
         }
         Ok(())
@@ -243,6 +179,82 @@ fn scan_events(
         Some(e) => Err(e),
         None => Ok(()),
     }
+}
+
+/// The playback columns feature events are computed from.
+pub const PLAYBACK_COLUMNS: [&str; 14] = [
+    "user_id",
+    "item_id",
+    "ts_end_ms",
+    "ms_played",
+    "item_duration_ms",
+    "shuffle",
+    "offline",
+    "platform",
+    "country",
+    "context_type",
+    "reason_start",
+    "reason_end",
+    "private_session",
+    "consent",
+];
+
+/// Calls `f(user, item, artist, event)` for every playback row of `b` (a batch in the playback
+/// schema, or a projection holding [`PLAYBACK_COLUMNS`]) with `from_ms < ts_end_ms <= to_ms`:
+/// the one conversion from stored rows to feature events, for offline and online alike.
+pub fn batch_events(
+    b: &RecordBatch,
+    artists: &HashMap<String, String>,
+    from_ms: i64,
+    to_ms: i64,
+    mut f: impl FnMut(&str, &str, Option<&str>, FeatureEvent),
+) -> Result<(), OfflineError> {
+    let user: &StringArray = col(b, "user_id")?;
+    let item: &StringArray = col(b, "item_id")?;
+    let ts: &Int64Array = col(b, "ts_end_ms")?;
+    let played: &UInt32Array = col(b, "ms_played")?;
+    let dur: &UInt32Array = col(b, "item_duration_ms")?;
+    let shuffle: &BooleanArray = col(b, "shuffle")?;
+    let offline: &BooleanArray = col(b, "offline")?;
+    let private: &BooleanArray = col(b, "private_session")?;
+    let consent: &arrow::array::StructArray = col(b, "consent")?;
+    let personalization = consent
+        .column_by_name("personalization")
+        .and_then(|c| c.as_any().downcast_ref::<BooleanArray>())
+        .ok_or_else(|| {
+            OfflineError::Input("playback log: column consent.personalization is missing".into())
+        })?;
+    let s = |n: &str| col::<StringArray>(b, n);
+    let (platform, country, ctx, rs, re) = (
+        s("platform")?,
+        s("country")?,
+        s("context_type")?,
+        s("reason_start")?,
+        s("reason_end")?,
+    );
+    for i in 0..b.num_rows() {
+        if ts.value(i) > to_ms || ts.value(i) <= from_ms {
+            continue;
+        }
+        let artist = artists.get(item.value(i)).map(String::as_str);
+        let e = FeatureEvent::new(&Raw {
+            personal: !private.value(i) && personalization.value(i),
+            ts_end_ms: ts.value(i),
+            ms_played: played.value(i),
+            item_duration_ms: dur.value(i),
+            shuffle: shuffle.value(i),
+            offline: offline.value(i),
+            item_id: item.value(i),
+            artist_id: artist,
+            platform: platform.value(i),
+            country: country.value(i),
+            context_type: ctx.value(i),
+            reason_start: rs.value(i),
+            reason_end: re.value(i),
+        });
+        f(user.value(i), item.value(i), artist, e);
+    }
+    Ok(())
 }
 
 fn add(

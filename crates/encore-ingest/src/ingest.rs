@@ -118,6 +118,10 @@ pub struct BatchOutcome {
     pub duplicates: u64,
     pub unknown_items: u64,
     pub rejects: Vec<Reject>,
+    /// the rows stored, in the table's canonical schema: only those that passed the contract and
+    /// were not duplicates (what downstream consumers may act on)
+    #[serde(skip)]
+    pub rows: Option<RecordBatch>,
 }
 
 /// Rows that passed the contract and deduplication, ready to append.
@@ -731,6 +735,24 @@ impl Ingestor {
         Ok(chunk)
     }
 
+    /// Queues rows built in process (a batch of `encore_core::arrow`): [`Ingestor::submit_body`]
+    /// without a parse, under the same contract and deduplication.
+    pub fn submit_batch(
+        &self,
+        table: Table,
+        batch: &RecordBatch,
+    ) -> Result<PendingBody<'_>, IngestError> {
+        let candidates = crate::batch::conform(batch, &table.schema())
+            .map_err(|message| IngestError::Internal { message })?;
+        let chunk = Chunk {
+            table,
+            candidates: Some(candidates),
+            locations: Locations::Rows(0),
+            rejects: Vec::new(),
+        };
+        self.submit_body(&chunk, false)
+    }
+
     /// Admits a parsed body and queues it without blocking: `Err(Busy)` when the write queue is
     /// full. The returned closure waits for durability and records the outcome.
     pub fn submit_body(&self, chunk: &Chunk, strict: bool) -> Result<PendingBody<'_>, IngestError> {
@@ -747,6 +769,7 @@ impl Ingestor {
                     ingestor: self,
                     table: chunk.table,
                     ticket: None,
+                    rows: None,
                     ids: Vec::new(),
                     counters: delta,
                     rejects: check.rejects,
@@ -756,6 +779,7 @@ impl Ingestor {
         let admitted = self.admit(chunk, label, true)?;
         self.quarantine
             .write(&self.run_id(), chunk.table.name(), &admitted.rejects)?;
+        let rows = admitted.batch.clone();
         let ticket = match admitted.batch {
             None => None,
             Some(batch) => match self.log(chunk.table).try_submit(batch)? {
@@ -770,6 +794,7 @@ impl Ingestor {
             ingestor: self,
             table: chunk.table,
             ticket,
+            rows,
             ids: admitted.ids,
             counters: admitted.counters,
             rejects: admitted.rejects,
@@ -782,6 +807,7 @@ pub struct PendingBody<'a> {
     ingestor: &'a Ingestor,
     table: Table,
     ticket: Option<encore_storage::event_log::Ticket>,
+    rows: Option<RecordBatch>,
     ids: Vec<u128>,
     counters: Counters,
     rejects: Vec<Reject>,
@@ -810,6 +836,7 @@ impl PendingBody<'_> {
             duplicates: self.counters.duplicates,
             unknown_items: self.counters.unknown_items,
             rejects: self.rejects,
+            rows: self.rows,
         })
     }
 }

@@ -218,6 +218,38 @@ pub async fn not_found(uri: axum::http::Uri) -> ApiError {
     ApiError::new(ErrorCode::NotFound, format!("no route for {}", uri.path()))
 }
 
+/// Runs `f` on the blocking pool (never on the async threads); a task that died is an internal
+/// error naming `what`.
+pub(crate) async fn blocking<T, E>(
+    what: &str,
+    f: impl FnOnce() -> Result<T, E> + Send + 'static,
+) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    E: Into<ApiError> + Send + 'static,
+{
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r.map_err(Into::into),
+        Err(e) => Err(ApiError::new(
+            ErrorCode::Internal,
+            format!("{what} task failed: {e}"),
+        )),
+    }
+}
+
+/// Reads a request body of at most `limit` bytes (413 beyond).
+pub(crate) async fn body_bytes(
+    body: axum::body::Body,
+    limit: usize,
+) -> Result<axum::body::Bytes, ApiError> {
+    axum::body::to_bytes(body, limit).await.map_err(|_| {
+        ApiError::new(
+            ErrorCode::TooLarge,
+            format!("request body is over the limit of {limit} bytes"),
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,27 +17,27 @@
 
 use crate::AppState;
 use crate::error::ApiError;
-use crate::traces::TelemetryAccess;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use encore_app::evals::Evals as EvalsAccess;
 use encore_core::ErrorCode;
+use encore_evals::alerts::AlertRule;
 use encore_evals::alerts::SliceState;
-use encore_evals::alerts::{AlertRule, Engine};
 use encore_evals::experiment::{Comparison, Run};
-use encore_evals::online::{OnlineEvaluator, Rule};
-use encore_evals::ops::{self, Delivery};
+use encore_evals::online::Rule;
+use encore_evals::ops;
 use encore_evals::quality::Slice;
 use encore_evals::quality::{JudgeCalibration, Quality};
-use encore_evals::spec::{Context, EvaluatorSpec};
+use encore_evals::spec::EvaluatorSpec;
 use encore_evals::store::{AlertEvent, DatasetItem, DatasetVersion, QueueItem};
 use encore_evals::store::{EvalStore, Queue, ScoreFilter, ScoreValue, StoredScore, Target};
 use encore_evals::{Evaluator, Sample};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
 
 /// `GET /v1/evals/scores`: `scores`, or `events` with `format=otel`.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -169,51 +169,6 @@ pub(crate) struct AlertEvents {
     events: Vec<AlertEvent>,
 }
 
-/// The evals store, online evaluation and alerting of a server.
-#[derive(Debug)]
-pub struct EvalsAccess {
-    pub store: Arc<Mutex<EvalStore>>,
-    pub ctx: Context,
-    pub online: Arc<OnlineEvaluator>,
-    pub engine: Mutex<Engine>,
-    pub delivery: Delivery,
-    pub telemetry: Option<Arc<TelemetryAccess>>,
-}
-
-impl EvalsAccess {
-    /// Rebuilds the online rules from the store; the rules that do not build are named.
-    pub fn reload_rules(&self) -> Result<Vec<String>, ApiError> {
-        let (rules, errors) = ops::compiled_rules(&self.store, &self.ctx)?;
-        for e in &errors {
-            tracing::warn!("online evaluation rule left out: {e}");
-        }
-        self.online.set_rules(rules);
-        Ok(errors)
-    }
-
-    /// Evaluates the alert rules every `interval` on a thread of its own, until the server's
-    /// state is dropped.
-    pub fn start_alerts(self: &Arc<Self>, interval: std::time::Duration) {
-        let weak = Arc::downgrade(self);
-        std::thread::spawn(move || {
-            loop {
-                std::thread::sleep(interval);
-                let Some(a) = weak.upgrade() else { return };
-                let spans = a.telemetry.as_ref().map(|t| &t.store);
-                if let Err(e) = ops::alerts_tick(
-                    &a.engine,
-                    &a.store,
-                    spans,
-                    encore_core::time::now_ms(),
-                    &a.delivery,
-                ) {
-                    tracing::warn!("alerts not evaluated: {e}");
-                }
-            }
-        });
-    }
-}
-
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/evals/scores", get(scores).post(post_score))
@@ -278,7 +233,7 @@ fn lock(a: &EvalsAccess) -> std::sync::MutexGuard<'_, EvalStore> {
 }
 
 fn spans(a: &EvalsAccess) -> Option<&encore_telemetry::SpanStore> {
-    a.telemetry.as_ref().map(|t| &t.store)
+    a.spans()
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

@@ -15,25 +15,6 @@ use encore_core::ErrorCode;
 use encore_ingest::{BatchOutcome, IngestError, Reject};
 use serde::{Deserialize, Serialize};
 
-/// The rows of an accepted `/v1/events` body (a JSON array or JSON lines) that parse as `T`; the
-/// rest are skipped (the ingest path has reported them).
-pub(crate) fn parsed_rows<T: serde::de::DeserializeOwned>(body: &[u8]) -> Vec<T> {
-    let text = String::from_utf8_lossy(body);
-    let trimmed = text.trim_start();
-    if trimmed.starts_with('[') {
-        serde_json::from_str::<Vec<serde_json::Value>>(trimmed)
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|v| serde_json::from_value(v).ok())
-            .collect()
-    } else {
-        trimmed
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
-    }
-}
-
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/events", post(post_events))
@@ -85,38 +66,12 @@ pub(crate) async fn post_events(
     let Ok(_permit) = state.in_flight.clone().try_acquire_owned() else {
         return Err(IngestError::Busy.into());
     };
-    let limit = state.limits.max_body_bytes;
-    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
-        ApiError::new(
-            ErrorCode::TooLarge,
-            format!("request body is over the limit of {limit} bytes"),
-        )
-    })?;
-    let ingestor = state.ingestor.clone();
-    let max_rows = state.limits.max_batch_rows;
-    let served = state.serving.as_ref().map(|s| s.served.clone());
-    let features = state.features.clone();
-    let outcome = tokio::task::spawn_blocking(move || {
-        let chunk = ingestor.parse_body(&bytes, max_rows)?;
-        let outcome = ingestor.submit_body(&chunk, params.strict)?.wait()?;
-        // plays since training feed fold-in for the served model
-        if let Some(served) = served
-            && outcome.table == encore_ingest::Table::Playback
-            && outcome.accepted > 0
-        {
-            crate::recs::record_recent(&served, &bytes);
-        }
-        // and windowed features stay fresh
-        if let Some(f) = features
-            && outcome.table == encore_ingest::Table::Playback
-            && outcome.accepted > 0
-        {
-            f.record(&bytes);
-        }
-        Ok::<_, IngestError>(outcome)
+    let bytes = crate::error::body_bytes(body, state.limits.max_body_bytes).await?;
+    let (pipeline, max_rows) = (state.pipeline.clone(), state.limits.max_batch_rows);
+    let outcome = crate::error::blocking("ingest", move || {
+        pipeline.ingest_body(&bytes, max_rows, params.strict)
     })
-    .await
-    .map_err(|e| ApiError::new(ErrorCode::Internal, format!("ingest task failed: {e}")))??;
+    .await?;
     if params.strict && !outcome.rejects.is_empty() {
         let details = serde_json::to_value(&outcome.rejects).unwrap_or_default();
         return Err(ApiError::new(
@@ -136,8 +91,8 @@ pub(crate) async fn stats(
     State(state): State<AppState>,
 ) -> Result<Json<encore_ingest::stats::EventStats>, ApiError> {
     let ingestor = state.ingestor.clone();
-    let s = tokio::task::spawn_blocking(move || encore_ingest::stats::event_stats(&ingestor))
-        .await
-        .map_err(|e| ApiError::new(ErrorCode::Internal, format!("stats task failed: {e}")))??;
-    Ok(Json(s))
+    let s = crate::error::blocking("stats", move || {
+        encore_ingest::stats::event_stats(&ingestor)
+    });
+    Ok(Json(s.await?))
 }

@@ -6,8 +6,8 @@
 //!   expired view gives nulls with its status `expired`.
 //! - `GET /v1/features/services`: the current definitions' services and views.
 //!
-//! Playback events accepted by `POST /v1/events` reach the online store within a fraction of a
-//! second: the handler hands them to a writer thread that applies them in batches.
+//! Plays stored by `POST /v1/events` reach the online store within a fraction of a second (see
+//! `encore_app::features`).
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -15,172 +15,13 @@ use axum::extract::State;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use encore_app::features::OnlineFeatures;
 use encore_core::ErrorCode;
-use encore_features::Definitions;
-use encore_features::online::{Keyed, OnlineStore, Plan};
+use encore_features::online::Plan;
 use serde::Deserialize;
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::mpsc::SyncSender;
-use std::sync::{Arc, Mutex};
-
-/// The online store, the definitions in use, and the writer fed by ingestion.
-#[derive(Debug)]
-pub struct FeaturesAccess {
-    pub store: Arc<OnlineStore>,
-    pub version: u32,
-    pub definitions: Arc<Definitions>,
-    plans: Mutex<HashMap<String, Arc<Plan>>>,
-    /// each catalog item's artist
-    artists: Arc<HashMap<String, String>>,
-    writer: SyncSender<Vec<Keyed>>,
-    /// the user-artist feature that demotes artists in home lists, and its weight
-    rerank: Option<Rerank>,
-}
-
-/// A user-artist feature feeding the re-ranking of home lists: an artist is demoted by
-/// `weight × value` (clamped to [0, 1]).
-#[derive(Debug, Clone)]
-pub struct Rerank {
-    pub view: encore_features::def::View,
-    /// the view's read layout, compiled once
-    pub layout: encore_features::columns::Layout,
-    pub feature: usize,
-    pub weight: f32,
-}
-
-impl Rerank {
-    /// `<view>__<feature>` of a user-artist view of `defs`, or why not.
-    pub fn new(defs: &Definitions, name: &str, weight: f32) -> Result<Rerank, String> {
-        let (view, feature) = name
-            .split_once("__")
-            .ok_or_else(|| format!("rerank feature {name:?}: expected <view>__<feature>"))?;
-        let v = defs
-            .views
-            .get(view)
-            .ok_or_else(|| format!("rerank feature {name:?}: no view {view}"))?;
-        if v.kind != encore_features::def::EntityKind::UserArtist {
-            return Err(format!(
-                "rerank feature {name:?}: view {view} is not keyed by user_id and artist_id"
-            ));
-        }
-        let feature = v
-            .features
-            .iter()
-            .position(|f| f.name == feature)
-            .ok_or_else(|| format!("rerank feature {name:?}: view {view} has no {feature}"))?;
-        Ok(Rerank {
-            layout: encore_features::columns::Layout::of(v),
-            view: v.clone(),
-            feature,
-            weight,
-        })
-    }
-}
-
-impl FeaturesAccess {
-    /// Starts the writer thread: batches of ingested events are coalesced for up to 100 ms and
-    /// applied in one transaction.
-    pub fn start(
-        store: OnlineStore,
-        version: u32,
-        definitions: Definitions,
-        artists: HashMap<String, String>,
-        rerank: Option<Rerank>,
-    ) -> Arc<FeaturesAccess> {
-        let (writer, rx) = std::sync::mpsc::sync_channel::<Vec<Keyed>>(1024);
-        let access = Arc::new(FeaturesAccess {
-            store: Arc::new(store),
-            version,
-            definitions: Arc::new(definitions),
-            plans: Mutex::default(),
-            artists: Arc::new(artists),
-            writer,
-            rerank,
-        });
-        let (store, defs) = (Arc::clone(&access.store), Arc::clone(&access.definitions));
-        std::thread::Builder::new()
-            .name("features-writer".into())
-            .spawn(move || {
-                while let Ok(mut batch) = rx.recv() {
-                    let deadline =
-                        std::time::Instant::now() + std::time::Duration::from_millis(100);
-                    while let Some(left) =
-                        deadline.checked_duration_since(std::time::Instant::now())
-                    {
-                        match rx.recv_timeout(left) {
-                            Ok(mut more) => batch.append(&mut more),
-                            Err(_) => break,
-                        }
-                    }
-                    if let Err(e) = store.apply(&defs, &batch, encore_core::time::now_ms()) {
-                        tracing::warn!("online features not updated: {e}");
-                    }
-                }
-            })
-            .ok();
-        access
-    }
-
-    fn plan(&self, service: &str) -> Result<Arc<Plan>, ApiError> {
-        let mut plans = self.plans.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(p) = plans.get(service) {
-            return Ok(Arc::clone(p));
-        }
-        let p = Arc::new(Plan::new(&self.definitions, service)?);
-        plans.insert(service.to_owned(), Arc::clone(&p));
-        Ok(p)
-    }
-
-    /// The demotion of each artist for `user` in home lists (empty without a rerank feature).
-    pub fn demotions(&self, user: &str) -> HashMap<String, f32> {
-        let Some(r) = &self.rerank else {
-            return HashMap::new();
-        };
-        match self.store.prefix_values(
-            &r.view,
-            &r.layout,
-            r.feature,
-            user,
-            encore_core::time::now_ms(),
-        ) {
-            Ok(v) => v
-                .into_iter()
-                .map(|(artist, x)| (artist, (r.weight * x as f32).clamp(0.0, 1.0)))
-                .filter(|(_, d)| *d > 0.0)
-                .collect(),
-            Err(e) => {
-                tracing::warn!("home list without feature demotions: {e}");
-                HashMap::new()
-            }
-        }
-    }
-
-    /// Hands the playback events of an accepted `/v1/events` body to the writer.
-    pub fn record(&self, body: &[u8]) {
-        let events: Vec<encore_core::event::PlaybackEvent> = crate::events::parsed_rows(body);
-        let keyed: Vec<Keyed> = events
-            .iter()
-            .map(|e| {
-                let artist = self.artists.get(e.item_id.as_str()).cloned();
-                Keyed {
-                    user_id: e.user_id.as_str().to_owned(),
-                    item_id: e.item_id.as_str().to_owned(),
-                    event: encore_features::event::FeatureEvent::from_playback(
-                        e,
-                        artist.as_deref(),
-                    ),
-                    artist_id: artist,
-                }
-            })
-            .collect();
-        if !keyed.is_empty() && self.writer.try_send(keyed).is_err() {
-            tracing::warn!(
-                "online features: the writer is behind; a batch waits for materialization"
-            );
-        }
-    }
-}
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -188,7 +29,7 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/features/services", get(services))
 }
 
-fn access(state: &AppState) -> Result<Arc<FeaturesAccess>, ApiError> {
+fn access(state: &AppState) -> Result<Arc<OnlineFeatures>, ApiError> {
     state.features.clone().ok_or_else(|| {
         ApiError::new(
             ErrorCode::FailedPrecondition,
@@ -353,36 +194,44 @@ pub(crate) async fn read(
     }
     let a = access(&state)?;
     let plan = a.plan(&b.service)?;
-    let version = a.version;
     let rows = if b.entities.len() <= INLINE_ENTITIES {
-        a.store
-            .read(&plan, &b.entities, encore_core::time::now_ms())?
+        a.read(&plan, &b.entities)?
     } else {
-        let rows: Vec<BTreeMap<String, String>> = b
-            .entities
-            .iter()
-            .map(|m| {
-                m.iter()
-                    .map(|(k, v)| (k.0.to_string(), v.0.to_string()))
-                    .collect()
-            })
-            .collect();
-        let plan = Arc::clone(&plan);
-        tokio::task::spawn_blocking(move || a.store.read(&plan, &rows, encore_core::time::now_ms()))
-            .await
-            .map_err(|e| {
-                ApiError::new(ErrorCode::Internal, format!("features task failed: {e}"))
-            })??
+        read_blocking(a.clone(), Arc::clone(&plan), &b.entities).await?
     };
-    // written into a buffer sized for the answer up front (no regrowing a 60 KB body)
-    let per_value = if b.format == Format::Arrays { 12 } else { 40 };
-    let mut body = Vec::with_capacity(256 + rows.len() * (64 + plan.names.len() * per_value));
-    let features = Features {
+    let arrays = b.format == Format::Arrays;
+    render(Features {
         service: b.service,
-        version,
-        plan: (b.format == Format::Arrays).then_some(plan),
+        version: a.version,
+        plan: arrays.then_some(plan),
         rows,
-    };
+    })
+}
+
+/// A large read, on the blocking pool (the entities copied out of the request body).
+async fn read_blocking(
+    a: Arc<OnlineFeatures>,
+    plan: Arc<Plan>,
+    entities: &[BTreeMap<Text<'_>, Text<'_>>],
+) -> Result<Vec<encore_features::online::FeatureRow>, ApiError> {
+    let rows: Vec<BTreeMap<String, String>> = entities
+        .iter()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.0.to_string(), v.0.to_string()))
+                .collect()
+        })
+        .collect();
+    Ok(tokio::task::spawn_blocking(move || a.read(&plan, &rows))
+        .await
+        .map_err(|e| ApiError::new(ErrorCode::Internal, format!("features task failed: {e}")))??)
+}
+
+/// The answer, written into a buffer sized for it up front (no regrowing a 60 KB body).
+fn render(features: Features) -> Result<axum::response::Response, ApiError> {
+    let per_value = if features.plan.is_some() { 12 } else { 40 };
+    let names = features.rows.first().map_or(0, |r| r.values.len());
+    let mut body = Vec::with_capacity(256 + features.rows.len() * (64 + names * per_value));
     serde_json::to_writer(&mut body, &features)
         .map_err(|e| ApiError::new(ErrorCode::Internal, format!("features answer: {e}")))?;
     Ok((

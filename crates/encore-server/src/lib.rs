@@ -1,6 +1,6 @@
-//! `encore-server`: the HTTP API. One module per resource; handlers unpack the request, call a
-//! transport-neutral function of a domain crate, and map its error to a status in one place
-//! ([`error`]).
+//! `encore-server`: the HTTP API. One module per resource; handlers unpack the request, call one
+//! operation of the application layer (`encore-app`) or a domain crate, and map its error to a
+//! status in one place ([`error`]). No module here starts a thread or joins two domains.
 //!
 //! ```no_run
 //! # async fn run(ingestor: std::sync::Arc<encore_ingest::Ingestor>) -> std::io::Result<()> {
@@ -28,6 +28,11 @@ pub mod tls;
 pub mod traces;
 
 use axum::Router;
+use encore_app::experiments::Experiments;
+use encore_app::features::OnlineFeatures;
+use encore_app::ingest::Pipeline;
+use encore_app::serving::{RecentPlays, Serving};
+use encore_app::telemetry::Telemetry;
 use encore_ingest::Ingestor;
 use std::future::Future;
 use std::sync::Arc;
@@ -63,17 +68,19 @@ pub struct RegistryAccess {
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub ingestor: Arc<Ingestor>,
+    /// ingestion and who hears of stored rows
+    pub pipeline: Arc<Pipeline>,
     pub limits: Limits,
     pub registry: Option<RegistryAccess>,
     /// the served model, when this server serves recommendations
-    pub serving: Option<recs::ServingAccess>,
-    pub experiments: Option<Arc<experiments::ExperimentsAccess>>,
+    pub serving: Option<Arc<Serving>>,
+    pub experiments: Option<Arc<Experiments>>,
     /// the trace store, when this server takes traces
-    pub telemetry: Option<Arc<traces::TelemetryAccess>>,
+    pub telemetry: Option<Arc<Telemetry>>,
     /// evaluation of LLM features and alerts, when this server runs them
-    pub evals: Option<Arc<evals::EvalsAccess>>,
+    pub evals: Option<Arc<encore_app::evals::Evals>>,
     /// the online feature store, when definitions are applied
-    pub features: Option<Arc<features::FeaturesAccess>>,
+    pub features: Option<Arc<OnlineFeatures>>,
     pub metrics: Arc<metrics::Metrics>,
     /// keys, scopes and the audit log
     pub auth: auth::Auth,
@@ -86,6 +93,7 @@ impl AppState {
     pub fn new(ingestor: Arc<Ingestor>, limits: Limits) -> AppState {
         let in_flight = Arc::new(Semaphore::new(limits.max_in_flight));
         AppState {
+            pipeline: Arc::new(Pipeline::new(Arc::clone(&ingestor))),
             ingestor,
             limits,
             registry: None,
@@ -114,31 +122,35 @@ impl AppState {
     }
 
     /// Answers `/v1/assignments` from `experiments` too.
-    pub fn with_experiments(mut self, experiments: Arc<experiments::ExperimentsAccess>) -> Self {
+    pub fn with_experiments(mut self, experiments: Arc<Experiments>) -> Self {
         self.experiments = Some(experiments);
         self
     }
 
     /// Takes OTLP traces into `telemetry` and answers span queries too.
-    pub fn with_telemetry(mut self, telemetry: Arc<traces::TelemetryAccess>) -> Self {
+    pub fn with_telemetry(mut self, telemetry: Arc<Telemetry>) -> Self {
         self.telemetry = Some(telemetry);
         self
     }
 
     /// Evaluates, labels and alerts through `evals` too.
-    pub fn with_evals(mut self, evals: Arc<evals::EvalsAccess>) -> Self {
+    pub fn with_evals(mut self, evals: Arc<encore_app::evals::Evals>) -> Self {
         self.evals = Some(evals);
         self
     }
 
-    /// Serves online features from `features` too (and feeds it ingested events).
-    pub fn with_features(mut self, features: Arc<features::FeaturesAccess>) -> Self {
+    /// Serves online features from `features` too (and feeds it stored plays).
+    pub fn with_features(mut self, features: Arc<OnlineFeatures>) -> Self {
+        self.pipeline.subscribe(Arc::clone(&features) as _);
         self.features = Some(features);
         self
     }
 
-    /// Serves recommendations from `serving` too.
-    pub fn with_serving(mut self, serving: recs::ServingAccess) -> Self {
+    /// Serves recommendations from `serving` too (and folds stored plays in).
+    pub fn with_serving(mut self, serving: Arc<Serving>) -> Self {
+        self.pipeline
+            .subscribe(Arc::new(RecentPlays(Arc::clone(&serving.served))));
+        self.metrics.register_serving(&serving.counters);
         self.serving = Some(serving);
         self
     }

@@ -32,11 +32,6 @@ pub struct Metrics {
     registry: Mutex<Registry>,
     pub requests: Family<RouteLabels, Counter>,
     pub latency: Family<RouteLabels, Histogram>,
-    pub shed: Counter,
-    pub candidates_scored: Counter,
-    pub impressions_logged: Counter,
-    pub impressions_dropped: Counter,
-    pub treatments_unavailable: Counter,
     spans_stored: Counter,
     pub spans_sampled_out: Counter,
     redactions: Family<KindLabel, Counter>,
@@ -49,6 +44,37 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// Exports what serving counts (requests shed, candidates scored, impressions, treatments
+    /// not available) from now on.
+    pub fn register_serving(&self, c: &encore_app::serving::ServingCounters) {
+        let mut r = self.registry.lock().unwrap_or_else(|e| e.into_inner());
+        r.register(
+            "requests_shed",
+            "recommendation requests refused with 503 (over the in-flight limit)",
+            c.shed.clone(),
+        );
+        r.register(
+            "candidates_scored",
+            "items scored for recommendation requests",
+            c.candidates_scored.clone(),
+        );
+        r.register(
+            "impressions_logged",
+            "impression events written",
+            c.impressions_logged.clone(),
+        );
+        r.register(
+            "impressions_dropped",
+            "impression events dropped (write queue full)",
+            c.impressions_dropped.clone(),
+        );
+        r.register(
+            "experiment_treatments_unavailable",
+            "listeners served the default model because their variant's model alias was not loaded (not counted as exposed)",
+            c.treatments_unavailable.clone(),
+        );
+    }
+
     /// The commit this binary was built from (shown by `encore_build_info`).
     pub fn set_build_sha(&self, sha: &str) {
         let _ = self.build_sha.set(sha.to_owned());
@@ -94,11 +120,6 @@ impl Default for Metrics {
         let m = Metrics {
             requests,
             latency,
-            shed: Counter::default(),
-            candidates_scored: Counter::default(),
-            impressions_logged: Counter::default(),
-            impressions_dropped: Counter::default(),
-            treatments_unavailable: Counter::default(),
             spans_stored: Counter::default(),
             spans_sampled_out: Counter::default(),
             redactions: Family::default(),
@@ -119,26 +140,6 @@ impl Default for Metrics {
             m.latency.clone(),
         );
         registry.register(
-            "requests_shed",
-            "recommendation requests refused with 503 (over the in-flight limit)",
-            m.shed.clone(),
-        );
-        registry.register(
-            "candidates_scored",
-            "items scored for recommendation requests",
-            m.candidates_scored.clone(),
-        );
-        registry.register(
-            "impressions_logged",
-            "impression events written",
-            m.impressions_logged.clone(),
-        );
-        registry.register(
-            "impressions_dropped",
-            "impression events dropped (write queue full)",
-            m.impressions_dropped.clone(),
-        );
-        registry.register(
             "spans_stored",
             "trace spans stored (durable)",
             m.spans_stored.clone(),
@@ -152,11 +153,6 @@ impl Default for Metrics {
             "redactions",
             "personal data replaced in spans before storage, by kind",
             m.redactions.clone(),
-        );
-        registry.register(
-            "experiment_treatments_unavailable",
-            "listeners served the default model because their variant's model alias was not loaded (not counted as exposed)",
-            m.treatments_unavailable.clone(),
         );
         registry.register(
             "spans_unpriced",

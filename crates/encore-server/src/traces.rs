@@ -25,8 +25,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use encore_access::{Principal, Scope};
+use encore_app::AppError;
+use encore_app::telemetry::Telemetry;
 use encore_core::ErrorCode;
-use encore_telemetry::{Filter, Normalizer, Redactions, SpanStore};
+use encore_telemetry::Filter;
 use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
     LogsService, LogsServiceServer,
 };
@@ -40,203 +42,37 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use serde::{Deserialize, Serialize};
-use std::sync::{Arc, Mutex};
-use tokio::sync::Semaphore;
+use std::sync::Arc;
 
-/// The trace store and how spans are normalized on the way in.
-#[derive(Debug)]
-pub struct TelemetryAccess {
-    pub store: SpanStore,
-    pub normalizer: Normalizer,
-    in_flight: Arc<Semaphore>,
-    max_in_flight: usize,
-    /// redactions so far, by kind
-    pub redactions: Mutex<Redactions>,
-    /// encore's own requests as spans, when sampled
-    self_tracer: std::sync::OnceLock<SelfTracer>,
-    /// online evaluation, offered every stored span
-    pub online: std::sync::OnceLock<Arc<encore_evals::online::OnlineEvaluator>>,
-}
-
-/// Samples encore's own recommendation requests into the trace store (project `encore`), so
-/// model serving and LLM features are seen side by side. Spans go through a bounded queue to one
-/// writer thread that stores them in batches; a full queue drops them (and counts nothing else).
-#[derive(Debug)]
-struct SelfTracer {
-    /// requests kept, out of 2^32
-    threshold: u64,
-    queue: std::sync::mpsc::SyncSender<encore_telemetry::Span>,
-}
-
-impl TelemetryAccess {
-    pub fn new(store: SpanStore, normalizer: Normalizer, max_in_flight: usize) -> TelemetryAccess {
-        TelemetryAccess {
-            store,
-            normalizer,
-            in_flight: Arc::new(Semaphore::new(max_in_flight.max(1))),
-            max_in_flight: max_in_flight.max(1),
-            redactions: Mutex::default(),
-            self_tracer: std::sync::OnceLock::new(),
-            online: std::sync::OnceLock::new(),
-        }
-    }
-
-    /// Stores `span` (say, an LLM judge's call) through the background writer, dropping it
-    /// when the writer's queue is full.
-    pub fn record(&self, span: encore_telemetry::Span) {
-        if let Some(t) = self.self_tracer.get() {
-            let _ = t.queue.try_send(span);
-        }
-    }
-
-    /// Starts the background span writer, and traces `rate` (0 to 1) of encore's own
-    /// recommendation requests into the store through it.
-    pub fn trace_own_requests(self: &Arc<Self>, rate: f64) {
-        if self.self_tracer.get().is_some() {
-            return;
-        }
-        let (queue, rx) = std::sync::mpsc::sync_channel::<encore_telemetry::Span>(10_000);
-        let weak = Arc::downgrade(self);
-        std::thread::spawn(move || {
-            let window = std::time::Duration::from_millis(500);
-            let mut batch = Vec::new();
-            loop {
-                let open = match rx.recv_timeout(window) {
-                    Ok(span) => {
-                        batch.push(span);
-                        batch.extend(rx.try_iter().take(4_999));
-                        true
-                    }
-                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => true,
-                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => false,
-                };
-                if !batch.is_empty() {
-                    let Some(t) = weak.upgrade() else { return };
-                    if let Err(e) = t.store.append(&batch) {
-                        tracing::warn!("own request spans not stored: {e}");
-                    }
-                    batch.clear();
-                }
-                if !open {
-                    return;
-                }
-            }
-        });
-        let _ = self.self_tracer.set(SelfTracer {
-            threshold: (rate.clamp(0.0, 1.0) * f64::from(u32::MAX)) as u64,
-            queue,
-        });
-    }
-
-    /// Records one of encore's own requests if it is sampled: `name` as a server span of
-    /// service `encore-serving` in project `encore`.
-    pub fn own_request(
-        &self,
-        request_id: &str,
-        name: &str,
-        user: &str,
-        slate: &encore_serving::Slate,
-        started: (i64, std::time::Instant),
-        cached: bool,
-    ) {
-        let Some(tracer) = self.self_tracer.get().filter(|t| t.threshold > 0) else {
-            return;
-        };
-        let h = encore_experiments::assignment::hash("encore-self-trace", request_id);
-        if (h >> 32) > tracer.threshold {
-            return;
-        }
-        let mut mapped = encore_telemetry::normalize::Mapped {
-            operation: Some("recommend".into()),
-            request_model: Some(slate.model.clone()),
-            response_model: Some(format!("{}@{}", slate.model, slate.model_version)),
-            user: Some(self.normalizer.user_id(user)),
-            ai_kind: Some("RECOMMENDER".into()),
-            ..Default::default()
-        };
-        mapped
-            .attributes
-            .insert("request_id".into(), request_id.into());
-        mapped
-            .attributes
-            .insert("items".into(), slate.items.len().into());
-        mapped.attributes.insert("cached".into(), cached.into());
-        mapped.attributes.insert(
-            "strategy".into(),
-            serde_json::to_value(slate.strategy).unwrap_or_default(),
-        );
-        if !slate.experiments.is_empty() {
-            mapped.attributes.insert(
-                "experiments".into(),
-                serde_json::to_value(&slate.experiments).unwrap_or_default(),
-            );
-        }
-        let elapsed = started.1.elapsed().as_nanos() as i64;
-        let span = encore_telemetry::Span {
-            project: "encore".into(),
-            trace_id: format!("{h:016x}{:016x}", h.rotate_left(17) ^ 0x9E37_79B9_7F4A_7C15),
-            span_id: format!("{:016x}", h.rotate_left(31)),
-            parent_span_id: None,
-            name: name.into(),
-            kind: "server",
-            service: "encore-serving".into(),
-            start_ns: started.0,
-            end_ns: started.0 + elapsed,
-            status: "ok",
-            status_message: None,
-            mapped,
-            cost: None,
-        };
-        let _ = tracer.queue.try_send(span);
-    }
-}
-
-/// Normalizes, redacts, prices and stores one export request; returns the spans newly stored.
+/// Stores one trace export and counts what it did.
 fn store_request(
-    t: &TelemetryAccess,
+    t: &Telemetry,
     metrics: &crate::metrics::Metrics,
     request: &ExportTraceServiceRequest,
     caller: &Principal,
-) -> Result<usize, ApiError> {
-    let mut counts = Redactions::default();
-    let mut spans = t.normalizer.spans(request, &mut counts);
-    // a key limited to projects writes only those: one span of another refuses the export
-    if let Some(other) = spans.iter().find(|s| !caller.allows_project(&s.project)) {
-        return Err(ApiError::new(
-            ErrorCode::PermissionDenied,
-            format!(
-                "the key {:?} may not write spans of project {:?}",
-                caller.name, other.project
-            ),
-        ));
-    }
-    let dropped = t.normalizer.sampling.apply(&mut spans);
-    metrics.spans_sampled_out.inc_by(dropped as u64);
-    let unpriced = spans
-        .iter()
-        .filter(|s| {
-            s.cost.is_none()
-                && (s.mapped.tokens.input.is_some() || s.mapped.tokens.output.is_some())
-        })
-        .count();
-    metrics.spans_unpriced.inc_by(unpriced as u64);
-    let stored = t.store.append(&spans)?;
-    if let Some(online) = t.online.get() {
-        online.offer(&spans);
-    }
-    t.redactions
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .add(&counts);
-    metrics.record_spans(stored as u64, &counts);
-    Ok(stored)
+) -> Result<usize, AppError> {
+    let stored = t.store_export(request, caller)?;
+    metrics.spans_sampled_out.inc_by(stored.sampled_out as u64);
+    metrics.spans_unpriced.inc_by(stored.unpriced as u64);
+    metrics.record_spans(stored.spans as u64, &stored.redactions);
+    Ok(stored.spans)
+}
+
+/// A slot for one export, or `unavailable` (retryable in OTLP) when the limit is reached.
+fn admit(t: &Telemetry) -> Result<encore_app::admission::Permit, AppError> {
+    t.exports.try_acquire().ok_or_else(|| {
+        AppError::busy(format!(
+            "over capacity: {} exports in flight; retry",
+            t.exports.max()
+        ))
+    })
 }
 
 /// OTLP/gRPC: the collector's `TraceService` on its own port, the same path behind it. The key
 /// comes in the `authorization` metadata, as OTLP exporters send headers.
 #[derive(Debug)]
 struct GrpcTraces {
-    access: Arc<TelemetryAccess>,
+    access: Arc<Telemetry>,
     metrics: Arc<crate::metrics::Metrics>,
     auth: crate::auth::Auth,
 }
@@ -249,12 +85,7 @@ impl TraceService for GrpcTraces {
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
         let caller = self.caller(&request)?;
         // UNAVAILABLE is the code OTLP exporters retry with backoff
-        let Ok(permit) = self.access.in_flight.clone().try_acquire_owned() else {
-            return Err(tonic::Status::unavailable(format!(
-                "over capacity: {} trace exports in flight; retry",
-                self.access.max_in_flight
-            )));
-        };
+        let permit = admit(&self.access).map_err(grpc_status)?;
         let (t, metrics) = (self.access.clone(), self.metrics.clone());
         let request = request.into_inner();
         tokio::task::spawn_blocking(move || {
@@ -263,13 +94,18 @@ impl TraceService for GrpcTraces {
         })
         .await
         .map_err(|e| tonic::Status::internal(format!("trace export task failed: {e}")))?
-        .map_err(|e| match e.code {
-            ErrorCode::PermissionDenied => tonic::Status::permission_denied(e.message),
-            _ => tonic::Status::unavailable(e.message),
-        })?;
+        .map_err(grpc_status)?;
         Ok(tonic::Response::new(ExportTraceServiceResponse {
             partial_success: None,
         }))
+    }
+}
+
+/// An export's failure as gRPC says it: refused for the key, or worth retrying.
+fn grpc_status(e: AppError) -> tonic::Status {
+    match e.code {
+        ErrorCode::PermissionDenied => tonic::Status::permission_denied(e.message),
+        _ => tonic::Status::unavailable(e.message),
     }
 }
 
@@ -306,24 +142,16 @@ impl LogsService for GrpcLogs {
         request: tonic::Request<ExportLogsServiceRequest>,
     ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
         let caller = self.0.caller(&request)?;
-        let Ok(permit) = self.0.access.in_flight.clone().try_acquire_owned() else {
-            return Err(tonic::Status::unavailable(format!(
-                "over capacity: {} exports in flight; retry",
-                self.0.access.max_in_flight
-            )));
-        };
+        let permit = admit(&self.0.access).map_err(grpc_status)?;
         let t = self.0.access.clone();
         let request = request.into_inner();
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            store_logs(&t, &request, &caller)
+            t.store_logs(&request, &caller)
         })
         .await
         .map_err(|e| tonic::Status::internal(format!("log export task failed: {e}")))?
-        .map_err(|e| match e.code {
-            ErrorCode::PermissionDenied => tonic::Status::permission_denied(e.message),
-            _ => tonic::Status::unavailable(e.message),
-        })?;
+        .map_err(grpc_status)?;
         Ok(tonic::Response::new(ExportLogsServiceResponse {
             partial_success: None,
         }))
@@ -405,7 +233,7 @@ fn readable_project(caller: &Principal, asked: Option<String>) -> Result<Option<
     }
 }
 
-fn access(state: &AppState) -> Result<Arc<TelemetryAccess>, ApiError> {
+fn access(state: &AppState) -> Result<Arc<Telemetry>, ApiError> {
     state.telemetry.clone().ok_or_else(|| {
         ApiError::new(
             ErrorCode::FailedPrecondition,
@@ -426,22 +254,15 @@ pub(crate) async fn export(
 ) -> Result<Response, ApiError> {
     let t = access(&state)?;
     let (permit, body) = otlp_body(&state, &t, &headers, body).await?;
-    let metrics = state.metrics.clone();
-    let json = body.json;
-    let stored = tokio::task::spawn_blocking(move || -> Result<usize, ApiError> {
+    let (metrics, json) = (state.metrics.clone(), body.json);
+    let stored = crate::error::blocking("trace export", move || {
         let _permit = permit;
         // the inflated body obeys the same ceiling as the body on the wire
         let request =
             encore_telemetry::otlp::decode(&body.bytes, &body.content_type, body.gzip, body.limit)?;
         store_request(&t, &metrics, &request, &caller)
     })
-    .await
-    .map_err(|e| {
-        ApiError::new(
-            ErrorCode::Internal,
-            format!("trace export task failed: {e}"),
-        )
-    })??;
+    .await?;
     tracing::debug!(spans = stored, "trace export stored");
     Ok(empty_otlp_response(json))
 }
@@ -459,28 +280,13 @@ struct OtlpBody {
 /// encoding: what `/v1/traces` and `/v1/logs` share.
 async fn otlp_body(
     state: &AppState,
-    t: &TelemetryAccess,
+    t: &Telemetry,
     headers: &HeaderMap,
     body: Body,
-) -> Result<(tokio::sync::OwnedSemaphorePermit, OtlpBody), ApiError> {
-    let Ok(permit) = t.in_flight.clone().try_acquire_owned() else {
-        let mut e = ApiError::new(
-            ErrorCode::Unavailable,
-            format!(
-                "over capacity: {} exports in flight; retry",
-                t.max_in_flight
-            ),
-        );
-        e.retry_after = Some(1);
-        return Err(e);
-    };
+) -> Result<(encore_app::admission::Permit, OtlpBody), ApiError> {
+    let permit = admit(t)?;
     let limit = state.limits.max_body_bytes;
-    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
-        ApiError::new(
-            ErrorCode::TooLarge,
-            format!("request body is over the limit of {limit} bytes"),
-        )
-    })?;
+    let bytes = crate::error::body_bytes(body, limit).await?;
     let header_text = |h: header::HeaderName| {
         headers
             .get(h)
@@ -529,36 +335,6 @@ fn empty_otlp_response(json: bool) -> Response {
     }
 }
 
-/// Stores what one log export's GenAI events say of their spans; returns the spans given
-/// content.
-fn store_logs(
-    t: &TelemetryAccess,
-    request: &ExportLogsServiceRequest,
-    caller: &Principal,
-) -> Result<usize, ApiError> {
-    let mut counts = Redactions::default();
-    let content = t.normalizer.log_content(request, &mut counts);
-    if let Some(other) = content
-        .spans
-        .iter()
-        .find(|c| !caller.allows_project(&c.project))
-    {
-        return Err(ApiError::new(
-            ErrorCode::PermissionDenied,
-            format!(
-                "the key {:?} may not write events of project {:?}",
-                caller.name, other.project
-            ),
-        ));
-    }
-    let stored = t.store.append_content(&content.spans)?;
-    t.redactions
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .add(&counts);
-    Ok(stored)
-}
-
 #[utoipa::path(post, path = "/v1/logs", tag = "traces",
     request_body(description = "an OTLP ExportLogsServiceRequest, protobuf or JSON (`Content-Encoding: gzip` allowed). GenAI events (`gen_ai.*.message`, `gen_ai.choice`, `gen_ai.client.inference.operation.details`) become the content of the span they name; other records are accepted and not kept",
         content((String = "application/x-protobuf"), (OtlpLogs = "application/json"))),
@@ -572,7 +348,7 @@ pub(crate) async fn export_logs(
     let t = access(&state)?;
     let (permit, body) = otlp_body(&state, &t, &headers, body).await?;
     let json = body.json;
-    let stored = tokio::task::spawn_blocking(move || -> Result<usize, ApiError> {
+    let stored = crate::error::blocking("log export", move || {
         let _permit = permit;
         let request = encore_telemetry::otlp::decode_logs(
             &body.bytes,
@@ -580,10 +356,9 @@ pub(crate) async fn export_logs(
             body.gzip,
             body.limit,
         )?;
-        store_logs(&t, &request, &caller)
+        t.store_logs(&request, &caller)
     })
-    .await
-    .map_err(|e| ApiError::new(ErrorCode::Internal, format!("log export task failed: {e}")))??;
+    .await?;
     tracing::debug!(spans = stored, "log export stored");
     Ok(empty_otlp_response(json))
 }

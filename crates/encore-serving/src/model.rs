@@ -66,6 +66,12 @@ pub struct NotServable {
     pub reason: String,
 }
 
+impl encore_core::Coded for NotServable {
+    fn code(&self) -> encore_core::ErrorCode {
+        encore_core::ErrorCode::FailedPrecondition
+    }
+}
+
 impl ServingModel {
     /// Prepares `artifact` (registered as `name` v`version`) for serving, with catalogue facts
     /// by item id (items without facts have no artist and are not explicit).

@@ -240,8 +240,14 @@ impl SpanStore {
     /// Stores the spans of `spans` not stored yet and returns once both tables hold them
     /// durably, with how many were new (the others were already stored: a retried export).
     pub fn append(&self, spans: &[Span]) -> Result<usize, StorageError> {
+        Ok(self.append_fresh(spans)?.len())
+    }
+
+    /// [`SpanStore::append`], returning the spans newly stored (a span already stored, or twice
+    /// in `spans`, is left out): what downstream consumers such as online evaluation may act on.
+    pub fn append_fresh(&self, spans: &[Span]) -> Result<Vec<Span>, StorageError> {
         if spans.is_empty() {
-            return Ok(0);
+            return Ok(Vec::new());
         }
         let ms = |s: &Span| s.start_ns.div_euclid(1_000_000);
         let fresh: Vec<Span> = {
@@ -276,7 +282,7 @@ impl SpanStore {
                 .collect()
         };
         if fresh.is_empty() {
-            return Ok(0);
+            return Ok(fresh);
         }
         let (core, content) = batches(&fresh).map_err(|e| StorageError::Arrow {
             message: e.to_string(),
@@ -295,7 +301,7 @@ impl SpanStore {
                 .forget(&keys);
             return Err(e);
         }
-        Ok(fresh.len())
+        Ok(fresh)
     }
 
     /// Stores what GenAI log events said of spans as content rows keyed by their span (stored

@@ -4,7 +4,7 @@
 use crate::cli::BenchCommand;
 use crate::error::CliError;
 use crate::output::{Output, thousands};
-use encore_server::client::Connection;
+use encore_http::Connection;
 use serde::Serialize;
 use std::io::BufRead;
 use std::sync::Mutex;

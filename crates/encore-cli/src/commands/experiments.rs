@@ -7,7 +7,7 @@ use crate::output::Output;
 use encore_experiments::assignment::{Context, Plan};
 use encore_experiments::store::{Definition, Store};
 
-use encore_server::experiments::{HOLDOUT, HOLDOUT_SALT};
+use encore_app::experiments::{HOLDOUT, HOLDOUT_SALT};
 
 fn read_definition(path: &std::path::Path) -> Result<Definition, CliError> {
     let text = std::fs::read_to_string(path).map_err(|e| {
@@ -108,7 +108,7 @@ pub fn run(
             drop(store);
             let (_dir, ingestor) = crate::commands::events::open(loaded)?;
             let report =
-                encore_server::experiments::report(&ingestor, &e.definition, pre_days, alpha)?;
+                encore_app::experiments::report(&ingestor, &e.definition, pre_days, alpha)?;
             out.emit(&report, || report_text(&report));
         }
         ExperimentsCommand::Assign {
@@ -153,7 +153,7 @@ pub fn run(
     Ok(())
 }
 
-fn report_text(r: &encore_server::experiments::ExperimentReport) -> String {
+fn report_text(r: &encore_app::experiments::ExperimentReport) -> String {
     let mut t = format!(
         "{}: {}\nexposed {} ({}); SRM chi-square {:.2}, p {:.3}{}\n",
         r.experiment,

@@ -8,6 +8,8 @@ use crate::cli::{
 };
 use crate::error::CliError;
 use crate::output::Output;
+use encore_app::evals::Evals as EvalsAccess;
+use encore_app::telemetry::Telemetry as TelemetryAccess;
 use encore_evals::Sample;
 use encore_evals::alerts::{AlertRule, Engine};
 use encore_evals::catalog::CatalogIndex;
@@ -16,8 +18,6 @@ use encore_evals::online::{OnlineEvaluator, Rule};
 use encore_evals::ops::{self, Delivery};
 use encore_evals::spec::{Context, EvaluatorSpec};
 use encore_evals::store::{EvalStore, LabelSchema, Queue, ScoreFilter};
-use encore_server::evals::EvalsAccess;
-use encore_server::traces::TelemetryAccess;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -131,7 +131,7 @@ pub fn start(
         delivery: delivery(loaded, root)?,
         telemetry: Some(Arc::clone(telemetry)),
     });
-    access.start_alerts(Duration::from_millis(c.alert_interval_ms.max(100)));
+    access.start_alerts(Duration::from_millis(c.alert_interval_ms.max(100)))?;
     Ok(access)
 }
 

@@ -144,7 +144,7 @@ fn export(loaded: &Loaded, user: &str, dest: &Path, out: &Output) -> Result<(), 
     )?;
     put(
         "quarantine",
-        encore_server::privacy::quarantined(ingestor.quarantine().dir(), user)
+        encore_app::privacy::quarantined(ingestor.quarantine().dir(), user)
             .into_iter()
             .map(|(_, _, l)| serde_json::from_str(&l).unwrap_or(Value::String(l)))
             .collect(),
@@ -240,7 +240,7 @@ fn erase(loaded: &Loaded, user: &str, out: &Output) -> Result<(), CliError> {
         )),
         None => None,
     };
-    let stores = encore_server::privacy::Stores {
+    let stores = encore_app::privacy::Stores {
         root: &root,
         ingestor: &ingestor,
         spans: Some(&spans),
@@ -253,7 +253,7 @@ fn erase(loaded: &Loaded, user: &str, out: &Output) -> Result<(), CliError> {
         "cli:{}",
         std::env::var("USER").unwrap_or_else(|_| "unknown".into())
     );
-    let answer = encore_server::privacy::erase(&stores, user, &actor)?;
+    let answer = encore_app::privacy::erase(&stores, user, &actor)?;
     crate::commands::access::audit_local(
         &root,
         "privacy erase",

@@ -130,7 +130,7 @@ pub fn serve_until(
     };
     let sc = &loaded.config.serving;
     // traces: OTLP in, spans out, beside the event log in the same data directory
-    let telemetry = Arc::new(encore_server::traces::TelemetryAccess::new(
+    let telemetry = Arc::new(encore_app::telemetry::Telemetry::new(
         encore_telemetry::SpanStore::open(
             dir.path(),
             encore_storage::LogOptions {
@@ -142,9 +142,9 @@ pub fn serve_until(
         normalizer(&loaded.config.telemetry, dir.path())?,
         64,
     ));
-    telemetry.trace_own_requests(loaded.config.telemetry.self_trace_rate);
-    retain_spans(&telemetry, &loaded.config.telemetry);
-    retain_events(&ingestor, loaded.config.ingest.retention_days);
+    telemetry.trace_own_requests(loaded.config.telemetry.self_trace_rate)?;
+    retain_spans(&telemetry, &loaded.config.telemetry)?;
+    retain_events(&ingestor, loaded.config.ingest.retention_days)?;
     // the catalog, read once for catalog grounding and for features keyed by artist
     let items = crate::commands::features::catalog_items(&ingestor.catalog());
     let evals = crate::commands::llm_evals::start(
@@ -168,18 +168,17 @@ pub fn serve_until(
         ),
     ));
     // listeners who withdrew personalization are served nothing personal from the first request
-    let withdrawn = encore_server::recs::load_consent(&served, &ingestor)?;
+    let withdrawn = encore_app::serving::load_consent(&served, &ingestor)?;
     tracing::info!(listeners = withdrawn, "personalization withdrawn");
-    let reference = format!("{}@{}", sc.model, encore_registry::PRODUCTION);
-    match encore_server::recs::load_version(dir.path(), &reference, &ingestor, retrieval(loaded)) {
-        Ok(m) => {
-            tracing::info!(model = %m.name, version = m.version, users = m.n_users(),
-                items = m.n_items(), "serving");
-            served.swap(m);
-        }
-        Err(e) => tracing::warn!("not serving recommendations yet: {e}"),
-    }
-    let _watch = watch_registry(loaded, dir.path(), &served, &ingestor)?;
+    let hot = encore_app::serving::HotSwap {
+        served: Arc::downgrade(&served),
+        ingestor: Arc::downgrade(&ingestor),
+        root: dir.path().to_path_buf(),
+        model: sc.model.clone(),
+        choice: retrieval(loaded),
+    };
+    hot.load_production();
+    let _watch = watch_registry(loaded, dir.path(), &hot)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -236,46 +235,31 @@ pub fn serve_until(
             Some(f) => state.with_features(f),
             None => state,
         };
-        let impressions = sc.impressions.then(|| {
-            encore_server::recs::ImpressionWriter::start(
-                Arc::clone(&ingestor),
-                Arc::clone(&state.metrics),
-            )
-        });
         // the models that running experiments' treatments name are loaded beside the default
         // one, before their plan is used
-        let keep_aliases = {
-            let (served, ingestor) = (Arc::clone(&served), Arc::clone(&ingestor));
-            let (name, root, choice) = (
-                sc.model.clone(),
-                dir.path().to_path_buf(),
-                retrieval(loaded),
-            );
-            move |defs: &[encore_experiments::store::Definition]| {
-                let wanted = encore_server::experiments::Running::model_aliases(defs);
-                served.retain_aliases(&wanted);
-                for alias in wanted {
-                    if alias != encore_registry::PRODUCTION && served.get_alias(&alias).is_none() {
-                        load_alias(&served, &root, &name, &alias, &ingestor, choice);
-                    }
-                }
-            }
-        };
-        let state = match encore_server::experiments::ExperimentsAccess::watch(
+        let experiments = match encore_app::experiments::Experiments::watch(
             dir.path().to_path_buf(),
-            keep_aliases,
+            move |defs| hot.keep_aliases(defs),
         ) {
-            Ok(access) => state.with_experiments(access),
+            Ok(e) => Some(e),
             Err(e) => {
                 tracing::warn!("experiments not served: {e}");
-                state
+                None
             }
         };
-        let state = state.with_serving(encore_server::recs::ServingAccess::new(
-            Arc::clone(&served),
-            sc.max_in_flight as usize,
-            impressions,
-        ));
+        let mut serving =
+            encore_app::serving::Serving::new(Arc::clone(&served), sc.max_in_flight as usize);
+        serving.experiments = experiments.clone();
+        serving.features = state.features.clone();
+        serving.telemetry = Some(Arc::clone(&telemetry));
+        if sc.impressions {
+            serving = serving.log_impressions(&state.pipeline)?;
+        }
+        let state = match experiments {
+            Some(e) => state.with_experiments(e),
+            None => state,
+        };
+        let state = state.with_serving(Arc::new(serving));
         let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
         let grpc_task = grpc.map(|l| {
             let state = state.clone();
@@ -381,7 +365,7 @@ fn features(
     loaded: &Loaded,
     root: &std::path::Path,
     artists: std::collections::HashMap<String, String>,
-) -> Result<Option<Arc<encore_server::features::FeaturesAccess>>, CliError> {
+) -> Result<Option<Arc<encore_app::features::OnlineFeatures>>, CliError> {
     let Some(cur) = encore_features::versions::Versions::new(root).current()? else {
         return Ok(None);
     };
@@ -389,13 +373,14 @@ fn features(
     let rerank = match sc.rerank_feature.as_str() {
         "" => None,
         name => Some(
-            encore_server::features::Rerank::new(&cur.definitions, name, sc.rerank_weight)
-                .map_err(|e| {
+            encore_app::features::Rerank::new(&cur.definitions, name, sc.rerank_weight).map_err(
+                |e| {
                     CliError::usage(
                         format!("[serving] rerank_feature: {e}"),
                         "name a feature of a view keyed by user_id and artist_id, or set \"\"",
                     )
-                })?,
+                },
+            )?,
         ),
     };
     let store = encore_features::online::OnlineStore::open(root)?
@@ -405,62 +390,31 @@ fn features(
         views = cur.definitions.views.len(),
         "online features"
     );
-    Ok(Some(encore_server::features::FeaturesAccess::start(
+    Ok(Some(encore_app::features::OnlineFeatures::start(
         store,
         cur.version,
         cur.definitions,
         artists,
         rerank,
-    )))
+    )?))
 }
 
-/// Logs every alias move (from this server or any other process) and posts it to the configured
+/// Logs every alias move (from this server or any other process), serves the moves of the
+/// served model (see [`encore_app::serving::HotSwap`]) and posts them to the configured
 /// webhooks; stops when the returned watcher is dropped.
 fn watch_registry(
     loaded: &Loaded,
     root: &std::path::Path,
-    served: &Arc<encore_serving::Served>,
-    ingestor: &Arc<encore_ingest::Ingestor>,
+    hot: &encore_app::serving::HotSwap,
 ) -> Result<encore_registry::Watcher, CliError> {
     let watcher = encore_registry::Watcher::start(root, std::time::Duration::from_millis(200))?;
     let secret = crate::commands::access::webhook_secret(loaded, root)?;
-    let moves = watcher.subscribe();
-    let (served, ingestor) = (Arc::clone(served), Arc::clone(ingestor));
-    let (name, root) = (loaded.config.serving.model.clone(), root.to_path_buf());
-    let choice = retrieval(loaded);
-    // hot swap: load the new production version here, off the request path; requests keep the
-    // model they started with, and a version that fails to load is not swapped in
-    std::thread::spawn(move || {
-        for m in moves {
-            tracing::info!(model = %m.model, alias = %m.alias, from = ?m.from, to = m.to,
-                action = %m.action, forced = m.forced, actor = %m.actor, "alias moved");
-            if m.model != name {
-                continue;
-            }
-            if m.alias != encore_registry::PRODUCTION {
-                // an alias an experiment serves moved: serve its new version
-                if served.get_alias(&m.alias).is_some() {
-                    load_alias(&served, &root, &name, &m.alias, &ingestor, choice);
-                }
-                continue;
-            }
-            match encore_server::recs::load_version(
-                &root,
-                &format!("{name}@{}", m.to),
-                &ingestor,
-                choice,
-            ) {
-                Ok(model) => {
-                    tracing::info!(model = %name, version = m.to, "swapped in");
-                    served.swap(model);
-                }
-                Err(e) => {
-                    tracing::error!(model = %name, version = m.to, "not swapped in: {e}");
-                    served.swap_failed();
-                }
-            }
-        }
-    });
+    hot.clone().follow(watcher.subscribe()).map_err(|e| {
+        CliError::failed(
+            format!("cannot start the hot swap: {e}"),
+            "check system limits",
+        )
+    })?;
     let c = &loaded.config.registry;
     if !c.webhooks.is_empty() {
         let client =
@@ -505,40 +459,18 @@ fn watch_registry(
     Ok(watcher)
 }
 
-/// Loads `name@alias` for the experiments that serve it (a failure is logged: its listeners
-/// get the default model and are not counted as exposed).
-fn load_alias(
-    served: &encore_serving::Served,
-    root: &std::path::Path,
-    name: &str,
-    alias: &str,
-    ingestor: &encore_ingest::Ingestor,
-    choice: encore_index::Choice,
-) {
-    match encore_server::recs::load_version(root, &format!("{name}@{alias}"), ingestor, choice) {
-        Ok(model) => {
-            tracing::info!(model = %name, alias, version = model.version, "experiment model loaded");
-            served.swap_alias(alias, model);
-        }
-        Err(e) => {
-            tracing::error!(model = %name, alias, "experiment model not loaded: {e}");
-            served.swap_failed();
-        }
-    }
-}
-
-/// Applies `[telemetry]` retention now and every hour (on a thread that ends with the process).
 /// `[ingest] retention_days`: drops the event segments past it, now and every hour.
-fn retain_events(ingestor: &Arc<encore_ingest::Ingestor>, days: u32) {
+fn retain_events(ingestor: &Arc<encore_ingest::Ingestor>, days: u32) -> Result<(), CliError> {
     if days == 0 {
-        return;
+        return Ok(());
     }
-    let weak = Arc::downgrade(ingestor);
-    std::thread::spawn(move || {
-        loop {
-            let Some(ingestor) = weak.upgrade() else {
-                return;
-            };
+    let hourly = std::time::Duration::from_secs(3_600);
+    encore_app::worker::every(
+        "event-retention",
+        hourly,
+        false,
+        Arc::downgrade(ingestor),
+        move |ingestor: &encore_ingest::Ingestor| {
             let cutoff =
                 encore_core::time::now_ms() - i64::from(days) * encore_core::time::MS_PER_DAY;
             for t in Table::ALL {
@@ -553,16 +485,21 @@ fn retain_events(ingestor: &Arc<encore_ingest::Ingestor>, days: u32) {
                     Err(e) => tracing::warn!(table = t.name(), "event retention: {e}"),
                 }
             }
-            drop(ingestor);
-            std::thread::sleep(std::time::Duration::from_secs(3_600));
-        }
-    });
+        },
+    )
+    .map_err(|e| {
+        CliError::failed(
+            format!("cannot start event retention: {e}"),
+            "check system limits",
+        )
+    })
 }
 
+/// Applies `[telemetry]` retention now and every hour.
 fn retain_spans(
-    telemetry: &Arc<encore_server::traces::TelemetryAccess>,
+    telemetry: &Arc<encore_app::telemetry::Telemetry>,
     c: &encore_config::TelemetryConfig,
-) {
+) -> Result<(), CliError> {
     let map = |m: &std::collections::BTreeMap<String, u32>| {
         m.iter()
             .map(|(k, v)| (k.clone(), *v))
@@ -576,22 +513,27 @@ fn retain_spans(
         sample_rate: c.compaction_sample_rate,
         keep_slower_than_ms: c.keep_slower_than_ms,
     };
-    let weak = Arc::downgrade(telemetry);
-    std::thread::spawn(move || {
-        loop {
-            let Some(t) = weak.upgrade() else { return };
-            match t
-                .store
-                .apply_retention(encore_core::time::now_ms(), &policy)
-            {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(spans = n, "expired or thinned spans dropped"),
-                Err(e) => tracing::warn!("span retention: {e}"),
-            }
-            drop(t);
-            std::thread::sleep(std::time::Duration::from_secs(3_600));
-        }
-    });
+    let hourly = std::time::Duration::from_secs(3_600);
+    encore_app::worker::every(
+        "span-retention",
+        hourly,
+        false,
+        Arc::downgrade(telemetry),
+        move |t: &encore_app::telemetry::Telemetry| match t
+            .store
+            .apply_retention(encore_core::time::now_ms(), &policy)
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(spans = n, "expired or thinned spans dropped"),
+            Err(e) => tracing::warn!("span retention: {e}"),
+        },
+    )
+    .map_err(|e| {
+        CliError::failed(
+            format!("cannot start span retention: {e}"),
+            "check system limits",
+        )
+    })
 }
 
 fn content_policy(p: encore_config::ContentPolicy) -> encore_telemetry::ContentPolicy {

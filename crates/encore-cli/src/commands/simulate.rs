@@ -26,7 +26,7 @@ use encore_core::time::{Date, MS_PER_DAY, now_ms};
 use encore_experiments::analysis::{MetricSpec, Role};
 use encore_experiments::assignment::{ExperimentSpec, Variant};
 use encore_experiments::store::{Definition, Store, Treatment};
-use encore_server::client::Connection;
+use encore_http::Connection;
 use encore_sim::Rng;
 use encore_sim::World;
 use serde::Serialize;

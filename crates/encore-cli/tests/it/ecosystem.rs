@@ -114,10 +114,10 @@ fn metrics_pass_promtool_and_both_parsers() {
     let (mut child, port) = crate::serve::start(&tmp.path().join("data"));
     let addr = format!("127.0.0.1:{port}");
     let (_, body) = &crate::serve::batches()[0];
-    let r = encore_server::client::request(&addr, "POST", "/v1/events", body).unwrap();
+    let r = encore_http::request(&addr, "POST", "/v1/events", body).unwrap();
     assert_eq!(r.status, 200, "{}", r.body);
     let bad = br#"[{"event_id": "x1", "user_id": "u1"}]"#;
-    encore_server::client::request(&addr, "POST", "/v1/events", bad).unwrap();
+    encore_http::request(&addr, "POST", "/v1/events", bad).unwrap();
 
     let (content_type, text) = scrape(&addr, None);
     assert!(
@@ -252,7 +252,7 @@ fn duckdb_reads_the_lake_while_the_server_runs() {
         crate::serve::start_full(&data, &[("ENCORE__STORAGE__SEAL_INTERVAL_S", "1")]);
     let addr = format!("127.0.0.1:{port}");
     let (_, body) = &crate::serve::batches()[0];
-    let r = encore_server::client::request(&addr, "POST", "/v1/events", body).unwrap();
+    let r = encore_http::request(&addr, "POST", "/v1/events", body).unwrap();
     assert_eq!(r.status, 200, "{}", r.body);
     let (status, _) = crate::traces::post(
         &addr,
@@ -329,8 +329,7 @@ fn genai_instrumentors_give_model_tokens_cost_and_content() {
         assert_eq!(traces.len(), 2, "{mode}");
         let llm_span = |trace: &str| -> serde_json::Value {
             let r =
-                encore_server::client::request(&addr, "GET", &format!("/v1/traces/{trace}"), b"")
-                    .unwrap();
+                encore_http::request(&addr, "GET", &format!("/v1/traces/{trace}"), b"").unwrap();
             assert_eq!(r.status, 200, "{}", r.body);
             let t: serde_json::Value = serde_json::from_str(&r.body).unwrap();
             t["spans"]
@@ -377,7 +376,7 @@ fn genai_instrumentors_give_model_tokens_cost_and_content() {
             "{failed}"
         );
         // a model filter finds both calls by family
-        let r = encore_server::client::request(
+        let r = encore_http::request(
             &addr,
             "GET",
             &format!("/v1/spans?project={project}&model=gpt-4o-mini"),
@@ -390,7 +389,7 @@ fn genai_instrumentors_give_model_tokens_cost_and_content() {
             2,
             "{mode}: {listed}"
         );
-        let r = encore_server::client::request(
+        let r = encore_http::request(
             &addr,
             "GET",
             &format!("/v1/spans?project={project}&model=gpt-4o"),
@@ -468,8 +467,7 @@ fn the_openapi_document_validates_and_a_generated_client_round_trips() {
     )
     .unwrap();
     assert_eq!(status, 200);
-    let r = encore_server::client::request(&addr, "GET", "/v1/users/u3/recommendations?n=1", b"")
-        .unwrap();
+    let r = encore_http::request(&addr, "GET", "/v1/users/u3/recommendations?n=1", b"").unwrap();
     let slate: serde_json::Value = serde_json::from_str(&r.body).unwrap();
     let item = slate["items"][0]["id"].as_str().unwrap().to_owned();
     let (_, body) = &crate::serve::batches()[0];

@@ -9,7 +9,7 @@
 //!   its first delivery), and resolves when the errors stop.
 
 use crate::serve::{Stop, start_full};
-use encore_server::client::request;
+use encore_http::request;
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
@@ -303,11 +303,13 @@ fn online_rules_judges_labels_datasets_and_runs() {
             .iter()
             .any(|s| s["status"] == "error")
     );
+    // the same export again (an exporter's retry): stored once, so evaluated once
+    export(&addr, &spans("playlist-writer", 1, &items));
     let online = ok(&addr, "GET", "/v1/evals/online", Value::Null);
     assert_eq!(
         (online["sampled"].as_u64(), online["dropped"].as_u64()),
         (Some(20), Some(0)),
-        "{online}"
+        "a retried export reached online evaluation again: {online}"
     );
 
     // humans label five of the spans; the judge is calibrated against them

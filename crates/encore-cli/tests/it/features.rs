@@ -4,7 +4,7 @@
 
 use crate::cli::{encore, stderr};
 use crate::serve::{Stop, encore_json, start_full};
-use encore_server::client::request;
+use encore_http::request;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
@@ -574,4 +574,155 @@ fn consent_is_honoured_on_the_live_path() {
     let (child, port, _) = start_full(&data, &env);
     let _server = Stop(child);
     withdrawn(&format!("127.0.0.1:{port}"));
+}
+
+/// The online store and fold-in hear only of rows that were stored: a batch mixing good rows
+/// with rows the contract rejects (a future timestamp, a bad country) and with duplicates (in
+/// the batch, and a whole batch sent again) moves on exactly what was accepted, and the values
+/// hold across a restart.
+#[test]
+fn rejected_and_duplicate_rows_never_reach_fold_in_or_online_features() {
+    const SUMS: &str = r#"
+[entities.user]
+keys = ["user_id"]
+
+[views.listening]
+entity = "user"
+ttl = "3d"
+features = [
+  { name = "plays_1d", agg = "count", window = "1d" },
+  { name = "ms_1d", agg = "sum", field = "ms_played", window = "1d" },
+]
+
+[services.home]
+views = ["listening"]
+"#;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let data = dir.join("d");
+    let data_s = data.to_str().unwrap();
+    let run = |args: &[&str]| encore_json(dir, data_s, args);
+    run(&["demo", "--users", "120", "--days", "2", "--no-serve"]);
+    std::fs::write(dir.join("features.toml"), SUMS).unwrap();
+    run(&["features", "apply", "features.toml"]);
+    let env = [("ENCORE__SERVING__CACHE_SECONDS", "0")];
+    let (child, port, _) = start_full(&data, &env);
+    let server = Stop(child);
+    let addr = format!("127.0.0.1:{port}");
+    let get = |addr: &str, path: &str| -> Value {
+        let r = request(addr, "GET", path, b"").unwrap();
+        assert_eq!(r.status, 200, "{path}: {}", r.body);
+        serde_json::from_str(&r.body).unwrap()
+    };
+    // tracks of the catalogue, from a listener the model knows
+    let tracks: Vec<String> = (0..120)
+        .find_map(|i| {
+            let v = get(&addr, &format!("/v1/users/u{i}/recommendations?n=6"));
+            (v["strategy"] == "personalized").then_some(v)
+        })
+        .expect("a personalized listener")["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap().to_owned())
+        .collect();
+    let now = now_ms();
+    let row = |k: u32, track: &str, end_ms: i64, ms: u32| {
+        let mut p = play("0", "mixed", end_ms, ms, "trackdone");
+        p["event_id"] = Value::from(format!("0b7f6c1e-9d2a-4c8e-8f3a-{k:012x}"));
+        p["item_id"] = Value::from(track);
+        p
+    };
+    let good_a = row(1, &tracks[0], now - 60_000, 100_000);
+    let good_b = row(2, &tracks[1], now - 50_000, 80_000);
+    let mut future = row(3, &tracks[2], now + 86_400_000, 150_000);
+    future["ts_start_ms"] = Value::from(now + 86_400_000 - 150_001);
+    let mut bad_country = row(4, &tracks[3], now - 40_000, 120_000);
+    bad_country["country"] = Value::from("Sweden");
+    // a rejected row that would withdraw the listener's consent if it were acted on
+    let mut bad_withdrawal = row(5, &tracks[4], now - 30_000, 90_000);
+    bad_withdrawal["country"] = Value::from("??");
+    bad_withdrawal["consent"]["personalization"] = Value::from(false);
+    let body = |rows: &[&Value]| -> String {
+        rows.iter()
+            .map(|v| v.to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let post = |b: String| -> Value {
+        let r = request(&addr, "POST", "/v1/events", b.as_bytes()).unwrap();
+        assert_eq!(r.status, 200, "{}", r.body);
+        serde_json::from_str(&r.body).unwrap()
+    };
+    let o = post(body(&[
+        &good_a,
+        &future,
+        &good_b,
+        &bad_country,
+        &good_a,
+        &bad_withdrawal,
+    ]));
+    assert_eq!(
+        (
+            o["accepted"].as_u64(),
+            o["duplicates"].as_u64(),
+            o["rejected"].as_u64()
+        ),
+        (Some(2), Some(1), Some(3)),
+        "{o}"
+    );
+    // the whole batch again: everything is a duplicate or rejected again
+    let o = post(body(&[&good_a, &good_b, &future, &bad_withdrawal]));
+    assert_eq!(
+        (o["accepted"].as_u64(), o["duplicates"].as_u64()),
+        (Some(0), Some(2)),
+        "{o}"
+    );
+    let exact = |addr: &str| {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let f = features(addr, &["mixed"]);
+            let v = &f["rows"][0]["values"];
+            if v["listening__plays_1d"].as_f64() >= Some(2.0) {
+                // settled: the writer applies batches whole, so nothing more is coming
+                std::thread::sleep(Duration::from_millis(400));
+                let f = features(addr, &["mixed"]);
+                let v = &f["rows"][0]["values"];
+                assert_eq!(
+                    (
+                        v["listening__plays_1d"].as_f64(),
+                        v["listening__ms_1d"].as_f64()
+                    ),
+                    (Some(2.0), Some(180_000.0)),
+                    "features counted rows that were not stored: {f}"
+                );
+                return;
+            }
+            assert!(Instant::now() < deadline, "not fresh within 5 s: {f}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    exact(&addr);
+    // fold-in saw the two stored plays, and no withdrawal of consent
+    let v = get(&addr, "/v1/users/mixed/recommendations?n=20");
+    assert_eq!(v["strategy"], "fold_in", "{v}");
+    assert!(v.get("note").is_none(), "{v}");
+    let listed: Vec<&str> = v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap())
+        .collect();
+    assert!(
+        !listed.contains(&tracks[0].as_str()) && !listed.contains(&tracks[1].as_str()),
+        "played tracks are listed again: {listed:?}"
+    );
+    // the same after a restart (consent and features rebuilt from what was stored)
+    drop(server);
+    let (child, port, _) = start_full(&data, &env);
+    let _server = Stop(child);
+    let addr = format!("127.0.0.1:{port}");
+    exact(&addr);
+    let v = get(&addr, "/v1/users/mixed/recommendations?n=20");
+    assert_ne!(v["note"], encore_serving::NOTE_WITHDRAWN, "{v}");
 }

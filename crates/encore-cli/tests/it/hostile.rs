@@ -4,7 +4,7 @@
 //! verify` changes nothing and fails, `events repair` keeps every intact record.
 
 use crate::serve::{start, terminate};
-use encore_server::client::Connection;
+use encore_http::Connection;
 
 fn send(
     addr: &str,
@@ -180,7 +180,7 @@ fn a_flipped_wal_byte_is_refused_verified_and_repaired_end_to_end() {
     let addr = format!("127.0.0.1:{port}");
     let mut acked = 0usize;
     for (ids, body) in batches.iter().take(6) {
-        let r = encore_server::client::request(&addr, "POST", "/v1/events", body).unwrap();
+        let r = encore_http::request(&addr, "POST", "/v1/events", body).unwrap();
         assert_eq!(r.status, 200, "{}", r.body);
         acked += ids.len();
     }
@@ -305,7 +305,7 @@ fn a_full_disk_then_space_then_sigkill_loses_no_acknowledged_event() {
     // fill the disk
     while next < batches.len() && failures < 3 {
         let (ids, body) = &batches[next];
-        let r = encore_server::client::request(&addr, "POST", "/v1/events", body).unwrap();
+        let r = encore_http::request(&addr, "POST", "/v1/events", body).unwrap();
         match r.status {
             200 => {
                 acked.extend(ids.iter().cloned());
@@ -334,7 +334,7 @@ fn a_full_disk_then_space_then_sigkill_loses_no_acknowledged_event() {
     fs.resize("200m");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
-        let r = encore_server::client::request(&addr, "GET", "/metrics", b"").unwrap();
+        let r = encore_http::request(&addr, "GET", "/metrics", b"").unwrap();
         if r.body
             .contains("encore_storage_writes_failing{kind=\"events\"} 0")
         {
@@ -350,7 +350,7 @@ fn a_full_disk_then_space_then_sigkill_loses_no_acknowledged_event() {
     let resumed_at = next;
     while next < batches.len() && next < resumed_at + 6 {
         let (ids, body) = &batches[next];
-        let r = encore_server::client::request(&addr, "POST", "/v1/events", body).unwrap();
+        let r = encore_http::request(&addr, "POST", "/v1/events", body).unwrap();
         assert_eq!(r.status, 200, "after space came back: {}", r.body);
         acked.extend(ids.iter().cloned());
         next += 1;

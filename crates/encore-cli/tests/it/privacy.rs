@@ -141,7 +141,7 @@ fn personal_data_in_any_span_field_is_never_stored_or_answered() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos() as u64;
-    let r = encore_server::client::Connection::open(&addr)
+    let r = encore_http::Connection::open(&addr)
         .unwrap()
         .send(
             "POST",
@@ -161,7 +161,7 @@ fn personal_data_in_any_span_field_is_never_stored_or_answered() {
         "bob@example.com",
     ];
     let get = |path: &str| {
-        let r = encore_server::client::request(&addr, "GET", path, b"").unwrap();
+        let r = encore_http::request(&addr, "GET", path, b"").unwrap();
         assert_eq!(r.status, 200, "{path}: {}", r.body);
         r.body
     };
@@ -280,7 +280,7 @@ fn erasure_leaves_nothing_of_the_listener_and_export_returns_every_kind_first() 
         } else {
             body.to_string().into_bytes()
         };
-        let r = encore_server::client::request(&addr, method, path, &b).unwrap();
+        let r = encore_http::request(&addr, method, path, &b).unwrap();
         assert!(r.status < 300, "{method} {path}: {} {}", r.status, r.body);
         serde_json::from_str(&r.body).unwrap_or(Value::Null)
     };
@@ -478,7 +478,7 @@ fn erasure_over_http_needs_its_scope_and_leaves_nothing() {
     let server = Stop(child);
     let addr = format!("127.0.0.1:{port}");
     let send = |k: &str, path: &str, body: &Value| {
-        let r = encore_server::client::Connection::open(&addr)
+        let r = encore_http::Connection::open(&addr)
             .unwrap()
             .with_key(Some(k))
             .request("POST", path, body.to_string().as_bytes())
@@ -520,7 +520,7 @@ fn erasure_over_http_needs_its_scope_and_leaves_nothing() {
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["removed"]["playback"], 1, "{v}");
     // the erasure is audited under the key's name, and ledgered by keyed hash only
-    let audit = encore_server::client::Connection::open(&addr)
+    let audit = encore_http::Connection::open(&addr)
         .unwrap()
         .with_key(Some(&ops))
         .request("GET", "/v1/audit", b"")

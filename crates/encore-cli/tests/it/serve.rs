@@ -120,7 +120,7 @@ fn acknowledged_events_survive_sigkill_exactly_once() {
         while next < batches.len() {
             let (ids, body) = &batches[next];
             let addr = format!("127.0.0.1:{port}");
-            match encore_server::client::request(&addr, "POST", "/v1/events", body)
+            match encore_http::request(&addr, "POST", "/v1/events", body)
                 .map(|r| (r.status, r.body))
             {
                 Ok((200, resp)) => {
@@ -256,7 +256,7 @@ pub(crate) fn encore_json(cwd: &Path, data: &str, args: &[&str]) -> serde_json::
 
 #[test]
 fn registry_over_http_gates_production_and_posts_webhooks() {
-    use encore_server::client::{Connection, request};
+    use encore_http::{Connection, request};
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("d");
     let data_arg = data.to_str().unwrap();
@@ -469,8 +469,7 @@ fn serves_https_with_keys() {
     assert_eq!(get("/v1/events/stats", false), 401);
     assert_eq!(get("/v1/events/stats", true), 200);
     // plain http to the TLS port gets no HTTP answer
-    let plain =
-        encore_server::client::request(&format!("127.0.0.1:{port}"), "GET", "/healthz", b"");
+    let plain = encore_http::request(&format!("127.0.0.1:{port}"), "GET", "/healthz", b"");
     assert!(plain.is_err() || plain.unwrap().status != 200);
     // a client that does not trust the CA is refused at the handshake
     let untrusting = Outbound::new(Options::default()).unwrap();
@@ -513,7 +512,7 @@ fn serve_refuses_auth_off_beyond_loopback() {
 
 /// A GET or POST against the server, parsed as JSON.
 fn call(addr: &str, method: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
-    let r = encore_server::client::request(addr, method, path, body.as_bytes()).unwrap();
+    let r = encore_http::request(addr, method, path, body.as_bytes()).unwrap();
     let v = serde_json::from_str(&r.body).unwrap_or(serde_json::Value::Null);
     (r.status, v)
 }
@@ -820,7 +819,7 @@ fn every_surface_serves_and_hot_swap_drops_nothing() {
     assert_eq!(spec, committed);
 
     // Prometheus metrics: per-route latency histograms, the model, candidates scored
-    let r = encore_server::client::request(&addr, "GET", "/metrics", b"").unwrap();
+    let r = encore_http::request(&addr, "GET", "/metrics", b"").unwrap();
     assert_eq!(r.status, 200);
     for needle in [
         "encore_http_request_duration_seconds_count{route=\"/v1/users/{id}/recommendations\",method=\"GET\",status=\"200\"}",
@@ -841,7 +840,7 @@ fn every_surface_serves_and_hot_swap_drops_nothing() {
         .map(|c| {
             let (addr, stop, users) = (addr.clone(), stop.clone(), users.clone());
             std::thread::spawn(move || {
-                let mut conn = encore_server::client::Connection::open(&addr).unwrap();
+                let mut conn = encore_http::Connection::open(&addr).unwrap();
                 let (mut ok, mut failed, mut versions) = (0, 0, std::collections::BTreeSet::new());
                 let mut k = c;
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) && ok + failed < 3_000 {
@@ -933,7 +932,7 @@ fn every_surface_serves_and_hot_swap_drops_nothing() {
             .starts_with("recommender@"),
         "{span}"
     );
-    let r = encore_server::client::request(&addr, "GET", "/metrics", b"").unwrap();
+    let r = encore_http::request(&addr, "GET", "/metrics", b"").unwrap();
     assert!(
         r.body
             .contains("encore_model_version{model=\"recommender\"} 2")

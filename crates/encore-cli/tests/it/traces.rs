@@ -73,7 +73,7 @@ pub(crate) fn post(
 }
 
 fn get(addr: &str, path: &str) -> serde_json::Value {
-    let r = encore_server::client::request(addr, "GET", path, b"").unwrap();
+    let r = encore_http::request(addr, "GET", path, b"").unwrap();
     assert_eq!(r.status, 200, "{path}: {}", r.body);
     serde_json::from_str(&r.body).unwrap()
 }
@@ -177,7 +177,7 @@ fn otlp_exports_are_queryable_and_survive_sigkill() {
         assert_eq!(get(&addr, "/v1/spans/count?project=proto")["count"], 30);
         let (status, _) = post(&addr, b"not protobuf", "application/x-protobuf", false).unwrap();
         assert_eq!(status, 400);
-        let metrics = encore_server::client::request(&addr, "GET", "/metrics", b"")
+        let metrics = encore_http::request(&addr, "GET", "/metrics", b"")
             .unwrap()
             .body;
         assert!(
@@ -435,7 +435,7 @@ fn the_telemetry_config_drops_content_and_hashes_user_ids() {
 /// need `traces:content`, and reading them is audited.
 #[test]
 fn project_limited_keys_see_their_project_only() {
-    use encore_server::client::Connection;
+    use encore_http::Connection;
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let data_s = data.to_str().unwrap();
@@ -581,7 +581,7 @@ fn otlp_exporters_authenticate_with_the_same_keys() {
         Some(&writer),
     );
     let count = |project: &str| {
-        let r = encore_server::client::Connection::open(&addr)
+        let r = encore_http::Connection::open(&addr)
             .unwrap()
             .with_key(Some(&reader))
             .request("GET", &format!("/v1/spans/count?project={project}"), b"")

@@ -1,0 +1,28 @@
+//! `encore-app`: the application layer. It owns the platform's operations and how the domains
+//! are joined, with no transport: the HTTP server (`encore-server`) and the CLI (`encore-cli`)
+//! are adapters that parse a request, call one operation here, and render the result.
+//!
+//! - [`ingest`]: the ingest pipeline; stored rows (never rejected ones, never duplicates) fan
+//!   out, typed, to [`ingest::Subscriber`]s;
+//! - [`serving`]: every recommendation surface (assignment, alias, treatments, features, rules,
+//!   impressions as typed events, self-tracing), fold-in, loading a version and the hot swap;
+//! - [`experiments`]: running experiments for serving, and their analysis on the event log;
+//! - [`features`]: online features fed by stored plays;
+//! - [`telemetry`]: OTLP exports in, newly stored spans to online evaluation;
+//! - [`evals`]: online evaluation and alerting on a node;
+//! - [`privacy`]: erasure of a listener from every store;
+//! - [`worker`]: the one shape of background work (a batching writer, a periodic task);
+//! - [`admission`]: bounded work in flight.
+
+pub mod admission;
+mod error;
+pub mod evals;
+pub mod experiments;
+pub mod features;
+pub mod ingest;
+pub mod privacy;
+pub mod serving;
+pub mod telemetry;
+pub mod worker;
+
+pub use error::AppError;
