@@ -4,11 +4,12 @@
 //! removed behind SQLite's back (with a file editor, say).
 
 use crate::{AccessError, hex, open_db};
-use rusqlite::{Connection, params};
+use encore_storage::metadata::{Metadata, Row};
+use encore_storage::params;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::Arc;
 
 /// One audited action.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -60,72 +61,76 @@ impl Entry {
 /// The audit log of a data directory.
 #[derive(Debug)]
 pub struct AuditLog {
-    conn: Mutex<Connection>,
+    db: Arc<dyn Metadata>,
 }
 
 impl AuditLog {
     pub fn open(root: &Path) -> Result<AuditLog, AccessError> {
-        Ok(AuditLog {
-            conn: Mutex::new(open_db(root)?),
-        })
+        Ok(AuditLog { db: open_db(root)? })
     }
 
     /// Appends `entries` in one transaction (their `seq` is assigned here); returns the last seq.
     pub fn append(&self, entries: &mut [Entry]) -> Result<i64, AccessError> {
-        let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        // IMMEDIATE: two processes appending at once take turns, so the chain never forks
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let (mut seq, mut prev): (i64, String) = tx
-            .query_row(
-                "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .unwrap_or((0, String::new()));
-        {
-            let mut insert = tx.prepare_cached(
-                "INSERT INTO audit (seq, ts_ms, key_id, key_name, source, method, route, target,
-                 status, detail, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-            )?;
+        self.db.write(|tx| {
+            let last =
+                tx.query_opt("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1", &[])?;
+            let (mut seq, mut prev): (i64, String) = match last {
+                Some(r) => (r.get(0)?, r.get(1)?),
+                None => (0, String::new()),
+            };
             for e in entries.iter_mut() {
                 seq += 1;
                 e.seq = seq;
                 let hash = e.digest(&prev);
-                insert.execute(params![
-                    e.seq, e.ts_ms, e.key_id, e.key_name, e.source, e.method, e.route, e.target,
-                    e.status, e.detail, hash
-                ])?;
+                tx.execute(
+                    "INSERT INTO audit (seq, ts_ms, key_id, key_name, source, method, route, \
+                     target, status, detail, hash) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                    params![
+                        e.seq,
+                        e.ts_ms,
+                        &e.key_id,
+                        &e.key_name,
+                        &e.source,
+                        &e.method,
+                        &e.route,
+                        &e.target,
+                        e.status,
+                        &e.detail,
+                        &hash
+                    ],
+                )?;
                 prev = hash;
             }
-        }
-        tx.commit()?;
-        Ok(seq)
+            Ok(seq)
+        })
     }
 
     /// Entries at or after `since_ms`, oldest first, at most `limit`.
     pub fn list(&self, since_ms: i64, limit: usize) -> Result<Vec<Entry>, AccessError> {
-        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        let mut stmt = conn.prepare_cached(
-            "SELECT seq, ts_ms, key_id, key_name, source, method, route, target, status, detail
-             FROM audit WHERE ts_ms >= ?1 ORDER BY seq LIMIT ?2",
-        )?;
-        let rows = stmt.query_map(
-            params![since_ms, i64::try_from(limit).unwrap_or(i64::MAX)],
-            read_entry,
-        )?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.db.read(|q| {
+            q.query(
+                "SELECT seq, ts_ms, key_id, key_name, source, method, route, target, status, \
+                 detail FROM audit WHERE ts_ms >= ?1 ORDER BY seq LIMIT ?2",
+                params![since_ms, i64::try_from(limit).unwrap_or(i64::MAX)],
+            )?
+            .iter()
+            .map(read_entry)
+            .collect()
+        })
     }
 
     /// Recomputes the chain; the number of entries when it is whole.
     pub fn verify(&self) -> Result<u64, AccessError> {
-        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        let mut stmt = conn.prepare(
-            "SELECT seq, ts_ms, key_id, key_name, source, method, route, target, status, detail,
-             hash FROM audit ORDER BY seq",
-        )?;
-        let mut rows = stmt.query([])?;
+        let rows = self.db.read(|q| {
+            q.query(
+                "SELECT seq, ts_ms, key_id, key_name, source, method, route, target, status, \
+                 detail, hash FROM audit ORDER BY seq",
+                &[],
+            )
+        })?;
         let (mut prev, mut n) = (String::new(), 0u64);
-        while let Some(r) = rows.next()? {
+        for r in &rows {
             let e = read_entry(r)?;
             let stored: String = r.get(10)?;
             if e.seq != n as i64 + 1 {
@@ -147,7 +152,7 @@ impl AuditLog {
     }
 }
 
-fn read_entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
+fn read_entry(r: &Row) -> Result<Entry, AccessError> {
     Ok(Entry {
         seq: r.get(0)?,
         ts_ms: r.get(1)?,
@@ -195,7 +200,9 @@ mod tests {
         );
         assert_eq!(log.list(2_000, 100).unwrap().len(), 0);
         assert_eq!(log.verify().unwrap(), 3);
-        let conn = Connection::open(dir.path().join(crate::FILE)).unwrap();
+        // an attacker with the file: the triggers refuse edits until dropped, and then the
+        // hash chain names the entry
+        let conn = rusqlite::Connection::open(dir.path().join(crate::FILE)).unwrap();
         assert!(
             conn.execute("UPDATE audit SET key_name = 'x' WHERE seq = 2", [])
                 .is_err()

@@ -3,8 +3,8 @@
 //! the ledger proves an erasure without keeping who it was.
 
 use crate::{AccessError, hex, open_db};
+use encore_storage::params;
 use hmac::{Hmac, Mac};
-use rusqlite::params;
 use serde::Serialize;
 use std::path::Path;
 
@@ -29,7 +29,7 @@ pub struct Erasure {
     pub report: serde_json::Value,
 }
 
-const SCHEMA: &str = "
+pub(crate) const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS erasures (
     seq INTEGER PRIMARY KEY,
     ts_ms INTEGER NOT NULL,
@@ -48,36 +48,41 @@ pub fn record(
     actor: &str,
     report: &serde_json::Value,
 ) -> Result<i64, AccessError> {
-    let conn = open_db(root)?;
-    conn.execute_batch(SCHEMA)?;
-    conn.execute(
-        "INSERT INTO erasures (ts_ms, listener, actor, report) VALUES (?1, ?2, ?3, ?4)",
-        params![
-            encore_core::time::now_ms(),
-            listener,
-            actor,
-            report.to_string()
-        ],
-    )?;
-    Ok(conn.last_insert_rowid())
+    open_db(root)?.write(|tx| {
+        Ok(tx
+            .query_one(
+                "INSERT INTO erasures (ts_ms, listener, actor, report) VALUES (?1, ?2, ?3, ?4) \
+                 RETURNING seq",
+                params![
+                    encore_core::time::now_ms(),
+                    listener,
+                    actor,
+                    report.to_string()
+                ],
+            )?
+            .get(0)?)
+    })
 }
 
 /// Every erasure, oldest first.
 pub fn list(root: &Path) -> Result<Vec<Erasure>, AccessError> {
-    let conn = open_db(root)?;
-    conn.execute_batch(SCHEMA)?;
-    let mut stmt =
-        conn.prepare("SELECT seq, ts_ms, listener, actor, report FROM erasures ORDER BY seq")?;
-    let rows = stmt.query_map([], |r| {
-        Ok(Erasure {
-            seq: r.get(0)?,
-            ts_ms: r.get(1)?,
-            listener: r.get(2)?,
-            actor: r.get(3)?,
-            report: serde_json::from_str(&r.get::<_, String>(4)?).unwrap_or_default(),
+    open_db(root)?.read(|q| {
+        q.query(
+            "SELECT seq, ts_ms, listener, actor, report FROM erasures ORDER BY seq",
+            &[],
+        )?
+        .iter()
+        .map(|r| {
+            Ok(Erasure {
+                seq: r.get(0)?,
+                ts_ms: r.get(1)?,
+                listener: r.get(2)?,
+                actor: r.get(3)?,
+                report: serde_json::from_str(&r.get::<String>(4)?).unwrap_or_default(),
+            })
         })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+        .collect()
+    })
 }
 
 #[cfg(test)]

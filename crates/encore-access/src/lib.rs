@@ -24,12 +24,13 @@ pub mod audit;
 pub mod ledger;
 
 use encore_core::{Coded, ErrorCode};
-use rusqlite::{Connection, OptionalExtension, params};
+use encore_storage::metadata::{Durability, Metadata, Row};
+use encore_storage::params;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 /// How long a server trusts a key it verified before it reads the key's row again (so a revoked
@@ -255,8 +256,8 @@ pub enum AccessError {
     AuditBroken { seq: i64, detail: String },
     #[error("cannot read random bytes for a key: {0}")]
     Random(String),
-    #[error("access store: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    #[error(transparent)]
+    Metadata(#[from] encore_storage::metadata::MetadataError),
 }
 
 impl Coded for AccessError {
@@ -269,7 +270,8 @@ impl Coded for AccessError {
             AccessError::NotFound(_) => ErrorCode::NotFound,
             AccessError::Unauthenticated(_) => ErrorCode::Unauthenticated,
             AccessError::AuditBroken { .. } => ErrorCode::DataLoss,
-            AccessError::Random(_) | AccessError::Sqlite(_) => ErrorCode::Unavailable,
+            AccessError::Random(_) => ErrorCode::Unavailable,
+            AccessError::Metadata(e) => e.code(),
         }
     }
 
@@ -318,15 +320,16 @@ CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
 BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 ";
 
-pub(crate) fn open_db(root: &Path) -> Result<Connection, AccessError> {
-    let conn = Connection::open(root.join(FILE))?;
-    conn.busy_timeout(Duration::from_secs(30))?;
-    conn.pragma_update(None, "journal_mode", "WAL")?;
-    // a committed row survives a crash of the process; FULL would also survive a power cut at
-    // the cost of an fsync per audited request
-    conn.pragma_update(None, "synchronous", "NORMAL")?;
-    conn.execute_batch(SCHEMA)?;
-    Ok(conn)
+/// The schema's migration steps: keys and the audit log, then the erasure ledger.
+const MIGRATIONS: &[&str] = &[SCHEMA, ledger::SCHEMA];
+
+/// The access store of the data directory `root`, migrated. A committed row survives a crash
+/// of the process; `Full` durability would also survive a power cut at the cost of an fsync per
+/// audited request.
+pub(crate) fn open_db(root: &Path) -> Result<Arc<dyn Metadata>, AccessError> {
+    let db = encore_storage::metadata::open(root, "access", Durability::Normal)?;
+    db.migrate("access", MIGRATIONS)?;
+    Ok(db)
 }
 
 pub(crate) fn hex(bytes: &[u8]) -> String {
@@ -344,7 +347,7 @@ fn sha256_hex(s: &str) -> String {
 /// The key store, with a short-lived cache of verified keys for the request path.
 #[derive(Debug)]
 pub struct Keys {
-    conn: Mutex<Connection>,
+    db: Arc<dyn Metadata>,
     /// verified keys by the presented key itself (it is in this process's memory anyway), so a
     /// request costs a hash-map lookup, not a SHA-256 and a database read
     cache: RwLock<HashMap<String, (Arc<Principal>, Instant)>>,
@@ -355,13 +358,9 @@ const MAX_CACHED: usize = 10_000;
 impl Keys {
     pub fn open(root: &Path) -> Result<Keys, AccessError> {
         Ok(Keys {
-            conn: Mutex::new(open_db(root)?),
+            db: open_db(root)?,
             cache: RwLock::default(),
         })
-    }
-
-    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn create(&self, new: &NewKey) -> Result<Created, AccessError> {
@@ -400,53 +399,62 @@ impl Keys {
             expires_ms,
             revoked_ms: None,
         };
-        self.conn().execute(
-            "INSERT INTO keys (id, name, hash, scopes, projects, created_ms, expires_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![
-                key.id,
-                key.name,
-                sha256_hex(&secret),
-                key.scopes
-                    .iter()
-                    .map(|s| s.as_str())
-                    .collect::<Vec<_>>()
-                    .join(","),
-                key.projects.as_ref().map(|p| p.join(",")),
-                key.created_ms,
-                key.expires_ms,
-            ],
-        )?;
+        let scopes = key
+            .scopes
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join(",");
+        self.db.write(|tx| {
+            tx.execute(
+                "INSERT INTO keys (id, name, hash, scopes, projects, created_ms, expires_ms) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    &key.id,
+                    &key.name,
+                    sha256_hex(&secret),
+                    scopes,
+                    key.projects.as_ref().map(|p| p.join(",")),
+                    key.created_ms,
+                    key.expires_ms,
+                ],
+            )
+        })?;
         Ok(Created { key, secret })
     }
 
     /// Every key, newest first, revoked ones included.
     pub fn list(&self) -> Result<Vec<Key>, AccessError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(
-            "SELECT id, name, scopes, projects, created_ms, expires_ms, revoked_ms FROM keys
-             ORDER BY created_ms DESC, id",
-        )?;
-        let rows = stmt.query_map([], |r| {
-            Ok(Key {
-                id: r.get(0)?,
-                name: r.get(1)?,
-                scopes: parse_scopes(&r.get::<_, String>(2)?),
-                projects: parse_projects(r.get(3)?),
-                created_ms: r.get(4)?,
-                expires_ms: r.get(5)?,
-                revoked_ms: r.get(6)?,
+        self.db.read(|q| {
+            q.query(
+                "SELECT id, name, scopes, projects, created_ms, expires_ms, revoked_ms FROM keys \
+                 ORDER BY created_ms DESC, id",
+                &[],
+            )?
+            .iter()
+            .map(|r| {
+                Ok(Key {
+                    id: r.get(0)?,
+                    name: r.get(1)?,
+                    scopes: parse_scopes(&r.get::<String>(2)?),
+                    projects: parse_projects(r.get(3)?),
+                    created_ms: r.get(4)?,
+                    expires_ms: r.get(5)?,
+                    revoked_ms: r.get(6)?,
+                })
             })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+            .collect()
+        })
     }
 
     /// Revokes `id`; revoking a revoked key again is not an error.
     pub fn revoke(&self, id: &str) -> Result<Key, AccessError> {
-        let n = self.conn().execute(
-            "UPDATE keys SET revoked_ms = COALESCE(revoked_ms, ?2) WHERE id = ?1",
-            params![id, encore_core::time::now_ms()],
-        )?;
+        let n = self.db.write(|tx| {
+            tx.execute(
+                "UPDATE keys SET revoked_ms = COALESCE(revoked_ms, ?2) WHERE id = ?1",
+                params![id, encore_core::time::now_ms()],
+            )
+        })?;
         if n == 0 {
             return Err(AccessError::NotFound(id.to_owned()));
         }
@@ -483,23 +491,15 @@ impl Keys {
             };
         }
         let hash = sha256_hex(presented);
-        let row = self
-            .conn()
-            .query_row(
-                "SELECT id, name, scopes, projects, expires_ms FROM keys
+        let row = self.db.read(|q| {
+            q.query_opt(
+                "SELECT id, name, scopes, projects, expires_ms FROM keys \
                  WHERE hash = ?1 AND revoked_ms IS NULL",
-                [&hash],
-                |r| {
-                    Ok(Principal {
-                        key_id: r.get(0)?,
-                        name: r.get(1)?,
-                        scopes: Scopes::of(&parse_scopes(&r.get::<_, String>(2)?)),
-                        projects: parse_projects(r.get(3)?).map(Arc::from),
-                        expires_ms: r.get(4)?,
-                    })
-                },
-            )
-            .optional()?;
+                params![hash],
+            )?
+            .map(|r| principal(&r))
+            .transpose()
+        })?;
         let Some(p) = row.filter(alive) else {
             return Err(AccessError::Unauthenticated(REFUSED));
         };
@@ -511,6 +511,16 @@ impl Keys {
         cache.insert(presented.to_owned(), (Arc::clone(&p), Instant::now()));
         Ok(p)
     }
+}
+
+fn principal(r: &Row) -> Result<Principal, AccessError> {
+    Ok(Principal {
+        key_id: r.get(0)?,
+        name: r.get(1)?,
+        scopes: Scopes::of(&parse_scopes(&r.get::<String>(2)?)),
+        projects: parse_projects(r.get(3)?).map(Arc::from),
+        expires_ms: r.get(4)?,
+    })
 }
 
 fn check_name(name: &str) -> Result<(), AccessError> {

@@ -1,4 +1,5 @@
-//! Everything evaluation keeps, in SQLite (`<data dir>/evals.sqlite`):
+//! Everything evaluation keeps, in the metadata store (embedded: the SQLite file
+//! `<data dir>/evals.sqlite`):
 //!
 //! - `scores`: every score, linked to the span and trace it scores (or a dataset item), with the
 //!   evaluator's name and version, value, label, explanation and where it came from (an online
@@ -10,9 +11,11 @@
 //! - `runs` and `run_items`: experiment runs over a dataset version.
 //! - `alert_events`: alert history.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use encore_storage::metadata::{Durability, Metadata, Row, Sql, Value};
+use encore_storage::params;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
+use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -20,8 +23,8 @@ pub enum StoreError {
     NotFound { kind: &'static str, name: String },
     #[error("{0}")]
     Invalid(String),
-    #[error("evals store: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    #[error(transparent)]
+    Metadata(#[from] encore_storage::metadata::MetadataError),
     #[error("evals store: damaged JSON: {0}")]
     Json(#[from] serde_json::Error),
     #[error("trace store: {0}")]
@@ -34,7 +37,7 @@ impl encore_core::Coded for StoreError {
         match self {
             StoreError::NotFound { .. } => ErrorCode::NotFound,
             StoreError::Invalid(_) => ErrorCode::InvalidArgument,
-            StoreError::Sqlite(_) => ErrorCode::Unavailable,
+            StoreError::Metadata(e) => e.code(),
             StoreError::Json(_) => ErrorCode::DataLoss,
             StoreError::Spans(e) => e.code(),
         }
@@ -271,61 +274,148 @@ pub struct AlertEvent {
 }
 
 /// The evals database.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct EvalStore {
-    conn: Connection,
+    db: Arc<dyn Metadata>,
 }
 
 fn now_ms() -> i64 {
     encore_core::time::now_ms()
 }
 
-impl EvalStore {
-    pub fn open(root: &Path) -> Result<EvalStore, StoreError> {
-        let conn = Connection::open(root.join("evals.sqlite"))?;
-        conn.busy_timeout(std::time::Duration::from_secs(30))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
-        conn.execute_batch(
-            "CREATE TABLE IF NOT EXISTS scores (
-                project TEXT NOT NULL, trace_id TEXT NOT NULL, span_id TEXT NOT NULL,
-                service TEXT, model TEXT, user_id TEXT, span_ms INTEGER NOT NULL,
-                cost_usd REAL, latency_ms REAL,
-                evaluator TEXT NOT NULL, version INTEGER NOT NULL, value REAL NOT NULL,
-                label TEXT, explanation TEXT, source TEXT NOT NULL, created_ms INTEGER NOT NULL,
-                PRIMARY KEY (trace_id, span_id, evaluator, version, source)
-            ) WITHOUT ROWID;
-            CREATE INDEX IF NOT EXISTS scores_by_evaluator ON scores (evaluator, span_ms);
-            CREATE TABLE IF NOT EXISTS datasets (
-                name TEXT NOT NULL, version INTEGER NOT NULL, source TEXT NOT NULL,
-                created_ms INTEGER NOT NULL, items INTEGER NOT NULL,
-                PRIMARY KEY (name, version)
-            );
-            CREATE TABLE IF NOT EXISTS dataset_items (
-                name TEXT NOT NULL, version INTEGER NOT NULL, idx INTEGER NOT NULL,
-                item TEXT NOT NULL, PRIMARY KEY (name, version, idx)
-            );
-            CREATE TABLE IF NOT EXISTS queues (name TEXT PRIMARY KEY, queue TEXT NOT NULL);
-            CREATE TABLE IF NOT EXISTS queue_items (
-                queue TEXT NOT NULL, idx INTEGER NOT NULL, target TEXT NOT NULL,
-                input TEXT, output TEXT, status TEXT NOT NULL, labeller TEXT, label TEXT,
-                labeled_ms INTEGER, PRIMARY KEY (queue, idx)
-            );
-            CREATE TABLE IF NOT EXISTS documents (
-                kind TEXT NOT NULL, name TEXT NOT NULL, body TEXT NOT NULL,
-                updated_ms INTEGER NOT NULL, PRIMARY KEY (kind, name)
-            );
-            CREATE TABLE IF NOT EXISTS runs (
-                id TEXT PRIMARY KEY, body TEXT NOT NULL, created_ms INTEGER NOT NULL
-            );
-            CREATE TABLE IF NOT EXISTS alert_events (
-                id INTEGER PRIMARY KEY, rule TEXT NOT NULL, slice TEXT NOT NULL,
-                state TEXT NOT NULL, value REAL NOT NULL, threshold REAL NOT NULL,
-                at_ms INTEGER NOT NULL, attempts INTEGER NOT NULL, delivered INTEGER NOT NULL,
-                error TEXT
-            );",
+const MIGRATIONS: &[&str] = &["CREATE TABLE IF NOT EXISTS scores (
+        project TEXT NOT NULL, trace_id TEXT NOT NULL, span_id TEXT NOT NULL,
+        service TEXT, model TEXT, user_id TEXT, span_ms INTEGER NOT NULL,
+        cost_usd REAL, latency_ms REAL,
+        evaluator TEXT NOT NULL, version INTEGER NOT NULL, value REAL NOT NULL,
+        label TEXT, explanation TEXT, source TEXT NOT NULL, created_ms INTEGER NOT NULL,
+        PRIMARY KEY (trace_id, span_id, evaluator, version, source)
+    ) WITHOUT ROWID;
+    CREATE INDEX IF NOT EXISTS scores_by_evaluator ON scores (evaluator, span_ms);
+    CREATE TABLE IF NOT EXISTS datasets (
+        name TEXT NOT NULL, version INTEGER NOT NULL, source TEXT NOT NULL,
+        created_ms INTEGER NOT NULL, items INTEGER NOT NULL,
+        PRIMARY KEY (name, version)
+    );
+    CREATE TABLE IF NOT EXISTS dataset_items (
+        name TEXT NOT NULL, version INTEGER NOT NULL, idx INTEGER NOT NULL,
+        item TEXT NOT NULL, PRIMARY KEY (name, version, idx)
+    );
+    CREATE TABLE IF NOT EXISTS queues (name TEXT PRIMARY KEY, queue TEXT NOT NULL);
+    CREATE TABLE IF NOT EXISTS queue_items (
+        queue TEXT NOT NULL, idx INTEGER NOT NULL, target TEXT NOT NULL,
+        input TEXT, output TEXT, status TEXT NOT NULL, labeller TEXT, label TEXT,
+        labeled_ms INTEGER, PRIMARY KEY (queue, idx)
+    );
+    CREATE TABLE IF NOT EXISTS documents (
+        kind TEXT NOT NULL, name TEXT NOT NULL, body TEXT NOT NULL,
+        updated_ms INTEGER NOT NULL, PRIMARY KEY (kind, name)
+    );
+    CREATE TABLE IF NOT EXISTS runs (
+        id TEXT PRIMARY KEY, body TEXT NOT NULL, created_ms INTEGER NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS alert_events (
+        id INTEGER PRIMARY KEY, rule TEXT NOT NULL, slice TEXT NOT NULL,
+        state TEXT NOT NULL, value REAL NOT NULL, threshold REAL NOT NULL,
+        at_ms INTEGER NOT NULL, attempts INTEGER NOT NULL, delivered INTEGER NOT NULL,
+        error TEXT
+    );"];
+
+fn stored_score(r: &Row) -> Result<StoredScore, StoreError> {
+    Ok(StoredScore {
+        target: Target {
+            project: r.get(0)?,
+            trace_id: r.get(1)?,
+            span_id: r.get(2)?,
+            service: r.get(3)?,
+            model: r.get(4)?,
+            user: r.get(5)?,
+            span_ms: r.get(6)?,
+            cost_usd: r.get(7)?,
+            latency_ms: r.get(8)?,
+        },
+        score: ScoreValue {
+            evaluator: r.get(9)?,
+            version: r.get(10)?,
+            value: r.get(11)?,
+            label: r.get(12)?,
+            explanation: r.get(13)?,
+        },
+        source: r.get(14)?,
+        created_ms: r.get(15)?,
+    })
+}
+
+fn put_scores_in(tx: &mut dyn Sql, scores: &[StoredScore]) -> Result<(), StoreError> {
+    for s in scores {
+        if !s.score.value.is_finite() {
+            return Err(StoreError::Invalid(format!(
+                "score of {} on span {}: value is not a finite number",
+                s.score.evaluator, s.target.span_id
+            )));
+        }
+        let t = &s.target;
+        tx.execute(
+            "INSERT INTO scores (project, trace_id, span_id, service, model, user_id, span_ms, \
+             cost_usd, latency_ms, evaluator, version, value, label, explanation, source, \
+             created_ms) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16) \
+             ON CONFLICT (trace_id, span_id, evaluator, version, source) DO UPDATE SET \
+             project = excluded.project, service = excluded.service, model = excluded.model, \
+             user_id = excluded.user_id, span_ms = excluded.span_ms, \
+             cost_usd = excluded.cost_usd, latency_ms = excluded.latency_ms, \
+             value = excluded.value, label = excluded.label, \
+             explanation = excluded.explanation, created_ms = excluded.created_ms",
+            params![
+                &t.project,
+                &t.trace_id,
+                &t.span_id,
+                t.service.as_deref(),
+                t.model.as_deref(),
+                t.user.as_deref(),
+                t.span_ms,
+                t.cost_usd,
+                t.latency_ms,
+                &s.score.evaluator,
+                s.score.version,
+                s.score.value,
+                s.score.label.as_deref(),
+                s.score.explanation.as_deref(),
+                &s.source,
+                s.created_ms,
+            ],
         )?;
-        Ok(EvalStore { conn })
+    }
+    Ok(())
+}
+
+fn queue_in(q: &mut dyn Sql, name: &str) -> Result<Queue, StoreError> {
+    let row = q
+        .query_opt("SELECT queue FROM queues WHERE name = ?1", params![name])?
+        .ok_or_else(|| not_found("queue", name))?;
+    Ok(serde_json::from_str(&row.get::<String>(0)?)?)
+}
+
+fn json_rows<T: for<'de> Deserialize<'de>>(rows: &[Row]) -> Result<Vec<T>, StoreError> {
+    rows.iter()
+        .map(|r| Ok(serde_json::from_str(&r.get::<String>(0)?)?))
+        .collect()
+}
+
+impl EvalStore {
+    /// The evals store of the data directory `root`. A committed score survives a crash of the
+    /// process; a power cut may lose the newest (they are recomputed).
+    pub fn open(root: &Path) -> Result<EvalStore, StoreError> {
+        EvalStore::with_store(encore_storage::metadata::open(
+            root,
+            "evals",
+            Durability::Normal,
+        )?)
+    }
+
+    /// The evals store kept in `db`.
+    pub fn with_store(db: Arc<dyn Metadata>) -> Result<EvalStore, StoreError> {
+        db.migrate("evals", MIGRATIONS)?;
+        Ok(EvalStore { db })
     }
 
     // ---- scores ----
@@ -333,53 +423,18 @@ impl EvalStore {
     /// Stores `scores` (replacing those with the same span, evaluator, version and source), in
     /// one transaction.
     pub fn put_scores(&mut self, scores: &[StoredScore]) -> Result<usize, StoreError> {
-        let tx = self.conn.transaction()?;
-        {
-            let mut stmt = tx.prepare_cached(
-                "INSERT OR REPLACE INTO scores (project, trace_id, span_id, service, model, user_id,
-                 span_ms, cost_usd, latency_ms, evaluator, version, value, label, explanation,
-                 source, created_ms) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16)",
-            )?;
-            for s in scores {
-                if !s.score.value.is_finite() {
-                    return Err(StoreError::Invalid(format!(
-                        "score of {} on span {}: value is not a finite number",
-                        s.score.evaluator, s.target.span_id
-                    )));
-                }
-                let t = &s.target;
-                stmt.execute(params![
-                    t.project,
-                    t.trace_id,
-                    t.span_id,
-                    t.service,
-                    t.model,
-                    t.user,
-                    t.span_ms,
-                    t.cost_usd,
-                    t.latency_ms,
-                    s.score.evaluator,
-                    s.score.version,
-                    s.score.value,
-                    s.score.label,
-                    s.score.explanation,
-                    s.source,
-                    s.created_ms,
-                ])?;
-            }
-        }
-        tx.commit()?;
+        self.db.write(|tx| put_scores_in(tx, scores))?;
         Ok(scores.len())
     }
 
     /// Scores matching `f`, newest span first, at most `limit`.
     pub fn scores(&self, f: &ScoreFilter, limit: usize) -> Result<Vec<StoredScore>, StoreError> {
         let mut sql = String::from(
-            "SELECT project, trace_id, span_id, service, model, user_id, span_ms, cost_usd,
-             latency_ms, evaluator, version, value, label, explanation, source, created_ms
+            "SELECT project, trace_id, span_id, service, model, user_id, span_ms, cost_usd, \
+             latency_ms, evaluator, version, value, label, explanation, source, created_ms \
              FROM scores WHERE 1=1",
         );
-        let mut args: Vec<rusqlite::types::Value> = Vec::new();
+        let mut args: Vec<Value> = Vec::new();
         let mut eq = |col: &str, v: &Option<String>, sql: &mut String| {
             if let Some(v) = v {
                 args.push(v.clone().into());
@@ -405,32 +460,8 @@ impl EvalStore {
             sql.push_str(&format!(" AND span_ms <= ?{}", args.len()));
         }
         sql.push_str(&format!(" ORDER BY span_ms DESC, span_id LIMIT {limit}"));
-        let mut stmt = self.conn.prepare(&sql)?;
-        let rows = stmt.query_map(rusqlite::params_from_iter(args), |r| {
-            Ok(StoredScore {
-                target: Target {
-                    project: r.get(0)?,
-                    trace_id: r.get(1)?,
-                    span_id: r.get(2)?,
-                    service: r.get(3)?,
-                    model: r.get(4)?,
-                    user: r.get(5)?,
-                    span_ms: r.get(6)?,
-                    cost_usd: r.get(7)?,
-                    latency_ms: r.get(8)?,
-                },
-                score: ScoreValue {
-                    evaluator: r.get(9)?,
-                    version: r.get(10)?,
-                    value: r.get(11)?,
-                    label: r.get(12)?,
-                    explanation: r.get(13)?,
-                },
-                source: r.get(14)?,
-                created_ms: r.get(15)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.db
+            .read(|q| q.query(&sql, &args)?.iter().map(stored_score).collect())
     }
 
     // ---- datasets ----
@@ -449,61 +480,69 @@ impl EvalStore {
                 "dataset name {name:?}: expected a non-empty name without '/', '@' or spaces"
             )));
         }
-        let tx = self.conn.transaction()?;
-        let last: Option<u32> = tx.query_row(
-            "SELECT MAX(version) FROM datasets WHERE name = ?1",
-            [name],
-            |r| r.get(0),
-        )?;
-        let version = last.unwrap_or(0) + 1;
-        let mut n = 0i64;
-        if append && let Some(prev) = last {
-            n = tx.execute(
-                "INSERT INTO dataset_items (name, version, idx, item)
-                 SELECT name, ?2, idx, item FROM dataset_items WHERE name = ?1 AND version = ?3",
-                params![name, version, prev],
-            )? as i64;
-        }
-        {
-            let mut stmt = tx.prepare_cached(
-                "INSERT INTO dataset_items (name, version, idx, item) VALUES (?1, ?2, ?3, ?4)",
-            )?;
-            for it in items {
-                stmt.execute(params![name, version, n, serde_json::to_string(it)?])?;
+        let texts = items
+            .iter()
+            .map(serde_json::to_string)
+            .collect::<Result<Vec<_>, _>>()?;
+        self.db.write(|tx| {
+            let last: Option<u32> = tx
+                .query_one(
+                    "SELECT MAX(version) FROM datasets WHERE name = ?1",
+                    params![name],
+                )?
+                .get(0)?;
+            let version = last.unwrap_or(0) + 1;
+            let mut n = 0i64;
+            if append && let Some(prev) = last {
+                n = tx.execute(
+                    "INSERT INTO dataset_items (name, version, idx, item) \
+                     SELECT name, ?2, idx, item FROM dataset_items WHERE name = ?1 AND version = ?3",
+                    params![name, version, prev],
+                )? as i64;
+            }
+            for text in &texts {
+                tx.execute(
+                    "INSERT INTO dataset_items (name, version, idx, item) VALUES (?1, ?2, ?3, ?4)",
+                    params![name, version, n, text.as_str()],
+                )?;
                 n += 1;
             }
-        }
-        let created_ms = now_ms();
-        tx.execute(
-            "INSERT INTO datasets (name, version, source, created_ms, items) VALUES (?1,?2,?3,?4,?5)",
-            params![name, version, source, created_ms, n],
-        )?;
-        tx.commit()?;
-        Ok(DatasetVersion {
-            name: name.into(),
-            version,
-            items: n as usize,
-            source: source.into(),
-            created_ms,
+            let created_ms = now_ms();
+            tx.execute(
+                "INSERT INTO datasets (name, version, source, created_ms, items) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![name, version, source, created_ms, n],
+            )?;
+            Ok(DatasetVersion {
+                name: name.into(),
+                version,
+                items: n as usize,
+                source: source.into(),
+                created_ms,
+            })
         })
     }
 
     /// Every version of every dataset (or of `name`), newest version first per name.
     pub fn datasets(&self, name: Option<&str>) -> Result<Vec<DatasetVersion>, StoreError> {
-        let mut stmt = self.conn.prepare(
-            "SELECT name, version, items, source, created_ms FROM datasets
-             WHERE ?1 IS NULL OR name = ?1 ORDER BY name, version DESC",
-        )?;
-        let rows = stmt.query_map([name], |r| {
-            Ok(DatasetVersion {
-                name: r.get(0)?,
-                version: r.get(1)?,
-                items: r.get::<_, i64>(2)? as usize,
-                source: r.get(3)?,
-                created_ms: r.get(4)?,
+        self.db.read(|q| {
+            q.query(
+                "SELECT name, version, items, source, created_ms FROM datasets \
+                 WHERE ?1 IS NULL OR name = ?1 ORDER BY name, version DESC",
+                params![name],
+            )?
+            .iter()
+            .map(|r| {
+                Ok(DatasetVersion {
+                    name: r.get(0)?,
+                    version: r.get(1)?,
+                    items: r.get(2)?,
+                    source: r.get(3)?,
+                    created_ms: r.get(4)?,
+                })
             })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+            .collect()
+        })
     }
 
     /// The items of `name` at `version` (the newest when `None`), with that version.
@@ -512,36 +551,32 @@ impl EvalStore {
         name: &str,
         version: Option<u32>,
     ) -> Result<(u32, Vec<DatasetItem>), StoreError> {
-        let version = match version {
-            Some(v) => v,
-            None => self
-                .conn
-                .query_row(
-                    "SELECT MAX(version) FROM datasets WHERE name = ?1",
-                    [name],
-                    |r| r.get::<_, Option<u32>>(0),
+        self.db.read(|q| {
+            let version = match version {
+                Some(v) => v,
+                None => q
+                    .query_one(
+                        "SELECT MAX(version) FROM datasets WHERE name = ?1",
+                        params![name],
+                    )?
+                    .get::<Option<u32>>(0)?
+                    .ok_or_else(|| not_found("dataset", name))?,
+            };
+            let exists = q
+                .query_opt(
+                    "SELECT 1 FROM datasets WHERE name = ?1 AND version = ?2",
+                    params![name, version],
                 )?
-                .ok_or_else(|| not_found("dataset", name))?,
-        };
-        let exists: Option<i64> = self
-            .conn
-            .query_row(
-                "SELECT 1 FROM datasets WHERE name = ?1 AND version = ?2",
+                .is_some();
+            if !exists {
+                return Err(not_found("dataset", &format!("{name}@{version}")));
+            }
+            let rows = q.query(
+                "SELECT item FROM dataset_items WHERE name = ?1 AND version = ?2 ORDER BY idx",
                 params![name, version],
-                |r| r.get(0),
-            )
-            .optional()?;
-        if exists.is_none() {
-            return Err(not_found("dataset", &format!("{name}@{version}")));
-        }
-        let mut stmt = self.conn.prepare(
-            "SELECT item FROM dataset_items WHERE name = ?1 AND version = ?2 ORDER BY idx",
-        )?;
-        let items = stmt
-            .query_map(params![name, version], |r| r.get::<_, String>(0))?
-            .map(|s| Ok(serde_json::from_str(&s?)?))
-            .collect::<Result<_, StoreError>>()?;
-        Ok((version, items))
+            )?;
+            Ok((version, json_rows(&rows)?))
+        })
     }
 
     // ---- annotation queues ----
@@ -549,10 +584,13 @@ impl EvalStore {
     pub fn create_queue(&mut self, q: &Queue) -> Result<(), StoreError> {
         let mut q = q.clone();
         q.created_ms = now_ms();
-        let n = self.conn.execute(
-            "INSERT OR IGNORE INTO queues (name, queue) VALUES (?1, ?2)",
-            params![q.name, serde_json::to_string(&q)?],
-        )?;
+        let body = serde_json::to_string(&q)?;
+        let n = self.db.write(|tx| {
+            tx.execute(
+                "INSERT INTO queues (name, queue) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+                params![&q.name, body],
+            )
+        })?;
         if n == 0 {
             return Err(StoreError::Invalid(format!(
                 "queue {} already exists",
@@ -563,15 +601,7 @@ impl EvalStore {
     }
 
     pub fn queue(&self, name: &str) -> Result<Queue, StoreError> {
-        let body: Option<String> = self
-            .conn
-            .query_row("SELECT queue FROM queues WHERE name = ?1", [name], |r| {
-                r.get(0)
-            })
-            .optional()?;
-        Ok(serde_json::from_str(
-            &body.ok_or_else(|| not_found("queue", name))?,
-        )?)
+        self.db.read(|q| queue_in(q, name))
     }
 
     /// Adds items to label to queue `name`; items already queued (same span) are skipped.
@@ -580,50 +610,52 @@ impl EvalStore {
         name: &str,
         items: &[(Target, Option<String>, Option<String>)],
     ) -> Result<usize, StoreError> {
-        self.queue(name)?;
-        let tx = self.conn.transaction()?;
-        let mut added = 0;
-        {
-            let mut next: i64 = tx.query_row(
-                "SELECT COALESCE(MAX(idx) + 1, 0) FROM queue_items WHERE queue = ?1",
-                [name],
-                |r| r.get(0),
-            )?;
-            let mut seen =
-                tx.prepare_cached("SELECT 1 FROM queue_items WHERE queue = ?1 AND target = ?2")?;
-            let mut insert = tx.prepare_cached(
-                "INSERT INTO queue_items (queue, idx, target, input, output, status)
-                 VALUES (?1, ?2, ?3, ?4, ?5, 'pending')",
-            )?;
+        self.db.write(|tx| {
+            queue_in(tx, name)?;
+            let mut next: i64 = tx
+                .query_one(
+                    "SELECT COALESCE(MAX(idx) + 1, 0) FROM queue_items WHERE queue = ?1",
+                    params![name],
+                )?
+                .get(0)?;
+            let mut added = 0;
             for (t, input, output) in items {
                 let key = serde_json::to_string(t)?;
-                if seen.exists(params![name, key])? {
+                let seen = tx
+                    .query_opt(
+                        "SELECT 1 FROM queue_items WHERE queue = ?1 AND target = ?2",
+                        params![name, key.as_str()],
+                    )?
+                    .is_some();
+                if seen {
                     continue;
                 }
-                insert.execute(params![name, next, key, input, output])?;
+                tx.execute(
+                    "INSERT INTO queue_items (queue, idx, target, input, output, status) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, 'pending')",
+                    params![name, next, key, input.as_deref(), output.as_deref()],
+                )?;
                 next += 1;
                 added += 1;
             }
-        }
-        tx.commit()?;
-        Ok(added)
+            Ok(added)
+        })
     }
 
-    fn queue_item(r: &rusqlite::Row<'_>) -> rusqlite::Result<(QueueItem, String, Option<String>)> {
-        Ok((
-            QueueItem {
-                queue: r.get(0)?,
-                idx: r.get(1)?,
-                target: Target::default(),
-                input: r.get(3)?,
-                output: r.get(4)?,
-                status: r.get(5)?,
-                labeller: r.get(6)?,
-                label: None,
-            },
-            r.get(2)?,
-            r.get(7)?,
-        ))
+    fn queue_item(r: &Row) -> Result<QueueItem, StoreError> {
+        Ok(QueueItem {
+            queue: r.get(0)?,
+            idx: r.get(1)?,
+            target: serde_json::from_str(&r.get::<String>(2)?)?,
+            input: r.get(3)?,
+            output: r.get(4)?,
+            status: r.get(5)?,
+            labeller: r.get(6)?,
+            label: r
+                .get::<Option<String>>(7)?
+                .map(|l| serde_json::from_str(&l))
+                .transpose()?,
+        })
     }
 
     /// Items of queue `name` with `status` (every status when `None`), in queue order.
@@ -633,23 +665,24 @@ impl EvalStore {
         status: Option<&str>,
         limit: usize,
     ) -> Result<Vec<QueueItem>, StoreError> {
-        self.queue(name)?;
-        let mut stmt = self.conn.prepare(&format!(
-            "SELECT queue, idx, target, input, output, status, labeller, label FROM queue_items
-             WHERE queue = ?1 AND (?2 IS NULL OR status = ?2) ORDER BY idx LIMIT {limit}"
-        ))?;
-        let rows = stmt.query_map(params![name, status], Self::queue_item)?;
-        rows.map(|r| {
-            let (mut item, target, label) = r?;
-            item.target = serde_json::from_str(&target)?;
-            item.label = label.map(|l| serde_json::from_str(&l)).transpose()?;
-            Ok(item)
+        self.db.read(|q| {
+            queue_in(q, name)?;
+            q.query(
+                &format!(
+                    "SELECT queue, idx, target, input, output, status, labeller, label \
+                     FROM queue_items WHERE queue = ?1 AND (?2 IS NULL OR status = ?2) \
+                     ORDER BY idx LIMIT {limit}"
+                ),
+                params![name, status],
+            )?
+            .iter()
+            .map(Self::queue_item)
+            .collect()
         })
-        .collect()
     }
 
     /// Labels item `idx` of queue `name` (checked against the queue's schema), and stores the
-    /// label as a score of source `human:<labeller>` on the item's span.
+    /// label as a score of source `human:<labeller>` on the item's span, in one transaction.
     pub fn label(
         &mut self,
         name: &str,
@@ -658,41 +691,41 @@ impl EvalStore {
         label: &serde_json::Value,
         explanation: Option<String>,
     ) -> Result<StoredScore, StoreError> {
-        let q = self.queue(name)?;
         if labeller.trim().is_empty() {
             return Err(StoreError::Invalid(
                 "labeller: expected a non-empty id".into(),
             ));
         }
-        let (value, label_text) = q.schema.score(label).map_err(StoreError::Invalid)?;
-        let target: String = self
-            .conn
-            .query_row(
-                "SELECT target FROM queue_items WHERE queue = ?1 AND idx = ?2",
-                params![name, idx],
-                |r| r.get(0),
-            )
-            .optional()?
-            .ok_or_else(|| not_found("queue item", &format!("{name}/{idx}")))?;
-        let score = StoredScore {
-            target: serde_json::from_str(&target)?,
-            score: ScoreValue {
-                evaluator: q.schema.name().to_owned(),
-                version: 1,
-                value,
-                label: label_text,
-                explanation,
-            },
-            source: format!("human:{labeller}"),
-            created_ms: now_ms(),
-        };
-        self.put_scores(std::slice::from_ref(&score))?;
-        self.conn.execute(
-            "UPDATE queue_items SET status = 'labeled', labeller = ?3, label = ?4, labeled_ms = ?5
-             WHERE queue = ?1 AND idx = ?2",
-            params![name, idx, labeller, label.to_string(), score.created_ms],
-        )?;
-        Ok(score)
+        self.db.write(|tx| {
+            let q = queue_in(tx, name)?;
+            let (value, label_text) = q.schema.score(label).map_err(StoreError::Invalid)?;
+            let target: String = tx
+                .query_opt(
+                    "SELECT target FROM queue_items WHERE queue = ?1 AND idx = ?2",
+                    params![name, idx],
+                )?
+                .ok_or_else(|| not_found("queue item", &format!("{name}/{idx}")))?
+                .get(0)?;
+            let score = StoredScore {
+                target: serde_json::from_str(&target)?,
+                score: ScoreValue {
+                    evaluator: q.schema.name().to_owned(),
+                    version: 1,
+                    value,
+                    label: label_text,
+                    explanation,
+                },
+                source: format!("human:{labeller}"),
+                created_ms: now_ms(),
+            };
+            put_scores_in(tx, std::slice::from_ref(&score))?;
+            tx.execute(
+                "UPDATE queue_items SET status = 'labeled', labeller = ?3, label = ?4, \
+                 labeled_ms = ?5 WHERE queue = ?1 AND idx = ?2",
+                params![name, idx, labeller, label.to_string(), score.created_ms],
+            )?;
+            Ok(score)
+        })
     }
 
     // ---- documents: rules and alert rules ----
@@ -703,10 +736,15 @@ impl EvalStore {
         name: &str,
         body: &T,
     ) -> Result<(), StoreError> {
-        self.conn.execute(
-            "INSERT OR REPLACE INTO documents (kind, name, body, updated_ms) VALUES (?1,?2,?3,?4)",
-            params![kind, name, serde_json::to_string(body)?, now_ms()],
-        )?;
+        let body = serde_json::to_string(body)?;
+        self.db.write(|tx| {
+            tx.execute(
+                "INSERT INTO documents (kind, name, body, updated_ms) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT (kind, name) DO UPDATE SET body = excluded.body, \
+                 updated_ms = excluded.updated_ms",
+                params![kind, name, body, now_ms()],
+            )
+        })?;
         Ok(())
     }
 
@@ -714,68 +752,80 @@ impl EvalStore {
         &self,
         kind: &str,
     ) -> Result<Vec<T>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT body FROM documents WHERE kind = ?1 ORDER BY name")?;
-        let rows = stmt.query_map([kind], |r| r.get::<_, String>(0))?;
-        rows.map(|b| Ok(serde_json::from_str(&b?)?)).collect()
+        let rows = self.db.read(|q| {
+            q.query(
+                "SELECT body FROM documents WHERE kind = ?1 ORDER BY name",
+                params![kind],
+            )
+        })?;
+        json_rows(&rows)
     }
 
     /// Deletes document `name` of `kind`; whether it existed.
     pub fn delete_document(&mut self, kind: &str, name: &str) -> Result<bool, StoreError> {
-        Ok(self.conn.execute(
-            "DELETE FROM documents WHERE kind = ?1 AND name = ?2",
-            params![kind, name],
-        )? > 0)
+        let n = self.db.write(|tx| {
+            tx.execute(
+                "DELETE FROM documents WHERE kind = ?1 AND name = ?2",
+                params![kind, name],
+            )
+        })?;
+        Ok(n > 0)
     }
 
     // ---- runs ----
 
     pub fn put_run<T: Serialize>(&mut self, id: &str, run: &T) -> Result<(), StoreError> {
-        self.conn.execute(
-            "INSERT OR REPLACE INTO runs (id, body, created_ms) VALUES (?1, ?2, ?3)",
-            params![id, serde_json::to_string(run)?, now_ms()],
-        )?;
+        let body = serde_json::to_string(run)?;
+        self.db.write(|tx| {
+            tx.execute(
+                "INSERT INTO runs (id, body, created_ms) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (id) DO UPDATE SET body = excluded.body, \
+                 created_ms = excluded.created_ms",
+                params![id, body, now_ms()],
+            )
+        })?;
         Ok(())
     }
 
     pub fn run<T: for<'de> Deserialize<'de>>(&self, id: &str) -> Result<T, StoreError> {
-        let body: Option<String> = self
-            .conn
-            .query_row("SELECT body FROM runs WHERE id = ?1", [id], |r| r.get(0))
-            .optional()?;
+        let row = self
+            .db
+            .read(|q| q.query_opt("SELECT body FROM runs WHERE id = ?1", params![id]))?;
         Ok(serde_json::from_str(
-            &body.ok_or_else(|| not_found("run", id))?,
+            &row.ok_or_else(|| not_found("run", id))?.get::<String>(0)?,
         )?)
     }
 
     /// Run ids, newest first.
     pub fn run_ids(&self) -> Result<Vec<String>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT id FROM runs ORDER BY created_ms DESC, id")?;
-        let rows = stmt.query_map([], |r| r.get(0))?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.db.read(|q| {
+            q.query("SELECT id FROM runs ORDER BY created_ms DESC, id", &[])?
+                .iter()
+                .map(|r| Ok(r.get(0)?))
+                .collect()
+        })
     }
 
     // ---- alert history ----
 
     pub fn add_alert_event(&mut self, e: &AlertEvent) -> Result<(), StoreError> {
-        self.conn.execute(
-            "INSERT INTO alert_events (rule, slice, state, value, threshold, at_ms, attempts,
-             delivered, error) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9)",
-            params![
-                e.rule,
-                e.slice,
-                e.state,
-                e.value,
-                e.threshold,
-                e.at_ms,
-                e.attempts,
-                e.delivered,
-                e.error
-            ],
-        )?;
+        self.db.write(|tx| {
+            tx.execute(
+                "INSERT INTO alert_events (rule, slice, state, value, threshold, at_ms, \
+                 attempts, delivered, error) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![
+                    &e.rule,
+                    &e.slice,
+                    &e.state,
+                    e.value,
+                    e.threshold,
+                    e.at_ms,
+                    e.attempts,
+                    e.delivered,
+                    e.error.as_deref()
+                ],
+            )
+        })?;
         Ok(())
     }
 
@@ -785,24 +835,31 @@ impl EvalStore {
         rule: Option<&str>,
         limit: usize,
     ) -> Result<Vec<AlertEvent>, StoreError> {
-        let mut stmt = self.conn.prepare(&format!(
-            "SELECT rule, slice, state, value, threshold, at_ms, attempts, delivered, error
-             FROM alert_events WHERE ?1 IS NULL OR rule = ?1 ORDER BY id DESC LIMIT {limit}"
-        ))?;
-        let rows = stmt.query_map([rule], |r| {
-            Ok(AlertEvent {
-                rule: r.get(0)?,
-                slice: r.get(1)?,
-                state: r.get(2)?,
-                value: r.get(3)?,
-                threshold: r.get(4)?,
-                at_ms: r.get(5)?,
-                attempts: r.get(6)?,
-                delivered: r.get(7)?,
-                error: r.get(8)?,
+        self.db.read(|q| {
+            q.query(
+                &format!(
+                    "SELECT rule, slice, state, value, threshold, at_ms, attempts, delivered, \
+                     error FROM alert_events WHERE ?1 IS NULL OR rule = ?1 \
+                     ORDER BY id DESC LIMIT {limit}"
+                ),
+                params![rule],
+            )?
+            .iter()
+            .map(|r| {
+                Ok(AlertEvent {
+                    rule: r.get(0)?,
+                    slice: r.get(1)?,
+                    state: r.get(2)?,
+                    value: r.get(3)?,
+                    threshold: r.get(4)?,
+                    at_ms: r.get(5)?,
+                    attempts: r.get(6)?,
+                    delivered: r.get(7)?,
+                    error: r.get(8)?,
+                })
             })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+            .collect()
+        })
     }
 }
 
@@ -964,76 +1021,76 @@ impl EvalStore {
         trace_ids: &[String],
     ) -> Result<AboutListener, StoreError> {
         let mut out = AboutListener::default();
-        let mut scores = self.conn.prepare(
-            "SELECT trace_id, span_id, evaluator, version, value, label, explanation, source,
-             created_ms, user_id FROM scores WHERE user_id = ?1 OR trace_id = ?1",
-        )?;
-        let mut seen = std::collections::HashSet::new();
-        for id in users.iter().chain(trace_ids) {
-            let rows = scores.query_map([id], |r| {
-                Ok(serde_json::json!({
-                    "trace_id": r.get::<_, String>(0)?, "span_id": r.get::<_, String>(1)?,
-                    "evaluator": r.get::<_, String>(2)?, "version": r.get::<_, i64>(3)?,
-                    "value": r.get::<_, f64>(4)?, "label": r.get::<_, Option<String>>(5)?,
-                    "explanation": r.get::<_, Option<String>>(6)?, "source": r.get::<_, String>(7)?,
-                    "created_ms": r.get::<_, i64>(8)?, "user_id": r.get::<_, Option<String>>(9)?,
-                }))
-            })?;
-            for row in rows {
-                let row = row?;
-                if seen.insert(row.to_string()) {
-                    out.scores.push(row);
+        self.db.read(|q| {
+            let mut seen = std::collections::HashSet::new();
+            for id in users.iter().chain(trace_ids) {
+                for r in q.query(
+                    "SELECT trace_id, span_id, evaluator, version, value, label, explanation, \
+                     source, created_ms, user_id FROM scores WHERE user_id = ?1 OR trace_id = ?1",
+                    params![id],
+                )? {
+                    let row = serde_json::json!({
+                        "trace_id": r.get::<String>(0)?, "span_id": r.get::<String>(1)?,
+                        "evaluator": r.get::<String>(2)?, "version": r.get::<i64>(3)?,
+                        "value": r.get::<f64>(4)?, "label": r.get::<Option<String>>(5)?,
+                        "explanation": r.get::<Option<String>>(6)?, "source": r.get::<String>(7)?,
+                        "created_ms": r.get::<i64>(8)?, "user_id": r.get::<Option<String>>(9)?,
+                    });
+                    if seen.insert(row.to_string()) {
+                        out.scores.push(row);
+                    }
                 }
             }
-        }
-        let mut items = self.conn.prepare(
-            "SELECT queue, idx, target, input, output, status, labeller, label FROM queue_items
-             WHERE instr(target, ?1) > 0",
-        )?;
-        let mut data = self.conn.prepare(
-            "SELECT name, version, idx, item FROM dataset_items WHERE instr(item, ?1) > 0",
-        )?;
-        for id in users.iter().chain(trace_ids) {
-            for row in items.query_map([id], |r| {
-                Ok(serde_json::json!({
-                    "queue": r.get::<_, String>(0)?, "idx": r.get::<_, i64>(1)?,
-                    "target": r.get::<_, String>(2)?, "input": r.get::<_, Option<String>>(3)?,
-                    "output": r.get::<_, Option<String>>(4)?, "status": r.get::<_, String>(5)?,
-                    "labeller": r.get::<_, Option<String>>(6)?, "label": r.get::<_, Option<String>>(7)?,
-                }))
-            })? {
-                out.queue_items.push(row?);
+            for id in users.iter().chain(trace_ids) {
+                for r in q.query(
+                    "SELECT queue, idx, target, input, output, status, labeller, label \
+                     FROM queue_items WHERE instr(target, ?1) > 0",
+                    params![id],
+                )? {
+                    out.queue_items.push(serde_json::json!({
+                        "queue": r.get::<String>(0)?, "idx": r.get::<i64>(1)?,
+                        "target": r.get::<String>(2)?, "input": r.get::<Option<String>>(3)?,
+                        "output": r.get::<Option<String>>(4)?, "status": r.get::<String>(5)?,
+                        "labeller": r.get::<Option<String>>(6)?, "label": r.get::<Option<String>>(7)?,
+                    }));
+                }
+                for r in q.query(
+                    "SELECT name, version, idx, item FROM dataset_items WHERE instr(item, ?1) > 0",
+                    params![id],
+                )? {
+                    out.dataset_items.push(serde_json::json!({
+                        "dataset": r.get::<String>(0)?, "version": r.get::<i64>(1)?,
+                        "idx": r.get::<i64>(2)?, "item": r.get::<String>(3)?,
+                    }));
+                }
             }
-            for row in data.query_map([id], |r| {
-                Ok(serde_json::json!({
-                    "dataset": r.get::<_, String>(0)?, "version": r.get::<_, i64>(1)?,
-                    "idx": r.get::<_, i64>(2)?, "item": r.get::<_, String>(3)?,
-                }))
-            })? {
-                out.dataset_items.push(row?);
-            }
-        }
+            Ok::<_, StoreError>(())
+        })?;
         Ok(out)
     }
 
     /// Deletes what [`EvalStore::about`] finds, overwriting the freed pages (secure delete,
     /// then VACUUM and a WAL checkpoint that empties the WAL file); returns the rows deleted.
     pub fn erase(&mut self, users: &[String], trace_ids: &[String]) -> Result<u64, StoreError> {
-        self.conn.pragma_update(None, "secure_delete", "ON")?;
-        let tx = self.conn.transaction()?;
-        let mut n = 0u64;
-        for id in users.iter().chain(trace_ids) {
-            n += tx.execute(
-                "DELETE FROM scores WHERE user_id = ?1 OR trace_id = ?1",
-                [id],
-            )? as u64;
-            n += tx.execute("DELETE FROM queue_items WHERE instr(target, ?1) > 0", [id])? as u64;
-            n += tx.execute("DELETE FROM dataset_items WHERE instr(item, ?1) > 0", [id])? as u64;
-        }
-        tx.commit()?;
-        self.conn.execute_batch("VACUUM;")?;
-        self.conn
-            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        let n = self.db.write(|tx| {
+            let mut n = 0u64;
+            for id in users.iter().chain(trace_ids) {
+                n += tx.execute(
+                    "DELETE FROM scores WHERE user_id = ?1 OR trace_id = ?1",
+                    params![id],
+                )?;
+                n += tx.execute(
+                    "DELETE FROM queue_items WHERE instr(target, ?1) > 0",
+                    params![id],
+                )?;
+                n += tx.execute(
+                    "DELETE FROM dataset_items WHERE instr(item, ?1) > 0",
+                    params![id],
+                )?;
+            }
+            Ok::<_, StoreError>(n)
+        })?;
+        self.db.purge_deleted()?;
         Ok(n)
     }
 }

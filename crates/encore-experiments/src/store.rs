@@ -1,4 +1,5 @@
-//! Experiment definitions and their lifecycle, in SQLite (`<data dir>/experiments.sqlite`):
+//! Experiment definitions and their lifecycle, in the metadata store (embedded: the SQLite file
+//! `<data dir>/experiments.sqlite`):
 //! draft → running → stopped. A draft can be edited freely; a running experiment's allocation
 //! (domain, traffic, variants and weights) cannot, because listeners already exposed would
 //! change arms mid-run; stop it and start a new run instead. Starting checks that every running
@@ -6,10 +7,12 @@
 
 use crate::analysis::MetricSpec;
 use crate::assignment::{ExperimentSpec, Plan};
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use encore_storage::metadata::{Durability, Metadata, Row, Sql};
+use encore_storage::params;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
 /// What a variant serves: a model alias, and rule parameters.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -97,8 +100,8 @@ pub enum StoreError {
     },
     #[error(transparent)]
     Assignment(#[from] crate::assignment::AssignmentError),
-    #[error("experiment store: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    #[error(transparent)]
+    Metadata(#[from] encore_storage::metadata::MetadataError),
     #[error("experiment record: {0}")]
     Json(#[from] serde_json::Error),
 }
@@ -111,33 +114,71 @@ impl encore_core::Coded for StoreError {
             StoreError::Exists(_) => ErrorCode::Conflict,
             StoreError::State { .. } => ErrorCode::FailedPrecondition,
             StoreError::Assignment(_) => ErrorCode::InvalidArgument,
-            StoreError::Sqlite(_) => ErrorCode::Unavailable,
+            StoreError::Metadata(e) => e.code(),
             StoreError::Json(_) => ErrorCode::DataLoss,
         }
     }
 }
 
-#[derive(Debug)]
+/// Experiments in the metadata store (the data directory's `experiments` component).
+#[derive(Debug, Clone)]
 pub struct Store {
-    conn: Connection,
+    db: Arc<dyn Metadata>,
+}
+
+const MIGRATIONS: &[&str] = &["CREATE TABLE IF NOT EXISTS experiments (
+    id TEXT PRIMARY KEY,
+    definition TEXT NOT NULL,
+    state TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    started_ms INTEGER,
+    stopped_ms INTEGER
+);"];
+
+const COLUMNS: &str = "definition, state, created_ms, started_ms, stopped_ms";
+
+fn experiment(r: &Row) -> Result<Experiment, StoreError> {
+    Ok(Experiment {
+        definition: serde_json::from_str(&r.get::<String>(0)?)?,
+        state: State::parse(&r.get::<String>(1)?),
+        created_ms: r.get(2)?,
+        started_ms: r.get(3)?,
+        stopped_ms: r.get(4)?,
+    })
+}
+
+fn get_in(q: &mut dyn Sql, id: &str) -> Result<Experiment, StoreError> {
+    let row = q.query_opt(
+        &format!("SELECT {COLUMNS} FROM experiments WHERE id = ?1"),
+        params![id],
+    )?;
+    experiment(&row.ok_or_else(|| StoreError::NotFound(id.into()))?)
+}
+
+fn running_in(q: &mut dyn Sql) -> Result<Vec<Definition>, StoreError> {
+    q.query(
+        "SELECT definition FROM experiments WHERE state = 'running' ORDER BY started_ms, id",
+        &[],
+    )?
+    .iter()
+    .map(|r| Ok(serde_json::from_str::<Definition>(&r.get::<String>(0)?)?))
+    .collect()
 }
 
 impl Store {
+    /// The experiments of the data directory `root`.
     pub fn open(root: &Path) -> Result<Store, StoreError> {
-        let conn = Connection::open(root.join("experiments.sqlite"))?;
-        conn.busy_timeout(std::time::Duration::from_secs(30))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.execute_batch(
-            "CREATE TABLE IF NOT EXISTS experiments (
-                id TEXT PRIMARY KEY,
-                definition TEXT NOT NULL,
-                state TEXT NOT NULL,
-                created_ms INTEGER NOT NULL,
-                started_ms INTEGER,
-                stopped_ms INTEGER
-            );",
-        )?;
-        Ok(Store { conn })
+        Store::with_store(encore_storage::metadata::open(
+            root,
+            "experiments",
+            Durability::Full,
+        )?)
+    }
+
+    /// The experiments kept in `db`.
+    pub fn with_store(db: Arc<dyn Metadata>) -> Result<Store, StoreError> {
+        db.migrate("experiments", MIGRATIONS)?;
+        Ok(Store { db })
     }
 
     /// A new draft; its allocation is checked on its own.
@@ -148,141 +189,117 @@ impl Store {
             0.0,
             "check",
         )?;
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let exists: Option<i64> = tx
-            .query_row(
-                "SELECT 1 FROM experiments WHERE id = ?1",
-                params![d.id()],
-                |r| r.get(0),
-            )
-            .optional()?;
-        if exists.is_some() {
-            return Err(StoreError::Exists(d.id().into()));
-        }
-        tx.execute(
-            "INSERT INTO experiments (id, definition, state, created_ms) VALUES (?1, ?2, 'draft', ?3)",
-            params![d.id(), serde_json::to_string(d)?, encore_core::time::now_ms()],
-        )?;
-        tx.commit()?;
-        Ok(())
+        let json = serde_json::to_string(d)?;
+        self.db.write(|tx| {
+            let exists = tx
+                .query_opt("SELECT 1 FROM experiments WHERE id = ?1", params![d.id()])?
+                .is_some();
+            if exists {
+                return Err(StoreError::Exists(d.id().into()));
+            }
+            tx.execute(
+                "INSERT INTO experiments (id, definition, state, created_ms) \
+                 VALUES (?1, ?2, 'draft', ?3)",
+                params![d.id(), json, encore_core::time::now_ms()],
+            )?;
+            Ok(())
+        })
     }
 
     pub fn get(&self, id: &str) -> Result<Experiment, StoreError> {
-        self.conn
-            .query_row(
-                "SELECT definition, state, created_ms, started_ms, stopped_ms FROM experiments WHERE id = ?1",
-                params![id],
-                |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get(2)?,
-                        r.get(3)?,
-                        r.get(4)?,
-                    ))
-                },
-            )
-            .optional()?
-            .ok_or_else(|| StoreError::NotFound(id.into()))
-            .and_then(|(d, s, c, st, sp)| {
-                Ok(Experiment {
-                    definition: serde_json::from_str(&d)?,
-                    state: State::parse(&s),
-                    created_ms: c,
-                    started_ms: st,
-                    stopped_ms: sp,
-                })
-            })
+        self.db.read(|q| get_in(q, id))
     }
 
     pub fn list(&self) -> Result<Vec<Experiment>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT id FROM experiments ORDER BY created_ms, id")?;
-        let ids = stmt
-            .query_map([], |r| r.get::<_, String>(0))?
-            .collect::<Result<Vec<_>, _>>()?;
-        ids.iter().map(|id| self.get(id)).collect()
+        self.db.read(|q| {
+            q.query(
+                &format!("SELECT {COLUMNS} FROM experiments ORDER BY created_ms, id"),
+                &[],
+            )?
+            .iter()
+            .map(experiment)
+            .collect()
+        })
     }
 
     /// Replaces a definition. A running experiment keeps its allocation: only its hypothesis,
     /// treatments, metrics and plan may change.
     pub fn update(&mut self, d: &Definition) -> Result<(), StoreError> {
-        let current = self.get(d.id())?;
-        match current.state {
-            State::Stopped => {
-                return Err(StoreError::State {
-                    id: d.id().into(),
-                    state: "stopped",
-                    message: "a stopped run cannot change; create a new experiment".into(),
-                });
+        let json = serde_json::to_string(d)?;
+        self.db.write(|tx| {
+            let current = get_in(tx, d.id())?;
+            match current.state {
+                State::Stopped => {
+                    return Err(StoreError::State {
+                        id: d.id().into(),
+                        state: "stopped",
+                        message: "a stopped run cannot change; create a new experiment".into(),
+                    });
+                }
+                State::Running if current.definition.allocation != d.allocation => {
+                    return Err(StoreError::State {
+                        id: d.id().into(),
+                        state: "running",
+                        message: "its allocation (domain, traffic, variants, weights, targeting) cannot change while it runs; stop it and start a new run".into(),
+                    });
+                }
+                _ => {}
             }
-            State::Running if current.definition.allocation != d.allocation => {
-                return Err(StoreError::State {
-                    id: d.id().into(),
-                    state: "running",
-                    message: "its allocation (domain, traffic, variants, weights, targeting) cannot change while it runs; stop it and start a new run".into(),
-                });
-            }
-            _ => {}
-        }
-        self.conn.execute(
-            "UPDATE experiments SET definition = ?2 WHERE id = ?1",
-            params![d.id(), serde_json::to_string(d)?],
-        )?;
-        Ok(())
+            tx.execute(
+                "UPDATE experiments SET definition = ?2 WHERE id = ?1",
+                params![d.id(), json],
+            )?;
+            Ok(())
+        })
     }
 
-    /// Draft → running, if it fits beside every running experiment.
+    /// Draft → running, if it fits beside every running experiment (checked and started in
+    /// one transaction: two experiments that fit alone but not together cannot both start).
     pub fn start(&mut self, id: &str) -> Result<(), StoreError> {
-        let e = self.get(id)?;
-        if e.state != State::Draft {
-            return Err(StoreError::State {
-                id: id.into(),
-                state: e.state.as_str(),
-                message: "only a draft can start".into(),
-            });
-        }
-        let mut running = self.running()?;
-        running.push(e.definition.allocation);
-        Plan::new(&running, &HashMap::new(), 0.0, "check")?;
-        self.conn.execute(
-            "UPDATE experiments SET state = 'running', started_ms = ?2 WHERE id = ?1 AND state = 'draft'",
-            params![id, encore_core::time::now_ms()],
-        )?;
-        Ok(())
+        self.db.write(|tx| {
+            let e = get_in(tx, id)?;
+            if e.state != State::Draft {
+                return Err(StoreError::State {
+                    id: id.into(),
+                    state: e.state.as_str(),
+                    message: "only a draft can start".into(),
+                });
+            }
+            let mut running: Vec<ExperimentSpec> =
+                running_in(tx)?.into_iter().map(|d| d.allocation).collect();
+            running.push(e.definition.allocation);
+            Plan::new(&running, &HashMap::new(), 0.0, "check")?;
+            tx.execute(
+                "UPDATE experiments SET state = 'running', started_ms = ?2 \
+                 WHERE id = ?1 AND state = 'draft'",
+                params![id, encore_core::time::now_ms()],
+            )?;
+            Ok(())
+        })
     }
 
     /// Running → stopped.
     pub fn stop(&mut self, id: &str) -> Result<(), StoreError> {
-        let e = self.get(id)?;
-        if e.state != State::Running {
-            return Err(StoreError::State {
-                id: id.into(),
-                state: e.state.as_str(),
-                message: "only a running experiment can stop".into(),
-            });
-        }
-        self.conn.execute(
-            "UPDATE experiments SET state = 'stopped', stopped_ms = ?2 WHERE id = ?1",
-            params![id, encore_core::time::now_ms()],
-        )?;
-        Ok(())
+        self.db.write(|tx| {
+            let e = get_in(tx, id)?;
+            if e.state != State::Running {
+                return Err(StoreError::State {
+                    id: id.into(),
+                    state: e.state.as_str(),
+                    message: "only a running experiment can stop".into(),
+                });
+            }
+            tx.execute(
+                "UPDATE experiments SET state = 'stopped', stopped_ms = ?2 WHERE id = ?1",
+                params![id, encore_core::time::now_ms()],
+            )?;
+            Ok(())
+        })
     }
 
     /// The definitions of running experiments, in start order.
     pub fn running_definitions(&self) -> Result<Vec<Definition>, StoreError> {
-        let mut stmt = self.conn.prepare(
-            "SELECT definition FROM experiments WHERE state = 'running' ORDER BY started_ms, id",
-        )?;
-        let rows = stmt
-            .query_map([], |r| r.get::<_, String>(0))?
-            .collect::<Result<Vec<_>, _>>()?;
-        rows.iter()
-            .map(|d| Ok(serde_json::from_str::<Definition>(d)?))
-            .collect()
+        self.db.read(running_in)
     }
 
     /// The allocations of running experiments, in start order (the order the plan lays them

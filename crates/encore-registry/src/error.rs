@@ -28,8 +28,8 @@ pub enum RegistryError {
     },
     #[error("registry: {0}")]
     Io(String),
-    #[error("registry database: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    #[error(transparent)]
+    Metadata(#[from] encore_storage::metadata::MetadataError),
     #[error("registry record: {0}")]
     Json(#[from] serde_json::Error),
 }
@@ -44,7 +44,8 @@ impl Coded for RegistryError {
             RegistryError::GateRefused { .. }
             | RegistryError::InUse { .. }
             | RegistryError::NothingToRollBack { .. } => ErrorCode::FailedPrecondition,
-            RegistryError::Sqlite(_) | RegistryError::Io(_) => ErrorCode::Unavailable,
+            RegistryError::Metadata(e) => e.code(),
+            RegistryError::Io(_) => ErrorCode::Unavailable,
             RegistryError::Json(_) => ErrorCode::DataLoss,
         }
     }
@@ -60,6 +61,7 @@ impl Coded for RegistryError {
             }
             RegistryError::NotFound { .. } => Some("see `encore models list`".into()),
             RegistryError::ReasonRequired => Some("add --reason \"...\"".into()),
+            RegistryError::Metadata(e) => e.hint(),
             _ => None,
         }
     }

@@ -2,10 +2,11 @@
 //! configuration, offline metrics), aliases such as `production` with an append-only history of
 //! every move, the validation gate that guards `production`, rollback and model cards.
 //!
-//! Metadata lives in SQLite (`<data dir>/registry.sqlite`, WAL mode); artifacts live beside it,
-//! content-addressed (`models/artifacts/<sha256>.encore`). Every change runs in one
-//! `BEGIN IMMEDIATE` transaction, so concurrent writers (threads or processes) are serialized:
-//! an alias never points at two versions and no move is lost from its history.
+//! Metadata lives in the metadata store (`encore_storage::metadata`: embedded, the SQLite file
+//! `<data dir>/registry.sqlite`); artifacts live beside it, content-addressed
+//! (`models/artifacts/<sha256>.encore`). Every change runs in one serialized write transaction,
+//! so concurrent writers (threads or processes) never interleave: an alias never points at two
+//! versions and no move is lost from its history.
 
 mod card;
 mod error;
@@ -18,11 +19,12 @@ pub use features::FeatureDefinitions;
 pub use watch::{Watcher, webhooks};
 
 use encore_core::time::now_ms;
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use encore_storage::metadata::{Durability, Metadata, Row, Sql};
+use encore_storage::params;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::Arc;
 
 /// The alias the gate guards.
 pub const PRODUCTION: &str = "production";
@@ -124,11 +126,14 @@ pub struct Promotion<'a> {
     pub force: bool,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Registry {
-    conn: Connection,
+    db: Arc<dyn Metadata>,
     root: PathBuf,
 }
+
+/// The schema's migration steps, in order (append; never edit a released step).
+const MIGRATIONS: &[&str] = &[SCHEMA, features::SCHEMA];
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS models (
@@ -205,17 +210,18 @@ pub fn check_name(what: &str, name: &str) -> Result<(), RegistryError> {
 }
 
 impl Registry {
-    /// Opens (creating if needed) the registry of the data directory `root`.
+    /// Opens (creating if needed) the registry of the data directory `root`, in the metadata
+    /// store the data directory uses.
     pub fn open(root: &Path) -> Result<Registry, RegistryError> {
-        let conn = Connection::open(root.join("registry.sqlite"))?;
-        conn.busy_timeout(Duration::from_secs(30))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
-        conn.execute_batch(SCHEMA)?;
-        conn.execute_batch(features::SCHEMA)?;
+        let db = encore_storage::metadata::open(root, "registry", Durability::Full)?;
+        Registry::with_store(db, root)
+    }
+
+    /// The registry kept in `db`, its artifacts under the data directory `root`.
+    pub fn with_store(db: Arc<dyn Metadata>, root: &Path) -> Result<Registry, RegistryError> {
+        db.migrate("registry", MIGRATIONS)?;
         Ok(Registry {
-            conn,
+            db,
             root: root.to_path_buf(),
         })
     }
@@ -233,20 +239,25 @@ impl Registry {
         version: u32,
         listener: &str,
     ) -> Result<(), RegistryError> {
-        self.conn.execute(
-            "INSERT OR IGNORE INTO erasures (model, version, listener, at_ms) VALUES (?1, ?2, ?3, ?4)",
-            params![model, version, listener, now_ms()],
-        )?;
+        self.db.write(|tx| {
+            tx.execute(
+                "INSERT INTO erasures (model, version, listener, at_ms) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT DO NOTHING",
+                params![model, version, listener, now_ms()],
+            )
+        })?;
         Ok(())
     }
 
     /// How many erased listeners' data `model@version` was trained on.
     pub fn erasures(&self, model: &str, version: u32) -> Result<u32, RegistryError> {
-        Ok(self.conn.query_row(
-            "SELECT COUNT(*) FROM erasures WHERE model = ?1 AND version = ?2",
-            params![model, version],
-            |r| r.get(0),
-        )?)
+        self.db.read(|q| {
+            Ok(q.query_one(
+                "SELECT COUNT(*) FROM erasures WHERE model = ?1 AND version = ?2",
+                params![model, version],
+            )?
+            .get(0)?)
+        })
     }
 
     /// Every version, of every model.
@@ -268,27 +279,28 @@ impl Registry {
         artifact: &str,
         checksum: &str,
     ) -> Result<(), RegistryError> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let v = Self::version_in(&tx, model, version).map_err(|_| RegistryError::NotFound {
-            what: format!("model version {model}@{version}"),
+        let (v, shared) = self.db.write(|tx| {
+            let v =
+                Self::version_in(tx, model, version)?.ok_or_else(|| RegistryError::NotFound {
+                    what: format!("model version {model}@{version}"),
+                })?;
+            let record = NewVersion {
+                artifact: relative_artifact(artifact),
+                checksum: checksum.to_owned(),
+                ..v.record.clone()
+            };
+            tx.execute(
+                "UPDATE versions SET record = ?3, checksum = ?4 WHERE model = ?1 AND version = ?2",
+                params![model, version, serde_json::to_string(&record)?, checksum],
+            )?;
+            let shared: u32 = tx
+                .query_one(
+                    "SELECT COUNT(*) FROM versions WHERE checksum = ?1",
+                    params![&v.record.checksum],
+                )?
+                .get(0)?;
+            Ok::<_, RegistryError>((v, shared))
         })?;
-        let record = NewVersion {
-            artifact: relative_artifact(artifact),
-            checksum: checksum.to_owned(),
-            ..v.record.clone()
-        };
-        tx.execute(
-            "UPDATE versions SET record = ?3, checksum = ?4 WHERE model = ?1 AND version = ?2",
-            params![model, version, serde_json::to_string(&record)?, checksum],
-        )?;
-        let shared: u32 = tx.query_row(
-            "SELECT COUNT(*) FROM versions WHERE checksum = ?1",
-            params![v.record.checksum],
-            |r| r.get(0),
-        )?;
-        tx.commit()?;
         if shared == 0 && v.record.checksum != checksum {
             let _ = std::fs::remove_file(self.root.join(&v.record.artifact));
         }
@@ -303,45 +315,48 @@ impl Registry {
     /// Registers a new version of `model` (created on first use); returns its number.
     pub fn register(&mut self, model: &str, record: &NewVersion) -> Result<u32, RegistryError> {
         check_name("model", model)?;
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let now = now_ms();
-        tx.execute(
-            "INSERT OR IGNORE INTO models (name, created_ms) VALUES (?1, ?2)",
-            params![model, now],
-        )?;
-        let next: u32 = tx.query_row(
-            "SELECT COALESCE(MAX(version), 0) + 1 FROM versions WHERE model = ?1",
-            params![model],
-            |r| r.get(0),
-        )?;
-        tx.execute(
-            "INSERT INTO versions (model, version, created_ms, record, checksum) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![model, next, now, serde_json::to_string(&NewVersion {
-                artifact: relative_artifact(&record.artifact),
-                ..record.clone()
-            })?, record.checksum],
-        )?;
-        tx.commit()?;
-        Ok(next)
+        let stored = serde_json::to_string(&NewVersion {
+            artifact: relative_artifact(&record.artifact),
+            ..record.clone()
+        })?;
+        self.db.write(|tx| {
+            let now = now_ms();
+            tx.execute(
+                "INSERT INTO models (name, created_ms) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+                params![model, now],
+            )?;
+            let next: u32 = tx
+                .query_one(
+                    "SELECT COALESCE(MAX(version), 0) + 1 FROM versions WHERE model = ?1",
+                    params![model],
+                )?
+                .get(0)?;
+            tx.execute(
+                "INSERT INTO versions (model, version, created_ms, record, checksum) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![model, next, now, stored, &record.checksum],
+            )?;
+            Ok(next)
+        })
     }
 
     pub fn list(&self) -> Result<Vec<ModelSummary>, RegistryError> {
-        let mut stmt = self.conn.prepare(
-            "SELECT m.name, COUNT(v.version), COALESCE(MAX(v.version), 0)
-             FROM models m LEFT JOIN versions v ON v.model = m.name GROUP BY m.name ORDER BY m.name",
-        )?;
-        let rows = stmt
-            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get(1)?, r.get(2)?)))?
-            .collect::<Result<Vec<(String, u32, u32)>, _>>()?;
-        rows.into_iter()
-            .map(|(name, versions, latest)| {
+        let rows = self.db.read(|q| {
+            q.query(
+                "SELECT m.name, COUNT(v.version), COALESCE(MAX(v.version), 0) \
+                 FROM models m LEFT JOIN versions v ON v.model = m.name \
+                 GROUP BY m.name ORDER BY m.name",
+                &[],
+            )
+        })?;
+        rows.iter()
+            .map(|r| {
+                let name: String = r.get(0)?;
                 Ok(ModelSummary {
                     aliases: self.aliases(&name)?,
                     name,
-                    versions,
-                    latest,
+                    versions: r.get(1)?,
+                    latest: r.get(2)?,
                 })
             })
             .collect()
@@ -349,62 +364,52 @@ impl Registry {
 
     /// Every alias of `model` and the version it points to.
     pub fn aliases(&self, model: &str) -> Result<BTreeMap<String, u32>, RegistryError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT alias, version FROM aliases WHERE model = ?1 ORDER BY alias")?;
-        let rows = stmt
-            .query_map(params![model], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<Result<BTreeMap<String, u32>, _>>()?;
-        Ok(rows)
+        self.db.read(|q| Self::aliases_in(q, model))
     }
 
-    fn model_exists(&self, model: &str) -> Result<bool, RegistryError> {
-        Ok(self
-            .conn
-            .query_row(
-                "SELECT 1 FROM models WHERE name = ?1",
-                params![model],
-                |_| Ok(()),
-            )
-            .optional()?
-            .is_some())
+    fn aliases_in(q: &mut dyn Sql, model: &str) -> Result<BTreeMap<String, u32>, RegistryError> {
+        q.query(
+            "SELECT alias, version FROM aliases WHERE model = ?1 ORDER BY alias",
+            params![model],
+        )?
+        .iter()
+        .map(|r| Ok((r.get(0)?, r.get(1)?)))
+        .collect()
     }
 
     /// Every version of `model`, oldest first.
     pub fn versions(&self, model: &str) -> Result<Vec<Version>, RegistryError> {
-        if !self.model_exists(model)? {
-            return Err(RegistryError::NotFound {
-                what: format!("model {model}"),
-            });
-        }
-        let aliases = self.aliases(model)?;
-        let mut stmt = self.conn.prepare(
-            "SELECT version, created_ms, record FROM versions WHERE model = ?1 ORDER BY version",
-        )?;
-        let rows = stmt
-            .query_map(params![model], |r| {
-                Ok((
-                    r.get::<_, u32>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, String>(2)?,
-                ))
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-        rows.into_iter()
-            .map(|(version, created_ms, record)| {
+        self.db.read(|q| {
+            let exists = q
+                .query_opt("SELECT 1 FROM models WHERE name = ?1", params![model])?
+                .is_some();
+            if !exists {
+                return Err(RegistryError::NotFound {
+                    what: format!("model {model}"),
+                });
+            }
+            let aliases = Self::aliases_in(q, model)?;
+            q.query(
+                "SELECT version, created_ms, record FROM versions WHERE model = ?1 ORDER BY version",
+                params![model],
+            )?
+            .iter()
+            .map(|r| {
+                let version: u32 = r.get(0)?;
                 Ok(Version {
                     model: model.into(),
                     version,
-                    created_ms,
+                    created_ms: r.get(1)?,
                     aliases: aliases
                         .iter()
                         .filter(|(_, v)| **v == version)
                         .map(|(a, _)| a.clone())
                         .collect(),
-                    record: parse_record(&record)?,
+                    record: parse_record(&r.get::<String>(2)?)?,
                 })
             })
             .collect()
+        })
     }
 
     /// `NAME`, `NAME@3` or `NAME@production`: the latest version, a number, or an alias.
@@ -527,52 +532,55 @@ impl Registry {
         } else {
             Vec::new()
         };
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let from: Option<u32> = tx
-            .query_row(
-                "SELECT version FROM aliases WHERE model = ?1 AND alias = ?2",
-                params![model, how.alias],
-                |r| r.get(0),
-            )
-            .optional()?;
-        if gated {
-            let current = match from {
-                Some(f) => Some(Self::version_in(&tx, model, f)?),
-                None => None,
-            };
-            failures.extend(Self::metric_failures(gate, &candidate, current.as_ref()));
-            if !failures.is_empty() {
-                return Err(RegistryError::GateRefused {
-                    model: model.into(),
-                    version,
-                    failures,
-                });
+        self.db.write(|tx| {
+            let from: Option<u32> = tx
+                .query_opt(
+                    "SELECT version FROM aliases WHERE model = ?1 AND alias = ?2",
+                    params![model, how.alias],
+                )?
+                .map(|r| r.get(0))
+                .transpose()?;
+            if gated {
+                let current = match from {
+                    Some(f) => Self::version_in(tx, model, f)?,
+                    None => None,
+                };
+                failures.extend(Self::metric_failures(gate, &candidate, current.as_ref()));
+                if !failures.is_empty() {
+                    return Err(RegistryError::GateRefused {
+                        model: model.into(),
+                        version,
+                        failures: std::mem::take(&mut failures),
+                    });
+                }
             }
-        }
-        let m = Self::record_move(&tx, model, how, from, version, "promote")?;
-        tx.commit()?;
-        Ok(m)
-    }
-
-    fn version_in(tx: &Connection, model: &str, version: u32) -> Result<Version, RegistryError> {
-        let (created_ms, record): (i64, String) = tx.query_row(
-            "SELECT created_ms, record FROM versions WHERE model = ?1 AND version = ?2",
-            params![model, version],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?;
-        Ok(Version {
-            model: model.into(),
-            version,
-            created_ms,
-            aliases: Vec::new(),
-            record: parse_record(&record)?,
+            Self::record_move(tx, model, how, from, version, "promote")
         })
     }
 
+    fn version_in(
+        tx: &mut dyn Sql,
+        model: &str,
+        version: u32,
+    ) -> Result<Option<Version>, RegistryError> {
+        let Some(r) = tx.query_opt(
+            "SELECT created_ms, record FROM versions WHERE model = ?1 AND version = ?2",
+            params![model, version],
+        )?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(Version {
+            model: model.into(),
+            version,
+            created_ms: r.get(0)?,
+            aliases: Vec::new(),
+            record: parse_record(&r.get::<String>(1)?)?,
+        }))
+    }
+
     fn record_move(
-        tx: &Connection,
+        tx: &mut dyn Sql,
         model: &str,
         how: &Promotion<'_>,
         from: Option<u32>,
@@ -581,17 +589,21 @@ impl Registry {
     ) -> Result<AliasMove, RegistryError> {
         let at = now_ms();
         tx.execute(
-            "INSERT INTO aliases (model, alias, version) VALUES (?1, ?2, ?3)
+            "INSERT INTO aliases (model, alias, version) VALUES (?1, ?2, ?3) \
              ON CONFLICT (model, alias) DO UPDATE SET version = excluded.version",
             params![model, how.alias, to],
         )?;
-        tx.execute(
-            "INSERT INTO alias_history (model, alias, from_version, to_version, at_ms, actor, reason, action, forced)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            params![model, how.alias, from, to, at, how.actor, how.reason, action, how.force],
-        )?;
+        let id: i64 = tx
+            .query_one(
+                "INSERT INTO alias_history (model, alias, from_version, to_version, at_ms, actor, \
+                 reason, action, forced) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) RETURNING id",
+                params![
+                    model, how.alias, from, to, at, how.actor, how.reason, action, how.force
+                ],
+            )?
+            .get(0)?;
         Ok(AliasMove {
-            id: tx.last_insert_rowid(),
+            id,
             model: model.into(),
             alias: how.alias.into(),
             from,
@@ -611,119 +623,125 @@ impl Registry {
         model: &str,
         how: &Promotion<'_>,
     ) -> Result<AliasMove, RegistryError> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let current: u32 = tx
-            .query_row(
-                "SELECT version FROM aliases WHERE model = ?1 AND alias = ?2",
-                params![model, how.alias],
-                |r| r.get(0),
-            )
-            .optional()?
-            .ok_or_else(|| RegistryError::NotFound {
-                what: format!("alias {} of model {model}", how.alias),
-            })?;
-        let previous: Option<u32> = tx
-            .query_row(
-                "SELECT from_version FROM alias_history
-                 WHERE model = ?1 AND alias = ?2 AND to_version = ?3 AND action = 'promote'
-                 ORDER BY id DESC LIMIT 1",
-                params![model, how.alias, current],
-                |r| r.get(0),
-            )
-            .optional()?
-            .flatten();
-        let Some(previous) = previous else {
-            return Err(RegistryError::NothingToRollBack {
-                model: model.into(),
-                alias: how.alias.into(),
-                version: current,
-            });
-        };
-        let m = Self::record_move(&tx, model, how, Some(current), previous, "rollback")?;
-        tx.commit()?;
-        Ok(m)
+        self.db.write(|tx| {
+            let current: u32 = tx
+                .query_opt(
+                    "SELECT version FROM aliases WHERE model = ?1 AND alias = ?2",
+                    params![model, how.alias],
+                )?
+                .ok_or_else(|| RegistryError::NotFound {
+                    what: format!("alias {} of model {model}", how.alias),
+                })?
+                .get(0)?;
+            let previous: Option<u32> = tx
+                .query_opt(
+                    "SELECT from_version FROM alias_history \
+                     WHERE model = ?1 AND alias = ?2 AND to_version = ?3 AND action = 'promote' \
+                     ORDER BY id DESC LIMIT 1",
+                    params![model, how.alias, current],
+                )?
+                .map(|r| r.get::<Option<u32>>(0))
+                .transpose()?
+                .flatten();
+            let Some(previous) = previous else {
+                return Err(RegistryError::NothingToRollBack {
+                    model: model.into(),
+                    alias: how.alias.into(),
+                    version: current,
+                });
+            };
+            Self::record_move(tx, model, how, Some(current), previous, "rollback")
+        })
     }
 
     /// Every alias move of `model`, oldest first.
     pub fn history(&self, model: &str) -> Result<Vec<AliasMove>, RegistryError> {
-        if !self.model_exists(model)? {
-            return Err(RegistryError::NotFound {
-                what: format!("model {model}"),
-            });
-        }
-        self.moves("WHERE model = ?1", params![model])
+        self.db.read(|q| {
+            if q.query_opt("SELECT 1 FROM models WHERE name = ?1", params![model])?
+                .is_none()
+            {
+                return Err(RegistryError::NotFound {
+                    what: format!("model {model}"),
+                });
+            }
+            Self::moves(q, "WHERE model = ?1", params![model])
+        })
     }
 
     /// Every alias move (of any model) after history id `after`: what a watcher has not seen.
     pub fn moves_since(&self, after: i64) -> Result<Vec<AliasMove>, RegistryError> {
-        self.moves("WHERE id > ?1", params![after])
+        self.db
+            .read(|q| Self::moves(q, "WHERE id > ?1", params![after]))
     }
 
     fn moves(
-        &self,
+        q: &mut dyn Sql,
         filter: &str,
-        args: impl rusqlite::Params,
+        args: &[encore_storage::metadata::Value],
     ) -> Result<Vec<AliasMove>, RegistryError> {
-        let mut stmt = self.conn.prepare(&format!(
-            "SELECT id, model, alias, from_version, to_version, at_ms, actor, reason, action, forced
-             FROM alias_history {filter} ORDER BY id"
-        ))?;
-        let rows = stmt
-            .query_map(args, |r| {
-                Ok(AliasMove {
-                    id: r.get(0)?,
-                    model: r.get(1)?,
-                    alias: r.get(2)?,
-                    from: r.get(3)?,
-                    to: r.get(4)?,
-                    at_ms: r.get(5)?,
-                    actor: r.get(6)?,
-                    reason: r.get(7)?,
-                    action: r.get(8)?,
-                    forced: r.get(9)?,
-                })
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(rows)
+        let rows = q.query(
+            &format!(
+                "SELECT id, model, alias, from_version, to_version, at_ms, actor, reason, action, \
+                 forced FROM alias_history {filter} ORDER BY id"
+            ),
+            args,
+        )?;
+        rows.iter().map(alias_move).collect()
     }
 
     /// Deletes a version that no alias points at; its artifact goes too unless another version
     /// shares it. Version numbers are never reused.
     pub fn delete(&mut self, model: &str, version: u32) -> Result<(), RegistryError> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let pointing: Vec<String> = {
-            let mut stmt =
-                tx.prepare("SELECT alias FROM aliases WHERE model = ?1 AND version = ?2")?;
-            stmt.query_map(params![model, version], |r| r.get(0))?
-                .collect::<Result<_, _>>()?
-        };
-        if !pointing.is_empty() {
-            return Err(RegistryError::InUse {
-                model: model.into(),
-                version,
-                aliases: pointing,
-            });
-        }
-        let v = Self::version_in(&tx, model, version).map_err(|_| RegistryError::NotFound {
-            what: format!("model version {model}@{version}"),
+        let (v, shared) = self.db.write(|tx| {
+            let pointing: Vec<String> = tx
+                .query(
+                    "SELECT alias FROM aliases WHERE model = ?1 AND version = ?2",
+                    params![model, version],
+                )?
+                .iter()
+                .map(|r| r.get(0))
+                .collect::<Result<_, _>>()?;
+            if !pointing.is_empty() {
+                return Err(RegistryError::InUse {
+                    model: model.into(),
+                    version,
+                    aliases: pointing,
+                });
+            }
+            let v =
+                Self::version_in(tx, model, version)?.ok_or_else(|| RegistryError::NotFound {
+                    what: format!("model version {model}@{version}"),
+                })?;
+            tx.execute(
+                "DELETE FROM versions WHERE model = ?1 AND version = ?2",
+                params![model, version],
+            )?;
+            let shared: u32 = tx
+                .query_one(
+                    "SELECT COUNT(*) FROM versions WHERE checksum = ?1",
+                    params![&v.record.checksum],
+                )?
+                .get(0)?;
+            Ok::<_, RegistryError>((v, shared))
         })?;
-        tx.execute(
-            "DELETE FROM versions WHERE model = ?1 AND version = ?2",
-            params![model, version],
-        )?;
-        let shared: u32 = tx.query_row(
-            "SELECT COUNT(*) FROM versions WHERE checksum = ?1",
-            params![v.record.checksum],
-            |r| r.get(0),
-        )?;
-        tx.commit()?;
         if shared == 0 {
             let _ = std::fs::remove_file(self.root.join(&v.record.artifact));
         }
         Ok(())
     }
+}
+
+fn alias_move(r: &Row) -> Result<AliasMove, RegistryError> {
+    Ok(AliasMove {
+        id: r.get(0)?,
+        model: r.get(1)?,
+        alias: r.get(2)?,
+        from: r.get(3)?,
+        to: r.get(4)?,
+        at_ms: r.get(5)?,
+        actor: r.get(6)?,
+        reason: r.get(7)?,
+        action: r.get(8)?,
+        forced: r.get(9)?,
+    })
 }

@@ -31,15 +31,13 @@ impl Watcher {
         let thread = std::thread::Builder::new()
             .name("registry-watch".into())
             .spawn(move || {
-                let mut version = reg.data_version().unwrap_or(0);
                 while !halt.load(Ordering::Relaxed) {
                     std::thread::sleep(interval);
-                    // data_version changes when another connection commits
-                    let now = reg.data_version().unwrap_or(version.wrapping_add(1));
-                    if now == version {
-                        continue;
+                    // one indexed look-up per tick: the newest move's id
+                    match reg.last_move_id() {
+                        Ok(newest) if newest > last => {}
+                        _ => continue,
                     }
-                    version = now;
                     let Ok(moves) = reg.moves_since(last) else {
                         continue;
                     };
@@ -82,18 +80,12 @@ impl Drop for Watcher {
 impl Registry {
     /// The id of the newest alias move (0 when there is none).
     pub fn last_move_id(&self) -> Result<i64, RegistryError> {
-        Ok(self
-            .conn
-            .query_row("SELECT COALESCE(MAX(id), 0) FROM alias_history", [], |r| {
-                r.get(0)
-            })?)
-    }
-
-    /// SQLite's counter of commits by other connections.
-    fn data_version(&self) -> Result<i64, RegistryError> {
-        Ok(self
-            .conn
-            .query_row("PRAGMA data_version", [], |r| r.get(0))?)
+        self.db.read(|q| {
+            Ok(
+                q.query_one("SELECT COALESCE(MAX(id), 0) FROM alias_history", &[])?
+                    .get(0)?,
+            )
+        })
     }
 }
 

@@ -41,6 +41,11 @@ pub enum StorageError {
     #[error("arrow error: {message}")]
     Arrow { message: String },
 
+    #[error(
+        "bad object key {key:?}: expected `/`-separated segments of letters, digits, '-', '_' or '.' (no empty, `.` or `..` segment, at most 1024 bytes)"
+    )]
+    BadKey { key: String },
+
     #[error("batch does not have the schema of table `{table}`")]
     SchemaMismatch { table: String },
 
@@ -87,9 +92,9 @@ impl Coded for StorageError {
             }
             StorageError::Corrupt { .. } | StorageError::DataLoss { .. } => ErrorCode::DataLoss,
             StorageError::Parquet { .. } | StorageError::Arrow { .. } => ErrorCode::Internal,
-            StorageError::SchemaMismatch { .. } | StorageError::UnknownColumn { .. } => {
-                ErrorCode::InvalidArgument
-            }
+            StorageError::SchemaMismatch { .. }
+            | StorageError::UnknownColumn { .. }
+            | StorageError::BadKey { .. } => ErrorCode::InvalidArgument,
         }
     }
 
@@ -118,6 +123,7 @@ impl Coded for StorageError {
             | StorageError::Arrow { .. }
             | StorageError::SchemaMismatch { .. }
             | StorageError::UnknownColumn { .. }
+            | StorageError::BadKey { .. }
             | StorageError::WriteFailed { .. }
             | StorageError::Closed => None,
         }

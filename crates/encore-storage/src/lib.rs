@@ -15,9 +15,12 @@ mod data_dir;
 pub mod dedup;
 mod error;
 pub mod event_log;
+pub mod event_store;
 pub mod fs;
 pub mod json;
 pub mod lake;
+pub mod metadata;
+pub mod objects;
 pub mod wal;
 
 pub use data_dir::{DataDir, FORMAT_VERSION, FormatInfo};
