@@ -29,18 +29,6 @@ pub struct Erasure {
     pub report: serde_json::Value,
 }
 
-pub(crate) const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS erasures (
-    seq INTEGER PRIMARY KEY,
-    ts_ms INTEGER NOT NULL,
-    listener TEXT NOT NULL,
-    actor TEXT NOT NULL,
-    report TEXT NOT NULL
-);
-CREATE TRIGGER IF NOT EXISTS erasures_no_update BEFORE UPDATE ON erasures
-BEGIN SELECT RAISE(ABORT, 'the erasure ledger is append-only'); END;
-";
-
 /// Appends an erasure to the ledger of the data directory `root`.
 pub fn record(
     root: &Path,

@@ -321,7 +321,19 @@ BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 ";
 
 /// The schema's migration steps: keys and the audit log, then the erasure ledger.
-const MIGRATIONS: &[&str] = &[SCHEMA, ledger::SCHEMA];
+const MIGRATIONS: &[&str] = &[SCHEMA, LEDGER_SCHEMA];
+
+const LEDGER_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS erasures (
+    seq INTEGER PRIMARY KEY,
+    ts_ms INTEGER NOT NULL,
+    listener TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    report TEXT NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS erasures_no_update BEFORE UPDATE ON erasures
+BEGIN SELECT RAISE(ABORT, 'the erasure ledger is append-only'); END;
+";
 
 /// The access store of the data directory `root`, migrated. A committed row survives a crash
 /// of the process; `Full` durability would also survive a power cut at the cost of an fsync per

@@ -22,4 +22,4 @@ pub mod event;
 pub mod ids;
 pub mod time;
 
-pub use error::{Coded, ErrorCode};
+pub use error::{Coded, ErrorCode, Invalid};

@@ -86,18 +86,19 @@ fn one() -> u64 {
 }
 
 impl AlertRule {
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), encore_core::Invalid> {
         if self.name.is_empty() || self.name.contains([' ', '/']) {
             return Err(format!(
                 "alert name {:?}: expected a non-empty name without spaces or '/'",
                 self.name
-            ));
+            )
+            .into());
         }
         if self.window_s == 0 {
-            return Err(format!("alert {}: window_s must be positive", self.name));
+            return Err(format!("alert {}: window_s must be positive", self.name).into());
         }
         if !self.threshold.is_finite() {
-            return Err(format!("alert {}: threshold must be a number", self.name));
+            return Err(format!("alert {}: threshold must be a number", self.name).into());
         }
         if let Some(w) = &self.webhook {
             encore_http::outbound::host_port(w)
@@ -129,7 +130,7 @@ pub fn observe(
     spans: Option<&SpanStore>,
     scores: &dyn Fn(&ScoreFilter) -> Vec<StoredScore>,
     now_ms: i64,
-) -> Result<Vec<Observation>, String> {
+) -> Result<Vec<Observation>, encore_core::Invalid> {
     let from = now_ms - (rule.window_s as i64) * 1000;
     let slice_name = |s: Slice| match s {
         Slice::Service => "service",
@@ -143,7 +144,7 @@ pub fn observe(
     match &rule.metric {
         Metric::ErrorRate | Metric::LatencyP95Ms | Metric::Cost | Metric::Count => {
             let Some(spans) = spans else {
-                return Err(format!("alert {}: this server keeps no traces", rule.name));
+                return Err(format!("alert {}: this server keeps no traces", rule.name).into());
             };
             let filter = Filter {
                 project: rule.project.clone(),
@@ -337,7 +338,7 @@ impl Engine {
 /// Delivers `t` to the rule's webhook as signed JSON through `delivery` (retried as its
 /// [`encore_http::outbound::Retry`] says); the history event records attempts, delivery and
 /// the last error.
-pub fn notify(t: &Transition, rule: &AlertRule, delivery: &crate::ops::Delivery) -> AlertEvent {
+pub fn notify(t: &Transition, rule: &AlertRule, delivery: &Delivery) -> AlertEvent {
     let mut event = AlertEvent {
         rule: t.rule.clone(),
         slice: t.slice.clone(),
@@ -376,6 +377,15 @@ pub fn notify(t: &Transition, rule: &AlertRule, delivery: &crate::ops::Delivery)
     event.delivered = d.delivered;
     event.error = d.last_error;
     event
+}
+
+/// How webhooks are delivered: the outbound client (its allow list is the webhooks'), the
+/// signing key, the retries.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub client: encore_http::outbound::Outbound,
+    pub secret: Option<std::sync::Arc<[u8]>>,
+    pub retry: encore_http::outbound::Retry,
 }
 
 #[cfg(test)]
@@ -481,7 +491,7 @@ mod tests {
         r.webhook = Some("https://hooks.example.com".into());
         assert!(r.check().is_ok());
         r.webhook = Some("ftp://hooks.example.com".into());
-        assert!(r.check().unwrap_err().contains("https://"));
+        assert!(r.check().unwrap_err().0.contains("https://"));
         r.webhook = None;
         r.window_s = 0;
         assert!(r.check().is_err());

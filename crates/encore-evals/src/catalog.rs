@@ -111,26 +111,26 @@ impl CatalogIndex {
     }
 
     /// Whether `e` resolves to the catalog; when not, why.
-    pub fn resolve(&self, e: &Entity) -> Result<(), String> {
+    pub fn resolve(&self, e: &Entity) -> Result<(), encore_core::Invalid> {
         match e {
             Entity::Id(id) => self
                 .ids
                 .contains(id)
                 .then_some(())
-                .ok_or_else(|| format!("{e}: no such id")),
+                .ok_or_else(|| encore_core::Invalid(format!("{e}: no such id"))),
             Entity::Artist(a) => self
                 .artists
                 .contains(&normalize(a))
                 .then_some(())
-                .ok_or_else(|| format!("{e}: no such artist")),
+                .ok_or_else(|| encore_core::Invalid(format!("{e}: no such artist"))),
             Entity::Track { title, artist } => {
                 let Some(by) = self.titles.get(&normalize(title)) else {
-                    return Err(format!("{e}: no track of that title"));
+                    return Err(format!("{e}: no track of that title").into());
                 };
                 match artist {
-                    Some(a) if !by.contains(&normalize(a)) => Err(format!(
-                        "{e}: the catalog has the title, not by that artist"
-                    )),
+                    Some(a) if !by.contains(&normalize(a)) => {
+                        Err(format!("{e}: the catalog has the title, not by that artist").into())
+                    }
                     _ => Ok(()),
                 }
             }
@@ -256,7 +256,7 @@ impl CatalogGrounding {
             named: entities.len(),
             unresolved: entities
                 .iter()
-                .filter_map(|e| self.catalog.resolve(e).err())
+                .filter_map(|e| self.catalog.resolve(e).err().map(String::from))
                 .collect(),
         }
     }

@@ -130,6 +130,7 @@ fn caller<'a>(task: &'a Task, ctx: &Context) -> Result<Caller<'a>, String> {
                         &|t| Ok(t.to_owned()),
                     )
                     .map(|(out, c)| (out, c.cost_usd))
+                    .map_err(|e| e.message)
             }))
         }
         Task::Http { url, timeout_ms } => {
@@ -187,7 +188,7 @@ pub fn run(
     evaluators: &[EvaluatorSpec],
     ctx: &Context,
     concurrency: usize,
-) -> Result<Run, String> {
+) -> Result<Run, encore_core::Invalid> {
     let built: Vec<Box<dyn Evaluator>> = evaluators
         .iter()
         .map(|e| e.build(ctx))

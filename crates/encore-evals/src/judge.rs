@@ -192,7 +192,7 @@ fn json_object(text: &str) -> Option<serde_json::Map<String, Value>> {
 }
 
 /// Reads a judge's reply against `rubric`; the error says what was wrong with it.
-pub fn parse_verdict(text: &str, rubric: &Rubric) -> Result<Verdict, String> {
+pub fn parse_verdict(text: &str, rubric: &Rubric) -> Result<Verdict, encore_core::Invalid> {
     let label_value = |l: &str| {
         let l = l.trim().to_lowercase();
         if l == rubric.good {
@@ -207,7 +207,11 @@ pub fn parse_verdict(text: &str, rubric: &Rubric) -> Result<Verdict, String> {
         let value = match (value, label.as_deref().and_then(label_value)) {
             (Some(v), _) => v,
             (None, Some(v)) => v,
-            (None, None) => return Err(format!("no score or known label in {text:?}")),
+            (None, None) => {
+                return Err(encore_core::Invalid(format!(
+                    "no score or known label in {text:?}"
+                )));
+            }
         };
         let label = label
             .filter(|l| label_value(l).is_some())
@@ -236,7 +240,7 @@ pub fn parse_verdict(text: &str, rubric: &Rubric) -> Result<Verdict, String> {
             Some(Value::String(s)) => {
                 Some(fraction(s).ok_or_else(|| format!("score {s:?} is not a number in range"))?)
             }
-            Some(other) => return Err(format!("score {other} is not a number")),
+            Some(other) => return Err(format!("score {other} is not a number").into()),
         };
         let label = ["label", "verdict"]
             .iter()
@@ -275,7 +279,8 @@ pub fn parse_verdict(text: &str, rubric: &Rubric) -> Result<Verdict, String> {
         _ => Err(format!(
             "no JSON verdict, score, or single label ({} / {}) in {text:?}",
             rubric.good, rubric.bad
-        )),
+        )
+        .into()),
     }
 }
 
@@ -446,7 +451,7 @@ impl ChatClient {
         config: JudgeConfig,
         prices: PriceTable,
         tracer: Option<Tracer>,
-    ) -> Result<ChatClient, String> {
+    ) -> Result<ChatClient, encore_core::Invalid> {
         encore_http::outbound::host_port(&config.base_url).map_err(|e| format!("base_url {e}"))?;
         let url = format!("{}/chat/completions", config.base_url.trim_end_matches('/'));
         let outbound = Outbound::new(encore_http::outbound::Options {
@@ -457,7 +462,8 @@ impl ChatClient {
                 .clone()
                 .unwrap_or_else(encore_http::outbound::Allow::everything),
             ..Default::default()
-        })?;
+        })
+        .map_err(|e| encore_core::Invalid(e.to_string()))?;
         if config.model.is_empty() {
             return Err("model is empty".into());
         }
@@ -552,13 +558,13 @@ impl ChatClient {
 
     fn read(
         &self,
-        sent: Result<encore_http::outbound::Reply, String>,
+        sent: Result<encore_http::outbound::Reply, encore_http::outbound::OutboundError>,
         call: &mut JudgeCall,
     ) -> Result<String, Failure> {
         let r = sent.map_err(|e| Failure {
             // a destination the allow list refuses is refused again
-            retryable: !e.contains("not an allowed destination"),
-            message: e,
+            retryable: !matches!(e, encore_http::outbound::OutboundError::Refused(_)),
+            message: e.to_string(),
             status: None,
             retry_after: None,
         })?;
@@ -604,7 +610,7 @@ impl ChatClient {
         system: &str,
         prompt: &str,
         check: &dyn Fn(&str) -> Result<T, String>,
-    ) -> Result<(T, Completion), String> {
+    ) -> Result<(T, Completion), CallError> {
         self.account(|u| u.calls += 1);
         let t0 = Instant::now();
         let mut attempt = 0;
@@ -640,14 +646,40 @@ impl ChatClient {
                     } else {
                         String::new()
                     };
-                    return Err(format!(
-                        "{}{tries}{}",
-                        f.message,
-                        f.status.map_or(String::new(), |s| format!(" (status {s})"))
-                    ));
+                    return Err(CallError {
+                        message: format!(
+                            "{}{tries}{}",
+                            f.message,
+                            f.status.map_or(String::new(), |s| format!(" (status {s})"))
+                        ),
+                        status: f.status,
+                    });
                 }
             }
         }
+    }
+}
+
+/// A model call that failed after every attempt it was allowed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallError {
+    /// what went wrong on the last attempt, and how many there were
+    pub message: String,
+    /// the last HTTP status, when there was an answer
+    pub status: Option<u16>,
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for CallError {}
+
+impl encore_core::Coded for CallError {
+    fn code(&self) -> encore_core::ErrorCode {
+        encore_core::ErrorCode::Unavailable
     }
 }
 
@@ -677,11 +709,10 @@ impl LlmJudge {
         tracer: Option<Tracer>,
     ) -> Result<LlmJudge, EvalError> {
         let name = format!("judge_{}", rubric.name);
-        let client =
-            ChatClient::new(config, prices, tracer).map_err(|message| EvalError::Config {
-                evaluator: name.clone(),
-                message,
-            })?;
+        let client = ChatClient::new(config, prices, tracer).map_err(|e| EvalError::Config {
+            evaluator: name.clone(),
+            message: e.0,
+        })?;
         Ok(LlmJudge {
             rubric,
             name,
@@ -701,12 +732,12 @@ impl LlmJudge {
                 &rubric.name,
                 "You are a careful evaluator. Follow the output format exactly.",
                 &rubric.render(s),
-                &|text| parse_verdict(text, rubric),
+                &|text| parse_verdict(text, rubric).map_err(String::from),
             )
             .map(|(v, _)| v)
-            .map_err(|message| EvalError::Config {
+            .map_err(|e| EvalError::Config {
                 evaluator: self.name.clone(),
-                message,
+                message: e.message,
             })
     }
 }

@@ -42,21 +42,19 @@ fn yes() -> bool {
 }
 
 impl Rule {
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), encore_core::Invalid> {
         if self.name.is_empty() || self.name.contains([' ', '/', ':']) {
             return Err(format!(
                 "rule name {:?}: expected a non-empty name without spaces, '/' or ':'",
                 self.name
-            ));
+            )
+            .into());
         }
         if !(self.rate > 0.0 && self.rate <= 1.0) {
-            return Err(format!(
-                "rule {}: rate {} is not in (0, 1]",
-                self.name, self.rate
-            ));
+            return Err(format!("rule {}: rate {} is not in (0, 1]", self.name, self.rate).into());
         }
         if self.evaluators.is_empty() {
-            return Err(format!("rule {}: names no evaluator", self.name));
+            return Err(format!("rule {}: names no evaluator", self.name).into());
         }
         Ok(())
     }
@@ -183,7 +181,7 @@ pub struct CompiledRule {
 }
 
 impl CompiledRule {
-    pub fn new(rule: Rule, ctx: &Context) -> Result<CompiledRule, String> {
+    pub fn new(rule: Rule, ctx: &Context) -> Result<CompiledRule, encore_core::Invalid> {
         rule.check()?;
         let evaluators = rule
             .evaluators
@@ -488,7 +486,7 @@ mod tests {
         assert!(rule(1.5).check().is_err());
         let mut r = rule(0.5);
         r.name = "a b".into();
-        assert!(r.check().unwrap_err().contains("rule name"));
+        assert!(r.check().unwrap_err().0.contains("rule name"));
         r = rule(0.5);
         r.evaluators.clear();
         assert!(r.check().is_err());

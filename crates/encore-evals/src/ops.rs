@@ -35,7 +35,7 @@ pub fn compiled_rules(
     for r in rules {
         match CompiledRule::new(r, ctx) {
             Ok(c) => built.push(c),
-            Err(e) => errors.push(e),
+            Err(e) => errors.push(e.to_string()),
         }
     }
     Ok((built, errors))
@@ -299,14 +299,7 @@ pub fn put_alert(
     lock(store).put_document(ALERT, &rule.name, rule)
 }
 
-/// How webhooks are delivered: the outbound client (its allow list is the webhooks'), the
-/// signing key, the retries.
-#[derive(Debug, Clone)]
-pub struct Delivery {
-    pub client: encore_http::outbound::Outbound,
-    pub secret: Option<std::sync::Arc<[u8]>>,
-    pub retry: encore_http::outbound::Retry,
-}
+pub use crate::alerts::Delivery;
 
 /// Evaluates every alert rule at `now_ms`, records state changes in the history, and delivers
 /// notifications; returns the new history events.

@@ -86,10 +86,10 @@ impl EvaluatorSpec {
     /// Parses `text` as a spec in JSON, or as the bare name of an evaluator without settings
     /// (`exact_match`, `json_valid`, `refusal`, `catalog_grounding`, ...) or a built-in judge
     /// rubric (`judge:hallucination`).
-    pub fn parse(text: &str) -> Result<EvaluatorSpec, String> {
+    pub fn parse(text: &str) -> Result<EvaluatorSpec, encore_core::Invalid> {
         let t = text.trim();
         if t.starts_with('{') {
-            return serde_json::from_str(t).map_err(|e| format!("evaluator {t}: {e}"));
+            return serde_json::from_str(t).map_err(|e| format!("evaluator {t}: {e}").into());
         }
         if let Some(r) = t.strip_prefix("judge:") {
             return Ok(EvaluatorSpec::Judge {
@@ -98,10 +98,10 @@ impl EvaluatorSpec {
             });
         }
         serde_json::from_value(serde_json::json!({ "kind": t })).map_err(|_| {
-            format!(
+            encore_core::Invalid::from(format!(
                 "evaluator {t:?}: expected a JSON spec or one of exact_match, json_valid, \
                  token_f1, rouge_l, refusal, grounding, catalog_grounding, judge:<rubric>"
-            )
+            ))
         })
     }
 
@@ -198,9 +198,12 @@ mod tests {
             EvaluatorSpec::Grounding { threshold } if threshold == 0.5
         ));
         let e = EvaluatorSpec::parse("vibes").unwrap_err();
-        assert!(e.contains("\"vibes\"") && e.contains("exact_match"), "{e}");
+        assert!(
+            e.0.contains("\"vibes\"") && e.0.contains("exact_match"),
+            "{e}"
+        );
         let e = EvaluatorSpec::parse(r#"{"kind": "regex"}"#).unwrap_err();
-        assert!(e.contains("pattern"), "{e}");
+        assert!(e.0.contains("pattern"), "{e}");
         let ctx = Context::default();
         let e = EvaluatorSpec::parse("judge:relevance")
             .unwrap()

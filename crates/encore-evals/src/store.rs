@@ -199,7 +199,10 @@ impl LabelSchema {
     }
 
     /// The score of `label`, or why it does not fit.
-    pub fn score(&self, label: &serde_json::Value) -> Result<(f64, Option<String>), String> {
+    pub fn score(
+        &self,
+        label: &serde_json::Value,
+    ) -> Result<(f64, Option<String>), encore_core::Invalid> {
         match self {
             LabelSchema::Categorical { name, values } => {
                 let l = label
@@ -698,7 +701,10 @@ impl EvalStore {
         }
         self.db.write(|tx| {
             let q = queue_in(tx, name)?;
-            let (value, label_text) = q.schema.score(label).map_err(StoreError::Invalid)?;
+            let (value, label_text) = q
+                .schema
+                .score(label)
+                .map_err(|e| StoreError::Invalid(e.0))?;
             let target: String = tx
                 .query_opt(
                     "SELECT target FROM queue_items WHERE queue = ?1 AND idx = ?2",

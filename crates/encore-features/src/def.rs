@@ -162,12 +162,12 @@ pub struct Filter {
 }
 
 impl Filter {
-    pub fn parse(text: &str) -> Result<Filter, String> {
+    pub fn parse(text: &str) -> Result<Filter, encore_core::Invalid> {
         let mut terms = Vec::new();
         for raw in text.split(" and ") {
             let t = raw.trim();
             if t.is_empty() {
-                return Err(format!("filter {text:?}: an empty term"));
+                return Err(format!("filter {text:?}: an empty term").into());
             }
             let words: Vec<&str> = t.split_whitespace().collect();
             let term = match words.as_slice() {
@@ -194,7 +194,8 @@ impl Filter {
                         other => {
                             return Err(format!(
                                 "filter term {t:?}: {other:?} is not one of >=, >, <=, <, ==, !="
-                            ));
+                            )
+                            .into());
                         }
                     };
                     if let Some(index) = NUMERIC.iter().position(|f| f == field) {
@@ -206,7 +207,8 @@ impl Filter {
                         if !matches!(op, Op::Eq | Op::Ne) {
                             return Err(format!(
                                 "filter term {t:?}: {field} is categorical: use == or !="
-                            ));
+                            )
+                            .into());
                         }
                         Term::Cat {
                             index,
@@ -218,13 +220,15 @@ impl Filter {
                             "filter term {t:?}: {field:?} is not a field ({}, {})",
                             NUMERIC.join(", "),
                             CATEGORICAL.join(", ")
-                        ));
+                        )
+                        .into());
                     }
                 }
                 _ => {
                     return Err(format!(
                         "filter term {t:?}: expected FLAG, not FLAG, or FIELD OP VALUE"
-                    ));
+                    )
+                    .into());
                 }
             };
             terms.push(term);
@@ -410,7 +414,7 @@ pub struct Definitions {
 }
 
 /// `<n>m`, `<n>h` or `<n>d` in ms.
-pub fn duration_ms(s: &str) -> Result<i64, String> {
+pub fn duration_ms(s: &str) -> Result<i64, encore_core::Invalid> {
     let t = s.trim();
     // the unit is the last character, whatever its width in bytes
     let unit = t.chars().last().unwrap_or(' ');
@@ -423,11 +427,11 @@ pub fn duration_ms(s: &str) -> Result<i64, String> {
         'm' => 60_000,
         'h' => 3_600_000,
         'd' => 86_400_000,
-        _ => return Err(format!("duration {s:?}: the unit must be m, h or d")),
+        _ => return Err(format!("duration {s:?}: the unit must be m, h or d").into()),
     };
     n.checked_mul(per_unit)
         .filter(|ms| *ms <= 100 * 366 * 86_400_000)
-        .ok_or_else(|| format!("duration {s:?}: longer than 100 years"))
+        .ok_or_else(|| encore_core::Invalid(format!("duration {s:?}: longer than 100 years")))
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -814,16 +818,19 @@ views = ["user_listening", "user_artist"]
         assert!(
             Filter::parse("ms_played ~ 3")
                 .unwrap_err()
+                .0
                 .contains("\"~\"")
         );
         assert!(
             Filter::parse("platform > ios")
                 .unwrap_err()
+                .0
                 .contains("categorical")
         );
         assert!(
             Filter::parse("tempo > 3")
                 .unwrap_err()
+                .0
                 .contains("not a field")
         );
         let raw = crate::event::Raw {

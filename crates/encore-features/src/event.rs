@@ -137,3 +137,12 @@ impl FeatureEvent {
         self.flags & PERSONAL != 0
     }
 }
+
+/// One event with the fields entity keys are made of.
+#[derive(Debug, Clone)]
+pub struct Keyed {
+    pub user_id: String,
+    pub item_id: String,
+    pub artist_id: Option<String>,
+    pub event: FeatureEvent,
+}

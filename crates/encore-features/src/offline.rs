@@ -143,10 +143,10 @@ pub fn load_keyed(
     artists: &HashMap<String, String>,
     from_ms: i64,
     to_ms: i64,
-) -> Result<Vec<crate::online::Keyed>, OfflineError> {
+) -> Result<Vec<crate::event::Keyed>, OfflineError> {
     let mut out = Vec::new();
     scan_events(log, artists, from_ms, to_ms, |user, item, artist, event| {
-        out.push(crate::online::Keyed {
+        out.push(crate::event::Keyed {
             user_id: user.to_owned(),
             item_id: item.to_owned(),
             artist_id: artist.map(str::to_owned),
@@ -308,7 +308,7 @@ impl Grouper {
 
 /// Groups events (in any order) by the keys of each of `kinds`, each group sorted by time.
 pub fn group_events(
-    events: &[crate::online::Keyed],
+    events: &[crate::event::Keyed],
     kinds: &[EntityKind],
 ) -> HashMap<EntityKind, ByEntity> {
     let mut out: HashMap<EntityKind, ByEntity> =

@@ -145,14 +145,7 @@ fn buffer_key(view: &str, entity: &str) -> String {
     format!("{view}\u{0}{entity}")
 }
 
-/// One event with the fields entity keys are made of.
-#[derive(Debug, Clone)]
-pub struct Keyed {
-    pub user_id: String,
-    pub item_id: String,
-    pub artist_id: Option<String>,
-    pub event: FeatureEvent,
-}
+pub use crate::event::Keyed;
 
 /// Reads of the online store so far.
 #[derive(Debug, Default, Serialize)]

@@ -40,23 +40,25 @@ pub struct Url {
 impl Url {
     /// Parses `http://host[:port][/path]`; `https://` is refused with a reason, since this
     /// client does not speak TLS.
-    pub fn parse(url: &str) -> Result<Url, String> {
+    pub fn parse(url: &str) -> Result<Url, encore_core::Invalid> {
         let rest = if let Some(r) = url.strip_prefix("http://") {
             r
         } else if url.starts_with("https://") {
-            return Err(format!(
+            return Err(encore_core::Invalid(format!(
                 "{url}: https is not supported by encore's HTTP client; reach the endpoint \
                  through a local plain-http proxy (for example LiteLLM) or a local server"
-            ));
+            )));
         } else {
-            return Err(format!("{url}: expected an address starting with http://"));
+            return Err(encore_core::Invalid(format!(
+                "{url}: expected an address starting with http://"
+            )));
         };
         let (host, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, ""),
         };
         if host.is_empty() {
-            return Err(format!("{url}: no host"));
+            return Err(encore_core::Invalid(format!("{url}: no host")));
         }
         let authority = if host.contains(':') {
             host.to_owned()
@@ -270,6 +272,7 @@ mod tests {
         assert!(
             Url::parse("https://api.example.com")
                 .unwrap_err()
+                .0
                 .contains("https")
         );
         assert!(Url::parse("ftp://x").is_err());

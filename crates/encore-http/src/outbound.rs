@@ -52,29 +52,34 @@ impl Allow {
     }
 
     /// Parses entries: `*`, a host name, `*.suffix`, an IP address or a CIDR network.
-    pub fn parse(entries: &[String]) -> Result<Allow, String> {
+    pub fn parse(entries: &[String]) -> Result<Allow, OutboundError> {
         let mut out = Vec::new();
         for raw in entries {
             let e = raw.trim().to_ascii_lowercase();
             let entry = if e == "*" {
                 Entry::AnyPublic
             } else if let Some(suffix) = e.strip_prefix("*.") {
-                check_host(suffix).map_err(|m| format!("allow entry {raw:?}: {m}"))?;
+                check_host(suffix)
+                    .map_err(|m| OutboundError::Invalid(format!("allow entry {raw:?}: {m}")))?;
                 Entry::Suffix(format!(".{suffix}"))
             } else if let Some((ip, bits)) = e.split_once('/') {
-                let ip: IpAddr = ip
-                    .parse()
-                    .map_err(|_| format!("allow entry {raw:?}: {ip:?} is not an IP address"))?;
+                let ip: IpAddr = ip.parse().map_err(|_| {
+                    OutboundError::Invalid(format!(
+                        "allow entry {raw:?}: {ip:?} is not an IP address"
+                    ))
+                })?;
                 let max = if ip.is_ipv4() { 32 } else { 128 };
-                let bits: u8 =
-                    bits.parse().ok().filter(|b| *b <= max).ok_or_else(|| {
-                        format!("allow entry {raw:?}: the prefix must be 0..={max}")
-                    })?;
+                let bits: u8 = bits.parse().ok().filter(|b| *b <= max).ok_or_else(|| {
+                    OutboundError::Invalid(format!(
+                        "allow entry {raw:?}: the prefix must be 0..={max}"
+                    ))
+                })?;
                 Entry::Net(ip, bits)
             } else if let Ok(ip) = e.trim_matches(['[', ']']).parse::<IpAddr>() {
                 Entry::Net(ip, if ip.is_ipv4() { 32 } else { 128 })
             } else {
-                check_host(&e).map_err(|m| format!("allow entry {raw:?}: {m}"))?;
+                check_host(&e)
+                    .map_err(|m| OutboundError::Invalid(format!("allow entry {raw:?}: {m}")))?;
                 Entry::Host(e)
             };
             out.push(entry);
@@ -98,7 +103,7 @@ impl Allow {
     /// Checks a destination URL before it is stored (a rule's webhook): the scheme, the host,
     /// and, for a host that resolves now, its addresses. The same check runs again on every
     /// connection.
-    pub fn check_url(&self, url: &str) -> Result<(), String> {
+    pub fn check_url(&self, url: &str) -> Result<(), OutboundError> {
         let (host, port) = host_port(url)?;
         let addrs: Vec<SocketAddr> =
             std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port))
@@ -106,11 +111,11 @@ impl Allow {
                 .unwrap_or_default();
         // a name that does not resolve yet is judged by name alone when it is delivered to
         match addrs.iter().find(|a| !self.allows(&host, a.ip())) {
-            Some(a) => Err(format!(
+            Some(a) => Err(OutboundError::Refused(format!(
                 "{url}: {host} ({}) is not an allowed destination; allowed: [server] webhook_allow \
                  (private and loopback addresses only when listed)",
                 a.ip()
-            )),
+            ))),
             None => Ok(()),
         }
     }
@@ -132,7 +137,11 @@ fn check_host(h: &str) -> Result<(), String> {
 }
 
 /// The host and port of an `http://` or `https://` URL (ports default to 80 and 443).
-pub fn host_port(url: &str) -> Result<(String, u16), String> {
+pub fn host_port(url: &str) -> Result<(String, u16), OutboundError> {
+    host_port_of(url).map_err(OutboundError::Invalid)
+}
+
+fn host_port_of(url: &str) -> Result<(String, u16), String> {
     let (rest, default_port) = if let Some(r) = url.strip_prefix("https://") {
         (r, 443)
     } else if let Some(r) = url.strip_prefix("http://") {
@@ -300,6 +309,45 @@ pub struct Reply {
     pub body: String,
 }
 
+/// Why a call leaving encore failed, or could not be made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutboundError {
+    /// a URL, an allow-list entry or a CA file that does not read
+    Invalid(String),
+    /// the destination is not one encore may call
+    Refused(String),
+    /// the connection, TLS, or the answer failed (worth retrying)
+    Failed(String),
+}
+
+impl std::fmt::Display for OutboundError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OutboundError::Invalid(m) | OutboundError::Refused(m) | OutboundError::Failed(m) => {
+                f.write_str(m)
+            }
+        }
+    }
+}
+
+impl std::error::Error for OutboundError {}
+
+impl encore_core::Coded for OutboundError {
+    fn code(&self) -> encore_core::ErrorCode {
+        match self {
+            OutboundError::Invalid(_) => encore_core::ErrorCode::InvalidArgument,
+            OutboundError::Refused(_) => encore_core::ErrorCode::PermissionDenied,
+            OutboundError::Failed(_) => encore_core::ErrorCode::Unavailable,
+        }
+    }
+}
+
+impl From<OutboundError> for String {
+    fn from(e: OutboundError) -> String {
+        e.to_string()
+    }
+}
+
 /// The outbound HTTP client; cheap to clone (connections are pooled).
 #[derive(Debug, Clone)]
 pub struct Outbound {
@@ -309,7 +357,7 @@ pub struct Outbound {
 }
 
 impl Outbound {
-    pub fn new(options: Options) -> Result<Outbound, String> {
+    pub fn new(options: Options) -> Result<Outbound, OutboundError> {
         use ureq::tls::{Certificate, RootCerts, TlsConfig};
         let roots = match &options.extra_roots_pem {
             None => RootCerts::WebPki,
@@ -321,14 +369,16 @@ impl Outbound {
                 let mut n = 0;
                 for item in ureq::tls::parse_pem(pem) {
                     if let ureq::tls::PemItem::Certificate(c) =
-                        item.map_err(|e| format!("CA file: {e}"))?
+                        item.map_err(|e| OutboundError::Invalid(format!("CA file: {e}")))?
                     {
                         certs.push(c.to_owned());
                         n += 1;
                     }
                 }
                 if n == 0 {
-                    return Err("CA file: no PEM certificate in it".into());
+                    return Err(OutboundError::Invalid(
+                        "CA file: no PEM certificate in it".into(),
+                    ));
                 }
                 RootCerts::new_with_certs(&certs)
             }
@@ -357,13 +407,13 @@ impl Outbound {
     }
 
     /// GETs `url` with extra `headers`.
-    pub fn get(&self, url: &str, headers: &[(&str, &str)]) -> Result<Reply, String> {
+    pub fn get(&self, url: &str, headers: &[(&str, &str)]) -> Result<Reply, OutboundError> {
         host_port(url)?;
         let mut req = self.agent.get(url);
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
-        let resp = req.call().map_err(|e| describe(url, &e))?;
+        let resp = req.call().map_err(|e| failure(url, &e))?;
         self.reply(url, resp)
     }
 
@@ -373,7 +423,7 @@ impl Outbound {
         url: &str,
         headers: &[(&str, &str)],
         body: &[u8],
-    ) -> Result<Reply, String> {
+    ) -> Result<Reply, OutboundError> {
         host_port(url)?;
         let mut req = self
             .agent
@@ -382,7 +432,7 @@ impl Outbound {
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
-        let resp = req.send(body).map_err(|e| describe(url, &e))?;
+        let resp = req.send(body).map_err(|e| failure(url, &e))?;
         self.reply(url, resp)
     }
 
@@ -391,7 +441,7 @@ impl Outbound {
         &self,
         url: &str,
         mut resp: ureq::http::Response<ureq::Body>,
-    ) -> Result<Reply, String> {
+    ) -> Result<Reply, OutboundError> {
         let status = resp.status().as_u16();
         let retry_after = resp
             .headers()
@@ -404,12 +454,22 @@ impl Outbound {
             .with_config()
             .limit(self.max_response_bytes)
             .read_to_string()
-            .map_err(|e| describe(url, &e))?;
+            .map_err(|e| failure(url, &e))?;
         Ok(Reply {
             status,
             retry_after,
             body,
         })
+    }
+}
+
+/// A failed call: refused when the resolver refused the destination (on any hop), else failed.
+fn failure(url: &str, e: &ureq::Error) -> OutboundError {
+    let message = describe(url, e);
+    if message.contains("not an allowed destination") {
+        OutboundError::Refused(message)
+    } else {
+        OutboundError::Failed(message)
     }
 }
 
@@ -565,8 +625,8 @@ fn deliver_with_retries(
             }
             Err(e) => {
                 // a refused destination will be refused again
-                let refused = e.contains("not an allowed destination");
-                out.last_error = Some(e);
+                let refused = matches!(e, OutboundError::Refused(_));
+                out.last_error = Some(e.to_string());
                 (!refused, None)
             }
         };
@@ -660,7 +720,7 @@ mod tests {
         let e = loopback
             .check_url("http://127.0.0.1:19999/internal/admin")
             .unwrap_err();
-        assert!(e.contains("not an allowed destination"), "{e}");
+        assert!(matches!(e, OutboundError::Refused(_)), "{e}");
         assert!(loopback.check_url("http://localhost:1/").is_err());
     }
 

@@ -131,7 +131,10 @@ pub fn loose_schema(canonical: &SchemaRef) -> SchemaRef {
 
 /// Reshapes `batch` (any schema) to the loose canonical schema: columns by name, cast to the
 /// canonical type, missing columns as nulls. Fails naming the column that cannot be cast.
-pub fn conform(batch: &RecordBatch, canonical: &SchemaRef) -> Result<RecordBatch, String> {
+pub fn conform(
+    batch: &RecordBatch,
+    canonical: &SchemaRef,
+) -> Result<RecordBatch, encore_core::Invalid> {
     let loose = loose_schema(canonical);
     let n = batch.num_rows();
     let mut columns: Vec<ArrayRef> = Vec::with_capacity(canonical.fields().len());
@@ -150,13 +153,16 @@ pub fn conform(batch: &RecordBatch, canonical: &SchemaRef) -> Result<RecordBatch
         };
         columns.push(col);
     }
-    RecordBatch::try_new(loose, columns).map_err(|e| e.to_string())
+    RecordBatch::try_new(loose, columns).map_err(|e| encore_core::Invalid(e.to_string()))
 }
 
 /// Fills nulls of optional-but-non-nullable canonical columns with their defaults (false, empty
 /// list, all-false struct) and re-types the batch with the canonical schema. Call on rows that
 /// passed the contract, so required columns hold no nulls.
-pub fn finish(batch: &RecordBatch, canonical: &SchemaRef) -> Result<RecordBatch, String> {
+pub fn finish(
+    batch: &RecordBatch,
+    canonical: &SchemaRef,
+) -> Result<RecordBatch, encore_core::Invalid> {
     let mut columns = Vec::with_capacity(batch.num_columns());
     for (field, col) in canonical.fields().iter().zip(batch.columns()) {
         if field.is_nullable() || col.null_count() == 0 {
@@ -165,7 +171,8 @@ pub fn finish(batch: &RecordBatch, canonical: &SchemaRef) -> Result<RecordBatch,
         }
         columns.push(fill_default(col, field.data_type())?);
     }
-    RecordBatch::try_new(Arc::clone(canonical), columns).map_err(|e| e.to_string())
+    RecordBatch::try_new(Arc::clone(canonical), columns)
+        .map_err(|e| encore_core::Invalid(e.to_string()))
 }
 
 fn fill_default(col: &ArrayRef, data_type: &DataType) -> Result<ArrayRef, String> {

@@ -371,8 +371,6 @@ pub(crate) fn platform_of(s: &str) -> Platform {
     }
 }
 
-pub use crate::spotify::{looks_like_spotify_export, spotify_history};
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -407,7 +407,7 @@ impl Ingestor {
         } else {
             Some(
                 finish(&kept, &table.schema())
-                    .map_err(|message| IngestError::Internal { message })?,
+                    .map_err(|e| IngestError::Internal { message: e.0 })?,
             )
         };
         Ok(Admitted {
@@ -627,7 +627,7 @@ impl Ingestor {
     ) -> Result<IngestSummary, IngestError> {
         let started = Instant::now();
         let candidates = crate::batch::conform(&batch, &table.schema())
-            .map_err(|message| IngestError::Internal { message })?;
+            .map_err(|e| IngestError::Internal { message: e.0 })?;
         let chunk = Chunk {
             table,
             candidates: Some(candidates),
@@ -743,7 +743,7 @@ impl Ingestor {
         batch: &RecordBatch,
     ) -> Result<PendingBody<'_>, IngestError> {
         let candidates = crate::batch::conform(batch, &table.schema())
-            .map_err(|message| IngestError::Internal { message })?;
+            .map_err(|e| IngestError::Internal { message: e.0 })?;
         let chunk = Chunk {
             table,
             candidates: Some(candidates),

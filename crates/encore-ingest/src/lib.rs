@@ -22,7 +22,7 @@ pub mod ingest;
 pub mod matrix;
 pub mod quarantine;
 pub mod source;
-mod spotify;
+pub mod spotify;
 pub mod stats;
 pub mod table;
 

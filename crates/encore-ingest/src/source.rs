@@ -279,7 +279,7 @@ pub fn parse_json_texts(
                 message: e.to_string(),
             }
         })?;
-        Some(conform(&batch, &schema).map_err(|message| IngestError::Internal { message })?)
+        Some(conform(&batch, &schema).map_err(|e| IngestError::Internal { message: e.0 })?)
     };
     Ok(Chunk {
         table,
@@ -547,7 +547,7 @@ impl FileSource {
                 let candidates =
                     conform(&batch, &table.schema()).map_err(|message| IngestError::Malformed {
                         path: path.clone(),
-                        message,
+                        message: message.to_string(),
                     })?;
                 Ok(Some(Chunk {
                     table,

@@ -6,15 +6,6 @@ use crate::{Registry, RegistryError};
 use encore_storage::metadata::Row;
 use encore_storage::params;
 
-pub(crate) const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS feature_definitions (
-    version     INTEGER PRIMARY KEY,
-    created_ms  INTEGER NOT NULL,
-    origin      TEXT NOT NULL,
-    text        TEXT NOT NULL
-);
-";
-
 /// One applied version of the feature definitions.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct FeatureDefinitions {

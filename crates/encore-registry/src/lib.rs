@@ -133,7 +133,16 @@ pub struct Registry {
 }
 
 /// The schema's migration steps, in order (append; never edit a released step).
-const MIGRATIONS: &[&str] = &[SCHEMA, features::SCHEMA];
+const MIGRATIONS: &[&str] = &[SCHEMA, FEATURES_SCHEMA];
+
+const FEATURES_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS feature_definitions (
+    version     INTEGER PRIMARY KEY,
+    created_ms  INTEGER NOT NULL,
+    origin      TEXT NOT NULL,
+    text        TEXT NOT NULL
+);
+";
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS models (

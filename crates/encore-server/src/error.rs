@@ -250,6 +250,25 @@ pub(crate) async fn body_bytes(
     })
 }
 
+/// The error body every non-2xx answer carries.
+#[derive(Debug, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct ErrorBody {
+    error: ErrorDetail,
+}
+
+#[derive(Debug, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct ErrorDetail {
+    /// stable: invalid_argument, not_found, conflict, failed_precondition, unauthenticated,
+    /// permission_denied, resource_exhausted, too_large, unsupported_media, unavailable,
+    /// data_loss, internal
+    code: String,
+    message: String,
+    #[schema(value_type = Option<Object>)]
+    details: Option<()>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

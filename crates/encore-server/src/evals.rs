@@ -15,8 +15,8 @@
 //! - alerts: `GET|POST /v1/alerts/rules`, `DELETE /v1/alerts/rules/{name}`, `GET /v1/alerts`
 //!   (current states), `GET /v1/alerts/history?rule=&limit=`.
 
-use crate::AppState;
 use crate::error::ApiError;
+use crate::state::AppState;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::routing::{get, post};
@@ -276,7 +276,7 @@ impl ScoreParams {
 }
 
 #[utoipa::path(get, path = "/v1/evals/scores", tag = "evals", params(ScoreParams),
-    responses((status = 200, description = "the stored scores with their span, trace and source (as `gen_ai.evaluation.result` events with `format=otel`)", body = Scores), (status = 400, body = crate::openapi::ErrorBody)))]
+    responses((status = 200, description = "the stored scores with their span, trace and source (as `gen_ai.evaluation.result` events with `format=otel`)", body = Scores), (status = 400, body = crate::error::ErrorBody)))]
 pub(crate) async fn scores(
     State(state): State<AppState>,
     params: Result<Query<ScoreParams>, QueryRejection>,
@@ -331,7 +331,7 @@ fn one() -> u32 {
 
 #[utoipa::path(post, path = "/v1/evals/scores", tag = "evals",
     request_body(content = ScoreBody, description = "a score of a span from outside (an application's own evaluator, a listener's thumbs-up)"),
-    responses((status = 200, description = "the stored score", body = StoredScore), (status = 400, body = crate::openapi::ErrorBody)))]
+    responses((status = 200, description = "the stored score", body = StoredScore), (status = 400, body = crate::error::ErrorBody)))]
 pub(crate) async fn post_score(
     State(state): State<AppState>,
     body: Result<Json<ScoreBody>, JsonRejection>,
@@ -388,7 +388,7 @@ pub(crate) struct SampleBody {
 
 #[utoipa::path(post, path = "/v1/evals/evaluate", tag = "evals",
     request_body(content = EvaluateBody, description = "evaluators and up to 1,000 samples"),
-    responses((status = 200, description = "per sample, per evaluator: a score or why there is none", body = Evaluated), (status = 400, body = crate::openapi::ErrorBody)))]
+    responses((status = 200, description = "per sample, per evaluator: a score or why there is none", body = Evaluated), (status = 400, body = crate::error::ErrorBody)))]
 pub(crate) async fn evaluate(
     State(state): State<AppState>,
     body: Result<Json<EvaluateBody>, JsonRejection>,
@@ -432,7 +432,7 @@ pub(crate) async fn evaluate(
 }
 
 #[utoipa::path(get, path = "/v1/evals/quality", tag = "evals", params(ScoreParams),
-    responses((status = 200, description = "`{\"quality\": [...]}`: per evaluator (and slice), n, mean, pass and fail rates with Wilson 95 % intervals, labels, cost and latency per item", body = QualityList), (status = 400, body = crate::openapi::ErrorBody)))]
+    responses((status = 200, description = "`{\"quality\": [...]}`: per evaluator (and slice), n, mean, pass and fail rates with Wilson 95 % intervals, labels, cost and latency per item", body = QualityList), (status = 400, body = crate::error::ErrorBody)))]
 pub(crate) async fn quality(
     State(state): State<AppState>,
     params: Result<Query<ScoreParams>, QueryRejection>,
@@ -462,7 +462,7 @@ pub(crate) struct CalibrationParams {
 }
 
 #[utoipa::path(get, path = "/v1/evals/calibration", tag = "evals", params(CalibrationParams),
-    responses((status = 200, description = "agreement, Cohen's kappa, precision and recall of the bad outcome, Brier score, ECE and the reliability table", body = JudgeCalibration), (status = 400, body = crate::openapi::ErrorBody)))]
+    responses((status = 200, description = "agreement, Cohen's kappa, precision and recall of the bad outcome, Brier score, ECE and the reliability table", body = JudgeCalibration), (status = 400, body = crate::error::ErrorBody)))]
 pub(crate) async fn calibration(
     State(state): State<AppState>,
     params: Result<Query<CalibrationParams>, QueryRejection>,
@@ -493,7 +493,7 @@ pub(crate) async fn rules(State(state): State<AppState>) -> Result<Json<Rules>, 
 
 #[utoipa::path(post, path = "/v1/evals/rules", tag = "evals",
     request_body(content = Rule, description = "a rule: which spans (project, service, operation, model), what share of them, and the evaluators"),
-    responses((status = 200, description = "stored and applied to spans ingested from now on", body = StoredRule), (status = 400, body = crate::openapi::ErrorBody)))]
+    responses((status = 200, description = "stored and applied to spans ingested from now on", body = StoredRule), (status = 400, body = crate::error::ErrorBody)))]
 pub(crate) async fn put_rule(
     State(state): State<AppState>,
     body: Result<Json<Rule>, JsonRejection>,
@@ -508,7 +508,7 @@ pub(crate) async fn put_rule(
 }
 
 #[utoipa::path(delete, path = "/v1/evals/rules/{name}", tag = "evals", params(("name" = String, Path)),
-    responses((status = 200, description = "deleted", body = Deleted), (status = 404, body = crate::openapi::ErrorBody)))]
+    responses((status = 200, description = "deleted", body = Deleted), (status = 404, body = crate::error::ErrorBody)))]
 pub(crate) async fn delete_rule(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -540,7 +540,7 @@ pub(crate) struct BackfillBody {
 
 #[utoipa::path(post, path = "/v1/evals/rules/{name}/backfill", tag = "evals", params(("name" = String, Path)),
     request_body(content = BackfillBody, description = "the spans that started in [from_ms, to_ms], at most `limit` (100,000)"),
-    responses((status = 200, description = "spans read, picked by the rule's sampling, scores stored, failures", body = ops::Backfill), (status = 404, body = crate::openapi::ErrorBody)))]
+    responses((status = 200, description = "spans read, picked by the rule's sampling, scores stored, failures", body = ops::Backfill), (status = 404, body = crate::error::ErrorBody)))]
 pub(crate) async fn backfill(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -606,7 +606,7 @@ pub(crate) struct DatasetBody {
 
 #[utoipa::path(post, path = "/v1/datasets", tag = "evals",
     request_body(content = DatasetBody, description = "a new version from JSON lines (`{input, expected?, context?, metadata?}` each) or from stored spans"),
-    responses((status = 200, description = "the new version, and the JSONL lines not imported with their reasons", body = ops::Imported), (status = 400, body = crate::openapi::ErrorBody)))]
+    responses((status = 200, description = "the new version, and the JSONL lines not imported with their reasons", body = ops::Imported), (status = 400, body = crate::error::ErrorBody)))]
 pub(crate) async fn add_dataset(
     State(state): State<AppState>,
     body: Result<Json<DatasetBody>, JsonRejection>,
@@ -633,7 +633,7 @@ pub(crate) struct VersionParams {
 }
 
 #[utoipa::path(get, path = "/v1/datasets/{name}", tag = "evals", params(("name" = String, Path), VersionParams),
-    responses((status = 200, description = "a version's items", body = Dataset), (status = 404, body = crate::openapi::ErrorBody)))]
+    responses((status = 200, description = "a version's items", body = Dataset), (status = 404, body = crate::error::ErrorBody)))]
 pub(crate) async fn dataset(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -664,7 +664,7 @@ pub(crate) async fn runs(State(state): State<AppState>) -> Result<Json<Runs>, Ap
 
 #[utoipa::path(post, path = "/v1/evals/runs", tag = "evals",
     request_body(content = ops::RunRequest, description = "a task over a dataset version, scored by evaluators"),
-    responses((status = 200, description = "the run: per-item outputs and scores, and per-evaluator summaries", body = Run), (status = 400, body = crate::openapi::ErrorBody)))]
+    responses((status = 200, description = "the run: per-item outputs and scores, and per-evaluator summaries", body = Run), (status = 400, body = crate::error::ErrorBody)))]
 pub(crate) async fn run(
     State(state): State<AppState>,
     body: Result<Json<ops::RunRequest>, JsonRejection>,
@@ -678,7 +678,7 @@ pub(crate) async fn run(
 }
 
 #[utoipa::path(get, path = "/v1/evals/runs/{id}", tag = "evals", params(("id" = String, Path)),
-    responses((status = 200, description = "the run", body = Run), (status = 404, body = crate::openapi::ErrorBody)))]
+    responses((status = 200, description = "the run", body = Run), (status = 404, body = crate::error::ErrorBody)))]
 pub(crate) async fn run_by_id(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -700,7 +700,7 @@ pub(crate) struct CompareParams {
 }
 
 #[utoipa::path(get, path = "/v1/evals/compare", tag = "evals", params(CompareParams),
-    responses((status = 200, description = "per evaluator: paired items, means, b − a with its 95 % interval and paired t-test, improved / regressed / unchanged, and the changed items", body = Compared), (status = 404, body = crate::openapi::ErrorBody)))]
+    responses((status = 200, description = "per evaluator: paired items, means, b − a with its 95 % interval and paired t-test, improved / regressed / unchanged, and the changed items", body = Compared), (status = 404, body = crate::error::ErrorBody)))]
 pub(crate) async fn compare(
     State(state): State<AppState>,
     params: Result<Query<CompareParams>, QueryRejection>,
@@ -722,7 +722,7 @@ pub(crate) async fn compare(
 
 #[utoipa::path(post, path = "/v1/queues", tag = "evals",
     request_body(content = Queue, description = "a queue and the schema its labels must fit"),
-    responses((status = 200, description = "created", body = QueueCreated), (status = 400, body = crate::openapi::ErrorBody)))]
+    responses((status = 200, description = "created", body = QueueCreated), (status = 400, body = crate::error::ErrorBody)))]
 pub(crate) async fn create_queue(
     State(state): State<AppState>,
     body: Result<Json<Queue>, JsonRejection>,
@@ -748,7 +748,7 @@ pub(crate) struct FillBody {
 
 #[utoipa::path(post, path = "/v1/queues/{name}/items", tag = "evals", params(("name" = String, Path)),
     request_body(content = FillBody, description = "stored spans (`traces`) or a dataset's items"),
-    responses((status = 200, description = "items added (spans already queued are skipped)", body = Added), (status = 404, body = crate::openapi::ErrorBody)))]
+    responses((status = 200, description = "items added (spans already queued are skipped)", body = Added), (status = 404, body = crate::error::ErrorBody)))]
 pub(crate) async fn fill_queue(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -779,7 +779,7 @@ pub(crate) struct QueueParams {
 }
 
 #[utoipa::path(get, path = "/v1/queues/{name}/items", tag = "evals", params(("name" = String, Path), QueueParams),
-    responses((status = 200, description = "items in queue order", body = QueueItems), (status = 404, body = crate::openapi::ErrorBody)))]
+    responses((status = 200, description = "items in queue order", body = QueueItems), (status = 404, body = crate::error::ErrorBody)))]
 pub(crate) async fn queue_items(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -805,7 +805,7 @@ pub(crate) struct LabelBody {
 
 #[utoipa::path(post, path = "/v1/queues/{name}/items/{idx}/label", tag = "evals", params(("name" = String, Path), ("idx" = i64, Path)),
     request_body(content = LabelBody, description = "the label must fit the queue's schema: one of its values, or a number in its range"),
-    responses((status = 200, description = "the human score stored on the item's span", body = StoredScore), (status = 400, body = crate::openapi::ErrorBody), (status = 404, body = crate::openapi::ErrorBody)))]
+    responses((status = 200, description = "the human score stored on the item's span", body = StoredScore), (status = 400, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
 pub(crate) async fn label(
     State(state): State<AppState>,
     Path((name, idx)): Path<(String, i64)>,
@@ -838,7 +838,7 @@ pub(crate) async fn alert_rules(
 
 #[utoipa::path(post, path = "/v1/alerts/rules", tag = "alerts",
     request_body(content = AlertRule, description = "a rule over a rolling window of traces or scores, per slice, with an optional webhook"),
-    responses((status = 200, description = "stored; evaluated from the next tick", body = StoredAlertRule), (status = 400, body = crate::openapi::ErrorBody)))]
+    responses((status = 200, description = "stored; evaluated from the next tick", body = StoredAlertRule), (status = 400, body = crate::error::ErrorBody)))]
 pub(crate) async fn put_alert(
     State(state): State<AppState>,
     body: Result<Json<AlertRule>, JsonRejection>,
@@ -852,7 +852,7 @@ pub(crate) async fn put_alert(
 }
 
 #[utoipa::path(delete, path = "/v1/alerts/rules/{name}", tag = "alerts", params(("name" = String, Path)),
-    responses((status = 200, description = "deleted", body = Deleted), (status = 404, body = crate::openapi::ErrorBody)))]
+    responses((status = 200, description = "deleted", body = Deleted), (status = 404, body = crate::error::ErrorBody)))]
 pub(crate) async fn delete_alert(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -897,7 +897,7 @@ pub(crate) struct HistoryParams {
 }
 
 #[utoipa::path(get, path = "/v1/alerts/history", tag = "alerts", params(HistoryParams),
-    responses((status = 200, description = "firings and resolutions, newest first, with webhook delivery", body = AlertEvents), (status = 400, body = crate::openapi::ErrorBody)))]
+    responses((status = 200, description = "firings and resolutions, newest first, with webhook delivery", body = AlertEvents), (status = 400, body = crate::error::ErrorBody)))]
 pub(crate) async fn alert_history(
     State(state): State<AppState>,
     params: Result<Query<HistoryParams>, QueryRejection>,

@@ -5,8 +5,8 @@
 //! the rest of the batch is kept. `400`: the body is not JSON at all. `413`: the body or the
 //! batch is over the limit. `503` + `Retry-After`: the write queue is full.
 
-use crate::AppState;
 use crate::error::ApiError;
+use crate::state::AppState;
 use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::routing::{get, post};
@@ -56,7 +56,7 @@ impl From<BatchOutcome> for PostEventsResponse {
 
 #[utoipa::path(post, path = "/v1/events", tag = "events", params(PostParams), request_body(description = "a JSON array of events (playback events, or interaction events with `?table=interaction`), or one JSON event per line (`application/x-ndjson`)",
         content((Vec<encore_core::event::PlaybackEvent> = "application/json"), (String = "application/x-ndjson"))),
-    responses((status = 200, description = "accepted, duplicate and rejected counts, a reason per bad row", body = PostEventsResponse), (status = 400, body = crate::openapi::ErrorBody), (status = 413, body = crate::openapi::ErrorBody), (status = 503, description = "write queue full (Retry-After)", body = crate::openapi::ErrorBody)))]
+    responses((status = 200, description = "accepted, duplicate and rejected counts, a reason per bad row", body = PostEventsResponse), (status = 400, body = crate::error::ErrorBody), (status = 413, body = crate::error::ErrorBody), (status = 503, description = "write queue full (Retry-After)", body = crate::error::ErrorBody)))]
 pub(crate) async fn post_events(
     State(state): State<AppState>,
     Query(params): Query<PostParams>,
@@ -86,7 +86,7 @@ pub(crate) async fn post_events(
     Ok(Json(outcome.into()))
 }
 
-#[utoipa::path(get, path = "/v1/events/stats", operation_id = "event_stats", tag = "events", responses((status = 200, description = "per-day counts, listeners, items, rejects by rule, storage", body = encore_ingest::stats::EventStats), (status = 503, body = crate::openapi::ErrorBody)))]
+#[utoipa::path(get, path = "/v1/events/stats", operation_id = "event_stats", tag = "events", responses((status = 200, description = "per-day counts, listeners, items, rejects by rule, storage", body = encore_ingest::stats::EventStats), (status = 503, body = crate::error::ErrorBody)))]
 pub(crate) async fn stats(
     State(state): State<AppState>,
 ) -> Result<Json<encore_ingest::stats::EventStats>, ApiError> {

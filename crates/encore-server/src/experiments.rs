@@ -2,8 +2,8 @@
 //!   is in (the plan is kept fresh by `encore_app::experiments`: a request costs a few hashes);
 //! - `GET /v1/experiments/{id}/results?pre_days=&alpha=`: the analysis of an experiment.
 
-use crate::AppState;
 use crate::error::ApiError;
+use crate::state::AppState;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::routing::get;
@@ -38,7 +38,7 @@ fn default_alpha() -> f64 {
 #[utoipa::path(get, path = "/v1/experiments/{id}/results", tag = "experiments",
     params(("id" = String, Path), ResultsParams),
     responses((status = 200, description = "SRM, per-metric CUPED and unadjusted results, the decision", body = ExperimentReport),
-        (status = 400, body = crate::openapi::ErrorBody), (status = 404, body = crate::openapi::ErrorBody), (status = 412, body = crate::openapi::ErrorBody)))]
+        (status = 400, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody), (status = 412, body = crate::error::ErrorBody)))]
 pub(crate) async fn results(
     State(state): State<AppState>,
     axum::extract::Path(id): axum::extract::Path<String>,
@@ -93,7 +93,7 @@ pub(crate) struct AssignmentsResponse {
 }
 
 #[utoipa::path(get, path = "/v1/assignments", tag = "experiments", params(AssignmentParams),
-    responses((status = 200, body = AssignmentsResponse), (status = 400, body = crate::openapi::ErrorBody)))]
+    responses((status = 200, body = AssignmentsResponse), (status = 400, body = crate::error::ErrorBody)))]
 pub(crate) async fn assignments(
     State(state): State<AppState>,
     params: Result<Query<AssignmentParams>, QueryRejection>,

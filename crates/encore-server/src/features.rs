@@ -9,8 +9,8 @@
 //! Plays stored by `POST /v1/events` reach the online store within a fraction of a second (see
 //! `encore_app::features`).
 
-use crate::AppState;
 use crate::error::ApiError;
+use crate::state::AppState;
 use axum::extract::State;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
@@ -173,8 +173,8 @@ pub(crate) struct ArrayRow {
 #[utoipa::path(post, path = "/v1/features", tag = "features",
     request_body(content = FeatureRequest, description = "a service and its entities (at most 10,000)"),
     responses((status = 200, description = "the service's features per entity, by name (`maps`) or in one order (`arrays`)", body = FeatureRows),
-        (status = 413, body = crate::openapi::ErrorBody),
-        (status = 400, body = crate::openapi::ErrorBody), (status = 404, description = "unknown service", body = crate::openapi::ErrorBody)))]
+        (status = 413, body = crate::error::ErrorBody),
+        (status = 400, body = crate::error::ErrorBody), (status = 404, description = "unknown service", body = crate::error::ErrorBody)))]
 pub(crate) async fn read(
     State(state): State<AppState>,
     body: axum::body::Bytes,
@@ -312,7 +312,7 @@ pub(crate) struct CacheCounts {
 }
 
 #[utoipa::path(get, path = "/v1/features/services", tag = "features",
-    responses((status = 200, description = "the services and their views, and read counters", body = Services), (status = 412, body = crate::openapi::ErrorBody)))]
+    responses((status = 200, description = "the services and their views, and read counters", body = Services), (status = 412, body = crate::error::ErrorBody)))]
 pub(crate) async fn services(State(state): State<AppState>) -> Result<Json<Services>, ApiError> {
     let a = access(&state)?;
     let s = &a.store.stats;

@@ -2,7 +2,7 @@
 //! stays 200 while they do not, since a restart would not free a disk (readiness is `/readyz`,
 //! which turns 503 then).
 
-use crate::AppState;
+use crate::state::AppState;
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};

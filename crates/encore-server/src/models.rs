@@ -5,8 +5,8 @@
 //! `412` with every failed check in the message. Each request opens its own SQLite connection on
 //! a blocking thread: the registry serializes writers itself.
 
-use crate::AppState;
 use crate::error::ApiError;
+use crate::state::AppState;
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -49,7 +49,7 @@ pub(crate) async fn list(
     Ok(Json(with_registry(&state, |r| r.list()).await?))
 }
 
-#[utoipa::path(get, path = "/v1/models/{name}/versions", tag = "registry", params(("name" = String, Path)), responses((status = 200, description = "every version with lineage, config and metrics", body = Vec<Version>), (status = 404, description = "unknown model", body = crate::openapi::ErrorBody)))]
+#[utoipa::path(get, path = "/v1/models/{name}/versions", tag = "registry", params(("name" = String, Path)), responses((status = 200, description = "every version with lineage, config and metrics", body = Vec<Version>), (status = 404, description = "unknown model", body = crate::error::ErrorBody)))]
 pub(crate) async fn versions(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -59,7 +59,7 @@ pub(crate) async fn versions(
     ))
 }
 
-#[utoipa::path(get, path = "/v1/models/{name}/history", tag = "registry", params(("name" = String, Path)), responses((status = 200, description = "every alias move, oldest first", body = Vec<AliasMove>), (status = 404, description = "unknown model", body = crate::openapi::ErrorBody)))]
+#[utoipa::path(get, path = "/v1/models/{name}/history", tag = "registry", params(("name" = String, Path)), responses((status = 200, description = "every alias move, oldest first", body = Vec<AliasMove>), (status = 404, description = "unknown model", body = crate::error::ErrorBody)))]
 pub(crate) async fn history(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -80,7 +80,7 @@ pub(crate) struct MoveAlias {
 }
 
 #[utoipa::path(post, path = "/v1/models/{name}/aliases/{alias}", tag = "registry", params(("name" = String, Path), ("alias" = String, Path)), request_body = MoveAlias,
-    responses((status = 200, description = "the recorded move", body = AliasMove), (status = 400, body = crate::openapi::ErrorBody), (status = 404, body = crate::openapi::ErrorBody), (status = 412, description = "refused by the gate: every failed check with both numbers", body = crate::openapi::ErrorBody)))]
+    responses((status = 200, description = "the recorded move", body = AliasMove), (status = 400, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody), (status = 412, description = "refused by the gate: every failed check with both numbers", body = crate::error::ErrorBody)))]
 pub(crate) async fn move_alias(
     State(state): State<AppState>,
     Path((name, alias)): Path<(String, String)>,

@@ -2,27 +2,9 @@
 //! copy, `docs/openapi.json`, is compared with the generated one in a test, so a change to the
 //! API shows up in review; `ENCORE_UPDATE_OPENAPI=1 cargo test -p encore-server` rewrites it.
 
+use crate::error::{ErrorBody, ErrorDetail};
 use axum::Json;
 use utoipa::OpenApi;
-
-/// The error body every non-2xx answer carries.
-#[derive(Debug, utoipa::ToSchema)]
-#[allow(dead_code)]
-pub struct ErrorBody {
-    error: ErrorDetail,
-}
-
-#[derive(Debug, utoipa::ToSchema)]
-#[allow(dead_code)]
-pub struct ErrorDetail {
-    /// stable: invalid_argument, not_found, conflict, failed_precondition, unauthenticated,
-    /// permission_denied, resource_exhausted, too_large, unsupported_media, unavailable,
-    /// data_loss, internal
-    code: String,
-    message: String,
-    #[schema(value_type = Option<Object>)]
-    details: Option<()>,
-}
 
 #[derive(Debug, OpenApi)]
 #[openapi(

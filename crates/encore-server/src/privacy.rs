@@ -1,18 +1,12 @@
 //! `POST /v1/privacy/erasures`: erasure of one listener through this server's handles (see
 //! `encore_app::privacy`).
 
-use crate::AppState;
 use crate::error::ApiError;
+use crate::state::AppState;
 use encore_core::ErrorCode;
 use serde_json::Value;
-use std::path::PathBuf;
 
-/// The privacy key of the data directory, for erasures over HTTP.
-#[derive(Debug, Clone)]
-pub struct PrivacyAccess {
-    pub root: PathBuf,
-    pub key: std::sync::Arc<[u8]>,
-}
+pub use crate::state::PrivacyAccess;
 
 pub fn routes() -> axum::Router<AppState> {
     axum::Router::new().route("/v1/privacy/erasures", axum::routing::post(post_erasure))
@@ -36,7 +30,7 @@ pub(crate) struct Erasure {
 }
 
 #[utoipa::path(post, path = "/v1/privacy/erasures", tag = "privacy", request_body = ErasureRequest,
-    responses((status = 200, description = "the listener is gone from every store (scope `privacy:admin`)", body = Erasure), (status = 400, body = crate::openapi::ErrorBody), (status = 412, description = "this server keeps no privacy key", body = crate::openapi::ErrorBody)))]
+    responses((status = 200, description = "the listener is gone from every store (scope `privacy:admin`)", body = Erasure), (status = 400, body = crate::error::ErrorBody), (status = 412, description = "this server keeps no privacy key", body = crate::error::ErrorBody)))]
 pub(crate) async fn post_erasure(
     axum::extract::State(state): axum::extract::State<AppState>,
     axum::Extension(caller): axum::Extension<std::sync::Arc<encore_access::Principal>>,

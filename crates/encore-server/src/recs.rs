@@ -13,8 +13,8 @@
 //! What a list is made of (experiments, treatments, features, impressions) is decided by
 //! `encore_app::serving`; the handlers here parse, call it, and render.
 
-use crate::AppState;
 use crate::error::ApiError;
+use crate::state::AppState;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::routing::{get, post};
@@ -49,7 +49,7 @@ pub(crate) struct Ready {
 }
 
 #[utoipa::path(get, path = "/readyz", tag = "serving",
-    responses((status = 200, description = "a model is loaded and the stores take writes", body = Ready), (status = 503, description = "no model yet, or writes fail (the message says why)", body = crate::openapi::ErrorBody)))]
+    responses((status = 200, description = "a model is loaded and the stores take writes", body = Ready), (status = 503, description = "no model yet, or writes fail (the message says why)", body = crate::error::ErrorBody)))]
 pub(crate) async fn ready(State(state): State<AppState>) -> Result<Json<Ready>, ApiError> {
     if let Some(why) = crate::health::storage_problem(&state) {
         let mut e = ApiError::new(ErrorCode::Unavailable, format!("not ready: {why}"));
@@ -172,7 +172,7 @@ pub(crate) struct UserParams {
 }
 
 #[utoipa::path(get, path = "/v1/users/{id}/recommendations", tag = "serving", params(("id" = String, Path, description = "listener id"), UserParams),
-    responses((status = 200, body = Slate), (status = 400, description = "a bad parameter, named", body = crate::openapi::ErrorBody), (status = 404, description = "unknown listener or item", body = crate::openapi::ErrorBody), (status = 503, description = "over the in-flight limit, or no model loaded (Retry-After)", body = crate::openapi::ErrorBody)))]
+    responses((status = 200, body = Slate), (status = 400, description = "a bad parameter, named", body = crate::error::ErrorBody), (status = 404, description = "unknown listener or item", body = crate::error::ErrorBody), (status = 503, description = "over the in-flight limit, or no model loaded (Retry-After)", body = crate::error::ErrorBody)))]
 pub(crate) async fn user_recommendations(
     State(state): State<AppState>,
     Path(user): Path<String>,
@@ -227,7 +227,7 @@ pub(crate) struct SeedRequest {
 }
 
 #[utoipa::path(post, path = "/v1/recommendations", tag = "serving", request_body = SeedRequest,
-    responses((status = 200, body = Slate), (status = 400, description = "a bad parameter, named", body = crate::openapi::ErrorBody), (status = 404, description = "unknown listener or item", body = crate::openapi::ErrorBody), (status = 503, description = "over the in-flight limit, or no model loaded (Retry-After)", body = crate::openapi::ErrorBody)))]
+    responses((status = 200, body = Slate), (status = 400, description = "a bad parameter, named", body = crate::error::ErrorBody), (status = 404, description = "unknown listener or item", body = crate::error::ErrorBody), (status = 503, description = "over the in-flight limit, or no model loaded (Retry-After)", body = crate::error::ErrorBody)))]
 pub(crate) async fn seed_recommendations(
     State(state): State<AppState>,
     body: Result<Json<SeedRequest>, JsonRejection>,
@@ -262,7 +262,7 @@ pub(crate) struct SimilarParams {
 }
 
 #[utoipa::path(get, path = "/v1/items/{id}/similar", tag = "serving", params(("id" = String, Path, description = "item id"), SimilarParams),
-    responses((status = 200, body = Slate), (status = 400, description = "a bad parameter, named", body = crate::openapi::ErrorBody), (status = 404, description = "unknown listener or item", body = crate::openapi::ErrorBody), (status = 503, description = "over the in-flight limit, or no model loaded (Retry-After)", body = crate::openapi::ErrorBody)))]
+    responses((status = 200, body = Slate), (status = 400, description = "a bad parameter, named", body = crate::error::ErrorBody), (status = 404, description = "unknown listener or item", body = crate::error::ErrorBody), (status = 503, description = "over the in-flight limit, or no model loaded (Retry-After)", body = crate::error::ErrorBody)))]
 pub(crate) async fn similar(
     State(state): State<AppState>,
     Path(item): Path<String>,
@@ -301,7 +301,7 @@ fn default_window() -> usize {
 }
 
 #[utoipa::path(post, path = "/v1/radio", tag = "serving", request_body = RadioRequest,
-    responses((status = 200, body = Slate), (status = 400, description = "a bad parameter, named", body = crate::openapi::ErrorBody), (status = 404, description = "unknown listener or item", body = crate::openapi::ErrorBody), (status = 503, description = "over the in-flight limit, or no model loaded (Retry-After)", body = crate::openapi::ErrorBody)))]
+    responses((status = 200, body = Slate), (status = 400, description = "a bad parameter, named", body = crate::error::ErrorBody), (status = 404, description = "unknown listener or item", body = crate::error::ErrorBody), (status = 503, description = "over the in-flight limit, or no model loaded (Retry-After)", body = crate::error::ErrorBody)))]
 pub(crate) async fn radio(
     State(state): State<AppState>,
     body: Result<Json<RadioRequest>, JsonRejection>,
@@ -348,7 +348,7 @@ fn default_mix_size() -> usize {
 }
 
 #[utoipa::path(get, path = "/v1/users/{id}/mixes", tag = "serving", params(("id" = String, Path, description = "listener id"), MixParams),
-    responses((status = 200, body = encore_serving::Mixes), (status = 400, description = "a bad parameter, named", body = crate::openapi::ErrorBody), (status = 404, description = "unknown listener or item", body = crate::openapi::ErrorBody), (status = 503, description = "over the in-flight limit, or no model loaded (Retry-After)", body = crate::openapi::ErrorBody)))]
+    responses((status = 200, body = encore_serving::Mixes), (status = 400, description = "a bad parameter, named", body = crate::error::ErrorBody), (status = 404, description = "unknown listener or item", body = crate::error::ErrorBody), (status = 503, description = "over the in-flight limit, or no model loaded (Retry-After)", body = crate::error::ErrorBody)))]
 pub(crate) async fn mixes(
     State(state): State<AppState>,
     Path(user): Path<String>,
@@ -371,7 +371,7 @@ pub(crate) struct BlendRequest {
 }
 
 #[utoipa::path(post, path = "/v1/blend", tag = "serving", request_body = BlendRequest,
-    responses((status = 200, body = encore_serving::Blend), (status = 400, description = "a bad parameter, named", body = crate::openapi::ErrorBody), (status = 404, description = "unknown listener or item", body = crate::openapi::ErrorBody), (status = 503, description = "over the in-flight limit, or no model loaded (Retry-After)", body = crate::openapi::ErrorBody)))]
+    responses((status = 200, body = encore_serving::Blend), (status = 400, description = "a bad parameter, named", body = crate::error::ErrorBody), (status = 404, description = "unknown listener or item", body = crate::error::ErrorBody), (status = 503, description = "over the in-flight limit, or no model loaded (Retry-After)", body = crate::error::ErrorBody)))]
 pub(crate) async fn blend(
     State(state): State<AppState>,
     body: Result<Json<BlendRequest>, JsonRejection>,

@@ -21,7 +21,7 @@ pub fn server_config(
     cert_pem: &[u8],
     key_pem: &[u8],
     alpn: &[&[u8]],
-) -> Result<Arc<rustls::ServerConfig>, String> {
+) -> Result<Arc<rustls::ServerConfig>, encore_core::Invalid> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
         .collect::<Result<_, _>>()
         .map_err(|e| format!("certificate: {e}"))?;

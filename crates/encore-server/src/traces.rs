@@ -14,8 +14,8 @@
 //!   error rate, latency p50/p95/p99, tokens by type and cost; `group_by=user&limit=10` is the
 //!   top users by cost.
 
-use crate::AppState;
 use crate::error::ApiError;
+use crate::state::AppState;
 use axum::Extension;
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
@@ -47,7 +47,7 @@ use std::sync::Arc;
 /// Stores one trace export and counts what it did.
 fn store_request(
     t: &Telemetry,
-    metrics: &crate::metrics::Metrics,
+    metrics: &crate::meters::Metrics,
     request: &ExportTraceServiceRequest,
     caller: &Principal,
 ) -> Result<usize, AppError> {
@@ -73,8 +73,8 @@ fn admit(t: &Telemetry) -> Result<encore_app::admission::Permit, AppError> {
 #[derive(Debug)]
 struct GrpcTraces {
     access: Arc<Telemetry>,
-    metrics: Arc<crate::metrics::Metrics>,
-    auth: crate::auth::Auth,
+    metrics: Arc<crate::meters::Metrics>,
+    auth: crate::keys::Auth,
 }
 
 #[tonic::async_trait]
@@ -245,7 +245,7 @@ fn access(state: &AppState) -> Result<Arc<Telemetry>, ApiError> {
 #[utoipa::path(post, path = "/v1/traces", tag = "traces",
     request_body(description = "an OTLP ExportTraceServiceRequest, protobuf or JSON (`Content-Encoding: gzip` allowed, inflating to at most the body limit)",
         content((String = "application/x-protobuf"), (OtlpTraces = "application/json"))),
-    responses((status = 200, description = "every span is durable"), (status = 400, body = crate::openapi::ErrorBody), (status = 413, description = "the body, or what it inflates to, is over the limit", body = crate::openapi::ErrorBody), (status = 415, description = "a content type or encoding that is not read", body = crate::openapi::ErrorBody), (status = 503, description = "over the ingest limit, or writes fail (Retry-After)", body = crate::openapi::ErrorBody)))]
+    responses((status = 200, description = "every span is durable"), (status = 400, body = crate::error::ErrorBody), (status = 413, description = "the body, or what it inflates to, is over the limit", body = crate::error::ErrorBody), (status = 415, description = "a content type or encoding that is not read", body = crate::error::ErrorBody), (status = 503, description = "over the ingest limit, or writes fail (Retry-After)", body = crate::error::ErrorBody)))]
 pub(crate) async fn export(
     State(state): State<AppState>,
     Extension(caller): Extension<Arc<Principal>>,
@@ -338,7 +338,7 @@ fn empty_otlp_response(json: bool) -> Response {
 #[utoipa::path(post, path = "/v1/logs", tag = "traces",
     request_body(description = "an OTLP ExportLogsServiceRequest, protobuf or JSON (`Content-Encoding: gzip` allowed). GenAI events (`gen_ai.*.message`, `gen_ai.choice`, `gen_ai.client.inference.operation.details`) become the content of the span they name; other records are accepted and not kept",
         content((String = "application/x-protobuf"), (OtlpLogs = "application/json"))),
-    responses((status = 200, description = "the events' content is durable"), (status = 400, body = crate::openapi::ErrorBody), (status = 413, description = "the body, or what it inflates to, is over the limit", body = crate::openapi::ErrorBody), (status = 415, description = "a content type or encoding that is not read", body = crate::openapi::ErrorBody), (status = 503, description = "over the ingest limit, or writes fail (Retry-After)", body = crate::openapi::ErrorBody)))]
+    responses((status = 200, description = "the events' content is durable"), (status = 400, body = crate::error::ErrorBody), (status = 413, description = "the body, or what it inflates to, is over the limit", body = crate::error::ErrorBody), (status = 415, description = "a content type or encoding that is not read", body = crate::error::ErrorBody), (status = 503, description = "over the ingest limit, or writes fail (Retry-After)", body = crate::error::ErrorBody)))]
 pub(crate) async fn export_logs(
     State(state): State<AppState>,
     Extension(caller): Extension<Arc<Principal>>,
@@ -415,7 +415,7 @@ pub(crate) struct CountParams {
 }
 
 #[utoipa::path(get, path = "/v1/spans/count", tag = "traces", params(CountParams),
-    responses((status = 200, description = "spans durable and queryable", body = SpanCount), (status = 400, body = crate::openapi::ErrorBody), (status = 403, body = crate::openapi::ErrorBody)))]
+    responses((status = 200, description = "spans durable and queryable", body = SpanCount), (status = 400, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody)))]
 pub(crate) async fn count(
     State(state): State<AppState>,
     Extension(caller): Extension<Arc<Principal>>,
@@ -468,7 +468,7 @@ pub(crate) struct ListParams {
 }
 
 #[utoipa::path(get, path = "/v1/spans", operation_id = "list_spans", tag = "traces", params(ListParams),
-    responses((status = 200, description = "newest first", body = SpanList), (status = 400, body = crate::openapi::ErrorBody), (status = 403, body = crate::openapi::ErrorBody)))]
+    responses((status = 200, description = "newest first", body = SpanList), (status = 400, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody)))]
 pub(crate) async fn list(
     State(state): State<AppState>,
     Extension(caller): Extension<Arc<Principal>>,
@@ -573,7 +573,7 @@ fn default_group() -> encore_telemetry::store::GroupBy {
 }
 
 #[utoipa::path(get, path = "/v1/spans/stats", operation_id = "span_stats", tag = "traces", params(StatsParams),
-    responses((status = 200, description = "per time bucket and group: count, errors, latency quantiles, tokens by type, cost", body = SpanStats), (status = 400, body = crate::openapi::ErrorBody), (status = 403, body = crate::openapi::ErrorBody)))]
+    responses((status = 200, description = "per time bucket and group: count, errors, latency quantiles, tokens by type, cost", body = SpanStats), (status = 400, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody)))]
 pub(crate) async fn stats(
     State(state): State<AppState>,
     Extension(caller): Extension<Arc<Principal>>,
@@ -630,7 +630,7 @@ pub(crate) async fn stats(
 
 #[utoipa::path(get, path = "/v1/traces/{trace_id}", tag = "traces",
     params(("trace_id" = String, Path, description = "32 hex digits")),
-    responses((status = 200, description = "the trace as a tree, depth first, with content for a key with `traces:content`", body = Trace), (status = 403, body = crate::openapi::ErrorBody), (status = 404, body = crate::openapi::ErrorBody)))]
+    responses((status = 200, description = "the trace as a tree, depth first, with content for a key with `traces:content`", body = Trace), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
 pub(crate) async fn trace(
     State(state): State<AppState>,
     Extension(caller): Extension<Arc<Principal>>,

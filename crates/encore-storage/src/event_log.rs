@@ -30,7 +30,6 @@ use crate::fs::{self, Fs};
 use crate::wal::{self, Damage, WalContents, WalRepair, WalWriter, read_wal, truncate};
 use arrow::array::{Array, Int64Array, RecordBatch, StringArray};
 use arrow::compute::{sort_to_indices, take_record_batch};
-use arrow::datatypes::SchemaRef;
 use encore_core::time::{Date, MS_PER_DAY};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::ProjectionMask;
@@ -52,23 +51,7 @@ const MANIFEST: &str = "segments.json";
 /// 2: segments carry CRC-32s (format 1 manifests are read; their segments go unchecked)
 const MANIFEST_VERSION: u32 = 2;
 
-/// What a table stores and how its rows are keyed.
-#[derive(Debug, Clone)]
-pub struct TableSpec {
-    /// directory name, e.g. `playback`
-    pub name: &'static str,
-    pub schema: SchemaRef,
-    /// Int64 epoch-ms column that partitions rows by UTC day
-    pub ts_column: &'static str,
-    /// Utf8 column that identifies a row (unique in the log)
-    pub id_column: &'static str,
-    /// columns with (nearly) a distinct value per row, stored without a dictionary
-    pub high_cardinality: &'static [&'static str],
-    /// Int64 columns that hold times, and their unit: Parquet `TIMESTAMP` (UTC) in the lake
-    pub times: &'static [(&'static str, arrow::datatypes::TimeUnit)],
-    /// columns named otherwise in the lake, so every table follows `ts_<what>_<unit>`
-    pub lake_names: &'static [(&'static str, &'static str)],
-}
+pub use crate::table::TableSpec;
 
 /// Tuning of one log.
 #[derive(Debug, Clone)]

@@ -12,7 +12,7 @@
 //! column is cast to the in-memory type whatever the file holds.
 
 use crate::error::StorageError;
-use crate::event_log::TableSpec;
+use crate::table::TableSpec;
 use arrow::array::{ArrayRef, RecordBatch};
 use arrow::compute::{CastOptions, cast_with_options};
 use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};

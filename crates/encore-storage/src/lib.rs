@@ -21,6 +21,7 @@ pub mod json;
 pub mod lake;
 pub mod metadata;
 pub mod objects;
+mod table;
 pub mod wal;
 
 pub use data_dir::{DataDir, FORMAT_VERSION, FormatInfo};

@@ -1068,11 +1068,7 @@ impl SpanStore {
     }
 }
 
-/// A trace id's uniform draw in [0, 1): its last 8 bytes are random.
-pub fn trace_draw(trace_id: &str) -> f64 {
-    let tail = &trace_id[trace_id.len().saturating_sub(16)..];
-    u64::from_str_radix(tail, 16).unwrap_or(0) as f64 / u64::MAX as f64
-}
+pub use crate::otlp::trace_draw;
 
 /// How long spans are kept, and how they are thinned as they age.
 #[derive(Debug, Clone, Default)]

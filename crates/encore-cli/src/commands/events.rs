@@ -133,7 +133,7 @@ fn refuse_spotify_exports(paths: &[PathBuf]) -> Result<(), CliError> {
         if let Ok(f) = std::fs::File::open(p) {
             let _ = f.take(64 << 10).read_to_end(&mut head);
         }
-        if encore_ingest::import::looks_like_spotify_export(&head) {
+        if encore_ingest::spotify::looks_like_spotify_export(&head) {
             return Err(CliError::usage(
                 format!(
                     "{} is a Spotify streaming-history export, not encore events",
@@ -213,7 +213,7 @@ pub fn import(loaded: &Loaded, cmd: ImportCommand, out: &Output) -> Result<(), C
         }
         ImportCommand::Movielens { dir } => encore_ingest::import::movielens(&ingestor, dir)?,
         ImportCommand::SpotifyHistory { files, user } => {
-            encore_ingest::import::spotify_history(&ingestor, files, user)?
+            encore_ingest::spotify::spotify_history(&ingestor, files, user)?
         }
     };
     for t in Table::ALL {

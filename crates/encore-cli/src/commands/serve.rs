@@ -108,8 +108,8 @@ pub fn serve_until(
         key: crate::commands::access::privacy_key(dir.path())?,
     };
     let auth =
-        encore_server::auth::Auth::open(dir.path(), mode, &loaded.config.server.open_routes)?;
-    if mode == encore_server::auth::Mode::Required
+        encore_server::keys::Auth::open(dir.path(), mode, &loaded.config.server.open_routes)?;
+    if mode == encore_server::keys::Mode::Required
         && encore_access::Keys::open(dir.path())?
             .list()?
             .iter()
@@ -327,10 +327,10 @@ fn tls_files(loaded: &Loaded) -> Result<Option<PemPair>, CliError> {
 fn auth_mode(
     loaded: &Loaded,
     bind: std::net::SocketAddr,
-) -> Result<encore_server::auth::Mode, CliError> {
+) -> Result<encore_server::keys::Mode, CliError> {
     use encore_config::AuthMode;
     match loaded.config.server.auth {
-        AuthMode::Required => Ok(encore_server::auth::Mode::Required),
+        AuthMode::Required => Ok(encore_server::keys::Mode::Required),
         AuthMode::Off => {
             let grpc = loaded.config.server.otlp_grpc.as_str();
             let grpc_local = grpc.is_empty()
@@ -355,7 +355,7 @@ fn auth_mode(
                 ));
             }
             tracing::warn!("authentication is off: every local caller may do everything");
-            Ok(encore_server::auth::Mode::Off)
+            Ok(encore_server::keys::Mode::Off)
         }
     }
 }

@@ -182,17 +182,21 @@ fn redirects_and_answers_are_bounded() {
     let e = client
         .post_json(&format!("{base}/loop"), &[], b"{}")
         .unwrap_err();
-    assert!(e.contains("too many redirects"), "{e}");
+    assert!(e.to_string().contains("too many redirects"), "{e}");
     let e = client
         .post_json(&format!("{base}/again"), &[], b"{}")
         .unwrap_err();
-    assert!(e.contains("redirect"), "{e}");
+    assert!(e.to_string().contains("redirect"), "{e}");
     let e = client
         .post_json(&format!("{base}/away"), &[], b"{}")
         .unwrap_err();
-    assert!(e.contains("not an allowed destination"), "{e}");
+    assert!(
+        matches!(e, encore_http::outbound::OutboundError::Refused(_)),
+        "{e}"
+    );
+    assert!(e.to_string().contains("not an allowed destination"), "{e}");
     let e = client
         .post_json(&format!("{base}/big"), &[], b"{}")
         .unwrap_err();
-    assert!(e.contains("over"), "{e}");
+    assert!(e.to_string().contains("over"), "{e}");
 }

@@ -1,5 +1,6 @@
-use encore_ingest::import::{hetrec_lastfm, movielens, spotify_history};
+use encore_ingest::import::{hetrec_lastfm, movielens};
 use encore_ingest::matrix::{MatrixOptions, build_matrix};
+use encore_ingest::spotify::spotify_history;
 use encore_ingest::{IngestOptions, Ingestor, Table};
 use std::path::PathBuf;
 
@@ -152,12 +153,12 @@ fn a_spotify_export_imports_once_with_names_skips_and_every_drop_counted() {
     for f in [&extended, &music, &podcast] {
         let head = std::fs::read(f).unwrap();
         assert!(
-            encore_ingest::import::looks_like_spotify_export(&head),
+            encore_ingest::spotify::looks_like_spotify_export(&head),
             "{}",
             f.display()
         );
     }
-    assert!(!encore_ingest::import::looks_like_spotify_export(
+    assert!(!encore_ingest::spotify::looks_like_spotify_export(
         br#"[{"event_id": "e1", "user_id": "u1", "ms_played": 1, "ts_end_ms": 2}]"#
     ));
 

@@ -3,8 +3,8 @@
 
 use encore_access::{Keys, NewKey, Scope};
 use encore_ingest::{IngestOptions, Ingestor};
-use encore_server::auth::{Auth, DEFAULT_OPEN, Mode, required};
 use encore_server::client::Connection;
+use encore_server::keys::{Auth, DEFAULT_OPEN, Mode, required};
 use encore_server::{AppState, Limits};
 use std::sync::Arc;
 

@@ -1,0 +1,3 @@
+//! The one integration-test binary of encore-app.
+
+mod architecture;
