@@ -11,6 +11,31 @@ use encore_telemetry::{Filter, SpanStore};
 use serde::{Deserialize, Serialize};
 use std::sync::Mutex;
 
+/// One evaluator's name and its score on a sample, or why there is none.
+pub type Scored = (String, Result<crate::Score, crate::EvalError>);
+
+/// Every evaluator of `specs` on every sample: per sample, per evaluator, a score or why there
+/// is none. An evaluator that does not build fails the whole call.
+pub fn evaluate(
+    ctx: &Context,
+    specs: &[EvaluatorSpec],
+    samples: &[crate::Sample<'_>],
+) -> Result<Vec<Vec<Scored>>, crate::EvalError> {
+    let built: Vec<Box<dyn crate::Evaluator>> = specs
+        .iter()
+        .map(|e| e.build(ctx))
+        .collect::<Result<_, _>>()?;
+    Ok(samples
+        .iter()
+        .map(|s| {
+            built
+                .iter()
+                .map(|e| (e.name().to_owned(), e.evaluate(s)))
+                .collect()
+        })
+        .collect())
+}
+
 /// Kinds of stored documents.
 pub const RULE: &str = "rule";
 pub const ALERT: &str = "alert";

@@ -1,4 +1,5 @@
-//! The online store (redb, `<data dir>/features.redb`): per view and entity, the entity's recent
+//! The online store (a key-value store, embedded: `<data dir>/features.redb`): per view and
+//! entity, the entity's recent
 //! events (those within the view's horizon, the longest of its windows and TTL), sorted by time,
 //! with the time of the last update. A read computes each feature as of now with the same code
 //! as a training set's point-in-time value, so online and offline agree by construction, windows
@@ -13,19 +14,23 @@ use crate::columns::Layout;
 use crate::compute::{Status, status, values};
 use crate::def::{Definitions, EntityKind, View};
 use crate::event::FeatureEvent;
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use encore_storage::StorageError;
+use encore_storage::kv::{KvRead, KvStore};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// per view and entity: the events within the view's horizon (the source of truth)
-const EVENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("events");
+const EVENTS: &str = "events";
 /// per view and entity: the prefix columns reads use ([`Layout`])
-const COLUMNS: TableDefinition<&str, &[u8]> = TableDefinition::new("columns");
+const COLUMNS: &str = "columns";
 /// the store's first layout (events with running sums in one table), replaced by the two above
-const OLD_BUFFERS: TableDefinition<&str, &[u8]> = TableDefinition::new("buffers");
-const META: TableDefinition<&str, i64> = TableDefinition::new("meta");
+const OLD_BUFFERS: &str = "buffers";
+/// the store's bookkeeping (little-endian integers)
+const META: &str = "watermarks";
+/// where an earlier layout kept the watermark (typed integers)
+const OLD_META: &str = "meta";
 const WATERMARK: &str = "materialized_to_ms";
 
 #[derive(Debug, thiserror::Error)]
@@ -48,8 +53,10 @@ impl encore_core::Coded for OnlineError {
     }
 }
 
-fn dberr<E: Into<redb::Error>>(e: E) -> OnlineError {
-    OnlineError::Store(e.into().to_string())
+impl From<StorageError> for OnlineError {
+    fn from(e: StorageError) -> OnlineError {
+        OnlineError::Store(e.to_string())
+    }
 }
 
 const RECORD: usize = 8 + 3 * 8 + 1 + 7 * 8;
@@ -300,32 +307,33 @@ impl Serialize for FeatureRow {
 
 #[derive(Debug)]
 pub struct OnlineStore {
-    /// written through shared handles; taken exclusively only to compact after an erasure
-    db: std::sync::RwLock<Database>,
+    /// the key-value store behind it (embedded: `<data dir>/features.redb`)
+    kv: Box<dyn KvStore>,
     pub stats: OnlineStats,
     /// hot entities' columns in memory ([`OnlineStore::with_cache`])
     pub cache: Option<Cache>,
 }
 
 impl OnlineStore {
+    /// The online store of the data directory `root`, in the key-value store it uses.
     pub fn open(root: &std::path::Path) -> Result<OnlineStore, OnlineError> {
-        let db = Database::create(root.join("features.redb")).map_err(dberr)?;
-        let tx = db.begin_write().map_err(dberr)?;
-        {
-            tx.open_table(EVENTS).map_err(dberr)?;
-            tx.open_table(COLUMNS).map_err(dberr)?;
-            let mut meta = tx.open_table(META).map_err(dberr)?;
-            if tx.delete_table(OLD_BUFFERS).map_err(dberr)? {
-                // a store of the first layout is rebuilt by materializing again
-                meta.remove(WATERMARK).map_err(dberr)?;
-                tracing::warn!(
-                    "the online feature store was rebuilt for a new layout: run `encore features materialize`"
-                );
-            }
+        OnlineStore::with_store(encore_storage::kv::open(root, "features")?)
+    }
+
+    /// The online store kept in `kv`.
+    pub fn with_store(kv: Box<dyn KvStore>) -> Result<OnlineStore, OnlineError> {
+        let (old_layout, old_meta) = kv.write(|tx| {
+            Ok::<_, StorageError>((tx.drop_table(OLD_BUFFERS)?, tx.drop_table(OLD_META)?))
+        })?;
+        if old_layout || old_meta {
+            // a store of an earlier layout is brought up to date by materializing again
+            kv.write(|tx| tx.delete(META, WATERMARK))?;
+            tracing::warn!(
+                "the online feature store was rebuilt for a new layout: run `encore features materialize`"
+            );
         }
-        tx.commit().map_err(dberr)?;
         Ok(OnlineStore {
-            db: std::sync::RwLock::new(db),
+            kv,
             stats: OnlineStats::default(),
             cache: None,
         })
@@ -407,15 +415,15 @@ impl OnlineStore {
         now_ms: i64,
         written: &mut Vec<(String, Vec<u8>)>,
     ) -> Result<(), OnlineError> {
-        let tx = self.db().begin_write().map_err(dberr)?;
-        {
-            let mut t = tx.open_table(EVENTS).map_err(dberr)?;
-            let mut cols = tx.open_table(COLUMNS).map_err(dberr)?;
+        let cached = self.cache.is_some();
+        self.kv.write(|tx| {
             for (key, (from, vi, mut new)) in groups {
-                let (_, mut have) = match t.get(key.as_str()).map_err(dberr)? {
-                    Some(g) => decode(g.value(), from),
-                    None => (0, Vec::new()),
-                };
+                let mut have = Vec::new();
+                tx.get(EVENTS, &key, &mut |v| {
+                    if let Some(b) = v {
+                        have = decode(b, from).1;
+                    }
+                })?;
                 new.sort_by_key(|e| e.ts);
                 for e in new {
                     let at = have.partition_point(|x| x.ts <= e.ts);
@@ -430,17 +438,15 @@ impl OnlineStore {
                     }
                     have.insert(at, e);
                 }
-                t.insert(key.as_str(), encode(now_ms, &have).as_slice())
-                    .map_err(dberr)?;
+                tx.put(EVENTS, &key, &encode(now_ms, &have))?;
                 let columns = layouts[vi].encode(now_ms, &have);
-                cols.insert(key.as_str(), columns.as_slice())
-                    .map_err(dberr)?;
-                if self.cache.is_some() {
+                tx.put(COLUMNS, &key, &columns)?;
+                if cached {
                     written.push((key, columns));
                 }
             }
-        }
-        tx.commit().map_err(dberr)
+            Ok(())
+        })
     }
 
     /// Replaces the stored rows of attribute view `view` with `table`: entities no longer in
@@ -457,32 +463,29 @@ impl OnlineStore {
             c.begin_write();
         }
         let mut written: Vec<(String, Option<Vec<u8>>)> = Vec::new();
-        let done = (|| -> Result<(), OnlineError> {
-            let tx = self.db().begin_write().map_err(dberr)?;
-            {
-                let mut cols = tx.open_table(COLUMNS).map_err(dberr)?;
-                let stale: Vec<String> = cols
-                    .range(lo.as_str()..hi.as_str())
-                    .map_err(dberr)?
-                    .filter_map(Result::ok)
-                    .map(|(k, _)| k.value().to_owned())
-                    .filter(|k| !table.rows.contains_key(&k[lo.len()..]))
-                    .collect();
-                for k in stale {
-                    cols.remove(k.as_str()).map_err(dberr)?;
-                    written.push((k, None));
+        let cached = self.cache.is_some();
+        let done = self.kv.write(|tx| {
+            let mut stale = Vec::new();
+            tx.range(COLUMNS, &lo, &hi, &mut |k, _| {
+                if !table.rows.contains_key(&k[lo.len()..]) {
+                    stale.push(k.to_owned());
                 }
-                for (entity, rows) in &table.rows {
-                    let key = format!("{lo}{entity}");
-                    let bytes = layout.encode_rows(now_ms, rows);
-                    cols.insert(key.as_str(), bytes.as_slice()).map_err(dberr)?;
-                    if self.cache.is_some() {
-                        written.push((key, Some(bytes)));
-                    }
+                true
+            })?;
+            for k in stale {
+                tx.delete(COLUMNS, &k)?;
+                written.push((k, None));
+            }
+            for (entity, rows) in &table.rows {
+                let key = format!("{lo}{entity}");
+                let bytes = layout.encode_rows(now_ms, rows);
+                tx.put(COLUMNS, &key, &bytes)?;
+                if cached {
+                    written.push((key, Some(bytes)));
                 }
             }
-            tx.commit().map_err(dberr)
-        })();
+            Ok::<_, OnlineError>(())
+        });
         if let Some(c) = &self.cache {
             match done {
                 Ok(()) => c.end_write(written.iter().map(|(k, v)| (k.as_str(), v.as_deref()))),
@@ -495,17 +498,12 @@ impl OnlineStore {
 
     /// Up to `limit` entity keys the store holds for `view` (key fields joined by U+001F).
     pub fn entities(&self, view: &str, limit: usize) -> Result<Vec<String>, OnlineError> {
-        let tx = self.db().begin_read().map_err(dberr)?;
-        let t = tx.open_table(COLUMNS).map_err(dberr)?;
         let (lo, hi) = (format!("{view}\u{0}"), format!("{view}\u{1}"));
         let mut out = Vec::new();
-        for item in t.range(lo.as_str()..hi.as_str()).map_err(dberr)? {
-            let (k, _) = item.map_err(dberr)?;
-            out.push(k.value()[lo.len()..].to_owned());
-            if out.len() >= limit {
-                break;
-            }
-        }
+        self.kv.reader()?.range(COLUMNS, &lo, &hi, &mut |k, _| {
+            out.push(k[lo.len()..].to_owned());
+            out.len() < limit
+        })?;
         Ok(out)
     }
 
@@ -519,31 +517,34 @@ impl OnlineStore {
         prefix: &str,
         now_ms: i64,
     ) -> Result<Vec<(String, f64)>, OnlineError> {
-        let tx = self.db().begin_read().map_err(dberr)?;
-        let t = tx.open_table(COLUMNS).map_err(dberr)?;
-        let events = tx.open_table(EVENTS).map_err(dberr)?;
+        let r = self.kv.reader()?;
         let lo = format!("{}\u{0}{prefix}\u{1f}", view.name);
         let hi = format!("{}\u{0}{prefix}\u{20}", view.name);
         let mut out = Vec::new();
+        // columns a layout cannot read (written under other definitions) fall back to events
+        let mut from_buffers = Vec::new();
         let mut vals = Vec::with_capacity(view.features.len());
-        for item in t.range(lo.as_str()..hi.as_str()).map_err(dberr)? {
-            let (k, v) = item.map_err(dberr)?;
+        r.range(COLUMNS, &lo, &hi, &mut |k, v| {
             vals.clear();
-            let st = match layout.read(v.value(), now_ms, &mut vals) {
-                Some((_, st)) => st,
-                None => {
-                    let g = events.get(k.value()).map_err(dberr)?;
-                    from_events(
-                        view,
-                        g.as_ref().map_or(&[], |g| g.value()),
-                        now_ms,
-                        &mut vals,
-                    )
-                    .1
+            match layout.read(v, now_ms, &mut vals) {
+                Some((_, Status::Live)) => {
+                    if let Some(x) = vals[feature] {
+                        out.push((k[lo.len()..].to_owned(), x));
+                    }
                 }
-            };
-            if let (Status::Live, Some(x)) = (st, vals[feature]) {
-                out.push((k.value()[lo.len()..].to_owned(), x));
+                Some(_) => {}
+                None => from_buffers.push(k.to_owned()),
+            }
+            true
+        })?;
+        for k in from_buffers {
+            vals.clear();
+            let mut st = Status::Missing;
+            r.get(EVENTS, &k, &mut |b| {
+                st = from_events(view, b.unwrap_or(&[]), now_ms, &mut vals).1;
+            })?;
+            if let (Status::Live, Some(x)) = (st, vals.get(feature).copied().flatten()) {
+                out.push((k[lo.len()..].to_owned(), x));
             }
         }
         Ok(out)
@@ -555,21 +556,21 @@ impl OnlineStore {
         defs: &Definitions,
         user: &str,
     ) -> Result<Vec<(String, String)>, OnlineError> {
-        let tx = self.db().begin_read().map_err(dberr)?;
-        let t = tx.open_table(COLUMNS).map_err(dberr)?;
-        let e = tx.open_table(EVENTS).map_err(dberr)?;
+        let r = self.kv.reader()?;
         let mut out = std::collections::BTreeSet::new();
         for v in defs.views.values().filter(|v| v.kind.is_personal()) {
             let exact = buffer_key(&v.name, user);
             let (lo, hi) = (format!("{exact}\u{1f}"), format!("{exact}\u{20}"));
-            for table in [&t, &e] {
-                if table.get(exact.as_str()).map_err(dberr)?.is_some() {
+            for table in [COLUMNS, EVENTS] {
+                let mut there = false;
+                r.get(table, &exact, &mut |b| there = b.is_some())?;
+                if there {
                     out.insert((v.name.clone(), exact.clone()));
                 }
-                for item in table.range(lo.as_str()..hi.as_str()).map_err(dberr)? {
-                    let (k, _) = item.map_err(dberr)?;
-                    out.insert((v.name.clone(), k.value().to_owned()));
-                }
+                r.range(table, &lo, &hi, &mut |k, _| {
+                    out.insert((v.name.clone(), k.to_owned()));
+                    true
+                })?;
             }
         }
         Ok(out.into_iter().collect())
@@ -583,16 +584,17 @@ impl OnlineStore {
         now_ms: i64,
     ) -> Result<Vec<serde_json::Value>, OnlineError> {
         let keys = self.user_keys(defs, user)?;
-        let tx = self.db().begin_read().map_err(dberr)?;
-        let e = tx.open_table(EVENTS).map_err(dberr)?;
+        let r = self.kv.reader()?;
         let mut out = Vec::new();
         for (view, key) in keys {
             let Some(v) = defs.views.get(&view) else {
                 continue;
             };
-            let g = e.get(key.as_str()).map_err(dberr)?;
             let mut vals = Vec::with_capacity(v.features.len());
-            let (_, st) = from_events(v, g.as_ref().map_or(&[], |g| g.value()), now_ms, &mut vals);
+            let mut st = Status::Missing;
+            r.get(EVENTS, &key, &mut |b| {
+                st = from_events(v, b.unwrap_or(&[]), now_ms, &mut vals).1;
+            })?;
             let values: serde_json::Map<String, serde_json::Value> = v
                 .features
                 .iter()
@@ -624,16 +626,13 @@ impl OnlineStore {
         if let Some(c) = &self.cache {
             c.begin_write();
         }
-        let tx = self.db().begin_write().map_err(dberr)?;
-        {
-            let mut t = tx.open_table(COLUMNS).map_err(dberr)?;
-            let mut e = tx.open_table(EVENTS).map_err(dberr)?;
+        let committed = self.kv.write(|tx| {
             for (_, k) in &keys {
-                t.remove(k.as_str()).map_err(dberr)?;
-                e.remove(k.as_str()).map_err(dberr)?;
+                tx.delete(COLUMNS, k)?;
+                tx.delete(EVENTS, k)?;
             }
-        }
-        let committed = tx.commit().map_err(dberr);
+            Ok::<_, StorageError>(())
+        });
         if let Some(c) = &self.cache {
             match &committed {
                 Ok(()) => c.end_write(keys.iter().map(|(_, k)| (k.as_str(), None))),
@@ -645,45 +644,26 @@ impl OnlineStore {
         Ok(keys.len())
     }
 
-    /// Rewrites the file so freed pages (which still hold erased bytes) are gone: waits for
-    /// transactions in flight to end, for up to a few seconds.
+    /// Rewrites the store so freed pages (which still hold erased bytes) are gone.
     pub fn compact(&self) -> Result<(), OnlineError> {
-        for _ in 0..100 {
-            let mut db = self.db.write().unwrap_or_else(|e| e.into_inner());
-            match db.compact() {
-                Ok(true) => continue,
-                Ok(false) => return Ok(()),
-                Err(redb::CompactionError::TransactionInProgress) => {
-                    drop(db);
-                    std::thread::sleep(std::time::Duration::from_millis(30));
-                }
-                Err(e) => return Err(dberr(e)),
-            }
-        }
-        Err(OnlineError::Store(
-            "compaction did not finish: transactions kept the file busy".into(),
-        ))
-    }
-
-    fn db(&self) -> std::sync::RwLockReadGuard<'_, Database> {
-        self.db.read().unwrap_or_else(|e| e.into_inner())
+        Ok(self.kv.compact()?)
     }
 
     /// The time materialization has reached (0 when never run).
     pub fn watermark(&self) -> Result<i64, OnlineError> {
-        let tx = self.db().begin_read().map_err(dberr)?;
-        let t = tx.open_table(META).map_err(dberr)?;
-        Ok(t.get(WATERMARK).map_err(dberr)?.map_or(0, |g| g.value()))
+        let mut ms = 0;
+        self.kv.reader()?.get(META, WATERMARK, &mut |b| {
+            ms = b
+                .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                .map_or(0, i64::from_le_bytes);
+        })?;
+        Ok(ms)
     }
 
     pub fn set_watermark(&self, ms: i64) -> Result<(), OnlineError> {
-        let tx = self.db().begin_write().map_err(dberr)?;
-        {
-            let mut t = tx.open_table(META).map_err(dberr)?;
-            t.insert(WATERMARK, ms).map_err(dberr)?;
-        }
-        tx.commit().map_err(dberr)?;
-        Ok(())
+        Ok(self
+            .kv
+            .write(|tx| tx.put(META, WATERMARK, &ms.to_le_bytes()))?)
     }
 
     /// The features of `plan` for each row of `rows` (request field → value), as of `now_ms`,
@@ -704,7 +684,7 @@ impl OnlineStore {
             }
         }
         // entities missing from the cache are read in one transaction, opened at the first
-        let mut txn = None;
+        let mut txn: Option<Txn<'_>> = None;
         let mut out = Vec::with_capacity(rows.len());
         let mut key = String::new();
         let n_features = plan.names.len();
@@ -753,22 +733,19 @@ impl OnlineStore {
     }
 }
 
-/// A read transaction of the online store, with the epoch of the cache when it began.
-struct Txn {
+/// A read snapshot of the online store, with the epoch of the cache when it began.
+struct Txn<'a> {
     epoch: u64,
-    columns: redb::ReadOnlyTable<&'static str, &'static [u8]>,
-    events: redb::ReadOnlyTable<&'static str, &'static [u8]>,
+    reader: Box<dyn KvRead + 'a>,
 }
 
 impl OnlineStore {
-    fn txn<'a>(&self, slot: &'a mut Option<Txn>) -> Result<&'a Txn, OnlineError> {
+    fn txn<'a, 's>(&'s self, slot: &'a mut Option<Txn<'s>>) -> Result<&'a Txn<'s>, OnlineError> {
         if slot.is_none() {
             let epoch = self.cache.as_ref().map_or(0, Cache::epoch);
-            let tx = self.db().begin_read().map_err(dberr)?;
             *slot = Some(Txn {
                 epoch,
-                columns: tx.open_table(COLUMNS).map_err(dberr)?,
-                events: tx.open_table(EVENTS).map_err(dberr)?,
+                reader: self.kv.reader()?,
             });
         }
         Ok(slot.as_ref().expect("opened above"))
@@ -776,9 +753,9 @@ impl OnlineStore {
 
     /// `view` of the entity `key` as of `now_ms`, appended to `out`: from the cache, else the
     /// store's columns, else (written under other definitions) its events.
-    fn read_view(
-        &self,
-        txn: &mut Option<Txn>,
+    fn read_view<'s>(
+        &'s self,
+        txn: &mut Option<Txn<'s>>,
         view: &View,
         layout: &Layout,
         key: &str,
@@ -804,31 +781,36 @@ impl OnlineStore {
             c.misses.fetch_add(1, Ordering::Relaxed);
         }
         let t = self.txn(txn)?;
-        let g = t.columns.get(key).map_err(dberr)?;
-        let bytes = g.as_ref().map(|g| g.value());
-        if let Some(c) = &self.cache {
-            c.insert(t.epoch, key, bytes);
-        }
-        match bytes {
+        // None: no such entity; Some(None): columns this layout cannot read
+        let mut read = None;
+        t.reader.get(COLUMNS, key, &mut |bytes| {
+            if let Some(c) = &self.cache {
+                c.insert(t.epoch, key, bytes);
+            }
+            if let Some(b) = bytes {
+                read = Some(layout.read(b, now_ms, out));
+            }
+        })?;
+        match read {
             None => Ok(missing(out)),
-            Some(b) => match layout.read(b, now_ms, out) {
-                Some(r) => Ok(r),
-                None => self.read_events(t, view, key, now_ms, out),
-            },
+            Some(Some(r)) => Ok(r),
+            Some(None) => self.read_events(t, view, key, now_ms, out),
         }
     }
 
     fn read_events(
         &self,
-        t: &Txn,
+        t: &Txn<'_>,
         view: &View,
         key: &str,
         now_ms: i64,
         out: &mut Vec<Option<f64>>,
     ) -> Result<(i64, Status), OnlineError> {
-        let g = t.events.get(key).map_err(dberr)?;
-        let bytes = g.as_ref().map_or(&[][..], |g| g.value());
-        Ok(from_events(view, bytes, now_ms, out))
+        let mut r = (0, Status::Missing);
+        t.reader.get(EVENTS, key, &mut |b| {
+            r = from_events(view, b.unwrap_or(&[]), now_ms, out);
+        })?;
+        Ok(r)
     }
 }
 

@@ -26,47 +26,23 @@ use std::sync::Arc;
 /// The middleware: verifies the key and the scope, runs the handler, audits. Nothing is
 /// allocated for a request that is neither refused nor audited but the caller's `Arc`.
 pub async fn authorize(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let auth = &state.auth;
     let matched = req.extensions().get::<MatchedPath>().cloned();
     let route = matched.as_ref().map_or("", |m| m.as_str());
-    if auth.open.iter().any(|r| r == route) {
+    if state.auth.open.iter().any(|r| r == route) {
         return next.run(req).await;
     }
-    let principal = match auth.principal(req.headers().get(header::AUTHORIZATION)) {
+    let principal = match state
+        .auth
+        .principal(req.headers().get(header::AUTHORIZATION))
+    {
         Ok(p) => p,
-        Err(e) => {
-            state.metrics.auth_refused("unauthenticated");
-            let mut r = e.into_response();
-            r.headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            return r;
-        }
+        Err(e) => return unauthenticated(&state, e),
     };
     let method = req.method().clone();
     let need = required(&method, route).unwrap_or(Scope::Admin);
     if !principal.allows(need) {
-        state.metrics.auth_refused("forbidden");
-        let e = ApiError::new(
-            ErrorCode::PermissionDenied,
-            format!(
-                "the key {:?} lacks the scope `{need}` that {method} {route} needs",
-                principal.name
-            ),
-        );
-        let response = e.into_response();
-        let target = req.uri().path().to_owned();
-        record(
-            &state,
-            &principal,
-            source(&req),
-            &method,
-            route,
-            &target,
-            403,
-            &format!("needs {need}"),
-        )
-        .await;
-        return response;
+        let (target, from) = (req.uri().path().to_owned(), source(&req));
+        return forbidden(&state, &principal, (&method, route, &target, from), need).await;
     }
     let audited = !(method == Method::GET || method == Method::HEAD)
         || reads_content(&method, route, &principal);
@@ -83,6 +59,36 @@ pub async fn authorize(State(state): State<AppState>, mut req: Request, next: Ne
     )
     .await;
     response
+}
+
+/// A request without a valid key: 401 with `WWW-Authenticate: Bearer`, counted.
+fn unauthenticated(state: &AppState, e: ApiError) -> Response {
+    state.metrics.auth_refused("unauthenticated");
+    let mut r = e.into_response();
+    r.headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    r
+}
+
+/// A known key without the scope `need`: 403 naming it, counted and audited. `call` is the
+/// request's method, route, path and source.
+async fn forbidden(
+    state: &AppState,
+    principal: &Principal,
+    (method, route, target, from): (&Method, &str, &str, String),
+    need: Scope,
+) -> Response {
+    state.metrics.auth_refused("forbidden");
+    let e = ApiError::new(
+        ErrorCode::PermissionDenied,
+        format!(
+            "the key {:?} lacks the scope `{need}` that {method} {route} needs",
+            principal.name
+        ),
+    );
+    let detail = format!("needs {need}");
+    record(state, principal, from, method, route, target, 403, &detail).await;
+    e.into_response()
 }
 
 fn source(req: &Request) -> String {

@@ -23,6 +23,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use encore_app::evals::Evals as EvalsAccess;
 use encore_core::ErrorCode;
+use encore_evals::Sample;
 use encore_evals::alerts::AlertRule;
 use encore_evals::alerts::SliceState;
 use encore_evals::experiment::{Comparison, Run};
@@ -33,7 +34,6 @@ use encore_evals::quality::{JudgeCalibration, Quality};
 use encore_evals::spec::EvaluatorSpec;
 use encore_evals::store::{AlertEvent, DatasetItem, DatasetVersion, QueueItem};
 use encore_evals::store::{EvalStore, Queue, ScoreFilter, ScoreValue, StoredScore, Target};
-use encore_evals::{Evaluator, Sample};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::sync::Arc;
@@ -398,37 +398,39 @@ pub(crate) async fn evaluate(
         return Err(invalid("at most 1000 samples per request"));
     }
     blocking(&state, move |a| {
-        let built: Vec<Box<dyn Evaluator>> = b
-            .evaluators
-            .iter()
-            .map(|e| e.build(&a.ctx))
-            .collect::<Result<_, _>>()
-            .map_err(|e| invalid(e.to_string()))?;
-        let results: Vec<Vec<Outcome>> = b
-            .samples
-            .iter()
-            .map(|s| {
-                let sample = Sample {
-                    input: &s.input,
-                    output: &s.output,
-                    expected: s.expected.as_deref(),
-                    context: s.context.as_deref(),
-                };
-                built
-                    .iter()
-                    .map(|e| match e.evaluate(&sample) {
-                        Ok(score) => Outcome::Score(score),
-                        Err(err) => Outcome::Error {
-                            evaluator: e.name().to_owned(),
-                            error: err.to_string(),
-                        },
-                    })
-                    .collect()
-            })
+        let samples: Vec<Sample<'_>> = b.samples.iter().map(SampleBody::sample).collect();
+        let scored =
+            ops::evaluate(&a.ctx, &b.evaluators, &samples).map_err(|e| invalid(e.to_string()))?;
+        let results = scored
+            .into_iter()
+            .map(|per| per.into_iter().map(Outcome::of).collect())
             .collect();
         Ok(Json(Evaluated { results }))
     })
     .await
+}
+
+impl SampleBody {
+    fn sample(&self) -> Sample<'_> {
+        Sample {
+            input: &self.input,
+            output: &self.output,
+            expected: self.expected.as_deref(),
+            context: self.context.as_deref(),
+        }
+    }
+}
+
+impl Outcome {
+    fn of((evaluator, r): ops::Scored) -> Outcome {
+        match r {
+            Ok(score) => Outcome::Score(score),
+            Err(err) => Outcome::Error {
+                evaluator,
+                error: err.to_string(),
+            },
+        }
+    }
 }
 
 #[utoipa::path(get, path = "/v1/evals/quality", tag = "evals", params(ScoreParams),

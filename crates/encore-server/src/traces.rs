@@ -475,63 +475,10 @@ pub(crate) async fn list(
     params: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Json<SpanList>, ApiError> {
     let Query(p) = params.map_err(|e| ApiError::new(ErrorCode::InvalidArgument, e.body_text()))?;
-    if p.q.as_deref().is_some_and(|q| !q.is_empty()) && !caller.allows(Scope::TracesContent) {
-        return Err(ApiError::new(
-            ErrorCode::PermissionDenied,
-            format!(
-                "searching prompts and completions (`q`) needs the scope `traces:content`, which the key {:?} lacks",
-                caller.name
-            ),
-        ));
-    }
-    let project = readable_project(&caller, p.project)?;
-    if p.limit == 0 || p.limit > 10_000 {
-        return Err(ApiError::new(
-            ErrorCode::InvalidArgument,
-            format!(
-                "bad parameter `limit`: {} is out of range, expected 1..=10000",
-                p.limit
-            ),
-        ));
-    }
-    let t = access(&state)?;
-    let filter = Filter {
-        project,
-        from_ms: p.from_ms,
-        to_ms: p.to_ms,
-        service: p.service,
-        operation: p.operation,
-        model: p.model,
-        provider: p.provider,
-        status: p.status,
-        user: p.user,
-        session: p.session,
-        trace_id: p.trace_id,
-        min_duration_ms: p.min_duration_ms,
-        min_cost: p.min_cost,
-        root: p.root,
-        text: p.q.filter(|q| !q.is_empty()),
-        attributes: match p.attr.as_deref() {
-            None | Some("") => Vec::new(),
-            Some(a) => a
-                .split(',')
-                .map(|kv| {
-                    kv.split_once('=')
-                        .map(|(k, v)| (k.trim().to_owned(), v.to_owned()))
-                        .ok_or_else(|| {
-                            ApiError::new(
-                                ErrorCode::InvalidArgument,
-                                format!("bad parameter `attr`: {kv:?}, expected KEY=VALUE"),
-                            )
-                        })
-                })
-                .collect::<Result<_, _>>()?,
-        },
-    };
     let (limit, before) = (p.limit, p.before_ns);
-    let rows = tokio::task::spawn_blocking(move || t.store.list(&filter, limit, before))
-        .await
-        .map_err(|e| ApiError::new(ErrorCode::Internal, format!("list task failed: {e}")))??;
+    let filter = p.filter(&caller)?;
+    let t = access(&state)?;
+    let rows = crate::error::blocking("list", move || t.store.list(&filter, limit, before)).await?;
     let next = (rows.len() == limit)
         .then(|| rows.last().map(|r| r.start_ns))
         .flatten();
@@ -539,6 +486,62 @@ pub(crate) async fn list(
         spans: rows,
         next_before_ns: next,
     }))
+}
+
+impl ListParams {
+    /// The store's filter, for `caller`: the projects it may read, content search only with
+    /// `traces:content`, the bounds of every parameter.
+    fn filter(self, caller: &Principal) -> Result<Filter, ApiError> {
+        let p = self;
+        if p.q.as_deref().is_some_and(|q| !q.is_empty()) && !caller.allows(Scope::TracesContent) {
+            return Err(ApiError::new(
+                ErrorCode::PermissionDenied,
+                format!(
+                    "searching prompts and completions (`q`) needs the scope `traces:content`, which the key {:?} lacks",
+                    caller.name
+                ),
+            ));
+        }
+        crate::error::bounded("limit", p.limit, 1..=10_000)?;
+        Ok(Filter {
+            project: readable_project(caller, p.project)?,
+            from_ms: p.from_ms,
+            to_ms: p.to_ms,
+            service: p.service,
+            operation: p.operation,
+            model: p.model,
+            provider: p.provider,
+            status: p.status,
+            user: p.user,
+            session: p.session,
+            trace_id: p.trace_id,
+            min_duration_ms: p.min_duration_ms,
+            min_cost: p.min_cost,
+            root: p.root,
+            text: p.q.filter(|q| !q.is_empty()),
+            attributes: attributes(p.attr.as_deref())?,
+        })
+    }
+}
+
+/// `attr=KEY=VALUE,KEY=VALUE` as pairs.
+fn attributes(attr: Option<&str>) -> Result<Vec<(String, String)>, ApiError> {
+    match attr {
+        None | Some("") => Ok(Vec::new()),
+        Some(a) => a
+            .split(',')
+            .map(|kv| {
+                kv.split_once('=')
+                    .map(|(k, v)| (k.trim().to_owned(), v.to_owned()))
+                    .ok_or_else(|| {
+                        ApiError::new(
+                            ErrorCode::InvalidArgument,
+                            format!("bad parameter `attr`: {kv:?}, expected KEY=VALUE"),
+                        )
+                    })
+            })
+            .collect(),
+    }
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -580,42 +583,15 @@ pub(crate) async fn stats(
     params: Result<Query<StatsParams>, QueryRejection>,
 ) -> Result<Json<SpanStats>, ApiError> {
     let Query(p) = params.map_err(|e| ApiError::new(ErrorCode::InvalidArgument, e.body_text()))?;
-    let project = readable_project(&caller, p.project)?;
-    let bucket_ms = match p.bucket.as_deref().unwrap_or("none") {
-        "none" => 0,
-        "minute" => 60_000,
-        "hour" => 3_600_000,
-        "day" => 86_400_000,
-        other => {
-            return Err(ApiError::new(
-                ErrorCode::InvalidArgument,
-                format!("bad parameter `bucket`: {other:?}, expected minute, hour, day or none"),
-            ));
-        }
-    };
-    let t = access(&state)?;
-    let filter = Filter {
-        project,
-        from_ms: p.from_ms,
-        to_ms: p.to_ms,
-        service: p.service,
-        operation: p.operation,
-        model: p.model,
-        provider: p.provider,
-        status: p.status,
-        user: p.user,
-        session: p.session,
-        root: p.root,
-        ..Default::default()
-    };
+    let (bucket_ms, group) = (p.bucket_ms()?, p.group_by);
     let limit = p
         .limit
         .map(|l| crate::error::bounded("limit", l, 1..=100_000))
         .transpose()?;
-    let group = p.group_by;
-    let mut rows = tokio::task::spawn_blocking(move || t.store.stats(&filter, group, bucket_ms))
-        .await
-        .map_err(|e| ApiError::new(ErrorCode::Internal, format!("stats task failed: {e}")))??;
+    let filter = p.filter(&caller)?;
+    let t = access(&state)?;
+    let mut rows =
+        crate::error::blocking("stats", move || t.store.stats(&filter, group, bucket_ms)).await?;
     if let Some(limit) = limit {
         // rows are by bucket, then by cost: keep the first `limit` of each bucket
         let mut seen: std::collections::HashMap<i64, usize> = Default::default();
@@ -626,6 +602,43 @@ pub(crate) async fn stats(
         });
     }
     Ok(Json(SpanStats { rows }))
+}
+
+impl StatsParams {
+    fn bucket_ms(&self) -> Result<i64, ApiError> {
+        Ok(match self.bucket.as_deref().unwrap_or("none") {
+            "none" => 0,
+            "minute" => 60_000,
+            "hour" => 3_600_000,
+            "day" => 86_400_000,
+            other => {
+                return Err(ApiError::new(
+                    ErrorCode::InvalidArgument,
+                    format!(
+                        "bad parameter `bucket`: {other:?}, expected minute, hour, day or none"
+                    ),
+                ));
+            }
+        })
+    }
+
+    fn filter(self, caller: &Principal) -> Result<Filter, ApiError> {
+        let p = self;
+        Ok(Filter {
+            project: readable_project(caller, p.project)?,
+            from_ms: p.from_ms,
+            to_ms: p.to_ms,
+            service: p.service,
+            operation: p.operation,
+            model: p.model,
+            provider: p.provider,
+            status: p.status,
+            user: p.user,
+            session: p.session,
+            root: p.root,
+            ..Default::default()
+        })
+    }
 }
 
 #[utoipa::path(get, path = "/v1/traces/{trace_id}", tag = "traces",

@@ -57,6 +57,9 @@ pub enum StorageError {
 
     #[error("the event log is closed")]
     Closed,
+
+    #[error("the transaction was rolled back")]
+    RolledBack,
 }
 
 impl StorageError {
@@ -90,6 +93,7 @@ impl Coded for StorageError {
             StorageError::Io { .. } | StorageError::WriteFailed { .. } | StorageError::Closed => {
                 ErrorCode::Unavailable
             }
+            StorageError::RolledBack => ErrorCode::Internal,
             StorageError::Corrupt { .. } | StorageError::DataLoss { .. } => ErrorCode::DataLoss,
             StorageError::Parquet { .. } | StorageError::Arrow { .. } => ErrorCode::Internal,
             StorageError::SchemaMismatch { .. }
@@ -125,6 +129,7 @@ impl Coded for StorageError {
             | StorageError::UnknownColumn { .. }
             | StorageError::BadKey { .. }
             | StorageError::WriteFailed { .. }
+            | StorageError::RolledBack
             | StorageError::Closed => None,
         }
     }

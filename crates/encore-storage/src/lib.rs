@@ -18,6 +18,7 @@ pub mod event_log;
 pub mod event_store;
 pub mod fs;
 pub mod json;
+pub mod kv;
 pub mod lake;
 pub mod metadata;
 pub mod objects;

@@ -101,8 +101,7 @@ fn resolve(known: &BTreeSet<String>, path: &str) -> String {
     let parts: Vec<&str> = path.split("::").collect();
     (1..=parts.len())
         .map(|n| parts[..n].join("::"))
-        .filter(|m| known.contains(m))
-        .next_back()
+        .rfind(|m| known.contains(m))
         .unwrap_or_default()
 }
 

@@ -1,0 +1,216 @@
+//! The conformance suite of [`KvStore`]: written once, run against every backend. `open(name)`
+//! gives a handle on the store `name` (the same name: the same store; a second call comes after
+//! the first handle is dropped).
+
+use super::{KvRead, KvStore};
+use crate::StorageError;
+
+type Open<'a> = &'a dyn Fn(&str) -> Box<dyn KvStore>;
+
+/// Every case, in order; panics on the first that fails, naming it.
+pub fn run(open: Open<'_>) {
+    values_round_trip_by_table(open);
+    ranges_are_ordered_and_bounded(open);
+    a_failed_write_leaves_nothing(open);
+    a_snapshot_does_not_see_later_writes(open);
+    concurrent_writers_lose_no_update(open);
+    deletions_survive_compaction_and_a_reopen(open);
+}
+
+fn get(r: &dyn KvRead, table: &str, key: &str) -> Option<Vec<u8>> {
+    let mut out = None;
+    r.get(table, key, &mut |v| out = v.map(<[u8]>::to_vec))
+        .unwrap();
+    out
+}
+
+fn keys(r: &dyn KvRead, table: &str, lo: &str, hi: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    r.range(table, lo, hi, &mut |k, _| {
+        out.push(k.to_owned());
+        true
+    })
+    .unwrap();
+    out
+}
+
+fn values_round_trip_by_table(open: Open<'_>) {
+    let s = open("values");
+    let big = vec![7u8; 1 << 20];
+    s.write(|tx| {
+        tx.put("a", "k", b"in a")?;
+        tx.put("b", "k", b"in b")?;
+        tx.put("a", "empty", b"")?;
+        tx.put("a", "big", &big)?;
+        tx.put("a", "\u{0}odd\u{1f}key\u{10ffff}", b"x")?;
+        Ok::<_, StorageError>(())
+    })
+    .unwrap();
+    let r = s.reader().unwrap();
+    assert_eq!(get(r.as_ref(), "a", "k").as_deref(), Some(&b"in a"[..]));
+    assert_eq!(get(r.as_ref(), "b", "k").as_deref(), Some(&b"in b"[..]));
+    assert_eq!(get(r.as_ref(), "a", "empty").as_deref(), Some(&b""[..]));
+    assert_eq!(get(r.as_ref(), "a", "big"), Some(big));
+    assert_eq!(
+        get(r.as_ref(), "a", "\u{0}odd\u{1f}key\u{10ffff}").as_deref(),
+        Some(&b"x"[..])
+    );
+    assert_eq!(get(r.as_ref(), "a", "missing"), None);
+    assert_eq!(get(r.as_ref(), "no-such-table", "k"), None);
+    assert!(keys(r.as_ref(), "no-such-table", "", "\u{10ffff}").is_empty());
+    drop(r);
+    // an overwrite replaces; a delete says whether the key was there
+    let (was, again) = s
+        .write(|tx| {
+            tx.put("a", "k", b"new")?;
+            Ok::<_, StorageError>((tx.delete("b", "k")?, tx.delete("b", "k")?))
+        })
+        .unwrap();
+    assert!(was && !again);
+    let r = s.reader().unwrap();
+    assert_eq!(get(r.as_ref(), "a", "k").as_deref(), Some(&b"new"[..]));
+    assert_eq!(get(r.as_ref(), "b", "k"), None);
+}
+
+fn ranges_are_ordered_and_bounded(open: Open<'_>) {
+    let s = open("ranges");
+    s.write(|tx| {
+        for k in [
+            "v\u{0}u2",
+            "v\u{0}u1\u{1f}a9",
+            "v\u{0}u1",
+            "v\u{0}u1\u{1f}a1",
+            "w\u{0}u1",
+            "u",
+        ] {
+            tx.put("t", k, k.as_bytes())?;
+        }
+        Ok::<_, StorageError>(())
+    })
+    .unwrap();
+    let r = s.reader().unwrap();
+    assert_eq!(
+        keys(r.as_ref(), "t", "v\u{0}", "v\u{1}"),
+        [
+            "v\u{0}u1",
+            "v\u{0}u1\u{1f}a1",
+            "v\u{0}u1\u{1f}a9",
+            "v\u{0}u2"
+        ]
+    );
+    assert_eq!(
+        keys(r.as_ref(), "t", "v\u{0}u1\u{1f}", "v\u{0}u1\u{20}"),
+        ["v\u{0}u1\u{1f}a1", "v\u{0}u1\u{1f}a9"],
+        "a prefix scan"
+    );
+    assert!(keys(r.as_ref(), "t", "z", "a").is_empty(), "an empty range");
+    let mut first = Vec::new();
+    r.range("t", "", "\u{10ffff}", &mut |k, v| {
+        assert_eq!(k.as_bytes(), v);
+        first.push(k.to_owned());
+        first.len() < 2
+    })
+    .unwrap();
+    assert_eq!(first, ["u", "v\u{0}u1"], "stops when told");
+}
+
+#[derive(Debug)]
+enum Mine {
+    Refused,
+    Store(StorageError),
+}
+
+impl From<StorageError> for Mine {
+    fn from(e: StorageError) -> Mine {
+        Mine::Store(e)
+    }
+}
+
+fn a_failed_write_leaves_nothing(open: Open<'_>) {
+    let s = open("atomic");
+    let r: Result<(), Mine> = s.write(|tx| {
+        tx.put("t", "a", b"1")?;
+        // the transaction reads its own write
+        let mut seen = None;
+        tx.get("t", "a", &mut |v| seen = v.map(<[u8]>::to_vec))?;
+        assert_eq!(seen.as_deref(), Some(&b"1"[..]));
+        Err(Mine::Refused)
+    });
+    assert!(matches!(r, Err(Mine::Refused)), "{r:?}");
+    // an error of the store's own reaches the caller through the caller's type
+    let r: Result<(), Mine> = s.write(|tx| {
+        tx.put("t", "b", b"2")?;
+        Err(StorageError::Closed)?
+    });
+    assert!(matches!(r, Err(Mine::Store(StorageError::Closed))), "{r:?}");
+    assert_eq!(
+        get(s.reader().unwrap().as_ref(), "t", "a"),
+        None,
+        "rolled back"
+    );
+}
+
+fn a_snapshot_does_not_see_later_writes(open: Open<'_>) {
+    let s = open("snapshot");
+    s.write(|tx| tx.put("t", "k", b"old")).unwrap();
+    let before = s.reader().unwrap();
+    s.write(|tx| tx.put("t", "k", b"new")).unwrap();
+    assert_eq!(get(before.as_ref(), "t", "k").as_deref(), Some(&b"old"[..]));
+    assert_eq!(
+        get(s.reader().unwrap().as_ref(), "t", "k").as_deref(),
+        Some(&b"new"[..])
+    );
+}
+
+fn concurrent_writers_lose_no_update(open: Open<'_>) {
+    let s = open("concurrent");
+    s.write(|tx| tx.put("t", "n", &0u64.to_le_bytes())).unwrap();
+    std::thread::scope(|sc| {
+        for _ in 0..4 {
+            let s = &s;
+            sc.spawn(move || {
+                for _ in 0..100 {
+                    s.write(|tx| {
+                        let mut n = 0u64;
+                        tx.get("t", "n", &mut |v| {
+                            n = v.map_or(0, |b| u64::from_le_bytes(b.try_into().unwrap()));
+                        })?;
+                        tx.put("t", "n", &(n + 1).to_le_bytes())
+                    })
+                    .unwrap();
+                }
+            });
+        }
+    });
+    let v = get(s.reader().unwrap().as_ref(), "t", "n").unwrap();
+    assert_eq!(u64::from_le_bytes(v.try_into().unwrap()), 400);
+}
+
+fn deletions_survive_compaction_and_a_reopen(open: Open<'_>) {
+    {
+        let s = open("reopen");
+        s.write(|tx| {
+            for i in 0..200 {
+                tx.put("t", &format!("k{i:03}"), &[i as u8; 100])?;
+            }
+            tx.put("gone", "x", b"y")?;
+            Ok::<_, StorageError>(())
+        })
+        .unwrap();
+        s.write(|tx| {
+            for i in 0..100 {
+                tx.delete("t", &format!("k{i:03}"))?;
+            }
+            tx.drop_table("gone")
+        })
+        .unwrap();
+        s.compact().unwrap();
+    }
+    let s = open("reopen");
+    let r = s.reader().unwrap();
+    let left = keys(r.as_ref(), "t", "", "\u{10ffff}");
+    assert_eq!(left.len(), 100);
+    assert_eq!(left[0], "k100");
+    assert_eq!(get(r.as_ref(), "t", "k150"), Some(vec![150u8; 100]));
+    assert_eq!(get(r.as_ref(), "gone", "x"), None);
+}
