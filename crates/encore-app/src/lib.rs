@@ -9,6 +9,7 @@
 //! - [`experiments`]: running experiments for serving, and their analysis on the event log;
 //! - [`features`]: online features fed by stored plays;
 //! - [`telemetry`]: OTLP exports in, newly stored spans to online evaluation;
+//! - [`training`]: snapshot, fit, evaluate, register, promote;
 //! - [`evals`]: online evaluation and alerting on a node;
 //! - [`privacy`]: erasure of a listener from every store;
 //! - [`worker`]: the one shape of background work (a batching writer, a periodic task);
@@ -23,6 +24,7 @@ pub mod ingest;
 pub mod privacy;
 pub mod serving;
 pub mod telemetry;
+pub mod training;
 pub mod worker;
 
 pub use error::AppError;

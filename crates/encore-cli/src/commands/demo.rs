@@ -20,9 +20,9 @@ struct DemoReport {
     /// rows in the event log after the run
     log_rows: u64,
     /// offline evaluation on the log (20 % of each listener's streamed tracks held out)
-    models: Vec<crate::commands::eval::EvalReport>,
+    models: Vec<encore_app::training::EvalReport>,
     /// ALS trained on the whole log, registered and moved to production through the gate
-    registered: crate::commands::train::TrainReport,
+    registered: encore_app::training::TrainReport,
     /// requests to try against the server the demo starts
     #[serde(skip_serializing_if = "Vec::is_empty")]
     requests: Vec<String>,
@@ -124,14 +124,14 @@ fn build(loaded: &Loaded, args: &DemoArgs, out: &Output) -> Result<(), CliError>
     )?;
     let stats = encore_ingest::stats::event_stats(&ingestor)?;
     // train and evaluate on the log: ALS next to popularity on a holdout of each listener's streams
-    let ds = crate::commands::eval::dataset_from_log(&ingestor)?;
+    let ds = encore_app::training::dataset_from_log(&ingestor)?;
     let mut models = Vec::new();
     for model in [crate::cli::ModelArg::Popularity, crate::cli::ModelArg::Als] {
         let args = crate::cli::ModelArgs::defaults(model);
         models.push(crate::commands::eval::evaluate(&ds, &args, 0, 10, out)?);
     }
     // the production model: ALS on every stream, registered with the metrics above
-    let data = crate::commands::train::TrainingData::from_log(&ingestor)?;
+    let data = encore_app::training::TrainingData::from_log(&ingestor)?;
     let train_args = crate::cli::TrainArgs {
         train: None,
         model: crate::cli::ModelArgs::defaults(crate::cli::ModelArg::Als),
@@ -145,13 +145,14 @@ fn build(loaded: &Loaded, args: &DemoArgs, out: &Output) -> Result<(), CliError>
         gate: crate::cli::GateArgs::default(),
         tags: vec![("source".into(), "demo".into())],
     };
-    let mut registered = crate::commands::train::train(dir.path(), &data, &train_args, out)?;
+    let t = crate::commands::train::settings(loaded, &train_args);
+    let bars = crate::commands::train::Bars::new(out);
+    let mut registered = encore_app::training::fit(dir.path(), &data, &t, &bars)?;
     let (als_metrics, pop_metrics) = (models[1].metrics.clone(), models[0].metrics.clone());
-    crate::commands::train::register(
-        loaded,
+    encore_app::training::register(
         dir.path(),
         &data,
-        &train_args,
+        &t,
         &mut registered,
         als_metrics,
         pop_metrics,
@@ -165,7 +166,7 @@ fn build(loaded: &Loaded, args: &DemoArgs, out: &Output) -> Result<(), CliError>
         reason: "encore demo",
         force: false,
     };
-    let gate = train_args.gate.gate(&loaded.config.registry);
+    let gate = t.gate.clone();
     registered.promoted = match registry.promote("recommender", registered.version, &how, &gate) {
         Ok(m) => Some(m),
         Err(e @ encore_registry::RegistryError::GateRefused { .. }) => {

@@ -196,7 +196,7 @@ fn prepare(
         false,
         out,
     )?;
-    let data = crate::commands::train::TrainingData::from_log(&ingestor)?;
+    let data = encore_app::training::TrainingData::from_log(&ingestor)?;
     let mut registry = encore_registry::Registry::open(dir.path())?;
     let actor = crate::commands::models::actor();
     let gate = crate::cli::GateArgs::default().gate(&loaded.config.registry);
@@ -220,12 +220,13 @@ fn prepare(
             gate: crate::cli::GateArgs::default(),
             tags: vec![("source".into(), "simulation".into())],
         };
-        let mut trained = crate::commands::train::train(dir.path(), &data, &args, out)?;
-        crate::commands::train::register(
-            loaded,
+        let t = crate::commands::train::settings(loaded, &args);
+        let bars = crate::commands::train::Bars::new(out);
+        let mut trained = encore_app::training::fit(dir.path(), &data, &t, &bars)?;
+        encore_app::training::register(
             dir.path(),
             &data,
-            &args,
+            &t,
             &mut trained,
             Default::default(),
             Default::default(),
