@@ -377,34 +377,9 @@ impl Default for EvalsConfig {
     }
 }
 
-/// The OpenAI-compatible endpoint LLM judges and chat tasks call.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct JudgeConfig {
-    /// e.g. `http://127.0.0.1:11434/v1` (plain http: a local server or proxy)
-    pub base_url: String,
-    pub model: String,
-    /// Sent as a bearer token; better set as ENCORE__EVALS__JUDGE__API_KEY.
-    pub api_key: String,
-    pub timeout_ms: u64,
-    pub max_retries: u32,
-    pub backoff_ms: u64,
-    pub concurrency: u32,
-}
-
-impl Default for JudgeConfig {
-    fn default() -> Self {
-        Self {
-            base_url: String::new(),
-            model: String::new(),
-            api_key: String::new(),
-            timeout_ms: 30_000,
-            max_retries: 3,
-            backoff_ms: 500,
-            concurrency: 4,
-        }
-    }
-}
+/// The OpenAI-compatible endpoint LLM judges and chat tasks call (`[evals.judge]`), as
+/// `encore-evals` defines it.
+pub use encore_evals::judge::JudgeConfig;
 
 /// One model's prices, USD per million tokens.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -430,14 +405,9 @@ pub struct PriceConfig {
     pub long_output: Option<f64>,
 }
 
-/// What of an LLM call's content is stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ContentPolicy {
-    Full,
-    MetadataOnly,
-    None,
-}
+/// What of an LLM call's content is stored (`[telemetry] content`), as `encore-telemetry`
+/// defines it.
+pub use encore_telemetry::ContentPolicy;
 
 impl Default for TelemetryConfig {
     fn default() -> Self {

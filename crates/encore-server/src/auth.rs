@@ -50,12 +50,28 @@ pub async fn authorize(State(state): State<AppState>, mut req: Request, next: Ne
         req.extensions_mut().insert(principal);
         return next.run(req).await;
     }
+    audited_call(&state, principal, req, next, (&method, route)).await
+}
+
+/// Runs the handler for `principal` and appends the call and its status to the audit log.
+async fn audited_call(
+    state: &AppState,
+    principal: Arc<Principal>,
+    mut req: Request,
+    next: Next,
+    (method, route): (&Method, &str),
+) -> Response {
     let (target, from) = (req.uri().path().to_owned(), source(&req));
     req.extensions_mut().insert(Arc::clone(&principal));
     let response = next.run(req).await;
-    let status = response.status().as_u16();
+    let call = (method, route, target.as_str());
     record(
-        &state, &principal, from, &method, route, &target, status, "",
+        state,
+        &principal,
+        from,
+        call,
+        response.status().as_u16(),
+        "",
     )
     .await;
     response
@@ -87,7 +103,15 @@ async fn forbidden(
         ),
     );
     let detail = format!("needs {need}");
-    record(state, principal, from, method, route, target, 403, &detail).await;
+    record(
+        state,
+        principal,
+        from,
+        (method, route, target),
+        403,
+        &detail,
+    )
+    .await;
     e.into_response()
 }
 
@@ -102,9 +126,7 @@ async fn record(
     state: &AppState,
     who: &Principal,
     source: String,
-    method: &Method,
-    route: &str,
-    target: &str,
+    (method, route, target): (&Method, &str, &str),
     status: u16,
     detail: &str,
 ) {

@@ -59,15 +59,9 @@ pub fn context(
     Ok(Context {
         catalog,
         judge: (!j.base_url.is_empty()).then(|| JudgeConfig {
-            base_url: j.base_url.clone(),
-            model: j.model.clone(),
-            api_key: j.api_key.clone(),
-            timeout_ms: j.timeout_ms,
-            max_retries: j.max_retries,
-            backoff_ms: j.backoff_ms,
-            concurrency: j.concurrency as usize,
             extra_roots_pem,
             allow: None,
+            ..j.clone()
         }),
         prices: crate::commands::traces::price_table(&loaded.config.telemetry),
         tracer,

@@ -536,14 +536,6 @@ fn retain_spans(
     })
 }
 
-fn content_policy(p: encore_config::ContentPolicy) -> encore_telemetry::ContentPolicy {
-    match p {
-        encore_config::ContentPolicy::Full => encore_telemetry::ContentPolicy::Full,
-        encore_config::ContentPolicy::MetadataOnly => encore_telemetry::ContentPolicy::MetadataOnly,
-        encore_config::ContentPolicy::None => encore_telemetry::ContentPolicy::None,
-    }
-}
-
 /// `[telemetry]` as the normalizer of incoming spans.
 pub(crate) fn normalizer(
     c: &encore_config::TelemetryConfig,
@@ -557,13 +549,13 @@ pub(crate) fn normalizer(
     })?;
     Ok(encore_telemetry::Normalizer {
         redactor,
-        content: content_policy(c.content),
+        content: c.content,
         user_id_key: (!c.user_id_key.is_empty()).then(|| c.user_id_key.as_bytes().to_vec()),
         id_key: crate::commands::access::privacy_key(root)?.to_vec(),
         content_by_service: c
             .content_by_service
             .iter()
-            .map(|(service, p)| (service.clone(), content_policy(*p)))
+            .map(|(service, p)| (service.clone(), *p))
             .collect(),
         prices: crate::commands::traces::price_table(c),
         sampling: encore_telemetry::otlp::Sampling {
