@@ -142,7 +142,9 @@ impl Serving {
     /// Assigns the listener to the running experiments and applies their treatments.
     pub fn resolve_home(&self, mut req: HomeRequest) -> Home {
         let started = (
-            encore_core::time::now_ms().saturating_mul(1_000_000),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as i64),
             std::time::Instant::now(),
         );
         let context = encore_experiments::assignment::Context {
