@@ -12,7 +12,7 @@
 # is off, so every request runs the pipeline; CACHE_SECONDS=30 measures with it (1,892 listeners
 # asked again and again: mostly cache hits).
 #
-#   [IMPRESSIONS=false] [CACHE_SECONDS=30] benches/serve_load.sh
+#   [IMPRESSIONS=false] [CACHE_SECONDS=30] [RATE=N] benches/serve_load.sh
 set -euo pipefail
 # the server is on loopback and only this script calls it; benches/auth.sh measures API keys
 export ENCORE__SERVER__AUTH=off
@@ -52,7 +52,8 @@ LUA
 wrk -t2 -c32 -d3s -s "$work/users.lua" "http://$addr" >/dev/null
 wrk -t2 -c32 -d20s --latency -s "$work/users.lua" "http://$addr" | tee "$work/wrk.txt"
 saturation="$(sed -n 's/^Requests\/sec: *\([0-9.]*\)/\1/p' "$work/wrk.txt")"
-half="$(python3 -c "print(round($saturation / 2))")"
+# RATE=N measures the fixed-rate step at N req/s instead (to compare builds at the same load)
+half="${RATE:-$(python3 -c "print(round($saturation / 2))")}"
 echo "== fixed rate at 50 % of saturation: $half req/s"
 "$bin" bench http-get --addr "$addr" "$work/paths.txt" --rate "$half" --seconds 20 --connections 16 --json | tee "$work/half.json"
 double="$(python3 -c "print(round($saturation * 2))")"
