@@ -302,12 +302,7 @@ impl Registry {
                 "UPDATE versions SET record = ?3, checksum = ?4 WHERE model = ?1 AND version = ?2",
                 params![model, version, serde_json::to_string(&record)?, checksum],
             )?;
-            let shared: u32 = tx
-                .query_one(
-                    "SELECT COUNT(*) FROM versions WHERE checksum = ?1",
-                    params![&v.record.checksum],
-                )?
-                .get(0)?;
+            let shared = Self::versions_sharing(tx, &v.record.checksum)?;
             Ok::<_, RegistryError>((v, shared))
         })?;
         if shared == 0 && v.record.checksum != checksum {
@@ -588,6 +583,16 @@ impl Registry {
         }))
     }
 
+    /// How many versions point at the artifact with `checksum`.
+    fn versions_sharing(tx: &mut dyn Sql, checksum: &str) -> Result<u32, RegistryError> {
+        Ok(tx
+            .query_one(
+                "SELECT COUNT(*) FROM versions WHERE checksum = ?1",
+                params![checksum],
+            )?
+            .get(0)?)
+    }
+
     fn record_move(
         tx: &mut dyn Sql,
         model: &str,
@@ -725,12 +730,7 @@ impl Registry {
                 "DELETE FROM versions WHERE model = ?1 AND version = ?2",
                 params![model, version],
             )?;
-            let shared: u32 = tx
-                .query_one(
-                    "SELECT COUNT(*) FROM versions WHERE checksum = ?1",
-                    params![&v.record.checksum],
-                )?
-                .get(0)?;
+            let shared = Self::versions_sharing(tx, &v.record.checksum)?;
             Ok::<_, RegistryError>((v, shared))
         })?;
         if shared == 0 {

@@ -58,6 +58,37 @@ fn err(path: &Path, e: impl Into<::redb::Error>) -> StorageError {
     }
 }
 
+/// `f` with the value of `key` in `t`.
+fn get_in(
+    path: &Path,
+    t: &impl ReadableTable<&'static str, &'static [u8]>,
+    key: &str,
+    f: &mut dyn FnMut(Option<&[u8]>),
+) -> Result<(), StorageError> {
+    let g = t.get(key).map_err(|e| err(path, e))?;
+    f(g.as_ref().map(|g| g.value()));
+    Ok(())
+}
+
+/// `f` with every key in `[lo, hi)` of `t` and its value, until it returns false.
+fn range_in(
+    path: &Path,
+    t: &impl ReadableTable<&'static str, &'static [u8]>,
+    (lo, hi): (&str, &str),
+    f: &mut dyn FnMut(&str, &[u8]) -> bool,
+) -> Result<(), StorageError> {
+    if lo >= hi {
+        return Ok(());
+    }
+    for item in t.range(lo..hi).map_err(|e| err(path, e))? {
+        let (k, v) = item.map_err(|e| err(path, e))?;
+        if !f(k.value(), v.value()) {
+            break;
+        }
+    }
+    Ok(())
+}
+
 struct Reader<'a> {
     path: &'a Path,
     tx: ReadTransaction,
@@ -92,15 +123,12 @@ impl KvRead for Reader<'_> {
         key: &str,
         f: &mut dyn FnMut(Option<&[u8]>),
     ) -> Result<(), StorageError> {
-        self.with_table(table, &mut |t| {
-            match t {
-                None => f(None),
-                Some(t) => {
-                    let g = t.get(key).map_err(|e| err(self.path, e))?;
-                    f(g.as_ref().map(|g| g.value()));
-                }
+        self.with_table(table, &mut |t| match t {
+            None => {
+                f(None);
+                Ok(())
             }
-            Ok(())
+            Some(t) => get_in(self.path, t, key, f),
         })
     }
 
@@ -111,18 +139,9 @@ impl KvRead for Reader<'_> {
         hi: &str,
         f: &mut dyn FnMut(&str, &[u8]) -> bool,
     ) -> Result<(), StorageError> {
-        self.with_table(table, &mut |t| {
-            let Some(t) = t else { return Ok(()) };
-            if lo >= hi {
-                return Ok(());
-            }
-            for item in t.range(lo..hi).map_err(|e| err(self.path, e))? {
-                let (k, v) = item.map_err(|e| err(self.path, e))?;
-                if !f(k.value(), v.value()) {
-                    break;
-                }
-            }
-            Ok(())
+        self.with_table(table, &mut |t| match t {
+            None => Ok(()),
+            Some(t) => range_in(self.path, t, (lo, hi), f),
         })
     }
 }
@@ -157,19 +176,15 @@ impl KvRead for Writer<'_> {
         f: &mut dyn FnMut(Option<&[u8]>),
     ) -> Result<(), StorageError> {
         match self.tables.get(table) {
-            Some(t) => {
-                let g = t.get(key).map_err(|e| err(self.path, e))?;
-                f(g.as_ref().map(|g| g.value()));
+            Some(t) => get_in(self.path, t, key, f),
+            None => {
+                let t = self
+                    .tx
+                    .open_table(def(table))
+                    .map_err(|e| err(self.path, e))?;
+                get_in(self.path, &t, key, f)
             }
-            None => match self.tx.open_table(def(table)) {
-                Ok(t) => {
-                    let g = t.get(key).map_err(|e| err(self.path, e))?;
-                    f(g.as_ref().map(|g| g.value()));
-                }
-                Err(e) => return Err(err(self.path, e)),
-            },
         }
-        Ok(())
     }
 
     fn range(
@@ -179,26 +194,14 @@ impl KvRead for Writer<'_> {
         hi: &str,
         f: &mut dyn FnMut(&str, &[u8]) -> bool,
     ) -> Result<(), StorageError> {
-        if lo >= hi {
-            return Ok(());
-        }
-        let mut scan = |t: &Table<'_, &'static str, &'static [u8]>| -> Result<(), StorageError> {
-            for item in t.range(lo..hi).map_err(|e| err(self.path, e))? {
-                let (k, v) = item.map_err(|e| err(self.path, e))?;
-                if !f(k.value(), v.value()) {
-                    break;
-                }
-            }
-            Ok(())
-        };
         match self.tables.get(table) {
-            Some(t) => scan(t),
+            Some(t) => range_in(self.path, t, (lo, hi), f),
             None => {
                 let t = self
                     .tx
                     .open_table(def(table))
                     .map_err(|e| err(self.path, e))?;
-                scan(&t)
+                range_in(self.path, &t, (lo, hi), f)
             }
         }
     }

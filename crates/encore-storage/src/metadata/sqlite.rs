@@ -53,6 +53,25 @@ impl SqliteMetadata {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// Runs `f` in one transaction of `behavior` on `conn`; committed when `f` succeeds,
+    /// rolled back (dropped) otherwise.
+    fn run(
+        &self,
+        conn: &Mutex<Connection>,
+        behavior: TransactionBehavior,
+        f: &mut dyn FnMut(&mut dyn Sql) -> Result<(), MetadataError>,
+    ) -> Result<(), MetadataError> {
+        let mut conn = lock(conn);
+        let tx = conn
+            .transaction_with_behavior(behavior)
+            .map_err(|e| error(&self.path, e))?;
+        f(&mut Conn {
+            conn: &tx,
+            path: &self.path,
+        })?;
+        tx.commit().map_err(|e| error(&self.path, e))
+    }
 }
 
 /// A SQLite error in the store's terms.
@@ -158,31 +177,15 @@ impl Metadata for SqliteMetadata {
         &self,
         f: &mut dyn FnMut(&mut dyn Sql) -> Result<(), MetadataError>,
     ) -> Result<(), MetadataError> {
-        let mut conn = lock(&self.writer);
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(|e| error(&self.path, e))?;
-        f(&mut Conn {
-            conn: &tx,
-            path: &self.path,
-        })?;
-        tx.commit().map_err(|e| error(&self.path, e))
+        self.run(&self.writer, TransactionBehavior::Immediate, f)
     }
 
+    /// A deferred transaction: one snapshot for every statement of the read.
     fn run_read(
         &self,
         f: &mut dyn FnMut(&mut dyn Sql) -> Result<(), MetadataError>,
     ) -> Result<(), MetadataError> {
-        let mut conn = lock(&self.reader);
-        // a deferred transaction: one snapshot for every statement of the read
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Deferred)
-            .map_err(|e| error(&self.path, e))?;
-        f(&mut Conn {
-            conn: &tx,
-            path: &self.path,
-        })?;
-        tx.commit().map_err(|e| error(&self.path, e))
+        self.run(&self.reader, TransactionBehavior::Deferred, f)
     }
 
     fn purge_deleted(&self) -> Result<(), MetadataError> {
