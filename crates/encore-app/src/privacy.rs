@@ -327,7 +327,7 @@ pub fn erase(s: &Stores<'_>, user: &str, actor: &str) -> Result<Value, PrivacyEr
     let mut reg = encore_registry::Registry::open(s.root).map_err(fail)?;
     let mut flagged = Vec::new();
     for v in reg.all_versions().map_err(fail)? {
-        let Ok(mut a) = encore_models::artifact::Artifact::load(&reg.artifact_path(&v)) else {
+        let Ok(mut a) = reg.load_artifact(&v) else {
             continue;
         };
         if !a.users.iter().any(|u| u == user) {
@@ -336,8 +336,8 @@ pub fn erase(s: &Stores<'_>, user: &str, actor: &str) -> Result<Value, PrivacyEr
         for u in a.users.iter_mut().filter(|u| *u == user) {
             *u = format!("erased-{}", &listener[..16]);
         }
-        let (path, checksum, _) = a.store(&reg.artifacts_dir()).map_err(fail)?;
-        reg.replace_artifact(&v.model, v.version, &path.display().to_string(), &checksum)
+        let stored = reg.store_artifact(&a).map_err(fail)?;
+        reg.replace_artifact(&v.model, v.version, &stored.key, &stored.checksum)
             .map_err(fail)?;
         reg.flag_erasure(&v.model, v.version, &listener)
             .map_err(fail)?;

@@ -477,7 +477,7 @@ pub fn load_version(
 ) -> Result<ServingModel, AppError> {
     let registry = encore_registry::Registry::open(root)?;
     let version = registry.resolve(reference)?;
-    let artifact = encore_models::artifact::Artifact::load(&registry.artifact_path(&version))?;
+    let artifact = registry.load_artifact(&version)?;
     let facts = ingestor
         .catalog()
         .item_info()?
@@ -497,11 +497,10 @@ pub fn load_version(
     // checksum, and memory-mapped on the next load instead of rebuilt
     let retrieval = encore_serving::Retrieval {
         choice,
-        cache: Some(
-            root.join("models")
-                .join("indexes")
-                .join(format!("{}.usearch", version.record.checksum)),
-        ),
+        cache: Some(encore_serving::IndexCache {
+            objects: registry.objects().clone(),
+            key: encore_registry::index_key(&version.record.checksum),
+        }),
     };
     Ok(ServingModel::with_retrieval(
         &version.model,

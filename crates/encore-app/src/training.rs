@@ -425,7 +425,7 @@ pub fn holdout_metrics(
     Ok((model.metrics, baseline.metrics))
 }
 
-/// Fits, then stores the artifact under `root/models/artifacts/` (and at `t.out`).
+/// Fits, then stores the artifact in the registry's object store (and at `t.out`).
 pub fn fit(
     root: &Path,
     data: &TrainingData,
@@ -475,8 +475,7 @@ pub fn fit(
         interactions: Some(data.plays.clone()),
         skipped: data.skipped.clone(),
     };
-    let (path, checksum, artifact_bytes) =
-        artifact.store(&root.join("models").join("artifacts"))?;
+    let stored = encore_registry::Registry::open(root)?.store_artifact(&artifact)?;
     if let Some(extra) = &t.out {
         artifact.save(extra)?;
     }
@@ -492,9 +491,9 @@ pub fn fit(
         fit_cpu_seconds,
         threads: pool.current_num_threads(),
         lineage,
-        artifact: path.display().to_string(),
-        checksum,
-        artifact_bytes,
+        artifact: stored.key,
+        checksum: stored.checksum,
+        artifact_bytes: stored.bytes,
         metrics: BTreeMap::new(),
         baseline: BTreeMap::new(),
         name: String::new(),
@@ -517,8 +516,7 @@ pub fn register(
     let record = encore_registry::NewVersion {
         kind: report.model.into(),
         checksum: report.checksum.clone(),
-        artifact: std::fs::canonicalize(&report.artifact)
-            .map_or(report.artifact.clone(), |p| p.display().to_string()),
+        artifact: report.artifact.clone(),
         config: report.config.clone(),
         lineage: report.lineage.clone(),
         metrics: metrics.clone(),

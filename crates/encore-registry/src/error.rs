@@ -30,6 +30,10 @@ pub enum RegistryError {
     Io(String),
     #[error(transparent)]
     Metadata(#[from] encore_storage::metadata::MetadataError),
+    #[error("artifact store: {0}")]
+    Objects(#[from] encore_storage::StorageError),
+    #[error(transparent)]
+    Artifact(#[from] encore_models::artifact::ArtifactError),
     #[error("registry record: {0}")]
     Json(#[from] serde_json::Error),
 }
@@ -45,6 +49,8 @@ impl Coded for RegistryError {
             | RegistryError::InUse { .. }
             | RegistryError::NothingToRollBack { .. } => ErrorCode::FailedPrecondition,
             RegistryError::Metadata(e) => e.code(),
+            RegistryError::Objects(e) => e.code(),
+            RegistryError::Artifact(e) => e.code(),
             RegistryError::Io(_) => ErrorCode::Unavailable,
             RegistryError::Json(_) => ErrorCode::DataLoss,
         }

@@ -3,7 +3,8 @@
 //! every move, the validation gate that guards `production`, rollback and model cards.
 //!
 //! Metadata lives in the metadata store (`encore_storage::metadata`: embedded, the SQLite file
-//! `<data dir>/registry.sqlite`); artifacts live beside it, content-addressed
+//! `<data dir>/registry.sqlite`); artifacts live in the object store (`encore_storage::objects`:
+//! embedded, files under the data directory), content-addressed
 //! (`models/artifacts/<sha256>.encore`). Every change runs in one serialized write transaction,
 //! so concurrent writers (threads or processes) never interleave: an alias never points at two
 //! versions and no move is lost from its history.
@@ -19,11 +20,13 @@ pub use features::FeatureDefinitions;
 pub use watch::{Watcher, webhooks};
 
 use encore_core::time::now_ms;
+use encore_models::artifact::Artifact;
 use encore_storage::metadata::{Durability, Metadata, Row, Sql};
+use encore_storage::objects::ObjectStore;
 use encore_storage::params;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 /// The alias the gate guards.
@@ -129,7 +132,26 @@ pub struct Promotion<'a> {
 #[derive(Debug, Clone)]
 pub struct Registry {
     db: Arc<dyn Metadata>,
-    root: PathBuf,
+    objects: Arc<dyn ObjectStore>,
+}
+
+/// Where artifacts are kept in the object store.
+pub const ARTIFACTS: &str = "models/artifacts/";
+
+/// Where the HNSW graph built from the artifact with `checksum` is kept between loads (in the
+/// same object store; it goes when the artifact goes).
+pub fn index_key(checksum: &str) -> String {
+    format!("models/indexes/{checksum}.usearch")
+}
+
+/// An artifact in the object store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredArtifact {
+    /// its key (`models/artifacts/<sha256>.encore`), what a version records
+    pub key: String,
+    /// sha256 of its content (hex)
+    pub checksum: String,
+    pub bytes: u64,
 }
 
 /// The schema's migration steps, in order (append; never edit a released step).
@@ -223,21 +245,46 @@ impl Registry {
     /// store the data directory uses.
     pub fn open(root: &Path) -> Result<Registry, RegistryError> {
         let db = encore_storage::metadata::open(root, "registry", Durability::Full)?;
-        Registry::with_store(db, root)
+        let objects = encore_storage::objects::LocalObjects::open(root)?;
+        Registry::with_stores(db, Arc::new(objects))
     }
 
-    /// The registry kept in `db`, its artifacts under the data directory `root`.
-    pub fn with_store(db: Arc<dyn Metadata>, root: &Path) -> Result<Registry, RegistryError> {
+    /// The registry kept in `db`, its artifacts in `objects`.
+    pub fn with_stores(
+        db: Arc<dyn Metadata>,
+        objects: Arc<dyn ObjectStore>,
+    ) -> Result<Registry, RegistryError> {
         db.migrate("registry", MIGRATIONS)?;
-        Ok(Registry {
-            db,
-            root: root.to_path_buf(),
+        Ok(Registry { db, objects })
+    }
+
+    /// Where artifacts and the indexes built from them are kept.
+    pub fn objects(&self) -> &Arc<dyn ObjectStore> {
+        &self.objects
+    }
+
+    /// Stores `artifact` content-addressed (a second store of the same content writes nothing).
+    pub fn store_artifact(&self, artifact: &Artifact) -> Result<StoredArtifact, RegistryError> {
+        let (bytes, checksum) = artifact.to_bytes();
+        let key = format!("{ARTIFACTS}{checksum}.encore");
+        if !self.objects.exists(&key)? {
+            self.objects.put(&key, &bytes)?;
+        }
+        Ok(StoredArtifact {
+            key,
+            checksum,
+            bytes: bytes.len() as u64,
         })
     }
 
-    /// The file of `v`'s artifact.
-    pub fn artifact_path(&self, v: &Version) -> PathBuf {
-        self.root.join(&v.record.artifact)
+    /// Reads and verifies `v`'s artifact; errors name where it is kept.
+    pub fn load_artifact(&self, v: &Version) -> Result<Artifact, RegistryError> {
+        let key = &v.record.artifact;
+        let at = self.objects.describe(key);
+        let bytes = self.objects.get(key)?.ok_or_else(|| RegistryError::NotFound {
+            what: format!("the artifact of {}@{} ({at})", v.model, v.version),
+        })?;
+        Ok(Artifact::from_bytes(&bytes, Path::new(&at))?)
     }
 
     /// Records that `model@version` was trained on data of an erased listener (`listener` is
@@ -306,14 +353,16 @@ impl Registry {
             Ok::<_, RegistryError>((v, shared))
         })?;
         if shared == 0 && v.record.checksum != checksum {
-            let _ = std::fs::remove_file(self.root.join(&v.record.artifact));
+            self.drop_artifact(&v.record);
         }
         Ok(())
     }
 
-    /// Where artifacts are stored, content-addressed.
-    pub fn artifacts_dir(&self) -> PathBuf {
-        self.root.join("models").join("artifacts")
+    /// Deletes an artifact no version uses any more, and its index; a failure leaves an orphan,
+    /// nothing worse.
+    fn drop_artifact(&self, record: &NewVersion) {
+        let _ = self.objects.delete(&record.artifact);
+        let _ = self.objects.delete(&index_key(&record.checksum));
     }
 
     /// Registers a new version of `model` (created on first use); returns its number.
@@ -445,17 +494,17 @@ impl Registry {
         candidate: &Version,
         current: Option<&Version>,
     ) -> Vec<String> {
-        let mut failures = Self::sanity_failures(&self.root, gate, candidate);
+        let mut failures = self.sanity_failures(gate, candidate);
         failures.extend(Self::metric_failures(gate, candidate, current));
         failures
     }
 
     /// The artifact loads (its checksum holds), its factors are finite, its coverage is above
     /// the floor.
-    fn sanity_failures(root: &Path, gate: &Gate, candidate: &Version) -> Vec<String> {
+    fn sanity_failures(&self, gate: &Gate, candidate: &Version) -> Vec<String> {
         let mut failures = Vec::new();
         let v = candidate.version;
-        match encore_models::artifact::Artifact::load(&root.join(&candidate.record.artifact)) {
+        match self.load_artifact(candidate) {
             Err(e) => failures.push(format!("the artifact of v{v} does not load: {e}")),
             Ok(a) => {
                 let mut vectors = [a.model.user_vectors(), a.model.item_vectors()].into_iter();
@@ -532,7 +581,7 @@ impl Registry {
         let gated = how.alias == PRODUCTION && !how.force;
         // the sanity checks read the artifact: before the write transaction
         let mut failures = if gated {
-            Self::sanity_failures(&self.root, gate, &candidate)
+            self.sanity_failures(gate, &candidate)
         } else {
             Vec::new()
         };
@@ -734,7 +783,7 @@ impl Registry {
             Ok::<_, RegistryError>((v, shared))
         })?;
         if shared == 0 {
-            let _ = std::fs::remove_file(self.root.join(&v.record.artifact));
+            self.drop_artifact(&v.record);
         }
         Ok(())
     }

@@ -16,7 +16,7 @@ mod surfaces;
 
 pub use cache::SlateCache;
 pub use consent::ConsentBook;
-pub use model::{ItemFacts, NotServable, Retrieval, ServingModel};
+pub use model::{IndexCache, ItemFacts, NotServable, Retrieval, ServingModel};
 pub use recent::RecentActivity;
 pub use surfaces::{Blend, Mix, Mixes};
 

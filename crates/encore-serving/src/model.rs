@@ -234,7 +234,35 @@ impl ServingModel {
 pub struct Retrieval {
     pub choice: encore_index::Choice,
     /// where the HNSW graph of this model is kept between loads
-    pub cache: Option<std::path::PathBuf>,
+    pub cache: Option<IndexCache>,
+}
+
+/// A model's HNSW graph kept in an object store between loads, memory-mapped from the store's
+/// local copy.
+#[derive(Debug, Clone)]
+pub struct IndexCache {
+    pub objects: std::sync::Arc<dyn encore_storage::objects::ObjectStore>,
+    pub key: String,
+}
+
+impl IndexCache {
+    fn load(&self, vectors: &[f32], width: usize) -> Option<encore_index::Retriever> {
+        let path = self.objects.local_path(&self.key).ok()??;
+        encore_index::Retriever::load_hnsw(&path, vectors, width, true).ok()
+    }
+
+    /// Saves `built`'s graph; a failure costs the next load a rebuild, nothing more.
+    fn store(&self, built: &encore_index::Retriever) {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = std::env::temp_dir().join(format!("encore-index-{}-{n}", std::process::id()));
+        if built.save_hnsw(&tmp).is_ok()
+            && let Ok(bytes) = std::fs::read(&tmp)
+        {
+            let _ = self.objects.put(&self.key, &bytes);
+        }
+        let _ = std::fs::remove_file(&tmp);
+    }
 }
 
 fn retriever(
@@ -249,21 +277,14 @@ fn retriever(
         Choice::Hnsw(_) => true,
         Choice::Auto { threshold } => items > threshold,
     };
-    if wants_graph
-        && let Some(path) = r.cache.as_ref().filter(|p| p.exists())
-        && let Ok(loaded) = Retriever::load_hnsw(path, vectors, width, true)
-    {
+    if wants_graph && let Some(loaded) = r.cache.as_ref().and_then(|c| c.load(vectors, width)) {
         return Ok(loaded);
     }
     let built = Retriever::build(vectors, width, r.choice)?;
     if built.kind() == "hnsw"
-        && let Some(path) = &r.cache
+        && let Some(cache) = &r.cache
     {
-        if let Some(dir) = path.parent() {
-            let _ = std::fs::create_dir_all(dir);
-        }
-        // a failed save costs the next load a rebuild, nothing more
-        let _ = built.save_hnsw(path);
+        cache.store(&built);
     }
     Ok(built)
 }

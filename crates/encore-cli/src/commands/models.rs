@@ -84,7 +84,7 @@ pub fn run(
         ModelsCommand::Show { reference } => {
             let v = reg.resolve(&reference)?;
             // what is shown is what would be served: a damaged artifact names itself
-            encore_models::artifact::Artifact::load(&reg.artifact_path(&v))?;
+            reg.load_artifact(&v)?;
             out.emit(&v, || {
                 let metrics: Vec<String> = v
                     .record
@@ -155,7 +155,7 @@ pub fn run(
         }
         ModelsCommand::Card { reference } => {
             let v = reg.resolve(&reference)?;
-            encore_models::artifact::Artifact::load(&reg.artifact_path(&v))?;
+            reg.load_artifact(&v)?;
             let card = reg.card(&reference)?;
             out.emit(&card, || card.markdown());
         }

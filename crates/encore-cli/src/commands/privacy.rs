@@ -90,7 +90,7 @@ fn versions_with(
 ) -> Result<Vec<(encore_registry::Version, encore_models::artifact::Artifact)>, CliError> {
     let mut out = Vec::new();
     for v in reg.all_versions()? {
-        let Ok(a) = encore_models::artifact::Artifact::load(&reg.artifact_path(&v)) else {
+        let Ok(a) = reg.load_artifact(&v) else {
             continue;
         };
         if a.users.iter().any(|u| u == user) {

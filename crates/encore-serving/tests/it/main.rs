@@ -393,16 +393,24 @@ fn blend_is_fair_attributed_and_scores_taste_match() {
 #[test]
 fn graph_retrieval_serves_the_same_rules_and_caches_its_index() {
     let dir = std::env::temp_dir().join(format!("encore-serving-hnsw-{}", std::process::id()));
-    let cache = dir.join("home-v3.usearch");
+    let objects = std::sync::Arc::new(encore_storage::objects::LocalObjects::open(&dir).unwrap());
+    let cache = dir.join("indexes/home-v3.usearch");
     let retrieval = encore_serving::Retrieval {
         choice: encore_index::Choice::Hnsw(encore_index::HnswParams::default()),
-        cache: Some(cache.clone()),
+        cache: Some(encore_serving::IndexCache {
+            objects,
+            key: "indexes/home-v3.usearch".into(),
+        }),
     };
     let graph = world_with(retrieval.clone());
     assert!(
         cache.is_file(),
         "the built graph is saved for the next load"
     );
+    // a damaged cached graph is rebuilt, not served
+    std::fs::write(&cache, b"not a graph").unwrap();
+    let rebuilt = world_with(retrieval.clone());
+    assert!(std::fs::metadata(&cache).unwrap().len() > 100, "saved again");
     let exact = world();
     let strict = Rules {
         allow_explicit: false,
@@ -413,6 +421,10 @@ fn graph_retrieval_serves_the_same_rules_and_caches_its_index() {
     let ids = |s: &encore_serving::Slate| s.items.iter().map(|i| i.id.clone()).collect::<Vec<_>>();
     assert_eq!(ids(&a), ids(&b), "a 60-item graph search is exhaustive");
     assert!(a.items.iter().all(|i| !index(&i.id).is_multiple_of(7)));
+    assert_eq!(
+        ids(&rebuilt.home("u4", &[], 10, true, &strict).unwrap()),
+        ids(&a)
+    );
     // loaded again: from the cached graph, memory-mapped
     let again = world_with(retrieval);
     assert_eq!(

@@ -28,6 +28,14 @@ pub trait ObjectStore: Send + Sync + std::fmt::Debug {
     /// A local file holding `key`, for readers that memory-map (an index): the object itself
     /// on a local backend, a cached copy on a remote one.
     fn local_path(&self, key: &str) -> Result<Option<PathBuf>, StorageError>;
+    /// Whether an object is stored under `key`.
+    fn exists(&self, key: &str) -> Result<bool, StorageError> {
+        Ok(self.list(key)?.iter().any(|m| m.key == key))
+    }
+    /// Where `key` lives, for messages (a file path, an `s3://` address).
+    fn describe(&self, key: &str) -> String {
+        key.to_owned()
+    }
 }
 
 /// Writes `bytes` to a temporary file beside `path` (unique to this writer), syncs it, renames
@@ -119,11 +127,25 @@ impl ObjectStore for LocalObjects {
 
     fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StorageError> {
         let mut out = Vec::new();
-        let mut stack = vec![self.root.clone()];
+        // start the walk at the deepest directory the prefix names whole
+        let dir = prefix.rfind('/').map_or("", |at| &prefix[..at]);
+        let start = if dir.split('/').all(|s| !s.is_empty() && s != "." && s != "..") {
+            self.root.join(dir)
+        } else {
+            self.root.clone()
+        };
+        let mut stack = vec![start];
         while let Some(dir) = stack.pop() {
             let entries = match std::fs::read_dir(&dir) {
                 Ok(e) => e,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                    ) =>
+                {
+                    continue;
+                }
                 Err(e) => return Err(StorageError::io(&dir)(e)),
             };
             for entry in entries {
@@ -167,6 +189,14 @@ impl ObjectStore for LocalObjects {
     fn local_path(&self, key: &str) -> Result<Option<PathBuf>, StorageError> {
         let path = self.path(key)?;
         Ok(path.is_file().then_some(path))
+    }
+
+    fn exists(&self, key: &str) -> Result<bool, StorageError> {
+        Ok(self.path(key)?.is_file())
+    }
+
+    fn describe(&self, key: &str) -> String {
+        self.root.join(key).display().to_string()
     }
 }
 

@@ -44,6 +44,11 @@ fn objects_round_trip(open: Open<'_>) {
     );
     assert_eq!(s.get("models/a.bin").unwrap(), None);
     assert_eq!(s.local_path("models/a.bin").unwrap(), None);
+    // exists is exact: neither a prefix nor a longer key answers for a key
+    assert!(!s.exists("models/a.bin").unwrap());
+    assert!(s.exists("models/empty").unwrap());
+    assert!(!s.exists("models/empt").unwrap());
+    assert!(!s.exists("models").unwrap());
 }
 
 fn listing_is_by_prefix_and_sorted(open: Open<'_>) {
@@ -55,6 +60,11 @@ fn listing_is_by_prefix_and_sorted(open: Open<'_>) {
     assert_eq!(keys("b/"), ["b/1", "b/10/x", "b/2"]);
     assert_eq!(keys(""), ["a/1", "b/1", "b/10/x", "b/2", "c"]);
     assert!(keys("zzz").is_empty());
+    // a prefix is a string prefix, not a directory
+    assert_eq!(keys("b/1"), ["b/1", "b/10/x"]);
+    assert_eq!(keys("b"), ["b/1", "b/10/x", "b/2"]);
+    assert_eq!(keys("b/10/"), ["b/10/x"]);
+    assert!(keys("b/10/x/none/").is_empty());
     let sizes: Vec<u64> = s.list("a/").unwrap().into_iter().map(|m| m.size).collect();
     assert_eq!(sizes, [3]);
 }
