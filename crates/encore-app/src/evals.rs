@@ -4,11 +4,15 @@
 use crate::AppError;
 use crate::telemetry::Telemetry;
 use encore_evals::alerts::Engine;
+use encore_evals::catalog::CatalogIndex;
+use encore_evals::judge::{JudgeCall, Tracer};
 use encore_evals::online::OnlineEvaluator;
 use encore_evals::ops::{self, Delivery};
 use encore_evals::spec::Context;
 use encore_evals::store::EvalStore;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// The evals store, online evaluation and alerting of a node.
 #[derive(Debug)]
@@ -22,6 +26,50 @@ pub struct Evals {
 }
 
 impl Evals {
+    /// Online evaluation and alerting for a node: judge calls are traced into the trace store
+    /// (project `encore`, service `encore-evals`), every newly stored span is offered to the
+    /// rules, and alert rules are evaluated every `[evals] alert_interval_ms`.
+    pub fn start(
+        config: &encore_config::Config,
+        root: &std::path::Path,
+        catalog: Option<Arc<CatalogIndex>>,
+        telemetry: &Arc<Telemetry>,
+    ) -> Result<Arc<Evals>, AppError> {
+        let store = Arc::new(Mutex::new(EvalStore::open(root)?));
+        let weak = Arc::downgrade(telemetry);
+        let seq = AtomicU64::new(0);
+        let tracer: Tracer = Arc::new(move |call: JudgeCall| {
+            if let Some(t) = weak.upgrade() {
+                t.record(call.span("encore", seq.fetch_add(1, Ordering::Relaxed)));
+            }
+        });
+        let mut ctx = crate::setup::eval_context(config, catalog, Some(tracer))?;
+        // what API callers name (a task's endpoint) goes only where webhooks may go
+        ctx.destinations = Some(crate::setup::webhook_allow(&config.server)?);
+        let (rules, errors) = ops::compiled_rules(&store, &ctx)?;
+        for e in errors {
+            tracing::warn!("online evaluation rule left out: {e}");
+        }
+        let c = &config.evals;
+        let online = Arc::new(OnlineEvaluator::start(
+            rules,
+            Arc::clone(&store),
+            c.queue as usize,
+            c.workers as usize,
+        ));
+        let _ = telemetry.online.set(Arc::clone(&online));
+        let evals = Arc::new(Evals {
+            store,
+            ctx,
+            online,
+            engine: Mutex::new(Engine::default()),
+            delivery: crate::setup::alert_delivery(config, root)?,
+            telemetry: Some(Arc::clone(telemetry)),
+        });
+        evals.start_alerts(Duration::from_millis(c.alert_interval_ms.max(100)))?;
+        Ok(evals)
+    }
+
     /// Rebuilds the online rules from the store; the rules that do not build are named.
     pub fn reload_rules(&self) -> Result<Vec<String>, AppError> {
         let (rules, errors) = ops::compiled_rules(&self.store, &self.ctx)?;
@@ -38,7 +86,7 @@ impl Evals {
     }
 
     /// Evaluates the alert rules every `interval`, until this is dropped.
-    pub fn start_alerts(self: &Arc<Self>, interval: std::time::Duration) -> Result<(), AppError> {
+    pub fn start_alerts(self: &Arc<Self>, interval: Duration) -> Result<(), AppError> {
         crate::worker::every(
             "alerts",
             interval,

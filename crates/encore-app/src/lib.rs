@@ -12,6 +12,9 @@
 //! - [`training`]: snapshot, fit, evaluate, register, promote;
 //! - [`evals`]: online evaluation and alerting on a node;
 //! - [`privacy`]: erasure of a listener from every store;
+//! - [`node`]: a running node's parts composed from the configuration, and its background work;
+//! - [`setup`]: what nodes and commands build from the configuration (outbound client, keys,
+//!   prices, span normalizer, the catalog as features and grounding read it);
 //! - [`worker`]: the one shape of background work (a batching writer, a periodic task);
 //! - [`admission`]: bounded work in flight.
 
@@ -21,8 +24,10 @@ pub mod evals;
 pub mod experiments;
 pub mod features;
 pub mod ingest;
+pub mod node;
 pub mod privacy;
 pub mod serving;
+pub mod setup;
 pub mod telemetry;
 pub mod training;
 pub mod worker;

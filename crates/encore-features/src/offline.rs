@@ -13,7 +13,7 @@ use arrow::array::{
     UInt32Array,
 };
 use arrow::datatypes::{DataType, Field, Schema};
-use encore_storage::EventLog;
+use encore_storage::event_store::EventStore;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -123,7 +123,7 @@ fn col<'a, T: 'static>(b: &'a RecordBatch, name: &str) -> Result<&'a T, OfflineE
 /// Reads the playback events with `ts_end_ms <= to_ms` and groups them by the keys of each of
 /// `kinds`; `artists` maps an item to its artist (from the catalog).
 pub fn load_events(
-    log: &EventLog,
+    log: &dyn EventStore,
     artists: &HashMap<String, String>,
     kinds: &[EntityKind],
     to_ms: i64,
@@ -139,7 +139,7 @@ pub fn load_events(
 
 /// The playback events with `from_ms < ts_end_ms <= to_ms`, with their keys.
 pub fn load_keyed(
-    log: &EventLog,
+    log: &dyn EventStore,
     artists: &HashMap<String, String>,
     from_ms: i64,
     to_ms: i64,
@@ -158,7 +158,7 @@ pub fn load_keyed(
 
 /// Calls `f` with every playback event with `from_ms < ts_end_ms <= to_ms`.
 fn scan_events(
-    log: &EventLog,
+    log: &dyn EventStore,
     artists: &HashMap<String, String>,
     from_ms: i64,
     to_ms: i64,
@@ -167,7 +167,7 @@ fn scan_events(
     let mut err = None;
     // segments are by play start; a play ends less than a day after it starts
     let lo = from_ms.saturating_sub(encore_core::time::MS_PER_DAY);
-    log.scan_range(lo, to_ms, true, Some(&PLAYBACK_COLUMNS), |b| {
+    log.scan(lo, to_ms, Some(&PLAYBACK_COLUMNS), &mut |b| {
         if err.is_none()
             && let Err(e) = batch_events(b, artists, from_ms, to_ms, &mut f)
         {

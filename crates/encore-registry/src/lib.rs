@@ -281,9 +281,12 @@ impl Registry {
     pub fn load_artifact(&self, v: &Version) -> Result<Artifact, RegistryError> {
         let key = &v.record.artifact;
         let at = self.objects.describe(key);
-        let bytes = self.objects.get(key)?.ok_or_else(|| RegistryError::NotFound {
-            what: format!("the artifact of {}@{} ({at})", v.model, v.version),
-        })?;
+        let bytes = self
+            .objects
+            .get(key)?
+            .ok_or_else(|| RegistryError::NotFound {
+                what: format!("the artifact of {}@{} ({at})", v.model, v.version),
+            })?;
         Ok(Artifact::from_bytes(&bytes, Path::new(&at))?)
     }
 

@@ -91,6 +91,20 @@ impl AppState {
         }
     }
 
+    /// Serves every part of `node`: its ingest pipeline (whose subscribers the node chose),
+    /// recommendations, experiments, traces, evaluations and online features.
+    pub fn with_node(mut self, node: &encore_app::node::Node) -> Self {
+        self.ingestor = Arc::clone(&node.ingestor);
+        self.pipeline = Arc::clone(&node.pipeline);
+        self.metrics.register_serving(&node.serving.counters);
+        self.serving = Some(Arc::clone(&node.serving));
+        self.experiments = node.experiments.clone();
+        self.telemetry = Some(Arc::clone(&node.telemetry));
+        self.evals = Some(Arc::clone(&node.evals));
+        self.features = node.features.clone();
+        self
+    }
+
     /// Erases listeners over HTTP with the data directory's privacy key.
     pub fn with_privacy(mut self, privacy: PrivacyAccess) -> Self {
         self.privacy = Some(privacy);

@@ -14,32 +14,6 @@ use encore_features::versions::Versions;
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
 
-/// The catalog's items (tracks, artists, generic items) with their titles and artists; empty,
-/// with a warning, when the catalog cannot be read.
-pub fn catalog_items(
-    catalog: &encore_ingest::catalog::CatalogStore,
-) -> HashMap<String, encore_ingest::catalog::ItemInfo> {
-    catalog.item_info().unwrap_or_else(|e| {
-        tracing::warn!("features and catalog grounding without the catalog: {e}");
-        HashMap::new()
-    })
-}
-
-/// Each catalog item's artist.
-pub fn artists(
-    items: &HashMap<String, encore_ingest::catalog::ItemInfo>,
-) -> HashMap<String, String> {
-    items
-        .iter()
-        .filter_map(|(id, i)| {
-            i.artist_id
-                .as_ref()
-                .filter(|a| *a != id)
-                .map(|a| (id.clone(), a.clone()))
-        })
-        .collect()
-}
-
 /// The rows of attribute view `v` from its source (the catalog, or its file).
 fn attr_table(v: &View, ingestor: &encore_ingest::Ingestor) -> Result<AttrTable, CliError> {
     use encore_features::def::{EntityKind, Source};
@@ -223,7 +197,7 @@ pub fn run(
             let t0 = std::time::Instant::now();
             let events = load_keyed(
                 ingestor.log(encore_ingest::Table::Playback),
-                &artists(&catalog_items(&ingestor.catalog())),
+                &encore_app::setup::artists(&encore_app::setup::catalog_items(&ingestor.catalog())),
                 start,
                 end,
             )?;
@@ -271,7 +245,7 @@ pub fn run(
             let defs = &cur.definitions;
             let grouped = load_events(
                 ingestor.log(encore_ingest::Table::Playback),
-                &artists(&catalog_items(&ingestor.catalog())),
+                &encore_app::setup::artists(&encore_app::setup::catalog_items(&ingestor.catalog())),
                 &kinds(defs),
                 to,
             )?;
@@ -300,7 +274,7 @@ pub fn run(
             let ingestor = encore_ingest::Ingestor::open(dir.path(), Default::default())?;
             let grouped = load_events(
                 ingestor.log(encore_ingest::Table::Playback),
-                &artists(&catalog_items(&ingestor.catalog())),
+                &encore_app::setup::artists(&encore_app::setup::catalog_items(&ingestor.catalog())),
                 &kinds(&cur.definitions),
                 now,
             )?;

@@ -1,6 +1,6 @@
 //! `encore evals`, `encore datasets` and `encore alerts`: evaluation of LLM features on the data
 //! directory (the server's REST API under `/v1/evals`, `/v1/datasets`, `/v1/queues` and
-//! `/v1/alerts` does the same while it runs); and what `encore serve` starts for them.
+//! `/v1/alerts` does the same while it runs).
 
 use crate::cli::{
     AlertsCommand, DatasetsCommand, EvalsCommand, QueueCommand, RulesCommand, ScoreFilterArgs,
@@ -8,126 +8,13 @@ use crate::cli::{
 };
 use crate::error::CliError;
 use crate::output::Output;
-use encore_app::evals::Evals as EvalsAccess;
-use encore_app::telemetry::Telemetry as TelemetryAccess;
 use encore_evals::Sample;
-use encore_evals::alerts::{AlertRule, Engine};
-use encore_evals::catalog::CatalogIndex;
-use encore_evals::judge::{JudgeCall, JudgeConfig, Tracer};
-use encore_evals::online::{OnlineEvaluator, Rule};
-use encore_evals::ops::{self, Delivery};
+use encore_evals::alerts::AlertRule;
+use encore_evals::online::Rule;
+use encore_evals::ops;
 use encore_evals::spec::{Context, EvaluatorSpec};
 use encore_evals::store::{EvalStore, LabelSchema, Queue, ScoreFilter};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
-
-/// The catalog as catalog grounding sees it: artists by name, tracks by title and artist.
-pub fn catalog_index(
-    info: &std::collections::HashMap<String, encore_ingest::catalog::ItemInfo>,
-) -> Option<Arc<CatalogIndex>> {
-    if info.is_empty() {
-        return None;
-    }
-    let mut idx = CatalogIndex::default();
-    for (id, i) in info {
-        if i.artist_id.as_deref() == Some(id) {
-            idx.add_artist(id, &i.title);
-        }
-    }
-    for (id, i) in info {
-        match i.artist_id.as_deref() {
-            Some(a) if a != id => {
-                let by = info.get(a).map_or("", |x| x.title.as_str());
-                idx.add_track(id, &i.title, by);
-            }
-            Some(_) => {}
-            None => idx.add_track(id, &i.title, ""),
-        }
-    }
-    Some(Arc::new(idx))
-}
-
-/// What evaluators need: the catalog, the judge endpoint from `[evals.judge]`, prices.
-pub fn context(
-    loaded: &encore_config::Loaded,
-    catalog: Option<Arc<CatalogIndex>>,
-    tracer: Option<Tracer>,
-) -> Result<Context, CliError> {
-    let j = &loaded.config.evals.judge;
-    let extra_roots_pem = crate::commands::access::extra_roots(loaded)?;
-    Ok(Context {
-        catalog,
-        judge: (!j.base_url.is_empty()).then(|| JudgeConfig {
-            extra_roots_pem,
-            allow: None,
-            ..j.clone()
-        }),
-        prices: crate::commands::traces::price_table(&loaded.config.telemetry),
-        tracer,
-        destinations: None,
-    })
-}
-
-fn delivery(loaded: &encore_config::Loaded, root: &std::path::Path) -> Result<Delivery, CliError> {
-    let c = &loaded.config.evals;
-    Ok(Delivery {
-        client: crate::commands::access::webhook_client(
-            loaded,
-            Duration::from_millis(c.webhook_timeout_ms.max(1)),
-        )?,
-        secret: Some(crate::commands::access::webhook_secret(loaded, root)?),
-        retry: encore_http::outbound::Retry {
-            attempts: c.webhook_retries + 1,
-            backoff: Duration::from_millis(200),
-            max_wait: Duration::from_secs(60),
-        },
-    })
-}
-
-/// Online evaluation and alerting for `encore serve`: judge calls are traced into the trace
-/// store (project `encore`, service `encore-evals`), every stored span is offered to the rules,
-/// and alert rules are evaluated every `[evals] alert_interval_ms`.
-pub fn start(
-    loaded: &encore_config::Loaded,
-    root: &std::path::Path,
-    catalog: Option<Arc<CatalogIndex>>,
-    telemetry: &Arc<TelemetryAccess>,
-) -> Result<Arc<EvalsAccess>, CliError> {
-    let store = Arc::new(Mutex::new(EvalStore::open(root)?));
-    let weak = Arc::downgrade(telemetry);
-    let seq = AtomicU64::new(0);
-    let tracer: Tracer = Arc::new(move |call: JudgeCall| {
-        if let Some(t) = weak.upgrade() {
-            t.record(call.span("encore", seq.fetch_add(1, Ordering::Relaxed)));
-        }
-    });
-    let mut ctx = context(loaded, catalog, Some(tracer))?;
-    // what API callers name (a task's endpoint) goes only where webhooks may go
-    ctx.destinations = Some(crate::commands::access::webhook_allow(loaded)?);
-    let (rules, errors) = ops::compiled_rules(&store, &ctx)?;
-    for e in errors {
-        tracing::warn!("online evaluation rule left out: {e}");
-    }
-    let c = &loaded.config.evals;
-    let online = Arc::new(OnlineEvaluator::start(
-        rules,
-        Arc::clone(&store),
-        c.queue as usize,
-        c.workers as usize,
-    ));
-    let _ = telemetry.online.set(Arc::clone(&online));
-    let access = Arc::new(EvalsAccess {
-        store,
-        ctx,
-        online,
-        engine: Mutex::new(Engine::default()),
-        delivery: delivery(loaded, root)?,
-        telemetry: Some(Arc::clone(telemetry)),
-    });
-    access.start_alerts(Duration::from_millis(c.alert_interval_ms.max(100)))?;
-    Ok(access)
-}
+use std::sync::Mutex;
 
 /// A JSON argument, or `@FILE` holding it.
 fn json_arg<T: serde::de::DeserializeOwned>(arg: &str, what: &str) -> Result<T, CliError> {
@@ -216,14 +103,14 @@ fn open(loaded: &encore_config::Loaded, with_catalog: bool) -> Result<Opened, Cl
     let dir = encore_storage::DataDir::open(&loaded.config.data.dir)?;
     let catalog = if with_catalog {
         let catalog = encore_ingest::catalog::CatalogStore::open(&dir.path().join("catalog"))?;
-        catalog_index(&crate::commands::features::catalog_items(&catalog))
+        encore_app::setup::catalog_index(&encore_app::setup::catalog_items(&catalog))
     } else {
         None
     };
     Ok(Opened {
         store: Mutex::new(EvalStore::open(dir.path())?),
         spans: encore_telemetry::SpanStore::open(dir.path(), Default::default())?,
-        ctx: context(loaded, catalog, None)?,
+        ctx: encore_app::setup::eval_context(&loaded.config, catalog, None)?,
         _dir: dir,
     })
 }
@@ -698,7 +585,7 @@ pub fn alerts(
             ops::put_alert(
                 &o.store,
                 &rule,
-                &crate::commands::access::webhook_allow(loaded)?,
+                &encore_app::setup::webhook_allow(&loaded.config.server)?,
             )?;
             out.emit(&rule, || format!("alert {} stored\n", rule.name));
         }

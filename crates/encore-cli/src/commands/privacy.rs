@@ -47,7 +47,7 @@ pub fn run(loaded: &Loaded, cmd: PrivacyCommand, out: &Output) -> Result<(), Cli
 /// The forms a listener's id takes in the trace store: as sent, and as the normalizer stores
 /// an id (a keyed hash when it carries personal data or when user ids are hashed).
 fn stored_forms(loaded: &Loaded, root: &Path, user: &str) -> Result<Vec<String>, CliError> {
-    let n = crate::commands::serve::normalizer(&loaded.config.telemetry, root)?;
+    let n = encore_app::setup::normalizer(&loaded.config.telemetry, root)?;
     let mut forms = vec![user.to_owned(), n.user_id(user)];
     forms.dedup();
     Ok(forms)
@@ -230,7 +230,7 @@ fn export(loaded: &Loaded, user: &str, dest: &Path, out: &Output) -> Result<(), 
 fn erase(loaded: &Loaded, user: &str, out: &Output) -> Result<(), CliError> {
     let (dir, ingestor) = crate::commands::events::open(loaded)?;
     let root = dir.path().to_path_buf();
-    let key = crate::commands::access::privacy_key(&root)?;
+    let key = encore_app::setup::privacy_key(&root)?;
     let spans = encore_telemetry::SpanStore::open(&root, Default::default())?;
     let evals = std::sync::Mutex::new(encore_evals::store::EvalStore::open(&root)?);
     let online = match encore_features::versions::Versions::new(&root).current()? {

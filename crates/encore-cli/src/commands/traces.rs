@@ -28,36 +28,6 @@ impl SpanFilterArgs {
     }
 }
 
-/// The built-in price table (LiteLLM snapshot) with `[telemetry] prices` winning over it; its version
-/// says whether config changed it.
-pub fn price_table(c: &encore_config::TelemetryConfig) -> encore_telemetry::cost::PriceTable {
-    let mut table = encore_telemetry::cost::PriceTable::default();
-    if c.prices.is_empty() {
-        return table;
-    }
-    for p in &c.prices {
-        table.set(encore_telemetry::cost::Price {
-            model: p.model.clone(),
-            provider: String::new(),
-            input: p.input,
-            cached_input: p.cached_input,
-            cache_write: p.cache_write,
-            output: p.output,
-            reasoning: p.reasoning,
-            long_context_threshold: p.long_context_threshold,
-            long_input: p.long_input,
-            long_output: p.long_output,
-        });
-    }
-    // the version names the overrides, so recomputed costs say which prices they used
-    let digest = encore_experiments::assignment::hash(
-        "prices",
-        &serde_json::to_string(&c.prices).unwrap_or_default(),
-    );
-    table.version = format!("{}+config-{:08x}", table.version, digest >> 32);
-    table
-}
-
 fn group_by(s: &str) -> Result<GroupBy, CliError> {
     serde_json::from_value(serde_json::Value::String(s.to_owned())).map_err(|_| {
         CliError::usage(
@@ -109,7 +79,7 @@ pub fn run(
     let store = SpanStore::open(dir.path(), Default::default())?;
     match cmd {
         TracesCommand::RecomputeCosts { from_ms, to_ms } => {
-            let prices = price_table(&loaded.config.telemetry);
+            let prices = encore_app::setup::price_table(&loaded.config.telemetry);
             let version = prices.version.clone();
             let n = store.recompute_costs(
                 from_ms.unwrap_or(i64::MIN),

@@ -410,7 +410,10 @@ fn graph_retrieval_serves_the_same_rules_and_caches_its_index() {
     // a damaged cached graph is rebuilt, not served
     std::fs::write(&cache, b"not a graph").unwrap();
     let rebuilt = world_with(retrieval.clone());
-    assert!(std::fs::metadata(&cache).unwrap().len() > 100, "saved again");
+    assert!(
+        std::fs::metadata(&cache).unwrap().len() > 100,
+        "saved again"
+    );
     let exact = world();
     let strict = Rules {
         allow_explicit: false,

@@ -129,7 +129,10 @@ impl ObjectStore for LocalObjects {
         let mut out = Vec::new();
         // start the walk at the deepest directory the prefix names whole
         let dir = prefix.rfind('/').map_or("", |at| &prefix[..at]);
-        let start = if dir.split('/').all(|s| !s.is_empty() && s != "." && s != "..") {
+        let start = if dir
+            .split('/')
+            .all(|s| !s.is_empty() && s != "." && s != "..")
+        {
             self.root.join(dir)
         } else {
             self.root.clone()
