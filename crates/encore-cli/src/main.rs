@@ -103,6 +103,11 @@ fn run(cli: Cli, loaded: &Loaded) -> Result<(), CliError> {
              `encore ingest` makes one",
         ));
     }
+    // where this data directory's metadata lives, before any component opens its store
+    let storage = &loaded.config.storage;
+    let backend =
+        encore_storage::metadata::Backend::parse(&storage.metadata, &storage.metadata_schema)?;
+    encore_storage::metadata::bind(dir, backend);
     match cli.command {
         Command::Demo(args) => commands::demo::run(loaded, &args, &out),
         Command::Config(cmd) => commands::config::run(loaded, cmd, &out),

@@ -181,12 +181,21 @@ pub struct StorageConfig {
     /// the latest this many seconds after they arrived, so DuckDB, Spark or pandas reading the
     /// segments see them (0: only when `seal_rows` is reached or the server stops).
     pub seal_interval_s: u32,
+    /// Where the metadata (registry, experiments, evaluations, keys, audit, feature
+    /// definitions) lives: "" for SQLite files in the data directory, or a PostgreSQL URL
+    /// (`postgres://user:password@host:5432/db`) that every node of a deployment shares.
+    pub metadata: String,
+    /// The prefix of the PostgreSQL schemas (`<prefix>_registry`, `<prefix>_experiments`, ...):
+    /// deployments sharing one database use different prefixes.
+    pub metadata_schema: String,
 }
 
 impl Default for StorageConfig {
     fn default() -> Self {
         Self {
             seal_interval_s: 60,
+            metadata: String::new(),
+            metadata_schema: "encore".into(),
         }
     }
 }
@@ -473,6 +482,28 @@ impl Config {
                 message: format!(
                     "{:?} is not an address, expected host:port (e.g. 127.0.0.1:4317) or \"\" for none",
                     self.server.otlp_grpc
+                ),
+            });
+        }
+        let m = &self.storage.metadata;
+        if !(m.is_empty() || m.starts_with("postgres://") || m.starts_with("postgresql://")) {
+            out.push(Violation {
+                key: "storage.metadata",
+                message: "expected \"\" (SQLite in the data directory) or a postgres:// URL".into(),
+            });
+        }
+        let prefix = &self.storage.metadata_schema;
+        let prefix_ok = prefix.len() <= 40
+            && prefix.starts_with(|c: char| c.is_ascii_lowercase())
+            && prefix
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if !prefix_ok {
+            out.push(Violation {
+                key: "storage.metadata_schema",
+                message: format!(
+                    "{prefix:?}: expected lowercase letters, digits and '_' (40 at most), \
+                     starting with a letter"
                 ),
             });
         }

@@ -63,6 +63,12 @@ retention_days = 0
 # read under <data>/events/*/segments and <data>/traces/*/segments) at the latest this many
 # seconds after they arrive; 0: only when seal_rows is reached or the server stops.
 seal_interval_s = 60
+# Where the metadata (registry, experiments, evaluations, keys, audit, feature definitions)
+# lives: "" for SQLite files in the data directory, or a PostgreSQL URL that every node of a
+# deployment shares, e.g. "postgres://encore:PASSWORD@db.internal:5432/encore". Each component
+# is a schema <metadata_schema>_<component>, created and migrated on first use.
+metadata = ""
+metadata_schema = "encore"
 
 [registry]
 # The gate in front of the `production` alias: a version must score at least production's

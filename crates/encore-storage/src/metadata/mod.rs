@@ -22,22 +22,93 @@
 //! assert_eq!(text, "hi");
 //! ```
 
+pub mod postgres;
 pub mod sqlite;
 #[cfg(feature = "testsuite")]
 pub mod testsuite;
 
+/// Where a data directory's metadata lives.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Backend {
+    /// a SQLite file per component in the data directory
+    #[default]
+    Embedded,
+    /// a schema per component (`<prefix>_<component>`) on a PostgreSQL server, shared by every
+    /// node that names it
+    Postgres { url: String, prefix: String },
+}
+
+impl Backend {
+    /// `""` (embedded) or a `postgres://` / `postgresql://` URL; `prefix` names the schemas.
+    pub fn parse(url: &str, prefix: &str) -> Result<Backend, MetadataError> {
+        if url.is_empty() {
+            return Ok(Backend::Embedded);
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            // the schema names are checked now, not at the first open
+            postgres::check_prefix(prefix)?;
+            return Ok(Backend::Postgres {
+                url: url.to_owned(),
+                prefix: prefix.to_owned(),
+            });
+        }
+        Err(MetadataError::Invalid(format!(
+            "[storage] metadata {:?}: expected \"\" (embedded SQLite) or a postgres:// URL",
+            url.chars().take(40).collect::<String>()
+        )))
+    }
+}
+
+/// The backends data directories were bound to ([`bind`]); unbound ones are embedded.
+static BOUND: std::sync::Mutex<Vec<(std::path::PathBuf, Backend)>> =
+    std::sync::Mutex::new(Vec::new());
+
+fn key(root: &std::path::Path) -> std::path::PathBuf {
+    std::path::absolute(root).unwrap_or_else(|_| root.to_path_buf())
+}
+
+/// Keeps the metadata of the data directory `root` in `backend` for the rest of the process:
+/// what the binary does once its configuration (`[storage] metadata`) is read, before any
+/// component opens its store.
+pub fn bind(root: &std::path::Path, backend: Backend) {
+    let root = key(root);
+    let mut bound = BOUND.lock().unwrap_or_else(|p| p.into_inner());
+    bound.retain(|(r, _)| *r != root);
+    if backend != Backend::Embedded {
+        bound.push((root, backend));
+    }
+}
+
+/// Where the metadata of the data directory `root` lives.
+pub fn backend_of(root: &std::path::Path) -> Backend {
+    let root = key(root);
+    let bound = BOUND.lock().unwrap_or_else(|p| p.into_inner());
+    bound
+        .iter()
+        .find(|(r, _)| *r == root)
+        .map_or(Backend::Embedded, |(_, b)| b.clone())
+}
+
 /// The metadata store of `component` (`registry`, `experiments`, `evals`, `access`) for the data
 /// directory `root`: what domain crates open, never naming a backend. Embedded: the SQLite file
-/// `<root>/<component>.sqlite`.
+/// `<root>/<component>.sqlite`; bound to PostgreSQL ([`bind`]): the schema
+/// `<prefix>_<component>` (every commit durable whatever `durability` asks).
 pub fn open(
     root: &std::path::Path,
     component: &str,
     durability: Durability,
 ) -> Result<std::sync::Arc<dyn Metadata>, MetadataError> {
-    let path = root.join(format!("{component}.sqlite"));
-    Ok(std::sync::Arc::new(sqlite::SqliteMetadata::open(
-        &path, durability,
-    )?))
+    match backend_of(root) {
+        Backend::Embedded => {
+            let path = root.join(format!("{component}.sqlite"));
+            Ok(std::sync::Arc::new(sqlite::SqliteMetadata::open(
+                &path, durability,
+            )?))
+        }
+        Backend::Postgres { url, prefix } => Ok(std::sync::Arc::new(
+            postgres::PostgresMetadata::open(&url, &prefix, component)?,
+        )),
+    }
 }
 
 use encore_core::{Coded, ErrorCode};

@@ -24,6 +24,7 @@ pub fn run(open: Open<'_>) {
     the_portable_dialect_works(open);
     type_mismatches_name_the_column(open);
     deleted_rows_can_be_purged(open);
+    append_only_guards_refuse_changes(open);
 }
 
 fn table(db: &dyn Metadata, name: &str) {
@@ -330,4 +331,32 @@ fn deleted_rows_can_be_purged(open: Open<'_>) {
     // still usable
     db.write(|tx| tx.execute("INSERT INTO p (id, t) VALUES (2, 'x')", &[]))
         .unwrap();
+}
+
+fn append_only_guards_refuse_changes(open: Open<'_>) {
+    let db = open("guards");
+    db.migrate(
+        "guards",
+        &[
+            "CREATE TABLE ledger (seq INTEGER PRIMARY KEY, what TEXT NOT NULL);
+           CREATE TRIGGER IF NOT EXISTS ledger_no_update BEFORE UPDATE ON ledger
+           BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END;
+           CREATE TRIGGER IF NOT EXISTS ledger_no_delete BEFORE DELETE ON ledger
+           BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END;",
+        ],
+    )
+    .unwrap_or_else(|e| panic!("{}: {e}", db.backend()));
+    db.write(|tx| tx.execute("INSERT INTO ledger (what) VALUES ('first')", &[]))
+        .unwrap();
+    for change in ["UPDATE ledger SET what = 'rewritten'", "DELETE FROM ledger"] {
+        let e = db.write(|tx| tx.execute(change, &[])).unwrap_err();
+        assert_eq!(
+            e.code(),
+            ErrorCode::Conflict,
+            "{}: {change}: {e}",
+            db.backend()
+        );
+        assert!(e.to_string().contains("append-only"), "{e}");
+    }
+    assert_eq!(count(db.as_ref(), "SELECT COUNT(*) FROM ledger"), 1);
 }
