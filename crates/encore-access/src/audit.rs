@@ -223,4 +223,44 @@ mod tests {
             Err(AccessError::AuditBroken { seq: 2, .. })
         ));
     }
+
+    /// Keys, the audit log and the erasure ledger on every metadata backend; the guards refuse
+    /// edits through the store itself, whatever the backend.
+    #[test]
+    fn keys_audit_and_ledger_on_every_backend() {
+        let case = |root: &Path| {
+            let keys = crate::Keys::open(root).unwrap();
+            let made = keys
+                .create(&crate::NewKey::new("ops", vec![crate::Scope::Admin]))
+                .unwrap();
+            assert_eq!(keys.authenticate(&made.secret).unwrap().name, "ops");
+            let log = AuditLog::open(root).unwrap();
+            assert_eq!(log.append(&mut [entry("/a"), entry("/b")]).unwrap(), 2);
+            assert_eq!(log.verify().unwrap(), 2);
+            let seq =
+                crate::ledger::record(root, "u1", "cli:test", &serde_json::json!({})).unwrap();
+            assert_eq!(seq, 1);
+            let db = open_db(root).unwrap();
+            for change in [
+                "UPDATE audit SET key_name = 'x' WHERE seq = 2",
+                "DELETE FROM audit WHERE seq = 2",
+                "UPDATE erasures SET actor = 'x'",
+            ] {
+                let e = db.write(|tx| tx.execute(change, &[])).unwrap_err();
+                assert!(
+                    e.to_string().contains("append-only"),
+                    "{}: {e}",
+                    db.backend()
+                );
+            }
+            assert_eq!(log.verify().unwrap(), 2);
+        };
+        case(tempfile::tempdir().unwrap().path());
+        if let Some(pg) = encore_storage::metadata::testsuite::PostgresScratch::new() {
+            let tmp = tempfile::tempdir().unwrap();
+            pg.bind(tmp.path());
+            case(tmp.path());
+            assert_eq!(pg.schemas(), [format!("{}_access", pg.prefix)]);
+        }
+    }
 }

@@ -894,10 +894,25 @@ mod tests {
         }
     }
 
+    /// Runs `case` on a fresh data directory with embedded metadata, then on one whose metadata is
+    /// on PostgreSQL (when the test server is there), checking that it went there.
+    fn on_every_backend(component: &str, case: fn(&Path)) {
+        case(tempfile::tempdir().unwrap().path());
+        if let Some(pg) = encore_storage::metadata::testsuite::PostgresScratch::new() {
+            let tmp = tempfile::tempdir().unwrap();
+            pg.bind(tmp.path());
+            case(tmp.path());
+            assert_eq!(pg.schemas(), [format!("{}_{component}", pg.prefix)]);
+        }
+    }
+
     #[test]
     fn scores_replace_per_span_evaluator_and_source() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut s = EvalStore::open(dir.path()).unwrap();
+        on_every_backend("evals", scores_replace);
+    }
+
+    fn scores_replace(root: &Path) {
+        let mut s = EvalStore::open(root).unwrap();
         s.put_scores(&[
             score("a", "x", 0.1, "rule:r"),
             score("a", "x", 0.9, "human:ann"),
@@ -932,8 +947,11 @@ mod tests {
 
     #[test]
     fn dataset_versions_are_immutable() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut s = EvalStore::open(dir.path()).unwrap();
+        on_every_backend("evals", dataset_versions);
+    }
+
+    fn dataset_versions(root: &Path) {
+        let mut s = EvalStore::open(root).unwrap();
         let item = |i: &str| DatasetItem {
             input: i.into(),
             ..Default::default()
@@ -966,8 +984,11 @@ mod tests {
 
     #[test]
     fn labels_are_checked_and_become_human_scores() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut s = EvalStore::open(dir.path()).unwrap();
+        on_every_backend("evals", labels);
+    }
+
+    fn labels(root: &Path) {
+        let mut s = EvalStore::open(root).unwrap();
         s.create_queue(&Queue {
             name: "halluc".into(),
             schema: LabelSchema::Categorical {

@@ -60,9 +60,24 @@ fn how<'a>(reason: &'a str, force: bool) -> Promotion<'a> {
     }
 }
 
+/// Runs `case` on a fresh data directory with embedded metadata, then on one whose metadata is
+/// on PostgreSQL (when the test server is there).
+fn on_every_backend(case: fn(&tempfile::TempDir)) {
+    case(&tempfile::tempdir().unwrap());
+    if let Some(pg) = encore_storage::metadata::testsuite::PostgresScratch::new() {
+        let tmp = tempfile::tempdir().unwrap();
+        pg.bind(tmp.path());
+        case(&tmp);
+        assert_eq!(pg.schemas(), [format!("{}_registry", pg.prefix)]);
+    }
+}
+
 #[test]
 fn promote_refuse_force_rollback_and_history() {
-    let tmp = tempfile::tempdir().unwrap();
+    on_every_backend(promote_flow);
+}
+
+fn promote_flow(tmp: &tempfile::TempDir) {
     let mut reg = Registry::open(tmp.path()).unwrap();
     let gate = Gate::default();
     let v1 = reg
@@ -211,7 +226,10 @@ fn a_corrupted_artifact_fails_the_gate_naming_the_file() {
 
 #[test]
 fn concurrent_promotions_keep_one_target_and_every_move() {
-    let tmp = tempfile::tempdir().unwrap();
+    on_every_backend(concurrent_promotions);
+}
+
+fn concurrent_promotions(tmp: &tempfile::TempDir) {
     {
         let mut reg = Registry::open(tmp.path()).unwrap();
         for _ in 0..4 {
@@ -248,9 +266,12 @@ fn concurrent_promotions_keep_one_target_and_every_move() {
 
 #[test]
 fn watchers_see_moves_from_other_connections_and_webhooks_retry() {
+    on_every_backend(watchers_and_webhooks);
+}
+
+fn watchers_and_webhooks(tmp: &tempfile::TempDir) {
     use std::io::{BufRead, BufReader, Read, Write};
     use std::time::Duration;
-    let tmp = tempfile::tempdir().unwrap();
     let mut reg = Registry::open(tmp.path()).unwrap();
     reg.register("home", &version(tmp.path(), 4, 0.2)).unwrap();
     let watcher = encore_registry::Watcher::start(tmp.path(), Duration::from_millis(20)).unwrap();

@@ -254,24 +254,84 @@ struct Conn<'a, 'c> {
 }
 
 impl Conn<'_, '_> {
-    fn params<'p>(params: &'p [Value]) -> Vec<&'p (dyn ToSql + Sync)> {
+    fn params(params: &[Value]) -> Vec<&(dyn ToSql + Sync)> {
         params.iter().map(|v| v as &(dyn ToSql + Sync)).collect()
+    }
+
+    /// `sql` prepared with each parameter typed by its value, as SQLite types them, so
+    /// `?1 IS NULL OR name = ?1` needs no cast. A NULL's type is left to the server, and is
+    /// `text` where the server cannot tell (`?1 IS NULL` alone).
+    fn prepare(
+        &mut self,
+        sql: &str,
+        params: &[Value],
+    ) -> Result<postgres::Statement, MetadataError> {
+        let sql = statement(sql);
+        let unspecified = Type::new(
+            String::new(),
+            0,
+            postgres::types::Kind::Pseudo,
+            String::new(),
+        );
+        let types = |null: &Type| -> Vec<Type> {
+            params
+                .iter()
+                .map(|v| match v {
+                    Value::Int(_) => Type::INT8,
+                    Value::Real(_) => Type::FLOAT8,
+                    Value::Text(_) => Type::TEXT,
+                    Value::Blob(_) => Type::BYTEA,
+                    Value::Null => null.clone(),
+                })
+                .collect()
+        };
+        let has_null = params.contains(&Value::Null);
+        if has_null {
+            // a failed prepare would abort the transaction: try it under a savepoint
+            let mut sp = self
+                .tx
+                .savepoint("encore_prepare")
+                .map_err(|e| error(self.schema, &e))?;
+            let first = sp.prepare_typed(&sql, &types(&unspecified));
+            match first {
+                Ok(stmt) => {
+                    sp.commit().map_err(|e| error(self.schema, &e))?;
+                    return Ok(stmt);
+                }
+                Err(e)
+                    if e.code().is_some_and(|c| {
+                        *c == postgres::error::SqlState::INDETERMINATE_DATATYPE
+                            || *c == postgres::error::SqlState::AMBIGUOUS_PARAMETER
+                    }) =>
+                {
+                    drop(sp);
+                }
+                Err(e) => return Err(error(self.schema, &e)),
+            }
+            return self
+                .tx
+                .prepare_typed(&sql, &types(&Type::TEXT))
+                .map_err(|e| error(self.schema, &e));
+        }
+        self.tx
+            .prepare_typed(&sql, &types(&unspecified))
+            .map_err(|e| error(self.schema, &e))
     }
 }
 
 impl Sql for Conn<'_, '_> {
     fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, MetadataError> {
-        let sql = statement(sql);
+        let stmt = self.prepare(sql, params)?;
         self.tx
-            .execute(sql.as_str(), &Self::params(params))
+            .execute(&stmt, &Self::params(params))
             .map_err(|e| error(self.schema, &e))
     }
 
     fn query(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Row>, MetadataError> {
-        let sql = statement(sql);
+        let stmt = self.prepare(sql, params)?;
         let rows = self
             .tx
-            .query(sql.as_str(), &Self::params(params))
+            .query(&stmt, &Self::params(params))
             .map_err(|e| error(self.schema, &e))?;
         rows.iter()
             .map(|r| {
@@ -653,6 +713,7 @@ fn numeric(raw: &[u8]) -> Result<Value, BoxError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metadata::testsuite::PostgresScratch;
 
     #[test]
     fn the_dialect_is_translated_outside_quotes_only() {
@@ -728,45 +789,13 @@ mod tests {
         assert_eq!(redact("host=db user=x"), "host=db user=x");
     }
 
-    /// The suite on the server named by `ENCORE_TEST_POSTGRES` (default: the project
-    /// machines' `postgres://postgres@127.0.0.1:5432/test`), in schemas of this run's own.
+    /// The suite on the test server (see `PostgresScratch`), in schemas of this run's own.
     #[test]
     fn postgres_passes_the_metadata_conformance_suite() {
-        let url = std::env::var("ENCORE_TEST_POSTGRES")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-        if let Err(e) = Client::connect(&url, NoTls) {
-            assert!(
-                std::env::var_os("ENCORE_REQUIRE_SERVICES").is_none(),
-                "ENCORE_REQUIRE_SERVICES is set but PostgreSQL at {url} cannot be reached: {e}"
-            );
-            eprintln!("skipped: no PostgreSQL at {url} ({e}); set ENCORE_TEST_POSTGRES");
+        let Some(scratch) = PostgresScratch::new() else {
             return;
-        }
-        let nonce = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        let prefix = format!("t{}_{nonce}", std::process::id());
-        /// Drops this run's schemas, also when the suite panics.
-        struct Cleanup<'a>(&'a str, String);
-        impl Drop for Cleanup<'_> {
-            fn drop(&mut self) {
-                let Ok(mut c) = Client::connect(self.0, NoTls) else {
-                    return;
-                };
-                let pattern = format!("{}\\_%", self.1);
-                let Ok(schemas) = c.query(
-                    "SELECT nspname::text FROM pg_namespace WHERE nspname LIKE $1",
-                    &[&pattern],
-                ) else {
-                    return;
-                };
-                for s in schemas {
-                    let name: String = s.get(0);
-                    let _ = c.batch_execute(&format!("DROP SCHEMA {name} CASCADE"));
-                }
-            }
-        }
-        let _cleanup = Cleanup(&url, prefix.clone());
+        };
+        let (url, prefix) = (scratch.url.clone(), scratch.prefix.clone());
         super::super::testsuite::run(&|name: &str| {
             Box::new(PostgresMetadata::open(&url, &prefix, name).unwrap()) as Box<dyn Metadata>
         });
@@ -776,7 +805,7 @@ mod tests {
             .worker_threads(2)
             .build()
             .unwrap();
-        let (url2, prefix2) = (url.clone(), prefix.clone());
+        let (url2, prefix2) = (url, prefix);
         let n: i64 = runtime.block_on(async move {
             tokio::spawn(async move {
                 let (url, prefix) = (url2, prefix2);

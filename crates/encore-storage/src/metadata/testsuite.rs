@@ -12,6 +12,79 @@ use encore_core::{Coded, ErrorCode};
 
 type Open<'a> = &'a dyn Fn(&str) -> Box<dyn Metadata>;
 
+/// Schemas of one test run on the PostgreSQL server named by `ENCORE_TEST_POSTGRES` (default:
+/// the project machines' `postgres://postgres@127.0.0.1:5432/test`), dropped when this is.
+#[derive(Debug)]
+pub struct PostgresScratch {
+    pub url: String,
+    /// the run's schema prefix (`t<pid>_<nanos>`)
+    pub prefix: String,
+}
+
+impl PostgresScratch {
+    /// A fresh prefix on the test server; `None` (with the reason on stderr) when there is no
+    /// server, which fails instead when `ENCORE_REQUIRE_SERVICES` is set (as CI sets it).
+    #[allow(clippy::print_stderr, reason = "a skipped test says why")]
+    pub fn new() -> Option<PostgresScratch> {
+        let url = std::env::var("ENCORE_TEST_POSTGRES")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+        if let Err(e) = ::postgres::Client::connect(&url, ::postgres::NoTls) {
+            assert!(
+                std::env::var_os("ENCORE_REQUIRE_SERVICES").is_none(),
+                "ENCORE_REQUIRE_SERVICES is set but PostgreSQL at {url} cannot be reached: {e}"
+            );
+            eprintln!("skipped on PostgreSQL: none at {url} ({e}); set ENCORE_TEST_POSTGRES");
+            return None;
+        }
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let nonce = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let prefix = format!("t{}_{nonce}_{n}", std::process::id());
+        Some(PostgresScratch { url, prefix })
+    }
+
+    /// Keeps the metadata of the data directory `root` in this run's schemas.
+    pub fn bind(&self, root: &std::path::Path) {
+        super::bind(
+            root,
+            super::Backend::Postgres {
+                url: self.url.clone(),
+                prefix: self.prefix.clone(),
+            },
+        );
+    }
+}
+
+impl PostgresScratch {
+    /// The schemas this run made (`<prefix>_<component>`), sorted: proof that a component's
+    /// store went to PostgreSQL.
+    pub fn schemas(&self) -> Vec<String> {
+        let Ok(mut c) = ::postgres::Client::connect(&self.url, ::postgres::NoTls) else {
+            return Vec::new();
+        };
+        let pattern = format!("{}\\_%", self.prefix);
+        c.query(
+            "SELECT nspname::text FROM pg_namespace WHERE nspname LIKE $1 ORDER BY 1",
+            &[&pattern],
+        )
+        .map(|rows| rows.iter().map(|r| r.get(0)).collect())
+        .unwrap_or_default()
+    }
+}
+
+impl Drop for PostgresScratch {
+    fn drop(&mut self) {
+        let Ok(mut c) = ::postgres::Client::connect(&self.url, ::postgres::NoTls) else {
+            return;
+        };
+        for name in self.schemas() {
+            let _ = c.batch_execute(&format!("DROP SCHEMA {name} CASCADE"));
+        }
+    }
+}
+
 /// Every case, in order; panics on the first that fails, naming it.
 pub fn run(open: Open<'_>) {
     values_round_trip(open);
@@ -298,6 +371,19 @@ fn the_portable_dialect_works(open: Open<'_>) {
     );
     let v: Value = "x".into();
     assert_eq!(v, Value::Text("x".into()));
+    // an optional filter: NULL matches every row, a value only its own
+    for (filter, want) in [(None, 1), (Some("second"), 1), (Some("other"), 0)] {
+        let n = db
+            .read(|q| {
+                q.query(
+                    "SELECT id FROM d WHERE ?1 IS NULL OR t = ?1",
+                    params![filter],
+                )
+            })
+            .unwrap_or_else(|e| panic!("{}: {filter:?}: {e}", db.backend()))
+            .len();
+        assert_eq!(n, want, "{}: {filter:?}", db.backend());
+    }
 }
 
 fn type_mismatches_name_the_column(open: Open<'_>) {
