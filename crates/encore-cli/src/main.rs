@@ -108,6 +108,10 @@ fn run(cli: Cli, loaded: &Loaded) -> Result<(), CliError> {
     let backend =
         encore_storage::metadata::Backend::parse(&storage.metadata, &storage.metadata_schema)?;
     encore_storage::metadata::bind(dir, backend);
+    encore_storage::objects::bind(
+        dir,
+        encore_storage::objects::Backend::parse(&storage.objects)?,
+    );
     match cli.command {
         Command::Demo(args) => commands::demo::run(loaded, &args, &out),
         Command::Config(cmd) => commands::config::run(loaded, cmd, &out),

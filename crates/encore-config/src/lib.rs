@@ -188,6 +188,10 @@ pub struct StorageConfig {
     /// The prefix of the PostgreSQL schemas (`<prefix>_registry`, `<prefix>_experiments`, ...):
     /// deployments sharing one database use different prefixes.
     pub metadata_schema: String,
+    /// Where model artifacts and HNSW indexes live: "" for files in the data directory, or
+    /// `s3://bucket/prefix` that every node shares (endpoint, region and credentials the usual
+    /// AWS way: `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`, `AWS_ENDPOINT_URL`).
+    pub objects: String,
 }
 
 impl Default for StorageConfig {
@@ -196,6 +200,7 @@ impl Default for StorageConfig {
             seal_interval_s: 60,
             metadata: String::new(),
             metadata_schema: "encore".into(),
+            objects: String::new(),
         }
     }
 }
@@ -490,6 +495,13 @@ impl Config {
             out.push(Violation {
                 key: "storage.metadata",
                 message: "expected \"\" (SQLite in the data directory) or a postgres:// URL".into(),
+            });
+        }
+        let o = &self.storage.objects;
+        if !(o.is_empty() || o.starts_with("s3://")) {
+            out.push(Violation {
+                key: "storage.objects",
+                message: "expected \"\" (files in the data directory) or s3://bucket/prefix".into(),
             });
         }
         let prefix = &self.storage.metadata_schema;

@@ -69,6 +69,10 @@ seal_interval_s = 60
 # is a schema <metadata_schema>_<component>, created and migrated on first use.
 metadata = ""
 metadata_schema = "encore"
+# Where model artifacts and HNSW indexes live: "" for files in the data directory, or
+# "s3://bucket/prefix" that every node shares (endpoint, region and credentials the usual AWS
+# way: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT_URL).
+objects = ""
 
 [registry]
 # The gate in front of the `production` alias: a version must score at least production's

@@ -245,8 +245,7 @@ impl Registry {
     /// store the data directory uses.
     pub fn open(root: &Path) -> Result<Registry, RegistryError> {
         let db = encore_storage::metadata::open(root, "registry", Durability::Full)?;
-        let objects = encore_storage::objects::LocalObjects::open(root)?;
-        Registry::with_stores(db, Arc::new(objects))
+        Registry::with_stores(db, encore_storage::objects::open(root)?)
     }
 
     /// The registry kept in `db`, its artifacts in `objects`.

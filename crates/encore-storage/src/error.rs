@@ -60,6 +60,14 @@ pub enum StorageError {
 
     #[error("the transaction was rolled back")]
     RolledBack,
+
+    /// a server backend cannot be reached or refused the request
+    #[error("{what}: {message}")]
+    Unavailable { what: String, message: String },
+
+    /// a backend address that cannot be used
+    #[error("{what}: {message}")]
+    BadAddress { what: String, message: String },
 }
 
 impl StorageError {
@@ -90,9 +98,11 @@ impl Coded for StorageError {
             StorageError::Locked { .. }
             | StorageError::UnsupportedFormat { .. }
             | StorageError::NotADataDir { .. } => ErrorCode::FailedPrecondition,
-            StorageError::Io { .. } | StorageError::WriteFailed { .. } | StorageError::Closed => {
-                ErrorCode::Unavailable
-            }
+            StorageError::Io { .. }
+            | StorageError::WriteFailed { .. }
+            | StorageError::Closed
+            | StorageError::Unavailable { .. } => ErrorCode::Unavailable,
+            StorageError::BadAddress { .. } => ErrorCode::InvalidArgument,
             StorageError::RolledBack => ErrorCode::Internal,
             StorageError::Corrupt { .. } | StorageError::DataLoss { .. } => ErrorCode::DataLoss,
             StorageError::Parquet { .. } | StorageError::Arrow { .. } => ErrorCode::Internal,
@@ -130,7 +140,11 @@ impl Coded for StorageError {
             | StorageError::BadKey { .. }
             | StorageError::WriteFailed { .. }
             | StorageError::RolledBack
-            | StorageError::Closed => None,
+            | StorageError::Closed
+            | StorageError::BadAddress { .. } => None,
+            StorageError::Unavailable { .. } => {
+                Some("retry; check that the server is up and the credentials are right".into())
+            }
         }
     }
 }

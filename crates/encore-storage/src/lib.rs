@@ -11,6 +11,7 @@
 //! assert!(encore_storage::DataDir::open(dir.path()).is_err());
 //! ```
 
+mod binding;
 mod data_dir;
 pub mod dedup;
 mod error;

@@ -369,7 +369,15 @@ fn no_public_function_fails_with_a_bare_string() {
 
 #[test]
 fn only_the_storage_crate_names_a_storage_engine() {
-    const ENGINES: [&str; 2] = ["rusqlite", "redb"];
+    const ENGINES: [&str; 7] = [
+        "rusqlite",
+        "redb",
+        "postgres",
+        "tokio-postgres",
+        "redis",
+        "async-nats",
+        "object_store",
+    ];
     let mut found = Vec::new();
     for (name, dir) in crates() {
         if name == "encore-storage" {

@@ -8,6 +8,7 @@ mod features;
 mod hostile;
 mod privacy;
 mod readme;
+mod scale;
 mod serve;
 mod sim;
 mod traces;

@@ -59,34 +59,18 @@ impl Backend {
     }
 }
 
-/// The backends data directories were bound to ([`bind`]); unbound ones are embedded.
-static BOUND: std::sync::Mutex<Vec<(std::path::PathBuf, Backend)>> =
-    std::sync::Mutex::new(Vec::new());
-
-fn key(root: &std::path::Path) -> std::path::PathBuf {
-    std::path::absolute(root).unwrap_or_else(|_| root.to_path_buf())
-}
+static BOUND: crate::binding::Bound<Backend> = crate::binding::Bound::new();
 
 /// Keeps the metadata of the data directory `root` in `backend` for the rest of the process:
 /// what the binary does once its configuration (`[storage] metadata`) is read, before any
 /// component opens its store.
 pub fn bind(root: &std::path::Path, backend: Backend) {
-    let root = key(root);
-    let mut bound = BOUND.lock().unwrap_or_else(|p| p.into_inner());
-    bound.retain(|(r, _)| *r != root);
-    if backend != Backend::Embedded {
-        bound.push((root, backend));
-    }
+    BOUND.set(root, (backend != Backend::Embedded).then_some(backend));
 }
 
 /// Where the metadata of the data directory `root` lives.
 pub fn backend_of(root: &std::path::Path) -> Backend {
-    let root = key(root);
-    let bound = BOUND.lock().unwrap_or_else(|p| p.into_inner());
-    bound
-        .iter()
-        .find(|(r, _)| *r == root)
-        .map_or(Backend::Embedded, |(_, b)| b.clone())
+    BOUND.get(root).unwrap_or_default()
 }
 
 /// The metadata store of `component` (`registry`, `experiments`, `evals`, `access`) for the data

@@ -83,16 +83,7 @@ pub fn check_prefix(prefix: &str) -> Result<(), MetadataError> {
     schema_name(prefix, "x").map(|_| ())
 }
 
-/// Runs `f`, which blocks on the driver's own runtime, off the async runtime the caller may be
-/// on (a request handler of the server): the driver cannot block inside a runtime, so a
-/// multi-threaded runtime hands this worker's tasks to others meanwhile.
-fn blocking<T>(f: impl FnOnce() -> T) -> T {
-    use tokio::runtime::{Handle, RuntimeFlavor};
-    match Handle::try_current() {
-        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
-        _ => f(),
-    }
-}
+use crate::binding::blocking;
 
 /// FNV-1a of `s`: the advisory lock of one schema.
 fn lock_key(s: &str) -> i64 {

@@ -3,11 +3,54 @@
 //! torn mix) and durably. The embedded backend keeps them as files under a directory
 //! ([`LocalObjects`]); an S3 backend implements the same trait and passes the same suite.
 
+pub mod s3;
 #[cfg(feature = "testsuite")]
 pub mod testsuite;
 
 use crate::StorageError;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Where a data directory's objects live.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Backend {
+    /// files under the data directory
+    #[default]
+    Local,
+    /// `s3://bucket/prefix`, shared by every node that names it
+    S3 { url: String },
+}
+
+impl Backend {
+    /// `""` (files in the data directory) or `s3://bucket/prefix`.
+    pub fn parse(url: &str) -> Result<Backend, StorageError> {
+        if url.is_empty() {
+            return Ok(Backend::Local);
+        }
+        s3::parse_url(url)?;
+        Ok(Backend::S3 {
+            url: url.to_owned(),
+        })
+    }
+}
+
+static BOUND: crate::binding::Bound<Backend> = crate::binding::Bound::new();
+
+/// Keeps the objects of the data directory `root` in `backend` for the rest of the process
+/// (what the binary does once `[storage] objects` is read).
+pub fn bind(root: &Path, backend: Backend) {
+    BOUND.set(root, (backend != Backend::Local).then_some(backend));
+}
+
+/// The object store of the data directory `root`: what domain crates open, never naming a
+/// backend. Local: files under `root`; bound to S3 ([`bind`]): the bucket and prefix, with
+/// local copies for memory-mapping readers under `<root>/cache/objects`.
+pub fn open(root: &Path) -> Result<Arc<dyn ObjectStore>, StorageError> {
+    Ok(match BOUND.get(root).unwrap_or_default() {
+        Backend::Local => Arc::new(LocalObjects::open(root)?),
+        Backend::S3 { url } => Arc::new(s3::S3Objects::open(&url, &root.join("cache"))?),
+    })
+}
 
 /// One stored object.
 #[derive(Debug, Clone, PartialEq, Eq)]
