@@ -20,6 +20,7 @@ pub mod catalog;
 pub mod error;
 pub mod event;
 pub mod ids;
+pub mod shared;
 pub mod time;
 
 pub use error::{Coded, ErrorCode, Invalid};

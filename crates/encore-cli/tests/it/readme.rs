@@ -225,16 +225,11 @@ fn copy_dir(from: &Path, to: &Path) {
 #[test]
 fn every_readme_example_runs() {
     let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let shared = std::env::var_os("ENCORE_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo.join("../shared"));
-    if !shared.join("datasets").is_dir() {
-        #[allow(clippy::print_stderr)]
-        {
-            eprintln!("skipping: {} is absent", shared.display());
-        }
+    let manifest = env!("CARGO_MANIFEST_DIR");
+    if encore_core::shared::path(manifest, "datasets").is_none() {
         return;
     }
+    let shared = encore_core::shared::root(manifest);
     for tool in ["bash", "curl", "jq"] {
         if crate::ecosystem::which(tool).is_none() {
             return crate::ecosystem::missing(tool);

@@ -4,28 +4,19 @@
 use encore_evals::calibration::calibration;
 use encore_evals::heuristic::Grounding;
 use encore_evals::{Evaluator, Sample};
-use std::path::PathBuf;
 
 fn halueval() -> Option<Vec<serde_json::Value>> {
-    let root = std::env::var_os("ENCORE_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"));
-    let path = root.join("datasets/halueval-general/general_data.json");
-    match std::fs::read_to_string(&path) {
-        // JSON Lines despite the extension
-        Ok(text) => Some(
-            text.lines()
-                .map(|l| serde_json::from_str(l).unwrap())
-                .collect(),
-        ),
-        Err(_) => {
-            #[allow(clippy::print_stderr)]
-            {
-                eprintln!("skipping: {} is absent", path.display());
-            }
-            None
-        }
-    }
+    let path = encore_core::shared::path(
+        env!("CARGO_MANIFEST_DIR"),
+        "datasets/halueval-general/general_data.json",
+    )?;
+    // JSON Lines despite the extension
+    let text = std::fs::read_to_string(&path).unwrap();
+    Some(
+        text.lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect(),
+    )
 }
 
 #[test]

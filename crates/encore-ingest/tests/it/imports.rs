@@ -6,19 +6,7 @@ use std::path::PathBuf;
 
 /// `../shared/datasets/<name>` beside the repository, or `None` (with a note) when absent.
 fn dataset(name: &str) -> Option<PathBuf> {
-    let root = std::env::var_os("ENCORE_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"));
-    let dir = root.join("datasets").join(name);
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        eprintln!(
-            "skipping: {} is absent (the shared datasets are not beside this clone)",
-            dir.display()
-        );
-        None
-    }
+    encore_core::shared::path(env!("CARGO_MANIFEST_DIR"), &format!("datasets/{name}"))
 }
 
 #[test]

@@ -10,18 +10,9 @@ use sha2::{Digest, Sha256};
 use std::path::PathBuf;
 
 fn shared() -> Option<PathBuf> {
-    let root = std::env::var_os("ENCORE_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"));
-    if root
-        .join("bench/recsys/splits/hetrec2011-lastfm-2k")
-        .is_dir()
-    {
-        Some(root)
-    } else {
-        eprintln!("skipping: {} has no shared benchmark split", root.display());
-        None
-    }
+    let manifest = env!("CARGO_MANIFEST_DIR");
+    encore_core::shared::path(manifest, "bench/recsys/splits/hetrec2011-lastfm-2k")?;
+    Some(encore_core::shared::root(manifest))
 }
 
 fn split_dir(root: &std::path::Path) -> PathBuf {

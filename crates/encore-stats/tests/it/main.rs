@@ -4,20 +4,10 @@
 // tests print what they measured
 #![allow(clippy::print_stderr)]
 
-use std::path::PathBuf;
-
 fn vectors() -> Option<serde_json::Value> {
-    let root = std::env::var_os("ENCORE_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"));
-    let path = root.join("oracles/stats-vectors.json");
-    match std::fs::read_to_string(&path) {
-        Ok(text) => Some(serde_json::from_str(&text).unwrap()),
-        Err(_) => {
-            eprintln!("skipping: {} is absent", path.display());
-            None
-        }
-    }
+    let path = encore_core::shared::path(env!("CARGO_MANIFEST_DIR"), "oracles/stats-vectors.json")?;
+    let text = std::fs::read_to_string(&path).unwrap();
+    Some(serde_json::from_str(&text).unwrap())
 }
 
 #[test]

@@ -86,6 +86,14 @@ impl S3Objects {
         builder: AmazonS3Builder,
     ) -> Result<S3Objects, StorageError> {
         let (bucket, prefix) = parse_url(url)?;
+        // https to S3 through rustls with ring, the workspace's one crypto provider (a second
+        // call finds it installed)
+        #[allow(
+            deprecated,
+            reason = "ring is the workspace's rustls provider (aws-lc would be a second one)"
+        )]
+        let provider = tokio_rustls::rustls::crypto::ring::default_provider();
+        let _ = provider.install_default();
         let store = builder
             .with_bucket_name(&bucket)
             .build()

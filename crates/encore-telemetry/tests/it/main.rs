@@ -13,19 +13,10 @@ use serde_json::{Map, Value};
 use std::path::PathBuf;
 
 fn fixtures() -> Option<PathBuf> {
-    let root = std::env::var_os("ENCORE_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"));
-    let dir = root.join("datasets/llm-observability-fixtures");
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        #[allow(clippy::print_stderr)]
-        {
-            eprintln!("skipping: {} is absent", dir.display());
-        }
-        None
-    }
+    encore_core::shared::path(
+        env!("CARGO_MANIFEST_DIR"),
+        "datasets/llm-observability-fixtures",
+    )
 }
 
 fn object(path: PathBuf) -> Map<String, Value> {
