@@ -377,4 +377,83 @@ fn matrix_from_simulated_plays_counts_streams_per_user_item() {
         skips, short_in_matrix,
         "every short play of a known pair, counted once"
     );
+    // every cell, against a count taken straight from the generated files
+    for (matrix, min_ms) in [
+        (&all, 0),
+        (&streams, encore_core::event::STREAM_THRESHOLD_MS),
+    ] {
+        let want = plays_per_pair(&files, min_ms);
+        let mut got = std::collections::HashMap::new();
+        for u in 0..matrix.users.len() {
+            for (i, plays) in matrix.row(u) {
+                got.insert(
+                    (matrix.users[u].clone(), matrix.items[i as usize].clone()),
+                    plays,
+                );
+            }
+        }
+        assert_eq!(got.len(), want.len(), "cells with min_ms_played {min_ms}");
+        for (pair, n) in &want {
+            assert_eq!(
+                got.get(pair),
+                Some(n),
+                "{pair:?} with min_ms_played {min_ms}"
+            );
+        }
+    }
+}
+
+/// Plays per (listener, track) in the Parquet playback `files` that the matrix may use (not in a
+/// private session, not excluded from taste, personalization consented), at least `min_ms` long.
+fn plays_per_pair(
+    files: &[PathBuf],
+    min_ms: u32,
+) -> std::collections::HashMap<(String, String), u32> {
+    use arrow::array::{Array, BooleanArray, StringArray, StructArray, UInt32Array};
+    let mut out = std::collections::HashMap::new();
+    for f in files {
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+            std::fs::File::open(f).unwrap(),
+        )
+        .unwrap()
+        .build()
+        .unwrap();
+        for b in reader {
+            let b = b.unwrap();
+            let col = |name: &str| b.column_by_name(name).unwrap().clone();
+            let (user, item, ms, private, excluded, consent) = (
+                col("user_id"),
+                col("item_id"),
+                col("ms_played"),
+                col("private_session"),
+                col("taste_excluded"),
+                col("consent"),
+            );
+            let user = user.as_any().downcast_ref::<StringArray>().unwrap();
+            let item = item.as_any().downcast_ref::<StringArray>().unwrap();
+            let ms = ms.as_any().downcast_ref::<UInt32Array>().unwrap();
+            let private = private.as_any().downcast_ref::<BooleanArray>().unwrap();
+            let excluded = excluded.as_any().downcast_ref::<BooleanArray>().unwrap();
+            let consent = consent.as_any().downcast_ref::<StructArray>().unwrap();
+            let personal = consent
+                .column_by_name("personalization")
+                .unwrap()
+                .as_any()
+                .downcast_ref::<BooleanArray>()
+                .unwrap()
+                .clone();
+            for i in 0..b.num_rows() {
+                if private.value(i)
+                    || excluded.value(i)
+                    || !personal.value(i)
+                    || ms.value(i) < min_ms
+                {
+                    continue;
+                }
+                *out.entry((user.value(i).to_owned(), item.value(i).to_owned()))
+                    .or_insert(0) += 1;
+            }
+        }
+    }
+    out
 }

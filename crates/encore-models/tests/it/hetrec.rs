@@ -121,8 +121,10 @@ fn bpr_reaches_the_anchor_quality_single_threaded_and_in_parallel() {
     }
 }
 
+/// Item-kNN is deterministic: its NDCG@10 is held within 0.002 of the value measured when it
+/// was built (cosine 0.2011, BM25 0.1728; popularity is 0.0787), not merely above a floor.
 #[test]
-fn item_knn_cosine_and_bm25_beat_popularity() {
+fn item_knn_cosine_and_bm25_hold_their_measured_quality() {
     let Some(root) = shared() else { return };
     let ds = load(&root);
     let cosine = ItemKnnConfig::default();
@@ -130,11 +132,11 @@ fn item_knn_cosine_and_bm25_beat_popularity() {
         similarity: Similarity::Bm25 { k1: 1.2, b: 0.75 },
         ..ItemKnnConfig::default()
     };
-    for config in [cosine, bm25] {
+    for (config, measured) in [(cosine, 0.2011), (bm25, 0.1728)] {
         let m = fit_and_score(&ds, &ModelConfig::ItemKnn(config.clone()), 2);
         assert!(
-            m.ndcg > 2.0 * 0.0787,
-            "item-kNN {:?} NDCG@10 {}",
+            (m.ndcg - measured).abs() < 0.002,
+            "item-kNN {:?} NDCG@10 {} (measured {measured})",
             config.similarity,
             m.ndcg
         );
