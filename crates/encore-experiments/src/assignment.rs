@@ -76,6 +76,63 @@ pub struct ExperimentSpec {
     pub variants: Vec<Variant>,
     #[serde(default)]
     pub targeting: Targeting,
+    /// The positions of the domain's bucket order it owns (`[first, end)` pieces, highest
+    /// first), fixed when it starts (by [`place`]) so that experiments starting or stopping
+    /// beside it never move its listeners; empty for a draft (laid out after every placed one).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stretch: Vec<[u32; 2]>,
+}
+
+impl ExperimentSpec {
+    /// The buckets it takes.
+    fn needed(&self) -> u32 {
+        (self.traffic * f64::from(BUCKETS)).round() as u32
+    }
+}
+
+/// `needed` positions of `[0, BUCKETS)` that no piece of `taken` (sorted, disjoint `(first,
+/// end)`) overlaps, taken from the top down, gap by gap; `None` when the gaps are too small.
+fn take_gaps(taken: &[(u32, u32)], needed: u32) -> Option<Vec<[u32; 2]>> {
+    let mut out = Vec::new();
+    let mut left = needed;
+    let mut end = BUCKETS;
+    let mut below = taken.iter().rev().map(|r| (r.0, r.1)).chain([(0, 0)]);
+    while left > 0 {
+        let (first, last) = below.next()?;
+        if end > last {
+            let n = left.min(end - last);
+            out.push([end - n, end]);
+            left -= n;
+        }
+        end = end.min(first);
+    }
+    Some(out)
+}
+
+/// Gives every experiment of `running` without a stretch one (in order, from the top of what
+/// the others leave in its domain), so that a plan of them stays the same whatever starts or
+/// stops later. Running experiments placed by a build without stretches get the ones they had
+/// (the same order, the same gaps).
+pub fn place(running: &mut [ExperimentSpec]) -> Result<(), AssignmentError> {
+    let mut taken: HashMap<String, Vec<(u32, u32)>> = HashMap::new();
+    for spec in running.iter() {
+        let domain = taken.entry(spec.domain.clone()).or_default();
+        domain.extend(spec.stretch.iter().map(|p| (p[0], p[1])));
+    }
+    for spec in running.iter_mut().filter(|s| s.stretch.is_empty()) {
+        let domain = taken.entry(spec.domain.clone()).or_default();
+        domain.sort_unstable();
+        let needed = spec.needed();
+        let free = BUCKETS - domain.iter().map(|(a, b)| b - a).sum::<u32>();
+        spec.stretch = take_gaps(domain, needed).ok_or_else(|| AssignmentError::DomainFull {
+            domain: spec.domain.clone(),
+            id: spec.id.clone(),
+            free,
+            needed,
+        })?;
+        domain.extend(spec.stretch.iter().map(|p| (p[0], p[1])));
+    }
+    Ok(())
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -110,7 +167,8 @@ impl encore_core::Coded for AssignmentError {
 ///
 /// The domain's buckets are put in a random order fixed by its salt (a keyed permutation of
 /// `[0, BUCKETS)`, evaluated per bucket, never stored); each experiment takes the next stretch
-/// of that order from the end, and its variants split the stretch by weight. So a plan costs a
+/// of that order (its stretch, fixed when it starts; see [`place`]), and its variants split the
+/// stretch by weight. So a plan costs a
 /// few bytes per experiment, however many domains there are, and a look-up is one permutation
 /// and a binary search.
 #[derive(Debug, Clone)]
@@ -119,7 +177,7 @@ struct Domain {
     key: u64,
     /// `(first position, end position, index into Plan::owners)`, sorted, disjoint
     ranges: Vec<(u32, u32, u32)>,
-    /// positions `[0, free)` are not taken
+    /// how many positions are not taken
     free: u32,
 }
 
@@ -216,34 +274,50 @@ impl Plan {
                     ranges: Vec::new(),
                     free: BUCKETS,
                 });
-            let needed = (spec.traffic * f64::from(BUCKETS)).round() as u32;
-            if needed > domain.free {
-                return Err(AssignmentError::DomainFull {
-                    domain: spec.domain.clone(),
-                    id: spec.id.clone(),
-                    free: domain.free,
-                    needed,
-                });
+            let needed = spec.needed();
+            let taken: Vec<(u32, u32)> = domain.ranges.iter().map(|r| (r.0, r.1)).collect();
+            let full = || AssignmentError::DomainFull {
+                domain: spec.domain.clone(),
+                id: spec.id.clone(),
+                free: domain.free,
+                needed,
+            };
+            let stretch = if spec.stretch.is_empty() {
+                take_gaps(&taken, needed).ok_or_else(full)?
+            } else {
+                spec.stretch.clone()
+            };
+            let fits = stretch.iter().all(|p| {
+                p[0] < p[1] && p[1] <= BUCKETS && !taken.iter().any(|r| p[0] < r.1 && r.0 < p[1])
+            }) && stretch.iter().map(|p| p[1] - p[0]).sum::<u32>() == needed;
+            if !fits {
+                return Err(full());
             }
-            // the next stretch of the domain's order; variants by weight within it
-            let first = domain.free - needed;
-            let mut start = first;
+            // variants by weight along the stretch, piece after piece
+            let mut bounds = Vec::with_capacity(spec.variants.len());
             let mut cumulative = 0.0;
             for (v, variant) in spec.variants.iter().enumerate() {
                 cumulative += variant.weight / total;
-                let end = if v + 1 == spec.variants.len() {
-                    domain.free
+                bounds.push(if v + 1 == spec.variants.len() {
+                    needed
                 } else {
-                    first + (cumulative * f64::from(needed)).round() as u32
-                };
-                let owner = owners.len() as u32;
-                owners.push((e, v));
-                if end > start {
-                    domain.ranges.push((start, end, owner));
-                }
-                start = end.max(start);
+                    (cumulative * f64::from(needed)).round() as u32
+                });
             }
-            domain.free = first;
+            let first_owner = owners.len() as u32;
+            owners.extend((0..spec.variants.len()).map(|v| (e, v)));
+            let mut offset = 0u32;
+            for piece in &stretch {
+                let mut at = piece[0];
+                while at < piece[1] {
+                    let v = bounds.partition_point(|&b| b <= offset);
+                    let until = (bounds[v] - offset).min(piece[1] - at);
+                    domain.ranges.push((at, at + until, first_owner + v as u32));
+                    at += until;
+                    offset += until;
+                }
+            }
+            domain.free -= needed;
             domain.ranges.sort_unstable();
         }
         Ok(Plan {

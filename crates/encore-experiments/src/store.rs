@@ -183,13 +183,16 @@ impl Store {
 
     /// A new draft; its allocation is checked on its own.
     pub fn create(&mut self, d: &Definition) -> Result<(), StoreError> {
+        // a draft has no place in its domain yet: it gets one when it starts
+        let mut d = d.clone();
+        d.allocation.stretch.clear();
         Plan::new(
             std::slice::from_ref(&d.allocation),
             &HashMap::new(),
             0.0,
             "check",
         )?;
-        let json = serde_json::to_string(d)?;
+        let json = serde_json::to_string(&d)?;
         self.db.write(|tx| {
             let exists = tx
                 .query_opt("SELECT 1 FROM experiments WHERE id = ?1", params![d.id()])?
@@ -225,9 +228,12 @@ impl Store {
     /// Replaces a definition. A running experiment keeps its allocation: only its hypothesis,
     /// treatments, metrics and plan may change.
     pub fn update(&mut self, d: &Definition) -> Result<(), StoreError> {
-        let json = serde_json::to_string(d)?;
         self.db.write(|tx| {
             let current = get_in(tx, d.id())?;
+            // where it sits in its domain is the store's to keep, not the caller's to move
+            let mut d = d.clone();
+            d.allocation.stretch = current.definition.allocation.stretch.clone();
+            let json = serde_json::to_string(&d)?;
             match current.state {
                 State::Stopped => {
                     return Err(StoreError::State {
@@ -265,10 +271,25 @@ impl Store {
                     message: "only a draft can start".into(),
                 });
             }
-            let mut running: Vec<ExperimentSpec> =
-                running_in(tx)?.into_iter().map(|d| d.allocation).collect();
-            running.push(e.definition.allocation);
-            Plan::new(&running, &HashMap::new(), 0.0, "check")?;
+            // its place in the domain: the highest gap the running experiments leave, kept for
+            // as long as it runs (so nothing starting or stopping beside it moves a listener)
+            let mut running = running_in(tx)?;
+            let mut started = e.definition;
+            started.allocation.stretch.clear();
+            running.push(started);
+            let mut specs: Vec<ExperimentSpec> =
+                running.iter().map(|d| d.allocation.clone()).collect();
+            crate::assignment::place(&mut specs)?;
+            Plan::new(&specs, &HashMap::new(), 0.0, "check")?;
+            for (d, spec) in running.iter_mut().zip(specs) {
+                if d.allocation.stretch != spec.stretch {
+                    d.allocation.stretch = spec.stretch;
+                    tx.execute(
+                        "UPDATE experiments SET definition = ?2 WHERE id = ?1",
+                        params![d.id(), serde_json::to_string(d)?],
+                    )?;
+                }
+            }
             tx.execute(
                 "UPDATE experiments SET state = 'running', started_ms = ?2 \
                  WHERE id = ?1 AND state = 'draft'",

@@ -590,6 +590,7 @@ fn assign(users: usize, domains: usize, out: &Output) -> Result<(), CliError> {
                     })
                     .collect(),
                 targeting: Targeting::default(),
+                stretch: Vec::new(),
             })
         })
         .collect();

@@ -257,6 +257,7 @@ fn definition(id: &str, treatments: HashMap<String, Treatment>) -> Definition {
                 })
                 .collect(),
             targeting: Default::default(),
+            stretch: Vec::new(),
         },
         treatments,
         metrics: metrics(),

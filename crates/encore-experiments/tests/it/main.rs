@@ -21,6 +21,7 @@ fn spec(id: &str, domain: &str, traffic: f64, weights: &[f64]) -> ExperimentSpec
             })
             .collect(),
         targeting: Targeting::default(),
+        stretch: Vec::new(),
     }
 }
 
@@ -50,6 +51,60 @@ fn deterministic_and_sticky() {
         assert_eq!(first, a.assign(&u, &ctx()));
         assert_eq!(first, b.assign(&u, &ctx()));
     }
+}
+
+/// Experiments starting and stopping beside a running one never move its listeners: each keeps
+/// the stretch of its domain it was placed in when it started.
+#[test]
+fn a_running_experiment_keeps_its_listeners_when_others_start_and_stop() {
+    use encore_experiments::assignment::place;
+    let assigned = |plan: &Plan, u: &str, id: &str| {
+        plan.assign(u, &ctx())
+            .into_iter()
+            .find(|a| a.experiment == id)
+            .map(|a| a.variant)
+    };
+    let plan_of = |specs: &[ExperimentSpec]| Plan::new(specs, &HashMap::new(), 0.0, "h").unwrap();
+    // e1 starts alone, then e2 beside it in the same domain, then e1 stops, then e3 starts
+    let mut running = vec![spec("e1", "home", 0.3, &[1.0, 1.0])];
+    place(&mut running).unwrap();
+    let p1 = plan_of(&running);
+    running.push(spec("e2", "home", 0.4, &[1.0, 2.0]));
+    place(&mut running).unwrap();
+    let p2 = plan_of(&running);
+    running.remove(0);
+    let p3 = plan_of(&running);
+    running.push(spec("e3", "home", 0.5, &[1.0, 1.0]));
+    place(&mut running).unwrap();
+    let p4 = plan_of(&running);
+    let (mut in_e1, mut in_e2, mut in_e3) = (0, 0, 0);
+    for u in users(50_000) {
+        let e1 = assigned(&p1, &u, "e1");
+        assert_eq!(e1, assigned(&p2, &u, "e1"), "{u}: e2 starting moved e1");
+        let e2 = assigned(&p2, &u, "e2");
+        assert!(
+            e1.is_none() || e2.is_none(),
+            "{u} in two experiments of a domain"
+        );
+        assert_eq!(e2, assigned(&p3, &u, "e2"), "{u}: e1 stopping moved e2");
+        assert_eq!(e2, assigned(&p4, &u, "e2"), "{u}: e3 starting moved e2");
+        let e3 = assigned(&p4, &u, "e3");
+        assert!(e2.is_none() || e3.is_none(), "{u} in e2 and e3");
+        in_e1 += usize::from(e1.is_some());
+        in_e2 += usize::from(e2.is_some());
+        in_e3 += usize::from(e3.is_some());
+    }
+    // each holds about its traffic (e3 reuses what e1 freed)
+    for (n, share) in [(in_e1, 0.3), (in_e2, 0.4), (in_e3, 0.5)] {
+        let want = share * 50_000.0;
+        assert!((n as f64 - want).abs() < 0.02 * 50_000.0, "{n} vs {want}");
+    }
+    // a domain cannot hold more than all of it
+    running.push(spec("e4", "home", 0.2, &[1.0, 1.0]));
+    assert!(matches!(
+        place(&mut running),
+        Err(AssignmentError::DomainFull { .. })
+    ));
 }
 
 #[test]
@@ -364,4 +419,36 @@ fn lifecycle(root: &std::path::Path) {
     assert!(store.running().unwrap().is_empty());
     store.start("too-big").unwrap();
     assert_eq!(store.list().unwrap().len(), 2);
+    // through the store: a running experiment keeps its listeners when one beside it stops
+    store.create(&def("beside", 0.3)).unwrap();
+    store.start("beside").unwrap();
+    let plan =
+        |store: &Store| Plan::new(&store.running().unwrap(), &HashMap::new(), 0.0, "h").unwrap();
+    let before = plan(&store);
+    store.stop("too-big").unwrap();
+    let after = plan(&store);
+    let mut kept = 0;
+    for u in users(5_000) {
+        let was = before
+            .assign(&u, &ctx())
+            .into_iter()
+            .find(|a| a.experiment == "beside");
+        let is = after
+            .assign(&u, &ctx())
+            .into_iter()
+            .find(|a| a.experiment == "beside");
+        assert_eq!(was, is, "{u}");
+        kept += usize::from(is.is_some());
+    }
+    assert!(kept > 1_000, "{kept}");
+    // a caller cannot move it: an update keeps the stored stretch
+    let stretch = store.get("beside").unwrap().definition.allocation.stretch;
+    assert!(!stretch.is_empty());
+    let mut moved = def("beside", 0.3);
+    moved.allocation.stretch = vec![[0, 300_000]];
+    store.update(&moved).unwrap();
+    assert_eq!(
+        store.get("beside").unwrap().definition.allocation.stretch,
+        stretch
+    );
 }
