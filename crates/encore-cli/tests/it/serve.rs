@@ -195,8 +195,10 @@ impl Drop for Stop {
 }
 
 pub(crate) fn terminate(child: &Child) {
+    // quiet when the process is already gone (a test that killed it)
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
+        .stderr(Stdio::null())
         .status();
 }
 
