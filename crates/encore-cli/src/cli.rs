@@ -1059,7 +1059,7 @@ pub struct SimulateArgs {
     /// A/A experiments, each in its own domain
     #[arg(value_parser = clap::value_parser!(u32).range(0..=1000000), long, default_value_t = 200)]
     pub aa: u32,
-    /// A/A experiments run at once (sharing one draw of the listeners' reactions)
+    /// A/A experiments run at once (each on its own share of the listeners)
     #[arg(value_parser = clap::value_parser!(u32).range(1..=1000000), long, default_value_t = 20)]
     pub aa_per_round: u32,
     /// Factors of the weak model (ALS, two iterations) in the A/B control arm

@@ -6,8 +6,9 @@
 //! good one (ALS, 64 factors) the `candidate` alias. A real `encore serve` runs in this process on
 //! 127.0.0.1. Then:
 //!
-//! - **A/A**: rounds of `aa_per_round` experiments at once, each in its own exclusivity domain
-//!   (so each is an independent randomization) with two identical arms. In a round every
+//! - **A/A**: rounds of `aa_per_round` experiments at once, sharing one exclusivity domain with
+//!   an equal share each (so each has listeners of its own, and its outcomes are a draw no other
+//!   experiment shares), with two identical arms. In a round every
 //!   listener asks for their home list once (which logs their exposures) and reacts to it
 //!   through the simulator's response model (and, with `organic`, listens for a day on their
 //!   own). Each experiment's report should find a significant difference about `alpha` of the
@@ -293,8 +294,8 @@ fn simulate(
     let mut conn = Connection::open(addr).map_err(failed)?;
     let alpha = args.alpha;
 
-    // A/A: in rounds of `aa_per_round` experiments at once, each in its own domain; each round
-    // is a fresh draw of the listeners' reactions
+    // A/A: in rounds of `aa_per_round` experiments at once, sharing one domain (each its own
+    // listeners); each round is a fresh draw of the listeners' reactions
     let mut aa = AaSummary::default();
     let (mut fp, mut fp_plain, mut fp_any, mut pairs) = (0u32, 0u32, 0u32, 0u32);
     let bar = out.progress(u64::from(args.aa), "A/A experiments");
@@ -303,8 +304,14 @@ fn simulate(
         let ids: Vec<String> = (first..(first + per_round).min(args.aa))
             .map(|i| format!("aa-{i}"))
             .collect();
+        // one domain for the round, an equal share of it each: disjoint listeners, so each
+        // experiment rests on reactions of its own (no two share a draw)
+        let share = 1.0 / ids.len() as f64;
         for id in &ids {
-            store.create(&definition(id, HashMap::new()))?;
+            let mut d = definition(id, HashMap::new());
+            d.allocation.domain = format!("aa-round-{k}");
+            d.allocation.traffic = share;
+            store.create(&d)?;
             store.start(id)?;
         }
         wait_for_plan(&mut conn, world, &ids)?;
@@ -412,25 +419,24 @@ fn wait_for_plan(conn: &mut Connection, world: &World, running: &[String]) -> Re
     want.sort_unstable();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        // any listener outside the global holdout sees every experiment at full traffic
-        for u in 0..world.profiles.len().min(50) as u32 {
+        // the experiments the listeners are in, together (each holds a share of them), are
+        // exactly the running ones: the plan of this round, no experiment of the last
+        let mut have = std::collections::BTreeSet::new();
+        for u in 0..world.profiles.len() as u32 {
             let (_, a) = get_json(
                 conn,
                 &format!("/v1/assignments?user_id={}", World::user_id(u)),
             )?;
-            if a["holdout"] == false {
-                let mut have: Vec<&str> = a["assignments"]
+            have.extend(
+                a["assignments"]
                     .as_array()
                     .into_iter()
                     .flatten()
-                    .filter_map(|x| x["experiment"].as_str())
-                    .collect();
-                have.sort_unstable();
-                if have == want {
-                    return Ok(());
-                }
-                break;
-            }
+                    .filter_map(|x| x["experiment"].as_str().map(str::to_owned)),
+            );
+        }
+        if have.iter().map(String::as_str).eq(want.iter().copied()) {
+            return Ok(());
         }
         if Instant::now() > deadline {
             return Err(failed(format!(

@@ -39,10 +39,10 @@ fn aa_experiments_hold_their_level_and_ab_ships_the_better_model() {
         ab["mean_lift"]
     );
     assert_eq!(aa["experiments"], 200);
-    assert!(
-        aa["exposed_per_experiment"].as_f64().unwrap() > 800.0,
-        "{aa}"
-    );
+    // 20 at once over 1,000 listeners: about 50 each, disjoint, so the 200 p-values are
+    // independent draws
+    let exposed = aa["exposed_per_experiment"].as_f64().unwrap();
+    assert!((35.0..=55.0).contains(&exposed), "{aa}");
     let fpr = aa["false_positive_rate"].as_f64().unwrap();
     assert!(
         (0.02..=0.09).contains(&fpr),
