@@ -18,6 +18,10 @@ pub fn norm_sf(x: f64) -> f64 {
 }
 
 pub fn norm_ppf(p: f64) -> f64 {
+    // statrs panics outside [0, 1]; a statistic that could not be computed stays NaN
+    if !(0.0..=1.0).contains(&p) {
+        return f64::NAN;
+    }
     normal().inverse_cdf(p)
 }
 
@@ -27,12 +31,16 @@ fn students_t(df: f64) -> Option<StudentsT> {
 
 /// P(T > x) for Student's t with `df` degrees of freedom.
 pub fn t_sf(x: f64, df: f64) -> f64 {
+    // statrs panics on a NaN statistic (a variance of 0 / 0): it stays NaN
+    if x.is_nan() {
+        return f64::NAN;
+    }
     students_t(df).map_or(f64::NAN, |t| t.sf(x))
 }
 
 /// The `p` quantile of Student's t: statrs' inverse, then Newton steps on the CDF.
 pub fn t_ppf(p: f64, df: f64) -> f64 {
-    let Some(t) = students_t(df) else {
+    let Some(t) = students_t(df).filter(|_| (0.0..=1.0).contains(&p)) else {
         return f64::NAN;
     };
     let mut x = t.inverse_cdf(p);
@@ -58,7 +66,7 @@ pub fn t_ppf(p: f64, df: f64) -> f64 {
 
 /// P(X > x) for chi-square with `df` degrees of freedom.
 pub fn chi2_sf(x: f64, df: f64) -> f64 {
-    if df <= 0.0 {
+    if df <= 0.0 || x.is_nan() {
         return f64::NAN;
     }
     ChiSquared::new(df).map_or(f64::NAN, |c| c.sf(x))
@@ -67,6 +75,25 @@ pub fn chi2_sf(x: f64, df: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A statistic that could not be computed (0 / 0 variances in a tiny arm) gives NaN, never a
+    /// panic: the server computes these inside a request.
+    #[test]
+    fn nan_and_out_of_range_inputs_give_nan() {
+        for v in [
+            t_sf(f64::NAN, 5.0),
+            t_sf(1.0, f64::NAN),
+            t_ppf(f64::NAN, 3.0),
+            t_ppf(1.5, 3.0),
+            t_ppf(0.5, f64::NAN),
+            norm_ppf(f64::NAN),
+            norm_ppf(-0.1),
+            chi2_sf(f64::NAN, 2.0),
+        ] {
+            assert!(v.is_nan(), "{v}");
+        }
+        assert_eq!(t_sf(f64::INFINITY, 5.0), 0.0);
+    }
 
     #[test]
     fn known_values() {
