@@ -255,12 +255,6 @@ mod tests {
             }
             assert_eq!(log.verify().unwrap(), 2);
         };
-        case(tempfile::tempdir().unwrap().path());
-        if let Some(pg) = encore_storage::metadata::testsuite::PostgresScratch::new() {
-            let tmp = tempfile::tempdir().unwrap();
-            pg.bind(tmp.path());
-            case(tmp.path());
-            assert_eq!(pg.schemas(), [format!("{}_access", pg.prefix)]);
-        }
+        encore_storage::metadata::testsuite::on_every_backend("access", &case);
     }
 }

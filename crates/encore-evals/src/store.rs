@@ -894,21 +894,11 @@ mod tests {
         }
     }
 
-    /// Runs `case` on a fresh data directory with embedded metadata, then on one whose metadata is
-    /// on PostgreSQL (when the test server is there), checking that it went there.
-    fn on_every_backend(component: &str, case: fn(&Path)) {
-        case(tempfile::tempdir().unwrap().path());
-        if let Some(pg) = encore_storage::metadata::testsuite::PostgresScratch::new() {
-            let tmp = tempfile::tempdir().unwrap();
-            pg.bind(tmp.path());
-            case(tmp.path());
-            assert_eq!(pg.schemas(), [format!("{}_{component}", pg.prefix)]);
-        }
-    }
+    use encore_storage::metadata::testsuite::on_every_backend;
 
     #[test]
     fn scores_replace_per_span_evaluator_and_source() {
-        on_every_backend("evals", scores_replace);
+        on_every_backend("evals", &scores_replace);
     }
 
     fn scores_replace(root: &Path) {
@@ -947,7 +937,7 @@ mod tests {
 
     #[test]
     fn dataset_versions_are_immutable() {
-        on_every_backend("evals", dataset_versions);
+        on_every_backend("evals", &dataset_versions);
     }
 
     fn dataset_versions(root: &Path) {
@@ -984,7 +974,7 @@ mod tests {
 
     #[test]
     fn labels_are_checked_and_become_human_scores() {
-        on_every_backend("evals", labels);
+        on_every_backend("evals", &labels);
     }
 
     fn labels(root: &Path) {

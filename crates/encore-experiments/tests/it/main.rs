@@ -353,21 +353,11 @@ fn two_hundred_aa_tests_keep_the_false_positive_rate_near_alpha() {
     );
 }
 
-/// Runs `case` on a fresh data directory with embedded metadata, then on one whose metadata is
-/// on PostgreSQL (when the test server is there), checking that it went there.
-fn on_every_backend(component: &str, case: fn(&std::path::Path)) {
-    case(tempfile::tempdir().unwrap().path());
-    if let Some(pg) = encore_storage::metadata::testsuite::PostgresScratch::new() {
-        let tmp = tempfile::tempdir().unwrap();
-        pg.bind(tmp.path());
-        case(tmp.path());
-        assert_eq!(pg.schemas(), [format!("{}_{component}", pg.prefix)]);
-    }
-}
+use encore_storage::metadata::testsuite::on_every_backend;
 
 #[test]
 fn lifecycle_refuses_allocation_edits_while_running() {
-    on_every_backend("experiments", lifecycle);
+    on_every_backend("experiments", &lifecycle);
 }
 
 fn lifecycle(root: &std::path::Path) {

@@ -74,6 +74,19 @@ impl PostgresScratch {
     }
 }
 
+/// Runs `case` on a fresh data directory with embedded metadata, then on one whose metadata is
+/// on PostgreSQL (when the test server is there), checking that `component`'s store went there.
+pub fn on_every_backend(component: &str, case: &dyn Fn(&std::path::Path)) {
+    let tmp = tempfile::tempdir().expect("a temporary directory");
+    case(tmp.path());
+    if let Some(pg) = PostgresScratch::new() {
+        let tmp = tempfile::tempdir().expect("a temporary directory");
+        pg.bind(tmp.path());
+        case(tmp.path());
+        assert_eq!(pg.schemas(), [format!("{}_{component}", pg.prefix)]);
+    }
+}
+
 impl Drop for PostgresScratch {
     fn drop(&mut self) {
         let Ok(mut c) = ::postgres::Client::connect(&self.url, ::postgres::NoTls) else {
