@@ -4,7 +4,9 @@
 #   1. the HetRec ALS item factors (64 factors, trained on the shared split's train.tsv; queries
 #      = the ALS user vectors, as in ../shared/bench/recsys/baseline.py's ANN section), and
 #   2. a 1M x 64 synthetic catalogue with the statistics of ALS factors (SCALE=0 skips it; the
-#      graph build takes several minutes on 2 cores).
+#      graph build takes several minutes on 2 cores): near-isotropic (one shared direction and
+#      noise around it), then clustered (1,000 cluster directions, items and queries near
+#      one each, as genres and scenes make them: the harder case for a graph index).
 # Recall@10 is against exact top-10 over all items; the index is saved and memory-mapped back
 # before it is queried.
 #
@@ -23,3 +25,4 @@ split="$shared/bench/recsys/splits/hetrec2011-lastfm-2k"
 taskset -c 0 "$bin" bench ann --artifact "$work/hetrec-als.encore"
 [ "${SCALE:-1}" = 1 ] || exit 0
 "$bin" bench ann --synthetic 1000000 --width 64 --queries 1000 --ef 20,64,128,256
+"$bin" bench ann --synthetic 1000000 --width 64 --clusters "${CLUSTERS:-1000}" --queries 1000 --ef 20,64,128,256

@@ -1,22 +1,33 @@
 #!/usr/bin/env bash
 # Online evaluation's cost to ingest (issue: LLM evaluation): the same OTLP load
-# (../shared/bench/llm-obs/loadgen.py, TRACES "AI playlist" traces of 4 spans, protobuf over
-# HTTP) into a fresh release `encore serve`, in interleaved rounds of three cases:
+# (../shared/bench/llm-obs/loadgen.py's "AI playlist" traces of 4 spans, protobuf over HTTP)
+# into a fresh release `encore serve`, in interleaved rounds of these cases:
 #   off       no rules;
 #   heuristic a rule scoring every span that has an output (rate 1.0) with four evaluators:
 #             refusal, length bounds, JSON validity and a regex;
 #   sampled   the same rule at rate 0.1;
 #   judge     a rule sending 10 % of spans to an LLM judge (a local OpenAI-compatible stub that
 #             answers in 20 ms), the rest of the pipeline as in production.
-# Prints ingest spans/s per case and round, the ratio to `off`, and the online counters
-# (sampled, scored, dropped because the queue was full).
+# Two modes:
+#   sustained (the default): RATE traces/s for SECONDS_RUN (at least 60) at fixed times
+#             (benches/otlp_fixed_rate.py, open loop); reports per case the spans/s achieved,
+#             acknowledgement latency, the evaluation backlog sampled every 5 s and at the end,
+#             spans dropped because the queue was full, evaluations done within the run and
+#             how long the backlog took to drain after it;
+#   burst     (MODE=burst, the first version): TRACES traces as fast as the server takes them;
+#             reports ingest spans/s per case and round, the ratio to `off`, and the online
+#             counters 2 s later. The evaluators yield to ingest, so most of their work lands
+#             after the measured burst: this measures ingest beside evaluation, not evaluation.
 #
-#   benches/evals_online.sh [TRACES] [ROUNDS]      (CASES="off heuristic" for a subset)
+#   [MODE=sustained] [RATE=100] [SECONDS_RUN=60] benches/evals_online.sh [TRACES] [ROUNDS]
+#   (CASES="off heuristic" for a subset)
 set -euo pipefail
 # the server is on loopback and only this script calls it; benches/auth.sh measures API keys
 export ENCORE__SERVER__AUTH=off
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-traces="${1:-2000}"; rounds="${2:-2}"
+mode="${MODE:-sustained}"
+traces="${1:-2000}"; rounds="${2:-$([ "$mode" = burst ] && echo 2 || echo 1)}"
+rate="${RATE:-100}"; seconds="${SECONDS_RUN:-60}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/encore-target}"
 cargo build --release --locked -q -p encore-cli
 venv="${LLM_OBS_VENV:-$HOME/.cache/encore-llm-obs-venv}"
@@ -65,12 +76,19 @@ run_case() { # label rule-json round
   if [ -n "$rule" ]; then
     curl -sf -X POST -H 'Content-Type: application/json' -d "$rule" "$base/v1/evals/rules" >/dev/null
   fi
-  "$venv/bin/python" ../shared/bench/llm-obs/loadgen.py --target http --endpoint "$base/v1/traces" \
-    --count-url "$base/v1/spans/count?project={project}" --count-field count \
-    --traces "$traces" --mode preencoded --seed "$round" --server-pid "$server" --label "$label" \
-    --out "$work/$label-$round.json" >/dev/null
-  sleep 2
-  curl -sf "$base/v1/evals/online" >"$work/$label-$round.online.json"
+  if [ "$mode" = burst ]; then
+    "$venv/bin/python" ../shared/bench/llm-obs/loadgen.py --target http --endpoint "$base/v1/traces" \
+      --count-url "$base/v1/spans/count?project={project}" --count-field count \
+      --traces "$traces" --mode preencoded --seed "$round" --server-pid "$server" --label "$label" \
+      --out "$work/$label-$round.json" >/dev/null
+    sleep 2
+    curl -sf "$base/v1/evals/online" >"$work/$label-$round.online.json"
+  else
+    echo -n "{\"case\": \"$label\", \"round\": $round, \"result\": "
+    "$venv/bin/python" benches/otlp_fixed_rate.py --base "$base" --loadgen ../shared/bench/llm-obs \
+      --rate "$rate" --seconds "$seconds" --seed "$round" --out "$work/$label-$round.json" | tr -d '\n'
+    echo "}"
+  fi
   kill -TERM "$server"; wait "$server" || true; server=""
 }
 
@@ -85,6 +103,7 @@ for r in $(seq 1 "$rounds"); do
     esac
   done
 done
+[ "$mode" = burst ] || exit 0
 python3 - "$work" "$rounds" "$cases" <<'PY'
 import json, sys, statistics
 work, rounds, cases = sys.argv[1], int(sys.argv[2]), sys.argv[3].split()

@@ -2,9 +2,12 @@
 # Experiment analysis on a large log (issue: experimentation): a 20k-listener, 30-day simulated
 # world (about 10M plays) is ingested and its ALS model served; an experiment on the home surface
 # (50 % traffic, 2 variants) runs; every listener is asked for home recommendations once through
-# the real server, which logs their exposures; then `encore experiments report` joins the whole
+# the real server, which logs their exposures; then the listeners play after exposure: two days
+# of a second simulated world of the same listeners (POST_DAYS), its times squeezed into the
+# minutes after the last exposure, ingested; then `encore experiments report` joins the whole
 # log to the exposures (each listener's plays after exposure, and the 14 days before it as CUPED
-# covariates) and analyzes it. Reports its wall time, rows/s and peak memory.
+# covariates) and analyzes it. Reports its wall time, rows/s and peak memory. (Its first version
+# had no plays after exposure: every metric was empty.)
 #
 #   benches/experiment_report.sh [USERS] [DAYS]
 set -euo pipefail
@@ -45,17 +48,38 @@ n="$(wc -l <"$work/paths.txt")"
 "$bin" bench http-get --addr "$addr" "$work/paths.txt" --rate 2000 --seconds "$(python3 -c "print($n / 2000 + 1)")" --connections 8 --json >"$work/serve.json"
 sleep 1
 kill -TERM "$server"; wait "$server" || true; server=""
-rows="$(python3 -c "import json; print(json.load(open('$work/demo.json'))['log_rows'])")"
+# plays after exposure: a second world of the same listeners, squeezed into the two minutes
+# after now (the contract takes times up to five minutes ahead)
+"$bin" sim generate --users "$users" --days "${POST_DAYS:-2}" --seed 9 --format jsonl --out "$work/post" --json >/dev/null
+python3 - "$work/post" "$work/post.jsonl" <<'PY'
+import glob, json, random, sys, time
+src, dst = sys.argv[1:3]
+rng, t0 = random.Random(3), int(time.time() * 1000) + 1000
+with open(dst, "w") as out:
+    for path in sorted(glob.glob(f"{src}/events/events-*.jsonl")):
+        for line in open(path):
+            e = json.loads(line)
+            e["ts_start_ms"] = t0 + rng.randrange(120_000)
+            e["ts_end_ms"] = min(e["ts_start_ms"] + e["ms_played"], t0 + 240_000)
+            out.write(json.dumps(e, separators=(",", ":")) + "\n")
+PY
+"$bin" ingest "$work/post.jsonl" --data-dir "$data" --json >"$work/post-ingest.json"
+post="$(python3 -c "import json; print(json.load(open('$work/post-ingest.json'))['accepted'])")"
+rows="$(python3 -c "import json; print(json.load(open('$work/demo.json'))['log_rows'] + $post)")"
 /usr/bin/time -v "$bin" experiments report home-mmr --data-dir "$data" --json >"$work/report.json" 2>"$work/time.txt"
-python3 - "$work" "$rows" <<'PY'
+python3 - "$work" "$rows" "$post" <<'PY'
 import json, re, sys
-w, rows = sys.argv[1], int(sys.argv[2])
+w, rows, post = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 r = json.load(open(f"{w}/report.json"))
 t = open(f"{w}/time.txt").read()
 wall = re.search(r"Elapsed \(wall clock\) time.*: (\d+):([\d.]+)", t)
 secs = int(wall.group(1)) * 60 + float(wall.group(2))
 rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", t).group(1))
-print(json.dumps({"bench": "experiment_report", "log_rows": rows, "exposed": r["exposed"],
+metrics = {m["metric"]: {"control": round(m["control_mean"], 4), "treatment": round(m["treatment_mean"], 4),
+                          "lift": round(m["cuped"]["lift"], 4), "p_value": round(m["cuped"]["p_value"], 4)}
+           for m in r["results"]}
+print(json.dumps({"bench": "experiment_report", "log_rows": rows, "post_exposure_plays": post,
+                  "metrics": metrics, "exposed": r["exposed"],
                   "per_variant": r["per_variant"], "srm_p_value": r["srm_p_value"], "decision": r["decision"],
                   "seconds": secs, "rows_per_second": rows / secs, "peak_rss_mib": rss / 1024}))
 PY

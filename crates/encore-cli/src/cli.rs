@@ -538,12 +538,17 @@ pub enum BenchCommand {
         /// A model artifact (ALS or BPR)
         #[arg(long, conflicts_with = "synthetic")]
         artifact: Option<PathBuf>,
-        /// Items of a synthetic clustered catalogue instead
+        /// Items of a synthetic catalogue instead
         #[arg(value_parser = count(1, 1000000000), long)]
         synthetic: Option<usize>,
         /// Vector width of the synthetic catalogue
         #[arg(value_parser = count(1, 4096), long, default_value_t = 64)]
         width: usize,
+        /// Clusters of the synthetic catalogue (items and queries near one of this many
+        /// directions, as genres and scenes make them); 0: one shared direction and isotropic
+        /// noise around it
+        #[arg(value_parser = count(0, 1000000), long, default_value_t = 0)]
+        clusters: usize,
         /// Queries (at most)
         #[arg(value_parser = count(1, 100000000), long, default_value_t = 2_000)]
         queries: usize,
@@ -584,6 +589,10 @@ pub enum BenchCommand {
         artists: usize,
         #[arg(value_parser = clap::value_parser!(i64).range(1..=3650), long, default_value_t = 90)]
         days: i64,
+        /// The first workload: listeners, artists and rows drawn uniformly (by default listeners
+        /// and artists are drawn by popularity, and the rows are plays and popular candidates)
+        #[arg(long)]
+        uniform: bool,
         /// Write the benchmark's feature definitions to this file and stop
         #[arg(long)]
         write_definitions: Option<PathBuf>,
@@ -759,6 +768,10 @@ pub struct GenerateArgs {
     /// First simulated day, YYYY-MM-DD
     #[arg(long, default_value = "2026-01-05")]
     pub start: String,
+    /// Share of playback rows written broken (each breaking one contract rule, as buggy
+    /// clients do), and the same share sent twice: a dirty feed for ingest tests
+    #[arg(value_parser = fault_rate, long, default_value_t = 0.0)]
+    pub faults: f64,
     /// Replace a world already in --out
     #[arg(long)]
     pub force: bool,
@@ -1075,6 +1088,12 @@ pub struct SimulateArgs {
     /// experiment has to see through)
     #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
     pub organic: bool,
+    /// Planted lifts for a power curve, comma-separated (e.g. 0.02,0.05): for each, `--ab`
+    /// more experiments serve the same model in both arms, and every stream a treatment
+    /// listener makes after exposure is doubled with this probability, so the true lift of
+    /// streams per listener is exactly this
+    #[arg(long, value_delimiter = ',', value_parser = lift)]
+    pub lift: Vec<f64>,
     #[arg(value_parser = probability, long, default_value_t = 0.05)]
     pub alpha: f64,
 }
@@ -1249,6 +1268,14 @@ fn unit_f64(raw: &str) -> Result<f64, String> {
 }
 
 /// A significance level: strictly between 0 and 1.
+fn fault_rate(raw: &str) -> Result<f64, String> {
+    float_in(raw, |x| (0.0..0.5).contains(&x), "[0, 0.5)")
+}
+
+fn lift(raw: &str) -> Result<f64, String> {
+    float_in(raw, |x| x > 0.0 && x <= 1.0, "(0, 1]")
+}
+
 fn probability(raw: &str) -> Result<f64, String> {
     float_in(raw, |x| x > 0.0 && x < 1.0, "(0, 1)")
 }

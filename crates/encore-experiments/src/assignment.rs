@@ -81,12 +81,25 @@ pub struct ExperimentSpec {
     /// beside it never move its listeners; empty for a draft (laid out after every placed one).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stretch: Vec<[u32; 2]>,
+    /// The pieces each raise of its traffic while it runs added (see [`ramp`]), one list per
+    /// raise. Each raise is split among the variants on its own, so nobody already in the
+    /// experiment changes variant.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ramps: Vec<Vec<[u32; 2]>>,
 }
 
 impl ExperimentSpec {
     /// The buckets it takes.
     fn needed(&self) -> u32 {
         (self.traffic * f64::from(BUCKETS)).round() as u32
+    }
+
+    /// Every piece it owns: its stretch, then each raise's.
+    fn pieces(&self) -> impl Iterator<Item = (u32, u32)> + '_ {
+        self.stretch
+            .iter()
+            .chain(self.ramps.iter().flatten())
+            .map(|p| (p[0], p[1]))
     }
 }
 
@@ -117,9 +130,10 @@ pub fn place(running: &mut [ExperimentSpec]) -> Result<(), AssignmentError> {
     let mut taken: HashMap<String, Vec<(u32, u32)>> = HashMap::new();
     for spec in running.iter() {
         let domain = taken.entry(spec.domain.clone()).or_default();
-        domain.extend(spec.stretch.iter().map(|p| (p[0], p[1])));
+        domain.extend(spec.pieces());
     }
     for spec in running.iter_mut().filter(|s| s.stretch.is_empty()) {
+        spec.ramps.clear();
         let domain = taken.entry(spec.domain.clone()).or_default();
         domain.sort_unstable();
         let needed = spec.needed();
@@ -132,6 +146,55 @@ pub fn place(running: &mut [ExperimentSpec]) -> Result<(), AssignmentError> {
         })?;
         domain.extend(spec.stretch.iter().map(|p| (p[0], p[1])));
     }
+    Ok(())
+}
+
+/// Raises the traffic of the running experiment `id` (one of `running`, every one placed) to
+/// `traffic`: the extra buckets come from the gaps the others leave in its domain, as one more
+/// raise (see [`ExperimentSpec::ramps`]). Nobody already in it moves: not out, not to another
+/// variant. Lowering traffic would drop listeners in the middle of a run, and is refused.
+pub fn ramp(running: &mut [ExperimentSpec], id: &str, traffic: f64) -> Result<(), AssignmentError> {
+    let Some(at) = running.iter().position(|s| s.id == id) else {
+        return Err(AssignmentError::Invalid {
+            id: id.into(),
+            message: "is not running".into(),
+        });
+    };
+    let invalid = |message: String| AssignmentError::Invalid {
+        id: id.into(),
+        message,
+    };
+    if !(traffic > 0.0 && traffic <= 1.0) {
+        return Err(invalid(format!("traffic {traffic} is not in (0, 1]")));
+    }
+    let spec = &running[at];
+    let (now, wanted) = (spec.needed(), (traffic * f64::from(BUCKETS)).round() as u32);
+    if wanted < now {
+        return Err(invalid(format!(
+            "traffic can only rise while it runs ({} to {traffic} would drop listeners in the \
+             middle of the run): stop it and start a new run",
+            spec.traffic
+        )));
+    }
+    let mut taken: Vec<(u32, u32)> = running
+        .iter()
+        .filter(|s| s.domain == spec.domain)
+        .flat_map(ExperimentSpec::pieces)
+        .collect();
+    taken.sort_unstable();
+    let free = BUCKETS - taken.iter().map(|(a, b)| b - a).sum::<u32>();
+    let extra = wanted - now;
+    let spec = &mut running[at];
+    if extra > 0 {
+        let pieces = take_gaps(&taken, extra).ok_or_else(|| AssignmentError::DomainFull {
+            domain: spec.domain.clone(),
+            id: id.into(),
+            free,
+            needed: extra,
+        })?;
+        spec.ramps.push(pieces);
+    }
+    spec.traffic = traffic;
     Ok(())
 }
 
@@ -282,39 +345,52 @@ impl Plan {
                 free: domain.free,
                 needed,
             };
-            let stretch = if spec.stretch.is_empty() {
-                take_gaps(&taken, needed).ok_or_else(full)?
+            let (stretch, ramps) = if spec.stretch.is_empty() {
+                (take_gaps(&taken, needed).ok_or_else(full)?, Vec::new())
             } else {
-                spec.stretch.clone()
+                (spec.stretch.clone(), spec.ramps.clone())
             };
-            let fits = stretch.iter().all(|p| {
-                p[0] < p[1] && p[1] <= BUCKETS && !taken.iter().any(|r| p[0] < r.1 && r.0 < p[1])
-            }) && stretch.iter().map(|p| p[1] - p[0]).sum::<u32>() == needed;
+            let steps: Vec<&Vec<[u32; 2]>> = std::iter::once(&stretch).chain(&ramps).collect();
+            let mut mine: Vec<(u32, u32)> = steps
+                .iter()
+                .flat_map(|s| s.iter())
+                .map(|p| (p[0], p[1]))
+                .collect();
+            mine.sort_unstable();
+            let fits = mine
+                .iter()
+                .all(|&(a, b)| a < b && b <= BUCKETS && !taken.iter().any(|r| a < r.1 && r.0 < b))
+                && mine.windows(2).all(|w| w[0].1 <= w[1].0)
+                && mine.iter().map(|(a, b)| b - a).sum::<u32>() == needed;
             if !fits {
                 return Err(full());
             }
-            // variants by weight along the stretch, piece after piece
-            let mut bounds = Vec::with_capacity(spec.variants.len());
-            let mut cumulative = 0.0;
-            for (v, variant) in spec.variants.iter().enumerate() {
-                cumulative += variant.weight / total;
-                bounds.push(if v + 1 == spec.variants.len() {
-                    needed
-                } else {
-                    (cumulative * f64::from(needed)).round() as u32
-                });
-            }
+            // variants by weight along the stretch, piece after piece; then each raise of its
+            // traffic the same way on its own
             let first_owner = owners.len() as u32;
             owners.extend((0..spec.variants.len()).map(|v| (e, v)));
-            let mut offset = 0u32;
-            for piece in &stretch {
-                let mut at = piece[0];
-                while at < piece[1] {
-                    let v = bounds.partition_point(|&b| b <= offset);
-                    let until = (bounds[v] - offset).min(piece[1] - at);
-                    domain.ranges.push((at, at + until, first_owner + v as u32));
-                    at += until;
-                    offset += until;
+            for step in steps {
+                let size: u32 = step.iter().map(|p| p[1] - p[0]).sum();
+                let mut bounds = Vec::with_capacity(spec.variants.len());
+                let mut cumulative = 0.0;
+                for (v, variant) in spec.variants.iter().enumerate() {
+                    cumulative += variant.weight / total;
+                    bounds.push(if v + 1 == spec.variants.len() {
+                        size
+                    } else {
+                        (cumulative * f64::from(size)).round() as u32
+                    });
+                }
+                let mut offset = 0u32;
+                for piece in step {
+                    let mut at = piece[0];
+                    while at < piece[1] {
+                        let v = bounds.partition_point(|&b| b <= offset);
+                        let until = (bounds[v] - offset).min(piece[1] - at);
+                        domain.ranges.push((at, at + until, first_owner + v as u32));
+                        at += until;
+                        offset += until;
+                    }
                 }
             }
             domain.free -= needed;

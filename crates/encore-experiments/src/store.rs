@@ -186,6 +186,7 @@ impl Store {
         // a draft has no place in its domain yet: it gets one when it starts
         let mut d = d.clone();
         d.allocation.stretch.clear();
+        d.allocation.ramps.clear();
         Plan::new(
             std::slice::from_ref(&d.allocation),
             &HashMap::new(),
@@ -226,13 +227,31 @@ impl Store {
     }
 
     /// Replaces a definition. A running experiment keeps its allocation: only its hypothesis,
-    /// treatments, metrics and plan may change.
+    /// treatments, metrics and plan may change, and its traffic may rise (a ramp: the extra
+    /// listeners join, nobody already in it moves; see [`crate::assignment::ramp`]).
     pub fn update(&mut self, d: &Definition) -> Result<(), StoreError> {
         self.db.write(|tx| {
             let current = get_in(tx, d.id())?;
             // where it sits in its domain is the store's to keep, not the caller's to move
             let mut d = d.clone();
             d.allocation.stretch = current.definition.allocation.stretch.clone();
+            d.allocation.ramps = current.definition.allocation.ramps.clone();
+            let ramped = ExperimentSpec {
+                traffic: current.definition.allocation.traffic,
+                ..d.allocation.clone()
+            } == current.definition.allocation
+                && d.allocation.traffic != current.definition.allocation.traffic;
+            if current.state == State::Running && ramped {
+                let mut specs: Vec<ExperimentSpec> = running_in(tx)?
+                    .into_iter()
+                    .map(|r| r.allocation)
+                    .collect();
+                crate::assignment::ramp(&mut specs, d.id(), d.allocation.traffic)?;
+                Plan::new(&specs, &HashMap::new(), 0.0, "check")?;
+                if let Some(spec) = specs.into_iter().find(|s| s.id == d.id()) {
+                    d.allocation = spec;
+                }
+            }
             let json = serde_json::to_string(&d)?;
             match current.state {
                 State::Stopped => {
@@ -242,11 +261,11 @@ impl Store {
                         message: "a stopped run cannot change; create a new experiment".into(),
                     });
                 }
-                State::Running if current.definition.allocation != d.allocation => {
+                State::Running if !ramped && current.definition.allocation != d.allocation => {
                     return Err(StoreError::State {
                         id: d.id().into(),
                         state: "running",
-                        message: "its allocation (domain, traffic, variants, weights, targeting) cannot change while it runs; stop it and start a new run".into(),
+                        message: "its allocation (domain, variants, weights, targeting) cannot change while it runs, and its traffic can only rise; stop it and start a new run".into(),
                     });
                 }
                 _ => {}
@@ -276,6 +295,7 @@ impl Store {
             let mut running = running_in(tx)?;
             let mut started = e.definition;
             started.allocation.stretch.clear();
+            started.allocation.ramps.clear();
             running.push(started);
             let mut specs: Vec<ExperimentSpec> =
                 running.iter().map(|d| d.allocation.clone()).collect();

@@ -56,6 +56,12 @@ pub struct Counts {
     pub albums: u64,
     pub tags: u64,
     pub playback_events: u64,
+    /// playback rows written broken (`SimConfig::faults`), not counted in `playback_events`
+    #[serde(default)]
+    pub broken_rows: u64,
+    /// playback rows written a second time (`SimConfig::faults`)
+    #[serde(default)]
+    pub duplicate_rows: u64,
     pub interaction_events: u64,
     /// plays of at least 30 s
     pub streams: u64,
@@ -274,8 +280,75 @@ pub fn generate(
     Ok(manifest)
 }
 
+/// How a written playback row is broken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    None,
+    PlayedPastTheEnd,
+    EndsBeforeStart,
+    UnknownCountry,
+    CutEventId,
+    ZeroDuration,
+}
+
+const BREAKAGES: [Fault; 5] = [
+    Fault::PlayedPastTheEnd,
+    Fault::EndsBeforeStart,
+    Fault::UnknownCountry,
+    Fault::CutEventId,
+    Fault::ZeroDuration,
+];
+
+/// The rows of a day's playback file, as indexes into its plays: each play once, and with
+/// `faults` some of them broken and some sent again at the end (deterministic by seed and
+/// day). A broken row is not also sent again.
+fn playback_rows(world: &World, log: &DayLog) -> Vec<(u32, Fault)> {
+    let rate = world.config.faults;
+    let mut rows: Vec<(u32, Fault)> = (0..log.plays.len() as u32)
+        .map(|i| (i, Fault::None))
+        .collect();
+    if rate <= 0.0 {
+        return rows;
+    }
+    let mut rng = crate::Rng::stream(world.config.seed, &[0xFA17, u64::from(log.day)]);
+    let mut again = Vec::new();
+    for row in &mut rows {
+        if rng.chance(rate) {
+            row.1 = BREAKAGES[rng.below(BREAKAGES.len())];
+        } else if rng.chance(rate / (1.0 - rate)) {
+            again.push((row.0, Fault::None));
+        }
+    }
+    rows.extend(again);
+    rows
+}
+
+/// `event` broken as `fault` says; each breaks exactly one rule of the ingest contract.
+fn faulty(
+    mut event: encore_core::event::PlaybackEvent,
+    fault: Fault,
+) -> encore_core::event::PlaybackEvent {
+    match fault {
+        Fault::None => {}
+        Fault::PlayedPastTheEnd => {
+            event.ms_played = event.item_duration_ms + 60_000;
+            event.ts_end_ms = event.ts_start_ms + i64::from(event.ms_played);
+        }
+        Fault::EndsBeforeStart => event.ts_end_ms = event.ts_start_ms - 1_000,
+        Fault::UnknownCountry => event.country = "XX".into(),
+        Fault::CutEventId => event.event_id = event.event_id.as_str()[..8].to_string().into(),
+        Fault::ZeroDuration => event.item_duration_ms = 0,
+    }
+    event
+}
+
 fn count_day(world: &World, log: &DayLog, counts: &mut Counts) {
     counts.playback_events += log.plays.len() as u64;
+    if world.config.faults > 0.0 {
+        let rows = playback_rows(world, log);
+        counts.broken_rows += rows.iter().filter(|r| r.1 != Fault::None).count() as u64;
+        counts.duplicate_rows += (rows.len() - log.plays.len()) as u64;
+    }
     counts.interaction_events += log.interactions.len() as u64;
     for p in &log.plays {
         counts.streams += u64::from(p.ms_played >= encore_core::event::STREAM_THRESHOLD_MS);
@@ -297,9 +370,12 @@ fn write_day(
     let ext = format.extension();
     let plays = format!("events/events-{:04}.{ext}", log.day);
     let interactions = format!("events/interactions-{:04}.{ext}", log.day);
+    let rows = playback_rows(world, log);
+    let event =
+        |&(i, fault): &(u32, Fault)| faulty(world.playback_event(&log.plays[i as usize]), fault);
     match format {
         Format::Jsonl => {
-            out.jsonl(&plays, "playback", &log.plays, |p| world.playback_event(p))?;
+            out.jsonl(&plays, "playback", &rows, event)?;
             out.jsonl(&interactions, "interaction", &log.interactions, |i| {
                 world.interaction_event(i)
             })
@@ -308,15 +384,9 @@ fn write_day(
             out.parquet(
                 &plays,
                 "playback",
-                &log.plays,
+                &rows,
                 encore_core::arrow::playback_schema(),
-                |c| {
-                    playback_batch(
-                        &c.iter()
-                            .map(|p| world.playback_event(p))
-                            .collect::<Vec<_>>(),
-                    )
-                },
+                |c| playback_batch(&c.iter().map(event).collect::<Vec<_>>()),
             )?;
             out.parquet(
                 &interactions,

@@ -24,6 +24,11 @@ pub struct SimConfig {
     pub tracks: Option<usize>,
     /// first simulated day (UTC)
     pub start: Date,
+    /// Share of playback rows written broken (as buggy clients send them: played past the
+    /// track's end, ending before they start, an unknown country, a cut event id, a zero
+    /// duration), and the same share sent a second time (the same event id, later in the
+    /// day's file). The world itself is the same: only its files carry the faults.
+    pub faults: f64,
 }
 
 impl SimConfig {
@@ -33,6 +38,7 @@ impl SimConfig {
             days,
             seed,
             tracks: None,
+            faults: 0.0,
             start: Date {
                 year: 2026,
                 month: 1,

@@ -22,6 +22,10 @@ struct HttpReport {
     batch: usize,
     connections: usize,
     retries_503: u64,
+    /// what the server's acknowledgements counted: stored, rejected (quarantined), duplicates
+    accepted: u64,
+    rejected: u64,
+    duplicates: u64,
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -65,6 +69,7 @@ pub fn run(cmd: BenchCommand, out: &Output) -> Result<(), CliError> {
             users,
             artists,
             days,
+            uniform,
             write_definitions,
         } => {
             if let Some(path) = write_definitions {
@@ -73,12 +78,21 @@ pub fn run(cmd: BenchCommand, out: &Output) -> Result<(), CliError> {
                 })?;
                 return Ok(());
             }
-            return features_offline(events, rows, users, artists, days, out);
+            let shape = Shape {
+                events,
+                rows,
+                users,
+                artists,
+                days,
+                uniform,
+            };
+            return features_offline(&shape, out);
         }
         BenchCommand::Ann {
             artifact,
             synthetic,
             width,
+            clusters,
             queries,
             ef,
             connectivity,
@@ -104,10 +118,13 @@ pub fn run(cmd: BenchCommand, out: &Output) -> Result<(), CliError> {
                     )
                 }
                 (None, Some(n)) => (
-                    synthetic_vectors(n, width, 1),
-                    synthetic_vectors(queries, width, 2),
+                    synthetic_vectors(n, width, clusters, 1),
+                    synthetic_vectors(queries, width, clusters, 2),
                     width,
-                    format!("synthetic {n} x {width}"),
+                    match clusters {
+                        0 => format!("synthetic {n} x {width}"),
+                        c => format!("synthetic {n} x {width} in {c} clusters"),
+                    },
                 ),
                 (None, None) => {
                     return Err(CliError::usage(
@@ -155,6 +172,7 @@ pub fn run(cmd: BenchCommand, out: &Output) -> Result<(), CliError> {
     let next = Mutex::new(0usize);
     let latencies = Mutex::new(Vec::with_capacity(bodies.len()));
     let retries = Mutex::new(0u64);
+    let counted = Mutex::new([0u64; 3]);
     let started = Instant::now();
     let failure: Mutex<Option<String>> = Mutex::new(None);
     std::thread::scope(|s| {
@@ -184,6 +202,14 @@ pub fn run(cmd: BenchCommand, out: &Output) -> Result<(), CliError> {
                                     .lock()
                                     .unwrap_or_else(|p| p.into_inner())
                                     .push(t.elapsed().as_secs_f64() * 1e3);
+                                let ack: serde_json::Value =
+                                    serde_json::from_str(&r.body).unwrap_or_default();
+                                let mut c = counted.lock().unwrap_or_else(|p| p.into_inner());
+                                for (n, key) in
+                                    ["accepted", "rejected", "duplicates"].iter().enumerate()
+                                {
+                                    c[n] += ack[key].as_u64().unwrap_or(0);
+                                }
                                 break;
                             }
                             Ok(r) if r.status == 503 => {
@@ -216,6 +242,7 @@ pub fn run(cmd: BenchCommand, out: &Output) -> Result<(), CliError> {
     let mut lat = latencies.into_inner().unwrap_or_else(|p| p.into_inner());
     lat.sort_by(f64::total_cmp);
     let events: u64 = bodies.iter().map(|(n, _)| *n as u64).sum();
+    let [accepted, rejected, duplicates] = counted.into_inner().unwrap_or_else(|p| p.into_inner());
     let report = HttpReport {
         events,
         requests: bodies.len() as u64,
@@ -227,6 +254,9 @@ pub fn run(cmd: BenchCommand, out: &Output) -> Result<(), CliError> {
         batch,
         connections,
         retries_503: retries.into_inner().unwrap_or_else(|p| p.into_inner()),
+        accepted,
+        rejected,
+        duplicates,
     };
     out.emit(&report, || {
         format!(
@@ -416,25 +446,50 @@ fn http_get(
 /// HetRec Last.fm ALS model, 64 factors): nearly isotropic directions around a shared mean
 /// direction (the mean of the unit vectors has length about 0.28) and log-normal norms
 /// (sigma 0.85 in log space), so a few long vectors dominate inner products as in real models.
-fn synthetic_vectors(n: usize, width: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed;
-    let mut uniform = move || {
-        s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        ((encore_models::split::splitmix64(s) >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+/// `n` vectors with the statistics of ALS factors: lengths log-normal (popular items long),
+/// directions around one shared mean with isotropic noise, or with `clusters`, each near one of
+/// that many cluster directions (shared by every seed, so queries fall in the items' clusters).
+fn synthetic_vectors(n: usize, width: usize, clusters: usize, seed: u64) -> Vec<f32> {
+    fn normals(seed: u64) -> impl FnMut() -> f32 {
+        let mut s = seed;
+        let mut uniform = move || {
+            s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            ((encore_models::split::splitmix64(s) >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+        };
+        move || {
+            let (a, b) = (uniform(), uniform());
+            ((-2.0 * a.ln()).sqrt() * (std::f64::consts::TAU * b).cos()) as f32
+        }
+    }
+    let unit = |v: Vec<f32>| {
+        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        v.into_iter().map(|x| x / norm).collect::<Vec<f32>>()
     };
-    let mut normal = move || {
-        let (a, b) = (uniform(), uniform());
-        ((-2.0 * a.ln()).sqrt() * (std::f64::consts::TAU * b).cos()) as f32
+    let mut normal = normals(seed);
+    // the directions items lean towards: a mean of this seed's own, or cluster centres shared
+    // by every seed
+    let mut shape = normals(0xC1);
+    let centres: Vec<Vec<f32>> = match clusters {
+        0 => vec![unit((0..width).map(|_| normal()).collect())],
+        c => (0..c)
+            .map(|_| unit((0..width).map(|_| shape()).collect()))
+            .collect(),
     };
-    let mean: Vec<f32> = (0..width).map(|_| normal()).collect();
-    let mean_norm = mean.iter().map(|x| x * x).sum::<f32>().sqrt();
-    let shared = 0.29 / mean_norm;
+    // how far an item leans: 0.29 of its length towards the mean, or most of it towards its
+    // cluster's centre
+    let lean = if clusters == 0 { 0.29 } else { 0.8 };
     let mut out = Vec::with_capacity(n * width);
     let mut v = vec![0f32; width];
     let per_dim = 1.0 / (width as f32).sqrt();
-    for _ in 0..n {
-        for (x, m) in v.iter_mut().zip(&mean) {
-            *x = shared * m + per_dim * normal();
+    let spread = if clusters == 0 { 1.0 } else { 0.6 };
+    for i in 0..n {
+        let centre = &centres[if clusters == 0 {
+            0
+        } else {
+            (encore_models::split::splitmix64((seed << 40) ^ i as u64) % clusters as u64) as usize
+        }];
+        for (x, m) in v.iter_mut().zip(centre) {
+            *x = lean * m + spread * per_dim * normal();
         }
         let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
         let length = (0.85 * normal()).exp();
@@ -591,6 +646,7 @@ fn assign(users: usize, domains: usize, out: &Output) -> Result<(), CliError> {
                     .collect(),
                 targeting: Targeting::default(),
                 stretch: Vec::new(),
+                ramps: Vec::new(),
             })
         })
         .collect();
@@ -634,38 +690,81 @@ fn assign(users: usize, domains: usize, out: &Output) -> Result<(), CliError> {
 /// A training set of 20 features from `events` synthetic plays of `users` listeners over `days`
 /// days, as of `rows` random (listener, time) rows: grouping and sorting the events, the sweep
 /// per view, and the Parquet write, timed apart; peak RSS from the kernel.
-fn features_offline(
+/// The offline feature benchmark's workload.
+struct Shape {
     events: usize,
     rows: usize,
     users: usize,
     artists: usize,
     days: i64,
-    out: &Output,
-) -> Result<(), CliError> {
+    /// everything uniform (the first workload); otherwise popularity-skewed listeners and
+    /// artists, and rows from plays
+    uniform: bool,
+}
+
+impl Shape {
+    /// An index below `n`: uniform, or by popularity (log-uniform ranks, P(k) ∝ 1/k, the
+    /// long tail of listening).
+    fn draw(&self, rng: &mut encore_sim::rng::Rng, n: usize) -> usize {
+        if self.uniform {
+            rng.below(n)
+        } else {
+            ((n as f64).powf(rng.f64()) as usize)
+                .saturating_sub(1)
+                .min(n - 1)
+        }
+    }
+}
+
+/// A training set of 20 features over synthetic plays. By default its rows are shaped like a
+/// re-ranker's: half are plays (the listener and the artist, just before the play started),
+/// half candidates shown beside them (the same listener and time, an artist drawn by
+/// popularity).
+fn features_offline(shape: &Shape, out: &Output) -> Result<(), CliError> {
     use encore_features::event::{FeatureEvent, Raw};
     use encore_features::offline::{EntityRows, Grouper, compute_view, write_parquet};
     use encore_features::online::kinds;
     let defs = encore_features::Definitions::parse(BENCH_FEATURES, "bench")
         .map_err(|e| CliError::failed(e.to_string(), "the benchmark's definitions are built in"))?;
+    let &Shape {
+        events,
+        rows,
+        users,
+        artists,
+        days,
+        uniform,
+    } = shape;
     let span = days * 86_400_000;
     let start = 1_790_000_000_000i64;
     let mut rng = encore_sim::rng::Rng::new(42);
     let platforms = ["ios", "android", "web"];
     let reasons = ["trackdone", "fwdbtn", "trackdone", "endplay"];
+    // the plays the rows are drawn from: (listener, artist, start)
+    let keep = if uniform {
+        0.0
+    } else {
+        (rows as f64 / 2.0 / events as f64).min(1.0)
+    };
+    let mut kept: Vec<(usize, usize, i64)> = Vec::with_capacity((keep * events as f64) as usize);
     // generated straight into the grouper, as the event log's batches are in a real run
     let mut grouper = Grouper::new(&kinds(&defs));
     let mut generate = std::time::Duration::ZERO;
     let t1 = Instant::now();
     for _ in 0..events {
         let g0 = Instant::now();
-        let user = format!("u{}", rng.below(users));
-        let artist = rng.below(artists);
+        let u = shape.draw(&mut rng, users);
+        let user = format!("u{u}");
+        let artist = shape.draw(&mut rng, artists);
         let ms = rng.below(240_000) as u32;
         let artist_id = format!("a{artist}");
         let item_id = format!("t{}", artist * 10 + rng.below(10));
+        let ts_end_ms = start + rng.below(span as usize) as i64;
+        if keep > 0.0 && rng.chance(keep) {
+            kept.push((u, artist, ts_end_ms - i64::from(ms) - 1));
+        }
         let e = FeatureEvent::new(&Raw {
             personal: true,
-            ts_end_ms: start + rng.below(span as usize) as i64,
+            ts_end_ms,
             ms_played: ms,
             item_duration_ms: 240_000,
             shuffle: false,
@@ -688,12 +787,22 @@ fn features_offline(
         columns: vec!["user_id".into(), "artist_id".into()],
         ..Default::default()
     };
-    for _ in 0..rows {
-        er.keys.push(vec![
-            format!("u{}", rng.below(users)),
-            format!("a{}", rng.below(artists)),
-        ]);
-        er.ts.push(start + rng.below(span as usize) as i64);
+    let mut push = |u: usize, a: usize, ts: i64| {
+        er.keys.push(vec![format!("u{u}"), format!("a{a}")]);
+        er.ts.push(ts);
+    };
+    // a play, then a candidate shown beside it; the rest (all, when uniform) drawn at random
+    let from_plays = kept.len().min(rows / 2);
+    for &(u, a, ts) in &kept[..from_plays] {
+        push(u, a, ts);
+        push(u, shape.draw(&mut rng, artists), ts);
+    }
+    for _ in 2 * from_plays..rows {
+        push(
+            shape.draw(&mut rng, users),
+            shape.draw(&mut rng, artists),
+            start + rng.below(span as usize) as i64,
+        );
     }
     let t2 = Instant::now();
     let mut computed = Vec::new();
@@ -701,6 +810,18 @@ fn features_offline(
         computed.push((v, compute_view(v, &grouped[&v.kind], &er)?));
     }
     let compute_s = t2.elapsed().as_secs_f64();
+    // rows whose listener has played the artist before: the live share of the pair view
+    let with_history = computed
+        .iter()
+        .filter(|(v, _)| v.kind == encore_features::def::EntityKind::UserArtist)
+        .map(|(_, c)| {
+            c.status
+                .iter()
+                .filter(|s| !matches!(s, encore_features::compute::Status::Missing))
+                .count()
+        })
+        .next()
+        .unwrap_or(0);
     let t3 = Instant::now();
     let path = std::env::temp_dir().join(format!(
         "encore-bench-training-{}.parquet",
@@ -721,6 +842,8 @@ fn features_offline(
         .map(|kb| kb / 1024.0);
     let body = serde_json::json!({
         "events": events, "rows": n, "features": features, "users": users, "artists": artists,
+        "workload": if uniform { "uniform" } else { "popular, rows from plays" },
+        "rows_from_plays": from_plays, "rows_with_history": with_history,
         "generate_s": generated_s, "group_sort_s": group_s, "compute_s": compute_s,
         "write_parquet_s": write_s, "training_set_s": group_s + compute_s + write_s,
         "parquet_bytes": bytes, "peak_rss_mb": peak_mb,

@@ -68,7 +68,15 @@ impl WorldReport {
             thousands(c.interaction_events),
             100.0 * c.streams as f64 / plays,
             100.0 * c.skips as f64 / plays,
-        ) + &if self.seconds > 0.0 {
+        ) + &if c.broken_rows + c.duplicate_rows > 0 {
+            format!(
+                "faults     {} broken rows, {} sent twice\n",
+                thousands(c.broken_rows),
+                thousands(c.duplicate_rows)
+            )
+        } else {
+            String::new()
+        } + &if self.seconds > 0.0 {
             format!(
                 "took       {:.1} s ({} plays/s)\n",
                 self.seconds,
@@ -134,6 +142,7 @@ fn generate(args: &GenerateArgs, out: &Output) -> Result<(), CliError> {
         seed: args.seed,
         tracks: args.tracks.map(|t| t as usize),
         start,
+        faults: args.faults,
     };
     let format = match args.format {
         FormatArg::Jsonl => Format::Jsonl,

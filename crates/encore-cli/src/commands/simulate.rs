@@ -16,6 +16,10 @@
 //! - **A/B**: `ab` experiments one after another, each in a fresh domain: control serves
 //!   `production`, the treatment `candidate`. Each round is the same: serve, react, listen,
 //!   report. The report should decide "ship" nearly every time.
+//! - **Power** (with `lift`): for each planted lift, `ab` more experiments with the same model
+//!   in both arms, where every stream a treatment listener makes after exposure is doubled with
+//!   probability `lift`: the true lift of streams per listener is exactly `lift`, and the share
+//!   of experiments that find it is the power at that lift.
 //!
 //! Events after exposure are compressed into the minutes after the round's requests (the ingest
 //! contract allows timestamps up to five minutes ahead); plays keep their true `ms_played`.
@@ -23,15 +27,16 @@
 use crate::cli::SimulateArgs;
 use crate::error::CliError;
 use crate::output::Output;
+use encore_core::event::STREAM_THRESHOLD_MS;
 use encore_core::time::{Date, MS_PER_DAY, now_ms};
 use encore_experiments::analysis::{MetricSpec, Role};
 use encore_experiments::assignment::{ExperimentSpec, Variant};
 use encore_experiments::store::{Definition, Store, Treatment};
 use encore_http::Connection;
-use encore_sim::Rng;
-use encore_sim::World;
+use encore_sim::listen::Play;
+use encore_sim::{Rng, World};
 use serde::Serialize;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 const CANDIDATE: &str = "candidate";
@@ -44,6 +49,8 @@ pub struct SimulationReport {
     pub alpha: f64,
     pub aa: AaSummary,
     pub ab: AbSummary,
+    /// one series per planted lift: the power curve
+    pub power: Vec<AbSummary>,
     pub seconds: f64,
 }
 
@@ -64,11 +71,18 @@ pub struct AaSummary {
     pub p_values: Vec<f64>,
 }
 
-/// A/B: how often the analysis ships the good model over the weak one.
+/// A/B: how often the analysis ships the good model over the weak one, or finds a planted
+/// lift.
 #[derive(Debug, Default, Serialize)]
 pub struct AbSummary {
+    /// the lift planted in the treatment arm's streams (none: weak against good model)
+    pub planted_lift: Option<f64>,
     pub experiments: usize,
     pub exposed_per_experiment: f64,
+    /// the success metric's CUPED p-value below alpha, lift positive: the power
+    pub significant_rate: f64,
+    /// the same without CUPED
+    pub significant_rate_unadjusted: f64,
     pub ship_rate: f64,
     pub decisions: BTreeMap<String, usize>,
     /// mean relative lift (CUPED) per metric
@@ -139,7 +153,7 @@ pub fn run(
         Ok(r) => r?,
         Err(_) => return Err(failed("the server thread panicked")),
     }
-    let (aa, ab) = result?;
+    let (aa, ab, power) = result?;
     let report = SimulationReport {
         users: args.users,
         history_days: args.days,
@@ -147,6 +161,7 @@ pub fn run(
         alpha: args.alpha,
         aa,
         ab,
+        power,
         seconds: started.elapsed().as_secs_f64(),
     };
     out.emit(&report, || text(&report));
@@ -160,7 +175,7 @@ fn text(r: &SimulationReport) -> String {
          {:.3} over every metric; {} SRM failures; decisions {:?}\n\
          A/B  {} experiments (weak vs good ALS), {:.0} exposed each: shipped {:.0} %; decisions {:?}; \
          mean lift {:?}\n\
-         in {:.1} s",
+         {}in {:.1} s",
         r.users,
         r.history_days,
         r.alpha,
@@ -176,6 +191,19 @@ fn text(r: &SimulationReport) -> String {
         100.0 * r.ab.ship_rate,
         r.ab.decisions,
         r.ab.mean_lift,
+        r.power
+            .iter()
+            .map(|p| format!(
+                "power at a planted lift of {:.1} %: {:.2} significant ({:.2} unadjusted), \
+                 {:.2} shipped, {:.0} exposed each, measured lift {:.4}\n",
+                100.0 * p.planted_lift.unwrap_or(0.0),
+                p.significant_rate,
+                p.significant_rate_unadjusted,
+                p.ship_rate,
+                p.exposed_per_experiment,
+                p.mean_lift.get("streams_per_user").copied().unwrap_or(0.0)
+            ))
+            .collect::<String>(),
         r.seconds
     )
 }
@@ -259,6 +287,7 @@ fn definition(id: &str, treatments: HashMap<String, Treatment>) -> Definition {
                 .collect(),
             targeting: Default::default(),
             stretch: Vec::new(),
+            ramps: Vec::new(),
         },
         treatments,
         metrics: metrics(),
@@ -289,7 +318,7 @@ fn simulate(
     world: &mut World,
     args: &SimulateArgs,
     out: &Output,
-) -> Result<(AaSummary, AbSummary), CliError> {
+) -> Result<(AaSummary, AbSummary, Vec<AbSummary>), CliError> {
     let mut store = Store::open(root)?;
     let mut conn = Connection::open(addr).map_err(failed)?;
     let alpha = args.alpha;
@@ -315,7 +344,7 @@ fn simulate(
             store.start(id)?;
         }
         wait_for_plan(&mut conn, world, &ids)?;
-        let exposed = round(&mut conn, world, args, k as u64)?;
+        let exposed = round(&mut conn, world, args, k as u64, None)?;
         for id in &ids {
             let r = results(&mut conn, id, exposed.get(id).copied().unwrap_or(0), alpha)?;
             store.stop(id)?;
@@ -348,59 +377,120 @@ fn simulate(
         aa.false_positive_rate_any_metric = f64::from(fp_any) / f64::from(pairs.max(1));
     }
 
-    // A/B: one at a time, each a fresh randomization
-    let mut ab = AbSummary::default();
-    let (mut lifts, mut reductions): (BTreeMap<String, f64>, BTreeMap<String, f64>) =
-        Default::default();
-    let bar = out.progress(u64::from(args.ab), "A/B experiments");
-    for i in 0..args.ab {
-        let id = format!("ab-{i}");
-        let treatments = HashMap::from([
-            (
-                "control".to_string(),
-                Treatment {
-                    model_alias: Some(encore_registry::PRODUCTION.into()),
-                    ..Default::default()
-                },
-            ),
-            (
-                "treatment".to_string(),
-                Treatment {
-                    model_alias: Some(CANDIDATE.into()),
-                    ..Default::default()
-                },
-            ),
-        ]);
-        store.create(&definition(&id, treatments))?;
-        store.start(&id)?;
-        wait_for_plan(&mut conn, world, std::slice::from_ref(&id))?;
-        let exposed = round(&mut conn, world, args, 1_000 + u64::from(i))?;
-        let r = results(
-            &mut conn,
-            &id,
-            exposed.get(&id).copied().unwrap_or(0),
-            alpha,
-        )?;
-        store.stop(&id)?;
-        bar.inc(1);
-        ab.exposed_per_experiment += r["exposed"].as_f64().unwrap_or(0.0);
-        *ab.decisions.entry(decision(&r)).or_default() += 1;
-        for m in r["results"].as_array().into_iter().flatten() {
-            let name = m["metric"].as_str().unwrap_or_default().to_string();
-            *lifts.entry(name.clone()).or_default() += m["cuped"]["lift"].as_f64().unwrap_or(0.0);
-            *reductions.entry(name).or_default() += m["variance_reduction"].as_f64().unwrap_or(0.0);
+    // A/B: the weak model in control, the good one in treatment
+    let models = HashMap::from([
+        (
+            "control".to_string(),
+            Treatment {
+                model_alias: Some(encore_registry::PRODUCTION.into()),
+                ..Default::default()
+            },
+        ),
+        (
+            "treatment".to_string(),
+            Treatment {
+                model_alias: Some(CANDIDATE.into()),
+                ..Default::default()
+            },
+        ),
+    ]);
+    let series = Series {
+        prefix: "ab".into(),
+        treatments: models,
+        plant: None,
+        seed: 1_000,
+    };
+    let ab = series.run(&mut store, &mut conn, world, args, out)?;
+    // the power curve: the same model in both arms, a planted lift in the treatment's streams
+    let mut power = Vec::new();
+    for (k, &lift) in args.lift.iter().enumerate() {
+        let series = Series {
+            prefix: format!("power-{k}"),
+            treatments: HashMap::new(),
+            plant: Some(lift),
+            seed: 1_000_000 * (k as u64 + 1),
+        };
+        power.push(series.run(&mut store, &mut conn, world, args, out)?);
+    }
+    Ok((aa, ab, power))
+}
+
+/// `ab` experiments one after another, each a fresh randomization in a domain of its own.
+struct Series {
+    prefix: String,
+    treatments: HashMap<String, Treatment>,
+    /// a lift planted in the treatment arm's streams
+    plant: Option<f64>,
+    seed: u64,
+}
+
+impl Series {
+    fn run(
+        &self,
+        store: &mut Store,
+        conn: &mut Connection,
+        world: &mut World,
+        args: &SimulateArgs,
+        out: &Output,
+    ) -> Result<AbSummary, CliError> {
+        let mut ab = AbSummary {
+            planted_lift: self.plant,
+            ..Default::default()
+        };
+        let (mut significant, mut significant_plain) = (0u32, 0u32);
+        let (mut lifts, mut reductions): (BTreeMap<String, f64>, BTreeMap<String, f64>) =
+            Default::default();
+        let what = match self.plant {
+            Some(lift) => format!("A/B experiments, planted lift {lift}"),
+            None => "A/B experiments".into(),
+        };
+        let bar = out.progress(u64::from(args.ab), &what);
+        for i in 0..args.ab {
+            let id = format!("{}-{i}", self.prefix);
+            store.create(&definition(&id, self.treatments.clone()))?;
+            store.start(&id)?;
+            wait_for_plan(conn, world, std::slice::from_ref(&id))?;
+            let plant = self.plant.map(|lift| (id.as_str(), lift));
+            let exposed = round(conn, world, args, self.seed + u64::from(i), plant)?;
+            let r = results(
+                conn,
+                &id,
+                exposed.get(&id).copied().unwrap_or(0),
+                args.alpha,
+            )?;
+            store.stop(&id)?;
+            bar.inc(1);
+            ab.exposed_per_experiment += r["exposed"].as_f64().unwrap_or(0.0);
+            *ab.decisions.entry(decision(&r)).or_default() += 1;
+            for m in r["results"].as_array().into_iter().flatten() {
+                let name = m["metric"].as_str().unwrap_or_default().to_string();
+                let lift = m["cuped"]["lift"].as_f64().unwrap_or(0.0);
+                if name == "streams_per_user" {
+                    let found = |how: &str| {
+                        m[how]["p_value"].as_f64().unwrap_or(1.0) < args.alpha
+                            && m[how]["lift"].as_f64().unwrap_or(0.0) > 0.0
+                    };
+                    significant += u32::from(found("cuped"));
+                    significant_plain += u32::from(found("unadjusted"));
+                }
+                *lifts.entry(name.clone()).or_default() += lift;
+                *reductions.entry(name).or_default() +=
+                    m["variance_reduction"].as_f64().unwrap_or(0.0);
+            }
         }
+        bar.finish_and_clear();
+        if args.ab > 0 {
+            let n = f64::from(args.ab);
+            ab.experiments = args.ab as usize;
+            ab.exposed_per_experiment /= n;
+            ab.significant_rate = f64::from(significant) / n;
+            ab.significant_rate_unadjusted = f64::from(significant_plain) / n;
+            ab.ship_rate = ab.decisions.get("ship").copied().unwrap_or(0) as f64 / n;
+            ab.mean_lift = lifts.into_iter().map(|(k, v)| (k, v / n)).collect();
+            ab.mean_variance_reduction = reductions.into_iter().map(|(k, v)| (k, v / n)).collect();
+        }
+        Ok(ab)
     }
-    bar.finish_and_clear();
-    if args.ab > 0 {
-        let n = f64::from(args.ab);
-        ab.experiments = args.ab as usize;
-        ab.exposed_per_experiment /= n;
-        ab.ship_rate = ab.decisions.get("ship").copied().unwrap_or(0) as f64 / n;
-        ab.mean_lift = lifts.into_iter().map(|(k, v)| (k, v / n)).collect();
-        ab.mean_variance_reduction = reductions.into_iter().map(|(k, v)| (k, v / n)).collect();
-    }
-    Ok((aa, ab))
 }
 
 fn decision(r: &serde_json::Value) -> String {
@@ -448,15 +538,19 @@ fn wait_for_plan(conn: &mut Connection, world: &World, running: &[String]) -> Re
 }
 
 /// One round: every listener is served their home list once and reacts to it, then everyone
-/// listens for a day. Returns the listeners exposed per experiment.
+/// listens for a day. With `plant` (an experiment and a lift), each stream of a listener in
+/// that experiment's treatment arm is doubled with probability `lift`. Returns the listeners
+/// exposed per experiment.
 fn round(
     conn: &mut Connection,
     world: &mut World,
     args: &SimulateArgs,
     round: u64,
+    plant: Option<(&str, f64)>,
 ) -> Result<HashMap<String, usize>, CliError> {
     let mut exposed: HashMap<String, usize> = HashMap::new();
     let mut served: Vec<(u32, Vec<u32>)> = Vec::new();
+    let mut treated = HashSet::new();
     for u in 0..world.profiles.len() as u32 {
         let path = format!(
             "/v1/users/{}/recommendations?n={}",
@@ -476,6 +570,10 @@ fn round(
                 && analysed
             {
                 *exposed.entry(e.to_string()).or_default() += 1;
+            }
+            if plant.is_some_and(|(id, _)| arm["experiment"] == id) && arm["variant"] == "treatment"
+            {
+                treated.insert(u);
             }
         }
         let tracks = slate["items"]
@@ -520,6 +618,9 @@ fn round(
             i
         }));
     }
+    if let Some((_, lift)) = plant {
+        plant_lift(&mut plays, &treated, lift, &mut rng);
+    }
     let latest_end = now_ms() + 4 * 60_000;
     let mut body = Vec::new();
     for chunk in plays.chunks(5_000) {
@@ -541,6 +642,23 @@ fn round(
         post(conn, &body)?;
     }
     Ok(exposed)
+}
+
+/// Doubles each stream of a `treated` listener with probability `lift` (a play of its own, one
+/// millisecond later): the treatment's streams per listener rise by `lift` in expectation,
+/// whatever else the listeners do.
+fn plant_lift(plays: &mut Vec<Play>, treated: &HashSet<u32>, lift: f64, rng: &mut Rng) {
+    let mut extra = Vec::new();
+    for p in plays.iter() {
+        if p.ms_played >= STREAM_THRESHOLD_MS && treated.contains(&p.user) && rng.chance(lift) {
+            extra.push(Play {
+                event_id: (rng.next_u64(), rng.next_u64()),
+                ts_start_ms: p.ts_start_ms + 1,
+                ..p.clone()
+            });
+        }
+    }
+    plays.extend(extra);
 }
 
 fn post(conn: &mut Connection, body: &[u8]) -> Result<(), CliError> {
@@ -577,5 +695,44 @@ fn results(
             )));
         }
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_planted_lift_doubles_that_share_of_the_treated_streams_only() {
+        let mut world = World::new(encore_sim::SimConfig::new(300, 1, 3));
+        let plays = world.simulate_day().plays;
+        let treated: HashSet<u32> = (0..300).filter(|u| u % 2 == 0).collect();
+        let streams = |ps: &[Play], treated_only: bool| {
+            ps.iter()
+                .filter(|p| p.ms_played >= STREAM_THRESHOLD_MS)
+                .filter(|p| !treated_only || treated.contains(&p.user))
+                .count()
+        };
+        let base = streams(&plays, true);
+        assert!(base > 1_000, "{base} treated streams");
+        let mut planted = plays.clone();
+        plant_lift(&mut planted, &treated, 0.2, &mut Rng::new(5));
+        let extra = &planted[plays.len()..];
+        // only streams of treated listeners are doubled, each as a new event
+        assert_eq!(streams(extra, true), extra.len());
+        let ids: HashSet<_> = planted.iter().map(|p| p.event_id).collect();
+        assert_eq!(ids.len(), planted.len());
+        // about a fifth of them: within four binomial standard errors
+        let expected = 0.2 * base as f64;
+        let sd = (base as f64 * 0.2 * 0.8).sqrt();
+        assert!(
+            (extra.len() as f64 - expected).abs() < 4.0 * sd,
+            "{} extra of {base}",
+            extra.len()
+        );
+        assert_eq!(
+            streams(&planted, false) - streams(&plays, false),
+            extra.len()
+        );
     }
 }

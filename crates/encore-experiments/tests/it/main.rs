@@ -22,6 +22,7 @@ fn spec(id: &str, domain: &str, traffic: f64, weights: &[f64]) -> ExperimentSpec
             .collect(),
         targeting: Targeting::default(),
         stretch: Vec::new(),
+        ramps: Vec::new(),
     }
 }
 
@@ -38,8 +39,13 @@ fn users(n: usize) -> impl Iterator<Item = String> {
     (0..n).map(|i| format!("user-{i}"))
 }
 
+/// The same listener gets the same answer from any plan of the same experiments; raising an
+/// experiment's traffic while it runs (a ramp) only adds listeners, split by its weights, and
+/// moves nobody already in it or in the experiment beside it; an experiment starting after the
+/// ramp moves nobody either.
 #[test]
 fn deterministic_and_sticky() {
+    use encore_experiments::assignment::{place, ramp};
     let experiments = [
         spec("e1", "home", 0.6, &[1.0, 1.0]),
         spec("e2", "search", 1.0, &[3.0, 1.0]),
@@ -51,6 +57,84 @@ fn deterministic_and_sticky() {
         assert_eq!(first, a.assign(&u, &ctx()));
         assert_eq!(first, b.assign(&u, &ctx()));
     }
+
+    // ramping: e1 at 10 % beside e2 at 30 %, then e1 to 25 % and 40 %, then e3 starts
+    let of = |plan: &Plan, u: &str, id: &str| {
+        plan.assign(u, &ctx())
+            .into_iter()
+            .find(|a| a.experiment == id)
+            .map(|a| a.variant)
+    };
+    let plan_of = |specs: &[ExperimentSpec]| Plan::new(specs, &HashMap::new(), 0.0, "h").unwrap();
+    let mut running = vec![
+        spec("e1", "home", 0.1, &[1.0, 3.0]),
+        spec("e2", "home", 0.3, &[1.0, 1.0]),
+    ];
+    place(&mut running).unwrap();
+    let mut plans = vec![plan_of(&running)];
+    for traffic in [0.25, 0.4] {
+        ramp(&mut running, "e1", traffic).unwrap();
+        plans.push(plan_of(&running));
+    }
+    running.push(spec("e3", "home", 0.3, &[1.0, 1.0]));
+    place(&mut running).unwrap();
+    plans.push(plan_of(&running));
+    let n = 100_000;
+    let mut counts = vec![[0usize; 2]; plans.len()];
+    let mut joined = [0usize; 2];
+    for u in users(n) {
+        let e1: Vec<Option<String>> = plans.iter().map(|p| of(p, &u, "e1")).collect();
+        for w in e1.windows(2) {
+            // once in, always in, in the same variant
+            if w[0].is_some() {
+                assert_eq!(w[0], w[1], "{u}: the ramp moved a listener of e1");
+            }
+        }
+        let e2 = of(&plans[0], &u, "e2");
+        for p in &plans {
+            assert_eq!(
+                of(p, &u, "e2"),
+                e2,
+                "{u}: ramping e1 moved a listener of e2"
+            );
+            assert!(
+                of(p, &u, "e1").is_none() || of(p, &u, "e2").is_none(),
+                "{u}"
+            );
+        }
+        for (k, v) in e1.iter().enumerate() {
+            if let Some(v) = v {
+                counts[k][usize::from(v == "v1")] += 1;
+            }
+        }
+        // the listeners each raise added split by the weights too
+        if e1[0].is_none()
+            && let Some(v) = &e1[2]
+        {
+            joined[usize::from(v == "v1")] += 1;
+        }
+    }
+    for (k, traffic) in [0.1, 0.25, 0.4, 0.4].iter().enumerate() {
+        let total = (counts[k][0] + counts[k][1]) as f64;
+        let want = traffic * n as f64;
+        assert!(
+            (total - want).abs() < 0.02 * n as f64,
+            "plan {k}: {total} in e1, want {want}"
+        );
+        let share = counts[k][1] as f64 / total;
+        assert!((share - 0.75).abs() < 0.02, "plan {k}: v1 share {share}");
+    }
+    let share = joined[1] as f64 / (joined[0] + joined[1]) as f64;
+    assert!((share - 0.75).abs() < 0.02, "ramped-in v1 share {share}");
+    // lowering traffic would drop listeners mid-run; a raise past what the domain has is full
+    assert!(matches!(
+        ramp(&mut running, "e1", 0.3),
+        Err(AssignmentError::Invalid { .. })
+    ));
+    assert!(matches!(
+        ramp(&mut running, "e1", 0.5),
+        Err(AssignmentError::DomainFull { .. })
+    ));
 }
 
 /// Experiments starting and stopping beside a running one never move its listeners: each keeps
@@ -388,14 +472,30 @@ fn lifecycle(root: &std::path::Path) {
     store.update(&def("mmr", 0.5)).unwrap();
     store.start("mmr").unwrap();
     assert_eq!(store.get("mmr").unwrap().state, State::Running);
-    // running: the allocation is frozen, the hypothesis is not
-    let err = store.update(&def("mmr", 0.8)).unwrap_err().to_string();
+    // running: the allocation is frozen but for a raise of traffic; the hypothesis is not
+    let mut reweighted = def("mmr", 0.5);
+    reweighted.allocation.variants[1].weight = 2.0;
+    let err = store.update(&reweighted).unwrap_err().to_string();
     assert!(err.contains("cannot change while it runs"), "{err}");
-    let mut reworded = def("mmr", 0.5);
+    let err = store.update(&def("mmr", 0.3)).unwrap_err().to_string();
+    assert!(err.contains("can only rise"), "{err}");
+    let plan_before = Plan::new(&store.running().unwrap(), &HashMap::new(), 0.0, "h").unwrap();
+    store.update(&def("mmr", 0.55)).unwrap();
+    let ramped = store.get("mmr").unwrap().definition.allocation;
+    assert_eq!((ramped.traffic, ramped.ramps.len()), (0.55, 1));
+    let plan_after = Plan::new(&store.running().unwrap(), &HashMap::new(), 0.0, "h").unwrap();
+    for u in users(2_000) {
+        let before = plan_before.assign(&u, &ctx());
+        if !before.is_empty() {
+            assert_eq!(before, plan_after.assign(&u, &ctx()), "{u}");
+        }
+    }
+    let mut reworded = def("mmr", 0.55);
     reworded.hypothesis = "diversity helps".into();
     store.update(&reworded).unwrap();
+    assert_eq!(store.get("mmr").unwrap().definition.allocation, ramped);
     // a second experiment that does not fit the domain cannot start
-    store.create(&def("too-big", 0.6)).unwrap();
+    store.create(&def("too-big", 0.5)).unwrap();
     assert!(matches!(
         store.start("too-big"),
         Err(StoreError::Assignment(_))

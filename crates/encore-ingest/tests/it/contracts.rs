@@ -549,3 +549,45 @@ fn parquet_with_bad_values_and_a_mistyped_column_rejects_exactly_those_rows() {
         s.first_rejects
     );
 }
+
+#[test]
+fn a_dirty_feed_keeps_its_good_rows_and_names_each_broken_one() {
+    // a world whose files carry 2 % broken rows and 2 % sent twice, in both formats: every
+    // broken row is rejected by the rule it breaks, every resend is a duplicate, the rest kept
+    for format in [encore_sim::Format::Parquet, encore_sim::Format::Jsonl] {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut config = SimConfig::new(200, 3, 4);
+        config.faults = 0.02;
+        let m = encore_sim::generate(&config, tmp.path(), format, &mut |_, _| {}).unwrap();
+        let c = &m.counts;
+        assert!(c.broken_rows > 100 && c.duplicate_rows > 100, "{c:?}");
+        let ingestor = open(&tmp.path().join("data"));
+        let s = ingestor
+            .ingest_files(&event_files(tmp.path(), &m), None, false, &|_, _| {})
+            .unwrap();
+        assert_eq!(
+            (s.accepted, s.rejected, s.duplicates),
+            (
+                c.playback_events + c.interaction_events - c.broken_rows,
+                c.broken_rows,
+                c.duplicate_rows
+            ),
+            "{format:?}: {:?}",
+            s.first_rejects
+        );
+        let rules: std::collections::BTreeSet<&str> =
+            s.rejects_by_rule.keys().map(String::as_str).collect();
+        assert_eq!(
+            rules,
+            [
+                "country",
+                "ms_played_within_duration",
+                "range",
+                "ts_end_after_start",
+                "uuid"
+            ]
+            .into(),
+            "{format:?}"
+        );
+    }
+}
