@@ -1186,7 +1186,7 @@ pub enum ExperimentsCommand {
     /// Create a draft from a JSON definition ({"id", "hypothesis", "domain", "traffic",
     /// "variants": [{"name", "weight"}], "targeting", "treatments", "metrics", "planned_users"})
     Create { file: PathBuf },
-    /// Replace a definition (a running experiment keeps its allocation)
+    /// Replace a definition (a running experiment keeps its allocation; its traffic may rise)
     Update { file: PathBuf },
     /// Draft -> running
     Start { id: String },

@@ -583,12 +583,26 @@ fn every_surface_serves_and_hot_swap_drops_nothing() {
         })
         .expect("some listener is in the treatment arm")
         .clone();
+    // every home list this test is served, by listener: the variant it says it was served
+    // under (the exposures the report must count, exactly)
+    let shown = std::cell::RefCell::new(std::collections::BTreeMap::<String, String>::new());
+    let saw = |user: &str, slate: &serde_json::Value| {
+        for arm in slate["experiments"].as_array().into_iter().flatten() {
+            let variant = arm["variant"].as_str().unwrap().to_string();
+            let before = shown.borrow_mut().insert(user.to_string(), variant.clone());
+            assert!(
+                before.is_none_or(|b| b == variant),
+                "{user} changed variant"
+            );
+        }
+    };
     let (_, list) = call(
         &addr,
         "GET",
         &format!("/v1/users/{treated}/recommendations?n=15"),
         "",
     );
+    saw(&treated, &list);
     assert_eq!(list["experiments"][0]["experiment"], "home-mmr", "{list}");
     assert_eq!(list["experiments"][0]["variant"], "mmr");
     let artists: std::collections::HashSet<&str> = list["items"]
@@ -624,6 +638,7 @@ fn every_surface_serves_and_hot_swap_drops_nothing() {
         "",
     );
     assert_eq!(status, 200, "{home}");
+    saw(&user, &home);
     assert_eq!(home["strategy"], "personalized");
     assert_eq!(home["model"], "recommender");
     assert!(home["request_id"].as_str().is_some_and(|r| !r.is_empty()));
@@ -648,6 +663,7 @@ fn every_surface_serves_and_hot_swap_drops_nothing() {
         &format!("/v1/users/{user}/recommendations?n=20"),
         "",
     );
+    saw(&user, &again);
     assert_eq!(ids(&again), ids(&home));
     assert_ne!(again["request_id"], home["request_id"]);
     let (_, capped) = call(
@@ -656,6 +672,7 @@ fn every_surface_serves_and_hot_swap_drops_nothing() {
         &format!("/v1/users/{user}/recommendations?n=15&artist_cap=1&explicit=false"),
         "",
     );
+    saw(&user, &capped);
     let got = ids(&capped);
     assert!(
         got.iter().all(|i| !explicit.contains(i)),
@@ -695,10 +712,12 @@ fn every_surface_serves_and_hot_swap_drops_nothing() {
     assert_eq!((status, ack["accepted"].as_u64()), (200, Some(5)), "{ack}");
     let (status, fresh) = call(&addr, "GET", "/v1/users/newbie/recommendations?n=10", "");
     assert_eq!(status, 200, "{fresh}");
+    saw("newbie", &fresh);
     assert_eq!(fresh["strategy"], "fold_in");
     assert!(ids(&fresh).iter().all(|i| !seeds.contains(&i)));
     // a listener never heard of: the most popular tracks, saying why (cold start, not a 404)
     let (status, unknown) = call(&addr, "GET", "/v1/users/never-seen/recommendations", "");
+    saw("never-seen", &unknown);
     assert_eq!(
         (
             status,
@@ -844,6 +863,7 @@ fn every_surface_serves_and_hot_swap_drops_nothing() {
             std::thread::spawn(move || {
                 let mut conn = encore_http::Connection::open(&addr).unwrap();
                 let (mut ok, mut failed, mut versions) = (0, 0, std::collections::BTreeSet::new());
+                let mut arms = Vec::new();
                 let mut k = c;
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) && ok + failed < 3_000 {
                     let path = format!("/v1/users/{}/recommendations?n=10", users[k % users.len()]);
@@ -852,12 +872,13 @@ fn every_surface_serves_and_hot_swap_drops_nothing() {
                         ok += 1;
                         let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
                         versions.insert(v["model_version"].as_u64().unwrap());
+                        arms.push((users[k % users.len()].clone(), v));
                     } else {
                         failed += 1;
                     }
                     k += 1;
                 }
-                (ok, failed, versions)
+                (ok, failed, versions, arms)
             })
         })
         .collect();
@@ -887,7 +908,10 @@ fn every_surface_serves_and_hot_swap_drops_nothing() {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let mut seen_versions = std::collections::BTreeSet::new();
     for c in clients {
-        let (ok, failed, versions) = c.join().unwrap();
+        let (ok, failed, versions, arms) = c.join().unwrap();
+        for (user, slate) in &arms {
+            saw(user, slate);
+        }
         assert_eq!(failed, 0, "{failed} failed requests during the swap");
         assert!(ok > 0);
         seen_versions.extend(versions);
@@ -942,21 +966,60 @@ fn every_surface_serves_and_hot_swap_drops_nothing() {
         "{}",
         r.body
     );
+    // the exposures: each listener shown a home list under an arm, once, by variant (each the
+    // variant the server assigns them); analysed are those whose events give analytics consent
+    let withheld: std::collections::BTreeSet<String> =
+        std::fs::read_to_string(data.join("worlds/demo/users.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|u| u["consent"]["analytics"] == false)
+            .map(|u| u["user_id"].as_str().unwrap().to_string())
+            .collect();
+    assert!(!withheld.is_empty());
+    let mut want: std::collections::BTreeMap<String, u64> = Default::default();
+    for (u, variant) in shown.borrow().iter() {
+        let (_, a) = call(&addr, "GET", &format!("/v1/assignments?user_id={u}"), "");
+        assert_eq!(a["assignments"][0]["variant"], variant.as_str(), "{u}");
+        if !withheld.contains(u) {
+            *want.entry(variant.clone()).or_default() += 1;
+        }
+    }
+    // the server's results reach exactly that many (exposures are written behind requests)
+    let total: u64 = want.values().sum();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, r) = call(&addr, "GET", "/v1/experiments/home-mmr/results", "");
+        if r["exposed"] == total {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server reports {} exposed, {total} were shown a list under an arm: {r}",
+            r["exposed"]
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     terminate(&child);
     let mut child = child;
     assert!(child.wait().unwrap().success());
 
-    // the experiment's report from the log: exposures per variant, SRM, a decision
+    // the experiment's report from the log: exactly those exposures per variant, SRM, a
+    // decision
     let report = run(&["experiments", "report", "home-mmr"]);
-    let exposed = report["exposed"].as_u64().unwrap();
-    assert!(exposed >= 2, "{report}");
-    let per_variant: Vec<(String, u64)> =
-        serde_json::from_value(report["per_variant"].clone()).unwrap();
-    assert_eq!(per_variant.iter().map(|(_, n)| n).sum::<u64>(), exposed);
-    // 40 listeners at half traffic: both variants hold some, and no more than asked
-    assert_eq!(per_variant.len(), 2, "{report}");
-    assert!(per_variant.iter().all(|(_, n)| *n > 0), "{report}");
-    assert!(exposed <= 40 + 10, "{report}");
+    let per_variant: std::collections::BTreeMap<String, u64> =
+        serde_json::from_value::<Vec<(String, u64)>>(report["per_variant"].clone())
+            .unwrap()
+            .into_iter()
+            .collect();
+    assert_eq!(per_variant, want, "{report}");
+    assert_eq!(
+        want.len(),
+        2,
+        "40 listeners at half traffic fill both arms: {want:?}"
+    );
+    assert!(total >= 10, "{want:?}");
+    assert_eq!(report["exposed"], total);
     no_ship_without_outcomes(&report);
 }
 
