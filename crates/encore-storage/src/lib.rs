@@ -12,6 +12,7 @@
 //! ```
 
 mod binding;
+pub mod bus;
 mod data_dir;
 pub mod dedup;
 mod error;
