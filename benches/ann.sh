@@ -24,5 +24,11 @@ split="$shared/bench/recsys/splits/hetrec2011-lastfm-2k"
   --out "$work/hetrec-als.encore" >/dev/null
 taskset -c 0 "$bin" bench ann --artifact "$work/hetrec-als.encore"
 [ "${SCALE:-1}" = 1 ] || exit 0
-"$bin" bench ann --synthetic 1000000 --width 64 --queries 1000 --ef 20,64,128,256
-"$bin" bench ann --synthetic 1000000 --width 64 --clusters "${CLUSTERS:-1000}" --queries 1000 --ef 20,64,128,256
+# ANN_SETS="isotropic clustered" (the default) or one of them
+for set in ${ANN_SETS:-isotropic clustered}; do
+  case "$set" in
+    isotropic) "$bin" bench ann --synthetic 1000000 --width 64 --queries 1000 --ef 20,64,128,256 ;;
+    clustered) "$bin" bench ann --synthetic 1000000 --width 64 --clusters "${CLUSTERS:-1000}" --queries 1000 --ef 20,64,128,256 ;;
+    *) echo "unknown set $set" >&2; exit 2 ;;
+  esac
+done

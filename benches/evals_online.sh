@@ -19,7 +19,7 @@
 #             counters 2 s later. The evaluators yield to ingest, so most of their work lands
 #             after the measured burst: this measures ingest beside evaluation, not evaluation.
 #
-#   [MODE=sustained] [RATE=100] [SECONDS_RUN=60] benches/evals_online.sh [TRACES] [ROUNDS]
+#   [MODE=sustained] [RATE=1000] [SECONDS_RUN=60] benches/evals_online.sh [TRACES] [ROUNDS]
 #   (CASES="off heuristic" for a subset)
 set -euo pipefail
 # the server is on loopback and only this script calls it; benches/auth.sh measures API keys
@@ -27,7 +27,7 @@ export ENCORE__SERVER__AUTH=off
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 mode="${MODE:-sustained}"
 traces="${1:-2000}"; rounds="${2:-$([ "$mode" = burst ] && echo 2 || echo 1)}"
-rate="${RATE:-100}"; seconds="${SECONDS_RUN:-60}"
+rate="${RATE:-1000}"; seconds="${SECONDS_RUN:-60}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/encore-target}"
 cargo build --release --locked -q -p encore-cli
 venv="${LLM_OBS_VENV:-$HOME/.cache/encore-llm-obs-venv}"

@@ -21,7 +21,7 @@ cargo build --release --locked -q -p encore-cli
 bin="$CARGO_TARGET_DIR/release/encore"
 work="$(mktemp -d)"
 server=""
-trap '[ -n "$server" ] && kill "$server" 2>/dev/null; rm -rf "$work"' EXIT
+trap '[ -n "$server" ] && kill "$server" 2>/dev/null; [ -n "${KEEP_REPORT:-}" ] && cp "$work/report.json" "$KEEP_REPORT"; rm -rf "$work"' EXIT
 data="$work/d"
 "$bin" demo --users "$users" --days "$days" --data-dir "$data" --no-serve --json >"$work/demo.json"
 cat >"$work/exp.json" <<'JSON'
@@ -75,8 +75,9 @@ t = open(f"{w}/time.txt").read()
 wall = re.search(r"Elapsed \(wall clock\) time.*: (\d+):([\d.]+)", t)
 secs = int(wall.group(1)) * 60 + float(wall.group(2))
 rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", t).group(1))
-metrics = {m["metric"]: {"control": round(m["control_mean"], 4), "treatment": round(m["treatment_mean"], 4),
-                          "lift": round(m["cuped"]["lift"], 4), "p_value": round(m["cuped"]["p_value"], 4)}
+r4 = lambda x: None if x is None else round(x, 4)
+metrics = {m["metric"]: {"control": r4(m["control_mean"]), "treatment": r4(m["treatment_mean"]),
+                          "lift": r4(m["cuped"]["lift"]), "p_value": r4(m["cuped"]["p_value"])}
            for m in r["results"]}
 print(json.dumps({"bench": "experiment_report", "log_rows": rows, "post_exposure_plays": post,
                   "metrics": metrics, "exposed": r["exposed"],

@@ -32,7 +32,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--base", required=True)
     ap.add_argument("--loadgen", required=True, help="directory holding loadgen.py")
-    ap.add_argument("--rate", type=float, default=100.0, help="traces per second")
+    ap.add_argument("--rate", type=float, default=1000.0, help="traces per second")
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--traces-per-request", type=int, default=10)
     ap.add_argument("--connections", type=int, default=2)

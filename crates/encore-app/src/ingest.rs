@@ -15,11 +15,19 @@ pub trait Subscriber: Send + Sync + std::fmt::Debug {
     fn stored(&self, table: Table, rows: &RecordBatch);
 }
 
+/// Where an ingest node sends the rows it stores before the client is answered (the shared
+/// bus, through [`crate::bus::Outbox`]); an error fails the request.
+pub trait Sender: Send + Sync + std::fmt::Debug {
+    fn send(&self, table: Table, rows: &RecordBatch) -> Result<(), encore_storage::StorageError>;
+}
+
 /// The ingestor and who hears of what it stores.
 #[derive(Debug)]
 pub struct Pipeline {
     pub ingestor: Arc<Ingestor>,
     subscribers: RwLock<Vec<Arc<dyn Subscriber>>>,
+    /// on an ingest node: where stored rows go before the client is answered
+    sender: RwLock<Option<Arc<dyn Sender>>>,
 }
 
 impl Pipeline {
@@ -27,7 +35,14 @@ impl Pipeline {
         Pipeline {
             ingestor,
             subscribers: RwLock::default(),
+            sender: RwLock::default(),
         }
+    }
+
+    /// Every batch stored from now on also goes to `sender` before the client is answered
+    /// (an ingest node: to the shared bus).
+    pub fn send_to(&self, sender: Arc<dyn Sender>) {
+        *self.sender.write().unwrap_or_else(|e| e.into_inner()) = Some(sender);
     }
 
     /// `s` hears of every batch stored from now on.
@@ -49,7 +64,7 @@ impl Pipeline {
     ) -> Result<BatchOutcome, IngestError> {
         let chunk = self.ingestor.parse_body(body, max_rows)?;
         let outcome = self.ingestor.submit_body(&chunk, strict)?.wait()?;
-        self.publish(&outcome);
+        self.publish(&outcome)?;
         Ok(outcome)
     }
 
@@ -61,21 +76,38 @@ impl Pipeline {
         rows: &RecordBatch,
     ) -> Result<BatchOutcome, IngestError> {
         let outcome = self.ingestor.submit_batch(table, rows)?.wait()?;
-        self.publish(&outcome);
+        self.publish(&outcome)?;
         Ok(outcome)
     }
 
-    fn publish(&self, outcome: &BatchOutcome) {
+    /// The stored rows of `outcome` to the shared bus (an ingest node), then to the
+    /// subscribers.
+    fn publish(&self, outcome: &BatchOutcome) -> Result<(), IngestError> {
         let Some(rows) = outcome.rows.as_ref().filter(|r| r.num_rows() > 0) else {
-            return;
+            return Ok(());
         };
+        let sender = self
+            .sender
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Some(sender) = sender {
+            sender.send(outcome.table, rows)?;
+        }
+        self.announce(outcome.table, rows);
+        Ok(())
+    }
+
+    /// Tells every subscriber of `rows` stored (here, or by another node: a serving node
+    /// following the bus).
+    pub fn announce(&self, table: Table, rows: &RecordBatch) {
         let subscribers = self
             .subscribers
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
         for s in subscribers {
-            s.stored(outcome.table, rows);
+            s.stored(table, rows);
         }
     }
 }

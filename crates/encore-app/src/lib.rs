@@ -16,9 +16,12 @@
 //! - [`setup`]: what nodes and commands build from the configuration (outbound client, keys,
 //!   prices, span normalizer, the catalog as features and grounding read it);
 //! - [`worker`]: the one shape of background work (a batching writer, a periodic task);
-//! - [`admission`]: bounded work in flight.
+//! - [`admission`]: bounded work in flight;
+//! - [`bus`]: how the nodes of a deployment pass stored rows on (ingest node to the shared bus,
+//!   the bus to a worker's event log and to serving nodes).
 
 pub mod admission;
+pub mod bus;
 mod error;
 pub mod evals;
 pub mod experiments;

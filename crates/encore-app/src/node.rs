@@ -38,6 +38,8 @@ pub struct Node {
     pub privacy_key: Arc<[u8]>,
     /// alias moves, while the node runs
     _watcher: encore_registry::Watcher,
+    /// the node's work on the shared bus (its role's), while it runs
+    _bus: Option<crate::bus::Following>,
 }
 
 impl Node {
@@ -89,6 +91,7 @@ impl Node {
             serving = serving.log_impressions(&pipeline)?;
         }
         pipeline.subscribe(Arc::new(RecentPlays(served)));
+        let bus = on_the_bus(config, root, &ingestor, &pipeline)?;
         Ok(Node {
             root: root.to_path_buf(),
             privacy_key: setup::privacy_key(root)?,
@@ -100,6 +103,7 @@ impl Node {
             experiments,
             serving: Arc::new(serving),
             _watcher: watcher,
+            _bus: bus,
         })
     }
 
@@ -111,6 +115,51 @@ impl Node {
         self.telemetry.store.seal()?;
         Ok(())
     }
+}
+
+/// The node's name: `[server] node`, or one from the data directory's path (stable across
+/// restarts of the same node).
+pub fn node_name(config: &Config, root: &Path) -> String {
+    if !config.server.node.is_empty() {
+        return config.server.node.clone();
+    }
+    let path = std::path::absolute(root).unwrap_or_else(|_| root.to_path_buf());
+    let mut h = 0xcbf2_9ce4_8422_2325u64;
+    for b in path.as_os_str().as_encoded_bytes() {
+        h = (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("node-{:08x}", h >> 32)
+}
+
+/// What the node's role does on the shared bus: an ingest node sends what it stores (through
+/// its outbox, forwarding what is left there), a worker writes the bus into its event log, a
+/// serving node follows it for recent plays and online features. One machine (`all`) has no
+/// bus.
+fn on_the_bus(
+    config: &Config,
+    root: &Path,
+    ingestor: &Arc<Ingestor>,
+    pipeline: &Arc<Pipeline>,
+) -> Result<Option<crate::bus::Following>, AppError> {
+    use crate::bus::{Following, Outbox};
+    use encore_config::Role;
+    let role = config.server.role;
+    if role == Role::All {
+        return Ok(None);
+    }
+    let bus = encore_storage::bus::open(root, Duration::from_secs(30))?;
+    let node = node_name(config, root);
+    tracing::info!(?role, node, "on the shared bus");
+    Ok(Some(match role {
+        Role::All => return Ok(None),
+        Role::Ingest => {
+            let outbox = Outbox::open(root, &node, bus)?;
+            pipeline.send_to(Arc::clone(&outbox) as _);
+            Following::forwarder(&outbox)?
+        }
+        Role::Worker => Following::lake(bus, ingestor)?,
+        Role::Serve => Following::serving(bus, &node, pipeline)?,
+    }))
 }
 
 /// Traces: OTLP in, spans out, beside the event log in the same data directory, and the node's

@@ -625,6 +625,29 @@ pub struct ServeArgs {
     /// `encore traces repair` do (intact records kept, the originals moved to quarantine)
     #[arg(long)]
     pub repair_damage: bool,
+    /// What this node does in a deployment of several [default: server.role from the
+    /// config, `all`]: `ingest`, `serve` and `worker` share the bus of `[storage] bus`
+    #[arg(long, value_enum)]
+    pub role: Option<RoleArg>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum RoleArg {
+    All,
+    Ingest,
+    Serve,
+    Worker,
+}
+
+impl From<RoleArg> for encore_config::Role {
+    fn from(r: RoleArg) -> Self {
+        match r {
+            RoleArg::All => encore_config::Role::All,
+            RoleArg::Ingest => encore_config::Role::Ingest,
+            RoleArg::Serve => encore_config::Role::Serve,
+            RoleArg::Worker => encore_config::Role::Worker,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

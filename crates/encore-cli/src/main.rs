@@ -112,6 +112,10 @@ fn run(cli: Cli, loaded: &Loaded) -> Result<(), CliError> {
         dir,
         encore_storage::objects::Backend::parse(&storage.objects)?,
     );
+    encore_storage::bus::bind(
+        dir,
+        encore_storage::bus::Backend::parse(&storage.bus, &storage.bus_stream)?,
+    );
     match cli.command {
         Command::Demo(args) => commands::demo::run(loaded, &args, &out),
         Command::Config(cmd) => commands::config::run(loaded, cmd, &out),

@@ -348,7 +348,7 @@ mod tests {
         let loaded = Layers::default().load().unwrap();
         assert_eq!(loaded.config, Config::default());
         assert!(loaded.entries().all(|(_, _, s)| *s == Source::Default));
-        assert_eq!(loaded.entries().count(), 65);
+        assert_eq!(loaded.entries().count(), 69);
     }
 
     #[test]
@@ -390,7 +390,7 @@ mod tests {
         assert_eq!(
             msg,
             "invalid config encore.toml:6:1: key `server.bnid`: unknown field `bnid`, \
-             expected one of `bind`, `otlp_grpc`, `auth`, `open_routes`, `webhook_allow`, `webhook_secret`, `ca_file`, `tls_cert`, `tls_key`",
+             expected one of `bind`, `otlp_grpc`, `auth`, `open_routes`, `webhook_allow`, `webhook_secret`, `ca_file`, `tls_cert`, `tls_key`, `role`, `node`",
             "{msg}"
         );
         assert_eq!(

@@ -145,6 +145,25 @@ pub struct ServerConfig {
     /// TLS (both empty: plain TCP).
     pub tls_cert: String,
     pub tls_key: String,
+    /// What this node does in a deployment of several (`all`: everything, one machine;
+    /// `ingest`: takes events and passes them to the shared bus; `serve`: answers
+    /// recommendation and feature requests, following the bus; `worker`: writes the bus into
+    /// the event log and its segments). Every role but `all` needs `[storage] bus`.
+    pub role: Role,
+    /// The node's name among the deployment's (its bus consumer is `serve-<node>`): stable
+    /// across restarts; "" takes one from the data directory's path.
+    pub node: String,
+}
+
+/// `[server] role`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    #[default]
+    All,
+    Ingest,
+    Serve,
+    Worker,
 }
 
 /// `[server] auth`.
@@ -169,6 +188,8 @@ impl Default for ServerConfig {
             ca_file: String::new(),
             tls_cert: String::new(),
             tls_key: String::new(),
+            role: Role::All,
+            node: String::new(),
         }
     }
 }
@@ -192,6 +213,13 @@ pub struct StorageConfig {
     /// `s3://bucket/prefix` that every node shares (endpoint, region and credentials the usual
     /// AWS way: `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`, `AWS_ENDPOINT_URL`).
     pub objects: String,
+    /// The event bus between ingest, worker and serving nodes: "" for a file in the data
+    /// directory (one machine), or a NATS server with JetStream (`nats://host:4222`) that
+    /// every node of a deployment shares.
+    pub bus: String,
+    /// The JetStream stream's name on that server (deployments sharing a server use
+    /// different names).
+    pub bus_stream: String,
 }
 
 impl Default for StorageConfig {
@@ -201,6 +229,8 @@ impl Default for StorageConfig {
             metadata: String::new(),
             metadata_schema: "encore".into(),
             objects: String::new(),
+            bus: String::new(),
+            bus_stream: "encore".into(),
         }
     }
 }
@@ -502,6 +532,34 @@ impl Config {
             out.push(Violation {
                 key: "storage.objects",
                 message: "expected \"\" (files in the data directory) or s3://bucket/prefix".into(),
+            });
+        }
+        let b = &self.storage.bus;
+        if !(b.is_empty() || b.starts_with("nats://")) {
+            out.push(Violation {
+                key: "storage.bus",
+                message: "expected \"\" (a file in the data directory) or nats://host:port".into(),
+            });
+        }
+        if self.server.role != Role::All && b.is_empty() {
+            out.push(Violation {
+                key: "server.role",
+                message: format!(
+                    "{:?} needs the shared bus: set [storage] bus = \"nats://host:4222\"",
+                    self.server.role
+                )
+                .to_lowercase(),
+            });
+        }
+        let stream = &self.storage.bus_stream;
+        if !(1..=128).contains(&stream.len())
+            || !stream
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            out.push(Violation {
+                key: "storage.bus_stream",
+                message: format!("{stream:?}: expected 1 to 128 letters, digits, '-' or '_'"),
             });
         }
         let prefix = &self.storage.metadata_schema;

@@ -43,6 +43,13 @@ ca_file = ""
 # PEM certificate chain and private key: the HTTP API and the OTLP/gRPC receiver speak TLS.
 tls_cert = ""
 tls_key = ""
+# What this node does in a deployment of several: "all" (everything, one machine), "ingest"
+# (takes events, passes them to the shared bus), "serve" (answers requests, following the bus),
+# "worker" (writes the bus into the event log). Every role but "all" needs [storage] bus.
+role = "all"
+# The node's name among the deployment's (stable across restarts); "" takes one from the
+# data directory's path.
+node = ""
 
 [ingest]
 # An event id seen again within this many days (of event time) is a duplicate and is dropped.
@@ -73,6 +80,11 @@ metadata_schema = "encore"
 # "s3://bucket/prefix" that every node shares (endpoint, region and credentials the usual AWS
 # way: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT_URL).
 objects = ""
+# The event bus between ingest, worker and serving nodes: "" for a file in the data directory
+# (one machine), or a NATS server with JetStream, e.g. "nats://nats.internal:4222".
+bus = ""
+# The JetStream stream's name on that server (deployments sharing a server differ).
+bus_stream = "encore"
 
 [registry]
 # The gate in front of the `production` alias: a version must score at least production's

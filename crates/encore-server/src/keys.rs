@@ -150,6 +150,17 @@ pub fn required(method: &Method, route: &str) -> Option<Scope> {
     Some(s)
 }
 
+/// The routes a POST only reads through (the body carries the question: seeds, entities,
+/// members): neither a mutation nor audited like one. Auditing each of them put a durable
+/// audit append on every online feature read (a 6 ms p99 at half saturation, against
+/// 0.6 ms without).
+pub fn reads_by_post(route: &str) -> bool {
+    matches!(
+        route,
+        "/v1/recommendations" | "/v1/radio" | "/v1/blend" | "/v1/features"
+    )
+}
+
 /// Whether a request to `route` reads what people typed to a model (audited like a mutation).
 pub(crate) fn reads_content(method: &Method, route: &str, principal: &Principal) -> bool {
     method == Method::GET

@@ -438,7 +438,13 @@ pub struct Cuped {
 /// `a`, `b`: per-arm co-moments of (x = covariate, y = metric).
 pub fn cuped(a: &CoMoments, b: &CoMoments, alpha: f64, alt: Alternative) -> Cuped {
     let pooled = a.merge(b);
-    let theta = pooled.cov() / pooled.var_x();
+    // a covariate without variance (nobody listened before exposure, or everyone alike)
+    // explains nothing: no adjustment, the unadjusted estimate (not 0 / 0)
+    let theta = if pooled.var_x() > 0.0 {
+        pooled.cov() / pooled.var_x()
+    } else {
+        0.0
+    };
     let adj_var = |m: &CoMoments| m.var_y() + theta * theta * m.var_x() - 2.0 * theta * m.cov();
     let (va, vb) = (adj_var(a), adj_var(b));
     let (adj_mean_a, adj_mean_b) = (a.mean_y - theta * a.mean_x, b.mean_y - theta * b.mean_x);
@@ -1001,6 +1007,37 @@ pub fn categorical_drift(ref_counts: &[f64], cur_counts: &[f64]) -> CategoricalD
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cuped_on_a_constant_covariate_is_the_unadjusted_test() {
+        // nobody listened before exposure: x is 0 for everyone, and CUPED must fall back to
+        // Welch's test on y (it gave 0 / 0, a NaN lift and p = 1)
+        let ya: Vec<f64> = (0..400).map(|i| f64::from(i % 13)).collect();
+        let yb: Vec<f64> = (0..400).map(|i| f64::from(i % 13) + 0.8).collect();
+        let zeros = vec![0.0; 400];
+        let c = cuped(
+            &CoMoments::from_slices(&zeros, &ya),
+            &CoMoments::from_slices(&zeros, &yb),
+            0.05,
+            Alternative::TwoSided,
+        );
+        let (w, _) = welch(
+            &Moments::from_slice(&ya),
+            &Moments::from_slice(&yb),
+            0.05,
+            Alternative::TwoSided,
+        );
+        assert_eq!(c.theta, 0.0);
+        assert!((c.abs.estimate - w.estimate).abs() < 1e-12);
+        assert!(
+            (c.abs.p_value - w.p_value).abs() < 1e-12,
+            "{} vs {}",
+            c.abs.p_value,
+            w.p_value
+        );
+        assert!(c.abs.p_value < 0.01 && c.rel.estimate.is_finite());
+        assert!(c.variance_reduction.abs() < 1e-12);
+    }
 
     #[test]
     fn welford_and_chan_survive_a_large_offset() {

@@ -43,6 +43,7 @@ pub fn run(loaded: &Loaded, args: &DemoArgs, out: &Output) -> Result<(), CliErro
         &crate::cli::ServeArgs {
             bind: args.bind,
             repair_damage: false,
+            role: None,
         },
         out,
     )

@@ -29,6 +29,23 @@ async fn shutdown_signal() {
 }
 
 pub fn run(loaded: &Loaded, args: &ServeArgs, out: &Output) -> Result<(), CliError> {
+    let mut with_role;
+    let loaded = match args.role {
+        Some(role) => {
+            with_role = loaded.clone();
+            with_role.config.server.role = role.into();
+            if with_role.config.server.role != encore_config::Role::All
+                && with_role.config.storage.bus.is_empty()
+            {
+                return Err(CliError::usage(
+                    format!("--role {role:?} needs the shared bus").to_lowercase(),
+                    "set [storage] bus = \"nats://host:4222\" (or ENCORE__STORAGE__BUS)",
+                ));
+            }
+            &with_role
+        }
+        None => loaded,
+    };
     let bind = args.bind.unwrap_or(loaded.config.server.bind);
     if args.repair_damage {
         // told to start over damage: repair it first, reported like `events repair`

@@ -178,3 +178,238 @@ fn serve_nodes_share_the_registry_and_artifacts_and_outlive_each_other() {
         assert!(!dir.join(node).join("models").exists(), "{node}");
     }
 }
+
+/// The NATS server with JetStream (`ENCORE_TEST_NATS`, default `nats://127.0.0.1:4222`);
+/// `None` when there is none and CI does not require it.
+#[allow(clippy::print_stderr, reason = "a skipped test says why")]
+fn nats_url() -> Option<String> {
+    let url = std::env::var("ENCORE_TEST_NATS").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
+    match std::net::TcpStream::connect(url.trim_start_matches("nats://")) {
+        Ok(_) => Some(url),
+        Err(e) => {
+            assert!(
+                std::env::var_os("ENCORE_REQUIRE_SERVICES").is_none(),
+                "ENCORE_REQUIRE_SERVICES is set but no NATS server answers at {url}: {e}"
+            );
+            eprintln!("skipped: no NATS server at {url} ({e}); set ENCORE_TEST_NATS");
+            None
+        }
+    }
+}
+
+const BUS_FEATURES: &str = r#"
+[entities.user]
+keys = ["user_id"]
+
+[views.listening]
+entity = "user"
+ttl = "3d"
+features = [{ name = "plays_1d", agg = "count", window = "1d" }]
+
+[services.home]
+views = ["listening"]
+"#;
+
+/// `n` plays of `user` in the last minute, with event ids of their own.
+fn recent_plays(user: &str, first: u64, n: u64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    (first..first + n)
+        .map(|i| {
+            serde_json::json!({"event_id": format!("0b7f6c1e-9d2a-4c8e-8f3a-{i:012x}"),
+                "schema_version": 1, "user_id": user, "session_id": "s1",
+                "ts_start_ms": now - 60_000 + i as i64, "ts_end_ms": now - 30_000 + i as i64,
+                "item_id": "t1", "item_type": "track", "item_duration_ms": 200000,
+                "ms_played": 30_000, "reason_start": "clickrow", "reason_end": "trackdone",
+                "context_type": "album", "platform": "ios", "country": "SE", "tier": "premium",
+                "consent": {"personalization": true, "analytics": true}})
+            .to_string()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn plays_1d(port: u16, user: &str) -> Option<f64> {
+    let body = serde_json::json!({"service": "home", "entities": [{"user_id": user}]}).to_string();
+    let r = encore_http::request(
+        &format!("127.0.0.1:{port}"),
+        "POST",
+        "/v1/features",
+        body.as_bytes(),
+    )
+    .ok()?;
+    let v: serde_json::Value = serde_json::from_str(&r.body).ok()?;
+    v["rows"][0]["values"]["listening__plays_1d"].as_f64()
+}
+
+/// Nodes with roles on the shared bus (NATS JetStream) and metadata (PostgreSQL): an ingest
+/// node, a worker writing the bus into its event log, two serving nodes following it. Plays
+/// posted to the ingest node show in online features on both serving nodes within 2 s; the
+/// ingest node killed with SIGKILL in the middle of a stream of batches loses no acknowledged
+/// event: each is in the worker's log exactly once.
+#[test]
+fn an_ingest_node_a_worker_and_two_serving_nodes_share_the_bus() {
+    use encore_ingest::{IngestOptions, Ingestor, Table};
+    let Some(pg) = PostgresScratch::new() else {
+        return;
+    };
+    let Some(nats) = nats_url() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let env: Vec<(String, String)> = [
+        ("ENCORE__STORAGE__METADATA", pg.url.clone()),
+        ("ENCORE__STORAGE__METADATA_SCHEMA", pg.prefix.clone()),
+        ("ENCORE__STORAGE__BUS", nats),
+        ("ENCORE__STORAGE__BUS_STREAM", format!("bus_{}", pg.prefix)),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    // the feature definitions, shared through PostgreSQL
+    std::fs::write(dir.join("features.toml"), BUS_FEATURES).unwrap();
+    encore(
+        dir,
+        &env,
+        &["features", "apply", "features.toml", "--data-dir", "a"],
+    );
+    let node = |name: &str, role: &str| {
+        let mut pairs: Vec<(&str, &str)> =
+            env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        pairs.push(("ENCORE__SERVER__ROLE", role));
+        let (child, port, _) = start_full(&dir.join(name), &pairs);
+        (Stop(child), port)
+    };
+    let (worker, port_w) = node("worker", "worker");
+    let (_a, port_a) = node("a", "serve");
+    let (_b, port_b) = node("b", "serve");
+    let (mut ingest, port_i) = node("ingest", "ingest");
+
+    // plays through the ingest node reach both serving nodes' online features
+    let r = encore_http::request(
+        &format!("127.0.0.1:{port_i}"),
+        "POST",
+        "/v1/events",
+        recent_plays("bus-u1", 1, 3).as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    let acked = Instant::now();
+    while [port_a, port_b]
+        .iter()
+        .any(|p| plays_1d(*p, "bus-u1") != Some(3.0))
+    {
+        assert!(
+            acked.elapsed() < Duration::from_secs(2),
+            "2 s after the ingest node's acknowledgement: node a has {:?}, node b {:?}",
+            plays_1d(port_a, "bus-u1"),
+            plays_1d(port_b, "bus-u1")
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    // a stream of batches into the ingest node, killed with SIGKILL in the middle of it
+    let batches = crate::serve::batches();
+    let total: usize = batches.iter().map(|b| b.0.len()).sum();
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = std::sync::Arc::clone(&sent);
+    let client = std::thread::spawn(move || {
+        let mut acked: Vec<String> = Vec::new();
+        for (ids, body) in &batches {
+            match encore_http::request(&format!("127.0.0.1:{port_i}"), "POST", "/v1/events", body) {
+                Ok(r) if r.status == 200 => {
+                    acked.extend(ids.iter().cloned());
+                    counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+                Ok(r) => panic!("unexpected {}: {}", r.status, r.body),
+                // the node died: the batch in flight was not acknowledged
+                Err(_) => break,
+            }
+        }
+        acked
+    });
+    // killed while the client sends its third batch
+    while sent.load(std::sync::atomic::Ordering::SeqCst) < 2 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    ingest.0.kill().unwrap();
+    let _ = ingest.0.wait();
+    let acked = client.join().unwrap();
+    assert!(
+        !acked.is_empty(),
+        "some batches were acknowledged before the kill"
+    );
+    // the ingest node back on its data directory: its outbox hands on what it still holds
+    let (_ingest, _) = node("ingest", "ingest");
+    // every acknowledged event reaches the worker's log, once
+    let stored = |ingestor: &Ingestor| {
+        let mut stored: std::collections::HashMap<String, usize> = Default::default();
+        ingestor
+            .log(Table::Playback)
+            .scan(Some(&["event_id"]), |b| {
+                let ids = b
+                    .column(0)
+                    .as_any()
+                    .downcast_ref::<arrow::array::StringArray>()
+                    .unwrap();
+                for id in ids.iter().flatten() {
+                    *stored.entry(id.to_owned()).or_default() += 1;
+                }
+                Ok(())
+            })
+            .unwrap();
+        stored
+    };
+    // the worker has them all once its log holds as many plays (it is read, id by id, once
+    // the worker has stopped: it holds its data directory)
+    let started = Instant::now();
+    let plays = || -> u64 {
+        encore_http::request(
+            &format!("127.0.0.1:{port_w}"),
+            "GET",
+            "/v1/events/stats",
+            b"",
+        )
+        .ok()
+        .and_then(|r| serde_json::from_str::<serde_json::Value>(&r.body).ok())
+        .and_then(|v| v["plays"].as_u64())
+        .unwrap_or(0)
+    };
+    while plays() < acked.len() as u64 + 3 {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the worker's log holds {} plays, {} were acknowledged",
+            plays(),
+            acked.len() + 3
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(worker);
+    let ingestor = Ingestor::open(&dir.join("worker"), IngestOptions::default()).unwrap();
+    let stored = stored(&ingestor);
+    for id in &acked {
+        assert_eq!(
+            stored.get(id),
+            Some(&1),
+            "acknowledged event {id} is in the worker's log exactly once ({} acknowledged, \
+             {} stored, {:?} after the kill)",
+            acked.len(),
+            stored.len(),
+            started.elapsed()
+        );
+    }
+    assert_eq!(stored.get("0b7f6c1e-9d2a-4c8e-8f3a-000000000001"), Some(&1));
+    #[allow(clippy::print_stderr, reason = "the test says what it measured")]
+    {
+        eprintln!(
+            "{} of {total} events acknowledged before the SIGKILL, {} in the worker's log {:?} \
+             after it",
+            acked.len(),
+            stored.len(),
+            started.elapsed()
+        );
+    }
+}

@@ -203,6 +203,9 @@ impl EventBus for LocalBus {
         }
     }
 
+    /// Unlike JetStream's, an acknowledgement here need not follow a delivery: a message
+    /// acknowledged before the consumer fetched it is never delivered to it (an outbox marks
+    /// what it sent on by itself this way).
     fn ack(&self, consumer: &str, seq: u64) -> Result<(), StorageError> {
         check_consumer(consumer)?;
         self.kv.write(|tx| {
@@ -215,11 +218,11 @@ impl EventBus for LocalBus {
             if seq <= floor {
                 return Ok(());
             }
-            let mut filter = String::new();
+            // (a consumer acknowledging before its first fetch has no filter yet: every
+            // message is its own)
+            let mut filter: Option<String> = None;
             tx.get(CONSUMERS, consumer, &mut |v| {
-                filter = v
-                    .map(|v| String::from_utf8_lossy(v).into_owned())
-                    .unwrap_or_default();
+                filter = v.map(|v| String::from_utf8_lossy(v).into_owned());
             })?;
             tx.put(ACKED, &format!("{consumer}\0{}", seq_key(seq)), &[])?;
             // the floor moves over every message right above it that is acknowledged or not
@@ -236,9 +239,9 @@ impl EventBus for LocalBus {
                 }
                 let mut other = false;
                 tx.get(MESSAGES, &seq_key(next + 1), &mut |v| {
-                    other = v
-                        .and_then(decode)
-                        .is_some_and(|(subject, _, _)| !matches(&filter, subject));
+                    other = v.and_then(decode).is_some_and(|(subject, _, _)| {
+                        filter.as_deref().is_some_and(|f| !matches(f, subject))
+                    });
                 })?;
                 if !other {
                     break;

@@ -70,21 +70,50 @@ pub enum Backend {
     /// a redb file in the data directory (one machine)
     #[default]
     Local,
-    /// `nats://host:port`: a JetStream stream, shared by every node that names it
-    Nats { url: String },
+    /// `nats://host:port`: the JetStream stream `stream`, shared by every node that names it
+    Nats { url: String, stream: String },
 }
 
 impl Backend {
-    /// `""` (in the data directory) or `nats://host[:port]`.
-    pub fn parse(url: &str) -> Result<Backend, StorageError> {
+    /// `""` (in the data directory) or `nats://host[:port]` with the stream's name.
+    pub fn parse(url: &str, stream: &str) -> Result<Backend, StorageError> {
         if url.is_empty() {
             return Ok(Backend::Local);
         }
         nats::parse_url(url)?;
+        check_consumer(stream).map_err(|_| StorageError::BadAddress {
+            what: format!("bus stream {stream:?}"),
+            message: "expected 1 to 128 letters, digits, '-' or '_'".into(),
+        })?;
         Ok(Backend::Nats {
             url: url.to_owned(),
+            stream: stream.to_owned(),
         })
     }
+}
+
+static BOUND: crate::binding::Bound<Backend> = crate::binding::Bound::new();
+
+/// Keeps the bus of the data directory `root` in `backend` for the rest of the process (what
+/// the binary does once `[storage] bus` is read).
+pub fn bind(root: &std::path::Path, backend: Backend) {
+    BOUND.set(root, (backend != Backend::Local).then_some(backend));
+}
+
+/// The bus of the data directory `root`, its consumers redelivering what is not acknowledged
+/// within `ack_wait`: `<root>/bus.redb`, or the NATS stream it is bound to ([`bind`]).
+pub fn open(
+    root: &std::path::Path,
+    ack_wait: Duration,
+) -> Result<std::sync::Arc<dyn EventBus>, StorageError> {
+    Ok(match BOUND.get(root).unwrap_or_default() {
+        Backend::Local => {
+            std::sync::Arc::new(local::LocalBus::open(&root.join("bus.redb"), ack_wait)?)
+        }
+        Backend::Nats { url, stream } => {
+            std::sync::Arc::new(nats::NatsBus::open(&url, &stream, ack_wait)?)
+        }
+    })
 }
 
 fn bad_subject(subject: &str, expected: &str) -> StorageError {
