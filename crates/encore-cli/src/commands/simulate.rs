@@ -21,8 +21,12 @@
 //!   probability `lift`: the true lift of streams per listener is exactly `lift`, and the share
 //!   of experiments that find it is the power at that lift.
 //!
-//! Events after exposure are compressed into the minutes after the round's requests (the ingest
-//! contract allows timestamps up to five minutes ahead); plays keep their true `ms_played`.
+//! Events after exposure are compressed into the two seconds after the round's requests (a day
+//! of listening into two seconds; the ingest contract allows timestamps up to five minutes
+//! ahead); plays keep their true `ms_played`. The next round's exposures wait until those two
+//! seconds are past, so no play of a round falls after a later round's exposures (squeezed
+//! into a minute, a round's organic day overlapped the next rounds' and was counted in their
+//! outcomes: a planted lift measured a third of its size with organic listening on).
 
 use crate::cli::SimulateArgs;
 use crate::error::CliError;
@@ -320,6 +324,8 @@ fn simulate(
     out: &Output,
 ) -> Result<(AaSummary, AbSummary, Vec<AbSummary>), CliError> {
     let mut store = Store::open(root)?;
+    // when the last round's plays are all in the past
+    let mut busy_until = 0i64;
     let mut conn = Connection::open(addr).map_err(failed)?;
     let alpha = args.alpha;
 
@@ -344,7 +350,7 @@ fn simulate(
             store.start(id)?;
         }
         wait_for_plan(&mut conn, world, &ids)?;
-        let exposed = round(&mut conn, world, args, k as u64, None)?;
+        let exposed = round(&mut conn, world, args, k as u64, None, &mut busy_until)?;
         for id in &ids {
             let r = results(&mut conn, id, exposed.get(id).copied().unwrap_or(0), alpha)?;
             store.stop(id)?;
@@ -400,7 +406,7 @@ fn simulate(
         plant: None,
         seed: 1_000,
     };
-    let ab = series.run(&mut store, &mut conn, world, args, out)?;
+    let ab = series.run(&mut store, &mut conn, world, args, out, &mut busy_until)?;
     // the power curve: the same model in both arms, a planted lift in the treatment's streams
     let mut power = Vec::new();
     for (k, &lift) in args.lift.iter().enumerate() {
@@ -410,7 +416,7 @@ fn simulate(
             plant: Some(lift),
             seed: 1_000_000 * (k as u64 + 1),
         };
-        power.push(series.run(&mut store, &mut conn, world, args, out)?);
+        power.push(series.run(&mut store, &mut conn, world, args, out, &mut busy_until)?);
     }
     Ok((aa, ab, power))
 }
@@ -432,6 +438,7 @@ impl Series {
         world: &mut World,
         args: &SimulateArgs,
         out: &Output,
+        busy_until: &mut i64,
     ) -> Result<AbSummary, CliError> {
         let mut ab = AbSummary {
             planted_lift: self.plant,
@@ -451,7 +458,14 @@ impl Series {
             store.start(&id)?;
             wait_for_plan(conn, world, std::slice::from_ref(&id))?;
             let plant = self.plant.map(|lift| (id.as_str(), lift));
-            let exposed = round(conn, world, args, self.seed + u64::from(i), plant)?;
+            let exposed = round(
+                conn,
+                world,
+                args,
+                self.seed + u64::from(i),
+                plant,
+                busy_until,
+            )?;
             let r = results(
                 conn,
                 &id,
@@ -537,6 +551,9 @@ fn wait_for_plan(conn: &mut Connection, world: &World, running: &[String]) -> Re
     }
 }
 
+/// Real time a simulated day of listening is compressed into.
+const SQUEEZE: i64 = MS_PER_DAY / 2_000;
+
 /// One round: every listener is served their home list once and reacts to it, then everyone
 /// listens for a day. With `plant` (an experiment and a lift), each stream of a listener in
 /// that experiment's treatment arm is doubled with probability `lift`. Returns the listeners
@@ -547,7 +564,12 @@ fn round(
     args: &SimulateArgs,
     round: u64,
     plant: Option<(&str, f64)>,
+    busy_until: &mut i64,
 ) -> Result<HashMap<String, usize>, CliError> {
+    // the last round's plays are all in the past before anyone is exposed again
+    while now_ms() <= *busy_until {
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let mut exposed: HashMap<String, usize> = HashMap::new();
     let mut served: Vec<(u32, Vec<u32>)> = Vec::new();
     let mut treated = HashSet::new();
@@ -592,23 +614,23 @@ fn round(
     for (u, tracks) in &served {
         let (p, i) = world.respond_events(*u, tracks, anchor, &mut rng);
         plays.extend(p.into_iter().map(|mut p| {
-            p.ts_start_ms = anchor + (p.ts_start_ms - anchor) / 1_440;
+            p.ts_start_ms = anchor + (p.ts_start_ms - anchor) / SQUEEZE;
             p
         }));
         interactions.extend(i.into_iter().map(|mut i| {
-            i.ts_ms = anchor + (i.ts_ms - anchor) / 1_440;
+            i.ts_ms = anchor + (i.ts_ms - anchor) / SQUEEZE;
             i
         }));
     }
     if args.organic {
-        // a day of their own listening, compressed into the minute after the lists
+        // a day of their own listening, compressed like the lists' plays
         let day = world.simulate_day();
         let day_start = day
             .plays
             .first()
             .map_or(anchor, |p| p.ts_start_ms)
             .min(day.interactions.first().map_or(i64::MAX, |i| i.ts_ms));
-        let squeeze = |ts: i64| anchor + (ts - day_start).max(0) / 1_440;
+        let squeeze = |ts: i64| anchor + (ts - day_start).max(0) / SQUEEZE;
         plays.extend(day.plays.into_iter().map(|mut p| {
             p.ts_start_ms = squeeze(p.ts_start_ms);
             p
@@ -621,6 +643,11 @@ fn round(
     if let Some((_, lift)) = plant {
         plant_lift(&mut plays, &treated, lift, &mut rng);
     }
+    *busy_until = plays
+        .iter()
+        .map(|p| p.ts_start_ms + 1)
+        .chain(interactions.iter().map(|i| i.ts_ms))
+        .fold(*busy_until, i64::max);
     let latest_end = now_ms() + 4 * 60_000;
     let mut body = Vec::new();
     for chunk in plays.chunks(5_000) {
