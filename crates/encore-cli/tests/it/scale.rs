@@ -251,7 +251,7 @@ fn plays_1d(port: u16, user: &str) -> Option<f64> {
 /// event: each is in the worker's log exactly once.
 #[test]
 fn an_ingest_node_a_worker_and_two_serving_nodes_share_the_bus() {
-    use encore_ingest::{IngestOptions, Ingestor, Table};
+    use encore_ingest::{IngestOptions, Ingestor};
     let Some(pg) = PostgresScratch::new() else {
         return;
     };
@@ -345,24 +345,6 @@ fn an_ingest_node_a_worker_and_two_serving_nodes_share_the_bus() {
     // the ingest node back on its data directory: its outbox hands on what it still holds
     let (_ingest, _) = node("ingest", "ingest");
     // every acknowledged event reaches the worker's log, once
-    let stored = |ingestor: &Ingestor| {
-        let mut stored: std::collections::HashMap<String, usize> = Default::default();
-        ingestor
-            .log(Table::Playback)
-            .scan(Some(&["event_id"]), |b| {
-                let ids = b
-                    .column(0)
-                    .as_any()
-                    .downcast_ref::<arrow::array::StringArray>()
-                    .unwrap();
-                for id in ids.iter().flatten() {
-                    *stored.entry(id.to_owned()).or_default() += 1;
-                }
-                Ok(())
-            })
-            .unwrap();
-        stored
-    };
     // the worker has them all once its log holds as many plays (it is read, id by id, once
     // the worker has stopped: it holds its data directory)
     let started = Instant::now();
@@ -389,7 +371,7 @@ fn an_ingest_node_a_worker_and_two_serving_nodes_share_the_bus() {
     }
     drop(worker);
     let ingestor = Ingestor::open(&dir.join("worker"), IngestOptions::default()).unwrap();
-    let stored = stored(&ingestor);
+    let stored = crate::serve::stored_ids(&ingestor);
     for id in &acked {
         assert_eq!(
             stored.get(id),

@@ -61,6 +61,26 @@ pub(crate) fn start_full(data: &Path, env: &[(&str, &str)]) -> (Child, u16, Opti
     (child, port, grpc)
 }
 
+/// How often each event id is in the playback log of `ingestor`.
+pub(crate) fn stored_ids(ingestor: &Ingestor) -> HashMap<String, usize> {
+    let mut stored: HashMap<String, usize> = HashMap::new();
+    ingestor
+        .log(Table::Playback)
+        .scan(Some(&["event_id"]), |b| {
+            let ids = b
+                .column(0)
+                .as_any()
+                .downcast_ref::<arrow::array::StringArray>()
+                .unwrap();
+            for id in ids.iter().flatten() {
+                *stored.entry(id.to_owned()).or_default() += 1;
+            }
+            Ok(())
+        })
+        .unwrap();
+    stored
+}
+
 pub(crate) fn batches() -> Vec<(Vec<String>, Vec<u8>)> {
     let mut world = World::new(SimConfig::new(400, 3, 77));
     let mut events = Vec::new();
@@ -156,19 +176,7 @@ fn acknowledged_events_survive_sigkill_exactly_once() {
         Vec::<String>::new(),
         "the log passes its own check"
     );
-    let mut stored: HashMap<String, usize> = HashMap::new();
-    log.scan(Some(&["event_id"]), |b| {
-        let ids = b
-            .column(0)
-            .as_any()
-            .downcast_ref::<arrow::array::StringArray>()
-            .unwrap();
-        for id in ids.iter().flatten() {
-            *stored.entry(id.to_owned()).or_default() += 1;
-        }
-        Ok(())
-    })
-    .unwrap();
+    let stored = stored_ids(&ingestor);
     for id in &acked {
         assert_eq!(
             stored.get(id),
