@@ -126,6 +126,7 @@ fn follow(
     bus: Arc<dyn EventBus>,
     consumer: String,
     stop: Arc<AtomicBool>,
+    mut lease: Option<crate::lease::Keeper>,
     each: impl Fn(Table, &RecordBatch) -> Result<(), AppError> + Send + 'static,
 ) -> Result<std::thread::JoinHandle<()>, AppError> {
     let name = format!("bus-{consumer}");
@@ -133,6 +134,13 @@ fn follow(
         .name(name.clone())
         .spawn(move || {
             while !stop.load(Ordering::Relaxed) {
+                // a leased job waits while another worker holds it
+                if let Some(k) = lease.as_mut()
+                    && !k.held()
+                {
+                    std::thread::sleep(Duration::from_millis(250));
+                    continue;
+                }
                 let got: Result<Vec<Delivery>, StorageError> =
                     bus.fetch(&consumer, "events.>", 64, Duration::from_millis(200));
                 let messages = match got {
@@ -168,6 +176,9 @@ fn follow(
                     }
                 }
             }
+            if let Some(k) = lease.as_mut() {
+                k.release();
+            }
         })
         .map_err(|e| AppError::new(ErrorCode::Internal, format!("{name}: {e}")))
 }
@@ -190,20 +201,37 @@ impl Drop for Following {
 
 impl Following {
     /// A worker: every batch on the bus into `ingestor`'s event log (its contract, dedup by
-    /// event id, its Parquet segments), acknowledged once durable there.
-    pub fn lake(bus: Arc<dyn EventBus>, ingestor: &Arc<Ingestor>) -> Result<Following, AppError> {
+    /// event id, its Parquet segments), acknowledged once durable there, then to `pipeline`'s
+    /// subscribers (the online store, when it is shared, is written here). Runs while this
+    /// worker holds `lease` (one worker of a deployment writes the lake).
+    pub fn lake(
+        bus: Arc<dyn EventBus>,
+        ingestor: &Arc<Ingestor>,
+        pipeline: &Arc<Pipeline>,
+        lease: crate::lease::Lease,
+    ) -> Result<Following, AppError> {
         let stop = Arc::new(AtomicBool::new(false));
         let ingestor: Weak<Ingestor> = Arc::downgrade(ingestor);
-        let t = follow(bus, "lake".into(), Arc::clone(&stop), move |table, rows| {
-            let Some(ingestor) = ingestor.upgrade() else {
-                return Err(AppError::new(
-                    ErrorCode::Unavailable,
-                    "the node is stopping",
-                ));
-            };
-            ingestor.submit_batch(table, rows)?.wait()?;
-            Ok(())
-        })?;
+        let pipeline: Weak<Pipeline> = Arc::downgrade(pipeline);
+        let keeper = Some(crate::lease::Keeper::new(lease));
+        let t = follow(
+            bus,
+            "lake".into(),
+            Arc::clone(&stop),
+            keeper,
+            move |table, rows| {
+                let (Some(ingestor), Some(pipeline)) = (ingestor.upgrade(), pipeline.upgrade())
+                else {
+                    return Err(AppError::new(
+                        ErrorCode::Unavailable,
+                        "the node is stopping",
+                    ));
+                };
+                ingestor.submit_batch(table, rows)?.wait()?;
+                pipeline.announce(table, rows);
+                Ok(())
+            },
+        )?;
         Ok(Following {
             stop,
             threads: vec![t],
@@ -223,6 +251,7 @@ impl Following {
             bus,
             format!("serve-{node}"),
             Arc::clone(&stop),
+            None,
             move |table, rows| {
                 if let Some(p) = pipeline.upgrade() {
                     p.announce(table, rows);

@@ -68,6 +68,7 @@ macro_rules! from_coded {
 from_coded!(
     encore_ingest::IngestError,
     encore_storage::StorageError,
+    encore_storage::metadata::MetadataError,
     encore_serving::ServingError,
     encore_serving::NotServable,
     encore_registry::RegistryError,

@@ -18,7 +18,9 @@
 //! - [`worker`]: the one shape of background work (a batching writer, a periodic task);
 //! - [`admission`]: bounded work in flight;
 //! - [`bus`]: how the nodes of a deployment pass stored rows on (ingest node to the shared bus,
-//!   the bus to a worker's event log and to serving nodes).
+//!   the bus to a worker's event log and to serving nodes);
+//! - [`lease`]: leases on background jobs, so two workers never run the same one;
+//! - [`lake`]: a node's sealed segments mirrored to the object store, Hive-partitioned.
 
 pub mod admission;
 pub mod bus;
@@ -27,6 +29,8 @@ pub mod evals;
 pub mod experiments;
 pub mod features;
 pub mod ingest;
+pub mod lake;
+pub mod lease;
 pub mod node;
 pub mod privacy;
 pub mod serving;

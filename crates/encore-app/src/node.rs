@@ -70,7 +70,16 @@ impl Node {
         hot.load_production();
         let watcher = watch_registry(config, root, &hot)?;
         let features = online_features(config, root, artists)?;
-        if let Some(f) = &features {
+        // a shared online store (Redis) is written by the worker alone (or the one node of a
+        // single-machine deployment); serving and ingest nodes only read it
+        let writes_features = !encore_storage::kv::backend(root).is_shared()
+            || matches!(
+                config.server.role,
+                encore_config::Role::All | encore_config::Role::Worker
+            );
+        if let Some(f) = &features
+            && writes_features
+        {
             pipeline.subscribe(Arc::clone(f) as _);
         }
         // the models that running experiments' treatments name are loaded beside the default
@@ -92,6 +101,7 @@ impl Node {
         }
         pipeline.subscribe(Arc::new(RecentPlays(served)));
         let bus = on_the_bus(config, root, &ingestor, &pipeline)?;
+        mirror_lake(config, root, &ingestor)?;
         Ok(Node {
             root: root.to_path_buf(),
             privacy_key: setup::privacy_key(root)?,
@@ -132,9 +142,9 @@ pub fn node_name(config: &Config, root: &Path) -> String {
 }
 
 /// What the node's role does on the shared bus: an ingest node sends what it stores (through
-/// its outbox, forwarding what is left there), a worker writes the bus into its event log, a
-/// serving node follows it for recent plays and online features. One machine (`all`) has no
-/// bus.
+/// its outbox, forwarding what is left there), a worker writes the bus into its event log (and
+/// a shared online store), a serving node follows it for recent plays and online features kept
+/// in its own store. One machine (`all`) has no bus.
 fn on_the_bus(
     config: &Config,
     root: &Path,
@@ -157,7 +167,10 @@ fn on_the_bus(
             pipeline.send_to(Arc::clone(&outbox) as _);
             Following::forwarder(&outbox)?
         }
-        Role::Worker => Following::lake(bus, ingestor)?,
+        Role::Worker => {
+            let lease = crate::lease::Lease::open(root, "lake", &node, Duration::from_secs(15))?;
+            Following::lake(bus, ingestor, pipeline, lease)?
+        }
         Role::Serve => Following::serving(bus, &node, pipeline)?,
     }))
 }
@@ -296,6 +309,36 @@ fn watch_registry(
     )
     .map_err(thread_failed("webhooks"))?;
     Ok(watcher)
+}
+
+/// The node's sealed segments mirrored to the lake on the object store every 5 s, when the
+/// objects are shared (S3) and the node keeps the event log (a worker, or the one node).
+fn mirror_lake(config: &Config, root: &Path, ingestor: &Arc<Ingestor>) -> Result<(), AppError> {
+    use encore_config::Role;
+    let shared = encore_storage::objects::backend(root) != encore_storage::objects::Backend::Local;
+    if !shared || !matches!(config.server.role, Role::All | Role::Worker) {
+        return Ok(());
+    }
+    let objects = encore_storage::objects::open(root)?;
+    let node = node_name(config, root);
+    crate::worker::every(
+        "lake-mirror",
+        Duration::from_secs(5),
+        false,
+        Arc::downgrade(ingestor),
+        move |ingestor: &Ingestor| match crate::lake::mirror(ingestor, objects.as_ref(), &node) {
+            Ok(m) if m.uploaded + m.deleted > 0 => tracing::info!(
+                uploaded = m.uploaded,
+                deleted = m.deleted,
+                bytes = m.bytes,
+                segments = m.segments,
+                "lake mirrored"
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::warn!("lake mirror: {e}"),
+        },
+    )
+    .map_err(thread_failed("lake-mirror"))
 }
 
 /// `[ingest] retention_days`: drops the event segments past it, now and every hour.

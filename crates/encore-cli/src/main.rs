@@ -116,6 +116,10 @@ fn run(cli: Cli, loaded: &Loaded) -> Result<(), CliError> {
         dir,
         encore_storage::bus::Backend::parse(&storage.bus, &storage.bus_stream)?,
     );
+    encore_storage::kv::bind(
+        dir,
+        encore_storage::kv::Backend::parse(&storage.online, &storage.online_prefix)?,
+    );
     match cli.command {
         Command::Demo(args) => commands::demo::run(loaded, &args, &out),
         Command::Config(cmd) => commands::config::run(loaded, cmd, &out),

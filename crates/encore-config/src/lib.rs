@@ -220,6 +220,12 @@ pub struct StorageConfig {
     /// The JetStream stream's name on that server (deployments sharing a server use
     /// different names).
     pub bus_stream: String,
+    /// The online store: "" for a file in the data directory, or a Redis server
+    /// (`redis://[:password@]host:6379/0`) every node shares; workers write it from the bus,
+    /// serving nodes read it.
+    pub online: String,
+    /// The prefix of the keys written to that Redis (deployments sharing a server differ).
+    pub online_prefix: String,
 }
 
 impl Default for StorageConfig {
@@ -231,6 +237,8 @@ impl Default for StorageConfig {
             objects: String::new(),
             bus: String::new(),
             bus_stream: "encore".into(),
+            online: String::new(),
+            online_prefix: "encore".into(),
         }
     }
 }
@@ -539,6 +547,25 @@ impl Config {
             out.push(Violation {
                 key: "storage.bus",
                 message: "expected \"\" (a file in the data directory) or nats://host:port".into(),
+            });
+        }
+        let r = &self.storage.online;
+        if !(r.is_empty() || r.starts_with("redis://")) {
+            out.push(Violation {
+                key: "storage.online",
+                message: "expected \"\" (a file in the data directory) or redis://host:port/db"
+                    .into(),
+            });
+        }
+        let op = &self.storage.online_prefix;
+        if !(1..=64).contains(&op.len())
+            || !op
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            out.push(Violation {
+                key: "storage.online_prefix",
+                message: format!("{op:?}: expected 1 to 64 letters, digits, '-', '_' or '.'"),
             });
         }
         if self.server.role != Role::All && b.is_empty() {

@@ -85,6 +85,12 @@ objects = ""
 bus = ""
 # The JetStream stream's name on that server (deployments sharing a server differ).
 bus_stream = "encore"
+# The online store (online features): "" for a file in the data directory, or a Redis server
+# every node shares, e.g. "redis://:PASSWORD@redis.internal:6379/0": workers write it from the
+# bus, serving nodes read it through their cache, kept coherent by Redis' change channel.
+online = ""
+# The prefix of every key encore writes there (deployments sharing a server differ).
+online_prefix = "encore"
 
 [registry]
 # The gate in front of the `production` alias: a version must score at least production's

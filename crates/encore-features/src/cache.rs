@@ -126,6 +126,30 @@ impl Cache {
         self.epoch.fetch_add(1, Ordering::AcqRel);
     }
 
+    /// Another process wrote `keys`: their entries go, and reads begun before are not cached
+    /// (they may hold the old values).
+    pub(crate) fn evict<'a>(&self, keys: impl IntoIterator<Item = &'a str>) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        for key in keys {
+            let mut s = self.shard(key).write().unwrap_or_else(|e| e.into_inner());
+            if let Some(v) = s.map.remove(key) {
+                s.bytes = s.bytes.saturating_sub(cost(key, v.as_deref()));
+            }
+        }
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Writes by other processes may have been missed: everything goes.
+    pub(crate) fn clear(&self) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        for shard in &self.shards {
+            let mut s = shard.write().unwrap_or_else(|e| e.into_inner());
+            s.map.clear();
+            s.bytes = 0;
+        }
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+    }
+
     /// Ends a write that failed (nothing was committed).
     pub(crate) fn abort_write(&self) {
         self.epoch.fetch_add(1, Ordering::AcqRel);
@@ -158,6 +182,31 @@ mod tests {
         c.begin_write();
         c.end_write([("gone", Some(&b"here"[..]))]);
         assert_eq!(c.lock("gone").get("gone"), Some(Some(&b"here"[..])));
+    }
+
+    #[test]
+    fn another_process_s_write_evicts_and_keeps_older_reads_out() {
+        let c = Cache::new(1 << 20);
+        let e = c.epoch();
+        c.insert(e, "k", Some(b"old"));
+        c.insert(e, "j", Some(b"kept"));
+        // a read began, then another node's write of k was announced
+        let before = c.epoch();
+        c.evict(["k"]);
+        assert_eq!(c.lock("k").get("k"), None);
+        assert_eq!(c.lock("j").get("j"), Some(Some(&b"kept"[..])));
+        c.insert(before, "k", Some(b"old"));
+        assert_eq!(
+            c.lock("k").get("k"),
+            None,
+            "a read from before the write landed"
+        );
+        c.insert(c.epoch(), "k", Some(b"new"));
+        assert_eq!(c.lock("k").get("k"), Some(Some(&b"new"[..])));
+        c.clear();
+        assert_eq!(c.lock("j").get("j"), None);
+        let held: usize = c.shards.iter().map(|s| s.read().unwrap().bytes).sum();
+        assert_eq!(held, 0);
     }
 
     #[test]

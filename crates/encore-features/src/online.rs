@@ -15,7 +15,7 @@ use crate::compute::{Status, status, values};
 use crate::def::{Definitions, EntityKind, View};
 use crate::event::FeatureEvent;
 use encore_storage::StorageError;
-use encore_storage::kv::{KvRead, KvStore};
+use encore_storage::kv::{Change, KvRead, KvStore, Watch};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -311,7 +311,9 @@ pub struct OnlineStore {
     kv: Box<dyn KvStore>,
     pub stats: OnlineStats,
     /// hot entities' columns in memory ([`OnlineStore::with_cache`])
-    pub cache: Option<Cache>,
+    pub cache: Option<Arc<Cache>>,
+    /// other processes' writes evicting from the cache (a shared store), while it lives
+    _watch: Option<Watch>,
 }
 
 impl OnlineStore {
@@ -336,13 +338,34 @@ impl OnlineStore {
             kv,
             stats: OnlineStats::default(),
             cache: None,
+            _watch: None,
         })
     }
 
-    /// Keeps up to `bytes` of hot entities' columns in memory for reads (0: none). The store
-    /// must then be written only through this handle, which keeps the cache current.
+    /// Keeps up to `bytes` of hot entities' columns in memory for reads (0: none). Writes
+    /// through this handle keep it current; a store other processes write (Redis) announces
+    /// their writes, which evict what they touched (and everything, when the announcements
+    /// were interrupted). A shared store whose announcements cannot be followed is read
+    /// without a cache.
     pub fn with_cache(mut self, bytes: usize) -> OnlineStore {
-        self.cache = (bytes > 0).then(|| Cache::new(bytes));
+        if bytes == 0 {
+            self.cache = None;
+            return self;
+        }
+        let cache = Arc::new(Cache::new(bytes));
+        let evicting = Arc::clone(&cache);
+        let watched = self.kv.watch(Box::new(move |c| match c {
+            Change::Written { table, key } if table == COLUMNS => evicting.evict([key]),
+            Change::Written { .. } => {}
+            Change::Missed => evicting.clear(),
+        }));
+        match watched {
+            Ok(w) => {
+                self._watch = w;
+                self.cache = Some(cache);
+            }
+            Err(e) => tracing::warn!("online features read without a cache: {e}"),
+        }
         self
     }
 
@@ -438,9 +461,15 @@ impl OnlineStore {
                     }
                     have.insert(at, e);
                 }
-                tx.put(EVENTS, &key, &encode(now_ms, &have))?;
+                // a shared store forgets an entity twice its horizon after its last write
+                // (until then its values read as expired, as in the embedded store)
+                let ttl = std::time::Duration::from_millis(
+                    u64::try_from(now_ms.saturating_sub(from)).unwrap_or(0) * 2,
+                )
+                .max(std::time::Duration::from_secs(3_600));
+                tx.put_expiring(EVENTS, &key, &encode(now_ms, &have), ttl)?;
                 let columns = layouts[vi].encode(now_ms, &have);
-                tx.put(COLUMNS, &key, &columns)?;
+                tx.put_expiring(COLUMNS, &key, &columns, ttl)?;
                 if cached {
                     written.push((key, columns));
                 }
@@ -685,6 +714,9 @@ impl OnlineStore {
         }
         // entities missing from the cache are read in one transaction, opened at the first
         let mut txn: Option<Txn<'_>> = None;
+        if self.kv.is_remote() {
+            self.prefetch(&mut txn, plan, rows)?;
+        }
         let mut out = Vec::with_capacity(rows.len());
         let mut key = String::new();
         let n_features = plan.names.len();
@@ -698,15 +730,7 @@ impl OnlineStore {
                 missing: true,
             };
             for ((v, keys), layout) in plan.views.iter().zip(&plan.layouts) {
-                key.clear();
-                key.push_str(&v.name);
-                key.push('\u{0}');
-                for (i, k) in keys.iter().enumerate() {
-                    if i > 0 {
-                        key.push('\u{1f}');
-                    }
-                    key.push_str(r[*k].as_ref());
-                }
+                entity_key(&mut key, v, keys, r);
                 let (updated, st) =
                     self.read_view(&mut txn, v, layout, &key, now_ms, &mut row.values)?;
                 if st != Status::Missing {
@@ -733,6 +757,24 @@ impl OnlineStore {
     }
 }
 
+/// The store key of `view`'s entity named by `keys` of `row`, into `key`.
+fn entity_key<K: std::borrow::Borrow<str> + Ord, V: AsRef<str>>(
+    key: &mut String,
+    view: &View,
+    keys: &[&str],
+    row: &BTreeMap<K, V>,
+) {
+    key.clear();
+    key.push_str(&view.name);
+    key.push('\u{0}');
+    for (i, k) in keys.iter().enumerate() {
+        if i > 0 {
+            key.push('\u{1f}');
+        }
+        key.push_str(row[*k].as_ref());
+    }
+}
+
 /// A read snapshot of the online store, with the epoch of the cache when it began.
 struct Txn<'a> {
     epoch: u64,
@@ -742,13 +784,45 @@ struct Txn<'a> {
 impl OnlineStore {
     fn txn<'a, 's>(&'s self, slot: &'a mut Option<Txn<'s>>) -> Result<&'a Txn<'s>, OnlineError> {
         if slot.is_none() {
-            let epoch = self.cache.as_ref().map_or(0, Cache::epoch);
+            let epoch = self.cache.as_ref().map_or(0, |c| c.epoch());
             *slot = Some(Txn {
                 epoch,
                 reader: self.kv.reader()?,
             });
         }
         Ok(slot.as_ref().expect("opened above"))
+    }
+
+    /// Fetches the columns of `rows`' entities the cache does not hold in one round trip (a
+    /// server store).
+    fn prefetch<'s, K: std::borrow::Borrow<str> + Ord, V: AsRef<str>>(
+        &'s self,
+        txn: &mut Option<Txn<'s>>,
+        plan: &Plan,
+        rows: &[BTreeMap<K, V>],
+    ) -> Result<(), OnlineError> {
+        let mut wanted: Vec<String> = Vec::with_capacity(rows.len() * plan.views.len());
+        let mut key = String::new();
+        for r in rows {
+            for (v, keys) in &plan.views {
+                entity_key(&mut key, v, keys, r);
+                let cached = self
+                    .cache
+                    .as_ref()
+                    .is_some_and(|c| c.lock(&key).get(&key).is_some());
+                if !cached {
+                    wanted.push(key.clone());
+                }
+            }
+        }
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        wanted.sort_unstable();
+        wanted.dedup();
+        let names: Vec<&str> = wanted.iter().map(String::as_str).collect();
+        self.txn(txn)?.reader.prefetch(COLUMNS, &names)?;
+        Ok(())
     }
 
     /// `view` of the entity `key` as of `now_ms`, appended to `out`: from the cache, else the

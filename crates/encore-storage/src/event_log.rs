@@ -685,6 +685,11 @@ impl EventLog {
         &self.recovery
     }
 
+    /// The log's directory (segment paths are relative to it).
+    pub fn dir(&self) -> &Path {
+        &self.shared.dir
+    }
+
     pub fn spec(&self) -> &TableSpec {
         &self.shared.spec
     }

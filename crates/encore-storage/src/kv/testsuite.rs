@@ -15,6 +15,8 @@ pub fn run(open: Open<'_>) {
     a_snapshot_does_not_see_later_writes(open);
     concurrent_writers_lose_no_update(open);
     deletions_survive_compaction_and_a_reopen(open);
+    prefetched_reads_are_the_values(open);
+    watchers_hear_of_commits(open);
 }
 
 fn get(r: &dyn KvRead, table: &str, key: &str) -> Option<Vec<u8>> {
@@ -155,7 +157,9 @@ fn a_snapshot_does_not_see_later_writes(open: Open<'_>) {
     s.write(|tx| tx.put("t", "k", b"old")).unwrap();
     let before = s.reader().unwrap();
     s.write(|tx| tx.put("t", "k", b"new")).unwrap();
-    assert_eq!(get(before.as_ref(), "t", "k").as_deref(), Some(&b"old"[..]));
+    // a backend without snapshots reads committed values, each whole
+    let expected: &[u8] = if s.snapshots() { b"old" } else { b"new" };
+    assert_eq!(get(before.as_ref(), "t", "k").as_deref(), Some(expected));
     assert_eq!(
         get(s.reader().unwrap().as_ref(), "t", "k").as_deref(),
         Some(&b"new"[..])
@@ -213,4 +217,77 @@ fn deletions_survive_compaction_and_a_reopen(open: Open<'_>) {
     assert_eq!(left[0], "k100");
     assert_eq!(get(r.as_ref(), "t", "k150"), Some(vec![150u8; 100]));
     assert_eq!(get(r.as_ref(), "gone", "x"), None);
+}
+
+fn prefetched_reads_are_the_values(open: Open<'_>) {
+    let s = open("prefetch");
+    s.write(|tx| {
+        for i in 0..1_000 {
+            tx.put("t", &format!("k{i}"), format!("v{i}").as_bytes())?;
+        }
+        Ok::<_, StorageError>(())
+    })
+    .unwrap();
+    let r = s.reader().unwrap();
+    let names: Vec<String> = (0..1_200).map(|i| format!("k{i}")).collect();
+    let wanted: Vec<&str> = names.iter().map(String::as_str).collect();
+    r.prefetch("t", &wanted).unwrap();
+    r.prefetch("no-such-table", &wanted[..3]).unwrap();
+    for (i, k) in names.iter().enumerate() {
+        let want = (i < 1_000).then(|| format!("v{i}").into_bytes());
+        assert_eq!(get(r.as_ref(), "t", k), want, "{k}");
+    }
+    // a key prefetched again after a write reads as the reader sees the store
+    s.write(|tx| tx.put("t", "k1", b"changed")).unwrap();
+    r.prefetch("t", &["k1"]).unwrap();
+    let expected: &[u8] = if s.snapshots() { b"v1" } else { b"changed" };
+    assert_eq!(get(r.as_ref(), "t", "k1").as_deref(), Some(expected));
+    assert_eq!(get(r.as_ref(), "no-such-table", "k1"), None);
+}
+
+/// A backend whose stores other processes write announces commits; the embedded one has no
+/// watch (nothing to hear of).
+fn watchers_hear_of_commits(open: Open<'_>) {
+    use std::sync::{Arc, Mutex};
+    let s = open("watch");
+    let heard: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let sink = Arc::clone(&heard);
+    let Some(w) = s
+        .watch(Box::new(move |c| {
+            if let super::Change::Written { table, key } = c {
+                sink.lock()
+                    .unwrap()
+                    .push((table.to_owned(), key.to_owned()));
+            }
+        }))
+        .unwrap()
+    else {
+        assert!(s.snapshots(), "a shared backend without a change feed");
+        return;
+    };
+    s.write(|tx| {
+        tx.put("t", "a", b"1")?;
+        tx.put("t", "b\u{0}\u{1f}x", b"2")?;
+        tx.delete("t", "c").map(|_| ())
+    })
+    .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while heard.lock().unwrap().len() < 3 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let mut got = heard.lock().unwrap().clone();
+    got.sort();
+    let want: Vec<(String, String)> = [("t", "a"), ("t", "b\u{0}\u{1f}x"), ("t", "c")]
+        .iter()
+        .map(|(t, k)| ((*t).to_owned(), (*k).to_owned()))
+        .collect();
+    assert_eq!(got, want);
+    // a failed write announces nothing
+    let _ = s.write(|tx| {
+        tx.put("t", "never", b"x")?;
+        Err::<(), _>(StorageError::RolledBack)
+    });
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(heard.lock().unwrap().len(), 3);
+    drop(w);
 }

@@ -42,6 +42,11 @@ pub fn bind(root: &Path, backend: Backend) {
     BOUND.set(root, (backend != Backend::Local).then_some(backend));
 }
 
+/// Where the objects of the data directory `root` live.
+pub fn backend(root: &Path) -> Backend {
+    BOUND.get(root).unwrap_or_default()
+}
+
 /// The object store of the data directory `root`: what domain crates open, never naming a
 /// backend. Local: files under `root`; bound to S3 ([`bind`]): the bucket and prefix, with
 /// local copies for memory-mapping readers under `<root>/cache/objects`.
@@ -106,8 +111,8 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StorageError> {
     })
 }
 
-/// Keys are relative paths of `/`-separated segments of letters, digits, `-`, `_`, `.`
-/// (no empty segment, no `.` or `..`, not ending `.tmp`, which marks a write in progress): what
+/// Keys are relative paths of `/`-separated segments of letters, digits, `-`, `_`, `.`, `=`
+/// (a Hive partition, `day=2026-01-05`; no empty segment, no `.` or `..`, not ending `.tmp`, which marks a write in progress): what
 /// every backend can store and no key escapes the
 /// store's root.
 pub fn check_key(key: &str) -> Result<(), StorageError> {
@@ -120,7 +125,7 @@ pub fn check_key(key: &str) -> Result<(), StorageError> {
                 && seg != ".."
                 && seg
                     .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '='))
         });
     if ok {
         Ok(())

@@ -53,12 +53,31 @@ fn objects_round_trip(open: Open<'_>) {
 
 fn listing_is_by_prefix_and_sorted(open: Open<'_>) {
     let s = open("listing");
-    for k in ["b/2", "a/1", "b/1", "b/10/x", "c"] {
+    for k in [
+        "b/2",
+        "a/1",
+        "b/1",
+        "b/10/x",
+        "c",
+        "lake/t/day=2026-01-05/n-1.parquet",
+    ] {
         s.put(k, k.as_bytes()).unwrap();
     }
     let keys = |p: &str| -> Vec<String> { s.list(p).unwrap().into_iter().map(|m| m.key).collect() };
     assert_eq!(keys("b/"), ["b/1", "b/10/x", "b/2"]);
-    assert_eq!(keys(""), ["a/1", "b/1", "b/10/x", "b/2", "c"]);
+    assert_eq!(
+        keys(""),
+        [
+            "a/1",
+            "b/1",
+            "b/10/x",
+            "b/2",
+            "c",
+            "lake/t/day=2026-01-05/n-1.parquet"
+        ]
+    );
+    // Hive partitions, as the lake lays segments out
+    assert_eq!(keys("lake/t/day="), ["lake/t/day=2026-01-05/n-1.parquet"]);
     assert!(keys("zzz").is_empty());
     // a prefix is a string prefix, not a directory
     assert_eq!(keys("b/1"), ["b/1", "b/10/x"]);
