@@ -19,9 +19,11 @@ pub(crate) fn missing(what: &str) {
 }
 
 /// The Python packages the ecosystem tests drive.
-pub(crate) const PACKAGES: [&str; 16] = [
+pub(crate) const PACKAGES: [&str; 17] = [
     "prometheus-client==0.21.1",
     "duckdb==1.1.3",
+    // DuckDB's S3 reader, shipped on PyPI (DuckDB would download it at INSTALL otherwise)
+    "duckdb-extension-httpfs==1.1.3",
     "openai==3.63.0",
     "httpx==0.28.1",
     "wrapt==1.17.3",
@@ -39,7 +41,7 @@ pub(crate) const PACKAGES: [&str; 16] = [
 ];
 
 /// What the venv must import to be ready.
-const IMPORTS: &str = "import prometheus_client, duckdb, openai, httpx, attrs, dateutil, \
+const IMPORTS: &str = "import prometheus_client, duckdb, duckdb_extension_httpfs, openai, httpx, attrs, dateutil, \
     opentelemetry.instrumentation.openai_v2, openinference.instrumentation.openai, \
     opentelemetry.exporter.otlp.proto.grpc, \
     openapi_spec_validator, openapi_python_client";

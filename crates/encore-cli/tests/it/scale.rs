@@ -182,6 +182,61 @@ fn serve_nodes_share_the_registry_and_artifacts_and_outlive_each_other() {
 /// The NATS server with JetStream (`ENCORE_TEST_NATS`, default `nats://127.0.0.1:4222`);
 /// `None` when there is none and CI does not require it.
 #[allow(clippy::print_stderr, reason = "a skipped test says why")]
+/// The Redis test server (`ENCORE_TEST_REDIS`, default `redis://127.0.0.1:6379/0`).
+#[allow(clippy::print_stderr, reason = "a skipped test says why")]
+fn redis_url() -> Option<String> {
+    let url =
+        std::env::var("ENCORE_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into());
+    match encore_storage::kv::redis::RedisKv::open(&url, "probe") {
+        Ok(_) => Some(url),
+        Err(e) => {
+            assert!(
+                std::env::var_os("ENCORE_REQUIRE_SERVICES").is_none(),
+                "ENCORE_REQUIRE_SERVICES is set but no Redis server answers at {url}: {e}"
+            );
+            eprintln!("skipped: no Redis server at {url} ({e}); set ENCORE_TEST_REDIS");
+            None
+        }
+    }
+}
+
+/// What DuckDB (with httpfs) reads in the lake on S3 under `s3://encore-test/<prefix>/lake`:
+/// playback rows and distinct event ids.
+fn lake_on_s3(python: &Path, endpoint: &str, prefix: &str) -> (u64, u64) {
+    let script = r#"
+import json, os, sys, duckdb, duckdb_extension_httpfs
+endpoint, prefix = sys.argv[1], sys.argv[2]
+ext = os.path.join(os.path.dirname(duckdb_extension_httpfs.__file__), "extensions",
+                   "v" + duckdb.__version__, "httpfs.duckdb_extension")
+con = duckdb.connect()
+con.execute(f"LOAD '{ext}'")
+host = endpoint.split("://", 1)[1].rstrip("/")
+for k, v in [("s3_endpoint", host), ("s3_use_ssl", "false"), ("s3_url_style", "path"),
+             ("s3_access_key_id", "test"), ("s3_secret_access_key", "test"),
+             ("s3_region", "us-east-1")]:
+    con.execute(f"SET {k} = '{v}'")
+try:
+    rows = con.execute(f"""
+        SELECT count(*), count(DISTINCT event_id)
+        FROM read_parquet('s3://encore-test/{prefix}/lake/playback/*/*.parquet',
+                          hive_partitioning = true)""").fetchone()
+except duckdb.IOException:
+    rows = (0, 0)  # no segment yet
+print(json.dumps(rows))
+"#;
+    let out = Command::new(python)
+        .args(["-c", script, endpoint, prefix])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: (u64, u64) = serde_json::from_slice(&out.stdout).unwrap();
+    v
+}
+
 fn nats_url() -> Option<String> {
     let url = std::env::var("ENCORE_TEST_NATS").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
     match std::net::TcpStream::connect(url.trim_start_matches("nats://")) {
@@ -244,11 +299,13 @@ fn plays_1d(port: u16, user: &str) -> Option<f64> {
     v["rows"][0]["values"]["listening__plays_1d"].as_f64()
 }
 
-/// Nodes with roles on the shared bus (NATS JetStream) and metadata (PostgreSQL): an ingest
-/// node, a worker writing the bus into its event log, two serving nodes following it. Plays
-/// posted to the ingest node show in online features on both serving nodes within 2 s; the
-/// ingest node killed with SIGKILL in the middle of a stream of batches loses no acknowledged
-/// event: each is in the worker's log exactly once.
+/// Nodes with roles on the real services: the bus on NATS JetStream, metadata on PostgreSQL,
+/// online features on Redis, objects (the lake) on S3. An ingest node, a worker writing the
+/// bus into its event log and the online store (a second worker standing by: the lease is the
+/// first one's), two serving nodes reading the online store. Plays posted to the ingest node
+/// show in online features on both serving nodes within 2 s; the ingest node killed with
+/// SIGKILL in the middle of a stream of batches loses no acknowledged event: each is in the
+/// worker's log exactly once, and DuckDB reads as many rows, all distinct, in the lake on S3.
 #[test]
 fn an_ingest_node_a_worker_and_two_serving_nodes_share_the_bus() {
     use encore_ingest::{IngestOptions, Ingestor};
@@ -258,13 +315,31 @@ fn an_ingest_node_a_worker_and_two_serving_nodes_share_the_bus() {
     let Some(nats) = nats_url() else {
         return;
     };
+    let Some(redis) = redis_url() else {
+        return;
+    };
+    let Some(s3) = s3_endpoint() else {
+        return;
+    };
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
+    let online_prefix = format!("encore-test-{}", pg.prefix);
     let env: Vec<(String, String)> = [
         ("ENCORE__STORAGE__METADATA", pg.url.clone()),
         ("ENCORE__STORAGE__METADATA_SCHEMA", pg.prefix.clone()),
         ("ENCORE__STORAGE__BUS", nats),
         ("ENCORE__STORAGE__BUS_STREAM", format!("bus_{}", pg.prefix)),
+        ("ENCORE__STORAGE__ONLINE", redis.clone()),
+        ("ENCORE__STORAGE__ONLINE_PREFIX", online_prefix.clone()),
+        (
+            "ENCORE__STORAGE__OBJECTS",
+            format!("s3://encore-test/{}", pg.prefix),
+        ),
+        ("ENCORE__STORAGE__SEAL_INTERVAL_S", "1".into()),
+        ("AWS_ENDPOINT_URL", s3.clone()),
+        ("AWS_ACCESS_KEY_ID", "test".into()),
+        ("AWS_SECRET_ACCESS_KEY", "test".into()),
+        ("AWS_REGION", "us-east-1".into()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
@@ -284,6 +359,8 @@ fn an_ingest_node_a_worker_and_two_serving_nodes_share_the_bus() {
         (Stop(child), port)
     };
     let (worker, port_w) = node("worker", "worker");
+    // a second worker stands by: the lake's lease is the first one's
+    let (_standby, port_standby) = node("standby", "worker");
     let (_a, port_a) = node("a", "serve");
     let (_b, port_b) = node("b", "serve");
     let (mut ingest, port_i) = node("ingest", "ingest");
@@ -348,26 +425,59 @@ fn an_ingest_node_a_worker_and_two_serving_nodes_share_the_bus() {
     // the worker has them all once its log holds as many plays (it is read, id by id, once
     // the worker has stopped: it holds its data directory)
     let started = Instant::now();
-    let plays = || -> u64 {
-        encore_http::request(
-            &format!("127.0.0.1:{port_w}"),
-            "GET",
-            "/v1/events/stats",
-            b"",
-        )
-        .ok()
-        .and_then(|r| serde_json::from_str::<serde_json::Value>(&r.body).ok())
-        .and_then(|v| v["plays"].as_u64())
-        .unwrap_or(0)
+    let plays = |port: u16| -> u64 {
+        encore_http::request(&format!("127.0.0.1:{port}"), "GET", "/v1/events/stats", b"")
+            .ok()
+            .and_then(|r| serde_json::from_str::<serde_json::Value>(&r.body).ok())
+            .and_then(|v| v["plays"].as_u64())
+            .unwrap_or(0)
     };
-    while plays() < acked.len() as u64 + 3 {
+    while plays(port_w) < acked.len() as u64 + 3 {
         assert!(
             started.elapsed() < Duration::from_secs(20),
             "the worker's log holds {} plays, {} were acknowledged",
-            plays(),
+            plays(port_w),
             acked.len() + 3
         );
         std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        plays(port_standby),
+        0,
+        "the standby worker wrote the lake too"
+    );
+    // the lake on S3, as DuckDB reads it, holds what the worker's log holds, each event once
+    let logged = plays(port_w);
+    match crate::ecosystem::python() {
+        Some(python) => {
+            let mut lake = (0, 0);
+            while lake != (logged, logged) {
+                assert!(
+                    started.elapsed() < Duration::from_secs(40),
+                    "DuckDB reads {lake:?} (rows, distinct ids) in the lake on S3; the worker's \
+                     log holds {logged}"
+                );
+                std::thread::sleep(Duration::from_millis(500));
+                lake = lake_on_s3(&python, &s3, &pg.prefix);
+            }
+            #[allow(clippy::print_stderr, reason = "the test says what it measured")]
+            {
+                eprintln!(
+                    "DuckDB reads {} rows, {} distinct ids, in the lake on S3",
+                    lake.0, lake.1
+                );
+            }
+        }
+        None => {
+            assert!(
+                std::env::var_os("ENCORE_REQUIRE_TOOLS").is_none(),
+                "ENCORE_REQUIRE_TOOLS is set but there is no python with duckdb"
+            );
+            #[allow(clippy::print_stderr, reason = "a skipped step says why")]
+            {
+                eprintln!("the lake on S3 not read: no python with duckdb");
+            }
+        }
     }
     drop(worker);
     let ingestor = Ingestor::open(&dir.join("worker"), IngestOptions::default()).unwrap();
@@ -384,6 +494,30 @@ fn an_ingest_node_a_worker_and_two_serving_nodes_share_the_bus() {
         );
     }
     assert_eq!(stored.get("0b7f6c1e-9d2a-4c8e-8f3a-000000000001"), Some(&1));
+    // the run's keys leave the shared Redis
+    let kv = encore_storage::kv::redis::RedisKv::open(&redis, &format!("{online_prefix}:features"))
+        .unwrap();
+    let kv: &dyn encore_storage::kv::KvStore = &kv;
+    // the serving nodes read bus-u1's features from there (the worker wrote them)
+    let mut entities = Vec::new();
+    kv.reader()
+        .unwrap()
+        .range("columns", "", "\u{10ffff}", &mut |k, _| {
+            entities.push(k.to_owned());
+            true
+        })
+        .unwrap();
+    assert!(
+        entities.iter().any(|k| k.ends_with("bus-u1")),
+        "no online features of bus-u1 in Redis: {entities:?}"
+    );
+    kv.write(|tx| {
+        for t in ["events", "columns", "watermarks"] {
+            tx.drop_table(t)?;
+        }
+        Ok::<_, encore_storage::StorageError>(())
+    })
+    .unwrap();
     #[allow(clippy::print_stderr, reason = "the test says what it measured")]
     {
         eprintln!(
