@@ -8,6 +8,7 @@ use encore_features::def::{Agg, Feature, View};
 use encore_features::event::{FeatureEvent, Raw};
 use encore_features::offline::{EntityRows, compute_view, group_events};
 use encore_features::online::{Keyed, OnlineStore, Plan};
+use encore_storage::kv::redis::RedisKv;
 use proptest::prelude::*;
 use std::collections::BTreeMap;
 
@@ -230,8 +231,138 @@ fn now_ms() -> i64 {
 #[test]
 fn online_reads_match_offline_values_and_enforce_ttl() {
     let dir = tempfile::tempdir().unwrap();
+    reads_match_offline(OnlineStore::open(dir.path()).unwrap());
+    reads_match_offline(OnlineStore::open(dir.path()).unwrap().with_cache(1 << 20));
+    if let Some((url, prefix)) = redis("parity") {
+        let open =
+            || OnlineStore::with_store(Box::new(RedisKv::open(&url, &prefix).unwrap())).unwrap();
+        reads_match_offline(open());
+        reads_match_offline(open().with_cache(1 << 20));
+        clean(&url, &prefix);
+    }
+}
+
+/// The Redis test server (`ENCORE_TEST_REDIS`) and a key prefix of this run's own; `None`
+/// (skipped) when there is none, unless `ENCORE_REQUIRE_SERVICES` is set.
+#[allow(clippy::print_stderr, reason = "a skipped test says why")]
+fn redis(test: &str) -> Option<(String, String)> {
+    let url =
+        std::env::var("ENCORE_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into());
+    if let Err(e) = RedisKv::open(&url, "probe") {
+        assert!(
+            std::env::var_os("ENCORE_REQUIRE_SERVICES").is_none(),
+            "ENCORE_REQUIRE_SERVICES is set but no Redis server answers at {url}: {e}"
+        );
+        eprintln!("skipped on Redis: none at {url} ({e}); set ENCORE_TEST_REDIS");
+        return None;
+    }
+    let nonce = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    Some((
+        url,
+        format!("encore-test:{test}:{}-{nonce}", std::process::id()),
+    ))
+}
+
+/// Drops what the online store keeps under `prefix`.
+fn clean(url: &str, prefix: &str) {
+    let kv = RedisKv::open(url, prefix).unwrap();
+    let kv: &dyn encore_storage::kv::KvStore = &kv;
+    kv.write(|tx| {
+        for t in ["events", "columns", "watermarks"] {
+            tx.drop_table(t)?;
+        }
+        Ok::<_, encore_storage::StorageError>(())
+    })
+    .unwrap();
+}
+
+/// Two nodes' handles on one online store in Redis, each with its cache: what one writes, the
+/// other reads at once (its cached columns of the entity were evicted by the announcement),
+/// and an erasure through one leaves nothing cached in the other.
+#[test]
+fn caches_in_front_of_a_shared_store_stay_coherent() {
+    let Some((url, prefix)) = redis("coherence") else {
+        return;
+    };
+    let open = || {
+        OnlineStore::with_store(Box::new(RedisKv::open(&url, &prefix).unwrap()))
+            .unwrap()
+            .with_cache(1 << 20)
+    };
+    let (writer, reader) = (open(), open());
     let defs = Definitions::parse(DEFS, "defs.toml").unwrap();
-    let store = OnlineStore::open(dir.path()).unwrap();
+    let plan = Plan::new(&defs, "reranker").unwrap();
+    let now = now_ms();
+    let play = |n: i64| Keyed {
+        user_id: "u1".into(),
+        item_id: "t".into(),
+        artist_id: Some("a0".into()),
+        event: FeatureEvent::new(&Raw {
+            personal: true,
+            ts_end_ms: now - 60_000 - n,
+            ms_played: 100_000,
+            item_duration_ms: 200_000,
+            shuffle: false,
+            offline: false,
+            item_id: "t",
+            artist_id: Some("a0"),
+            platform: "ios",
+            country: "SE",
+            context_type: "album",
+            reason_start: "clickrow",
+            reason_end: "trackdone",
+        }),
+    };
+    let row: BTreeMap<String, String> = [
+        ("user_id".to_owned(), "u1".to_owned()),
+        ("artist_id".to_owned(), "a0".to_owned()),
+    ]
+    .into();
+    let ms_7d = |s: &OnlineStore| {
+        s.read(&plan, std::slice::from_ref(&row), now_ms()).unwrap()[0].value("user__ms_7d")
+    };
+    // the reader caches the entity as absent, then as it is after each write
+    assert_eq!(ms_7d(&reader), None);
+    for n in 1..=5 {
+        writer.apply(&defs, &[play(n)], now).unwrap();
+        let want = Some(100_000.0 * n as f64);
+        let t = std::time::Instant::now();
+        while ms_7d(&reader) != want {
+            assert!(
+                t.elapsed() < std::time::Duration::from_secs(2),
+                "write {n}: the other handle reads {:?}, expected {want:?}",
+                ms_7d(&reader)
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+    let cache = reader.cache.as_ref().unwrap();
+    assert!(
+        cache.hits.load(std::sync::atomic::Ordering::Relaxed) > 0,
+        "the reader's cache was used"
+    );
+    // an erasure through the writer: the reader's cached columns go too
+    assert!(writer.erase_user(&defs, "u1").unwrap() > 0);
+    let t = std::time::Instant::now();
+    while reader
+        .read(&plan, std::slice::from_ref(&row), now_ms())
+        .unwrap()[0]
+        .missing
+        == false
+    {
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(2),
+            "the erased listener is still read"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    clean(&url, &prefix);
+}
+
+fn reads_match_offline(store: OnlineStore) {
+    let defs = Definitions::parse(DEFS, "defs.toml").unwrap();
     let now = now_ms();
     let hour = 3_600_000;
     let at = |ago_h: i64, user: &str, artist: &str, ms: u32, skip: bool| Keyed {
@@ -367,6 +498,10 @@ fn online_reads_match_offline_values_and_enforce_ttl() {
         )
         .unwrap_err();
     assert!(e.to_string().contains("\"artist_id\" is missing"), "{e}");
+    // the next run on the same store starts from nothing
+    for u in ["fresh", "stale"] {
+        store.erase_user(&defs, u).unwrap();
+    }
 }
 
 const ATTR_DEFS: &str = r#"
