@@ -23,7 +23,11 @@
 #      once), `all-live` and `uniform` as maps, and `reranker` and `all-live` with the in-memory
 #      cache off (every read from redb).
 #
-#   [ROUNDS=3] [CASES="reranker all-live ..."] benches/features.sh [EVENTS] [ROWS] [USERS]
+#   With REDIS=redis://host:6379/0 the online cases run again, in the same run, with the online
+#   store on that Redis (materialized there, then read by the node through its cache, or
+#   every read a round trip with the cache off), each case's name ending `-redis`.
+#
+#   [ROUNDS=3] [CASES="reranker all-live ..."] [REDIS=redis://...] benches/features.sh [EVENTS] [ROWS] [USERS]
 set -euo pipefail
 # the server is on loopback and only this script calls it; benches/auth.sh measures API keys
 export ENCORE__SERVER__AUTH=off
@@ -36,7 +40,12 @@ cargo build --release --locked -q -p encore-cli
 bin="$CARGO_TARGET_DIR/release/encore"
 work="$(mktemp -d)"
 server=""
-trap '[ -n "$server" ] && kill "$server" 2>/dev/null; rm -rf "$work"' EXIT
+redis_prefix="encore-bench-$$"
+drop_redis() { # the run's keys leave the Redis server
+  [ -n "${REDIS:-}" ] || return 0
+  redis-cli -u "$REDIS" --scan --pattern "$redis_prefix:*" | xargs -r -n 500 redis-cli -u "$REDIS" del >/dev/null
+}
+trap '[ -n "$server" ] && kill "$server" 2>/dev/null; drop_redis; rm -rf "$work"' EXIT
 data="$work/data"
 
 if [ "$events" != 0 ]; then
@@ -162,15 +171,26 @@ print(json.dumps({"case": name, "pairs_with_history": round(shape["pairs_with_hi
 PY
 }
 
+run_cases() { # run_cases SUFFIX
+  local x="$1"
+  for c in $cases; do
+    case "$c" in
+      reranker) online_case "reranker$x" reranker maps 256 ;;
+      reranker-arrays) online_case "reranker-arrays$x" reranker arrays 256 ;;
+      all-live) online_case "all-live$x" all-live maps 256 ;;
+      uniform) online_case "uniform$x" uniform maps 256 ;;
+      reranker-no-cache) online_case "reranker-no-cache$x" reranker maps 0 ;;
+      all-live-no-cache) online_case "all-live-no-cache$x" all-live maps 0 ;;
+      *) echo "unknown case $c" >&2; exit 2 ;;
+    esac
+  done
+}
+
 echo "== online: 100 entities x 20 features per request"
-for c in $cases; do
-  case "$c" in
-    reranker) online_case reranker reranker maps 256 ;;
-    reranker-arrays) online_case reranker-arrays reranker arrays 256 ;;
-    all-live) online_case all-live all-live maps 256 ;;
-    uniform) online_case uniform uniform maps 256 ;;
-    reranker-no-cache) online_case reranker-no-cache reranker maps 0 ;;
-    all-live-no-cache) online_case all-live-no-cache all-live maps 0 ;;
-    *) echo "unknown case $c" >&2; exit 2 ;;
-  esac
-done
+run_cases ""
+if [ -n "${REDIS:-}" ]; then
+  echo "== online, the store on Redis ($REDIS): the same cases"
+  export ENCORE__STORAGE__ONLINE="$REDIS" ENCORE__STORAGE__ONLINE_PREFIX="$redis_prefix"
+  /usr/bin/time -f "materialize into Redis %e s" "$bin" --json features materialize --data-dir "$data"
+  run_cases "-redis"
+fi

@@ -179,9 +179,6 @@ fn serve_nodes_share_the_registry_and_artifacts_and_outlive_each_other() {
     }
 }
 
-/// The NATS server with JetStream (`ENCORE_TEST_NATS`, default `nats://127.0.0.1:4222`);
-/// `None` when there is none and CI does not require it.
-#[allow(clippy::print_stderr, reason = "a skipped test says why")]
 /// The Redis test server (`ENCORE_TEST_REDIS`, default `redis://127.0.0.1:6379/0`).
 #[allow(clippy::print_stderr, reason = "a skipped test says why")]
 fn redis_url() -> Option<String> {
@@ -237,6 +234,9 @@ print(json.dumps(rows))
     v
 }
 
+/// The NATS server with JetStream (`ENCORE_TEST_NATS`, default `nats://127.0.0.1:4222`);
+/// `None` when there is none and CI does not require it.
+#[allow(clippy::print_stderr, reason = "a skipped test says why")]
 fn nats_url() -> Option<String> {
     let url = std::env::var("ENCORE_TEST_NATS").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
     match std::net::TcpStream::connect(url.trim_start_matches("nats://")) {

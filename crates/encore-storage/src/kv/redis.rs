@@ -345,10 +345,15 @@ fn shown(url: &str) -> String {
     }
 }
 
+/// (table, key)
+type Name = (String, String);
+/// a buffered write: the new value and its time to live, or `None`: deleted
+type Pending = Option<(Vec<u8>, Option<Duration>)>;
+
 /// Reads of the store as it is now, with what [`KvRead::prefetch`] fetched.
 struct RedisRead<'a> {
     kv: &'a RedisKv,
-    fetched: Mutex<HashMap<(String, String), Option<Vec<u8>>>>,
+    fetched: Mutex<HashMap<Name, Option<Vec<u8>>>>,
 }
 
 impl KvRead for RedisRead<'_> {
@@ -407,7 +412,7 @@ impl KvRead for RedisRead<'_> {
 struct RedisWrite<'a> {
     kv: &'a RedisKv,
     /// (table, key) → the new value and its time to live, or `None`: deleted
-    overlay: BTreeMap<(String, String), Option<(Vec<u8>, Option<Duration>)>>,
+    overlay: BTreeMap<Name, Pending>,
     /// tables dropped in this transaction (before the overlay's writes)
     dropped: HashSet<String>,
 }
