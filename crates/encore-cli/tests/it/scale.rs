@@ -67,12 +67,22 @@ fn served_version(port: u16) -> Option<u64> {
     v["model_version"].as_u64()
 }
 
+/// A training node and two serving nodes (`--role serve`) on the real services (metadata on
+/// PostgreSQL, artifacts on S3, the bus on NATS, online features on Redis), each with a data
+/// directory of its own: a promotion through either serving node is served by both within
+/// 2 s; after SIGKILL of one, the other keeps answering; no node's directory holds an artifact.
 #[test]
 fn serve_nodes_share_the_registry_and_artifacts_and_outlive_each_other() {
     let Some(pg) = PostgresScratch::new() else {
         return;
     };
     let Some(s3) = s3_endpoint() else {
+        return;
+    };
+    let Some(nats) = nats_url() else {
+        return;
+    };
+    let Some(redis) = redis_url() else {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
@@ -82,6 +92,16 @@ fn serve_nodes_share_the_registry_and_artifacts_and_outlive_each_other() {
         (
             "ENCORE__STORAGE__OBJECTS",
             format!("s3://encore-test/{}", pg.prefix),
+        ),
+        ("ENCORE__STORAGE__BUS", nats),
+        (
+            "ENCORE__STORAGE__BUS_STREAM",
+            format!("models_{}", pg.prefix),
+        ),
+        ("ENCORE__STORAGE__ONLINE", redis),
+        (
+            "ENCORE__STORAGE__ONLINE_PREFIX",
+            format!("encore-test-{}", pg.prefix),
         ),
         ("ENCORE__SERVING__MODEL", "home".into()),
         ("AWS_ENDPOINT_URL", s3),
@@ -134,7 +154,8 @@ fn serve_nodes_share_the_registry_and_artifacts_and_outlive_each_other() {
         "artifacts went to the object store, not the data directory"
     );
     // two serving nodes, each with an empty data directory of its own
-    let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let mut pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    pairs.push(("ENCORE__SERVER__ROLE", "serve"));
     let (a, port_a, _) = start_full(&dir.join("a"), &pairs);
     let _a = Stop(a);
     let (b, port_b, _) = start_full(&dir.join("b"), &pairs);
@@ -164,16 +185,41 @@ fn serve_nodes_share_the_registry_and_artifacts_and_outlive_each_other() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    // node b killed: node a keeps answering, and the move is in the shared history
+    // and a promotion through node a (a rollback to 1) is served by node b
+    let r = encore_http::request(
+        &format!("127.0.0.1:{port_a}"),
+        "POST",
+        "/v1/models/home/aliases/production",
+        br#"{"version": 1, "force": true, "reason": "back through a"}"#,
+    )
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    let started = Instant::now();
+    while [port_a, port_b]
+        .iter()
+        .any(|p| served_version(*p) != Some(1))
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "2 s after the promotion through node a: node a serves {:?}, node b {:?}",
+            served_version(port_a),
+            served_version(port_b)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // node b killed: node a keeps answering, and the moves are in the shared history
     b.0.kill().unwrap();
     let _ = b.0.wait();
-    assert_eq!(served_version(port_a), Some(2));
+    for _ in 0..20 {
+        assert_eq!(served_version(port_a), Some(1));
+    }
     let history = encore(
         dir,
         &env,
         &["models", "history", "home", "--data-dir", "train", "--json"],
     );
     assert!(history.contains("two nodes"), "{history}");
+    assert!(history.contains("back through a"), "{history}");
     for node in ["a", "b"] {
         assert!(!dir.join(node).join("models").exists(), "{node}");
     }
