@@ -769,6 +769,25 @@ mod tests {
     }
 
     #[test]
+    fn unreachable_and_malformed_servers_are_named() {
+        let e = RedisKv::open("redis://:secret@127.0.0.1:1/0", "p").unwrap_err();
+        let m = e.to_string();
+        assert!(m.contains("Redis redis://***@127.0.0.1:1/0"), "{m}");
+        assert!(!m.contains("secret"), "{m}");
+        let e = crate::kv::Backend::parse("http://127.0.0.1:6379", "p").unwrap_err();
+        assert!(
+            e.to_string().contains("expected redis://host:port/db"),
+            "{e}"
+        );
+        let e = crate::kv::Backend::parse("redis://127.0.0.1:notaport", "p").unwrap_err();
+        assert!(e.to_string().contains("the online store"), "{e}");
+        assert_eq!(
+            crate::kv::Backend::parse("", "p").unwrap(),
+            crate::kv::Backend::Embedded
+        );
+    }
+
+    #[test]
     fn passwords_are_not_shown() {
         assert_eq!(shown("redis://:hunter2@db:6379/0"), "redis://***@db:6379/0");
         assert_eq!(shown("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
