@@ -439,7 +439,13 @@ impl OnlineStore {
         written: &mut Vec<(String, Vec<u8>)>,
     ) -> Result<(), OnlineError> {
         let cached = self.cache.is_some();
+        let remote = self.kv.is_remote();
         self.kv.write(|tx| {
+            if remote {
+                // the buffers merged into, read in one round trip
+                let keys: Vec<&str> = groups.keys().map(String::as_str).collect();
+                tx.prefetch(EVENTS, &keys)?;
+            }
             for (key, (from, vi, mut new)) in groups {
                 let mut have = Vec::new();
                 tx.get(EVENTS, &key, &mut |v| {

@@ -166,6 +166,28 @@ impl RedisKv {
         self.pooled()?.run(|c| c.get(k))
     }
 
+    /// The values of `keys` of `table`, `CHUNK` keys a round trip.
+    fn mget(
+        &self,
+        table: &str,
+        keys: &[&str],
+    ) -> Result<Vec<(Name, Option<Vec<u8>>)>, StorageError> {
+        let mut out = Vec::with_capacity(keys.len());
+        if keys.is_empty() {
+            return Ok(out);
+        }
+        let mut p = self.pooled()?;
+        for chunk in keys.chunks(CHUNK as usize) {
+            let names: Vec<Vec<u8>> = chunk.iter().map(|k| self.value_key(table, k)).collect();
+            let values: Vec<Option<Vec<u8>>> =
+                p.run(|c| redis::cmd("MGET").arg(&names).query(c))?;
+            for (k, v) in chunk.iter().zip(values) {
+                out.push(((table.to_owned(), (*k).to_owned()), v));
+            }
+        }
+        Ok(out)
+    }
+
     /// The keys of `table` in `[lo, hi)` with their values, `CHUNK` at a time, until `f`
     /// returns false; keys whose value expired are skipped.
     fn range(
@@ -387,19 +409,7 @@ impl KvRead for RedisRead<'_> {
     }
 
     fn prefetch(&self, table: &str, keys: &[&str]) -> Result<(), StorageError> {
-        if keys.is_empty() {
-            return Ok(());
-        }
-        let mut p = self.kv.pooled()?;
-        let mut fetched = HashMap::with_capacity(keys.len());
-        for chunk in keys.chunks(CHUNK as usize) {
-            let names: Vec<Vec<u8>> = chunk.iter().map(|k| self.kv.value_key(table, k)).collect();
-            let values: Vec<Option<Vec<u8>>> =
-                p.run(|c| redis::cmd("MGET").arg(&names).query(c))?;
-            for (k, v) in chunk.iter().zip(values) {
-                fetched.insert((table.to_owned(), (*k).to_owned()), v);
-            }
-        }
+        let fetched = self.kv.mget(table, keys)?;
         self.fetched
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -415,17 +425,30 @@ struct RedisWrite<'a> {
     overlay: BTreeMap<Name, Pending>,
     /// tables dropped in this transaction (before the overlay's writes)
     dropped: HashSet<String>,
+    /// stored values read ahead ([`KvRead::prefetch`]): the lock keeps other writers out, so
+    /// they stay current for the transaction
+    fetched: Mutex<HashMap<Name, Option<Vec<u8>>>>,
 }
 
 impl RedisWrite<'_> {
     fn current(&self, table: &str, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
-        if let Some(w) = self.overlay.get(&(table.to_owned(), key.to_owned())) {
+        let name = (table.to_owned(), key.to_owned());
+        if let Some(w) = self.overlay.get(&name) {
             return Ok(w.as_ref().map(|(v, _)| v.clone()));
         }
         if self.dropped.contains(table) {
             return Ok(None);
         }
-        self.kv.get(table, key)
+        let held = self
+            .fetched
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&name)
+            .cloned();
+        match held {
+            Some(v) => Ok(v),
+            None => self.kv.get(table, key),
+        }
     }
 }
 
@@ -472,6 +495,15 @@ impl KvRead for RedisWrite<'_> {
                 break;
             }
         }
+        Ok(())
+    }
+
+    fn prefetch(&self, table: &str, keys: &[&str]) -> Result<(), StorageError> {
+        let fetched = self.kv.mget(table, keys)?;
+        self.fetched
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(fetched);
         Ok(())
     }
 }
@@ -536,6 +568,7 @@ impl KvStore for RedisKv {
             kv: self,
             overlay: BTreeMap::new(),
             dropped: HashSet::new(),
+            fetched: Mutex::new(HashMap::new()),
         };
         let r = f(&mut tx).and_then(|()| self.commit(&mut p, &token, &tx));
         if r.is_err() {

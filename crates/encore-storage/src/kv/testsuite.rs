@@ -243,6 +243,23 @@ fn prefetched_reads_are_the_values(open: Open<'_>) {
     let expected: &[u8] = if s.snapshots() { b"v1" } else { b"changed" };
     assert_eq!(get(r.as_ref(), "t", "k1").as_deref(), Some(expected));
     assert_eq!(get(r.as_ref(), "no-such-table", "k1"), None);
+    drop(r);
+    // read ahead inside a write: its own writes still win, a delete reads as absent
+    s.write(|tx| {
+        tx.prefetch("t", &["k2", "k3", "absent"])?;
+        tx.put("t", "k2", b"mine")?;
+        tx.delete("t", "k3")?;
+        let r: &dyn KvRead = tx;
+        assert_eq!(get(r, "t", "k2").as_deref(), Some(&b"mine"[..]));
+        assert_eq!(get(r, "t", "k3"), None);
+        assert_eq!(get(r, "t", "k4").as_deref(), Some(&b"v4"[..]));
+        assert_eq!(get(r, "t", "absent"), None);
+        Ok::<_, StorageError>(())
+    })
+    .unwrap();
+    let r = s.reader().unwrap();
+    assert_eq!(get(r.as_ref(), "t", "k2").as_deref(), Some(&b"mine"[..]));
+    assert_eq!(get(r.as_ref(), "t", "k3"), None);
 }
 
 /// A backend whose stores other processes write announces commits; the embedded one has no
