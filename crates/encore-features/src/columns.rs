@@ -247,6 +247,21 @@ impl Layout {
         (updated, st)
     }
 
+    /// Whether [`Layout::read`] of `bytes` as of `t` would send the caller to the buffer's
+    /// events (so a server store can fetch them with the columns' batch, not one by one).
+    pub fn needs_events(&self, bytes: &[u8], t: i64) -> bool {
+        if bytes.len() < HEADER || u64::from_le_bytes(word(bytes, 0)) != self.fingerprint {
+            return true;
+        }
+        if self.attributes || self.distincts.is_empty() {
+            return false;
+        }
+        let n = u64::from_le_bytes(word(bytes, 16)) as usize;
+        let c = Cols { b: bytes, n };
+        let hi = c.upto(n, t);
+        hi > 0 && hi < n && c.ts(hi - 1) > t - self.ttl_ms
+    }
+
     /// Every feature of the view as of `t` from a stored buffer, appended to `out`, with the
     /// buffer's update time and the view's status (values are null unless live). `None` (and
     /// nothing appended) when the buffer must be read from its events instead.

@@ -721,7 +721,7 @@ impl OnlineStore {
         // entities missing from the cache are read in one transaction, opened at the first
         let mut txn: Option<Txn<'_>> = None;
         if self.kv.is_remote() {
-            self.prefetch(&mut txn, plan, rows)?;
+            self.prefetch(&mut txn, plan, rows, now_ms)?;
         }
         let mut out = Vec::with_capacity(rows.len());
         let mut key = String::new();
@@ -800,24 +800,27 @@ impl OnlineStore {
     }
 
     /// Fetches the columns of `rows`' entities the cache does not hold in one round trip (a
-    /// server store).
+    /// server store), then, in a second, the events of those whose columns cannot answer as
+    /// of `now_ms`.
     fn prefetch<'s, K: std::borrow::Borrow<str> + Ord, V: AsRef<str>>(
         &'s self,
         txn: &mut Option<Txn<'s>>,
         plan: &Plan,
         rows: &[BTreeMap<K, V>],
+        now_ms: i64,
     ) -> Result<(), OnlineError> {
-        let mut wanted: Vec<String> = Vec::with_capacity(rows.len() * plan.views.len());
+        // (entity key, the index of its view's layout in the plan)
+        let mut wanted: Vec<(String, usize)> = Vec::with_capacity(rows.len() * plan.views.len());
         let mut key = String::new();
         for r in rows {
-            for (v, keys) in &plan.views {
+            for (vi, (v, keys)) in plan.views.iter().enumerate() {
                 entity_key(&mut key, v, keys, r);
                 let cached = self
                     .cache
                     .as_ref()
                     .is_some_and(|c| c.lock(&key).get(&key).is_some());
                 if !cached {
-                    wanted.push(key.clone());
+                    wanted.push((key.clone(), vi));
                 }
             }
         }
@@ -826,8 +829,18 @@ impl OnlineStore {
         }
         wanted.sort_unstable();
         wanted.dedup();
-        let names: Vec<&str> = wanted.iter().map(String::as_str).collect();
-        self.txn(txn)?.reader.prefetch(COLUMNS, &names)?;
+        let names: Vec<&str> = wanted.iter().map(|(k, _)| k.as_str()).collect();
+        let t = self.txn(txn)?;
+        t.reader.prefetch(COLUMNS, &names)?;
+        let mut events: Vec<&str> = Vec::new();
+        for (k, vi) in &wanted {
+            t.reader.get(COLUMNS, k, &mut |b| {
+                if b.is_some_and(|b| plan.layouts[*vi].needs_events(b, now_ms)) {
+                    events.push(k);
+                }
+            })?;
+        }
+        t.reader.prefetch(EVENTS, &events)?;
         Ok(())
     }
 

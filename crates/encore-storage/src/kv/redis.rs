@@ -389,7 +389,8 @@ impl KvRead for RedisRead<'_> {
             .fetched
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(&(table.to_owned(), key.to_owned()));
+            .get(&(table.to_owned(), key.to_owned()))
+            .cloned();
         let v = match held {
             Some(v) => v,
             None => self.kv.get(table, key)?,
