@@ -41,9 +41,10 @@ bin="$CARGO_TARGET_DIR/release/encore"
 work="$(mktemp -d)"
 server=""
 redis_prefix="encore-bench-$$"
-drop_redis() { # the run's keys leave the Redis server
+drop_redis() { # the run's keys leave the Redis server (they hold NUL bytes: a script inside
+  # Redis deletes them, not a pipe)
   [ -n "${REDIS:-}" ] || return 0
-  redis-cli -u "$REDIS" --scan --pattern "$redis_prefix:*" | xargs -r -n 500 redis-cli -u "$REDIS" del >/dev/null
+  redis-cli -u "$REDIS" EVAL "local c='0' repeat local r = redis.call('SCAN', c, 'MATCH', ARGV[1], 'COUNT', 5000) c = r[1] for _, k in ipairs(r[2]) do redis.call('UNLINK', k) end until c == '0'" 0 "$redis_prefix:*" >/dev/null
 }
 trap '[ -n "$server" ] && kill "$server" 2>/dev/null; drop_redis; rm -rf "$work"' EXIT
 data="$work/data"
