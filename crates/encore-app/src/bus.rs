@@ -4,12 +4,13 @@
 //! features. Rows travel as Arrow IPC streams in the table's canonical schema, one message per
 //! stored batch, under the subject `events.<table>`.
 //!
-//! On an ingest node every stored batch goes first into a durable outbox in its data directory
-//! (an embedded bus), then to the shared bus; the client is answered once the shared bus has
-//! it. When the shared bus cannot be reached the request fails (503) and the outbox keeps the
-//! batch; a forwarder hands it on when the bus is back, so a batch a retry finds already
-//! stored (and answers 200) reaches the bus all the same. Publishing is idempotent by message
-//! id, and the worker deduplicates by event id: each event is in the lake once.
+//! An ingest node sends every request's rows that passed the contract to the shared bus (those
+//! it stored and those it had stored before: an attempt may have stored rows and died before
+//! the bus had them, and its client, never answered, retries); the client is answered once the
+//! shared bus has them. When the bus cannot be reached the request fails (503) and a durable
+//! outbox in the node's data directory (an embedded bus) keeps the batch; a forwarder hands it
+//! on when the bus is back. Publishing is idempotent by message id within the bus's window,
+//! and the worker deduplicates by event id: each event is in the lake once.
 
 use crate::AppError;
 use crate::ingest::Pipeline;
@@ -106,16 +107,19 @@ impl Outbox {
 }
 
 impl crate::ingest::Sender for Outbox {
-    /// Keeps `rows` of `table` in the outbox, then hands them to the bus; an error (the bus
-    /// cannot be reached) leaves them with the forwarder.
+    /// Hands `rows` of `table` to the bus; when it cannot take them, keeps them in the outbox
+    /// for the forwarder and fails (the client is not answered 200).
     fn send(&self, table: Table, rows: &RecordBatch) -> Result<(), StorageError> {
         let payload = encode(rows)?;
         let subject = subject(table);
         let id = message_id(&self.node, &payload);
-        let kept = self.outbox.publish(&subject, &id, &payload)?;
-        self.bus.publish(&subject, &id, &payload)?;
-        self.outbox.ack(FORWARD, kept.seq)?;
-        Ok(())
+        match self.bus.publish(&subject, &id, &payload) {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                self.outbox.publish(&subject, &id, &payload)?;
+                Err(e)
+            }
+        }
     }
 }
 

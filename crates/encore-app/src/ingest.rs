@@ -80,21 +80,36 @@ impl Pipeline {
         Ok(outcome)
     }
 
-    /// The stored rows of `outcome` to the shared bus (an ingest node), then to the
-    /// subscribers.
+    /// The rows of `outcome` to the shared bus (an ingest node: the stored rows and the
+    /// duplicates, which an earlier attempt may have stored without reaching the bus), then
+    /// the stored ones to the subscribers.
     fn publish(&self, outcome: &BatchOutcome) -> Result<(), IngestError> {
-        let Some(rows) = outcome.rows.as_ref().filter(|r| r.num_rows() > 0) else {
-            return Ok(());
-        };
+        let some = |b: &Option<RecordBatch>| b.clone().filter(|r| r.num_rows() > 0);
+        let (rows, resent) = (some(&outcome.rows), some(&outcome.resent));
         let sender = self
             .sender
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
         if let Some(sender) = sender {
-            sender.send(outcome.table, rows)?;
+            let all = match (&rows, resent) {
+                (Some(a), Some(b)) => Some(
+                    arrow::compute::concat_batches(&a.schema(), [a, &b]).map_err(|e| {
+                        IngestError::Internal {
+                            message: e.to_string(),
+                        }
+                    })?,
+                ),
+                (Some(a), None) => Some(a.clone()),
+                (None, b) => b,
+            };
+            if let Some(all) = all {
+                sender.send(outcome.table, &all)?;
+            }
         }
-        self.announce(outcome.table, rows);
+        if let Some(rows) = rows {
+            self.announce(outcome.table, &rows);
+        }
         Ok(())
     }
 
@@ -109,5 +124,65 @@ impl Pipeline {
         for s in subscribers {
             s.stored(table, rows);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use encore_ingest::IngestOptions;
+    use encore_storage::StorageError;
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// A shared bus that fails its first send (the node dies before the bus has the batch),
+    /// then keeps the row counts it is sent.
+    #[derive(Debug)]
+    struct FailsOnce {
+        fail: AtomicBool,
+        got: Mutex<Vec<usize>>,
+    }
+
+    impl Sender for FailsOnce {
+        fn send(&self, _: Table, rows: &RecordBatch) -> Result<(), StorageError> {
+            if self.fail.swap(false, Ordering::SeqCst) {
+                return Err(StorageError::Unavailable {
+                    what: "the bus".into(),
+                    message: "down".into(),
+                });
+            }
+            self.got.lock().unwrap().push(rows.num_rows());
+            Ok(())
+        }
+    }
+
+    fn play(i: u32) -> String {
+        format!(
+            r#"{{"event_id":"0b7f6c1e-9d2a-4c8e-8f3a-{i:012x}","schema_version":1,"user_id":"u1","session_id":"s1","ts_start_ms":1767225600000,"ts_end_ms":1767225630000,"item_id":"t1","item_type":"track","item_duration_ms":200000,"ms_played":30000,"reason_start":"clickrow","reason_end":"trackdone","context_type":"album","platform":"ios","country":"SE","tier":"premium","consent":{{"personalization":true,"analytics":true}}}}"#
+        )
+    }
+
+    /// Rows an attempt stored before the bus had them (its client got no 200) reach the bus
+    /// with the retry, which finds them stored; a retry adding a new row sends both.
+    #[test]
+    fn a_retry_sends_on_what_an_unanswered_attempt_stored() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ingestor = Arc::new(Ingestor::open(tmp.path(), IngestOptions::default()).unwrap());
+        let pipeline = Pipeline::new(ingestor);
+        let bus = Arc::new(FailsOnce {
+            fail: AtomicBool::new(true),
+            got: Mutex::new(Vec::new()),
+        });
+        pipeline.send_to(Arc::clone(&bus) as _);
+        let body = format!("{}\n{}\n", play(1), play(2));
+        assert!(pipeline.ingest_body(body.as_bytes(), 100, false).is_err());
+        assert!(bus.got.lock().unwrap().is_empty());
+        let retry = pipeline.ingest_body(body.as_bytes(), 100, false).unwrap();
+        assert_eq!((retry.accepted, retry.duplicates), (0, 2));
+        assert_eq!(*bus.got.lock().unwrap(), [2]);
+        let more = format!("{}\n{}\n", play(2), play(3));
+        let o = pipeline.ingest_body(more.as_bytes(), 100, false).unwrap();
+        assert_eq!((o.accepted, o.duplicates), (1, 1));
+        assert_eq!(*bus.got.lock().unwrap(), [2, 2]);
     }
 }

@@ -122,12 +122,19 @@ pub struct BatchOutcome {
     /// were not duplicates (what downstream consumers may act on)
     #[serde(skip)]
     pub rows: Option<RecordBatch>,
+    /// the rows that passed the contract but were stored before (duplicates), in the same
+    /// schema: an ingest node sends them on again, since the attempt that stored them may have
+    /// ended before the shared bus had them (its client, never answered, retried)
+    #[serde(skip)]
+    pub resent: Option<RecordBatch>,
 }
 
 /// Rows that passed the contract and deduplication, ready to append.
 struct Admitted {
     table: Table,
     batch: Option<RecordBatch>,
+    /// the duplicates (rows that passed the contract and were stored before)
+    resent: Option<RecordBatch>,
     ids: Vec<u128>,
     counters: Counters,
     rejects: Vec<Reject>,
@@ -302,6 +309,7 @@ impl Ingestor {
             return Ok(Admitted {
                 table,
                 batch: None,
+                resent: None,
                 ids: Vec::new(),
                 counters,
                 rejects,
@@ -338,6 +346,7 @@ impl Ingestor {
         counters.count_rejects(&rejects);
 
         let mut ids = Vec::new();
+        let mut duplicate: Vec<bool> = Vec::new();
         if dedup {
             let id_col = column::<StringArray>(batch, contract.id_field, contract)?;
             let ts_col = column::<Int64Array>(batch, contract.ts_field, contract)?;
@@ -371,6 +380,10 @@ impl Ingestor {
                 if seen.check_and_insert(bits, ts_col.value(i)) {
                     *ok = false;
                     counters.duplicates += 1;
+                    if duplicate.is_empty() {
+                        duplicate = vec![false; n];
+                    }
+                    duplicate[i] = true;
                 } else {
                     ids.push(bits);
                 }
@@ -391,6 +404,18 @@ impl Ingestor {
                 }
             }
         }
+        let resent = if duplicate.is_empty() {
+            None
+        } else {
+            let dups = arrow::compute::filter_record_batch(batch, &BooleanArray::from(duplicate))
+                .map_err(|e| IngestError::Internal {
+                message: e.to_string(),
+            })?;
+            Some(
+                finish(&dups, &table.schema())
+                    .map_err(|e| IngestError::Internal { message: e.0 })?,
+            )
+        };
         let kept = if valid.iter().all(|v| *v) {
             // the common case: nothing to drop, nothing to copy
             batch.clone()
@@ -413,6 +438,7 @@ impl Ingestor {
         Ok(Admitted {
             table,
             batch,
+            resent,
             ids,
             counters,
             rejects,
@@ -770,6 +796,7 @@ impl Ingestor {
                     table: chunk.table,
                     ticket: None,
                     rows: None,
+                    resent: None,
                     ids: Vec::new(),
                     counters: delta,
                     rejects: check.rejects,
@@ -795,6 +822,7 @@ impl Ingestor {
             table: chunk.table,
             ticket,
             rows,
+            resent: admitted.resent,
             ids: admitted.ids,
             counters: admitted.counters,
             rejects: admitted.rejects,
@@ -808,6 +836,7 @@ pub struct PendingBody<'a> {
     table: Table,
     ticket: Option<encore_storage::event_log::Ticket>,
     rows: Option<RecordBatch>,
+    resent: Option<RecordBatch>,
     ids: Vec<u128>,
     counters: Counters,
     rejects: Vec<Reject>,
@@ -837,6 +866,7 @@ impl PendingBody<'_> {
             unknown_items: self.counters.unknown_items,
             rejects: self.rejects,
             rows: self.rows,
+            resent: self.resent,
         })
     }
 }

@@ -167,11 +167,7 @@ impl RedisKv {
     }
 
     /// The values of `keys` of `table`, `CHUNK` keys a round trip.
-    fn mget(
-        &self,
-        table: &str,
-        keys: &[&str],
-    ) -> Result<Vec<(Name, Option<Vec<u8>>)>, StorageError> {
+    fn mget(&self, table: &str, keys: &[&str]) -> Result<Vec<Fetched>, StorageError> {
         let mut out = Vec::with_capacity(keys.len());
         if keys.is_empty() {
             return Ok(out);
@@ -369,6 +365,8 @@ fn shown(url: &str) -> String {
 
 /// (table, key)
 type Name = (String, String);
+/// a value read ahead, or `None`: no such key
+type Fetched = (Name, Option<Vec<u8>>);
 /// a buffered write: the new value and its time to live, or `None`: deleted
 type Pending = Option<(Vec<u8>, Option<Duration>)>;
 
