@@ -795,6 +795,12 @@ pub struct GenerateArgs {
     /// clients do), and the same share sent twice: a dirty feed for ingest tests
     #[arg(value_parser = fault_rate, long, default_value_t = 0.0)]
     pub faults: f64,
+    /// A change injected from a day on (repeatable), for monitoring tests: `taste:GENRE@DAY`
+    /// (listeners turn toward a genre), `release@DAY` (one track takes a large share of plays),
+    /// `client-bug:PLATFORM@DAY` (that platform reports ms_played = 0),
+    /// `dropout:COUNTRY@DAY` (that country's traffic stops); DAY 0 is the first day
+    #[arg(long = "shift", value_name = "KIND@DAY", value_parser = shift_at)]
+    pub shifts: Vec<encore_sim::ShiftAt>,
     /// Replace a world already in --out
     #[arg(long)]
     pub force: bool,
@@ -1291,6 +1297,10 @@ fn unit_f64(raw: &str) -> Result<f64, String> {
 }
 
 /// A significance level: strictly between 0 and 1.
+fn shift_at(s: &str) -> Result<encore_sim::ShiftAt, String> {
+    encore_sim::ShiftAt::parse(s)
+}
+
 fn fault_rate(raw: &str) -> Result<f64, String> {
     float_in(raw, |x| (0.0..0.5).contains(&x), "[0, 0.5)")
 }

@@ -29,4 +29,4 @@ mod world;
 pub use error::SimError;
 pub use output::{Format, Manifest, generate, verify};
 pub use rng::Rng;
-pub use world::{DayLog, SimConfig, SlateResponse, World, examination_probability};
+pub use world::{DayLog, Shift, ShiftAt, SimConfig, SlateResponse, World, examination_probability};

@@ -131,6 +131,10 @@ pub(crate) struct DayInput<'a> {
     pub day_start_ms: i64,
     /// 0 = Monday
     pub weekday: u32,
+    /// a taste shift in force: the genre a third of taste picks go to
+    pub taste_shift: Option<u16>,
+    /// a release in force: the track 8 % of plays go to
+    pub hit: Option<u32>,
 }
 
 /// A slot-filling policy fixed for the length of a session.
@@ -156,6 +160,13 @@ impl Session<'_, '_> {
     /// weight within the genre, track by weight within the artist.
     fn taste_track(&mut self) -> u32 {
         let catalog = self.input.catalog;
+        // (a shift draws from the stream only when in force: unshifted worlds stay the same)
+        if let Some(g) = self.input.taste_shift
+            && self.rng.chance(1.0 / 3.0)
+            && let Some(a) = catalog.artist_of_genre(g, self.rng)
+        {
+            return catalog.track_of_artist(a, self.rng);
+        }
         let genre = if self.rng.chance(0.08) {
             self.rng.weighted(self.input.genre_share) as u16
         } else {
@@ -293,6 +304,12 @@ impl Session<'_, '_> {
     /// Fills one slot; `None` ends the session (an album ran out).
     fn next_track(&mut self, plan: &mut Plan) -> Option<(u32, Option<f64>)> {
         let catalog = self.input.catalog;
+        // a release everyone plays, whatever they were listening to
+        if let Some(t) = self.input.hit
+            && self.rng.chance(0.08)
+        {
+            return Some((t, None));
+        }
         let track = match plan {
             Plan::Collection => self.library_track().unwrap_or_else(|| self.taste_track()),
             Plan::Playlist => {

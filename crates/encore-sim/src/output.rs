@@ -82,6 +82,9 @@ pub struct Manifest {
     pub event_schema_version: u32,
     pub counts: Counts,
     pub files: Vec<FileEntry>,
+    /// the shifts injected (`KIND@DAY`), if any
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shifts: Vec<String>,
 }
 
 pub const MANIFEST_FILE: &str = "manifest.json";
@@ -269,6 +272,7 @@ pub fn generate(
         event_schema_version: encore_core::event::SCHEMA_VERSION,
         counts,
         files: out.files,
+        shifts: config.shifts.iter().map(crate::ShiftAt::describe).collect(),
     };
     let path = out.root.join(MANIFEST_FILE);
     let mut text = serde_json::to_string_pretty(&manifest).map_err(|e| SimError::Encode {

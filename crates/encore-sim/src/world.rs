@@ -14,6 +14,95 @@ use encore_core::event::{
 use encore_core::time::{Date, MS_PER_DAY};
 use rayon::prelude::*;
 
+/// A change injected into the world from one day on: what monitoring must notice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Shift {
+    /// listeners' taste moves toward one genre: a third of their taste picks go to it
+    Taste { genre: u16 },
+    /// a new release takes a large share of plays: 8 % of plays go to one track
+    Release,
+    /// a client release on one platform reports every play with `ms_played` = 0
+    ClientBug {
+        platform: encore_core::event::Platform,
+    },
+    /// one country's traffic stops arriving
+    Dropout { country: &'static str },
+}
+
+/// A [`Shift`] and the day (0-based, from the first simulated day) it starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShiftAt {
+    pub shift: Shift,
+    pub day: u32,
+}
+
+impl ShiftAt {
+    /// `KIND@DAY`: `taste:GENRE`, `release`, `client-bug:PLATFORM` or `dropout:COUNTRY`, from
+    /// day DAY (0 is the first simulated day).
+    pub fn parse(s: &str) -> Result<ShiftAt, String> {
+        use crate::vocab::COUNTRIES;
+        let (kind, day) = s
+            .rsplit_once('@')
+            .ok_or_else(|| format!("{s:?}: expected KIND@DAY, e.g. taste:metal@10"))?;
+        let day: u32 = day
+            .parse()
+            .map_err(|_| format!("{s:?}: the day {day:?} is not a day number (0 is the first)"))?;
+        let (name, arg) = kind.split_once(':').unwrap_or((kind, ""));
+        let shift = match name {
+            "taste" => {
+                let genre = GENRES.iter().position(|g| g.name == arg).ok_or_else(|| {
+                    let names: Vec<&str> = GENRES.iter().map(|g| g.name).collect();
+                    format!("{s:?}: no genre {arg:?} (one of {})", names.join(", "))
+                })?;
+                Shift::Taste {
+                    genre: genre as u16,
+                }
+            }
+            "release" if arg.is_empty() => Shift::Release,
+            "client-bug" => Shift::ClientBug {
+                platform: encore_core::event::Platform::parse(arg).ok_or_else(|| {
+                    let names: Vec<&str> = encore_core::event::Platform::ALL
+                        .iter()
+                        .map(|p| p.as_str())
+                        .collect();
+                    format!("{s:?}: no platform {arg:?} (one of {})", names.join(", "))
+                })?,
+            },
+            "dropout" => Shift::Dropout {
+                country: COUNTRIES
+                    .iter()
+                    .map(|c| c.0)
+                    .find(|c| *c == arg)
+                    .ok_or_else(|| {
+                        let names: Vec<&str> = COUNTRIES.iter().map(|c| c.0).collect();
+                        format!(
+                            "{s:?}: no country {arg:?} in the world (one of {})",
+                            names.join(", ")
+                        )
+                    })?,
+            },
+            _ => {
+                return Err(format!(
+                    "{s:?}: expected taste:GENRE, release, client-bug:PLATFORM or dropout:COUNTRY \
+                     before @DAY"
+                ));
+            }
+        };
+        Ok(ShiftAt { shift, day })
+    }
+
+    /// The shift as `parse` reads it.
+    pub fn describe(&self) -> String {
+        let kind = match &self.shift {
+            Shift::Taste { genre } => format!("taste:{}", GENRES[*genre as usize].name),
+            Shift::Release => "release".to_owned(),
+            Shift::ClientBug { platform } => format!("client-bug:{}", platform.as_str()),
+            Shift::Dropout { country } => format!("dropout:{country}"),
+        };
+        format!("{kind}@{}", self.day)
+    }
+}
+
 /// What to simulate. The same config always gives the same world, byte for byte.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SimConfig {
@@ -29,6 +118,8 @@ pub struct SimConfig {
     /// duration), and the same share sent a second time (the same event id, later in the
     /// day's file). The world itself is the same: only its files carry the faults.
     pub faults: f64,
+    /// changes injected from a day on (none: the world's habits hold throughout)
+    pub shifts: Vec<ShiftAt>,
 }
 
 impl SimConfig {
@@ -39,6 +130,7 @@ impl SimConfig {
             seed,
             tracks: None,
             faults: 0.0,
+            shifts: Vec::new(),
             start: Date {
                 year: 2026,
                 month: 1,
@@ -139,6 +231,19 @@ impl World {
         let seed = self.config.seed;
         let catalog = &self.catalog;
         let genre_share = &self.genre_share;
+        let active = |f: &dyn Fn(&Shift) -> bool| {
+            self.config
+                .shifts
+                .iter()
+                .any(|s| day >= s.day && f(&s.shift))
+        };
+        let taste_shift = self.config.shifts.iter().find_map(|s| match s.shift {
+            Shift::Taste { genre } if day >= s.day => Some(genre),
+            _ => None,
+        });
+        // the release: one track of the catalog, the same for every day of a world
+        let hit = active(&|s| *s == Shift::Release)
+            .then(|| Rng::stream(seed, &[9]).below(catalog.tracks.artist.len()) as u32);
         let per_user: Vec<(Vec<Play>, Vec<Interaction>)> = self
             .profiles
             .par_iter()
@@ -153,6 +258,8 @@ impl World {
                     user: u as u32,
                     day_start_ms,
                     weekday,
+                    taste_shift,
+                    hit,
                 };
                 let mut plays = Vec::new();
                 let mut interactions = Vec::new();
@@ -163,6 +270,22 @@ impl World {
         let (play_lists, interaction_lists): (Vec<_>, Vec<_>) = per_user.into_iter().unzip();
         let mut plays: Vec<Play> = play_lists.into_iter().flatten().collect();
         let mut interactions: Vec<Interaction> = interaction_lists.into_iter().flatten().collect();
+        // what reaches the logs: a buggy client's reports, a country's traffic gone (the
+        // listeners' habits are unchanged)
+        for s in self.config.shifts.iter().filter(|s| day >= s.day) {
+            match &s.shift {
+                Shift::ClientBug { platform } => plays
+                    .iter_mut()
+                    .filter(|p| p.platform == *platform)
+                    .for_each(|p| p.ms_played = 0),
+                Shift::Dropout { country } => {
+                    let gone = |u: u32| self.profiles[u as usize].country == *country;
+                    plays.retain(|p| !gone(p.user));
+                    interactions.retain(|i| !gone(i.user));
+                }
+                Shift::Taste { .. } | Shift::Release => {}
+            }
+        }
         // stable: a listener's own events keep their order on equal timestamps
         plays.par_sort_by_key(|p| (p.ts_start_ms, p.user));
         interactions.par_sort_by_key(|i| (i.ts_ms, i.user));

@@ -130,6 +130,17 @@ fn generate(args: &GenerateArgs, out: &Output) -> Result<(), CliError> {
             "e.g. --users 2000 --days 30",
         ));
     }
+    if let Some(late) = args.shifts.iter().find(|s| s.day >= args.days) {
+        return Err(CliError::usage(
+            format!(
+                "--shift {}: day {} is past the last simulated day ({})",
+                late.describe(),
+                late.day,
+                args.days.saturating_sub(1)
+            ),
+            "days count from 0, the first day of the world",
+        ));
+    }
     if args.tracks == Some(0) {
         return Err(CliError::usage(
             "--tracks must be at least 1",
@@ -143,6 +154,7 @@ fn generate(args: &GenerateArgs, out: &Output) -> Result<(), CliError> {
         tracks: args.tracks.map(|t| t as usize),
         start,
         faults: args.faults,
+        shifts: args.shifts.clone(),
     };
     let format = match args.format {
         FormatArg::Jsonl => Format::Jsonl,

@@ -5,4 +5,5 @@
 
 mod distributions;
 mod output;
+mod shifts;
 mod structure;
