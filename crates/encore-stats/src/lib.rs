@@ -11,11 +11,14 @@
 //! - [`srm`]: the sample-ratio-mismatch chi-square over k variants;
 //! - [`adjust`]: Bonferroni, Holm, Hochberg, Benjamini-Hochberg and Benjamini-Yekutieli;
 //! - [`msprt`]: the always-valid normal-mixture sequential test;
-//! - [`categorical_drift`]: Jensen-Shannon, chi-square, PSI and Hellinger between two samples.
+//! - [`categorical_drift`]: Jensen-Shannon, chi-square, PSI and Hellinger between two samples;
+//! - [`profile`]: mergeable profiles of rows (counts per value, fixed-bin histograms) and
+//!   their drift, attribute by attribute.
 
 pub mod dist;
 pub mod ks;
 pub mod oracle;
+pub mod profile;
 
 use serde::Serialize;
 
