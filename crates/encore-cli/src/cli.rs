@@ -1298,7 +1298,7 @@ fn unit_f64(raw: &str) -> Result<f64, String> {
 
 /// A significance level: strictly between 0 and 1.
 fn shift_at(s: &str) -> Result<encore_sim::ShiftAt, String> {
-    encore_sim::ShiftAt::parse(s)
+    encore_sim::ShiftAt::parse(s).map_err(|e| e.to_string())
 }
 
 fn fault_rate(raw: &str) -> Result<f64, String> {

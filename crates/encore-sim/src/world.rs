@@ -39,7 +39,14 @@ pub struct ShiftAt {
 impl ShiftAt {
     /// `KIND@DAY`: `taste:GENRE`, `release`, `client-bug:PLATFORM` or `dropout:COUNTRY`, from
     /// day DAY (0 is the first simulated day).
-    pub fn parse(s: &str) -> Result<ShiftAt, String> {
+    pub fn parse(s: &str) -> Result<ShiftAt, crate::SimError> {
+        Self::parse_text(s).map_err(|message| crate::SimError::InvalidConfig {
+            field: "shift",
+            message,
+        })
+    }
+
+    fn parse_text(s: &str) -> Result<ShiftAt, String> {
         use crate::vocab::COUNTRIES;
         let (kind, day) = s
             .rsplit_once('@')

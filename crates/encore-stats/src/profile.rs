@@ -62,6 +62,24 @@ impl Histogram {
     }
 }
 
+/// Two profiles bin an attribute differently: they cannot be merged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BinsDiffer {
+    pub attribute: String,
+}
+
+impl std::fmt::Display for BinsDiffer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "attribute {:?} is binned differently in the two profiles",
+            self.attribute
+        )
+    }
+}
+
+impl std::error::Error for BinsDiffer {}
+
 /// A mergeable summary of rows: per attribute, counts per value or per bin.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Profile {
@@ -102,14 +120,14 @@ impl Profile {
 
     /// Adds `other` to this profile. An attribute binned differently in the two is an error
     /// naming it (nothing is added then).
-    pub fn merge(&mut self, other: &Profile) -> Result<(), String> {
+    pub fn merge(&mut self, other: &Profile) -> Result<(), BinsDiffer> {
         for (name, h) in &other.numeric {
             if let Some(mine) = self.numeric.get(name)
                 && mine.edges != h.edges
             {
-                return Err(format!(
-                    "attribute {name:?} is binned differently in the two profiles"
-                ));
+                return Err(BinsDiffer {
+                    attribute: name.clone(),
+                });
             }
         }
         self.rows += other.rows;
@@ -241,7 +259,7 @@ mod tests {
         assert_eq!(m.numeric["ms_played"].counts, [1, 0, 1, 1]);
         let mut other = Profile::default();
         other.observe("ms_played", &[5.0], Some(1.0));
-        let e = m.merge(&other).unwrap_err();
+        let e = m.merge(&other).unwrap_err().to_string();
         assert!(e.contains("ms_played"), "{e}");
         assert_eq!(m.rows, 7, "nothing added");
     }

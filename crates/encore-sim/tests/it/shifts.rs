@@ -128,7 +128,7 @@ fn shifts_are_parsed_with_what_was_expected() {
         ("release@x", "not a day number"),
         ("weather@2", "expected taste:GENRE"),
     ] {
-        let e = ShiftAt::parse(bad).unwrap_err();
+        let e = ShiftAt::parse(bad).unwrap_err().to_string();
         assert!(e.contains(says), "{bad}: {e}");
     }
     for good in [
