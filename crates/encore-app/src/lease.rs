@@ -254,12 +254,14 @@ mod tests {
 
     fn racing_workers(root: &Path) {
         let held = std::sync::Mutex::new(Vec::new());
+        // opened one after another (a first open makes the store), then raced
+        let leases: Vec<Lease> = (0..4)
+            .map(|w| Lease::open(root, "lake", &format!("w{w}"), Duration::from_secs(60)).unwrap())
+            .collect();
         std::thread::scope(|s| {
-            for w in 0..4 {
+            for (w, l) in leases.into_iter().enumerate() {
                 let held = &held;
                 s.spawn(move || {
-                    let l = Lease::open(root, "lake", &format!("w{w}"), Duration::from_secs(60))
-                        .unwrap();
                     for _ in 0..20 {
                         if let Some(e) = l.hold().unwrap() {
                             held.lock().unwrap().push((w, e));
