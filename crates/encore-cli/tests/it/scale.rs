@@ -2,6 +2,7 @@
 //! S3 (a moto server in CI), each node with a data directory of its own.
 
 use crate::serve::{Stop, start_full};
+use encore_storage::kv::testsuite::RedisScratch;
 use encore_storage::metadata::testsuite::PostgresScratch;
 use std::path::Path;
 use std::process::Command;
@@ -82,7 +83,7 @@ fn serve_nodes_share_the_registry_and_artifacts_and_outlive_each_other() {
     let Some(nats) = nats_url() else {
         return;
     };
-    let Some(redis) = redis_url() else {
+    let Some(redis) = RedisScratch::new("models") else {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
@@ -98,11 +99,8 @@ fn serve_nodes_share_the_registry_and_artifacts_and_outlive_each_other() {
             "ENCORE__STORAGE__BUS_STREAM",
             format!("models_{}", pg.prefix),
         ),
-        ("ENCORE__STORAGE__ONLINE", redis),
-        (
-            "ENCORE__STORAGE__ONLINE_PREFIX",
-            format!("encore-test-{}", pg.prefix),
-        ),
+        ("ENCORE__STORAGE__ONLINE", redis.url.clone()),
+        ("ENCORE__STORAGE__ONLINE_PREFIX", redis.prefix.clone()),
         ("ENCORE__SERVING__MODEL", "home".into()),
         ("AWS_ENDPOINT_URL", s3),
         ("AWS_ACCESS_KEY_ID", "test".into()),
@@ -225,24 +223,6 @@ fn serve_nodes_share_the_registry_and_artifacts_and_outlive_each_other() {
     }
 }
 
-/// The Redis test server (`ENCORE_TEST_REDIS`, default `redis://127.0.0.1:6379/0`).
-#[allow(clippy::print_stderr, reason = "a skipped test says why")]
-fn redis_url() -> Option<String> {
-    let url =
-        std::env::var("ENCORE_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into());
-    match encore_storage::kv::redis::RedisKv::open(&url, "probe") {
-        Ok(_) => Some(url),
-        Err(e) => {
-            assert!(
-                std::env::var_os("ENCORE_REQUIRE_SERVICES").is_none(),
-                "ENCORE_REQUIRE_SERVICES is set but no Redis server answers at {url}: {e}"
-            );
-            eprintln!("skipped: no Redis server at {url} ({e}); set ENCORE_TEST_REDIS");
-            None
-        }
-    }
-}
-
 /// What DuckDB (with httpfs) reads in the lake on S3 under `s3://encore-test/<prefix>/lake`:
 /// playback rows and distinct event ids.
 fn lake_on_s3(python: &Path, endpoint: &str, prefix: &str) -> (u64, u64) {
@@ -361,7 +341,7 @@ fn an_ingest_node_a_worker_and_two_serving_nodes_share_the_bus() {
     let Some(nats) = nats_url() else {
         return;
     };
-    let Some(redis) = redis_url() else {
+    let Some(redis) = RedisScratch::new("bus") else {
         return;
     };
     let Some(s3) = s3_endpoint() else {
@@ -369,14 +349,13 @@ fn an_ingest_node_a_worker_and_two_serving_nodes_share_the_bus() {
     };
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let online_prefix = format!("encore-test-{}", pg.prefix);
     let env: Vec<(String, String)> = [
         ("ENCORE__STORAGE__METADATA", pg.url.clone()),
         ("ENCORE__STORAGE__METADATA_SCHEMA", pg.prefix.clone()),
         ("ENCORE__STORAGE__BUS", nats),
         ("ENCORE__STORAGE__BUS_STREAM", format!("bus_{}", pg.prefix)),
-        ("ENCORE__STORAGE__ONLINE", redis.clone()),
-        ("ENCORE__STORAGE__ONLINE_PREFIX", online_prefix.clone()),
+        ("ENCORE__STORAGE__ONLINE", redis.url.clone()),
+        ("ENCORE__STORAGE__ONLINE_PREFIX", redis.prefix.clone()),
         (
             "ENCORE__STORAGE__OBJECTS",
             format!("s3://encore-test/{}", pg.prefix),
@@ -540,9 +519,9 @@ fn an_ingest_node_a_worker_and_two_serving_nodes_share_the_bus() {
         );
     }
     assert_eq!(stored.get("0b7f6c1e-9d2a-4c8e-8f3a-000000000001"), Some(&1));
-    // the run's keys leave the shared Redis
-    let kv = encore_storage::kv::redis::RedisKv::open(&redis, &format!("{online_prefix}:features"))
-        .unwrap();
+    let kv =
+        encore_storage::kv::redis::RedisKv::open(&redis.url, &format!("{}:features", redis.prefix))
+            .unwrap();
     let kv: &dyn encore_storage::kv::KvStore = &kv;
     // the serving nodes read bus-u1's features from there (the worker wrote them)
     let mut entities = Vec::new();
@@ -557,13 +536,6 @@ fn an_ingest_node_a_worker_and_two_serving_nodes_share_the_bus() {
         entities.iter().any(|k| k.ends_with("bus-u1")),
         "no online features of bus-u1 in Redis: {entities:?}"
     );
-    kv.write(|tx| {
-        for t in ["events", "columns", "watermarks"] {
-            tx.drop_table(t)?;
-        }
-        Ok::<_, encore_storage::StorageError>(())
-    })
-    .unwrap();
     #[allow(clippy::print_stderr, reason = "the test says what it measured")]
     {
         eprintln!(

@@ -9,6 +9,7 @@ use encore_features::event::{FeatureEvent, Raw};
 use encore_features::offline::{EntityRows, compute_view, group_events};
 use encore_features::online::{Keyed, OnlineStore, Plan};
 use encore_storage::kv::redis::RedisKv;
+use encore_storage::kv::testsuite::RedisScratch;
 use proptest::prelude::*;
 use std::collections::BTreeMap;
 
@@ -238,49 +239,14 @@ fn online_reads_match_offline_values_and_enforce_ttl() {
     let dir = tempfile::tempdir().unwrap();
     reads_match_offline(OnlineStore::open(dir.path()).unwrap());
     reads_match_offline(OnlineStore::open(dir.path()).unwrap().with_cache(1 << 20));
-    if let Some((url, prefix)) = redis("parity") {
-        let open =
-            || OnlineStore::with_store(Box::new(RedisKv::open(&url, &prefix).unwrap())).unwrap();
+    if let Some(redis) = RedisScratch::new("parity") {
+        let open = || {
+            OnlineStore::with_store(Box::new(RedisKv::open(&redis.url, &redis.prefix).unwrap()))
+                .unwrap()
+        };
         reads_match_offline(open());
         reads_match_offline(open().with_cache(1 << 20));
-        clean(&url, &prefix);
     }
-}
-
-/// The Redis test server (`ENCORE_TEST_REDIS`) and a key prefix of this run's own; `None`
-/// (skipped) when there is none, unless `ENCORE_REQUIRE_SERVICES` is set.
-#[allow(clippy::print_stderr, reason = "a skipped test says why")]
-fn redis(test: &str) -> Option<(String, String)> {
-    let url =
-        std::env::var("ENCORE_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into());
-    if let Err(e) = RedisKv::open(&url, "probe") {
-        assert!(
-            std::env::var_os("ENCORE_REQUIRE_SERVICES").is_none(),
-            "ENCORE_REQUIRE_SERVICES is set but no Redis server answers at {url}: {e}"
-        );
-        eprintln!("skipped on Redis: none at {url} ({e}); set ENCORE_TEST_REDIS");
-        return None;
-    }
-    let nonce = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    Some((
-        url,
-        format!("encore-test:{test}:{}-{nonce}", std::process::id()),
-    ))
-}
-
-/// Drops what the online store keeps under `prefix`.
-fn clean(url: &str, prefix: &str) {
-    let kv = RedisKv::open(url, prefix).unwrap();
-    let kv: &dyn encore_storage::kv::KvStore = &kv;
-    kv.write(|tx| {
-        for t in ["events", "columns", "watermarks"] {
-            tx.drop_table(t)?;
-        }
-        Ok::<_, encore_storage::StorageError>(())
-    })
-    .unwrap();
 }
 
 /// Two nodes' handles on one online store in Redis, each with its cache: what one writes, the
@@ -288,11 +254,12 @@ fn clean(url: &str, prefix: &str) {
 /// and an erasure through one leaves nothing cached in the other.
 #[test]
 fn caches_in_front_of_a_shared_store_stay_coherent() {
-    let Some((url, prefix)) = redis("coherence") else {
+    let Some(redis) = RedisScratch::new("coherence") else {
         return;
     };
+    let (url, prefix) = (&redis.url, &redis.prefix);
     let open = || {
-        OnlineStore::with_store(Box::new(RedisKv::open(&url, &prefix).unwrap()))
+        OnlineStore::with_store(Box::new(RedisKv::open(url, prefix).unwrap()))
             .unwrap()
             .with_cache(1 << 20)
     };
@@ -362,7 +329,6 @@ fn caches_in_front_of_a_shared_store_stay_coherent() {
         );
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
-    clean(&url, &prefix);
 }
 
 fn reads_match_offline(store: OnlineStore) {

@@ -184,6 +184,21 @@ impl RedisKv {
         Ok(out)
     }
 
+    /// Reads `keys` of `table` into `fetched`, one `MGET` per `CHUNK` keys.
+    fn read_ahead(
+        &self,
+        fetched: &Mutex<HashMap<Name, Option<Vec<u8>>>>,
+        table: &str,
+        keys: &[&str],
+    ) -> Result<(), StorageError> {
+        let got = self.mget(table, keys)?;
+        fetched
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(got);
+        Ok(())
+    }
+
     /// The keys of `table` in `[lo, hi)` with their values, `CHUNK` at a time, until `f`
     /// returns false; keys whose value expired are skipped.
     fn range(
@@ -408,12 +423,7 @@ impl KvRead for RedisRead<'_> {
     }
 
     fn prefetch(&self, table: &str, keys: &[&str]) -> Result<(), StorageError> {
-        let fetched = self.kv.mget(table, keys)?;
-        self.fetched
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .extend(fetched);
-        Ok(())
+        self.kv.read_ahead(&self.fetched, table, keys)
     }
 }
 
@@ -498,12 +508,7 @@ impl KvRead for RedisWrite<'_> {
     }
 
     fn prefetch(&self, table: &str, keys: &[&str]) -> Result<(), StorageError> {
-        let fetched = self.kv.mget(table, keys)?;
-        self.fetched
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .extend(fetched);
-        Ok(())
+        self.kv.read_ahead(&self.fetched, table, keys)
     }
 }
 
@@ -689,61 +694,25 @@ fn subscribe(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The Redis server of `ENCORE_TEST_REDIS` (default `redis://127.0.0.1:6379/0`) and a key
-    /// prefix of this run's own; `None` (the test skips) when none answers, unless
-    /// `ENCORE_REQUIRE_SERVICES` is set.
-    #[allow(clippy::print_stderr, reason = "a skipped test says why")]
-    fn server(test: &str) -> Option<(String, String)> {
-        let url = std::env::var("ENCORE_TEST_REDIS")
-            .unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into());
-        if let Err(e) = RedisKv::open(&url, "probe") {
-            assert!(
-                std::env::var_os("ENCORE_REQUIRE_SERVICES").is_none(),
-                "ENCORE_REQUIRE_SERVICES is set but no Redis server answers at {url}: {e}"
-            );
-            eprintln!("skipped: no Redis server at {url} ({e}); set ENCORE_TEST_REDIS");
-            return None;
-        }
-        let run = format!(
-            "encore-test:{test}:{}-{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.subsec_nanos())
-        );
-        Some((url, run))
-    }
-
-    /// Deletes every key under `prefix`.
-    fn clean(url: &str, prefix: &str) {
-        let mut c = redis::Client::open(url).unwrap().get_connection().unwrap();
-        let keys: Vec<Vec<u8>> = c
-            .scan_match::<_, Vec<u8>>(format!("{prefix}:*"))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
-        for k in keys.chunks(500) {
-            let _: () = c.del(k).unwrap();
-        }
-    }
+    use crate::kv::testsuite::RedisScratch;
 
     #[test]
     fn redis_passes_the_key_value_conformance_suite() {
-        let Some((url, run)) = server("suite") else {
+        let Some(scratch) = RedisScratch::new("suite") else {
             return;
         };
+        let (url, run) = (scratch.url.clone(), scratch.prefix.clone());
         crate::kv::testsuite::run(&|name| {
             Box::new(RedisKv::open(&url, &format!("{run}:{name}")).unwrap())
         });
-        clean(&url, &run);
     }
 
     #[test]
     fn expiring_values_are_forgotten_and_ranges_skip_them() {
-        let Some((url, run)) = server("ttl") else {
+        let Some(scratch) = RedisScratch::new("ttl") else {
             return;
         };
+        let (url, run) = (scratch.url.clone(), scratch.prefix.clone());
         let s: Box<dyn KvStore> = Box::new(RedisKv::open(&url, &run).unwrap());
         s.write(|tx| {
             tx.put_expiring("t", "short", b"x", Duration::from_millis(200))?;
@@ -764,15 +733,15 @@ mod tests {
         })
         .unwrap();
         assert_eq!(keys, ["kept"]);
-        clean(&url, &run);
     }
 
     /// A writer whose lock expired and went to another commits nothing, and says so.
     #[test]
     fn a_writer_that_lost_the_lock_writes_nothing() {
-        let Some((url, run)) = server("lock") else {
+        let Some(scratch) = RedisScratch::new("lock") else {
             return;
         };
+        let (url, run) = (scratch.url.clone(), scratch.prefix.clone());
         let kv = RedisKv::open(&url, &run).unwrap();
         let lock = kv.lock_key();
         let s: &dyn KvStore = &kv;
@@ -797,7 +766,6 @@ mod tests {
             .unwrap();
         let holder: Option<String> = c.get(&lock).unwrap();
         assert_eq!(holder.as_deref(), Some("someone-else"));
-        clean(&url, &run);
     }
 
     #[test]

@@ -7,6 +7,55 @@ use crate::StorageError;
 
 type Open<'a> = &'a dyn Fn(&str) -> Box<dyn KvStore>;
 
+/// A key prefix of this run's own on the Redis test server (`ENCORE_TEST_REDIS`, default
+/// `redis://127.0.0.1:6379/0`); its keys are deleted when it is dropped.
+#[derive(Debug)]
+pub struct RedisScratch {
+    pub url: String,
+    pub prefix: String,
+}
+
+impl RedisScratch {
+    /// `None` (with the reason on stderr) when no server answers, which fails instead when
+    /// `ENCORE_REQUIRE_SERVICES` is set (as CI sets it).
+    #[allow(clippy::print_stderr, reason = "a skipped test says why")]
+    pub fn new(test: &str) -> Option<RedisScratch> {
+        let url = std::env::var("ENCORE_TEST_REDIS")
+            .unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into());
+        if let Err(e) = super::redis::RedisKv::open(&url, "probe") {
+            assert!(
+                std::env::var_os("ENCORE_REQUIRE_SERVICES").is_none(),
+                "ENCORE_REQUIRE_SERVICES is set but no Redis server answers at {url}: {e}"
+            );
+            eprintln!("skipped on Redis: none at {url} ({e}); set ENCORE_TEST_REDIS");
+            return None;
+        }
+        let nonce = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        // letters, digits and dashes: what `[storage] online_prefix` accepts
+        let prefix = format!("encore-test-{test}-{}-{nonce}", std::process::id());
+        Some(RedisScratch { url, prefix })
+    }
+}
+
+impl Drop for RedisScratch {
+    fn drop(&mut self) {
+        use ::redis::Commands;
+        let Ok(mut c) = ::redis::Client::open(self.url.as_str()).and_then(|c| c.get_connection())
+        else {
+            return;
+        };
+        let keys: Vec<Vec<u8>> = match c.scan_match::<_, Vec<u8>>(format!("{}:*", self.prefix)) {
+            Ok(it) => it.filter_map(Result::ok).collect(),
+            Err(_) => return,
+        };
+        for k in keys.chunks(500) {
+            let _: Result<(), _> = c.del(k);
+        }
+    }
+}
+
 /// Every case, in order; panics on the first that fails, naming it.
 pub fn run(open: Open<'_>) {
     values_round_trip_by_table(open);
