@@ -23,6 +23,8 @@ pub struct Evals {
     pub engine: Mutex<Engine>,
     pub delivery: Delivery,
     pub telemetry: Option<Arc<Telemetry>>,
+    /// the node's monitors, whose verdicts alert rules of kind `monitor_fired` read
+    pub monitors: std::sync::OnceLock<Arc<crate::monitors::Monitoring>>,
 }
 
 impl Evals {
@@ -65,6 +67,7 @@ impl Evals {
             engine: Mutex::new(Engine::default()),
             delivery: crate::setup::alert_delivery(config, root)?,
             telemetry: Some(Arc::clone(telemetry)),
+            monitors: std::sync::OnceLock::new(),
         });
         evals.start_alerts(Duration::from_millis(c.alert_interval_ms.max(100)))?;
         Ok(evals)
@@ -85,6 +88,26 @@ impl Evals {
         self.telemetry.as_ref().map(|t| &t.store)
     }
 
+    /// The verdicts of monitor `name` on its latest judged window, per slice (and attribute):
+    /// 1 fired, 0 not.
+    pub fn monitor_verdicts(&self, name: &str) -> Vec<encore_evals::alerts::Observation> {
+        let Some(m) = self.monitors.get() else {
+            return Vec::new();
+        };
+        m.latest()
+            .into_iter()
+            .filter(|r| r.monitor == name)
+            .map(|r| encore_evals::alerts::Observation {
+                slice: match &r.attribute {
+                    Some(a) => format!("{} {a}", r.slice),
+                    None => r.slice,
+                },
+                value: f64::from(u8::from(r.fired)),
+                count: r.rows,
+            })
+            .collect()
+    }
+
     /// Evaluates the alert rules every `interval`, until this is dropped.
     pub fn start_alerts(self: &Arc<Self>, interval: Duration) -> Result<(), AppError> {
         crate::worker::every(
@@ -94,7 +117,10 @@ impl Evals {
             Arc::downgrade(self),
             |a: &Evals| {
                 let now = encore_core::time::now_ms();
-                if let Err(e) = ops::alerts_tick(&a.engine, &a.store, a.spans(), now, &a.delivery) {
+                let monitors = |name: &str| a.monitor_verdicts(name);
+                if let Err(e) =
+                    ops::alerts_tick(&a.engine, &a.store, a.spans(), &monitors, now, &a.delivery)
+                {
                     tracing::warn!("alerts not evaluated: {e}");
                 }
             },

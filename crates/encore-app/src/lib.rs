@@ -20,7 +20,8 @@
 //! - [`bus`]: how the nodes of a deployment pass stored rows on (ingest node to the shared bus,
 //!   the bus to a worker's event log and to serving nodes);
 //! - [`lease`]: leases on background jobs, so two workers never run the same one;
-//! - [`lake`]: a node's sealed segments mirrored to the object store, Hive-partitioned.
+//! - [`lake`]: a node's sealed segments mirrored to the object store, Hive-partitioned;
+//! - [`monitors`]: profiles of the playback log and the monitors that judge them.
 
 pub mod admission;
 pub mod bus;
@@ -31,6 +32,7 @@ pub mod features;
 pub mod ingest;
 pub mod lake;
 pub mod lease;
+pub mod monitors;
 pub mod node;
 pub mod privacy;
 pub mod serving;

@@ -36,6 +36,8 @@ pub struct Node {
     pub serving: Arc<Serving>,
     /// the key identifiers carrying personal data are hashed under
     pub privacy_key: Arc<[u8]>,
+    /// monitoring of the listening data (its job runs on roles `all` and `worker`)
+    pub monitors: Option<Arc<crate::monitors::Monitoring>>,
     /// alias moves, while the node runs
     _watcher: encore_registry::Watcher,
     /// the node's work on the shared bus (its role's), while it runs
@@ -102,6 +104,10 @@ impl Node {
         pipeline.subscribe(Arc::new(RecentPlays(served)));
         let bus = on_the_bus(config, root, &ingestor, &pipeline)?;
         mirror_lake(config, root, &ingestor)?;
+        let monitors = monitoring(config, root, &ingestor)?;
+        if let Some(m) = &monitors {
+            let _ = evals.monitors.set(Arc::clone(m));
+        }
         Ok(Node {
             root: root.to_path_buf(),
             privacy_key: setup::privacy_key(root)?,
@@ -112,6 +118,7 @@ impl Node {
             features,
             experiments,
             serving: Arc::new(serving),
+            monitors,
             _watcher: watcher,
             _bus: bus,
         })
@@ -339,6 +346,60 @@ fn mirror_lake(config: &Config, root: &Path, ingestor: &Arc<Ingestor>) -> Result
         },
     )
     .map_err(thread_failed("lake-mirror"))
+}
+
+/// Monitoring: nodes with the deployment's event log (`all`, `worker`) profile their new
+/// playback segments and judge complete windows every `[monitors] interval_s` (judging under
+/// the `monitors` lease when the metadata is shared); other nodes read the verdicts.
+fn monitoring(
+    config: &Config,
+    root: &Path,
+    ingestor: &Arc<Ingestor>,
+) -> Result<Option<Arc<crate::monitors::Monitoring>>, AppError> {
+    use encore_config::Role;
+    let m = match crate::monitors::Monitoring::open(root) {
+        Ok(m) => Arc::new(m),
+        Err(e) => {
+            tracing::warn!("monitors not run: {e}");
+            return Ok(None);
+        }
+    };
+    let period = Duration::from_secs(u64::from(config.monitors.interval_s));
+    if period.is_zero() {
+        return Ok(Some(m));
+    }
+    if matches!(config.server.role, Role::All | Role::Worker) {
+        let node = node_name(config, root);
+        let shared = encore_storage::metadata::backend_of(root)
+            != encore_storage::metadata::Backend::Embedded;
+        let lease = if shared {
+            Some(crate::lease::Lease::open(
+                root,
+                "monitors",
+                &node,
+                Duration::from_secs(15),
+            )?)
+        } else {
+            None
+        };
+        m.start(ingestor, node, period, lease)
+            .map_err(thread_failed("monitors"))?;
+    } else {
+        let me = Arc::clone(&m);
+        crate::worker::every(
+            "monitors",
+            period,
+            true,
+            Arc::downgrade(ingestor),
+            move |_| {
+                if let Err(e) = me.refresh() {
+                    tracing::warn!("monitors: {e}");
+                }
+            },
+        )
+        .map_err(thread_failed("monitors"))?;
+    }
+    Ok(Some(m))
 }
 
 /// `[ingest] retention_days`: drops the event segments past it, now and every hour.

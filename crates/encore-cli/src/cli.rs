@@ -111,6 +111,10 @@ pub enum Command {
     /// first, or use POST /v1/privacy/erasures)
     #[command(subcommand)]
     Privacy(PrivacyCommand),
+    /// Monitoring of the listening data: drift, volume and freshness monitors over profiles of
+    /// the event log, with their verdicts per window and slice
+    #[command(subcommand)]
+    Monitors(MonitorsCommand),
 }
 
 impl Command {
@@ -164,6 +168,9 @@ impl Command {
                     | FeaturesCommand::TrainingSet { .. }
             ),
             Command::Keys(KeysCommand::List) | Command::Audit(_) => true,
+            Command::Monitors(cmd) => {
+                matches!(cmd, MonitorsCommand::List | MonitorsCommand::Results { .. })
+            }
             Command::Privacy(cmd) => {
                 matches!(
                     cmd,
@@ -509,6 +516,50 @@ pub enum AlertsCommand {
         rule: Option<String>,
         #[arg(value_parser = count(1, 10000000), long, default_value_t = 50)]
         limit: usize,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MonitorsCommand {
+    /// Create or replace the monitors of a TOML file (`[[monitor]]` tables; see
+    /// docs/MONITORING.md); a changed monitor judges every window again
+    Apply { file: PathBuf },
+    /// The monitors and what each found in its latest window (the defaults until any is applied)
+    List,
+    /// Remove a monitor and its verdicts
+    Delete { name: String },
+    /// Profile the playback segments not profiled yet, judge every complete window not judged
+    /// yet, and print what fired (a server's worker does this every minute)
+    Run {
+        /// Print every new verdict, not only those that fired
+        #[arg(long)]
+        all: bool,
+    },
+    /// A monitor's verdicts, newest window first
+    Results {
+        name: String,
+        /// Only verdicts that fired
+        #[arg(long)]
+        fired: bool,
+        /// Only this slice (`all`, `platform=ios`, `country=SE`)
+        #[arg(long)]
+        slice: Option<String>,
+        #[arg(value_parser = count(1, 100000), long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// The default monitors on simulated worlds: false alarms per daily window on unshifted
+    /// worlds, and whether each injected shift is caught in its first window, naming the slice
+    Calibrate {
+        /// Unshifted worlds (seeds 1..=N); each shift kind also gets one world
+        #[arg(value_parser = count(1, 1000), long, default_value_t = 20)]
+        worlds: usize,
+        #[arg(value_parser = count(10, 10000000), long, default_value_t = 1_000)]
+        users: usize,
+        #[arg(value_parser = count(9, 365), long, default_value_t = 28)]
+        days: usize,
+        /// The day (0-based) the shifts start
+        #[arg(value_parser = count(8, 364), long, default_value_t = 14)]
+        shift_day: usize,
     },
 }
 

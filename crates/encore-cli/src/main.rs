@@ -143,5 +143,6 @@ fn run(cli: Cli, loaded: &Loaded) -> Result<(), CliError> {
         Command::Keys(cmd) => commands::access::keys(loaded, cmd, &out),
         Command::Audit(cmd) => commands::access::audit(loaded, cmd, &out),
         Command::Privacy(cmd) => commands::privacy::run(loaded, cmd, &out),
+        Command::Monitors(cmd) => commands::monitors::run(loaded, cmd, &out),
     }
 }

@@ -348,7 +348,7 @@ mod tests {
         let loaded = Layers::default().load().unwrap();
         assert_eq!(loaded.config, Config::default());
         assert!(loaded.entries().all(|(_, _, s)| *s == Source::Default));
-        assert_eq!(loaded.entries().count(), 71);
+        assert_eq!(loaded.entries().count(), 72);
     }
 
     #[test]

@@ -48,6 +48,7 @@ pub struct Config {
     pub serving: ServingConfig,
     pub telemetry: TelemetryConfig,
     pub evals: EvalsConfig,
+    pub monitors: MonitorsConfig,
     pub demo: DemoConfig,
 }
 
@@ -426,6 +427,21 @@ impl Default for EvalsConfig {
             webhook_timeout_ms: 5_000,
             judge: JudgeConfig::default(),
         }
+    }
+}
+
+/// Monitoring of the listening data by `encore serve` (roles `all` and `worker`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MonitorsConfig {
+    /// How often new playback segments are profiled and complete windows judged, in seconds
+    /// (0: never; `encore monitors run` still does it by hand).
+    pub interval_s: u32,
+}
+
+impl Default for MonitorsConfig {
+    fn default() -> Self {
+        Self { interval_s: 60 }
     }
 }
 

@@ -189,6 +189,11 @@ max_retries = 3
 backoff_ms = 500
 concurrency = 4
 
+[monitors]
+# How often `encore serve` (roles all and worker) profiles new playback segments and judges the
+# monitors' complete windows, in seconds (0: never; `encore monitors run` does it by hand).
+interval_s = 60
+
 [demo]
 # Size of the simulated world `encore demo` creates: listeners, days of history, and the seed
 # (the same seed always gives the same world).

@@ -43,6 +43,12 @@ pub enum Metric {
     FailRate {
         evaluator: String,
     },
+    /// 1 where the monitor's latest judged window fired, 0 where it did not, per slice (and
+    /// attribute) of the monitor (`encore monitors`); the window does not apply: a monitor
+    /// judges windows of its own
+    MonitorFired {
+        monitor: String,
+    },
 }
 
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -124,11 +130,16 @@ pub struct Observation {
     pub count: u64,
 }
 
+/// A monitor's verdicts on its latest judged window, as alert observations (see
+/// [`Metric::MonitorFired`]).
+pub type MonitorVerdicts<'a> = &'a dyn Fn(&str) -> Vec<Observation>;
+
 /// The metric of `rule` over `[now − window, now]`, per slice.
 pub fn observe(
     rule: &AlertRule,
     spans: Option<&SpanStore>,
     scores: &dyn Fn(&ScoreFilter) -> Vec<StoredScore>,
+    monitors: MonitorVerdicts<'_>,
     now_ms: i64,
 ) -> Result<Vec<Observation>, encore_core::Invalid> {
     let from = now_ms - (rule.window_s as i64) * 1000;
@@ -177,6 +188,7 @@ pub fn observe(
                 })
                 .collect())
         }
+        Metric::MonitorFired { monitor } => Ok(monitors(monitor)),
         Metric::ScoreMean { evaluator } | Metric::FailRate { evaluator } => {
             let rows = scores(&ScoreFilter {
                 project: rule.project.clone(),

@@ -332,6 +332,7 @@ pub fn alerts_tick(
     engine: &Mutex<Engine>,
     store: &Mutex<EvalStore>,
     spans: Option<&SpanStore>,
+    monitors: crate::alerts::MonitorVerdicts<'_>,
     now_ms: i64,
     delivery: &Delivery,
 ) -> Result<Vec<AlertEvent>, StoreError> {
@@ -342,7 +343,7 @@ pub fn alerts_tick(
         let mut engine = engine.lock().unwrap_or_else(|e| e.into_inner());
         engine.retain(&rules.iter().map(|r| r.name.as_str()).collect::<Vec<_>>());
         for r in &rules {
-            match observe(r, spans, &read_scores, now_ms) {
+            match observe(r, spans, &read_scores, monitors, now_ms) {
                 Ok(obs) => transitions.extend(
                     engine
                         .step(r, &obs, now_ms)

@@ -143,6 +143,9 @@ pub fn required(method: &Method, route: &str) -> Option<Scope> {
                 EvalsWrite
             }
         }
+        "/v1/monitors" | "/v1/monitors/{name}/results" if read => EventsRead,
+        // a monitor's definition decides what pages people: an administrator's
+        "/v1/monitors" | "/v1/monitors/{name}" => Admin,
         "/v1/privacy/erasures" => PrivacyAdmin,
         "/v1/audit" => Admin,
         _ => return None,

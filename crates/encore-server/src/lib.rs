@@ -23,6 +23,7 @@ pub mod keys;
 mod meters;
 pub mod metrics;
 mod models;
+pub mod monitors;
 pub mod openapi;
 pub mod privacy;
 pub mod recs;
@@ -48,6 +49,7 @@ pub fn router(state: AppState) -> Router {
         .merge(features::routes())
         .merge(auth::routes())
         .merge(privacy::routes())
+        .merge(monitors::routes())
         .route("/metrics", axum::routing::get(metrics::render))
         .route("/openapi.json", axum::routing::get(openapi::openapi_json))
         .route_layer(axum::middleware::from_fn_with_state(

@@ -282,6 +282,66 @@ fn gauges<L>(
 }
 
 /// The metrics read at scrape time from the stores, queues and models they describe.
+fn float_gauges<L>(
+    registry: &mut Registry,
+    name: &str,
+    help: &str,
+    values: impl IntoIterator<Item = (L, f64)>,
+) where
+    L: EncodeLabelSet + Clone + std::hash::Hash + Eq + std::fmt::Debug + Send + Sync + 'static,
+{
+    let family = Family::<L, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+    for (labels, v) in values {
+        family.get_or_create(&labels).set(v);
+    }
+    registry.register(name, help, family);
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MonitorLabels {
+    monitor: String,
+    slice: String,
+    attribute: String,
+}
+
+/// Each monitor's verdicts on its latest judged window.
+fn monitor_metrics(r: &mut Registry, monitors: &encore_app::monitors::Monitoring) {
+    let latest = monitors.latest();
+    let labels = |x: &encore_app::monitors::MonitorResult| MonitorLabels {
+        monitor: x.monitor.clone(),
+        slice: x.slice.clone(),
+        attribute: x.attribute.clone().unwrap_or_default(),
+    };
+    float_gauges(
+        r,
+        "monitor_value",
+        "each monitor's statistic on its latest judged window, per slice and attribute",
+        latest.iter().map(|x| (labels(x), x.value)),
+    );
+    gauges(
+        r,
+        "monitor_firing",
+        "1 when a monitor's latest judged window fired for the slice and attribute",
+        latest.iter().map(|x| (labels(x), i64::from(x.fired))),
+    );
+    counters(
+        r,
+        "monitor_runs",
+        "runs of the monitors job on this node, by outcome",
+        [
+            (
+                "ok",
+                monitors.runs.load(std::sync::atomic::Ordering::Relaxed),
+            ),
+            (
+                "failed",
+                monitors.failures.load(std::sync::atomic::Ordering::Relaxed),
+            ),
+        ]
+        .map(|(o, n)| (OutcomeLabel { outcome: o.into() }, n)),
+    );
+}
+
 fn live(state: &AppState) -> Registry {
     let mut root = Registry::default();
     process_metrics(&mut root);
@@ -456,6 +516,9 @@ fn live(state: &AppState) -> Registry {
                 s.pending.load(Relaxed) as i64,
             )],
         );
+    }
+    if let Some(monitors) = &state.monitors {
+        monitor_metrics(r, monitors);
     }
     let deliveries = encore_http::outbound::delivery_counts();
     counters(

@@ -68,6 +68,8 @@ pub struct AppState {
     pub auth: Auth,
     /// erasures over HTTP, when the server has the data directory's privacy key
     pub privacy: Option<PrivacyAccess>,
+    /// monitors of the listening data and their verdicts
+    pub monitors: Option<Arc<encore_app::monitors::Monitoring>>,
     pub(crate) in_flight: Arc<Semaphore>,
 }
 
@@ -87,6 +89,7 @@ impl AppState {
             metrics: Arc::default(),
             auth: Auth::off(),
             privacy: None,
+            monitors: None,
             in_flight,
         }
     }
@@ -102,6 +105,7 @@ impl AppState {
         self.telemetry = Some(Arc::clone(&node.telemetry));
         self.evals = Some(Arc::clone(&node.evals));
         self.features = node.features.clone();
+        self.monitors = node.monitors.clone();
         self
     }
 

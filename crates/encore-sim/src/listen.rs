@@ -131,10 +131,10 @@ pub(crate) struct DayInput<'a> {
     pub day_start_ms: i64,
     /// 0 = Monday
     pub weekday: u32,
-    /// a taste shift in force: the genre a third of taste picks go to
-    pub taste_shift: Option<u16>,
-    /// a release in force: the track 8 % of plays go to
-    pub hit: Option<u32>,
+    /// a taste shift: the genre a third of taste picks go to, from a time on (UTC epoch ms)
+    pub taste_shift: Option<(u16, i64)>,
+    /// a release: the track 8 % of plays go to, from a time on (UTC epoch ms)
+    pub hit: Option<(u32, i64)>,
 }
 
 /// A slot-filling policy fixed for the length of a session.
@@ -153,6 +153,8 @@ struct Session<'a, 'b> {
     input: &'a DayInput<'b>,
     rng: &'a mut Rng,
     state: &'a mut UserState,
+    /// when the pick is made (shifts start at an instant)
+    at_ms: i64,
 }
 
 impl Session<'_, '_> {
@@ -161,7 +163,8 @@ impl Session<'_, '_> {
     fn taste_track(&mut self) -> u32 {
         let catalog = self.input.catalog;
         // (a shift draws from the stream only when in force: unshifted worlds stay the same)
-        if let Some(g) = self.input.taste_shift
+        if let Some((g, from_ms)) = self.input.taste_shift
+            && self.at_ms >= from_ms
             && self.rng.chance(1.0 / 3.0)
             && let Some(a) = catalog.artist_of_genre(g, self.rng)
         {
@@ -305,7 +308,8 @@ impl Session<'_, '_> {
     fn next_track(&mut self, plan: &mut Plan) -> Option<(u32, Option<f64>)> {
         let catalog = self.input.catalog;
         // a release everyone plays, whatever they were listening to
-        if let Some(t) = self.input.hit
+        if let Some((t, from_ms)) = self.input.hit
+            && self.at_ms >= from_ms
             && self.rng.chance(0.08)
         {
             return Some((t, None));
@@ -418,6 +422,7 @@ pub(crate) fn simulate_day(
             input,
             rng: &mut *rng,
             state: &mut *state,
+            at_ms: t,
         }
         .plan();
         let free = profile.tier == encore_core::event::Tier::Free;
@@ -444,6 +449,7 @@ pub(crate) fn simulate_day(
                 input,
                 rng: &mut *rng,
                 state: &mut *state,
+                at_ms: t,
             };
             let mut pick = None;
             for _ in 0..4 {

@@ -29,7 +29,8 @@ pub enum Shift {
     Dropout { country: &'static str },
 }
 
-/// A [`Shift`] and the day (0-based, from the first simulated day) it starts.
+/// A [`Shift`] and the day (0-based, from the first simulated day) it starts, at that day's
+/// UTC midnight.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShiftAt {
     pub shift: Shift,
@@ -238,19 +239,29 @@ impl World {
         let seed = self.config.seed;
         let catalog = &self.catalog;
         let genre_share = &self.genre_share;
-        let active = |f: &dyn Fn(&Shift) -> bool| {
-            self.config
-                .shifts
-                .iter()
-                .any(|s| day >= s.day && f(&s.shift))
-        };
-        let taste_shift = self.config.shifts.iter().find_map(|s| match s.shift {
-            Shift::Taste { genre } if day >= s.day => Some(genre),
+        // a shift starts at UTC midnight of its day; a listener's day runs past the UTC day
+        // (by their time zone), so the day before it may hold plays after it
+        let shifts: Vec<(&Shift, i64)> = self
+            .config
+            .shifts
+            .iter()
+            .filter(|s| day + 1 >= s.day)
+            .map(|s| (&s.shift, self.shift_start_ms(s.day)))
+            .collect();
+        let taste_shift = shifts.iter().find_map(|(s, from)| match s {
+            Shift::Taste { genre } => Some((*genre, *from)),
             _ => None,
         });
         // the release: one track of the catalog, the same for every day of a world
-        let hit = active(&|s| *s == Shift::Release)
-            .then(|| Rng::stream(seed, &[9]).below(catalog.tracks.artist.len()) as u32);
+        let hit = shifts
+            .iter()
+            .find(|(s, _)| **s == Shift::Release)
+            .map(|(_, from)| {
+                (
+                    Rng::stream(seed, &[9]).below(catalog.tracks.artist.len()) as u32,
+                    *from,
+                )
+            });
         let per_user: Vec<(Vec<Play>, Vec<Interaction>)> = self
             .profiles
             .par_iter()
@@ -279,16 +290,16 @@ impl World {
         let mut interactions: Vec<Interaction> = interaction_lists.into_iter().flatten().collect();
         // what reaches the logs: a buggy client's reports, a country's traffic gone (the
         // listeners' habits are unchanged)
-        for s in self.config.shifts.iter().filter(|s| day >= s.day) {
-            match &s.shift {
+        for (shift, from) in &shifts {
+            match shift {
                 Shift::ClientBug { platform } => plays
                     .iter_mut()
-                    .filter(|p| p.platform == *platform)
+                    .filter(|p| p.platform == *platform && p.ts_start_ms >= *from)
                     .for_each(|p| p.ms_played = 0),
                 Shift::Dropout { country } => {
                     let gone = |u: u32| self.profiles[u as usize].country == *country;
-                    plays.retain(|p| !gone(p.user));
-                    interactions.retain(|i| !gone(i.user));
+                    plays.retain(|p| !(gone(p.user) && p.ts_start_ms >= *from));
+                    interactions.retain(|i| !(gone(i.user) && i.ts_ms >= *from));
                 }
                 Shift::Taste { .. } | Shift::Release => {}
             }
@@ -301,6 +312,11 @@ impl World {
             plays,
             interactions,
         }
+    }
+
+    /// When a shift of day `day` starts: that day's UTC midnight.
+    pub fn shift_start_ms(&self, day: u32) -> i64 {
+        (self.config.start.to_days() + i64::from(day)) * MS_PER_DAY
     }
 
     /// Detaches the listeners' evolving state (see [`World::step`]).

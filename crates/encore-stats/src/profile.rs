@@ -95,7 +95,12 @@ pub struct AttributeDrift {
     /// Jensen-Shannon distance (base e), PSI, Hellinger, chi-square homogeneity
     pub drift: CategoricalDrift,
     /// the values (or bins) whose share moved most, with their shares in the reference and now
+    /// (three, and the value of `share_gain` when it is not among them)
     pub largest_moves: Vec<(String, f64, f64)>,
+    /// the largest gain in one value's share (now minus reference, [`crate::two_proportions`]'s
+    /// effect) and the value: what a release taking a share of plays, or a bug piling rows
+    /// into one bin, moves
+    pub share_gain: (String, f64),
 }
 
 impl Profile {
@@ -220,12 +225,30 @@ fn compare(name: &str, labels: &[String], r: &[f64], c: &[f64]) -> Option<Attrib
         .zip(r.iter().zip(c))
         .map(|(l, (a, b))| (l.clone(), a / nr, b / nc))
         .collect();
+    let mut share_gain = (String::new(), f64::NEG_INFINITY);
+    for (l, (a, b)) in labels.iter().zip(r.iter().zip(c)) {
+        let gain = crate::two_proportions(*a, nr, *b, nc, 0.05).effect;
+        if gain > share_gain.1 {
+            share_gain = (l.clone(), gain);
+        }
+    }
     moves.sort_by(|a, b| (b.2 - b.1).abs().total_cmp(&(a.2 - a.1).abs()));
-    moves.truncate(3);
+    // the three that moved most, and the one that gained most
+    if let Some(i) = moves.iter().position(|m| m.0 == share_gain.0)
+        && i >= 3
+    {
+        moves.swap(3, i);
+    }
+    moves.truncate(if moves.len() > 3 && moves[3].0 == share_gain.0 {
+        4
+    } else {
+        3
+    });
     Some(AttributeDrift {
         attribute: name.to_owned(),
         drift,
         largest_moves: moves,
+        share_gain,
     })
 }
 
@@ -283,6 +306,8 @@ mod tests {
         assert_eq!(loud[0].attribute, "ms_played");
         assert!(loud[0].drift.js_distance > 0.3, "{:?}", loud[0]);
         assert_eq!(loud[0].largest_moves[0].0, "< 1");
+        assert_eq!(loud[0].share_gain.0, "< 1");
+        assert!((loud[0].share_gain.1 - 0.5).abs() < 1e-12);
         assert_eq!(loud[0].largest_moves[0].1, 0.0);
         assert!((loud[0].largest_moves[0].2 - 0.5).abs() < 1e-12);
     }

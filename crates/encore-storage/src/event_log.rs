@@ -827,6 +827,27 @@ impl EventLog {
         self.shared.lock().manifest.segments.clone()
     }
 
+    /// Calls `f` with every batch of one sealed segment (checked as every read is), projected
+    /// on `columns`; `false` when the log no longer holds the segment (retention or a rewrite
+    /// replaced it).
+    pub fn scan_segment(
+        &self,
+        id: u64,
+        columns: Option<&[&str]>,
+        mut f: impl FnMut(&RecordBatch) -> Result<(), StorageError>,
+    ) -> Result<bool, StorageError> {
+        let seg = {
+            let state = self.shared.lock();
+            state.manifest.segments.iter().find(|s| s.id == id).cloned()
+        };
+        let Some(seg) = seg else {
+            return Ok(false);
+        };
+        let indices = self.projection(columns)?;
+        self.read_segment(&seg, columns, indices.as_deref(), &mut f)?;
+        Ok(true)
+    }
+
     pub fn stats(&self) -> LogStats {
         let state = self.shared.lock();
         LogStats {

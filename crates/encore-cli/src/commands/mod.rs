@@ -10,6 +10,7 @@ pub mod features;
 pub mod integrity;
 pub mod llm_evals;
 pub mod models;
+pub mod monitors;
 pub mod privacy;
 pub mod serve;
 pub mod sim;

@@ -1,0 +1,310 @@
+//! Monitoring of the listening data: every sealed playback segment is profiled once (hourly
+//! profiles per slice, [`profiling`]), and monitors ([`spec`]) judge each complete window of
+//! those profiles against the same window on the previous days ([`eval`]); profiles,
+//! definitions and verdicts live in the metadata store ([`store`]).
+//!
+//! Profiling reads sealed segments, never the ingest path: a request is not slowed by
+//! monitoring, and what a monitor sees is exactly what the log holds (a segment dropped by
+//! retention or rewritten by an erasure takes its profiles with it). Rows reach a profile within
+//! a seal interval (`[storage] seal_interval_s`) and a run of the job.
+
+pub mod eval;
+pub mod profiling;
+pub mod spec;
+pub mod store;
+
+pub use eval::{MonitorResult, Move};
+pub use spec::Monitor;
+pub use store::{MonitorStore, ResultFilter};
+
+use crate::AppError;
+use encore_storage::EventLog;
+use rayon::prelude::*;
+use serde::Serialize;
+use std::collections::HashMap;
+
+/// How long after a window ends its rows may still be arriving: windows are judged once this
+/// has passed (a seal interval and more).
+pub const LATENESS_MS: i64 = 5 * 60_000;
+
+/// What a profiling pass did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ProfileReport {
+    pub segments: usize,
+    pub rows: u64,
+    /// segments gone from the log whose profiles were forgotten
+    pub forgotten: usize,
+    pub seconds: f64,
+}
+
+/// Profiles the sealed segments of `node`'s playback log not profiled yet (in parallel), and
+/// forgets the profiles of segments the log no longer holds. `genre_of` maps item ids to
+/// genres (see [`profiling::genres`]).
+pub fn profile_segments(
+    log: &EventLog,
+    store: &MonitorStore,
+    node: &str,
+    genre_of: &HashMap<String, String>,
+) -> Result<ProfileReport, AppError> {
+    let started = std::time::Instant::now();
+    let segments = log.segments();
+    let done = store.profiled_segments(node)?;
+    let held: std::collections::BTreeSet<u64> = segments.iter().map(|s| s.id).collect();
+    let gone: Vec<u64> = done.difference(&held).copied().collect();
+    store.drop_segments(node, &gone)?;
+    let todo: Vec<_> = segments.iter().filter(|s| !done.contains(&s.id)).collect();
+    let profiled: Vec<(u64, u64, Vec<profiling::HourProfile>)> = todo
+        .par_iter()
+        .map(|seg| {
+            // a segment is written when sealed: its file's time is when its rows had arrived
+            let arrived_ms = std::fs::metadata(log.dir().join(&seg.path))
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|d| d.as_millis() as i64);
+            let mut profiler = profiling::Profiler::new(genre_of);
+            let mut failed = None;
+            let held = log.scan_segment(seg.id, Some(profiling::COLUMNS), |batch| {
+                if let Err(e) = profiler.observe(batch, arrived_ms) {
+                    failed.get_or_insert(e);
+                }
+                Ok(())
+            })?;
+            if let Some(e) = failed {
+                return Err(AppError::new(
+                    encore_core::ErrorCode::Internal,
+                    format!("profiling segment {}: {e}", seg.path),
+                ));
+            }
+            let profiles = if held { profiler.finish() } else { Vec::new() };
+            Ok((seg.id, seg.rows, profiles))
+        })
+        .collect::<Result<_, AppError>>()?;
+    let mut report = ProfileReport {
+        forgotten: gone.len(),
+        ..ProfileReport::default()
+    };
+    for (id, rows, profiles) in &profiled {
+        if profiles.is_empty() {
+            continue;
+        }
+        store.put_segment(node, *id, profiles)?;
+        report.segments += 1;
+        report.rows += rows;
+    }
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// Judges every monitor's complete windows not judged yet, in time order, and stores the
+/// verdicts. A window is complete once `now_ms` is [`LATENESS_MS`] past its end; windows are
+/// judged from the first profiled hour to one window past the last (so traffic that stopped
+/// altogether is noticed once). Returns the new verdicts.
+pub fn evaluate(
+    store: &MonitorStore,
+    monitors: &[Monitor],
+    now_ms: i64,
+) -> Result<Vec<MonitorResult>, AppError> {
+    let Some((first_hour, last_hour)) = store.span()? else {
+        return Ok(Vec::new());
+    };
+    let mut plans = Vec::new();
+    for m in monitors {
+        let len = m.window.ms();
+        let complete_end = eval::window_start(m, now_ms - LATENESS_MS);
+        let data_end = eval::window_start(m, last_hour) + 2 * len;
+        let through = complete_end.min(data_end);
+        let from = match store.evaluated_through(&m.name)? {
+            Some(t) => t,
+            None => eval::window_start(m, first_hour),
+        };
+        if from + len <= through {
+            plans.push((m, from, through));
+        }
+    }
+    let Some(load_from) = plans
+        .iter()
+        .map(|(m, from, _)| from - i64::from(m.baseline_days) * encore_core::time::MS_PER_DAY)
+        .min()
+    else {
+        return Ok(Vec::new());
+    };
+    let load_to = plans.iter().map(|(_, _, t)| *t).max().unwrap_or(load_from);
+    let mut hours = store.hours(load_from, load_to)?;
+    let mut out = Vec::new();
+    for (m, from, through) in plans {
+        let (results, judged_through) = judge(m, &mut hours, from, through);
+        store.put_results(&m.name, &results, judged_through)?;
+        out.extend(results);
+    }
+    Ok(out)
+}
+
+/// `m`'s verdicts on every window that starts at or after `from` and ends by `through`, in
+/// time order, and the end of the last window judged.
+pub fn judge(
+    m: &Monitor,
+    hours: &mut eval::Hours,
+    from: i64,
+    through: i64,
+) -> (Vec<MonitorResult>, i64) {
+    let len = m.window.ms();
+    let mut results = Vec::new();
+    let mut start = eval::window_start(m, from);
+    while start + len <= through {
+        results.extend(eval::evaluate(m, hours, start));
+        start += len;
+    }
+    (results, start)
+}
+
+/// A node's monitoring: the store, the latest verdicts (for `/metrics` and the API), and the
+/// job that profiles this node's new segments and judges complete windows.
+#[derive(Debug)]
+pub struct Monitoring {
+    store: MonitorStore,
+    latest: std::sync::Mutex<Vec<MonitorResult>>,
+    /// item → genre, and the catalog size it was read at
+    genres: std::sync::Mutex<(usize, std::sync::Arc<HashMap<String, String>>)>,
+    pub runs: std::sync::atomic::AtomicU64,
+    pub failures: std::sync::atomic::AtomicU64,
+}
+
+/// What one run of the job did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Tick {
+    pub profiled: ProfileReport,
+    /// new verdicts, and how many of them fired
+    pub judged: usize,
+    pub fired: usize,
+    /// false: another worker holds the lease on judging
+    pub judging: bool,
+}
+
+impl Monitoring {
+    pub fn open(root: &std::path::Path) -> Result<Monitoring, AppError> {
+        let store = MonitorStore::open(root)?;
+        let m = Monitoring {
+            store,
+            latest: std::sync::Mutex::default(),
+            genres: std::sync::Mutex::new((usize::MAX, std::sync::Arc::default())),
+            runs: std::sync::atomic::AtomicU64::new(0),
+            failures: std::sync::atomic::AtomicU64::new(0),
+        };
+        m.refresh()?;
+        Ok(m)
+    }
+
+    pub fn store(&self) -> &MonitorStore {
+        &self.store
+    }
+
+    /// Every monitor's verdicts on its latest judged window.
+    pub fn latest(&self) -> Vec<MonitorResult> {
+        self.latest
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Reads the latest verdicts from the store again.
+    pub fn refresh(&self) -> Result<(), AppError> {
+        let mut latest = Vec::new();
+        let monitors = match self.store.list()? {
+            m if m.is_empty() => spec::defaults(),
+            m => m,
+        };
+        for m in &monitors {
+            latest.extend(self.store.latest(&m.name)?);
+        }
+        *self.latest.lock().unwrap_or_else(|e| e.into_inner()) = latest;
+        Ok(())
+    }
+
+    fn genres(
+        &self,
+        ingestor: &encore_ingest::Ingestor,
+    ) -> std::sync::Arc<HashMap<String, String>> {
+        let catalog = ingestor.catalog();
+        let size = catalog.item_count();
+        let mut g = self.genres.lock().unwrap_or_else(|e| e.into_inner());
+        if g.0 != size {
+            *g = (size, std::sync::Arc::new(profiling::genres(&catalog)));
+        }
+        std::sync::Arc::clone(&g.1)
+    }
+
+    /// One run: profiles this node's new playback segments, then (when `judge`) judges every
+    /// complete window not judged yet, up to `now_ms`.
+    pub fn tick(
+        &self,
+        ingestor: &encore_ingest::Ingestor,
+        node: &str,
+        judge: bool,
+        now_ms: i64,
+    ) -> Result<Tick, AppError> {
+        let genres = self.genres(ingestor);
+        let profiled = profile_segments(
+            ingestor.log(encore_ingest::Table::Playback),
+            &self.store,
+            node,
+            &genres,
+        )?;
+        let mut tick = Tick {
+            profiled,
+            judged: 0,
+            fired: 0,
+            judging: judge,
+        };
+        if judge {
+            let monitors = self.store.list_or_defaults()?;
+            let results = evaluate(&self.store, &monitors, now_ms)?;
+            tick.judged = results.len();
+            tick.fired = results.iter().filter(|r| r.fired).count();
+        }
+        self.refresh()?;
+        self.runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(tick)
+    }
+
+    /// Runs [`Monitoring::tick`] every `period` while `ingestor` lives; judging only while
+    /// `lease` (when given: a deployment sharing its metadata) is held.
+    pub fn start(
+        self: &std::sync::Arc<Self>,
+        ingestor: &std::sync::Arc<encore_ingest::Ingestor>,
+        node: String,
+        period: std::time::Duration,
+        lease: Option<crate::lease::Lease>,
+    ) -> std::io::Result<()> {
+        let me = std::sync::Arc::clone(self);
+        let keeper = std::sync::Mutex::new(lease.map(crate::lease::Keeper::new));
+        crate::worker::every(
+            "monitors",
+            period,
+            false,
+            std::sync::Arc::downgrade(ingestor),
+            move |ingestor: &encore_ingest::Ingestor| {
+                let judge = keeper
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .as_mut()
+                    .is_none_or(|k| k.held());
+                match me.tick(ingestor, &node, judge, encore_core::time::now_ms()) {
+                    Ok(t) if t.profiled.segments + t.judged > 0 => tracing::info!(
+                        segments = t.profiled.segments,
+                        rows = t.profiled.rows,
+                        judged = t.judged,
+                        fired = t.fired,
+                        "monitors ran"
+                    ),
+                    Ok(_) => {}
+                    Err(e) => {
+                        me.failures
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        tracing::warn!("monitors: {e}");
+                    }
+                }
+            },
+        )
+    }
+}

@@ -1,0 +1,336 @@
+//! Profiles of the playback log: per hour of play (the log's time, `ts_start_ms`) and per
+//! slice (every row, each platform, each country), the counts of what monitors compare. They
+//! are [`Profile`]s of `encore-stats`, so hours, days and segments add up exactly.
+//!
+//! Per row: the categorical attributes `platform`, `country`, `context_type`, `reason_end`,
+//! `tier`, `genre` (the track's artist's primary genre, `(unknown)` off the catalog) and `skip`
+//! (`none`, `instant`, `early`, `late`, as [`encore_core::event::SkipClass`] says), and the
+//! numeric `ms_played`, `completion` (ms played over the track's duration) and `lag_s` (how
+//! long after it ended the row arrived, when the arrival is known). The slice of every row
+//! also counts its `item`s: the [`TOP_ITEMS`] most played of the hour by name, the rest as
+//! `(other)`, so a track taking a large share of plays shows by name.
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::{Int64Type, UInt32Type};
+use encore_stats::profile::{Histogram, Profile};
+use std::collections::{BTreeMap, HashMap};
+
+pub const HOUR_MS: i64 = 3_600_000;
+/// The slice of every row.
+pub const ALL: &str = "all";
+/// Items kept by name per hour (the rest count as `(other)`).
+pub const TOP_ITEMS: usize = 200;
+pub const OTHER: &str = "(other)";
+pub const UNKNOWN: &str = "(unknown)";
+
+/// The columns of the playback log a profile reads.
+pub const COLUMNS: &[&str] = &[
+    "ts_start_ms",
+    "ts_end_ms",
+    "item_id",
+    "item_duration_ms",
+    "ms_played",
+    "reason_end",
+    "context_type",
+    "platform",
+    "country",
+    "tier",
+];
+
+/// The categorical attributes, in profile order.
+pub const CATEGORICAL: [&str; 7] = [
+    "platform",
+    "country",
+    "context_type",
+    "reason_end",
+    "tier",
+    "genre",
+    "skip",
+];
+/// The numeric attributes and their bin edges.
+pub const NUMERIC: [(&str, &[f64]); 3] = [
+    (
+        "ms_played",
+        &[
+            1.0, 5_000.0, 30_000.0, 60_000.0, 120_000.0, 180_000.0, 240_000.0, 360_000.0,
+        ],
+    ),
+    ("completion", &[0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99]),
+    (
+        "lag_s",
+        &[
+            10.0,
+            60.0,
+            300.0,
+            900.0,
+            3_600.0,
+            21_600.0,
+            86_400.0,
+            604_800.0,
+            2_592_000.0,
+        ],
+    ),
+];
+
+/// How a profile is sliced: by nothing, by platform or by country.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Dim {
+    All,
+    Platform,
+    Country,
+}
+
+/// Values of one attribute as small numbers (no allocation once a value was seen).
+#[derive(Debug, Default)]
+struct Interner {
+    ids: HashMap<String, u32>,
+    names: Vec<String>,
+}
+
+impl Interner {
+    fn id(&mut self, s: &str) -> u32 {
+        if let Some(&i) = self.ids.get(s) {
+            return i;
+        }
+        let i = self.names.len() as u32;
+        self.names.push(s.to_owned());
+        self.ids.insert(s.to_owned(), i);
+        i
+    }
+}
+
+/// One (hour, slice)'s counts while rows come in.
+#[derive(Debug, Default)]
+struct Acc {
+    rows: u64,
+    cat: [Vec<u64>; CATEGORICAL.len()],
+    /// per numeric attribute: one count per bin, then the missing values
+    num: [Vec<u64>; NUMERIC.len()],
+    /// plays per item (the slice of every row only)
+    items: HashMap<u32, u64>,
+}
+
+impl Acc {
+    fn bump(v: &mut Vec<u64>, i: u32) {
+        let i = i as usize;
+        if v.len() <= i {
+            v.resize(i + 1, 0);
+        }
+        v[i] += 1;
+    }
+}
+
+/// Builds hourly profiles from batches of playback rows.
+#[derive(Debug)]
+pub struct Profiler<'g> {
+    genre_of: &'g HashMap<String, String>,
+    values: [Interner; CATEGORICAL.len()],
+    items: Interner,
+    accs: HashMap<(i64, Dim, u32), Acc>,
+}
+
+/// The profile of one hour and slice.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HourProfile {
+    pub hour_ms: i64,
+    /// `all`, `platform=ios`, `country=SE`
+    pub slice: String,
+    pub profile: Profile,
+}
+
+/// The bin of `x` over `edges` (as [`Histogram`] bins).
+fn bin(edges: &[f64], x: f64) -> u32 {
+    edges.partition_point(|e| *e <= x) as u32
+}
+
+fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a dyn Array, String> {
+    batch
+        .column_by_name(name)
+        .map(|c| c.as_ref())
+        .ok_or_else(|| format!("the playback rows have no column {name:?}"))
+}
+
+impl<'g> Profiler<'g> {
+    /// A profiler that reads genres from `genre_of` (item id → genre).
+    pub fn new(genre_of: &'g HashMap<String, String>) -> Profiler<'g> {
+        Profiler {
+            genre_of,
+            values: Default::default(),
+            items: Interner::default(),
+            accs: HashMap::new(),
+        }
+    }
+
+    /// Counts every row of `batch` (playback rows holding at least [`COLUMNS`]), which arrived
+    /// at `arrived_ms` when known.
+    pub fn observe(&mut self, batch: &RecordBatch, arrived_ms: Option<i64>) -> Result<(), String> {
+        let wrong = |name: &str| format!("the playback column {name:?} has an unexpected type");
+        let ts = column(batch, "ts_start_ms")?
+            .as_primitive_opt::<Int64Type>()
+            .ok_or_else(|| wrong("ts_start_ms"))?;
+        let ts_end = column(batch, "ts_end_ms")?
+            .as_primitive_opt::<Int64Type>()
+            .ok_or_else(|| wrong("ts_end_ms"))?;
+        let duration = column(batch, "item_duration_ms")?
+            .as_primitive_opt::<UInt32Type>()
+            .ok_or_else(|| wrong("item_duration_ms"))?;
+        let played = column(batch, "ms_played")?
+            .as_primitive_opt::<UInt32Type>()
+            .ok_or_else(|| wrong("ms_played"))?;
+        let text = |name: &str| {
+            column(batch, name)?
+                .as_string_opt::<i32>()
+                .ok_or_else(|| wrong(name))
+        };
+        let item = text("item_id")?;
+        let strings = [
+            text("platform")?,
+            text("country")?,
+            text("context_type")?,
+            text("reason_end")?,
+            text("tier")?,
+        ];
+        let mut cat = [0u32; CATEGORICAL.len()];
+        let mut num = [0u32; NUMERIC.len()];
+        for row in 0..batch.num_rows() {
+            let hour = ts.value(row).div_euclid(HOUR_MS) * HOUR_MS;
+            for (k, col) in strings.iter().enumerate() {
+                cat[k] = self.values[k].id(col.value(row));
+            }
+            let item_id = item.value(row);
+            let genre = self.genre_of.get(item_id).map_or(UNKNOWN, String::as_str);
+            cat[5] = self.values[5].id(genre);
+            let (ms, dur) = (played.value(row), duration.value(row));
+            let reason = strings[3].value(row);
+            let skipped = matches!(reason, "fwdbtn" | "backbtn") && ms < dur;
+            let skip = match (skipped, ms) {
+                (false, _) => "none",
+                (true, ms) if ms < 5_000 => "instant",
+                (true, ms) if ms < encore_core::event::STREAM_THRESHOLD_MS => "early",
+                (true, _) => "late",
+            };
+            cat[6] = self.values[6].id(skip);
+            num[0] = bin(NUMERIC[0].1, f64::from(ms));
+            num[1] = if dur == 0 {
+                NUMERIC[1].1.len() as u32 + 1
+            } else {
+                bin(NUMERIC[1].1, f64::from(ms) / f64::from(dur))
+            };
+            num[2] = match arrived_ms {
+                Some(at) => bin(NUMERIC[2].1, (at - ts_end.value(row)) as f64 / 1000.0),
+                None => NUMERIC[2].1.len() as u32 + 1,
+            };
+            let item_no = self.items.id(item_id);
+            for (dim, value, skip_attr) in [
+                (Dim::All, 0, None),
+                (Dim::Platform, cat[0], Some(0)),
+                (Dim::Country, cat[1], Some(1)),
+            ] {
+                let acc = self.accs.entry((hour, dim, value)).or_default();
+                acc.rows += 1;
+                for (k, v) in cat.iter().enumerate() {
+                    if Some(k) != skip_attr {
+                        Acc::bump(&mut acc.cat[k], *v);
+                    }
+                }
+                for (k, b) in num.iter().enumerate() {
+                    Acc::bump(&mut acc.num[k], *b);
+                }
+                if dim == Dim::All {
+                    *acc.items.entry(item_no).or_default() += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The profiles of every hour and slice seen, by hour then slice.
+    pub fn finish(self) -> Vec<HourProfile> {
+        let mut out: BTreeMap<(i64, String), Profile> = BTreeMap::new();
+        for ((hour, dim, value), acc) in self.accs {
+            let slice = match dim {
+                Dim::All => ALL.to_owned(),
+                Dim::Platform => format!("platform={}", self.values[0].names[value as usize]),
+                Dim::Country => format!("country={}", self.values[1].names[value as usize]),
+            };
+            let mut p = Profile {
+                rows: acc.rows,
+                ..Profile::default()
+            };
+            for (k, counts) in acc.cat.iter().enumerate() {
+                if counts.iter().all(|c| *c == 0) {
+                    continue;
+                }
+                let values: BTreeMap<String, u64> = counts
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, c)| **c > 0)
+                    .map(|(i, c)| (self.values[k].names[i].clone(), *c))
+                    .collect();
+                p.categorical.insert(CATEGORICAL[k].to_owned(), values);
+            }
+            for (k, counts) in acc.num.iter().enumerate() {
+                let edges = NUMERIC[k].1;
+                let mut h = Histogram::new(edges);
+                let mut counts = counts.clone();
+                counts.resize(edges.len() + 2, 0);
+                h.missing = counts[edges.len() + 1];
+                h.counts = counts[..=edges.len()].to_vec();
+                p.numeric.insert(NUMERIC[k].0.to_owned(), h);
+            }
+            if !acc.items.is_empty() {
+                let mut items: Vec<(u32, u64)> = acc.items.into_iter().collect();
+                items.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+                let named: u64 = items.iter().take(TOP_ITEMS).map(|x| x.1).sum();
+                let mut values: BTreeMap<String, u64> = items
+                    .iter()
+                    .take(TOP_ITEMS)
+                    .map(|(i, c)| (self.items.names[*i as usize].clone(), *c))
+                    .collect();
+                if acc.rows > named {
+                    values.insert(OTHER.to_owned(), acc.rows - named);
+                }
+                p.categorical.insert("item".to_owned(), values);
+            }
+            out.insert((hour, slice), p);
+        }
+        out.into_iter()
+            .map(|((hour_ms, slice), profile)| HourProfile {
+                hour_ms,
+                slice,
+                profile,
+            })
+            .collect()
+    }
+}
+
+/// Item id → its artist's primary genre, from the catalog's records.
+pub fn genres(catalog: &encore_ingest::catalog::CatalogStore) -> HashMap<String, String> {
+    let Ok(records) = catalog.records(&["artists", "tracks"]) else {
+        return HashMap::new();
+    };
+    let mut artist_genre: HashMap<String, String> = HashMap::new();
+    for (id, v) in &records {
+        if v.get("track_id").is_none()
+            && let Some(g) = v
+                .get("genres")
+                .and_then(|g| g.as_array())
+                .and_then(|g| g.first())
+                .and_then(|g| g.as_str())
+        {
+            artist_genre.insert(id.clone(), g.to_owned());
+        }
+    }
+    let mut out = HashMap::new();
+    for (id, v) in &records {
+        if v.get("track_id").is_some()
+            && let Some(g) = v
+                .get("artist_id")
+                .and_then(|a| a.as_str())
+                .and_then(|a| artist_genre.get(a))
+        {
+            out.insert(id.clone(), g.clone());
+        }
+    }
+    out
+}

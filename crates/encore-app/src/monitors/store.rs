@@ -1,0 +1,353 @@
+//! The `monitors` component of the metadata store: each sealed playback segment's hourly
+//! profiles (kept while the log holds the segment), the monitors' definitions and their
+//! results.
+
+use super::eval::{Hours, MonitorResult};
+use super::profiling::HourProfile;
+use super::spec::Monitor;
+use crate::AppError;
+use encore_stats::profile::Profile;
+use encore_storage::metadata::{Durability, Metadata, MetadataError};
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::Arc;
+
+const SCHEMA: &[&str] = &["CREATE TABLE segment_profiles (\
+       node TEXT NOT NULL, \
+       segment BIGINT NOT NULL, \
+       hour_ms BIGINT NOT NULL, \
+       slice TEXT NOT NULL, \
+       profile TEXT NOT NULL, \
+       PRIMARY KEY (node, segment, hour_ms, slice)); \
+     CREATE INDEX segment_profiles_hour ON segment_profiles (hour_ms); \
+     CREATE TABLE monitors (\
+       name TEXT PRIMARY KEY, \
+       spec TEXT NOT NULL, \
+       updated_ms BIGINT NOT NULL); \
+     CREATE TABLE results (\
+       monitor TEXT NOT NULL, \
+       window_ms BIGINT NOT NULL, \
+       slice TEXT NOT NULL, \
+       attribute TEXT NOT NULL, \
+       fired BIGINT NOT NULL, \
+       result TEXT NOT NULL, \
+       PRIMARY KEY (monitor, window_ms, slice, attribute)); \
+     CREATE TABLE evaluated (\
+       monitor TEXT PRIMARY KEY, \
+       through_ms BIGINT NOT NULL)"];
+
+/// The monitors component of a deployment's metadata store.
+#[derive(Debug, Clone)]
+pub struct MonitorStore {
+    db: Arc<dyn Metadata>,
+}
+
+fn json<T: serde::Serialize>(v: &T) -> Result<String, AppError> {
+    serde_json::to_string(v)
+        .map_err(|e| AppError::new(encore_core::ErrorCode::Internal, e.to_string()))
+}
+
+fn corrupt(what: &str, e: impl std::fmt::Display) -> AppError {
+    AppError::new(
+        encore_core::ErrorCode::DataLoss,
+        format!("the monitors store holds an unreadable {what}: {e}"),
+    )
+}
+
+/// Filters on stored results.
+#[derive(Debug, Clone, Default)]
+pub struct ResultFilter {
+    pub from_ms: Option<i64>,
+    pub to_ms: Option<i64>,
+    pub fired_only: bool,
+    pub slice: Option<String>,
+    pub limit: usize,
+}
+
+impl MonitorStore {
+    pub fn open(root: &Path) -> Result<MonitorStore, AppError> {
+        let db = encore_storage::metadata::open(root, "monitors", Durability::Full)?;
+        db.migrate("monitors", SCHEMA)?;
+        Ok(MonitorStore { db })
+    }
+
+    /// The segments of `node`'s log profiled so far.
+    pub fn profiled_segments(&self, node: &str) -> Result<BTreeSet<u64>, AppError> {
+        let rows = self.db.read(|q| {
+            q.query(
+                "SELECT DISTINCT segment FROM segment_profiles WHERE node = ?1",
+                &[node.into()],
+            )
+        })?;
+        rows.iter()
+            .map(|r| Ok(r.get::<i64>(0)? as u64))
+            .collect::<Result<_, MetadataError>>()
+            .map_err(AppError::from)
+    }
+
+    /// Stores the profiles of one segment of `node`'s log (replacing any kept for it).
+    pub fn put_segment(
+        &self,
+        node: &str,
+        segment: u64,
+        profiles: &[HourProfile],
+    ) -> Result<(), AppError> {
+        let rows: Vec<(i64, String, String)> = profiles
+            .iter()
+            .map(|p| Ok((p.hour_ms, p.slice.clone(), json(&p.profile)?)))
+            .collect::<Result<_, AppError>>()?;
+        self.db.write(|tx| {
+            tx.execute(
+                "DELETE FROM segment_profiles WHERE node = ?1 AND segment = ?2",
+                &[node.into(), (segment as i64).into()],
+            )?;
+            for (hour, slice, profile) in &rows {
+                tx.execute(
+                    "INSERT INTO segment_profiles (node, segment, hour_ms, slice, profile) \
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    &[
+                        node.into(),
+                        (segment as i64).into(),
+                        (*hour).into(),
+                        slice.as_str().into(),
+                        profile.as_str().into(),
+                    ],
+                )?;
+            }
+            Ok::<_, MetadataError>(())
+        })?;
+        Ok(())
+    }
+
+    /// Forgets the profiles of segments `node`'s log no longer holds.
+    pub fn drop_segments(&self, node: &str, gone: &[u64]) -> Result<(), AppError> {
+        if gone.is_empty() {
+            return Ok(());
+        }
+        self.db.write(|tx| {
+            for s in gone {
+                tx.execute(
+                    "DELETE FROM segment_profiles WHERE node = ?1 AND segment = ?2",
+                    &[node.into(), (*s as i64).into()],
+                )?;
+            }
+            Ok::<_, MetadataError>(())
+        })?;
+        Ok(())
+    }
+
+    /// The hourly profiles of `[from_ms, to_ms)`, every segment's added up.
+    pub fn hours(&self, from_ms: i64, to_ms: i64) -> Result<Hours, AppError> {
+        let rows = self.db.read(|q| {
+            q.query(
+                "SELECT hour_ms, slice, profile FROM segment_profiles \
+                 WHERE hour_ms >= ?1 AND hour_ms < ?2",
+                &[from_ms.into(), to_ms.into()],
+            )
+        })?;
+        let mut hours = Hours::default();
+        for r in &rows {
+            let hour: i64 = r.get(0)?;
+            let slice: String = r.get(1)?;
+            let text: String = r.get(2)?;
+            let p: Profile = serde_json::from_str(&text).map_err(|e| corrupt("profile", e))?;
+            hours
+                .add(hour, &slice, &p)
+                .map_err(|e| corrupt("profile", e))?;
+        }
+        Ok(hours)
+    }
+
+    /// The first and last profiled hour.
+    pub fn span(&self) -> Result<Option<(i64, i64)>, AppError> {
+        let row = self.db.read(|q| {
+            q.query_one(
+                "SELECT MIN(hour_ms), MAX(hour_ms) FROM segment_profiles",
+                &[],
+            )
+        })?;
+        let first: Option<i64> = row.get(0)?;
+        let last: Option<i64> = row.get(1)?;
+        Ok(first.zip(last))
+    }
+
+    /// Creates or replaces monitors (each checked first: nothing is stored if one is wrong).
+    pub fn apply(&self, monitors: &[Monitor]) -> Result<(), AppError> {
+        for m in monitors {
+            m.check().map_err(|e| AppError::of(&e))?;
+        }
+        let now = encore_core::time::now_ms();
+        let specs: Vec<(String, String)> = monitors
+            .iter()
+            .map(|m| Ok((m.name.clone(), json(m)?)))
+            .collect::<Result<_, AppError>>()?;
+        self.db.write(|tx| {
+            for (name, spec) in &specs {
+                let old = tx.query_opt(
+                    "SELECT spec FROM monitors WHERE name = ?1",
+                    &[name.as_str().into()],
+                )?;
+                let changed = old.map(|r| r.get::<String>(0)).transpose()?.as_ref() != Some(spec);
+                tx.execute(
+                    "INSERT INTO monitors (name, spec, updated_ms) VALUES (?1, ?2, ?3) \
+                     ON CONFLICT (name) DO UPDATE SET spec = excluded.spec, \
+                     updated_ms = excluded.updated_ms",
+                    &[name.as_str().into(), spec.as_str().into(), now.into()],
+                )?;
+                // a changed definition judges every window again
+                if changed {
+                    tx.execute(
+                        "DELETE FROM results WHERE monitor = ?1",
+                        &[name.as_str().into()],
+                    )?;
+                    tx.execute(
+                        "DELETE FROM evaluated WHERE monitor = ?1",
+                        &[name.as_str().into()],
+                    )?;
+                }
+            }
+            Ok::<_, MetadataError>(())
+        })?;
+        Ok(())
+    }
+
+    /// Removes a monitor and its results; `false` when there was none.
+    pub fn delete(&self, name: &str) -> Result<bool, AppError> {
+        let n = self.db.write(|tx| {
+            let n = tx.execute("DELETE FROM monitors WHERE name = ?1", &[name.into()])?;
+            tx.execute("DELETE FROM results WHERE monitor = ?1", &[name.into()])?;
+            tx.execute("DELETE FROM evaluated WHERE monitor = ?1", &[name.into()])?;
+            Ok::<_, MetadataError>(n)
+        })?;
+        Ok(n > 0)
+    }
+
+    /// Every monitor, by name.
+    pub fn list(&self) -> Result<Vec<Monitor>, AppError> {
+        let rows = self
+            .db
+            .read(|q| q.query("SELECT spec FROM monitors ORDER BY name", &[]))?;
+        rows.iter()
+            .map(|r| {
+                let text: String = r.get(0)?;
+                serde_json::from_str(&text).map_err(|e| corrupt("monitor", e))
+            })
+            .collect()
+    }
+
+    /// The monitors, with the defaults stored first on a deployment that has none.
+    pub fn list_or_defaults(&self) -> Result<Vec<Monitor>, AppError> {
+        let stored = self.list()?;
+        if !stored.is_empty() {
+            return Ok(stored);
+        }
+        self.apply(&super::spec::defaults())?;
+        self.list()
+    }
+
+    /// Up to where `monitor`'s windows were judged.
+    pub fn evaluated_through(&self, monitor: &str) -> Result<Option<i64>, AppError> {
+        let row = self.db.read(|q| {
+            q.query_opt(
+                "SELECT through_ms FROM evaluated WHERE monitor = ?1",
+                &[monitor.into()],
+            )
+        })?;
+        Ok(row.map(|r| r.get(0)).transpose()?)
+    }
+
+    /// Stores `results` (replacing earlier verdicts on the same window, slice and attribute)
+    /// and records `monitor` judged through `through_ms`.
+    pub fn put_results(
+        &self,
+        monitor: &str,
+        results: &[MonitorResult],
+        through_ms: i64,
+    ) -> Result<(), AppError> {
+        let rows: Vec<(i64, String, String, i64, String)> = results
+            .iter()
+            .map(|r| {
+                Ok((
+                    r.window_start_ms,
+                    r.slice.clone(),
+                    r.attribute.clone().unwrap_or_default(),
+                    i64::from(r.fired),
+                    json(r)?,
+                ))
+            })
+            .collect::<Result<_, AppError>>()?;
+        self.db.write(|tx| {
+            for (window, slice, attribute, fired, result) in &rows {
+                tx.execute(
+                    "INSERT INTO results (monitor, window_ms, slice, attribute, fired, result) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+                     ON CONFLICT (monitor, window_ms, slice, attribute) DO UPDATE SET \
+                     fired = excluded.fired, result = excluded.result",
+                    &[
+                        monitor.into(),
+                        (*window).into(),
+                        slice.as_str().into(),
+                        attribute.as_str().into(),
+                        (*fired).into(),
+                        result.as_str().into(),
+                    ],
+                )?;
+            }
+            tx.execute(
+                "INSERT INTO evaluated (monitor, through_ms) VALUES (?1, ?2) \
+                 ON CONFLICT (monitor) DO UPDATE SET through_ms = excluded.through_ms",
+                &[monitor.into(), through_ms.into()],
+            )?;
+            Ok::<_, MetadataError>(())
+        })?;
+        Ok(())
+    }
+
+    /// `monitor`'s results, newest window first.
+    pub fn results(&self, monitor: &str, f: &ResultFilter) -> Result<Vec<MonitorResult>, AppError> {
+        let limit = if f.limit == 0 {
+            1_000
+        } else {
+            f.limit.min(100_000)
+        } as i64;
+        let rows = self.db.read(|q| {
+            q.query(
+                "SELECT result FROM results WHERE monitor = ?1 AND window_ms >= ?2 \
+                 AND window_ms < ?3 AND fired >= ?4 AND (?5 = '' OR slice = ?5) \
+                 ORDER BY window_ms DESC, slice, attribute LIMIT ?6",
+                &[
+                    monitor.into(),
+                    f.from_ms.unwrap_or(i64::MIN).into(),
+                    f.to_ms.unwrap_or(i64::MAX).into(),
+                    i64::from(f.fired_only).into(),
+                    f.slice.clone().unwrap_or_default().into(),
+                    limit.into(),
+                ],
+            )
+        })?;
+        rows.iter()
+            .map(|r| {
+                let text: String = r.get(0)?;
+                serde_json::from_str(&text).map_err(|e| corrupt("result", e))
+            })
+            .collect()
+    }
+
+    /// The latest window's results of every monitor that fired there (what is firing now).
+    pub fn latest(&self, monitor: &str) -> Result<Vec<MonitorResult>, AppError> {
+        let rows = self.db.read(|q| {
+            q.query(
+                "SELECT result FROM results WHERE monitor = ?1 AND window_ms = \
+                 (SELECT MAX(window_ms) FROM results WHERE monitor = ?1) \
+                 ORDER BY slice, attribute",
+                &[monitor.into()],
+            )
+        })?;
+        rows.iter()
+            .map(|r| {
+                let text: String = r.get(0)?;
+                serde_json::from_str(&text).map_err(|e| corrupt("result", e))
+            })
+            .collect()
+    }
+}
