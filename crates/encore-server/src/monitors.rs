@@ -63,6 +63,9 @@ pub(crate) struct Monitors {
     monitors: Vec<MonitorState>,
     /// true: nothing applied yet, these are the defaults
     defaults: bool,
+    /// the hours the profiles cover (UTC epoch ms): plays from, and up to
+    profiled_from_ms: Option<i64>,
+    profiled_through_ms: Option<i64>,
 }
 
 #[utoipa::path(get, path = "/v1/monitors", tag = "monitors",
@@ -89,7 +92,13 @@ pub(crate) async fn list(State(state): State<AppState>) -> Result<Json<Monitors>
                 }
             })
             .collect();
-        Ok(Json(Monitors { monitors, defaults }))
+        let span = m.store().span()?;
+        Ok(Json(Monitors {
+            monitors,
+            defaults,
+            profiled_from_ms: span.map(|s| s.0),
+            profiled_through_ms: span.map(|s| s.1 + encore_app::monitors::profiling::HOUR_MS),
+        }))
     })
     .await
 }

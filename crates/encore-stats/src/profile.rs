@@ -95,12 +95,18 @@ pub struct AttributeDrift {
     /// Jensen-Shannon distance (base e), PSI, Hellinger, chi-square homogeneity
     pub drift: CategoricalDrift,
     /// the values (or bins) whose share moved most, with their shares in the reference and now
-    /// (three, and the value of `share_gain` when it is not among them)
     pub largest_moves: Vec<(String, f64, f64)>,
-    /// the largest gain in one value's share (now minus reference, [`crate::two_proportions`]'s
-    /// effect) and the value: what a release taking a share of plays, or a bug piling rows
-    /// into one bin, moves
-    pub share_gain: (String, f64),
+}
+
+/// The value of a categorical attribute whose share grew most.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ShareGain {
+    pub value: String,
+    /// its share in the reference and now
+    pub reference: f64,
+    pub current: f64,
+    /// `current − reference`: [`crate::two_proportions`]'s effect
+    pub gain: f64,
 }
 
 impl Profile {
@@ -213,6 +219,38 @@ impl Profile {
     }
 }
 
+impl Profile {
+    /// The value of the categorical attribute `name` whose share of rows grew most from this
+    /// profile (the reference) to `current`, leaving out the values in `skip` (a catch-all
+    /// bucket); `None` when either side has no rows or no value is left.
+    pub fn share_gain(&self, current: &Profile, name: &str, skip: &[&str]) -> Option<ShareGain> {
+        let (reference, now) = (self.categorical.get(name)?, current.categorical.get(name)?);
+        let nr: u64 = reference.values().sum();
+        let nc: u64 = now.values().sum();
+        if nr == 0 || nc == 0 {
+            return None;
+        }
+        let mut best: Option<ShareGain> = None;
+        for v in reference.keys().chain(now.keys()) {
+            if skip.contains(&v.as_str()) {
+                continue;
+            }
+            let a = reference.get(v).copied().unwrap_or(0) as f64;
+            let b = now.get(v).copied().unwrap_or(0) as f64;
+            let p = crate::two_proportions(a, nr as f64, b, nc as f64, 0.05);
+            if best.as_ref().is_none_or(|x| p.effect > x.gain) {
+                best = Some(ShareGain {
+                    value: v.clone(),
+                    reference: p.p_a,
+                    current: p.p_b,
+                    gain: p.effect,
+                });
+            }
+        }
+        best
+    }
+}
+
 /// One attribute's drift, `None` when either side has no rows.
 fn compare(name: &str, labels: &[String], r: &[f64], c: &[f64]) -> Option<AttributeDrift> {
     let (nr, nc): (f64, f64) = (r.iter().sum(), c.iter().sum());
@@ -225,30 +263,12 @@ fn compare(name: &str, labels: &[String], r: &[f64], c: &[f64]) -> Option<Attrib
         .zip(r.iter().zip(c))
         .map(|(l, (a, b))| (l.clone(), a / nr, b / nc))
         .collect();
-    let mut share_gain = (String::new(), f64::NEG_INFINITY);
-    for (l, (a, b)) in labels.iter().zip(r.iter().zip(c)) {
-        let gain = crate::two_proportions(*a, nr, *b, nc, 0.05).effect;
-        if gain > share_gain.1 {
-            share_gain = (l.clone(), gain);
-        }
-    }
     moves.sort_by(|a, b| (b.2 - b.1).abs().total_cmp(&(a.2 - a.1).abs()));
-    // the three that moved most, and the one that gained most
-    if let Some(i) = moves.iter().position(|m| m.0 == share_gain.0)
-        && i >= 3
-    {
-        moves.swap(3, i);
-    }
-    moves.truncate(if moves.len() > 3 && moves[3].0 == share_gain.0 {
-        4
-    } else {
-        3
-    });
+    moves.truncate(3);
     Some(AttributeDrift {
         attribute: name.to_owned(),
         drift,
         largest_moves: moves,
-        share_gain,
     })
 }
 
@@ -306,8 +326,18 @@ mod tests {
         assert_eq!(loud[0].attribute, "ms_played");
         assert!(loud[0].drift.js_distance > 0.3, "{:?}", loud[0]);
         assert_eq!(loud[0].largest_moves[0].0, "< 1");
-        assert_eq!(loud[0].share_gain.0, "< 1");
-        assert!((loud[0].share_gain.1 - 0.5).abs() < 1e-12);
+        let mut hit = reference.clone();
+        for _ in 0..250 {
+            hit.count("platform", "car");
+        }
+        let gain = reference.share_gain(&hit, "platform", &[]).unwrap();
+        assert_eq!(gain.value, "car");
+        assert!((gain.current - 0.2).abs() < 1e-12 && gain.reference == 0.0);
+        let rest = reference.share_gain(&hit, "platform", &["car"]).unwrap();
+        assert!(
+            (rest.gain - (0.4 - 0.5)).abs() < 1e-12,
+            "with car left out, the best is a loss: {rest:?}"
+        );
         assert_eq!(loud[0].largest_moves[0].1, 0.0);
         assert!((loud[0].largest_moves[0].2 - 0.5).abs() < 1e-12);
     }

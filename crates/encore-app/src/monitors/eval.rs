@@ -2,6 +2,7 @@
 //! same window on each of the previous days), with the statistic, the threshold and the values
 //! that moved most.
 
+use super::profiling::OTHER;
 use super::spec::{Kind, Monitor, SliceBy, Statistic};
 use encore_stats::profile::{AttributeDrift, Profile};
 use serde::{Deserialize, Serialize};
@@ -208,27 +209,13 @@ pub fn evaluate(m: &Monitor, hours: &mut Hours, start: i64) -> Vec<MonitorResult
                     if !m.attributes.contains(&d.attribute) {
                         continue;
                     }
-                    let value = statistic(m, &d);
+                    let (value, moves) = statistic(m, &reference, &current, &d);
                     let noise = noise.get(&d.attribute).copied().unwrap_or(0.0);
                     let fired = value > m.threshold && value > m.noise_factor * noise;
                     let mut r = result(m.statistic_name(), value, fired, rows);
                     r.noise = Some(noise);
                     r.attribute = Some(d.attribute.clone());
-                    r.moves = d
-                        .largest_moves
-                        .iter()
-                        .map(|(v, b, c)| Move {
-                            value: v.clone(),
-                            baseline: *b,
-                            current: *c,
-                        })
-                        .collect();
-                    // a share gain names the value that gained first
-                    if m.statistic == Statistic::ShareGain
-                        && let Some(i) = r.moves.iter().position(|x| x.value == d.share_gain.0)
-                    {
-                        r.moves[..=i].rotate_right(1);
-                    }
+                    r.moves = moves;
                     out.push(r);
                 }
             }
@@ -237,13 +224,45 @@ pub fn evaluate(m: &Monitor, hours: &mut Hours, start: i64) -> Vec<MonitorResult
     out
 }
 
-fn statistic(m: &Monitor, d: &AttributeDrift) -> f64 {
-    match m.statistic {
+/// The monitor's statistic for one attribute, with the values that moved most (the one that
+/// gained most first, for a share gain).
+fn statistic(
+    m: &Monitor,
+    reference: &Profile,
+    current: &Profile,
+    d: &AttributeDrift,
+) -> (f64, Vec<Move>) {
+    let mut moves: Vec<Move> = d
+        .largest_moves
+        .iter()
+        .map(|(v, b, c)| Move {
+            value: v.clone(),
+            baseline: *b,
+            current: *c,
+        })
+        .collect();
+    let value = match m.statistic {
         Statistic::JsDistance => d.drift.js_distance,
         Statistic::Psi => d.drift.psi,
         Statistic::Hellinger => d.drift.hellinger,
-        Statistic::ShareGain => d.share_gain.1,
-    }
+        Statistic::ShareGain => {
+            // the catch-all bucket of items is not a value that can gain
+            let Some(g) = reference.share_gain(current, &d.attribute, &[OTHER]) else {
+                return (0.0, moves);
+            };
+            moves.retain(|x| x.value != g.value);
+            moves.insert(
+                0,
+                Move {
+                    value: g.value,
+                    baseline: g.reference,
+                    current: g.current,
+                },
+            );
+            g.gain
+        }
+    };
+    (value, moves)
 }
 
 /// The profiles added up (profiles of one deployment bin alike; one that does not is left
@@ -272,7 +291,7 @@ fn noise(m: &Monitor, baseline: &[Profile]) -> HashMap<String, f64> {
         );
         for d in rest.drift(held_out) {
             if m.attributes.contains(&d.attribute) {
-                let v = statistic(m, &d);
+                let v = statistic(m, &rest, held_out, &d).0;
                 let e = out.entry(d.attribute).or_default();
                 *e = e.max(v);
             }

@@ -98,8 +98,9 @@ pub fn profile_segments(
 
 /// Judges every monitor's complete windows not judged yet, in time order, and stores the
 /// verdicts. A window is complete once `now_ms` is [`LATENESS_MS`] past its end; windows are
-/// judged from the first profiled hour to one window past the last (so traffic that stopped
-/// altogether is noticed once). Returns the new verdicts.
+/// judged from the first profiled hour to the window of the last (traffic that stopped
+/// altogether leaves no window to judge: the profiles' end, in `encore monitors list`, shows
+/// it). Returns the new verdicts.
 pub fn evaluate(
     store: &MonitorStore,
     monitors: &[Monitor],
@@ -112,7 +113,7 @@ pub fn evaluate(
     for m in monitors {
         let len = m.window.ms();
         let complete_end = eval::window_start(m, now_ms - LATENESS_MS);
-        let data_end = eval::window_start(m, last_hour) + 2 * len;
+        let data_end = eval::window_start(m, last_hour) + len;
         let through = complete_end.min(data_end);
         let from = match store.evaluated_through(&m.name)? {
             Some(t) => t,

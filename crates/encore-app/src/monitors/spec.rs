@@ -298,7 +298,7 @@ pub fn defaults() -> Vec<Monitor> {
             slice_by: Some(SliceBy::Platform),
             window: Window::Hour,
             threshold: 0.2,
-            min_rows: 50,
+            min_rows: 200,
             ..m(
                 "playback-by-platform",
                 Kind::Drift,
@@ -308,14 +308,13 @@ pub fn defaults() -> Vec<Monitor> {
         },
         Monitor {
             slice_by: Some(SliceBy::Platform),
-            window: Window::Hour,
             threshold: 0.5,
-            min_rows: 200,
+            min_rows: 1_000,
             ..m(
                 "volume-by-platform",
                 Kind::Volume,
-                "plays per platform and hour against the same hour of the previous week: a \
-                 client that stopped sending or sends twice",
+                "plays per platform and day against the previous week: a client that stopped \
+                 sending",
             )
         },
         Monitor {

@@ -58,7 +58,14 @@ pub fn run(loaded: &Loaded, cmd: MonitorsCommand, out: &Output) -> Result<(), Cl
                     monitor: m,
                 });
             }
-            out.emit(&rows, || list_text(&rows, defaults));
+            let span = store.span()?;
+            let listing = Listing {
+                defaults,
+                profiled_from_ms: span.map(|s| s.0),
+                profiled_through_ms: span.map(|s| s.1 + profiling::HOUR_MS),
+                monitors: rows,
+            };
+            out.emit(&listing, || list_text(&listing));
         }
         MonitorsCommand::Delete { name } => {
             let dir = encore_storage::DataDir::open(&root)?;
@@ -136,6 +143,17 @@ struct Listed {
 }
 
 #[derive(Debug, Serialize)]
+struct Listing {
+    /// true: nothing applied yet, these are the defaults
+    defaults: bool,
+    /// the hours the profiles cover: plays from, and up to (an end long past says traffic
+    /// stopped, or the profiles are not being made)
+    profiled_from_ms: Option<i64>,
+    profiled_through_ms: Option<i64>,
+    monitors: Vec<Listed>,
+}
+
+#[derive(Debug, Serialize)]
 struct RunReport {
     profiled: monitors::ProfileReport,
     /// new verdicts
@@ -145,12 +163,20 @@ struct RunReport {
     results: Vec<MonitorResult>,
 }
 
-fn list_text(rows: &[Listed], defaults: bool) -> String {
+fn list_text(l: &Listing) -> String {
     let mut s = String::new();
-    if defaults {
+    if l.defaults {
         s.push_str("no monitors applied: the defaults (stored at the first `monitors run`)\n");
     }
-    for r in rows {
+    match (l.profiled_from_ms, l.profiled_through_ms) {
+        (Some(a), Some(b)) => s.push_str(&format!(
+            "plays profiled from {} to {}\n",
+            day_hour(a),
+            day_hour(b)
+        )),
+        _ => s.push_str("no plays profiled yet (run `encore monitors run`)\n"),
+    }
+    for r in &l.monitors {
         let m = &r.monitor;
         let slice = match m.slice_by {
             Some(spec::SliceBy::Platform) => " by platform",
@@ -246,6 +272,8 @@ struct WorldRun {
 fn judge_world(config: SimConfig, monitors: &[Monitor]) -> Result<WorldRun, CliError> {
     let start_ms = config.start.to_days() * MS_PER_DAY;
     let days = config.days;
+    let mut config = config;
+    config.days += 1;
     let mut world = World::new(config);
     let genres: HashMap<String, String> = (0..world.catalog.tracks.genre.len())
         .map(|t| {
@@ -259,7 +287,8 @@ fn judge_world(config: SimConfig, monitors: &[Monitor]) -> Result<WorldRun, CliE
         })
         .collect();
     let mut hours = Hours::default();
-    for _ in 0..days {
+    // a listener's day runs past the UTC day: one more day completes the last
+    for _ in 0..=days {
         let log = world.simulate_day();
         let events: Vec<_> = log.plays.iter().map(|p| world.playback_event(p)).collect();
         let batch = encore_core::arrow::playback_batch(&events)

@@ -6,6 +6,7 @@ mod evals;
 mod experiments;
 mod features;
 mod hostile;
+mod monitors;
 mod privacy;
 mod readme;
 mod scale;

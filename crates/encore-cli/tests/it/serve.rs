@@ -13,7 +13,7 @@ pub(crate) fn start(data: &Path) -> (Child, u16) {
     start_with(data, &[])
 }
 
-fn start_with(data: &Path, env: &[(&str, &str)]) -> (Child, u16) {
+pub(crate) fn start_with(data: &Path, env: &[(&str, &str)]) -> (Child, u16) {
     let (child, port, _) = start_full(data, env);
     (child, port)
 }
