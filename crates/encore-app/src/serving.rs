@@ -343,7 +343,8 @@ impl Serving {
 }
 
 /// The events a served list leaves: exposures (one per variant; the id is the same every time,
-/// so the event log's deduplication keeps the first) and impressions (one per item).
+/// so the event log's deduplication keeps the first) and impressions (one per item, in context
+/// `recommendation` with the model version as `context_id`, e.g. `als@3`).
 pub fn impression_events(
     user: &str,
     slate: &Slate,
@@ -398,6 +399,9 @@ pub fn impression_events(
         );
         e.item_id = Some(it.id.as_str().into());
         e.item_type = Some(encore_core::event::ItemType::Track);
+        // the recommender that made the list, as monitors compare what each version serves
+        e.context_type = Some(encore_core::event::ContextType::Recommendation);
+        e.context_id = Some(format!("{}@{}", slate.model, slate.model_version));
         e.position = Some(it.position);
         e.propensity = Some(it.propensity);
         out.push(e);

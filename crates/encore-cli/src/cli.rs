@@ -534,6 +534,10 @@ pub enum MonitorsCommand {
         /// Print every new verdict, not only those that fired
         #[arg(long)]
         all: bool,
+        /// Also judge the windows still open, up to now, without storing their verdicts: what
+        /// today (or this hour) looks like so far
+        #[arg(long)]
+        partial: bool,
     },
     /// A monitor's verdicts, newest window first
     Results {

@@ -3,7 +3,7 @@
 //! that moved most.
 
 use super::profiling::OTHER;
-use super::spec::{Kind, Monitor, SliceBy, Statistic};
+use super::spec::{Kind, Monitor, SliceBy, Source, Statistic};
 use encore_stats::profile::{AttributeDrift, Profile};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -108,12 +108,15 @@ impl Hours {
         out
     }
 
-    /// The slices of dimension `by` seen in `[from, to)`.
-    fn slices(&self, from: i64, to: i64, by: Option<SliceBy>) -> Vec<String> {
-        let prefix = match by {
-            None => return vec![super::profiling::ALL.to_owned()],
-            Some(SliceBy::Platform) => "platform=",
-            Some(SliceBy::Country) => "country=",
+    /// The slices of `source` by `by` seen in `[from, to)`.
+    fn slices(&self, from: i64, to: i64, source: Source, by: Option<SliceBy>) -> Vec<String> {
+        use super::profiling::{ALL, SERVED, SERVED_MODEL};
+        let prefix = match (source, by) {
+            (Source::Plays, None) => return vec![ALL.to_owned()],
+            (Source::Served, None) => return vec![SERVED.to_owned()],
+            (_, Some(SliceBy::Platform)) => "platform=",
+            (_, Some(SliceBy::Country)) => "country=",
+            (_, Some(SliceBy::Model)) => SERVED_MODEL,
         };
         let set: BTreeSet<&String> = self
             .hours
@@ -140,7 +143,7 @@ pub fn evaluate(m: &Monitor, hours: &mut Hours, start: i64) -> Vec<MonitorResult
         .collect();
     let earliest = baseline_starts.last().copied().unwrap_or(start);
     let mut out = Vec::new();
-    for slice in hours.slices(earliest, start + len, m.slice_by) {
+    for slice in hours.slices(earliest, start + len, m.source, m.slice_by) {
         let current = hours.window(start, len, &slice);
         let baseline: Vec<Profile> = baseline_starts
             .iter()
@@ -196,6 +199,8 @@ pub fn evaluate(m: &Monitor, hours: &mut Hours, start: i64) -> Vec<MonitorResult
                 };
                 out.push(result(m.statistic_name(), p95, p95 > m.threshold, rows));
             }
+            // judged from the event logs (see `quality`)
+            Kind::Quality => {}
             Kind::Drift => {
                 let Some(current) = current.filter(|p| p.rows >= m.min_rows) else {
                     continue;

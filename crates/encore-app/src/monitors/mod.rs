@@ -10,6 +10,7 @@
 
 pub mod eval;
 pub mod profiling;
+pub mod quality;
 pub mod spec;
 pub mod store;
 
@@ -37,21 +38,44 @@ pub struct ProfileReport {
     pub seconds: f64,
 }
 
-/// Profiles the sealed segments of `node`'s playback log not profiled yet (in parallel), and
-/// forgets the profiles of segments the log no longer holds. `genre_of` maps item ids to
-/// genres (see [`profiling::genres`]).
+/// Profiles the sealed segments of `node`'s playback and interaction logs not profiled yet (in
+/// parallel), and forgets the profiles of segments the logs no longer hold. `facts` says what
+/// the catalog knows of each item (see [`profiling::item_facts`]).
 pub fn profile_segments(
-    log: &EventLog,
+    ingestor: &encore_ingest::Ingestor,
     store: &MonitorStore,
     node: &str,
-    genre_of: &HashMap<String, String>,
+    facts: &HashMap<String, profiling::ItemFacts>,
 ) -> Result<ProfileReport, AppError> {
     let started = std::time::Instant::now();
+    let mut report = ProfileReport::default();
+    for table in [
+        encore_ingest::Table::Playback,
+        encore_ingest::Table::Interaction,
+    ] {
+        let r = profile_log(ingestor.log(table), table, store, node, facts)?;
+        report.segments += r.segments;
+        report.rows += r.rows;
+        report.forgotten += r.forgotten;
+    }
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+fn profile_log(
+    log: &EventLog,
+    table: encore_ingest::Table,
+    store: &MonitorStore,
+    node: &str,
+    facts: &HashMap<String, profiling::ItemFacts>,
+) -> Result<ProfileReport, AppError> {
+    let name = table.name();
+    let playback = table == encore_ingest::Table::Playback;
     let segments = log.segments();
-    let done = store.profiled_segments(node)?;
+    let done = store.profiled_segments(name, node)?;
     let held: std::collections::BTreeSet<u64> = segments.iter().map(|s| s.id).collect();
     let gone: Vec<u64> = done.difference(&held).copied().collect();
-    store.drop_segments(node, &gone)?;
+    store.drop_segments(name, node, &gone)?;
     let todo: Vec<_> = segments.iter().filter(|s| !done.contains(&s.id)).collect();
     let profiled: Vec<(u64, u64, Vec<profiling::HourProfile>)> = todo
         .par_iter()
@@ -62,10 +86,20 @@ pub fn profile_segments(
                 .ok()
                 .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
                 .map(|d| d.as_millis() as i64);
-            let mut profiler = profiling::Profiler::new(genre_of);
+            let mut profiler = profiling::Profiler::new(facts);
             let mut failed = None;
-            let held = log.scan_segment(seg.id, Some(profiling::COLUMNS), |batch| {
-                if let Err(e) = profiler.observe(batch, arrived_ms) {
+            let columns = if playback {
+                profiling::COLUMNS
+            } else {
+                profiling::IMPRESSION_COLUMNS
+            };
+            let held = log.scan_segment(seg.id, Some(columns), |batch| {
+                let r = if playback {
+                    profiler.observe(batch, arrived_ms)
+                } else {
+                    profiler.observe_impressions(batch)
+                };
+                if let Err(e) = r {
                     failed.get_or_insert(e);
                 }
                 Ok(())
@@ -85,15 +119,24 @@ pub fn profile_segments(
         ..ProfileReport::default()
     };
     for (id, rows, profiles) in &profiled {
-        if profiles.is_empty() {
-            continue;
-        }
-        store.put_segment(node, *id, profiles)?;
+        // (a segment of interactions without impressions has no profile, and is profiled)
+        store.put_segment(name, node, *id, profiles)?;
         report.segments += 1;
         report.rows += rows;
     }
-    report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// When monitors are judged, and with what.
+#[derive(Debug, Clone, Copy)]
+pub struct Judging<'a> {
+    pub now_ms: i64,
+    /// the event logs, for the monitors that join them (quality); without them those give no
+    /// verdict
+    pub logs: Option<&'a encore_ingest::Ingestor>,
+    /// also judge the windows still open (up to `now_ms`), without storing any verdict: what
+    /// the current window looks like so far
+    pub partial: bool,
 }
 
 /// Judges every monitor's complete windows not judged yet, in time order, and stores the
@@ -104,15 +147,25 @@ pub fn profile_segments(
 pub fn evaluate(
     store: &MonitorStore,
     monitors: &[Monitor],
-    now_ms: i64,
+    judging: &Judging<'_>,
 ) -> Result<Vec<MonitorResult>, AppError> {
+    let now_ms = judging.now_ms;
     let Some((first_hour, last_hour)) = store.span()? else {
         return Ok(Vec::new());
     };
     let mut plans = Vec::new();
     for m in monitors {
         let len = m.window.ms();
-        let complete_end = eval::window_start(m, now_ms - LATENESS_MS);
+        let horizon = if m.kind == spec::Kind::Quality {
+            i64::from(m.horizon_s) * 1000
+        } else {
+            0
+        };
+        let complete_end = if judging.partial {
+            eval::window_start(m, now_ms) + len
+        } else {
+            eval::window_start(m, now_ms - LATENESS_MS - horizon)
+        };
         let data_end = eval::window_start(m, last_hour) + len;
         let through = complete_end.min(data_end);
         let from = match store.evaluated_through(&m.name)? {
@@ -134,8 +187,10 @@ pub fn evaluate(
     let mut hours = store.hours(load_from, load_to)?;
     let mut out = Vec::new();
     for (m, from, through) in plans {
-        let (results, judged_through) = judge(m, &mut hours, from, through);
-        store.put_results(&m.name, &results, judged_through)?;
+        let (results, judged_through) = judge(m, &mut hours, judging.logs, from, through)?;
+        if !judging.partial {
+            store.put_results(&m.name, &results, judged_through)?;
+        }
         out.extend(results);
     }
     Ok(out)
@@ -146,17 +201,24 @@ pub fn evaluate(
 pub fn judge(
     m: &Monitor,
     hours: &mut eval::Hours,
+    logs: Option<&encore_ingest::Ingestor>,
     from: i64,
     through: i64,
-) -> (Vec<MonitorResult>, i64) {
+) -> Result<(Vec<MonitorResult>, i64), AppError> {
     let len = m.window.ms();
     let mut results = Vec::new();
     let mut start = eval::window_start(m, from);
     while start + len <= through {
-        results.extend(eval::evaluate(m, hours, start));
+        match (m.kind, logs) {
+            (spec::Kind::Quality, Some(logs)) => {
+                results.extend(quality::judge_window(m, logs, start)?);
+            }
+            (spec::Kind::Quality, None) => {}
+            _ => results.extend(eval::evaluate(m, hours, start)),
+        }
         start += len;
     }
-    (results, start)
+    Ok((results, start))
 }
 
 /// A node's monitoring: the store, the latest verdicts (for `/metrics` and the API), and the
@@ -165,8 +227,8 @@ pub fn judge(
 pub struct Monitoring {
     store: MonitorStore,
     latest: std::sync::Mutex<Vec<MonitorResult>>,
-    /// item → genre, and the catalog size it was read at
-    genres: std::sync::Mutex<(usize, std::sync::Arc<HashMap<String, String>>)>,
+    /// what the catalog says of each item, and the catalog size it was read at
+    facts: std::sync::Mutex<(usize, std::sync::Arc<HashMap<String, profiling::ItemFacts>>)>,
     pub runs: std::sync::atomic::AtomicU64,
     pub failures: std::sync::atomic::AtomicU64,
 }
@@ -188,7 +250,7 @@ impl Monitoring {
         let m = Monitoring {
             store,
             latest: std::sync::Mutex::default(),
-            genres: std::sync::Mutex::new((usize::MAX, std::sync::Arc::default())),
+            facts: std::sync::Mutex::new((usize::MAX, std::sync::Arc::default())),
             runs: std::sync::atomic::AtomicU64::new(0),
             failures: std::sync::atomic::AtomicU64::new(0),
         };
@@ -222,15 +284,15 @@ impl Monitoring {
         Ok(())
     }
 
-    fn genres(
+    fn facts(
         &self,
         ingestor: &encore_ingest::Ingestor,
-    ) -> std::sync::Arc<HashMap<String, String>> {
+    ) -> std::sync::Arc<HashMap<String, profiling::ItemFacts>> {
         let catalog = ingestor.catalog();
         let size = catalog.item_count();
-        let mut g = self.genres.lock().unwrap_or_else(|e| e.into_inner());
+        let mut g = self.facts.lock().unwrap_or_else(|e| e.into_inner());
         if g.0 != size {
-            *g = (size, std::sync::Arc::new(profiling::genres(&catalog)));
+            *g = (size, std::sync::Arc::new(profiling::item_facts(&catalog)));
         }
         std::sync::Arc::clone(&g.1)
     }
@@ -244,13 +306,8 @@ impl Monitoring {
         judge: bool,
         now_ms: i64,
     ) -> Result<Tick, AppError> {
-        let genres = self.genres(ingestor);
-        let profiled = profile_segments(
-            ingestor.log(encore_ingest::Table::Playback),
-            &self.store,
-            node,
-            &genres,
-        )?;
+        let facts = self.facts(ingestor);
+        let profiled = profile_segments(ingestor, &self.store, node, &facts)?;
         let mut tick = Tick {
             profiled,
             judged: 0,
@@ -259,7 +316,15 @@ impl Monitoring {
         };
         if judge {
             let monitors = self.store.list_or_defaults()?;
-            let results = evaluate(&self.store, &monitors, now_ms)?;
+            let results = evaluate(
+                &self.store,
+                &monitors,
+                &Judging {
+                    now_ms,
+                    logs: Some(ingestor),
+                    partial: false,
+                },
+            )?;
             tick.judged = results.len();
             tick.fired = results.iter().filter(|r| r.fired).count();
         }

@@ -9,6 +9,11 @@
 //! long after it ended the row arrived, when the arrival is known). The slice of every row
 //! also counts its `item`s: the [`TOP_ITEMS`] most played of the hour by name, the rest as
 //! `(other)`, so a track taking a large share of plays shows by name.
+//!
+//! What was served is profiled the same way from the impressions of the interaction log
+//! ([`Profiler::observe_impressions`]), in slices `served` and `served model=NAME@VERSION`:
+//! the catalog `popularity` (0 to 100) of each served item, its `genre`, its `position`, and
+//! in `served` the share of each `model` version.
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{Int64Type, UInt32Type};
@@ -36,6 +41,29 @@ pub const COLUMNS: &[&str] = &[
     "country",
     "tier",
 ];
+
+/// The columns of the interaction log an impressions profile reads.
+pub const IMPRESSION_COLUMNS: &[&str] = &["ts_ms", "kind", "item_id", "context_id", "position"];
+/// The slice of every served item, and the prefix of the slices per model version.
+pub const SERVED: &str = "served";
+pub const SERVED_MODEL: &str = "served model=";
+/// The numeric attributes of served items and their bin edges.
+pub const SERVED_NUMERIC: [(&str, &[f64]); 2] = [
+    (
+        "popularity",
+        &[10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 90.0],
+    ),
+    ("position", &[1.0, 3.0, 5.0, 10.0, 20.0, 50.0]),
+];
+
+/// What the catalog says of an item, as profiles read it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ItemFacts {
+    /// its artist's primary genre
+    pub genre: Option<String>,
+    /// 0 to 100, relative within the catalog
+    pub popularity: Option<u8>,
+}
 
 /// The categorical attributes, in profile order.
 pub const CATEGORICAL: [&str; 7] = [
@@ -120,13 +148,15 @@ impl Acc {
     }
 }
 
-/// Builds hourly profiles from batches of playback rows.
+/// Builds hourly profiles from batches of playback rows (or of impressions).
 #[derive(Debug)]
 pub struct Profiler<'g> {
-    genre_of: &'g HashMap<String, String>,
+    facts: &'g HashMap<String, ItemFacts>,
     values: [Interner; CATEGORICAL.len()],
     items: Interner,
     accs: HashMap<(i64, Dim, u32), Acc>,
+    /// served items: by hour and model version (`None`: every version)
+    served: HashMap<(i64, Option<String>), Profile>,
 }
 
 /// The profile of one hour and slice.
@@ -151,14 +181,67 @@ fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a dyn Array, Strin
 }
 
 impl<'g> Profiler<'g> {
-    /// A profiler that reads genres from `genre_of` (item id → genre).
-    pub fn new(genre_of: &'g HashMap<String, String>) -> Profiler<'g> {
+    /// A profiler that reads genres and popularity from `facts` (by item id).
+    pub fn new(facts: &'g HashMap<String, ItemFacts>) -> Profiler<'g> {
         Profiler {
-            genre_of,
+            facts,
             values: Default::default(),
             items: Interner::default(),
             accs: HashMap::new(),
+            served: HashMap::new(),
         }
+    }
+
+    /// Counts the impressions among `batch`'s interaction rows (holding at least
+    /// [`IMPRESSION_COLUMNS`]); other kinds are left out.
+    pub fn observe_impressions(&mut self, batch: &RecordBatch) -> Result<(), String> {
+        let wrong = |name: &str| format!("the interaction column {name:?} has an unexpected type");
+        let ts = column(batch, "ts_ms")?
+            .as_primitive_opt::<Int64Type>()
+            .ok_or_else(|| wrong("ts_ms"))?;
+        let text = |name: &str| {
+            column(batch, name)?
+                .as_string_opt::<i32>()
+                .ok_or_else(|| wrong(name))
+        };
+        let (kind, item, context) = (text("kind")?, text("item_id")?, text("context_id")?);
+        let position = column(batch, "position")?
+            .as_primitive_opt::<UInt32Type>()
+            .ok_or_else(|| wrong("position"))?;
+        for row in 0..batch.num_rows() {
+            if kind.value(row) != "impression" {
+                continue;
+            }
+            let hour = ts.value(row).div_euclid(HOUR_MS) * HOUR_MS;
+            let facts = item
+                .is_valid(row)
+                .then(|| self.facts.get(item.value(row)))
+                .flatten();
+            let genre = facts.and_then(|f| f.genre.as_deref()).unwrap_or(UNKNOWN);
+            let popularity = facts.and_then(|f| f.popularity).map(f64::from);
+            let pos = position
+                .is_valid(row)
+                .then(|| f64::from(position.value(row)));
+            let model = if context.is_valid(row) {
+                context.value(row)
+            } else {
+                UNKNOWN
+            };
+            for slice in [None, Some(model)] {
+                let p = self
+                    .served
+                    .entry((hour, slice.map(str::to_owned)))
+                    .or_default();
+                p.rows += 1;
+                p.count("genre", genre);
+                if slice.is_none() {
+                    p.count("model", model);
+                }
+                p.observe(SERVED_NUMERIC[0].0, SERVED_NUMERIC[0].1, popularity);
+                p.observe(SERVED_NUMERIC[1].0, SERVED_NUMERIC[1].1, pos);
+            }
+        }
+        Ok(())
     }
 
     /// Counts every row of `batch` (playback rows holding at least [`COLUMNS`]), which arrived
@@ -198,7 +281,11 @@ impl<'g> Profiler<'g> {
                 cat[k] = self.values[k].id(col.value(row));
             }
             let item_id = item.value(row);
-            let genre = self.genre_of.get(item_id).map_or(UNKNOWN, String::as_str);
+            let genre = self
+                .facts
+                .get(item_id)
+                .and_then(|f| f.genre.as_deref())
+                .unwrap_or(UNKNOWN);
             cat[5] = self.values[5].id(genre);
             let (ms, dur) = (played.value(row), duration.value(row));
             let reason = strings[3].value(row);
@@ -294,6 +381,13 @@ impl<'g> Profiler<'g> {
             }
             out.insert((hour, slice), p);
         }
+        for ((hour, model), p) in self.served {
+            let slice = match model {
+                None => SERVED.to_owned(),
+                Some(m) => format!("{SERVED_MODEL}{m}"),
+            };
+            out.insert((hour, slice), p);
+        }
         out.into_iter()
             .map(|((hour_ms, slice), profile)| HourProfile {
                 hour_ms,
@@ -304,33 +398,45 @@ impl<'g> Profiler<'g> {
     }
 }
 
-/// Item id → its artist's primary genre, from the catalog's records.
-pub fn genres(catalog: &encore_ingest::catalog::CatalogStore) -> HashMap<String, String> {
-    let Ok(records) = catalog.records(&["artists", "tracks"]) else {
+/// Item id → its artist's primary genre and its popularity, from the catalog's records.
+pub fn item_facts(catalog: &encore_ingest::catalog::CatalogStore) -> HashMap<String, ItemFacts> {
+    let Ok(records) = catalog.records(&["artists", "tracks", "items"]) else {
         return HashMap::new();
     };
-    let mut artist_genre: HashMap<String, String> = HashMap::new();
+    let mut artist_genre: HashMap<&str, &str> = HashMap::new();
     for (id, v) in &records {
         if v.get("track_id").is_none()
+            && v.get("item_id").is_none()
             && let Some(g) = v
                 .get("genres")
                 .and_then(|g| g.as_array())
                 .and_then(|g| g.first())
                 .and_then(|g| g.as_str())
         {
-            artist_genre.insert(id.clone(), g.to_owned());
+            artist_genre.insert(id.as_str(), g);
         }
     }
     let mut out = HashMap::new();
     for (id, v) in &records {
-        if v.get("track_id").is_some()
-            && let Some(g) = v
-                .get("artist_id")
+        let genre = if v.get("track_id").is_some() {
+            v.get("artist_id")
                 .and_then(|a| a.as_str())
                 .and_then(|a| artist_genre.get(a))
-        {
-            out.insert(id.clone(), g.clone());
-        }
+                .map(|g| (*g).to_owned())
+        } else if v.get("item_id").is_some() {
+            v.get("genres")
+                .and_then(|g| g.as_array())
+                .and_then(|g| g.first())
+                .and_then(|g| g.as_str())
+                .map(str::to_owned)
+        } else {
+            continue;
+        };
+        let popularity = v
+            .get("popularity")
+            .and_then(|p| p.as_u64())
+            .map(|p| p.min(100) as u8);
+        out.insert(id.clone(), ItemFacts { genre, popularity });
     }
     out
 }

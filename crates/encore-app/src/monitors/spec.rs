@@ -1,7 +1,7 @@
 //! What a monitor watches, as written in a monitors file (TOML, `[[monitor]]` tables) or sent
 //! to the API (JSON), and the default set every deployment starts with.
 
-use super::profiling::{CATEGORICAL, NUMERIC};
+use super::profiling::{CATEGORICAL, NUMERIC, SERVED_NUMERIC};
 use serde::{Deserialize, Serialize};
 
 /// What a monitor computes per window and slice.
@@ -15,6 +15,9 @@ pub enum Kind {
     Volume,
     /// the 95th percentile of arrival lag (seconds after a play ended that it was stored)
     Freshness,
+    /// what followed the served lists, per model version: streams per impression and skips
+    /// per play, each version against the window's incumbent (source `served`)
+    Quality,
 }
 
 /// The statistic a drift monitor thresholds.
@@ -32,13 +35,26 @@ pub enum Statistic {
     ShareGain,
 }
 
-/// A monitor's slices: every row together, or one result per platform or per country.
+/// What a monitor reads: the plays listeners sent, or what the recommenders served (the
+/// impressions serving logs).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    #[default]
+    Plays,
+    Served,
+}
+
+/// A monitor's slices: every row together, or one result per platform or per country (plays),
+/// or per model version (served).
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SliceBy {
     Platform,
     Country,
+    Model,
 }
 
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -67,6 +83,8 @@ pub struct Monitor {
     pub kind: Kind,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub description: String,
+    #[serde(default)]
+    pub source: Source,
     /// drift: the attributes compared (one result per attribute and slice)
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attributes: Vec<String>,
@@ -94,6 +112,9 @@ pub struct Monitor {
     /// baseline windows with rows needed for a verdict
     #[serde(default = "three")]
     pub min_baseline_windows: u32,
+    /// quality: how long after a window plays of what it served still count, in seconds
+    #[serde(default = "hour")]
+    pub horizon_s: u32,
 }
 
 fn seven() -> u32 {
@@ -108,15 +129,24 @@ fn three() -> u32 {
 fn two() -> f64 {
     2.0
 }
+fn hour() -> u32 {
+    3_600
+}
 
-/// The attributes a drift monitor can compare.
-pub fn attributes() -> Vec<&'static str> {
-    CATEGORICAL
-        .iter()
-        .copied()
-        .chain(NUMERIC.iter().map(|(n, _)| *n))
-        .chain(std::iter::once("item"))
-        .collect()
+/// The attributes a drift monitor of `source` can compare.
+pub fn attributes(source: Source) -> Vec<&'static str> {
+    match source {
+        Source::Plays => CATEGORICAL
+            .iter()
+            .copied()
+            .chain(NUMERIC.iter().map(|(n, _)| *n))
+            .chain(std::iter::once("item"))
+            .collect(),
+        Source::Served => ["genre", "model"]
+            .into_iter()
+            .chain(SERVED_NUMERIC.iter().map(|(n, _)| *n))
+            .collect(),
+    }
 }
 
 impl Monitor {
@@ -162,7 +192,27 @@ impl Monitor {
             )
             .into());
         }
-        let known = attributes();
+        let known = attributes(self.source);
+        match (self.source, self.slice_by) {
+            (Source::Plays, Some(SliceBy::Model)) => {
+                return Err(format!(
+                    "monitor {name}: plays are sliced by platform or country (by model: source \
+                     \"served\")"
+                )
+                .into());
+            }
+            (Source::Served, Some(SliceBy::Platform | SliceBy::Country)) => {
+                return Err(
+                    format!("monitor {name}: what was served is sliced by model only").into(),
+                );
+            }
+            (Source::Served, None | Some(SliceBy::Model)) if self.kind == Kind::Freshness => {
+                return Err(
+                    format!("monitor {name}: freshness is of plays (source \"plays\")").into(),
+                );
+            }
+            _ => {}
+        }
         match self.kind {
             Kind::Drift => {
                 if self.attributes.is_empty() {
@@ -180,12 +230,36 @@ impl Monitor {
                         )
                         .into());
                     }
-                    if a == "item" && self.slice_by.is_some() {
+                    if (a == "item" || a == "model") && self.slice_by.is_some() {
                         return Err(format!(
-                            "monitor {name}: items are profiled over every row only, not by slice"
+                            "monitor {name}: {a} is profiled over every row only, not by slice"
                         )
                         .into());
                     }
+                }
+            }
+            Kind::Quality => {
+                if self.source != Source::Served
+                    || self.slice_by == Some(SliceBy::Platform)
+                    || self.slice_by == Some(SliceBy::Country)
+                {
+                    return Err(format!(
+                        "monitor {name}: quality is of what was served (source \"served\"), per \
+                         model version"
+                    )
+                    .into());
+                }
+                if !self.attributes.is_empty() {
+                    return Err(
+                        format!("monitor {name}: attributes apply to drift monitors only").into(),
+                    );
+                }
+                if self.horizon_s > 7 * 86_400 {
+                    return Err(format!(
+                        "monitor {name}: horizon_s {} must be at most a week",
+                        self.horizon_s
+                    )
+                    .into());
                 }
             }
             Kind::Volume | Kind::Freshness => {
@@ -204,6 +278,7 @@ impl Monitor {
         match self.kind {
             Kind::Volume => "relative_change",
             Kind::Freshness => "lag_p95_s",
+            Kind::Quality => "stream_rate",
             Kind::Drift => match self.statistic {
                 Statistic::JsDistance => "js_distance",
                 Statistic::Psi => "psi",
@@ -248,6 +323,7 @@ pub fn defaults() -> Vec<Monitor> {
         name: name.to_owned(),
         kind,
         description: description.to_owned(),
+        source: Source::Plays,
         attributes: Vec::new(),
         slice_by: None,
         window: Window::Day,
@@ -257,6 +333,7 @@ pub fn defaults() -> Vec<Monitor> {
         noise_factor: 1.5,
         min_rows: 100,
         min_baseline_windows: 3,
+        horizon_s: 3_600,
     };
     let strings = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<String>>();
     vec![
@@ -291,6 +368,30 @@ pub fn defaults() -> Vec<Monitor> {
                 Kind::Drift,
                 "which tracks take the day's plays, against the previous week: a release or a \
                  promotion taking a large share",
+            )
+        },
+        Monitor {
+            source: Source::Served,
+            attributes: strings(&["popularity", "genre"]),
+            threshold: 0.1,
+            min_rows: 1_000,
+            ..m(
+                "served-drift",
+                Kind::Drift,
+                "what the recommenders served against the previous week: how popular the \
+                 served tracks are and their genres (a version that leans on the charts)",
+            )
+        },
+        Monitor {
+            source: Source::Served,
+            slice_by: Some(SliceBy::Model),
+            threshold: 0.1,
+            min_rows: 1_000,
+            ..m(
+                "served-quality",
+                Kind::Quality,
+                "streams per impression and skips per play of each model version's lists, \
+                 against the version serving most: a version listeners take less to",
             )
         },
         Monitor {

@@ -13,13 +13,19 @@ use std::path::Path;
 use std::sync::Arc;
 
 const SCHEMA: &[&str] = &["CREATE TABLE segment_profiles (\
+       log TEXT NOT NULL, \
        node TEXT NOT NULL, \
        segment BIGINT NOT NULL, \
        hour_ms BIGINT NOT NULL, \
        slice TEXT NOT NULL, \
        profile TEXT NOT NULL, \
-       PRIMARY KEY (node, segment, hour_ms, slice)); \
+       PRIMARY KEY (log, node, segment, hour_ms, slice)); \
      CREATE INDEX segment_profiles_hour ON segment_profiles (hour_ms); \
+     CREATE TABLE profiled (\
+       log TEXT NOT NULL, \
+       node TEXT NOT NULL, \
+       segment BIGINT NOT NULL, \
+       PRIMARY KEY (log, node, segment)); \
      CREATE TABLE monitors (\
        name TEXT PRIMARY KEY, \
        spec TEXT NOT NULL, \
@@ -71,12 +77,12 @@ impl MonitorStore {
         Ok(MonitorStore { db })
     }
 
-    /// The segments of `node`'s log profiled so far.
-    pub fn profiled_segments(&self, node: &str) -> Result<BTreeSet<u64>, AppError> {
+    /// The segments of `node`'s event log `log` (`playback`, `interaction`) profiled so far.
+    pub fn profiled_segments(&self, log: &str, node: &str) -> Result<BTreeSet<u64>, AppError> {
         let rows = self.db.read(|q| {
             q.query(
-                "SELECT DISTINCT segment FROM segment_profiles WHERE node = ?1",
-                &[node.into()],
+                "SELECT segment FROM profiled WHERE log = ?1 AND node = ?2",
+                &[log.into(), node.into()],
             )
         })?;
         rows.iter()
@@ -85,9 +91,11 @@ impl MonitorStore {
             .map_err(AppError::from)
     }
 
-    /// Stores the profiles of one segment of `node`'s log (replacing any kept for it).
+    /// Stores the profiles of one segment of `node`'s event log `log` (replacing any kept for
+    /// it).
     pub fn put_segment(
         &self,
+        log: &str,
         node: &str,
         segment: u64,
         profiles: &[HourProfile],
@@ -98,14 +106,20 @@ impl MonitorStore {
             .collect::<Result<_, AppError>>()?;
         self.db.write(|tx| {
             tx.execute(
-                "DELETE FROM segment_profiles WHERE node = ?1 AND segment = ?2",
-                &[node.into(), (segment as i64).into()],
+                "DELETE FROM segment_profiles WHERE log = ?1 AND node = ?2 AND segment = ?3",
+                &[log.into(), node.into(), (segment as i64).into()],
+            )?;
+            tx.execute(
+                "INSERT INTO profiled (log, node, segment) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT DO NOTHING",
+                &[log.into(), node.into(), (segment as i64).into()],
             )?;
             for (hour, slice, profile) in &rows {
                 tx.execute(
-                    "INSERT INTO segment_profiles (node, segment, hour_ms, slice, profile) \
-                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    "INSERT INTO segment_profiles (log, node, segment, hour_ms, slice, profile) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                     &[
+                        log.into(),
                         node.into(),
                         (segment as i64).into(),
                         (*hour).into(),
@@ -119,16 +133,20 @@ impl MonitorStore {
         Ok(())
     }
 
-    /// Forgets the profiles of segments `node`'s log no longer holds.
-    pub fn drop_segments(&self, node: &str, gone: &[u64]) -> Result<(), AppError> {
+    /// Forgets the profiles of segments `node`'s event log `log` no longer holds.
+    pub fn drop_segments(&self, log: &str, node: &str, gone: &[u64]) -> Result<(), AppError> {
         if gone.is_empty() {
             return Ok(());
         }
         self.db.write(|tx| {
             for s in gone {
                 tx.execute(
-                    "DELETE FROM segment_profiles WHERE node = ?1 AND segment = ?2",
-                    &[node.into(), (*s as i64).into()],
+                    "DELETE FROM segment_profiles WHERE log = ?1 AND node = ?2 AND segment = ?3",
+                    &[log.into(), node.into(), (*s as i64).into()],
+                )?;
+                tx.execute(
+                    "DELETE FROM profiled WHERE log = ?1 AND node = ?2 AND segment = ?3",
+                    &[log.into(), node.into(), (*s as i64).into()],
                 )?;
             }
             Ok::<_, MetadataError>(())

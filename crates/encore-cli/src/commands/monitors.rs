@@ -8,7 +8,6 @@ use encore_app::monitors::profiling::{self, Profiler};
 use encore_app::monitors::{self, Monitor, MonitorResult, MonitorStore, ResultFilter, spec};
 use encore_config::Loaded;
 use encore_core::time::MS_PER_DAY;
-use encore_ingest::Table;
 use encore_sim::{ShiftAt, SimConfig, World};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
@@ -79,16 +78,27 @@ pub fn run(loaded: &Loaded, cmd: MonitorsCommand, out: &Output) -> Result<(), Cl
                 format!("monitor {name} deleted\n")
             });
         }
-        MonitorsCommand::Run { all } => {
+        MonitorsCommand::Run { all, partial } => {
             let (dir, ingestor) = crate::commands::events::open(loaded)?;
             let store = MonitorStore::open(dir.path())?;
             let node = encore_app::node::node_name(&loaded.config, dir.path());
-            let genres = profiling::genres(&ingestor.catalog());
-            let profiled =
-                monitors::profile_segments(ingestor.log(Table::Playback), &store, &node, &genres)?;
+            // rows still in memory are profiled too (this process holds the data directory)
+            for t in encore_ingest::Table::ALL {
+                ingestor.log(t).seal()?;
+            }
+            let facts = profiling::item_facts(&ingestor.catalog());
+            let profiled = monitors::profile_segments(&ingestor, &store, &node, &facts)?;
             let monitors = store.list_or_defaults()?;
             let started = std::time::Instant::now();
-            let results = monitors::evaluate(&store, &monitors, encore_core::time::now_ms())?;
+            let results = monitors::evaluate(
+                &store,
+                &monitors,
+                &monitors::Judging {
+                    now_ms: encore_core::time::now_ms(),
+                    logs: Some(&ingestor),
+                    partial,
+                },
+            )?;
             let report = RunReport {
                 profiled,
                 judged: results.len(),
@@ -181,6 +191,7 @@ fn list_text(l: &Listing) -> String {
         let slice = match m.slice_by {
             Some(spec::SliceBy::Platform) => " by platform",
             Some(spec::SliceBy::Country) => " by country",
+            Some(spec::SliceBy::Model) => " by model",
             None => "",
         };
         let state = match (r.latest_window_ms, r.firing.len()) {
@@ -275,14 +286,19 @@ fn judge_world(config: SimConfig, monitors: &[Monitor]) -> Result<WorldRun, CliE
     let mut config = config;
     config.days += 1;
     let mut world = World::new(config);
-    let genres: HashMap<String, String> = (0..world.catalog.tracks.genre.len())
+    let facts: HashMap<String, profiling::ItemFacts> = (0..world.catalog.tracks.genre.len())
         .map(|t| {
             (
                 encore_sim::catalog::Catalog::track_id(t as u32),
-                world
-                    .catalog
-                    .genre_name(world.catalog.tracks.genre[t])
-                    .to_owned(),
+                profiling::ItemFacts {
+                    genre: Some(
+                        world
+                            .catalog
+                            .genre_name(world.catalog.tracks.genre[t])
+                            .to_owned(),
+                    ),
+                    popularity: Some(world.catalog.track_popularity[t]),
+                },
             )
         })
         .collect();
@@ -293,7 +309,7 @@ fn judge_world(config: SimConfig, monitors: &[Monitor]) -> Result<WorldRun, CliE
         let events: Vec<_> = log.plays.iter().map(|p| world.playback_event(p)).collect();
         let batch = encore_core::arrow::playback_batch(&events)
             .map_err(|e| CliError::failed(format!("simulated rows: {e}"), "a bug: report it"))?;
-        let mut profiler = Profiler::new(&genres);
+        let mut profiler = Profiler::new(&facts);
         profiler
             .observe(&batch, None)
             .map_err(|e| CliError::failed(e, "a bug: report it"))?;
@@ -306,7 +322,11 @@ fn judge_world(config: SimConfig, monitors: &[Monitor]) -> Result<WorldRun, CliE
     let end = start_ms + i64::from(days) * MS_PER_DAY;
     let mut results = Vec::new();
     for m in monitors {
-        results.extend(monitors::judge(m, &mut hours, start_ms, end).0);
+        results.extend(
+            monitors::judge(m, &mut hours, None, start_ms, end)
+                .map_err(|e| CliError::failed(e.to_string(), "a bug: report it"))?
+                .0,
+        );
     }
     Ok(WorldRun { results, start_ms })
 }
