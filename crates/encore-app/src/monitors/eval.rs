@@ -44,6 +44,10 @@ pub struct MonitorResult {
     /// against the others): a drift fires only well beyond it
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub noise: Option<f64>,
+    /// quality: the 95 % interval of the difference from the incumbent (this version's rate
+    /// minus the incumbent's)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<(f64, f64)>,
     /// drift: the values whose share moved most
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub moves: Vec<Move>,
@@ -163,6 +167,7 @@ pub fn evaluate(m: &Monitor, hours: &mut Hours, start: i64) -> Vec<MonitorResult
             baseline_rows: baseline.iter().map(|p| p.rows).sum(),
             baseline_windows: baseline.len() as u32,
             noise: None,
+            interval: None,
             moves: Vec::new(),
         };
         let enough_baseline = baseline.len() as u32 >= m.min_baseline_windows;

@@ -199,23 +199,22 @@ pub fn judge_window(
             let rate = x as f64 / n as f64;
             let rate_inc = x_inc as f64 / n_inc as f64;
             let vs_incumbent = *version != incumbent;
-            let fired = vs_incumbent && rate_inc > 0.0 && {
-                let p = encore_stats::two_proportions(
-                    x_inc as f64,
-                    n_inc as f64,
-                    x as f64,
-                    n as f64,
-                    0.05,
-                );
-                let relative = rate / rate_inc - 1.0;
-                // worse by more than the threshold, and surely worse
-                worse * relative > m.threshold
-                    && if worse < 0.0 {
-                        p.unpooled.ci.1 < 0.0
-                    } else {
-                        p.unpooled.ci.0 > 0.0
-                    }
+            let p =
+                encore_stats::two_proportions(x_inc as f64, n_inc as f64, x as f64, n as f64, 0.05);
+            let relative = if rate_inc > 0.0 {
+                rate / rate_inc - 1.0
+            } else {
+                0.0
             };
+            // worse by more than the threshold, and surely worse
+            let fired = vs_incumbent
+                && rate_inc > 0.0
+                && worse * relative > m.threshold
+                && if worse < 0.0 {
+                    p.unpooled.ci.1 < 0.0
+                } else {
+                    p.unpooled.ci.0 > 0.0
+                };
             out.push(MonitorResult {
                 monitor: m.name.clone(),
                 window_start_ms: start,
@@ -230,6 +229,7 @@ pub fn judge_window(
                 baseline_rows: if vs_incumbent { n_inc } else { 0 },
                 baseline_windows: 0,
                 noise: None,
+                interval: vs_incumbent.then_some(p.unpooled.ci),
                 moves: if vs_incumbent {
                     vec![Move {
                         value: format!("incumbent {incumbent}"),

@@ -572,6 +572,9 @@ fn round(
     }
     let mut exposed: HashMap<String, usize> = HashMap::new();
     let mut served: Vec<(u32, Vec<u32>)> = Vec::new();
+    // what each list was: its request, and each track's position and propensity, for the
+    // plays that follow it to name (as a client attributes plays to a served list)
+    let mut attribution: HashMap<(u32, u32), (String, u32, f64)> = HashMap::new();
     let mut treated = HashSet::new();
     for u in 0..world.profiles.len() as u32 {
         let path = format!(
@@ -598,12 +601,27 @@ fn round(
                 treated.insert(u);
             }
         }
-        let tracks = slate["items"]
+        let tracks: Vec<u32> = slate["items"]
             .as_array()
             .into_iter()
             .flatten()
             .filter_map(|i| i["id"].as_str()?.strip_prefix('t')?.parse().ok())
             .collect();
+        if let Some(request) = slate["request_id"].as_str() {
+            for (pos, item) in slate["items"].as_array().into_iter().flatten().enumerate() {
+                if let Some(t) = item["id"]
+                    .as_str()
+                    .and_then(|i| i.strip_prefix('t')?.parse::<u32>().ok())
+                {
+                    let propensity = item["propensity"].as_f64().unwrap_or(1.0);
+                    attribution.entry((u, t)).or_insert((
+                        request.to_owned(),
+                        pos as u32,
+                        propensity,
+                    ));
+                }
+            }
+        }
         served.push((u, tracks));
     }
     // everything after exposure happens from here on
@@ -622,6 +640,7 @@ fn round(
             i
         }));
     }
+    let from_lists = plays.len();
     if args.organic {
         // a day of their own listening, compressed like the lists' plays
         let day = world.simulate_day();
@@ -650,11 +669,20 @@ fn round(
         .fold(*busy_until, i64::max);
     let latest_end = now_ms() + 4 * 60_000;
     let mut body = Vec::new();
-    for chunk in plays.chunks(5_000) {
+    for (c, chunk) in plays.chunks(5_000).enumerate() {
+        let body_start = c * 5_000;
         body.clear();
-        for p in chunk {
+        for (k, p) in chunk.iter().enumerate() {
             let mut e = world.playback_event(p);
             e.ts_end_ms = e.ts_end_ms.min(latest_end.max(e.ts_start_ms));
+            let index = body_start + k;
+            if index < from_lists
+                && let Some((request, position, propensity)) = attribution.get(&(p.user, p.track))
+            {
+                e.request_id = Some(request.clone());
+                e.position = Some(*position);
+                e.propensity = Some(*propensity);
+            }
             serde_json::to_writer(&mut body, &e).map_err(failed)?;
             body.push(b'\n');
         }

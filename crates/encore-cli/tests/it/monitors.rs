@@ -256,8 +256,13 @@ fn calibration_keeps_quiet_on_unshifted_worlds_and_catches_shifts() {
         ],
         &[],
     );
-    let report: serde_json::Value =
-        serde_json::from_str(&stdout(&o)).unwrap_or_else(|_| panic!("{}", stderr(&o)));
+    // the report, then (when a shift was missed, as the taste shift is at this size) the
+    // error
+    let report: serde_json::Value = serde_json::Deserializer::from_str(&stdout(&o))
+        .into_iter()
+        .next()
+        .and_then(Result::ok)
+        .unwrap_or_else(|| panic!("{}", stderr(&o)));
     assert!(
         report["days_judged"].as_u64().unwrap() >= 2 * 10,
         "{report}"
@@ -285,4 +290,182 @@ fn calibration_keeps_quiet_on_unshifted_worlds_and_catches_shifts() {
             .clone()
     };
     assert_eq!(named("client-bug"), "< 1");
+}
+
+/// Impressions of `version` on `day` (after 2026-01-05): `n` lists of ten items drawn by
+/// `pick`, as `encore serve` logs them.
+fn impressions(
+    out: &mut String,
+    version: &str,
+    day: i64,
+    n: usize,
+    pick: &mut dyn FnMut() -> String,
+) {
+    for r in 0..n {
+        let request = format!("{version}-{day}-{r}");
+        for pos in 0..10 {
+            let e = serde_json::json!({
+                "event_id": format!("00000000-0000-4000-8000-{:012x}", out.len()),
+                "schema_version": 1,
+                "user_id": format!("u{r}"),
+                "ts_ms": START_MS + day * DAY_MS + 3_600_000 + (r as i64) * 10_000,
+                "kind": "impression",
+                "item_id": pick(),
+                "item_type": "track",
+                "context_type": "recommendation",
+                "context_id": version,
+                "request_id": request,
+                "position": pos,
+                "propensity": 1.0,
+                "platform": "ios",
+                "country": "SE",
+                "tier": "free",
+            });
+            out.push_str(&e.to_string());
+            out.push('\n');
+        }
+    }
+}
+
+#[test]
+fn a_version_serving_the_charts_is_flagged_by_served_drift() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    run(
+        cwd,
+        &[
+            "sim", "generate", "--users", "300", "--days", "1", "--out", "world", "--json",
+        ],
+    );
+    run(cwd, &["ingest", "world", "--data-dir", "data", "--json"]);
+    // the catalog's tracks by popularity
+    let mut tracks: Vec<(String, u64)> =
+        std::fs::read_to_string(cwd.join("world/catalog/tracks.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                (
+                    v["track_id"].as_str().unwrap().to_owned(),
+                    v["popularity"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+    tracks.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let mut state = 7u64;
+    let mut next = move || {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1);
+        (state >> 33) as usize
+    };
+    let mut text = String::new();
+    // a week of a personalized model reaching across the catalog, then the charts
+    for day in 0..SHIFT_DAY {
+        let all = tracks.clone();
+        impressions(&mut text, "als@1", day, 150, &mut || {
+            all[next() % all.len()].0.clone()
+        });
+    }
+    let top: Vec<String> = tracks.iter().take(30).map(|t| t.0.clone()).collect();
+    impressions(&mut text, "popularity@2", SHIFT_DAY, 150, &mut || {
+        top[next() % top.len()].clone()
+    });
+    std::fs::write(cwd.join("impressions.jsonl"), text).unwrap();
+    let ingested = run(
+        cwd,
+        &[
+            "ingest",
+            "impressions.jsonl",
+            "--table",
+            "interaction",
+            "--data-dir",
+            "data",
+            "--json",
+        ],
+    );
+    assert_eq!(ingested["rejected"], 0, "{ingested}");
+    let report = encore_json(cwd, "data", &["monitors", "run", "--all"]);
+    let results = report["results"].as_array().unwrap();
+    let served: Vec<&serde_json::Value> = results
+        .iter()
+        .filter(|r| r["monitor"] == "served-drift")
+        .collect();
+    let shift_ms = START_MS + SHIFT_DAY * DAY_MS;
+    assert!(
+        served
+            .iter()
+            .any(|r| r["window_start_ms"].as_i64().unwrap() < shift_ms),
+        "no verdicts before the charts: {served:#?}"
+    );
+    assert!(
+        served
+            .iter()
+            .all(|r| r["fired"] == false || r["window_start_ms"] == shift_ms),
+        "{served:#?}"
+    );
+    let hit = served
+        .iter()
+        .find(|r| r["window_start_ms"] == shift_ms && r["attribute"] == "popularity")
+        .expect("a verdict on the charts' day");
+    assert_eq!(hit["fired"], true, "{hit}");
+    assert_eq!(hit["slice"], "served", "{hit}");
+    let moved = hit["moves"][0]["value"].as_str().unwrap();
+    assert!(moved.starts_with(">= ") || moved.starts_with("[8"), "{hit}");
+}
+
+#[test]
+fn online_quality_separates_a_weak_and_a_good_model() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    // a weak model in production, a good one as the candidate, served side by side to a
+    // simulated world through a real server; listeners play what they like of each list
+    run(
+        cwd,
+        &[
+            "experiments",
+            "simulate",
+            "--users",
+            "800",
+            "--days",
+            "7",
+            "--aa",
+            "0",
+            "--ab",
+            "3",
+            "--data-dir",
+            "data",
+            "--json",
+        ],
+    );
+    // the window is today's, still open: judged as it stands, not stored
+    let report = encore_json(cwd, "data", &["monitors", "run", "--partial", "--all"]);
+    let quality: Vec<&serde_json::Value> = report["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["monitor"] == "served-quality" && r["attribute"] == "stream_rate")
+        .collect();
+    assert_eq!(quality.len(), 2, "{quality:#?}");
+    let weak = quality
+        .iter()
+        .find(|r| r["slice"].as_str().unwrap().ends_with("@1"))
+        .unwrap();
+    let good = quality
+        .iter()
+        .find(|r| r["slice"].as_str().unwrap().ends_with("@2"))
+        .unwrap();
+    assert!(weak["rows"].as_u64().unwrap() > 5_000, "{weak}");
+    assert!(
+        good["value"].as_f64().unwrap() > weak["value"].as_f64().unwrap(),
+        "{quality:#?}"
+    );
+    // the difference is sure: its interval lies above zero
+    let interval = good["interval"]
+        .as_array()
+        .expect("an interval against the incumbent");
+    assert!(interval[0].as_f64().unwrap() > 0.0, "{good}");
+    // nothing was stored: the open window is judged again later
+    let again = encore_json(cwd, "data", &["monitors", "run"]);
+    assert_eq!(again["judged"], 0, "{again}");
 }
