@@ -139,11 +139,16 @@ pub struct Judging<'a> {
     pub partial: bool,
 }
 
+/// Windows judged this long before the newest judged one are judged again when rows arrived
+/// for them since (a late batch, a node's backlog).
+pub const REJUDGE_MS: i64 = 2 * encore_core::time::MS_PER_DAY;
+
 /// Judges every monitor's complete windows not judged yet, in time order, and stores the
 /// verdicts. A window is complete once `now_ms` is [`LATENESS_MS`] past its end; windows are
 /// judged from the first profiled hour to the window of the last (traffic that stopped
 /// altogether leaves no window to judge: the profiles' end, in `encore monitors list`, shows
-/// it). Returns the new verdicts.
+/// it). A window judged in the last [`REJUDGE_MS`] that has gained rows since is judged again
+/// (its verdicts replaced). Returns the new verdicts.
 pub fn evaluate(
     store: &MonitorStore,
     monitors: &[Monitor],
@@ -168,32 +173,75 @@ pub fn evaluate(
         };
         let data_end = eval::window_start(m, last_hour) + len;
         let through = complete_end.min(data_end);
-        let from = match store.evaluated_through(&m.name)? {
-            Some(t) => t,
-            None => eval::window_start(m, first_hour),
+        let first = eval::window_start(m, first_hour);
+        let (from, recheck) = match store.evaluated_through(&m.name)? {
+            Some(t) => (t, eval::window_start(m, (t - REJUDGE_MS).max(first))),
+            None => (first, first),
         };
-        if from + len <= through {
-            plans.push((m, from, through));
-        }
+        plans.push((m, from, recheck.min(from), through));
     }
     let Some(load_from) = plans
         .iter()
-        .map(|(m, from, _)| from - i64::from(m.baseline_days) * encore_core::time::MS_PER_DAY)
+        .map(|(m, _, recheck, _)| {
+            recheck - i64::from(m.baseline_days) * encore_core::time::MS_PER_DAY
+        })
         .min()
     else {
         return Ok(Vec::new());
     };
-    let load_to = plans.iter().map(|(_, _, t)| *t).max().unwrap_or(load_from);
+    let load_to = plans.iter().map(|p| p.3).max().unwrap_or(load_from);
     let mut hours = store.hours(load_from, load_to)?;
     let mut out = Vec::new();
-    for (m, from, through) in plans {
-        let (results, judged_through) = judge(m, &mut hours, judging.logs, from, through)?;
+    for (m, from, recheck, through) in plans {
+        let len = m.window.ms();
+        let slice = match m.source {
+            spec::Source::Plays => profiling::ALL,
+            spec::Source::Served => profiling::SERVED,
+        };
+        // judged windows that gained rows since
+        let mut windows: Vec<i64> = store
+            .judged(&m.name, recheck, from)?
+            .into_iter()
+            .filter(|j| hours.window(j.window_ms, len, slice).map_or(0, |p| p.rows) != j.rows)
+            .map(|j| j.window_ms)
+            .collect();
+        let mut start = from;
+        while start + len <= through {
+            windows.push(start);
+            start += len;
+        }
+        if windows.is_empty() {
+            continue;
+        }
+        let mut results = Vec::new();
+        let mut judged = Vec::new();
+        for w in windows {
+            results.extend(judge_window(m, &mut hours, judging.logs, w)?);
+            judged.push(store::Judged {
+                window_ms: w,
+                rows: hours.window(w, len, slice).map_or(0, |p| p.rows),
+            });
+        }
         if !judging.partial {
-            store.put_results(&m.name, &results, judged_through)?;
+            store.put_results(&m.name, &judged, &results, start.max(from))?;
         }
         out.extend(results);
     }
     Ok(out)
+}
+
+/// `m`'s verdicts on the window starting at `start`.
+fn judge_window(
+    m: &Monitor,
+    hours: &mut eval::Hours,
+    logs: Option<&encore_ingest::Ingestor>,
+    start: i64,
+) -> Result<Vec<MonitorResult>, AppError> {
+    Ok(match (m.kind, logs) {
+        (spec::Kind::Quality, Some(logs)) => quality::judge_window(m, logs, start)?,
+        (spec::Kind::Quality, None) => Vec::new(),
+        _ => eval::evaluate(m, hours, start),
+    })
 }
 
 /// `m`'s verdicts on every window that starts at or after `from` and ends by `through`, in
@@ -209,13 +257,7 @@ pub fn judge(
     let mut results = Vec::new();
     let mut start = eval::window_start(m, from);
     while start + len <= through {
-        match (m.kind, logs) {
-            (spec::Kind::Quality, Some(logs)) => {
-                results.extend(quality::judge_window(m, logs, start)?);
-            }
-            (spec::Kind::Quality, None) => {}
-            _ => results.extend(eval::evaluate(m, hours, start)),
-        }
+        results.extend(judge_window(m, hours, logs, start)?);
         start += len;
     }
     Ok((results, start))
@@ -372,5 +414,90 @@ impl Monitoring {
                 }
             },
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use encore_stats::profile::Profile;
+
+    const DAY: i64 = encore_core::time::MS_PER_DAY;
+
+    fn day(d: i64, rows: u64) -> Vec<profiling::HourProfile> {
+        (0..24)
+            .map(|h| profiling::HourProfile {
+                hour_ms: d * DAY + h * profiling::HOUR_MS,
+                slice: profiling::ALL.to_owned(),
+                profile: Profile {
+                    rows: rows / 24,
+                    ..Profile::default()
+                },
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_window_that_gains_rows_after_its_verdict_is_judged_again() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = MonitorStore::open(tmp.path()).unwrap();
+        let volume = Monitor {
+            kind: spec::Kind::Volume,
+            slice_by: None,
+            ..spec::defaults()
+                .into_iter()
+                .find(|m| m.name == "volume-by-country")
+                .unwrap()
+        };
+        store.apply(std::slice::from_ref(&volume)).unwrap();
+        let start = 20_000;
+        for d in 0..7 {
+            store
+                .put_segment("playback", "n", d as u64, &day(start + d, 24_000))
+                .unwrap();
+        }
+        // the last day arrives in two batches: a third first
+        store
+            .put_segment("playback", "n", 7, &day(start + 7, 8_000))
+            .unwrap();
+        let judging = Judging {
+            now_ms: (start + 30) * DAY,
+            logs: None,
+            partial: false,
+        };
+        let first = evaluate(&store, std::slice::from_ref(&volume), &judging).unwrap();
+        let last = |rs: &[MonitorResult]| {
+            rs.iter()
+                .find(|r| r.window_start_ms == (start + 7) * DAY)
+                .cloned()
+                .unwrap()
+        };
+        assert!(
+            last(&first).fired,
+            "a third of the plays: {:?}",
+            last(&first)
+        );
+        // nothing new: nothing judged again
+        assert!(
+            evaluate(&store, std::slice::from_ref(&volume), &judging)
+                .unwrap()
+                .is_empty()
+        );
+        // the rest of the day: judged again, the alarm withdrawn
+        store
+            .put_segment("playback", "n", 8, &day(start + 7, 16_000))
+            .unwrap();
+        let again = evaluate(&store, std::slice::from_ref(&volume), &judging).unwrap();
+        assert_eq!(again.len(), 1, "{again:?}");
+        assert!(!again[0].fired && again[0].value.abs() < 0.01, "{again:?}");
+        let kept = store
+            .results(&volume.name, &ResultFilter::default())
+            .unwrap();
+        assert!(
+            kept.iter()
+                .filter(|r| r.window_start_ms == (start + 7) * DAY)
+                .all(|r| !r.fired),
+            "{kept:?}"
+        );
     }
 }

@@ -40,7 +40,12 @@ const SCHEMA: &[&str] = &["CREATE TABLE segment_profiles (\
        PRIMARY KEY (monitor, window_ms, slice, attribute)); \
      CREATE TABLE evaluated (\
        monitor TEXT PRIMARY KEY, \
-       through_ms BIGINT NOT NULL)"];
+       through_ms BIGINT NOT NULL); \
+     CREATE TABLE windows (\
+       monitor TEXT NOT NULL, \
+       window_ms BIGINT NOT NULL, \
+       rows BIGINT NOT NULL, \
+       PRIMARY KEY (monitor, window_ms))"];
 
 /// The monitors component of a deployment's metadata store.
 #[derive(Debug, Clone)]
@@ -58,6 +63,13 @@ fn corrupt(what: &str, e: impl std::fmt::Display) -> AppError {
         encore_core::ErrorCode::DataLoss,
         format!("the monitors store holds an unreadable {what}: {e}"),
     )
+}
+
+/// A window judged, and the rows it had then (more rows later: judged again).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Judged {
+    pub window_ms: i64,
+    pub rows: u64,
 }
 
 /// Filters on stored results.
@@ -222,6 +234,10 @@ impl MonitorStore {
                         "DELETE FROM evaluated WHERE monitor = ?1",
                         &[name.as_str().into()],
                     )?;
+                    tx.execute(
+                        "DELETE FROM windows WHERE monitor = ?1",
+                        &[name.as_str().into()],
+                    )?;
                 }
             }
             Ok::<_, MetadataError>(())
@@ -235,6 +251,7 @@ impl MonitorStore {
             let n = tx.execute("DELETE FROM monitors WHERE name = ?1", &[name.into()])?;
             tx.execute("DELETE FROM results WHERE monitor = ?1", &[name.into()])?;
             tx.execute("DELETE FROM evaluated WHERE monitor = ?1", &[name.into()])?;
+            tx.execute("DELETE FROM windows WHERE monitor = ?1", &[name.into()])?;
             Ok::<_, MetadataError>(n)
         })?;
         Ok(n > 0)
@@ -263,6 +280,26 @@ impl MonitorStore {
         self.list()
     }
 
+    /// The rows each of `monitor`'s windows in `[from_ms, to_ms)` had when it was judged.
+    pub fn judged(&self, monitor: &str, from_ms: i64, to_ms: i64) -> Result<Vec<Judged>, AppError> {
+        let rows = self.db.read(|q| {
+            q.query(
+                "SELECT window_ms, rows FROM windows WHERE monitor = ?1 AND window_ms >= ?2 \
+                 AND window_ms < ?3 ORDER BY window_ms",
+                &[monitor.into(), from_ms.into(), to_ms.into()],
+            )
+        })?;
+        rows.iter()
+            .map(|r| {
+                Ok(Judged {
+                    window_ms: r.get(0)?,
+                    rows: r.get::<i64>(1)? as u64,
+                })
+            })
+            .collect::<Result<_, MetadataError>>()
+            .map_err(AppError::from)
+    }
+
     /// Up to where `monitor`'s windows were judged.
     pub fn evaluated_through(&self, monitor: &str) -> Result<Option<i64>, AppError> {
         let row = self.db.read(|q| {
@@ -279,6 +316,7 @@ impl MonitorStore {
     pub fn put_results(
         &self,
         monitor: &str,
+        judged: &[Judged],
         results: &[MonitorResult],
         through_ms: i64,
     ) -> Result<(), AppError> {
@@ -295,6 +333,18 @@ impl MonitorStore {
             })
             .collect::<Result<_, AppError>>()?;
         self.db.write(|tx| {
+            // a window judged again replaces its verdicts (slices may have come or gone)
+            for j in judged {
+                tx.execute(
+                    "DELETE FROM results WHERE monitor = ?1 AND window_ms = ?2",
+                    &[monitor.into(), j.window_ms.into()],
+                )?;
+                tx.execute(
+                    "INSERT INTO windows (monitor, window_ms, rows) VALUES (?1, ?2, ?3) \
+                     ON CONFLICT (monitor, window_ms) DO UPDATE SET rows = excluded.rows",
+                    &[monitor.into(), j.window_ms.into(), (j.rows as i64).into()],
+                )?;
+            }
             for (window, slice, attribute, fired, result) in &rows {
                 tx.execute(
                     "INSERT INTO results (monitor, window_ms, slice, attribute, fired, result) \
