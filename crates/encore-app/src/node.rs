@@ -357,7 +357,7 @@ fn monitoring(
     ingestor: &Arc<Ingestor>,
 ) -> Result<Option<Arc<crate::monitors::Monitoring>>, AppError> {
     use encore_config::Role;
-    let m = match crate::monitors::Monitoring::open(root) {
+    let m = match crate::monitors::Monitoring::open(root, &config.serving.model) {
         Ok(m) => Arc::new(m),
         Err(e) => {
             tracing::warn!("monitors not run: {e}");

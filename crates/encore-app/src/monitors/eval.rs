@@ -3,7 +3,7 @@
 //! that moved most.
 
 use super::profiling::OTHER;
-use super::spec::{Kind, Monitor, SliceBy, Source, Statistic};
+use super::spec::{Baseline, Kind, Monitor, SliceBy, Source, Statistic};
 use encore_stats::profile::{AttributeDrift, Profile};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -59,6 +59,19 @@ pub struct MonitorResult {
 pub struct Hours {
     hours: BTreeMap<(i64, String), Profile>,
     windows: HashMap<(i64, i64, String), Option<Profile>>,
+    /// what the production model was trained on, for monitors with a reference baseline
+    reference: Option<Reference>,
+}
+
+/// The profiles of a model version's training window, per slice of plays, saved when it was
+/// registered.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Reference {
+    pub model: String,
+    pub version: u32,
+    pub from_ms: i64,
+    pub to_ms: i64,
+    pub slices: BTreeMap<String, Profile>,
 }
 
 impl Hours {
@@ -72,6 +85,16 @@ impl Hours {
         }
         self.windows.clear();
         Ok(())
+    }
+
+    /// Judges monitors with a reference baseline against `reference`.
+    pub fn set_reference(&mut self, reference: Option<Reference>) {
+        self.reference = reference;
+    }
+
+    /// Every hourly profile held, with its slice.
+    pub fn profiles(&self) -> impl Iterator<Item = (&str, &Profile)> {
+        self.hours.iter().map(|((_, s), p)| (s.as_str(), p))
     }
 
     /// The first and last hour held.
@@ -149,10 +172,23 @@ pub fn evaluate(m: &Monitor, hours: &mut Hours, start: i64) -> Vec<MonitorResult
     let mut out = Vec::new();
     for slice in hours.slices(earliest, start + len, m.source, m.slice_by) {
         let current = hours.window(start, len, &slice);
-        let baseline: Vec<Profile> = baseline_starts
-            .iter()
-            .filter_map(|b| hours.window(*b, len, &slice))
-            .collect();
+        let reference = m.baseline == Baseline::Reference;
+        let baseline: Vec<Profile> = if reference {
+            let Some(p) = hours
+                .reference
+                .as_ref()
+                .and_then(|r| r.slices.get(&slice))
+                .filter(|p| p.rows > 0)
+            else {
+                continue;
+            };
+            vec![p.clone()]
+        } else {
+            baseline_starts
+                .iter()
+                .filter_map(|b| hours.window(*b, len, &slice))
+                .collect()
+        };
         let result = |statistic: &str, value: f64, fired: bool, rows: u64| MonitorResult {
             monitor: m.name.clone(),
             window_start_ms: start,
@@ -170,7 +206,7 @@ pub fn evaluate(m: &Monitor, hours: &mut Hours, start: i64) -> Vec<MonitorResult
             interval: None,
             moves: Vec::new(),
         };
-        let enough_baseline = baseline.len() as u32 >= m.min_baseline_windows;
+        let enough_baseline = reference || baseline.len() as u32 >= m.min_baseline_windows;
         let rows = current.as_ref().map_or(0, |p| p.rows);
         match m.kind {
             Kind::Volume => {

@@ -14,7 +14,7 @@ pub mod quality;
 pub mod spec;
 pub mod store;
 
-pub use eval::{MonitorResult, Move};
+pub use eval::{MonitorResult, Move, Reference};
 pub use spec::Monitor;
 pub use store::{MonitorStore, ResultFilter};
 
@@ -137,6 +137,43 @@ pub struct Judging<'a> {
     /// also judge the windows still open (up to `now_ms`), without storing any verdict: what
     /// the current window looks like so far
     pub partial: bool,
+    /// what the production model was trained on, for monitors with a reference baseline
+    pub reference: Option<&'a Reference>,
+}
+
+/// Saves what `model`@`version` was trained on (the plays of `[from_ms, to_ms]`, per slice),
+/// profiling the logs' new segments first, so that monitors with a reference baseline compare
+/// with it while the version is in production.
+pub fn save_reference(
+    store: &MonitorStore,
+    ingestor: &encore_ingest::Ingestor,
+    node: &str,
+    model: &str,
+    version: u32,
+    (from_ms, to_ms): (i64, i64),
+) -> Result<Reference, AppError> {
+    let facts = profiling::item_facts(&ingestor.catalog());
+    profile_segments(ingestor, store, node, &facts)?;
+    let from = from_ms.div_euclid(profiling::HOUR_MS) * profiling::HOUR_MS;
+    let hours = store.hours(from, to_ms + profiling::HOUR_MS)?;
+    let mut slices: std::collections::BTreeMap<String, encore_stats::profile::Profile> =
+        std::collections::BTreeMap::new();
+    for (slice, p) in hours.profiles() {
+        if slice.starts_with(profiling::SERVED) {
+            continue;
+        }
+        // profiles of one deployment bin alike; one that does not is left out
+        let _ = slices.entry(slice.to_owned()).or_default().merge(p);
+    }
+    let reference = Reference {
+        model: model.to_owned(),
+        version,
+        from_ms,
+        to_ms,
+        slices,
+    };
+    store.put_reference(&reference)?;
+    Ok(reference)
 }
 
 /// Windows judged this long before the newest judged one are judged again when rows arrived
@@ -191,6 +228,7 @@ pub fn evaluate(
     };
     let load_to = plans.iter().map(|p| p.3).max().unwrap_or(load_from);
     let mut hours = store.hours(load_from, load_to)?;
+    hours.set_reference(judging.reference.cloned());
     let mut out = Vec::new();
     for (m, from, recheck, through) in plans {
         let len = m.window.ms();
@@ -263,11 +301,34 @@ pub fn judge(
     Ok((results, start))
 }
 
+/// What the production version of `model` was trained on, if it was saved (`None` too when
+/// the registry has no production version).
+pub fn production_reference(
+    store: &MonitorStore,
+    root: &std::path::Path,
+    model: &str,
+) -> Result<Option<Reference>, AppError> {
+    let Ok(registry) = encore_registry::Registry::open(root) else {
+        return Ok(None);
+    };
+    let Some(version) = registry
+        .aliases(model)
+        .ok()
+        .and_then(|a| a.get(encore_registry::PRODUCTION).copied())
+    else {
+        return Ok(None);
+    };
+    store.reference(model, version)
+}
+
 /// A node's monitoring: the store, the latest verdicts (for `/metrics` and the API), and the
 /// job that profiles this node's new segments and judges complete windows.
 #[derive(Debug)]
 pub struct Monitoring {
     store: MonitorStore,
+    root: std::path::PathBuf,
+    /// the served model, whose production version's training profile is the reference
+    model: String,
     latest: std::sync::Mutex<Vec<MonitorResult>>,
     /// what the catalog says of each item, and the catalog size it was read at
     facts: std::sync::Mutex<(usize, std::sync::Arc<HashMap<String, profiling::ItemFacts>>)>,
@@ -287,10 +348,12 @@ pub struct Tick {
 }
 
 impl Monitoring {
-    pub fn open(root: &std::path::Path) -> Result<Monitoring, AppError> {
+    pub fn open(root: &std::path::Path, model: &str) -> Result<Monitoring, AppError> {
         let store = MonitorStore::open(root)?;
         let m = Monitoring {
             store,
+            root: root.to_path_buf(),
+            model: model.to_owned(),
             latest: std::sync::Mutex::default(),
             facts: std::sync::Mutex::new((usize::MAX, std::sync::Arc::default())),
             runs: std::sync::atomic::AtomicU64::new(0),
@@ -302,6 +365,11 @@ impl Monitoring {
 
     pub fn store(&self) -> &MonitorStore {
         &self.store
+    }
+
+    /// What the production version of the served model was trained on, if saved.
+    pub fn production_reference(&self) -> Result<Option<Reference>, AppError> {
+        production_reference(&self.store, &self.root, &self.model)
     }
 
     /// Every monitor's verdicts on its latest judged window.
@@ -358,6 +426,7 @@ impl Monitoring {
         };
         if judge {
             let monitors = self.store.list_or_defaults()?;
+            let reference = self.production_reference()?;
             let results = evaluate(
                 &self.store,
                 &monitors,
@@ -365,6 +434,7 @@ impl Monitoring {
                     now_ms,
                     logs: Some(ingestor),
                     partial: false,
+                    reference: reference.as_ref(),
                 },
             )?;
             tick.judged = results.len();

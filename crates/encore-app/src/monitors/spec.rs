@@ -57,6 +57,19 @@ pub enum SliceBy {
     Model,
 }
 
+/// What a window is compared with.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Baseline {
+    /// the same window on each of the previous `baseline_days` days
+    #[default]
+    Trailing,
+    /// what the production model was trained on: the profile of its training window, saved
+    /// with the version (drift of plays only; no day-to-day noise to guard with)
+    Reference,
+}
+
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -91,7 +104,9 @@ pub struct Monitor {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slice_by: Option<SliceBy>,
     pub window: Window,
-    /// the baseline: the same window on each of the previous `baseline_days` days (the same
+    #[serde(default)]
+    pub baseline: Baseline,
+    /// the trailing baseline: the same window on each of the previous `baseline_days` days (the same
     /// hour of the day for hourly windows, so daily rhythms do not look like drift)
     #[serde(default = "seven")]
     pub baseline_days: u32,
@@ -189,6 +204,15 @@ impl Monitor {
             return Err(format!(
                 "monitor {name}: min_baseline_windows {} must be 1 to baseline_days ({})",
                 self.min_baseline_windows, self.baseline_days
+            )
+            .into());
+        }
+        if self.baseline == Baseline::Reference
+            && (self.kind != Kind::Drift || self.source != Source::Plays)
+        {
+            return Err(format!(
+                "monitor {name}: a reference baseline is for drift of plays (kind \"drift\", \
+                 source \"plays\")"
             )
             .into());
         }
@@ -327,6 +351,7 @@ pub fn defaults() -> Vec<Monitor> {
         attributes: Vec::new(),
         slice_by: None,
         window: Window::Day,
+        baseline: Baseline::Trailing,
         baseline_days: 7,
         statistic: Statistic::JsDistance,
         threshold: 0.0,

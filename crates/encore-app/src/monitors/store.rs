@@ -41,6 +41,11 @@ const SCHEMA: &[&str] = &["CREATE TABLE segment_profiles (\
      CREATE TABLE evaluated (\
        monitor TEXT PRIMARY KEY, \
        through_ms BIGINT NOT NULL); \
+     CREATE TABLE refs (\
+       model TEXT NOT NULL, \
+       version BIGINT NOT NULL, \
+       profile TEXT NOT NULL, \
+       PRIMARY KEY (model, version)); \
      CREATE TABLE windows (\
        monitor TEXT NOT NULL, \
        window_ms BIGINT NOT NULL, \
@@ -278,6 +283,42 @@ impl MonitorStore {
         }
         self.apply(&super::spec::defaults())?;
         self.list()
+    }
+
+    /// Keeps `reference` as what its model version was trained on.
+    pub fn put_reference(&self, reference: &super::eval::Reference) -> Result<(), AppError> {
+        let text = json(reference)?;
+        self.db.write(|tx| {
+            tx.execute(
+                "INSERT INTO refs (model, version, profile) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (model, version) DO UPDATE SET profile = excluded.profile",
+                &[
+                    reference.model.as_str().into(),
+                    i64::from(reference.version).into(),
+                    text.as_str().into(),
+                ],
+            )
+        })?;
+        Ok(())
+    }
+
+    /// What `model`@`version` was trained on, if it was saved.
+    pub fn reference(
+        &self,
+        model: &str,
+        version: u32,
+    ) -> Result<Option<super::eval::Reference>, AppError> {
+        let row = self.db.read(|q| {
+            q.query_opt(
+                "SELECT profile FROM refs WHERE model = ?1 AND version = ?2",
+                &[model.into(), i64::from(version).into()],
+            )
+        })?;
+        row.map(|r| {
+            let text: String = r.get(0)?;
+            serde_json::from_str(&text).map_err(|e| corrupt("reference profile", e))
+        })
+        .transpose()
     }
 
     /// The rows each of `monitor`'s windows in `[from_ms, to_ms)` had when it was judged.

@@ -89,6 +89,8 @@ pub fn run(loaded: &Loaded, cmd: MonitorsCommand, out: &Output) -> Result<(), Cl
             let facts = profiling::item_facts(&ingestor.catalog());
             let profiled = monitors::profile_segments(&ingestor, &store, &node, &facts)?;
             let monitors = store.list_or_defaults()?;
+            let reference =
+                monitors::production_reference(&store, dir.path(), &loaded.config.serving.model)?;
             let started = std::time::Instant::now();
             let results = monitors::evaluate(
                 &store,
@@ -97,6 +99,7 @@ pub fn run(loaded: &Loaded, cmd: MonitorsCommand, out: &Output) -> Result<(), Cl
                     now_ms: encore_core::time::now_ms(),
                     logs: Some(&ingestor),
                     partial,
+                    reference: reference.as_ref(),
                 },
             )?;
             let report = RunReport {

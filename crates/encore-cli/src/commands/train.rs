@@ -78,6 +78,26 @@ pub fn run(loaded: &encore_config::Loaded, args: &TrainArgs, out: &Output) -> Re
     };
     let t = settings(loaded, args);
     let report = training::train_and_register(dir.path(), &data, &t, &Bars::new(out))?;
+    // what this version was trained on, for monitors that compare with it
+    if let Some(range) = data.time_range_ms {
+        let saved = encore_app::monitors::MonitorStore::open(dir.path()).and_then(|store| {
+            encore_app::monitors::save_reference(
+                &store,
+                &ingestor,
+                &encore_app::node::node_name(&loaded.config, dir.path()),
+                &report.name,
+                report.version,
+                range,
+            )
+        });
+        if let Err(e) = saved {
+            tracing::warn!(
+                "the training profile of {}@{} was not saved: {e}",
+                report.name,
+                report.version
+            );
+        }
+    }
     out.emit(&report, || {
         let loss = report
             .loss

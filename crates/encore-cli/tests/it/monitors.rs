@@ -469,3 +469,81 @@ fn online_quality_separates_a_weak_and_a_good_model() {
     let again = encore_json(cwd, "data", &["monitors", "run"]);
     assert_eq!(again["judged"], 0, "{again}");
 }
+
+#[test]
+fn drift_against_what_the_production_model_was_trained_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    run(
+        cwd,
+        &[
+            "sim",
+            "generate",
+            "--users",
+            "800",
+            "--days",
+            "10",
+            "--seed",
+            "4",
+            "--out",
+            "world",
+            "--shift",
+            &format!("client-bug:android@{SHIFT_DAY}"),
+            "--json",
+        ],
+    );
+    // the first eight days are ingested and trained on; the rest arrives later
+    let world = cwd.join("world");
+    let manifest_path = world.join("manifest.json");
+    let mut manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&manifest_path).unwrap()).unwrap();
+    let later: Vec<String> = manifest["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap().to_owned())
+        .filter(|p| p.ends_with("-0008.jsonl") || p.ends_with("-0009.jsonl"))
+        .collect();
+    assert_eq!(later.len(), 4, "{later:?}");
+    manifest["files"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|f| !later.iter().any(|p| f["path"] == p.as_str()));
+    std::fs::write(&manifest_path, manifest.to_string()).unwrap();
+    run(cwd, &["ingest", "world", "--data-dir", "data", "--json"]);
+    let trained = run(cwd, &["train", "--promote", "--data-dir", "data", "--json"]);
+    assert!(trained["promoted"].is_object(), "{trained}");
+    std::fs::write(
+        cwd.join("m.toml"),
+        "[[monitor]]\nname = \"vs-training\"\nkind = \"drift\"\nbaseline = \"reference\"\n\
+         window = \"day\"\nslice_by = \"platform\"\nattributes = [\"ms_played\"]\n\
+         threshold = 0.3\nmin_rows = 500\n",
+    )
+    .unwrap();
+    run(cwd, &["monitors", "apply", "m.toml", "--data-dir", "data"]);
+    let mut args = vec!["ingest".to_owned()];
+    args.extend(later.iter().map(|p| world.join(p).display().to_string()));
+    args.extend(["--data-dir".into(), "data".into(), "--json".into()]);
+    run(cwd, &args.iter().map(String::as_str).collect::<Vec<_>>());
+    let report = encore_json(cwd, "data", &["monitors", "run", "--all"]);
+    let results = report["results"].as_array().unwrap();
+    let shift_ms = START_MS + SHIFT_DAY * DAY_MS;
+    assert!(
+        results
+            .iter()
+            .any(|r| r["window_start_ms"].as_i64().unwrap() < shift_ms),
+        "no verdicts before the shift: {report}"
+    );
+    let fired: Vec<&serde_json::Value> = results.iter().filter(|r| r["fired"] == true).collect();
+    assert!(
+        fired.iter().all(|r| r["slice"] == "platform=android"
+            && r["window_start_ms"].as_i64().unwrap() >= shift_ms),
+        "{fired:#?}"
+    );
+    assert!(
+        fired
+            .iter()
+            .any(|r| r["window_start_ms"] == shift_ms && r["moves"][0]["value"] == "< 1"),
+        "{fired:#?}"
+    );
+}
