@@ -11,7 +11,8 @@
 #      is ingested and `encore monitors run` profiles it and judges every monitor's windows of
 #      that day (the figure asked for).
 #
-#   benches/monitors.sh [WORLDS] [USERS] [DAY_USERS] [HTTP_EVENTS]
+#   benches/monitors.sh [WORLDS] [USERS] [DAY_USERS] [HTTP_EVENTS] [ROUNDS]
+# (WORLDS 0 leaves the calibration out)
 set -euo pipefail
 export ENCORE__SERVER__AUTH=off
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -19,6 +20,7 @@ worlds="${1:-20}"
 users="${2:-5000}"
 day_users="${3:-625000}"
 http_events="${4:-2000000}"
+rounds="${5:-4}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/encore-target}"
 cargo build --release --locked -q -p encore-cli
 bin="$CARGO_TARGET_DIR/release/encore"
@@ -28,6 +30,7 @@ cleanup() { if [ -n "$server" ]; then kill "$server" 2>/dev/null; wait "$server"
 trap cleanup EXIT
 
 # 1. calibration
+if [ "$worlds" -gt 0 ]; then
 "$bin" monitors calibrate --worlds "$worlds" --users "$users" --days 28 --shift-day 14 --json >"$work/cal.json" || true
 python3 - "$work/cal.json" <<'PY'
 import json, sys
@@ -41,6 +44,7 @@ print(json.dumps({"bench": "monitors_calibration", "worlds": r["worlds"], "users
         "alarms_before": s["alarms_before"]} for s in r["shifts"]},
     "seconds": round(r["seconds"], 1)}))
 PY
+fi
 
 # 2. ingest with the monitors job on and off
 "$bin" sim generate --users 20250 --days 8 --seed 1 --format jsonl --out "$work/js" --json >/dev/null
@@ -51,7 +55,7 @@ serve() { # serve DIR INTERVAL: starts encore serve, sets $server and $addr
   for _ in $(seq 100); do grep -q listening "$work/serve.out" 2>/dev/null && break; sleep 0.1; done
   addr="$(grep -o '127.0.0.1:[0-9]*' "$work/serve.out" | head -1)"
 }
-for round in 1 2; do
+for round in $(seq 1 "$rounds"); do
   for interval in 0 1; do
     rm -rf "$work/h"
     serve "$work/h" "$interval"

@@ -326,6 +326,8 @@ pub fn production_reference(
 #[derive(Debug)]
 pub struct Monitoring {
     store: MonitorStore,
+    /// one thread: a server's profiling takes at most a core from ingest and serving
+    pool: rayon::ThreadPool,
     root: std::path::PathBuf,
     /// the served model, whose production version's training profile is the reference
     model: String,
@@ -350,8 +352,19 @@ pub struct Tick {
 impl Monitoring {
     pub fn open(root: &std::path::Path, model: &str) -> Result<Monitoring, AppError> {
         let store = MonitorStore::open(root)?;
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .thread_name(|_| "monitors-profile".into())
+            .build()
+            .map_err(|e| {
+                AppError::new(
+                    encore_core::ErrorCode::Internal,
+                    format!("cannot start the monitors' profiling thread: {e}"),
+                )
+            })?;
         let m = Monitoring {
             store,
+            pool,
             root: root.to_path_buf(),
             model: model.to_owned(),
             latest: std::sync::Mutex::default(),
@@ -417,7 +430,9 @@ impl Monitoring {
         now_ms: i64,
     ) -> Result<Tick, AppError> {
         let facts = self.facts(ingestor);
-        let profiled = profile_segments(ingestor, &self.store, node, &facts)?;
+        let profiled = self
+            .pool
+            .install(|| profile_segments(ingestor, &self.store, node, &facts))?;
         let mut tick = Tick {
             profiled,
             judged: 0,

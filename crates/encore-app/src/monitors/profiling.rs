@@ -108,14 +108,40 @@ enum Dim {
     Country,
 }
 
+/// FNV-1a: a fast hash for keys the contract bounds (platforms, countries, contexts, how plays
+/// end, tiers: enumerations and ISO codes) and for numbers. Item ids, which clients choose, keep
+/// the standard library's keyed hash.
+#[derive(Debug, Clone, Copy)]
+struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Fnv {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl std::hash::Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+}
+
+type FastMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<Fnv>>;
+
 /// Values of one attribute as small numbers (no allocation once a value was seen).
 #[derive(Debug, Default)]
-struct Interner {
-    ids: HashMap<String, u32>,
+struct Interner<S = std::hash::BuildHasherDefault<Fnv>> {
+    ids: HashMap<String, u32, S>,
     names: Vec<String>,
 }
 
-impl Interner {
+impl<S: std::hash::BuildHasher> Interner<S> {
     fn id(&mut self, s: &str) -> u32 {
         if let Some(&i) = self.ids.get(s) {
             return i;
@@ -135,7 +161,7 @@ struct Acc {
     /// per numeric attribute: one count per bin, then the missing values
     num: [Vec<u64>; NUMERIC.len()],
     /// plays per item (the slice of every row only)
-    items: HashMap<u32, u64>,
+    items: FastMap<u32, u64>,
 }
 
 impl Acc {
@@ -153,8 +179,10 @@ impl Acc {
 pub struct Profiler<'g> {
     facts: &'g HashMap<String, ItemFacts>,
     values: [Interner; CATEGORICAL.len()],
-    items: Interner,
-    accs: HashMap<(i64, Dim, u32), Acc>,
+    /// item ids (chosen by clients: the standard keyed hash), and each one's genre value
+    items: Interner<std::collections::hash_map::RandomState>,
+    item_genre: Vec<u32>,
+    accs: FastMap<(i64, Dim, u32), Acc>,
     /// served items: by hour and model version (`None`: every version)
     served: HashMap<(i64, Option<String>), Profile>,
 }
@@ -187,7 +215,8 @@ impl<'g> Profiler<'g> {
             facts,
             values: Default::default(),
             items: Interner::default(),
-            accs: HashMap::new(),
+            item_genre: Vec::new(),
+            accs: FastMap::default(),
             served: HashMap::new(),
         }
     }
@@ -281,12 +310,16 @@ impl<'g> Profiler<'g> {
                 cat[k] = self.values[k].id(col.value(row));
             }
             let item_id = item.value(row);
-            let genre = self
-                .facts
-                .get(item_id)
-                .and_then(|f| f.genre.as_deref())
-                .unwrap_or(UNKNOWN);
-            cat[5] = self.values[5].id(genre);
+            let item_no = self.items.id(item_id);
+            if item_no as usize == self.item_genre.len() {
+                let genre = self
+                    .facts
+                    .get(item_id)
+                    .and_then(|f| f.genre.as_deref())
+                    .unwrap_or(UNKNOWN);
+                self.item_genre.push(self.values[5].id(genre));
+            }
+            cat[5] = self.item_genre[item_no as usize];
             let (ms, dur) = (played.value(row), duration.value(row));
             let reason = strings[3].value(row);
             let skipped = matches!(reason, "fwdbtn" | "backbtn") && ms < dur;
@@ -307,7 +340,6 @@ impl<'g> Profiler<'g> {
                 Some(at) => bin(NUMERIC[2].1, (at - ts_end.value(row)) as f64 / 1000.0),
                 None => NUMERIC[2].1.len() as u32 + 1,
             };
-            let item_no = self.items.id(item_id);
             for (dim, value, skip_attr) in [
                 (Dim::All, 0, None),
                 (Dim::Platform, cat[0], Some(0)),
