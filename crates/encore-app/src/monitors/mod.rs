@@ -549,6 +549,7 @@ mod tests {
             now_ms: (start + 30) * DAY,
             logs: None,
             partial: false,
+            reference: None,
         };
         let first = evaluate(&store, std::slice::from_ref(&volume), &judging).unwrap();
         let last = |rs: &[MonitorResult]| {
