@@ -404,6 +404,8 @@ pub fn impression_events(
         e.context_id = Some(format!("{}@{}", slate.model, slate.model_version));
         e.position = Some(it.position);
         e.propensity = Some(it.propensity);
+        // the model's score, for monitors of what each version serves
+        e.value = it.score.is_finite().then(|| f64::from(it.score));
         out.push(e);
     }
     out

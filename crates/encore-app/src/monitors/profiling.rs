@@ -12,8 +12,9 @@
 //!
 //! What was served is profiled the same way from the impressions of the interaction log
 //! ([`Profiler::observe_impressions`]), in slices `served` and `served model=NAME@VERSION`:
-//! the catalog `popularity` (0 to 100) of each served item, its `genre`, its `position`, and
-//! in `served` the share of each `model` version.
+//! the catalog `popularity` (0 to 100) of each served item, its `genre`, its `position`, its
+//! `score` (as the model gave it), the number of genres in each list (`list_genres`, once per
+//! list: diversity), and in `served` the share of each `model` version.
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{Int64Type, UInt32Type};
@@ -43,18 +44,43 @@ pub const COLUMNS: &[&str] = &[
 ];
 
 /// The columns of the interaction log an impressions profile reads.
-pub const IMPRESSION_COLUMNS: &[&str] = &["ts_ms", "kind", "item_id", "context_id", "position"];
+pub const IMPRESSION_COLUMNS: &[&str] = &[
+    "ts_ms",
+    "kind",
+    "item_id",
+    "context_id",
+    "position",
+    "request_id",
+    "value",
+];
 /// The slice of every served item, and the prefix of the slices per model version.
 pub const SERVED: &str = "served";
 pub const SERVED_MODEL: &str = "served model=";
 /// The numeric attributes of served items and their bin edges.
-pub const SERVED_NUMERIC: [(&str, &[f64]); 2] = [
+pub const SERVED_NUMERIC: [(&str, &[f64]); 4] = [
     (
         "popularity",
         &[10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 90.0],
     ),
     ("position", &[1.0, 3.0, 5.0, 10.0, 20.0, 50.0]),
+    (
+        "score",
+        &[
+            -1.0, 0.0, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 100.0, 1_000.0,
+        ],
+    ),
+    // once per list, not per item
+    ("list_genres", &[2.0, 3.0, 4.0, 5.0, 7.0, 10.0]),
 ];
+
+/// The list being read: its request, hour, version and genres.
+#[derive(Debug, Default)]
+struct List {
+    request: String,
+    hour: i64,
+    model: String,
+    genres: std::collections::BTreeSet<u32>,
+}
 
 /// What the catalog says of an item, as profiles read it.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -185,6 +211,8 @@ pub struct Profiler<'g> {
     accs: FastMap<(i64, Dim, u32), Acc>,
     /// served items: by hour and model version (`None`: every version)
     served: HashMap<(i64, Option<String>), Profile>,
+    /// the impressions of one list come together: its genres so far
+    list: Option<List>,
 }
 
 /// The profile of one hour and slice.
@@ -218,6 +246,7 @@ impl<'g> Profiler<'g> {
             item_genre: Vec::new(),
             accs: FastMap::default(),
             served: HashMap::new(),
+            list: None,
         }
     }
 
@@ -237,6 +266,10 @@ impl<'g> Profiler<'g> {
         let position = column(batch, "position")?
             .as_primitive_opt::<UInt32Type>()
             .ok_or_else(|| wrong("position"))?;
+        let request = text("request_id")?;
+        let score = column(batch, "value")?
+            .as_primitive_opt::<arrow::datatypes::Float64Type>()
+            .ok_or_else(|| wrong("value"))?;
         for row in 0..batch.num_rows() {
             if kind.value(row) != "impression" {
                 continue;
@@ -256,6 +289,29 @@ impl<'g> Profiler<'g> {
             } else {
                 UNKNOWN
             };
+            let scored = score
+                .is_valid(row)
+                .then(|| score.value(row))
+                .filter(|x| x.is_finite());
+            // a list's genres, counted once it ends
+            let req = if request.is_valid(row) {
+                request.value(row)
+            } else {
+                ""
+            };
+            if self.list.as_ref().is_none_or(|l| l.request != req) {
+                self.end_list();
+                self.list = Some(List {
+                    request: req.to_owned(),
+                    hour,
+                    model: model.to_owned(),
+                    genres: Default::default(),
+                });
+            }
+            let genre_no = self.values[5].id(genre);
+            if let Some(l) = &mut self.list {
+                l.genres.insert(genre_no);
+            }
             for slice in [None, Some(model)] {
                 let p = self
                     .served
@@ -268,9 +324,23 @@ impl<'g> Profiler<'g> {
                 }
                 p.observe(SERVED_NUMERIC[0].0, SERVED_NUMERIC[0].1, popularity);
                 p.observe(SERVED_NUMERIC[1].0, SERVED_NUMERIC[1].1, pos);
+                p.observe(SERVED_NUMERIC[2].0, SERVED_NUMERIC[2].1, scored);
             }
         }
         Ok(())
+    }
+
+    /// Counts the genres of the list just read (once per list).
+    fn end_list(&mut self) {
+        let Some(l) = self.list.take() else {
+            return;
+        };
+        let n = Some(l.genres.len() as f64);
+        for slice in [None, Some(l.model)] {
+            if let Some(p) = self.served.get_mut(&(l.hour, slice)) {
+                p.observe(SERVED_NUMERIC[3].0, SERVED_NUMERIC[3].1, n);
+            }
+        }
     }
 
     /// Counts every row of `batch` (playback rows holding at least [`COLUMNS`]), which arrived
@@ -364,7 +434,8 @@ impl<'g> Profiler<'g> {
     }
 
     /// The profiles of every hour and slice seen, by hour then slice.
-    pub fn finish(self) -> Vec<HourProfile> {
+    pub fn finish(mut self) -> Vec<HourProfile> {
+        self.end_list();
         let mut out: BTreeMap<(i64, String), Profile> = BTreeMap::new();
         for ((hour, dim, value), acc) in self.accs {
             let slice = match dim {
@@ -471,4 +542,80 @@ pub fn item_facts(catalog: &encore_ingest::catalog::CatalogStore) -> HashMap<Str
         out.insert(id.clone(), ItemFacts { genre, popularity });
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn impression(request: &str, item: &str, position: u32, score: f64) -> serde_json::Value {
+        serde_json::json!({
+            "event_id": format!("00000000-0000-4000-8000-{:012}", position + 100 * request.len() as u32),
+            "schema_version": 1,
+            "user_id": "u1",
+            "ts_ms": 1_767_571_200_000i64 + 1_000,
+            "kind": "impression",
+            "item_id": item,
+            "item_type": "track",
+            "context_type": "recommendation",
+            "context_id": "als@3",
+            "request_id": request,
+            "position": position,
+            "propensity": 1.0,
+            "value": score,
+            "platform": "ios",
+            "country": "SE",
+            "tier": "free",
+        })
+    }
+
+    #[test]
+    fn served_lists_count_their_genres_once_and_their_scores_per_item() {
+        let facts: HashMap<String, ItemFacts> = [("t1", "rock"), ("t2", "rock"), ("t3", "jazz")]
+            .into_iter()
+            .map(|(t, g)| {
+                (
+                    t.to_owned(),
+                    ItemFacts {
+                        genre: Some(g.to_owned()),
+                        popularity: Some(50),
+                    },
+                )
+            })
+            .collect();
+        let rows = [
+            impression("a", "t1", 0, 0.5),
+            impression("a", "t2", 1, 0.4),
+            impression("a", "t3", 2, 0.2),
+            impression("b", "t1", 0, 5.0),
+            impression("b", "t2", 1, 4.0),
+        ];
+        let events: Vec<encore_core::event::InteractionEvent> = rows
+            .iter()
+            .map(|r| serde_json::from_value(r.clone()).unwrap())
+            .collect();
+        let batch = encore_core::arrow::interaction_batch(&events).unwrap();
+        let mut p = Profiler::new(&facts);
+        // the second list is cut across two batches: still one list
+        p.observe_impressions(&batch.slice(0, 4)).unwrap();
+        p.observe_impressions(&batch.slice(4, 1)).unwrap();
+        let out = p.finish();
+        let served = out.iter().find(|h| h.slice == SERVED).unwrap();
+        let by_model = out
+            .iter()
+            .find(|h| h.slice == format!("{SERVED_MODEL}als@3"))
+            .unwrap();
+        for h in [served, by_model] {
+            assert_eq!(h.profile.rows, 5);
+            let lists = &h.profile.numeric["list_genres"];
+            // list a spans 2 genres, list b 1
+            assert_eq!(lists.counts[0], 1, "{lists:?}");
+            assert_eq!(lists.counts[1], 1, "{lists:?}");
+            assert_eq!(lists.counts.iter().sum::<u64>(), 2);
+            let scores = &h.profile.numeric["score"];
+            assert_eq!(scores.counts.iter().sum::<u64>(), 5);
+            assert_eq!(h.profile.categorical["genre"]["rock"], 4);
+        }
+        assert_eq!(served.profile.categorical["model"]["als@3"], 5);
+    }
 }

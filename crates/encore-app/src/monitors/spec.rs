@@ -410,6 +410,19 @@ pub fn defaults() -> Vec<Monitor> {
         Monitor {
             source: Source::Served,
             slice_by: Some(SliceBy::Model),
+            attributes: strings(&["score", "list_genres"]),
+            threshold: 0.1,
+            min_rows: 1_000,
+            ..m(
+                "served-scores",
+                Kind::Drift,
+                "per model version, the scores it gives what it serves and how many genres a \
+                 list spans, against the previous week",
+            )
+        },
+        Monitor {
+            source: Source::Served,
+            slice_by: Some(SliceBy::Model),
             threshold: 0.1,
             min_rows: 1_000,
             ..m(
