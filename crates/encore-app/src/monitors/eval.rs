@@ -76,9 +76,14 @@ pub struct Reference {
 
 impl Hours {
     /// Adds one hour's profile of a slice (segments of the same hour add up).
-    pub fn add(&mut self, hour_ms: i64, slice: &str, p: &Profile) -> Result<(), String> {
+    pub fn add(
+        &mut self,
+        hour_ms: i64,
+        slice: &str,
+        p: &Profile,
+    ) -> Result<(), encore_stats::profile::BinsDiffer> {
         match self.hours.get_mut(&(hour_ms, slice.to_owned())) {
-            Some(mine) => mine.merge(p).map_err(|e| e.to_string())?,
+            Some(mine) => mine.merge(p)?,
             None => {
                 self.hours.insert((hour_ms, slice.to_owned()), p.clone());
             }
@@ -234,7 +239,7 @@ pub fn evaluate(m: &Monitor, hours: &mut Hours, start: i64) -> Vec<MonitorResult
                 let Some(p95) = current
                     .as_ref()
                     .filter(|_| rows >= m.min_rows)
-                    .and_then(|p| lag_p95(p))
+                    .and_then(lag_p95)
                 else {
                     continue;
                 };

@@ -229,11 +229,20 @@ fn bin(edges: &[f64], x: f64) -> u32 {
     edges.partition_point(|e| *e <= x) as u32
 }
 
-fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a dyn Array, String> {
+/// A batch a profiler cannot read: a column missing or of another type (a bug, not input).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProfileError {
+    #[error("the rows have no column {0:?}")]
+    MissingColumn(String),
+    #[error("the column {0:?} has an unexpected type")]
+    WrongType(String),
+}
+
+fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a dyn Array, ProfileError> {
     batch
         .column_by_name(name)
         .map(|c| c.as_ref())
-        .ok_or_else(|| format!("the playback rows have no column {name:?}"))
+        .ok_or_else(|| ProfileError::MissingColumn(name.to_owned()))
 }
 
 impl<'g> Profiler<'g> {
@@ -252,8 +261,8 @@ impl<'g> Profiler<'g> {
 
     /// Counts the impressions among `batch`'s interaction rows (holding at least
     /// [`IMPRESSION_COLUMNS`]); other kinds are left out.
-    pub fn observe_impressions(&mut self, batch: &RecordBatch) -> Result<(), String> {
-        let wrong = |name: &str| format!("the interaction column {name:?} has an unexpected type");
+    pub fn observe_impressions(&mut self, batch: &RecordBatch) -> Result<(), ProfileError> {
+        let wrong = |name: &str| ProfileError::WrongType(name.to_owned());
         let ts = column(batch, "ts_ms")?
             .as_primitive_opt::<Int64Type>()
             .ok_or_else(|| wrong("ts_ms"))?;
@@ -345,8 +354,12 @@ impl<'g> Profiler<'g> {
 
     /// Counts every row of `batch` (playback rows holding at least [`COLUMNS`]), which arrived
     /// at `arrived_ms` when known.
-    pub fn observe(&mut self, batch: &RecordBatch, arrived_ms: Option<i64>) -> Result<(), String> {
-        let wrong = |name: &str| format!("the playback column {name:?} has an unexpected type");
+    pub fn observe(
+        &mut self,
+        batch: &RecordBatch,
+        arrived_ms: Option<i64>,
+    ) -> Result<(), ProfileError> {
+        let wrong = |name: &str| ProfileError::WrongType(name.to_owned());
         let ts = column(batch, "ts_start_ms")?
             .as_primitive_opt::<Int64Type>()
             .ok_or_else(|| wrong("ts_start_ms"))?;

@@ -315,11 +315,11 @@ fn judge_world(config: SimConfig, monitors: &[Monitor]) -> Result<WorldRun, CliE
         let mut profiler = Profiler::new(&facts);
         profiler
             .observe(&batch, None)
-            .map_err(|e| CliError::failed(e, "a bug: report it"))?;
+            .map_err(|e| CliError::failed(e.to_string(), "a bug: report it"))?;
         for h in profiler.finish() {
             hours
                 .add(h.hour_ms, &h.slice, &h.profile)
-                .map_err(|e| CliError::failed(e, "a bug: report it"))?;
+                .map_err(|e| CliError::failed(e.to_string(), "a bug: report it"))?;
         }
     }
     let end = start_ms + i64::from(days) * MS_PER_DAY;
