@@ -21,9 +21,9 @@ use std::sync::Arc;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/v1/monitors", get(list).post(apply))
-        .route("/v1/monitors/{name}", delete(remove))
-        .route("/v1/monitors/{name}/results", get(results))
+        .route("/v1/monitors", get(list_monitors).post(apply_monitors))
+        .route("/v1/monitors/{name}", delete(delete_monitor))
+        .route("/v1/monitors/{name}/results", get(monitor_results))
 }
 
 fn access(state: &AppState) -> Result<Arc<Monitoring>, ApiError> {
@@ -70,7 +70,9 @@ pub(crate) struct Monitors {
 
 #[utoipa::path(get, path = "/v1/monitors", tag = "monitors",
     responses((status = 200, description = "every monitor with its latest window's verdicts", body = Monitors)))]
-pub(crate) async fn list(State(state): State<AppState>) -> Result<Json<Monitors>, ApiError> {
+pub(crate) async fn list_monitors(
+    State(state): State<AppState>,
+) -> Result<Json<Monitors>, ApiError> {
     blocking(&state, |m| {
         let stored = m.store().list()?;
         let defaults = stored.is_empty();
@@ -117,7 +119,7 @@ pub(crate) struct Applied {
 #[utoipa::path(post, path = "/v1/monitors", tag = "monitors",
     request_body(content = ApplyBody, description = "monitors to create or replace (a changed one judges every window again)"),
     responses((status = 200, description = "stored; judged from the next run", body = Applied), (status = 400, body = crate::error::ErrorBody)))]
-pub(crate) async fn apply(
+pub(crate) async fn apply_monitors(
     State(state): State<AppState>,
     body: Result<Json<ApplyBody>, JsonRejection>,
 ) -> Result<Json<Applied>, ApiError> {
@@ -154,7 +156,7 @@ pub(crate) struct Deleted {
 
 #[utoipa::path(delete, path = "/v1/monitors/{name}", tag = "monitors", params(("name" = String, Path)),
     responses((status = 200, description = "deleted with its verdicts", body = Deleted), (status = 404, body = crate::error::ErrorBody)))]
-pub(crate) async fn remove(
+pub(crate) async fn delete_monitor(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<Deleted>, ApiError> {
@@ -196,7 +198,7 @@ pub(crate) struct Results {
 #[utoipa::path(get, path = "/v1/monitors/{name}/results", tag = "monitors",
     params(("name" = String, Path), ResultParams),
     responses((status = 200, description = "verdicts per window, slice and attribute, newest window first", body = Results), (status = 400, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
-pub(crate) async fn results(
+pub(crate) async fn monitor_results(
     State(state): State<AppState>,
     Path(name): Path<String>,
     params: Result<Query<ResultParams>, QueryRejection>,

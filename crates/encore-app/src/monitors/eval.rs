@@ -19,6 +19,14 @@ pub struct Move {
     pub current: f64,
 }
 
+/// A 95 % confidence interval.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Interval {
+    pub low: f64,
+    pub high: f64,
+}
+
 /// A monitor's verdict on one window, slice and (for drift) attribute.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -47,7 +55,7 @@ pub struct MonitorResult {
     /// quality: the 95 % interval of the difference from the incumbent (this version's rate
     /// minus the incumbent's)
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub interval: Option<(f64, f64)>,
+    pub interval: Option<Interval>,
     /// drift: the values whose share moved most
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub moves: Vec<Move>,

@@ -229,7 +229,10 @@ pub fn judge_window(
                 baseline_rows: if vs_incumbent { n_inc } else { 0 },
                 baseline_windows: 0,
                 noise: None,
-                interval: vs_incumbent.then_some(p.unpooled.ci),
+                interval: vs_incumbent.then_some(super::eval::Interval {
+                    low: p.unpooled.ci.0,
+                    high: p.unpooled.ci.1,
+                }),
                 moves: if vs_incumbent {
                     vec![Move {
                         value: format!("incumbent {incumbent}"),
