@@ -363,17 +363,12 @@ pub fn defaults() -> Vec<Monitor> {
     let strings = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<String>>();
     vec![
         Monitor {
-            attributes: strings(&[
-                "platform",
-                "country",
-                "context_type",
-                "reason_end",
-                "tier",
-                "genre",
-                "skip",
-                "ms_played",
-                "completion",
-            ]),
+            // every categorical attribute of plays, time played and completion
+            attributes: CATEGORICAL
+                .iter()
+                .chain(&["ms_played", "completion"])
+                .map(|s| (*s).to_owned())
+                .collect(),
             threshold: 0.05,
             min_rows: 1_000,
             ..m(

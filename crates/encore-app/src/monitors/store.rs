@@ -70,6 +70,19 @@ fn corrupt(what: &str, e: impl std::fmt::Display) -> AppError {
     )
 }
 
+/// The JSON documents of the first column of `rows` (a `what` the store holds).
+fn documents<T: serde::de::DeserializeOwned>(
+    rows: &[encore_storage::metadata::Row],
+    what: &str,
+) -> Result<Vec<T>, AppError> {
+    rows.iter()
+        .map(|r| {
+            let text: String = r.get(0)?;
+            serde_json::from_str(&text).map_err(|e| corrupt(what, e))
+        })
+        .collect()
+}
+
 /// A window judged, and the rows it had then (more rows later: judged again).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Judged {
@@ -267,12 +280,7 @@ impl MonitorStore {
         let rows = self
             .db
             .read(|q| q.query("SELECT spec FROM monitors ORDER BY name", &[]))?;
-        rows.iter()
-            .map(|r| {
-                let text: String = r.get(0)?;
-                serde_json::from_str(&text).map_err(|e| corrupt("monitor", e))
-            })
-            .collect()
+        documents(&rows, "monitor")
     }
 
     /// The monitors, with the defaults stored first on a deployment that has none.
@@ -434,15 +442,10 @@ impl MonitorStore {
                 ],
             )
         })?;
-        rows.iter()
-            .map(|r| {
-                let text: String = r.get(0)?;
-                serde_json::from_str(&text).map_err(|e| corrupt("result", e))
-            })
-            .collect()
+        documents(&rows, "result")
     }
 
-    /// The latest window's results of every monitor that fired there (what is firing now).
+    /// `monitor`'s verdicts on its latest judged window.
     pub fn latest(&self, monitor: &str) -> Result<Vec<MonitorResult>, AppError> {
         let rows = self.db.read(|q| {
             q.query(
@@ -452,11 +455,6 @@ impl MonitorStore {
                 &[monitor.into()],
             )
         })?;
-        rows.iter()
-            .map(|r| {
-                let text: String = r.get(0)?;
-                serde_json::from_str(&text).map_err(|e| corrupt("result", e))
-            })
-            .collect()
+        documents(&rows, "result")
     }
 }
